@@ -1,0 +1,139 @@
+import { MikroORM, type Options } from "@mikro-orm/postgresql";
+import { PostgreSqlDriver } from "@mikro-orm/postgresql";
+import { Migrator, type Migration } from "@mikro-orm/migrations";
+import type { EntitySchema } from "@mikro-orm/core";
+import { Client } from "pg";
+import type { Logger } from "./logger";
+
+export type Orm = MikroORM;
+
+/** Pool and statement limits; every one a named config value. */
+export interface DatabaseLimits {
+  /** Most connections the pool opens. */
+  poolMax: number;
+  /** Longest a statement may run before PostgreSQL cancels it, in milliseconds. */
+  statementTimeoutMs: number;
+}
+
+export const DEFAULT_DATABASE_LIMITS: DatabaseLimits = { poolMax: 10, statementTimeoutMs: 15_000 };
+
+/** Splits a PostgreSQL URL into the server URL (database `postgres`) and the database name. */
+export function parseDatabaseUrl(url: string): { serverUrl: string; database: string } {
+  const parsed = new URL(url);
+  const database = decodeURIComponent(parsed.pathname.replace(/^\//, "")) || "postgres";
+  parsed.pathname = "/postgres";
+  return { serverUrl: parsed.toString(), database };
+}
+
+/** Returns `url` pointing at database `database` on the same server. */
+export function withDatabase(url: string, database: string): string {
+  const parsed = new URL(url);
+  parsed.pathname = `/${encodeURIComponent(database)}`;
+  return parsed.toString();
+}
+
+const quoteIdentifier = (name: string) => `"${name.replace(/"/g, '""')}"`;
+
+/** Creates the database named in `url` when it does not exist yet (safe to race). */
+export async function ensureDatabase(url: string): Promise<void> {
+  const { serverUrl, database } = parseDatabaseUrl(url);
+  const client = new Client({ connectionString: serverUrl });
+  await client.connect();
+  try {
+    const existing = await client.query("SELECT 1 FROM pg_database WHERE datname = $1", [database]);
+    if (existing.rowCount === 0) {
+      try {
+        await client.query(`CREATE DATABASE ${quoteIdentifier(database)}`);
+      } catch (error) {
+        // 42P04 duplicate_database: another process created it between our check and create.
+        if ((error as { code?: string }).code !== "42P04") throw error;
+      }
+    }
+  } finally {
+    await client.end();
+  }
+}
+
+/** Drops the database named in `url` (for tests), ending its other connections first. */
+export async function dropDatabase(url: string): Promise<void> {
+  const { serverUrl, database } = parseDatabaseUrl(url);
+  const client = new Client({ connectionString: serverUrl });
+  await client.connect();
+  try {
+    await client.query(`DROP DATABASE IF EXISTS ${quoteIdentifier(database)} WITH (FORCE)`);
+  } finally {
+    await client.end();
+  }
+}
+
+export interface MigrationEntry {
+  name: string;
+  class: new (...args: never[]) => Migration;
+}
+
+export interface OpenDatabaseOptions {
+  url: string;
+  entities: EntitySchema<any, any>[];
+  migrations: MigrationEntry[];
+  logger: Logger;
+  limits?: Partial<DatabaseLimits>;
+  /** Run pending migrations before returning (default true). */
+  migrate?: boolean;
+}
+
+/** Advisory lock key that serialises migrations of one database across replicas. */
+const MIGRATION_LOCK_KEY = 0x7a11_7001;
+
+/**
+ * Creates the database if needed, opens a MikroORM instance on it and runs pending
+ * migrations under an advisory lock, so replicas starting together migrate once.
+ * Fork `orm.em` per request, message and batch: the global one must not hold state.
+ */
+export async function openDatabase(options: OpenDatabaseOptions): Promise<Orm> {
+  const limits = { ...DEFAULT_DATABASE_LIMITS, ...options.limits };
+  await ensureDatabase(options.url);
+  const config: Options = {
+    driver: PostgreSqlDriver,
+    clientUrl: options.url,
+    entities: options.entities,
+    discovery: { warnWhenNoEntities: false },
+    extensions: [Migrator],
+    migrations: {
+      migrationsList: options.migrations as never,
+      transactional: true,
+      allOrNothing: true,
+      snapshot: false,
+    },
+    pool: { min: 0, max: limits.poolMax },
+    driverOptions: { connection: { statement_timeout: limits.statementTimeoutMs } },
+    allowGlobalContext: false,
+    debug: false,
+    logger: (message) => options.logger.debug({ orm: message }),
+  };
+  const orm = await MikroORM.init(config);
+  if (options.migrate !== false) await migrate(orm, options.url, options.logger);
+  return orm;
+}
+
+async function migrate(orm: Orm, url: string, logger: Logger): Promise<void> {
+  const lock = new Client({ connectionString: url });
+  await lock.connect();
+  try {
+    await lock.query("SELECT pg_advisory_lock($1)", [MIGRATION_LOCK_KEY]);
+    const applied = await orm.getMigrator().up();
+    if (applied.length > 0) logger.info({ migrations: applied.map((m) => m.name) }, "applied migrations");
+  } finally {
+    await lock.query("SELECT pg_advisory_unlock($1)", [MIGRATION_LOCK_KEY]).catch(() => undefined);
+    await lock.end();
+  }
+}
+
+/** True when the database answers a trivial query (readiness). */
+export async function databaseReachable(orm: Orm): Promise<boolean> {
+  try {
+    await orm.em.fork().execute("SELECT 1");
+    return true;
+  } catch {
+    return false;
+  }
+}

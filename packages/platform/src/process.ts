@@ -1,0 +1,107 @@
+import { spawn, type ChildProcess } from "node:child_process";
+import net from "node:net";
+import path from "node:path";
+import * as grpc from "@grpc/grpc-js";
+import { service as healthService } from "grpc-health-check";
+
+/** Asks the OS for a free TCP port on 127.0.0.1. */
+export function getFreePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.once("error", reject);
+    server.listen(0, "127.0.0.1", () => {
+      const { port } = server.address() as net.AddressInfo;
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+const HealthClient = grpc.makeClientConstructor(healthService as grpc.ServiceDefinition, "Health");
+
+/** Resolves once the gRPC health service at `address` answers SERVING; rejects after `timeoutMs`. */
+export async function waitForGrpcServing(address: string, timeoutMs: number): Promise<void> {
+  const client = new HealthClient(address, grpc.credentials.createInsecure());
+  const deadline = Date.now() + timeoutMs;
+  try {
+    for (;;) {
+      const status = await new Promise<string | undefined>((resolve) =>
+        (client as unknown as { check: (req: object, opts: object, cb: (e: unknown, r?: { status: string }) => void) => void }).check(
+          { service: "" },
+          { deadline: Date.now() + 1_000 },
+          (error, response) => resolve(error ? undefined : response?.status),
+        ),
+      );
+      if (status === "SERVING") return;
+      if (Date.now() > deadline) throw new Error(`${address} not SERVING within ${timeoutMs} ms`);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  } finally {
+    client.close();
+  }
+}
+
+/** Resolves once `url` answers HTTP 200; rejects after `timeoutMs`. */
+export async function waitForHttpOk(url: string, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      const response = await fetch(url);
+      if (response.ok) return;
+    } catch {
+      // not listening yet
+    }
+    if (Date.now() > deadline) throw new Error(`${url} not OK within ${timeoutMs} ms`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+export interface ServiceProcess {
+  name: string;
+  child: ChildProcess;
+  /** Sends SIGTERM and waits for the exit (SIGKILL after `timeoutMs`). */
+  stop(timeoutMs?: number): Promise<number | null>;
+  /** Sends SIGKILL (a crash) and waits for the exit. */
+  kill(): Promise<void>;
+}
+
+/** Repository root (for locating service entry points). */
+export const REPOSITORY_ROOT = path.resolve(__dirname, "../../..");
+
+/**
+ * Starts a service's `main.ts` (relative to the repository root) as a child process with
+ * `tsx`, the way ops start it: configured only by environment variables. Output goes to the
+ * parent's stderr when `TALLY_TEST_VERBOSE` is set, else it is dropped.
+ */
+export function spawnService(name: string, entry: string, env: Record<string, string>): ServiceProcess {
+  const tsx = path.join(REPOSITORY_ROOT, "node_modules/.bin/tsx");
+  const verbose = Boolean(process.env.TALLY_TEST_VERBOSE);
+  const child = spawn(tsx, [path.join(REPOSITORY_ROOT, entry)], {
+    env: { ...process.env, LOG_LEVEL: process.env.LOG_LEVEL ?? "warn", ...env },
+    stdio: ["ignore", verbose ? "inherit" : "ignore", verbose ? "inherit" : "pipe"],
+  });
+  let stderrTail = "";
+  child.stderr?.on("data", (chunk: Buffer) => {
+    stderrTail = (stderrTail + chunk.toString()).slice(-4_000);
+  });
+  const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
+  child.once("exit", (code, signal) => {
+    if (code && code !== 0 && signal === null && stderrTail) process.stderr.write(`[${name}] exited ${code}: ${stderrTail}\n`);
+  });
+  return {
+    name,
+    child,
+    async stop(timeoutMs = 15_000) {
+      if (child.exitCode !== null || child.signalCode !== null) return child.exitCode;
+      child.kill("SIGTERM");
+      const timer = setTimeout(() => child.kill("SIGKILL"), timeoutMs);
+      const code = await exited;
+      clearTimeout(timer);
+      return code;
+    },
+    async kill() {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      child.kill("SIGKILL");
+      await exited;
+    },
+  };
+}
