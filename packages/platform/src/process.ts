@@ -67,25 +67,51 @@ export interface ServiceProcess {
 /** Repository root (for locating service entry points). */
 export const REPOSITORY_ROOT = path.resolve(__dirname, "../../..");
 
+export interface SpawnOptions {
+  /** Copy the child's output to ours, each line prefixed with `[name] ` (for `npm start`). */
+  inheritOutput?: boolean;
+  prefix?: boolean;
+}
+
 /**
  * Starts a service's `main.ts` (relative to the repository root) as a child process with
- * `tsx`, the way ops start it: configured only by environment variables. Output goes to the
- * parent's stderr when `TALLY_TEST_VERBOSE` is set, else it is dropped.
+ * `tsx`, the way ops start it: configured only by environment variables. Its output is
+ * dropped (tests; set `TALLY_TEST_VERBOSE=1` to see it) unless `inheritOutput` is set; the
+ * tail of its stderr is printed if it exits with an error.
  */
-export function spawnService(name: string, entry: string, env: Record<string, string>): ServiceProcess {
+export function spawnService(name: string, entry: string, env: Record<string, string>, options: SpawnOptions = {}): ServiceProcess {
   const tsx = path.join(REPOSITORY_ROOT, "node_modules/.bin/tsx");
-  const verbose = Boolean(process.env.TALLY_TEST_VERBOSE);
+  const show = options.inheritOutput || Boolean(process.env.TALLY_TEST_VERBOSE);
   const child = spawn(tsx, [path.join(REPOSITORY_ROOT, entry)], {
     env: { ...process.env, LOG_LEVEL: process.env.LOG_LEVEL ?? "warn", ...env },
-    stdio: ["ignore", verbose ? "inherit" : "ignore", verbose ? "inherit" : "pipe"],
+    stdio: ["ignore", "pipe", "pipe"],
+    // Its own process group: a terminal's Ctrl-C reaches only the parent, which then stops
+    // the children in order (a second signal would force them to exit).
+    detached: true,
   });
+  const label = options.prefix === false ? "" : `[${name}] `;
+  const forward = (stream: NodeJS.WriteStream) => {
+    let pending = "";
+    return (chunk: Buffer) => {
+      pending += chunk.toString();
+      const lines = pending.split("\n");
+      pending = lines.pop() ?? "";
+      for (const line of lines) stream.write(`${label}${line}\n`);
+    };
+  };
+  if (show) {
+    child.stdout?.on("data", forward(process.stdout));
+    child.stderr?.on("data", forward(process.stderr));
+  } else {
+    child.stdout?.resume();
+  }
   let stderrTail = "";
   child.stderr?.on("data", (chunk: Buffer) => {
     stderrTail = (stderrTail + chunk.toString()).slice(-4_000);
   });
   const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
   child.once("exit", (code, signal) => {
-    if (code && code !== 0 && signal === null && stderrTail) process.stderr.write(`[${name}] exited ${code}: ${stderrTail}\n`);
+    if (code && code !== 0 && signal === null && stderrTail && !show) process.stderr.write(`[${name}] exited ${code}: ${stderrTail}\n`);
   });
   return {
     name,
