@@ -1,0 +1,57 @@
+/**
+ * What can be checked of the deploy files without a container engine: they parse, every image
+ * builds a workspace that exists, and every environment variable they set is one the service
+ * actually reads (a renamed variable would otherwise fail only in production).
+ */
+import { existsSync, readFileSync } from "node:fs";
+import path from "node:path";
+import { parseAllDocuments, parse } from "yaml";
+
+const root = path.resolve(__dirname, "../..");
+const read = (file: string) => readFileSync(path.join(root, file), "utf8");
+
+/** Environment variables a workspace reads: names in its config schema and main.ts. */
+function variablesReadBy(workspace: string): Set<string> {
+  const sources = ["src/config.ts", "main.ts"].filter((f) => existsSync(path.join(root, workspace, f)));
+  const text = sources.map((f) => read(path.join(workspace, f))).join("\n") + read("packages/platform/src/logger.ts");
+  return new Set(text.match(/\b[A-Z][A-Z0-9_]{2,}\b/g) ?? []);
+}
+
+describe("deploy files", () => {
+  const compose = parse(read("deploy/compose.yaml"));
+  const workspaces = ["services/credits", "services/generations", "services/usage", "gateway"];
+
+  it("build one image per workspace, each with an entry point", () => {
+    const built = Object.values(compose.services as Record<string, any>)
+      .map((service) => service.build?.args?.SERVICE)
+      .filter(Boolean)
+      .sort();
+    expect(built).toEqual([...workspaces].sort());
+    for (const workspace of built) expect(existsSync(path.join(root, workspace, "main.ts"))).toBe(true);
+  });
+
+  it("set only variables the services read (compose)", () => {
+    for (const service of Object.values(compose.services as Record<string, any>)) {
+      const workspace = service.build?.args?.SERVICE;
+      if (!workspace) continue;
+      const known = variablesReadBy(workspace);
+      for (const name of Object.keys(service.environment)) expect({ workspace, name, known: known.has(name) }).toEqual({ workspace, name, known: true });
+    }
+  });
+
+  it("set only variables the services read (Kubernetes), with probes on the right ports", () => {
+    for (const name of ["credits", "generations", "usage", "gateway"]) {
+      const workspace = name === "gateway" ? "gateway" : `services/${name}`;
+      const documents = parseAllDocuments(read(`deploy/k8s/${name}.yaml`)).map((d) => d.toJS());
+      const deployment = documents.find((d) => d.kind === "Deployment");
+      const container = deployment.spec.template.spec.containers[0];
+      const known = variablesReadBy(workspace);
+      for (const variable of container.env) expect({ name, variable: variable.name, known: known.has(variable.name) }).toEqual({ name, variable: variable.name, known: true });
+      const port = container.ports[0].containerPort;
+      const probe = container.readinessProbe.grpc?.port ?? port;
+      expect(probe).toBe(port);
+      const service = documents.find((d) => d.kind === "Service");
+      expect(service.spec.selector).toEqual(deployment.spec.selector.matchLabels);
+    }
+  });
+});
