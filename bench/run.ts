@@ -1,0 +1,33 @@
+/**
+ * `npm run bench`: finds or starts PostgreSQL and NATS (scripts/infra.ts), then runs every
+ * benchmark in this folder in turn; each prints its own figures.
+ */
+import { spawnSync } from "node:child_process";
+import { readdirSync } from "node:fs";
+import path from "node:path";
+import { ensureInfrastructure } from "../scripts/infra";
+
+async function main(): Promise<void> {
+  const infra = await ensureInfrastructure({
+    stateDir: path.join(__dirname, "../.tally"),
+    persistent: false,
+    log: (message) => console.log(`[bench] ${message}`),
+  });
+  const only = process.argv[2];
+  const benches = readdirSync(__dirname).filter((file) => file.endsWith(".ts") && file !== "run.ts" && (!only || file.startsWith(only)));
+  let failed = false;
+  try {
+    for (const bench of benches) {
+      const result = spawnSync(path.join(__dirname, "../node_modules/.bin/tsx"), [path.join(__dirname, bench)], {
+        stdio: "inherit",
+        env: { ...process.env, DATABASE_URL: infra.databaseUrl, NATS_URL: infra.natsUrl },
+      });
+      failed ||= result.status !== 0;
+    }
+  } finally {
+    await infra.stop();
+  }
+  process.exit(failed ? 1 : 0);
+}
+
+void main();
