@@ -1,0 +1,83 @@
+/**
+ * The credits domain in the field's terms. These types are what the service layer speaks;
+ * the gRPC layer maps them to and from the proto messages, the adapter layer to and from rows.
+ * Credits are always `bigint` (int64): no floats for credits anywhere.
+ */
+
+export type Role = "user" | "admin";
+
+/** Kinds of grant, in consumption order (see `GRANT_KIND_PRIORITY`). */
+export type GrantKind = "trial" | "purchased" | "promotional";
+
+export type HoldStatus = "active" | "captured" | "released" | "expired";
+
+export type LedgerEntryKind = "grant" | "hold" | "capture" | "release" | "expiry" | "adjustment";
+
+export interface Account {
+  id: string;
+  email: string;
+  plan: string;
+  role: Role;
+  createdAt: Date;
+  /** Null until the first sign-in. */
+  lastLoginAt: Date | null;
+  currentPeriodStart: Date;
+}
+
+/** An account's balance, in credits. */
+export interface Balance {
+  /** Remaining (not held) credits of trial grants. */
+  trialCredits: bigint;
+  /** Remaining (not held) credits of purchased and promotional grants. */
+  purchasedCredits: bigint;
+  /** Credits set aside by active holds. */
+  heldCredits: bigint;
+  /** trialCredits + purchasedCredits. */
+  availableCredits: bigint;
+}
+
+export interface Grant {
+  id: string;
+  accountId: string;
+  kind: GrantKind;
+  amount: bigint;
+  remainingAmount: bigint;
+  /** Null when the grant does not expire. */
+  expiresAt: Date | null;
+  createdAt: Date;
+}
+
+export interface Hold {
+  id: string;
+  accountId: string;
+  generationId: string;
+  status: HoldStatus;
+  amount: bigint;
+  /** Of amount, credits taken from trial grants. */
+  trialAmount: bigint;
+  /** Of amount, credits taken from purchased and promotional grants. */
+  purchasedAmount: bigint;
+  /** Credits charged; 0 until captured. */
+  capturedAmount: bigint;
+  expiresAt: Date;
+  createdAt: Date;
+  /** When the hold was captured, released or expired; null while active. */
+  endedAt: Date | null;
+}
+
+export interface LedgerEntry {
+  id: string;
+  accountId: string;
+  kind: LedgerEntryKind;
+  /** Signed change of the available balance. */
+  amount: bigint;
+  /** Null when the movement touched more than one kind of grant (or none). */
+  grantKind: GrantKind | null;
+  holdId: string | null;
+  generationId: string | null;
+  /** Available balance after this entry. */
+  balanceAfter: bigint;
+  /** Held credits after this entry. */
+  heldAfter: bigint;
+  createdAt: Date;
+}
