@@ -7,7 +7,8 @@ module.exports = {
   testMatch: ["<rootDir>/**/test/**/*.test.ts", "<rootDir>/**/src/**/*.test.ts"],
   testPathIgnorePatterns: ["/node_modules/"],
   transform: { "^.+\\.(t|j)sx?$": swc, "^.+\\.mjs$": swc },
-  // jose ships only ES modules; let SWC turn them into CommonJS for Jest.
-  transformIgnorePatterns: ["/node_modules/(?!(jose)/)"],
+  // jose, content-disposition (@fastify/static, under swagger-ui) and cookie (light-my-request,
+  // behind Fastify's inject) ship only ES modules; let SWC turn them into CommonJS for Jest.
+  transformIgnorePatterns: ["/node_modules/(?!(jose|content-disposition|cookie)/)"],
   testTimeout: 60_000,
 };

@@ -1,0 +1,73 @@
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from "fastify";
+import fastifySwagger from "@fastify/swagger";
+import fastifySwaggerUi from "@fastify/swagger-ui";
+import { jsonSchemaTransform, jsonSchemaTransformObject, serializerCompiler, validatorCompiler } from "fastify-type-provider-zod";
+import type { Logger } from "@tally/platform";
+import { AccessTokens } from "./auth/tokens";
+import { downstreamCaller, type GatewayClients } from "./clients";
+import type { GatewayConfig } from "./config";
+import { installProblemHandlers } from "./errors/problem";
+import { installMetrics } from "./metrics";
+import { accountRoutes } from "./routes/account";
+import { authRoutes } from "./routes/auth";
+import type { RouteContext } from "./routes/context";
+import { generationRoutes } from "./routes/generations";
+import { opsRoutes } from "./routes/ops";
+
+/**
+ * Builds the REST gateway (not listening yet: `main.ts` calls `listen`, tests use `inject`).
+ * `clients` are the gRPC clients of credits, generations and usage; the caller owns them and
+ * closes them after `app.close()`.
+ */
+export async function buildGateway(config: GatewayConfig, clients: GatewayClients, logger: Logger): Promise<FastifyInstance> {
+  const app = Fastify({
+    loggerInstance: logger as unknown as FastifyBaseLogger,
+    bodyLimit: config.BODY_LIMIT_BYTES,
+    trustProxy: config.TRUST_PROXY,
+    requestIdHeader: "x-request-id",
+  });
+  app.setValidatorCompiler(validatorCompiler);
+  app.setSerializerCompiler(serializerCompiler);
+  installProblemHandlers(app, config.PROBLEM_TYPE_BASE_URI, logger);
+
+  // Bodyless POSTs (cancel) often still carry `Content-Type: application/json`; Fastify's
+  // parser would answer 400 for the empty body, so an empty JSON body means "no body" here.
+  const defaultJsonParser = app.getDefaultJsonParser("error", "error");
+  app.removeContentTypeParser("application/json");
+  app.addContentTypeParser("application/json", { parseAs: "string" }, (request, body, done) => {
+    if (body === "") done(null, undefined);
+    else defaultJsonParser(request, body as string, done);
+  });
+  // The API speaks JSON only: any other body is 415, not a confusing schema error.
+  app.removeContentTypeParser("text/plain");
+
+  const metrics = installMetrics(app);
+
+  await app.register(fastifySwagger, {
+    openapi: {
+      openapi: "3.1.0",
+      info: {
+        title: "Tally API",
+        description: "Credits, generations and usage metering. Errors are RFC 9457 application/problem+json with a stable `code`.",
+        version: "1.0.0",
+      },
+      components: { securitySchemes: { bearerAuth: { type: "http", scheme: "bearer", bearerFormat: "JWT" } } },
+    },
+    transform: jsonSchemaTransform,
+    transformObject: jsonSchemaTransformObject,
+  });
+  await app.register(fastifySwaggerUi, { routePrefix: "/docs" });
+
+  const context: RouteContext = {
+    config,
+    clients,
+    call: downstreamCaller(config.DOWNSTREAM_TIMEOUT_MS),
+    tokens: new AccessTokens({ secret: config.JWT_SECRET, issuer: config.JWT_ISSUER, ttlSeconds: config.ACCESS_TOKEN_TTL_SECONDS }),
+    logger,
+  };
+  await app.register(opsRoutes(context, metrics));
+  await app.register(authRoutes(context));
+  await app.register(accountRoutes(context));
+  await app.register(generationRoutes(context));
+  return app;
+}

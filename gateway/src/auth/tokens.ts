@@ -1,0 +1,79 @@
+import assert from "node:assert";
+import { SignJWT, jwtVerify, errors as joseErrors } from "jose";
+import { DomainError } from "@tally/platform";
+
+/** Who a request acts for, as carried by its access token. */
+export interface Principal {
+  /** The credits account id (token `sub`). */
+  accountId: string;
+  role: "user" | "admin";
+  email: string;
+}
+
+export interface AccessTokenOptions {
+  /** HMAC key, at least 32 characters (checked by the config schema). */
+  secret: string;
+  issuer: string;
+  ttlSeconds: number;
+}
+
+const ALGORITHM = "HS256";
+
+/** An issued access token and its lifetime in seconds (the `expires_in` of the answer). */
+export interface IssuedToken {
+  accessToken: string;
+  expiresIn: number;
+}
+
+/**
+ * Issues and verifies the gateway's access tokens: HS256 JWTs with `sub` = account id, `role`,
+ * `email`, `iss` and `exp` (the issue's requirement). Verification accepts only HS256 (no
+ * `alg: none`, no algorithm confusion) and only our issuer.
+ */
+export class AccessTokens {
+  private readonly key: Uint8Array;
+
+  constructor(private readonly options: AccessTokenOptions) {
+    assert(options.secret.length >= 32, "JWT secret must be at least 32 characters");
+    assert(Number.isInteger(options.ttlSeconds) && options.ttlSeconds > 0, "token ttl must be a positive integer");
+    this.key = new TextEncoder().encode(options.secret);
+  }
+
+  /** Signs a token for `principal`, valid for the configured ttl from now. */
+  async issue(principal: Principal): Promise<IssuedToken> {
+    const nowSeconds = Math.floor(Date.now() / 1000);
+    const accessToken = await new SignJWT({ role: principal.role, email: principal.email })
+      .setProtectedHeader({ alg: ALGORITHM, typ: "JWT" })
+      .setSubject(principal.accountId)
+      .setIssuer(this.options.issuer)
+      .setIssuedAt(nowSeconds)
+      .setExpirationTime(nowSeconds + this.options.ttlSeconds)
+      .sign(this.key);
+    return { accessToken, expiresIn: this.options.ttlSeconds };
+  }
+
+  /**
+   * Verifies a token's signature, issuer and expiry and returns its principal.
+   * Errors: DomainError `unauthenticated` for anything wrong with the token (the message says
+   * whether it expired, so a client knows to sign in again).
+   */
+  async verify(token: string): Promise<Principal> {
+    try {
+      const { payload } = await jwtVerify(token, this.key, {
+        algorithms: [ALGORITHM],
+        issuer: this.options.issuer,
+        requiredClaims: ["sub", "exp"],
+      });
+      const role = payload.role;
+      const email = payload.email;
+      if (typeof payload.sub !== "string" || payload.sub === "" || (role !== "user" && role !== "admin") || typeof email !== "string") {
+        throw new DomainError("unauthenticated", "access token is missing required claims");
+      }
+      return { accountId: payload.sub, role, email };
+    } catch (error) {
+      if (error instanceof DomainError) throw error;
+      if (error instanceof joseErrors.JWTExpired) throw new DomainError("unauthenticated", "access token expired");
+      throw new DomainError("unauthenticated", "access token is invalid");
+    }
+  }
+}

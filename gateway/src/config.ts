@@ -1,0 +1,39 @@
+import { z } from "zod";
+import { intFromEnv } from "@tally/platform";
+
+/** Parses "true"/"false"/"1"/"0" environment values; anything else is a configuration error. */
+const booleanFromEnv = (defaultValue: boolean) =>
+  z
+    .enum(["true", "false", "1", "0"])
+    .default(defaultValue ? "true" : "false")
+    .transform((value) => value === "true" || value === "1");
+
+/**
+ * The gateway's configuration, from environment variables only. Every limit is named here
+ * with its default; `JWT_SECRET` has none on purpose, so a deployment cannot run with a
+ * secret that is known from the source.
+ */
+export const gatewayConfigSchema = z.object({
+  PORT: intFromEnv(8080),
+  HOST: z.string().min(1).default("0.0.0.0"),
+  CREDITS_GRPC_ADDRESS: z.string().min(1).default("127.0.0.1:50051"),
+  GENERATIONS_GRPC_ADDRESS: z.string().min(1).default("127.0.0.1:50052"),
+  USAGE_GRPC_ADDRESS: z.string().min(1).default("127.0.0.1:50053"),
+  /** HMAC key for HS256 access tokens; at least 32 characters (RFC 7518 §3.2 wants ≥ 256 bits). */
+  JWT_SECRET: z.string().min(32, "JWT_SECRET must be at least 32 characters"),
+  JWT_ISSUER: z.string().min(1).default("tally"),
+  ACCESS_TOKEN_TTL_SECONDS: intFromEnv(3600).pipe(z.number().int().positive()),
+  /** Deadline of every gRPC call to a downstream service, in milliseconds. */
+  DOWNSTREAM_TIMEOUT_MS: intFromEnv(5000).pipe(z.number().int().positive()),
+  /** Deadline of each readiness health check, in milliseconds. */
+  READINESS_TIMEOUT_MS: intFromEnv(1000).pipe(z.number().int().positive()),
+  /** Largest accepted request body, in bytes (413 beyond). */
+  BODY_LIMIT_BYTES: intFromEnv(65536).pipe(z.number().int().positive()),
+  /** Trust X-Forwarded-* headers (behind a reverse proxy) for the protocol and host of output URLs. */
+  TRUST_PROXY: booleanFromEnv(false),
+  /** Base of the problem `type` URIs (RFC 9457 §3.1.1); the reason code is appended. */
+  PROBLEM_TYPE_BASE_URI: z.string().min(1).default("https://tally.dev/problems/"),
+  LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
+});
+
+export type GatewayConfig = z.infer<typeof gatewayConfigSchema>;

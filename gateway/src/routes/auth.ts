@@ -1,0 +1,72 @@
+import type { FastifyInstance } from "fastify";
+import type { ZodTypeProvider } from "fastify-type-provider-zod";
+import { credits } from "@tally/contracts";
+import { presentAccount } from "./presenters";
+import { requestIdFor, type RouteContext } from "./context";
+import { credentialsBody, idempotencyHeaders, loginBody, loginResponse, problemResponses, registerResponse } from "./schemas";
+
+/** `POST /v1/auth/register` and `POST /v1/auth/login`. */
+export function authRoutes(context: RouteContext) {
+  return async (app: FastifyInstance): Promise<void> => {
+    const routes = app.withTypeProvider<ZodTypeProvider>();
+    const { call, clients, tokens } = context;
+
+    /**
+     * Creates an account (with its plan's trial credits, in the credits service's one
+     * transaction) and signs the user in. 201 `{user, access_token, token_type, expires_in}`;
+     * 400 `validation`; 409 `conflict` when the email is taken.
+     */
+    routes.post(
+      "/v1/auth/register",
+      {
+        schema: {
+          tags: ["accounts"],
+          summary: "Create an account",
+          headers: idempotencyHeaders,
+          body: credentialsBody,
+          response: { 201: registerResponse, ...problemResponses },
+        },
+      },
+      async (request, reply) => {
+        const response = await call(clients.credits.createAccount.bind(clients.credits), {
+          requestId: requestIdFor(request, undefined),
+          email: request.body.email,
+          password: request.body.password,
+          plan: "",
+          role: credits.Role.ROLE_UNSPECIFIED,
+        });
+        const user = presentAccount(response.account);
+        const token = await tokens.issue({ accountId: user.id, role: user.role, email: user.email });
+        return reply.code(201).send({ user, access_token: token.accessToken, token_type: "Bearer" as const, expires_in: token.expiresIn });
+      },
+    );
+
+    /**
+     * Signs in: 200 `{access_token, token_type, expires_in}` and `last_login` is set.
+     * A wrong password and an unknown email get the same 401 `unauthenticated` (the credits
+     * service answers both alike, so the gateway cannot tell them apart either).
+     */
+    routes.post(
+      "/v1/auth/login",
+      {
+        schema: {
+          tags: ["accounts"],
+          summary: "Sign in",
+          headers: idempotencyHeaders,
+          body: loginBody,
+          response: { 200: loginResponse, ...problemResponses },
+        },
+      },
+      async (request) => {
+        const response = await call(clients.credits.authenticate.bind(clients.credits), {
+          requestId: requestIdFor(request, undefined),
+          email: request.body.email,
+          password: request.body.password,
+        });
+        const account = presentAccount(response.account);
+        const token = await tokens.issue({ accountId: account.id, role: account.role, email: account.email });
+        return { access_token: token.accessToken, token_type: "Bearer" as const, expires_in: token.expiresIn };
+      },
+    );
+  };
+}

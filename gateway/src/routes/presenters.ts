@@ -1,0 +1,182 @@
+import assert from "node:assert";
+import { credits, generations, usage } from "@tally/contracts";
+
+/**
+ * Proto messages → the public JSON of API.md (snake_case, lower-case enum names, RFC 3339 UTC
+ * timestamps, null for unset optional values, int64 as JSON numbers).
+ */
+
+/** int64 → JSON number; a value past 2^53 would silently lose precision, which is a bug. */
+export function toJsonInteger(value: bigint | number | undefined): number {
+  const number = Number(value ?? 0);
+  assert(Number.isSafeInteger(number), `integer ${String(value)} is not a safe JSON number`);
+  return number;
+}
+
+/** Timestamp → RFC 3339 UTC string, or null when unset. */
+export const toTimestamp = (value: Date | undefined): string | null => (value ? value.toISOString() : null);
+
+/** proto3 has no null string: an empty optional string means "not set". */
+const optionalString = (value: string | undefined): string | null => (value ? value : null);
+
+const ROLE_NAMES: Record<number, "user" | "admin"> = {
+  [credits.Role.ROLE_USER]: "user",
+  [credits.Role.ROLE_ADMIN]: "admin",
+};
+
+/** Role enum → "user" | "admin" (unspecified means a plain user, as CreateAccount defaults). */
+export const roleName = (role: credits.Role): "user" | "admin" => ROLE_NAMES[role] ?? "user";
+
+export const GENERATION_STATUSES = ["pending", "processing", "completed", "failed", "cancelled"] as const;
+export type GenerationStatusName = (typeof GENERATION_STATUSES)[number];
+
+const STATUS_NAMES: Record<number, GenerationStatusName> = {
+  [generations.GenerationStatus.GENERATION_STATUS_PENDING]: "pending",
+  [generations.GenerationStatus.GENERATION_STATUS_PROCESSING]: "processing",
+  [generations.GenerationStatus.GENERATION_STATUS_COMPLETED]: "completed",
+  [generations.GenerationStatus.GENERATION_STATUS_FAILED]: "failed",
+  [generations.GenerationStatus.GENERATION_STATUS_CANCELLED]: "cancelled",
+};
+
+export const INPUT_TYPES = ["text", "photo", "address"] as const;
+export type InputTypeName = (typeof INPUT_TYPES)[number];
+
+const INPUT_TYPE_NAMES: Record<number, InputTypeName> = {
+  [generations.InputType.INPUT_TYPE_TEXT]: "text",
+  [generations.InputType.INPUT_TYPE_PHOTO]: "photo",
+  [generations.InputType.INPUT_TYPE_ADDRESS]: "address",
+};
+
+/** Public input type name → proto enum. */
+export const INPUT_TYPE_VALUES: Record<InputTypeName, generations.InputType> = {
+  text: generations.InputType.INPUT_TYPE_TEXT,
+  photo: generations.InputType.INPUT_TYPE_PHOTO,
+  address: generations.InputType.INPUT_TYPE_ADDRESS,
+};
+
+/** API.md names purchased credits "token" credits. */
+export const CREDIT_TYPES = ["trial", "token", "mixed"] as const;
+export type CreditTypeName = (typeof CREDIT_TYPES)[number];
+
+const CREDIT_TYPE_NAMES: Record<number, CreditTypeName> = {
+  [generations.CreditType.CREDIT_TYPE_TRIAL]: "trial",
+  [generations.CreditType.CREDIT_TYPE_PURCHASED]: "token",
+  [generations.CreditType.CREDIT_TYPE_MIXED]: "mixed",
+};
+
+function enumName<T extends string>(names: Record<number, T>, value: number, what: string): T {
+  const name = names[value];
+  assert(name !== undefined, `generations service returned an unknown ${what} (${value})`);
+  return name;
+}
+
+/** The public account (the `user` of register and the body of `/v1/me` without stats). */
+export interface AccountJson {
+  id: string;
+  email: string;
+  plan: string;
+  role: "user" | "admin";
+  created_at: string | null;
+  last_login: string | null;
+  current_period_start: string | null;
+}
+
+export function presentAccount(account: credits.Account | undefined): AccountJson {
+  assert(account, "credits service answered without an account");
+  return {
+    id: account.id,
+    email: account.email,
+    plan: account.plan,
+    role: roleName(account.role),
+    created_at: toTimestamp(account.createdAt),
+    last_login: toTimestamp(account.lastLoginAt),
+    current_period_start: toTimestamp(account.currentPeriodStart),
+  };
+}
+
+export interface StatsJson {
+  total_generations: number;
+  total_failed: number;
+  total_cost_micros: number;
+  total_credits_spent: number;
+}
+
+/** Lifetime stats; a user without usage has zeros (the usage service says so too). */
+export function presentStats(stats: usage.UserStats | undefined): StatsJson {
+  return {
+    total_generations: toJsonInteger(stats?.totalGenerations),
+    total_failed: toJsonInteger(stats?.totalFailed),
+    total_cost_micros: toJsonInteger(stats?.totalCostMicros),
+    total_credits_spent: toJsonInteger(stats?.totalCreditsSpent),
+  };
+}
+
+export interface BalanceJson {
+  trial_credits: number;
+  token_balance: number;
+  held: number;
+  total_available: number;
+}
+
+/** Balance: `total_available` = trial + tokens not held (API.md). */
+export function presentBalance(balance: credits.Balance | undefined): BalanceJson {
+  assert(balance, "credits service answered without a balance");
+  return {
+    trial_credits: toJsonInteger(balance.trialCredits),
+    token_balance: toJsonInteger(balance.purchasedCredits),
+    held: toJsonInteger(balance.heldCredits),
+    total_available: toJsonInteger(balance.availableCredits),
+  };
+}
+
+export interface GenerationJson {
+  id: string;
+  user_id: string;
+  status: GenerationStatusName;
+  input_type: InputTypeName;
+  prompt: string | null;
+  photo_url: string | null;
+  address: string | null;
+  style: string | null;
+  credit_cost: number;
+  credit_type: CreditTypeName | null;
+  progress: number;
+  output_url: string | null;
+  error_message: string | null;
+  provider: string | null;
+  cost_micros: number;
+  processing_time_ms: number;
+  created_at: string | null;
+  started_at: string | null;
+  completed_at: string | null;
+}
+
+/**
+ * A generation as API.md shows it. `outputUrlFor(id)` gives the absolute URL of the output
+ * route; only a completed generation has one.
+ */
+export function presentGeneration(generation: generations.Generation | undefined, outputUrlFor: (id: string) => string): GenerationJson {
+  assert(generation, "generations service answered without a generation");
+  const status = enumName(STATUS_NAMES, generation.status, "status");
+  return {
+    id: generation.id,
+    user_id: generation.userId,
+    status,
+    input_type: enumName(INPUT_TYPE_NAMES, generation.inputType, "input type"),
+    prompt: optionalString(generation.prompt),
+    photo_url: optionalString(generation.photoUrl),
+    address: optionalString(generation.address),
+    style: optionalString(generation.style),
+    credit_cost: toJsonInteger(generation.creditCost),
+    credit_type: CREDIT_TYPE_NAMES[generation.creditType] ?? null,
+    progress: generation.progressPercent,
+    output_url: status === "completed" ? outputUrlFor(generation.id) : null,
+    error_message: optionalString(generation.errorMessage),
+    provider: optionalString(generation.provider),
+    cost_micros: toJsonInteger(generation.costMicros),
+    processing_time_ms: toJsonInteger(generation.processingTimeMs),
+    created_at: toTimestamp(generation.createdAt),
+    started_at: toTimestamp(generation.startedAt),
+    completed_at: toTimestamp(generation.completedAt),
+  };
+}

@@ -1,0 +1,172 @@
+import { z } from "zod";
+import { CREDIT_TYPES, GENERATION_STATUSES, INPUT_TYPES } from "./presenters";
+
+/**
+ * Zod schemas of the public routes: they validate requests (400 `validation` naming the
+ * field) and generate the OpenAPI document. Names and meanings are API.md's.
+ */
+
+/** Named limits of request fields (the services check their own rules too). */
+export const LIMITS = {
+  emailLengthMax: 254,
+  passwordLengthMin: 8,
+  passwordLengthMax: 200,
+  promptLengthMax: 4000,
+  urlLengthMax: 2048,
+  addressLengthMax: 500,
+  styleLengthMax: 100,
+  idempotencyKeyLengthMax: 200,
+  listLimitMax: 100,
+  listLimitDefault: 20,
+  /** The list RPC's offset is an int32. */
+  listOffsetMax: 2_147_483_647,
+} as const;
+
+const timestamp = z.iso.datetime().describe("RFC 3339 UTC");
+const nullableTimestamp = timestamp.nullable();
+
+export const problemSchema = z
+  .looseObject({
+    type: z.string(),
+    title: z.string(),
+    status: z.number().int(),
+    detail: z.string(),
+    code: z.string().describe("Stable reason, e.g. validation, insufficient_credits, not_found"),
+    instance: z.string().optional(),
+    trace_id: z.string().optional(),
+  })
+  .meta({ id: "Problem", description: "RFC 9457 problem details (application/problem+json)" });
+
+/** Error answers every route may give, for the OpenAPI document. */
+export const problemResponses = {
+  "4xx": { description: "Client error", content: { "application/problem+json": { schema: problemSchema } } },
+  "5xx": { description: "Server or dependency error", content: { "application/problem+json": { schema: problemSchema } } },
+} as const;
+
+/** Headers of mutating routes: an optional Idempotency-Key (other headers pass through). */
+export const idempotencyHeaders = z.looseObject({
+  "idempotency-key": z
+    .string()
+    .min(1)
+    .max(LIMITS.idempotencyKeyLengthMax)
+    .optional()
+    .describe("A retry with the same key returns the first answer; the same key with another body answers 409"),
+});
+
+export const credentialsBody = z.object({
+  email: z.email().max(LIMITS.emailLengthMax),
+  password: z.string().min(LIMITS.passwordLengthMin).max(LIMITS.passwordLengthMax),
+});
+
+export const loginBody = z.object({
+  email: z.string().min(1).max(LIMITS.emailLengthMax),
+  password: z.string().min(1).max(LIMITS.passwordLengthMax),
+});
+
+export const accountSchema = z
+  .object({
+    id: z.uuid(),
+    email: z.string(),
+    plan: z.string(),
+    role: z.enum(["user", "admin"]),
+    created_at: nullableTimestamp,
+    last_login: nullableTimestamp,
+    current_period_start: nullableTimestamp,
+  })
+  .meta({ id: "Account" });
+
+export const registerResponse = z.object({
+  user: accountSchema,
+  access_token: z.string(),
+  token_type: z.literal("Bearer"),
+  expires_in: z.number().int().describe("seconds"),
+});
+
+export const loginResponse = z.object({
+  access_token: z.string(),
+  token_type: z.literal("Bearer"),
+  expires_in: z.number().int().describe("seconds"),
+});
+
+export const meResponse = accountSchema
+  .extend({
+    stats: z.object({
+      total_generations: z.number().int(),
+      total_failed: z.number().int(),
+      total_cost_micros: z.number().int(),
+      total_credits_spent: z.number().int(),
+    }),
+  })
+  .meta({ id: "Me" });
+
+export const balanceResponse = z
+  .object({
+    trial_credits: z.number().int(),
+    token_balance: z.number().int(),
+    held: z.number().int(),
+    total_available: z.number().int().describe("trial + tokens not held"),
+  })
+  .meta({ id: "Balance" });
+
+export const generationSchema = z
+  .object({
+    id: z.uuid(),
+    user_id: z.string(),
+    status: z.enum(GENERATION_STATUSES),
+    input_type: z.enum(INPUT_TYPES),
+    prompt: z.string().nullable(),
+    photo_url: z.string().nullable(),
+    address: z.string().nullable(),
+    style: z.string().nullable(),
+    credit_cost: z.number().int(),
+    credit_type: z.enum(CREDIT_TYPES).nullable().describe("token = purchased credits"),
+    progress: z.number().int().min(0).max(100),
+    output_url: z.string().nullable().describe("Absolute URL of the output, once completed"),
+    error_message: z.string().nullable(),
+    provider: z.string().nullable(),
+    cost_micros: z.number().int(),
+    processing_time_ms: z.number().int(),
+    created_at: nullableTimestamp,
+    started_at: nullableTimestamp,
+    completed_at: nullableTimestamp,
+  })
+  .meta({ id: "Generation" });
+
+export const generationListResponse = z
+  .object({
+    items: z.array(generationSchema),
+    total: z.number().int(),
+    limit: z.number().int(),
+    offset: z.number().int(),
+  })
+  .meta({ id: "GenerationList" });
+
+/** null and absent mean the same for optional inputs. */
+const optionalText = (max: number) => z.string().max(max).nullish();
+
+export const createGenerationBody = z
+  .object({
+    input_type: z.enum(INPUT_TYPES),
+    prompt: optionalText(LIMITS.promptLengthMax).describe("required for text"),
+    photo_url: z.url({ protocol: /^https?$/ }).max(LIMITS.urlLengthMax).nullish().describe("required for photo"),
+    address: optionalText(LIMITS.addressLengthMax).describe("required for address"),
+    style: optionalText(LIMITS.styleLengthMax),
+  })
+  .superRefine((body, ctx) => {
+    // API.md: photo_url is required for photo, address for address; the proto requires a
+    // prompt for text. Checked here too so the 400 names the field before any call.
+    const required = { text: "prompt", photo: "photo_url", address: "address" } as const;
+    const field = required[body.input_type];
+    const value = body[field];
+    if (typeof value !== "string" || value.trim() === "") {
+      ctx.addIssue({ code: "custom", path: [field], message: `${field} is required when input_type is ${body.input_type}` });
+    }
+  });
+
+export const listQuery = z.object({
+  limit: z.coerce.number().int().min(1).max(LIMITS.listLimitMax).default(LIMITS.listLimitDefault),
+  offset: z.coerce.number().int().min(0).max(LIMITS.listOffsetMax).default(0),
+});
+
+/** A path id; non-UUIDs are answered 404 by the route (an id that cannot exist is not found). */
+export const idParams = z.object({ id: z.string() });
