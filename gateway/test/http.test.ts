@@ -178,6 +178,7 @@ describe("documentation and metrics", () => {
     expect(create.requestBody.content["application/json"].schema.properties.input_type.enum).toEqual(["text", "photo", "address"]);
     expect(document.paths["/v1/generations"].get.parameters.map((p: { name: string }) => p.name).sort()).toEqual(["limit", "offset"]);
     expect(document.components.schemas.Generation.properties).toHaveProperty("output_url");
+    expect(create.responses["4XX"].content).toHaveProperty("application/problem+json");
     expect(document.components.securitySchemes.bearerAuth).toMatchObject({ type: "http", scheme: "bearer" });
   });
 

@@ -11,7 +11,7 @@ export const LIMITS = {
   emailLengthMax: 254,
   passwordLengthMin: 8,
   passwordLengthMax: 200,
-  promptLengthMax: 4000,
+  promptLengthMax: 2000,
   urlLengthMax: 2048,
   addressLengthMax: 500,
   styleLengthMax: 100,

@@ -1,0 +1,258 @@
+/**
+ * The gateway in front of the three real services (spawned as ops would, on their own test
+ * databases, a unique JetStream stream, real PostgreSQL and NATS): register → trial credits →
+ * generations complete (one fails and gives its credit back) → outputs download as PNG →
+ * /v1/me stats; isolation between users; bad input; Idempotency-Key replay and reuse;
+ * 402 insufficient_credits; a stopped service answers 503; cancel then 409.
+ */
+import type { AddressInfo } from "node:net";
+import { jetstreamManager } from "@nats-io/jetstream";
+import { connectNats, createLogger, getFreePort, spawnService, waitForGrpcServing, type ServiceProcess } from "@tally/platform";
+import { createTestDatabase, eventually, testNatsUrl, uniqueSuffix } from "@tally/platform/src/testing";
+import { startTestGateway, type TestGateway } from "./helpers";
+
+const TRIAL_CREDITS = 4;
+const PRICING = { text: 1, photo: 2, address: 2 };
+const FAULT_MARKER = "[fault:provider_error]";
+const PNG_SIGNATURE = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
+const START_TIMEOUT_MS = 45_000;
+
+type Json = any; // eslint-disable-line @typescript-eslint/no-explicit-any
+
+const suffix = uniqueSuffix();
+const nats = { NATS_URL: testNatsUrl(), NATS_STREAM: `GW_TEST_${suffix}`, NATS_SUBJECT_PREFIX: `gw_test_${suffix}` };
+const databases: { drop(): Promise<void> }[] = [];
+const processes: ServiceProcess[] = [];
+let generationsEnv: Record<string, string>;
+let generationsAddress: string;
+let gateway: TestGateway;
+let base: string;
+
+beforeAll(async () => {
+  const [creditsDb, generationsDb, usageDb] = await Promise.all([
+    createTestDatabase("gw_credits"),
+    createTestDatabase("gw_generations"),
+    createTestDatabase("gw_usage"),
+  ]);
+  databases.push(creditsDb, generationsDb, usageDb);
+  const [creditsPort, generationsPort, usagePort] = [await getFreePort(), await getFreePort(), await getFreePort()];
+  const creditsAddress = `127.0.0.1:${creditsPort}`;
+  generationsAddress = `127.0.0.1:${generationsPort}`;
+  const usageAddress = `127.0.0.1:${usagePort}`;
+
+  processes.push(
+    spawnService("credits", "services/credits/main.ts", {
+      DATABASE_URL: creditsDb.url,
+      GRPC_PORT: String(creditsPort),
+      TRIAL_CREDITS: String(TRIAL_CREDITS),
+    }),
+    spawnService("usage", "services/usage/main.ts", {
+      ...nats,
+      DATABASE_URL: usageDb.url,
+      GRPC_PORT: String(usagePort),
+      NATS_CONSUMER: `usage_gw_test_${suffix}`,
+    }),
+  );
+  generationsEnv = {
+    ...nats,
+    DATABASE_URL: generationsDb.url,
+    GRPC_PORT: String(generationsPort),
+    CREDITS_GRPC_ADDRESS: creditsAddress,
+    USAGE_GRPC_ADDRESS: usageAddress,
+    FAULT_INJECTION_ENABLED: "true",
+    PRICING_CREDITS: JSON.stringify(PRICING),
+    PROVIDER_IMAGE_SIZE_PX: "64",
+    WORKER_POLL_INTERVAL_MS: "50",
+  };
+  processes.push(spawnService("generations", "services/generations/main.ts", generationsEnv));
+  await Promise.all([creditsAddress, usageAddress, generationsAddress].map((address) => waitForGrpcServing(address, START_TIMEOUT_MS)));
+
+  gateway = await startTestGateway({
+    CREDITS_GRPC_ADDRESS: creditsAddress,
+    GENERATIONS_GRPC_ADDRESS: generationsAddress,
+    USAGE_GRPC_ADDRESS: usageAddress,
+    DOWNSTREAM_TIMEOUT_MS: "5000",
+  });
+  await gateway.app.listen({ port: 0, host: "127.0.0.1" });
+  base = `http://127.0.0.1:${(gateway.app.server.address() as AddressInfo).port}`;
+}, 90_000);
+
+afterAll(async () => {
+  await gateway?.close();
+  await Promise.all(processes.map((service) => service.stop()));
+  await Promise.all(databases.map((database) => database.drop().catch(() => undefined)));
+  const nc = await connectNats(nats.NATS_URL, "gateway-test-cleanup", createLogger("gateway-test", "silent"));
+  await (await jetstreamManager(nc)).streams.delete(nats.NATS_STREAM).catch(() => undefined);
+  await nc.close();
+}, 60_000);
+
+async function call(method: string, route: string, options: { token?: string; body?: unknown; headers?: Record<string, string> } = {}) {
+  const response = await fetch(`${base}${route}`, {
+    method,
+    headers: {
+      ...(options.token ? { authorization: `Bearer ${options.token}` } : {}),
+      ...(options.body !== undefined ? { "content-type": "application/json" } : {}),
+      ...options.headers,
+    },
+    body: options.body !== undefined ? JSON.stringify(options.body) : undefined,
+  });
+  const text = await response.text();
+  const contentType = response.headers.get("content-type") ?? "";
+  return { status: response.status, contentType, body: (text && contentType.includes("json") ? JSON.parse(text) : text) as Json };
+}
+
+async function register(email: string): Promise<{ token: string; id: string }> {
+  const response = await call("POST", "/v1/auth/register", { body: { email, password: "correct horse battery" } });
+  expect(response.status).toBe(201);
+  expect(response.body).toMatchObject({ token_type: "Bearer", expires_in: 3600, user: { email, role: "user", last_login: null } });
+  return { token: response.body.access_token, id: response.body.user.id };
+}
+
+const ended = (generation: Json) => ["completed", "failed", "cancelled"].includes(generation.status);
+
+async function waitUntilEnded(token: string, id: string): Promise<Json> {
+  return eventually(async () => {
+    const response = await call("GET", `/v1/generations/${id}`, { token });
+    return ended(response.body) ? response.body : undefined;
+  }, 30_000, 100);
+}
+
+describe("gateway against the real services", () => {
+  let alice: { token: string; id: string };
+  let completedId: string;
+
+  it("registers, shows trial credits, runs generations to the end and serves their PNG output and stats", async () => {
+    alice = await register(`alice-${suffix}@example.com`);
+    const balance = await call("GET", "/v1/credits/balance", { token: alice.token });
+    expect(balance.body).toEqual({ trial_credits: TRIAL_CREDITS, token_balance: 0, held: 0, total_available: TRIAL_CREDITS });
+
+    const created = await call("POST", "/v1/generations", { token: alice.token, body: { input_type: "text", prompt: "a lighthouse at dusk", style: "ink" } });
+    expect(created.status).toBe(201);
+    expect(created.body).toMatchObject({ status: "pending", input_type: "text", prompt: "a lighthouse at dusk", style: "ink", photo_url: null, address: null, credit_cost: 1, credit_type: "trial", user_id: alice.id, output_url: null });
+    const failing = await call("POST", "/v1/generations", { token: alice.token, body: { input_type: "address", address: `1 Main St ${FAULT_MARKER}` } });
+    expect(failing.status).toBe(201);
+
+    const completed = await waitUntilEnded(alice.token, created.body.id);
+    expect(completed).toMatchObject({ status: "completed", progress: 100, error_message: null });
+    expect(completed.output_url).toBe(`${base}/v1/generations/${completed.id}/output`);
+    expect(Date.parse(completed.completed_at)).toBeGreaterThanOrEqual(Date.parse(completed.created_at));
+    completedId = completed.id;
+    const failed = await waitUntilEnded(alice.token, failing.body.id);
+    expect(failed).toMatchObject({ status: "failed", output_url: null, error_message: expect.any(String) });
+
+    const download = await fetch(completed.output_url, { headers: { authorization: `Bearer ${alice.token}` } });
+    expect(download.status).toBe(200);
+    expect(download.headers.get("content-type")).toBe("image/png");
+    expect(Buffer.from(await download.arrayBuffer()).subarray(0, 8).equals(PNG_SIGNATURE)).toBe(true);
+    expect((await fetch(completed.output_url)).status).toBe(401);
+
+    // The failed job's 2 credits came back; the completed one's 1 was charged.
+    const after = await call("GET", "/v1/credits/balance", { token: alice.token });
+    expect(after.body).toEqual({ trial_credits: TRIAL_CREDITS - 1, token_balance: 0, held: 0, total_available: TRIAL_CREDITS - 1 });
+
+    const me = await eventually(async () => {
+      const response = await call("GET", "/v1/me", { token: alice.token });
+      return response.body.stats.total_generations === 1 && response.body.stats.total_failed === 1 ? response.body : undefined;
+    }, 20_000, 100);
+    expect(me).toMatchObject({ id: alice.id, email: `alice-${suffix}@example.com`, role: "user", plan: expect.any(String), last_login: null });
+    expect(me.stats).toEqual({ total_generations: 1, total_failed: 1, total_cost_micros: completed.cost_micros, total_credits_spent: 1 });
+
+    const list = await call("GET", "/v1/generations?limit=1", { token: alice.token });
+    expect(list.body).toMatchObject({ total: 2, limit: 1, offset: 0 });
+    expect(list.body.items.map((g: Json) => g.id)).toEqual([failing.body.id]); // newest first
+    const second = await call("GET", "/v1/generations?limit=1&offset=1", { token: alice.token });
+    expect(second.body.items.map((g: Json) => g.id)).toEqual([created.body.id]);
+  }, 60_000);
+
+  it("never shows one user's generation or output to another", async () => {
+    const bob = await register(`bob-${suffix}@example.com`);
+    for (const [method, route] of [
+      ["GET", `/v1/generations/${completedId}`],
+      ["GET", `/v1/generations/${completedId}/output`],
+      ["POST", `/v1/generations/${completedId}/cancel`],
+    ] as const) {
+      const response = await call(method, route, { token: bob.token });
+      expect([route, response.status, response.body.code]).toEqual([route, 404, "not_found"]);
+    }
+    expect((await call("GET", "/v1/generations", { token: bob.token })).body).toEqual({ items: [], total: 0, limit: 20, offset: 0 });
+  });
+
+  it("answers bad input with 400 validation (404 for ids that are not UUIDs), never a 500", async () => {
+    const bad: [string, string, unknown, number][] = [
+      ["POST", "/v1/generations", { input_type: "photo", prompt: "x" }, 400],
+      ["POST", "/v1/generations", { input_type: "address", prompt: "x" }, 400],
+      ["POST", "/v1/generations", { input_type: "text", prompt: "x".repeat(2_001) }, 400],
+      ["GET", "/v1/generations?limit=0", undefined, 400],
+      ["GET", "/v1/generations?offset=-1", undefined, 400],
+      ["GET", "/v1/generations/not-a-uuid", undefined, 404],
+      ["GET", "/v1/generations/00000000-0000-4000-8000-000000000000", undefined, 404],
+    ];
+    for (const [method, route, body, status] of bad) {
+      const response = await call(method, route, { token: alice.token, body });
+      expect({ route, status: response.status, problem: response.contentType.startsWith("application/problem+json") }).toEqual({ route, status, problem: true });
+      expect(response.body.code).toBe(status === 400 ? "validation" : "not_found");
+    }
+    const taken = await call("POST", "/v1/auth/register", { body: { email: `alice-${suffix}@example.com`, password: "another password" } });
+    expect([taken.status, taken.body.code]).toEqual([409, "conflict"]);
+    const wrong = await call("POST", "/v1/auth/login", { body: { email: `alice-${suffix}@example.com`, password: "wrong password" } });
+    const unknown = await call("POST", "/v1/auth/login", { body: { email: `nobody-${suffix}@example.com`, password: "wrong password" } });
+    expect([wrong.status, wrong.body.code]).toEqual([401, "unauthenticated"]);
+    expect({ ...unknown.body, instance: undefined }).toEqual({ ...wrong.body, instance: undefined });
+  });
+
+  it("replays an Idempotency-Key (same generation, one hold), refuses its reuse with another body, and answers 402 when credits run out", async () => {
+    const key = { "idempotency-key": `create-${suffix}` };
+    const before = (await call("GET", "/v1/credits/balance", { token: alice.token })).body;
+    const first = await call("POST", "/v1/generations", { token: alice.token, headers: key, body: { input_type: "text", prompt: "once" } });
+    const replay = await call("POST", "/v1/generations", { token: alice.token, headers: key, body: { input_type: "text", prompt: "once" } });
+    expect(first.status).toBe(201);
+    expect(replay.status).toBe(201);
+    expect(replay.body.id).toBe(first.body.id);
+    const after = (await call("GET", "/v1/credits/balance", { token: alice.token })).body;
+    expect(after.total_available).toBe(before.total_available - PRICING.text);
+    expect((await call("GET", "/v1/generations", { token: alice.token })).body.total).toBe(3);
+
+    const reused = await call("POST", "/v1/generations", { token: alice.token, headers: key, body: { input_type: "text", prompt: "twice" } });
+    expect([reused.status, reused.body.code]).toEqual([409, "idempotency_key_reused"]);
+
+    // 2 credits left: a photo takes them, the next text job finds none.
+    const photo = await call("POST", "/v1/generations", { token: alice.token, body: { input_type: "photo", photo_url: "https://example.com/me.jpg" } });
+    expect([photo.status, photo.body.credit_cost]).toEqual([201, PRICING.photo]);
+    const refused = await call("POST", "/v1/generations", { token: alice.token, body: { input_type: "text", prompt: "one too many" } });
+    expect(refused.status).toBe(402);
+    expect(refused.contentType).toMatch(/^application\/problem\+json/);
+    expect(refused.body).toMatchObject({ code: "insufficient_credits", status: 402, requested: PRICING.text, available: 0 });
+    await waitUntilEnded(alice.token, first.body.id);
+    await waitUntilEnded(alice.token, photo.body.id);
+  }, 60_000);
+
+  it("answers 503 while a service is stopped, then cancels a pending job once (409 after)", async () => {
+    const generations = processes.find((service) => service.name === "generations")!;
+    await generations.stop();
+    const down = await call("GET", "/v1/generations", { token: alice.token });
+    expect([down.status, down.body.code]).toEqual([503, "unavailable"]);
+    expect(down.body.detail).not.toMatch(/127\.0\.0\.1/);
+    const ready = await call("GET", "/readyz");
+    expect([ready.status, ready.body.services]).toEqual([503, { credits: "SERVING", generations: "UNREACHABLE", usage: "SERVING" }]);
+    expect((await call("GET", "/healthz")).status).toBe(200);
+
+    // Back without its worker, so a new job stays pending until it is cancelled.
+    const restarted = spawnService("generations", "services/generations/main.ts", { ...generationsEnv, WORKER_ENABLED: "false" });
+    processes.splice(processes.indexOf(generations), 1, restarted);
+    await waitForGrpcServing(generationsAddress, START_TIMEOUT_MS);
+    await eventually(async () => ((await call("GET", "/readyz")).status === 200 ? true : undefined), 20_000, 200);
+
+    const carol = await register(`carol-${suffix}@example.com`);
+    const pending = await call("POST", "/v1/generations", { token: carol.token, body: { input_type: "text", prompt: "never mind" } });
+    expect(pending.body.status).toBe("pending");
+    expect((await call("GET", "/v1/credits/balance", { token: carol.token })).body).toMatchObject({ held: 1, total_available: TRIAL_CREDITS - 1 });
+
+    const cancelled = await call("POST", `/v1/generations/${pending.body.id}/cancel`, { token: carol.token });
+    expect([cancelled.status, cancelled.body.status]).toEqual([200, "cancelled"]);
+    expect((await call("GET", "/v1/credits/balance", { token: carol.token })).body).toMatchObject({ held: 0, total_available: TRIAL_CREDITS });
+    const again = await call("POST", `/v1/generations/${pending.body.id}/cancel`, { token: carol.token });
+    expect([again.status, again.body.code]).toEqual([409, "already_finished"]);
+    const finished = await call("POST", `/v1/generations/${completedId}/cancel`, { token: alice.token, headers: { "content-type": "application/json" } });
+    expect([finished.status, finished.body.code]).toEqual([409, "already_finished"]);
+  }, 60_000);
+});
