@@ -1,0 +1,55 @@
+import { normalizeEmail, resolveHoldTtlMs, resolveLedgerPageSize, trialCreditsForPlan, validatePassword } from "./rules";
+import { storedAnswerCodec } from "./stored-answer";
+
+describe("account rules", () => {
+  it("trims and lower-cases emails", () => {
+    expect(normalizeEmail("  Ada@Example.COM ")).toBe("ada@example.com");
+  });
+
+  it.each(["", "   ", "no-at-sign", "two@@example.com", "a@b", "space in@example.com", `${"x".repeat(250)}@example.com`])(
+    "refuses email %p",
+    (email) => {
+      expect(() => normalizeEmail(email)).toThrow(expect.objectContaining({ reason: "validation" }));
+    },
+  );
+
+  it("accepts passwords of 8..256 characters, counted as characters", () => {
+    expect(() => validatePassword("12345678")).not.toThrow();
+    expect(() => validatePassword("x".repeat(256))).not.toThrow();
+    expect(() => validatePassword("🔑".repeat(8))).not.toThrow();
+    expect(() => validatePassword("1234567")).toThrow(expect.objectContaining({ reason: "validation" }));
+    expect(() => validatePassword("x".repeat(257))).toThrow(expect.objectContaining({ reason: "validation" }));
+  });
+
+  it("gives each plan its trial credits and refuses unknown plans", () => {
+    const plans = { defaultPlan: "free", defaultPlanTrialCredits: 10, planTrialCredits: { pro: 0, team: 50 } };
+    expect(trialCreditsForPlan("free", plans)).toBe(10n);
+    expect(trialCreditsForPlan("team", plans)).toBe(50n);
+    expect(trialCreditsForPlan("pro", plans)).toBe(0n);
+    expect(trialCreditsForPlan("free", { ...plans, planTrialCredits: { free: 3 } })).toBe(3n);
+    expect(() => trialCreditsForPlan("gold", plans)).toThrow(expect.objectContaining({ reason: "validation" }));
+  });
+});
+
+describe("hold and ledger rules", () => {
+  it("defaults and caps the hold time to live", () => {
+    expect(resolveHoldTtlMs(0n, 60_000, 120_000)).toBe(60_000);
+    expect(resolveHoldTtlMs(5_000n, 60_000, 120_000)).toBe(5_000);
+    expect(resolveHoldTtlMs(10n ** 15n, 60_000, 120_000)).toBe(120_000);
+    expect(() => resolveHoldTtlMs(-1n, 60_000, 120_000)).toThrow(expect.objectContaining({ reason: "validation" }));
+  });
+
+  it("resolves ledger page sizes", () => {
+    expect(resolveLedgerPageSize(0)).toBe(20);
+    expect(resolveLedgerPageSize(100)).toBe(100);
+    expect(() => resolveLedgerPageSize(101)).toThrow(expect.objectContaining({ reason: "validation" }));
+    expect(() => resolveLedgerPageSize(-1)).toThrow(expect.objectContaining({ reason: "validation" }));
+  });
+});
+
+describe("stored answers", () => {
+  it("keep bigints and dates exact", () => {
+    const answer = { hold: { amount: 2n ** 62n, createdAt: new Date("2026-11-21T10:00:00.123Z"), endedAt: null, id: "x" }, list: [1n] };
+    expect(storedAnswerCodec.decode(storedAnswerCodec.encode(answer))).toEqual(answer);
+  });
+});
