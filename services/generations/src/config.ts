@@ -1,0 +1,100 @@
+import { z } from "zod";
+import { loadConfig } from "@tally/platform";
+import { parsePricing } from "./domain/pricing";
+
+/** A boolean environment variable: "true"/"1" or "false"/"0" (z.coerce.boolean would read "false" as true). */
+const booleanFromEnv = (defaultValue: boolean) =>
+  z
+    .enum(["true", "false", "1", "0"])
+    .default(defaultValue ? "true" : "false")
+    .transform((value) => value === "true" || value === "1");
+
+const positiveInt = (defaultValue: number) => z.coerce.number().int().positive().default(defaultValue);
+const nonNegativeInt = (defaultValue: number) => z.coerce.number().int().nonnegative().default(defaultValue);
+
+const DAY_MS = 24 * 60 * 60 * 1000;
+
+/**
+ * Configuration of the generations service, from environment variables only. Every limit is
+ * a named value with a default; a bad value stops the service at start-up.
+ */
+export const generationsConfigSchema = z.object({
+  DATABASE_URL: z.string().url().default("postgres://postgres@127.0.0.1:5432/tally_generations"),
+  DATABASE_POOL_MAX: positiveInt(10),
+  DATABASE_STATEMENT_TIMEOUT_MS: positiveInt(15_000),
+  GRPC_HOST: z.string().default("0.0.0.0"),
+  GRPC_PORT: nonNegativeInt(50052),
+  /** How long in-flight calls may finish at shutdown before they are cut, in milliseconds. */
+  GRPC_SHUTDOWN_TIMEOUT_MS: positiveInt(5_000),
+  CREDITS_GRPC_ADDRESS: z.string().default("127.0.0.1:50051"),
+  /** Deadline of every call to another service, in milliseconds. */
+  DOWNSTREAM_TIMEOUT_MS: positiveInt(5_000),
+  /** Passed to CreateHold as ttl_ms; 0 means the credits service's default. */
+  HOLD_TTL_MS: nonNegativeInt(0),
+
+  NATS_URL: z.string().default("nats://127.0.0.1:4222"),
+  NATS_STREAM: z.string().min(1).default("TALLY_GENERATION_EVENTS"),
+  NATS_SUBJECT_PREFIX: z.string().min(1).default("tally"),
+  /** JetStream de-duplicates re-published outbox rows by Nats-Msg-Id within this window. */
+  NATS_DUPLICATE_WINDOW_MS: positiveInt(2 * 60 * 1000),
+  /** How long the stream keeps events, in milliseconds (0 = forever). */
+  NATS_STREAM_MAX_AGE_MS: nonNegativeInt(30 * DAY_MS),
+  /** How long the relay waits for one PubAck, in milliseconds. */
+  NATS_PUBLISH_TIMEOUT_MS: positiveInt(5_000),
+
+  /** Credits per input type, JSON: {"text":1,"photo":2,"address":2}. */
+  PRICING_CREDITS: z
+    .string()
+    .default('{"text":1,"photo":2,"address":2}')
+    .transform((value, ctx) => {
+      try {
+        return parsePricing(value);
+      } catch (error) {
+        ctx.addIssue({ code: "custom", message: (error as Error).message });
+        return z.NEVER;
+      }
+    }),
+  PROMPT_LENGTH_MAX: positiveInt(2_000),
+  PHOTO_URL_LENGTH_MAX: positiveInt(2_048),
+  ADDRESS_LENGTH_MAX: positiveInt(500),
+  STYLE_LENGTH_MAX: positiveInt(100),
+
+  WORKER_ENABLED: booleanFromEnv(true),
+  WORKER_CONCURRENCY: positiveInt(2),
+  WORKER_POLL_INTERVAL_MS: positiveInt(200),
+  /** A claimed job belongs to its worker until this lease runs out; renewed while it runs. */
+  WORKER_LEASE_MS: positiveInt(60_000),
+  /** How long shutdown waits for running jobs before abandoning them to their lease. */
+  WORKER_SHUTDOWN_TIMEOUT_MS: positiveInt(10_000),
+  /** Attempts at a capture/release call before the job is left for a later reclaim. */
+  WORKER_SETTLEMENT_ATTEMPTS: positiveInt(3),
+  /** Progress is written to the database (and the lease renewed) at most every this many percent. */
+  WORKER_PROGRESS_STEP_PERCENT: positiveInt(10),
+
+  /** Longest a provider may run one job before it fails with `provider_timeout`, in milliseconds. */
+  PROVIDER_TIMEOUT_MS: positiveInt(120_000),
+  PROVIDER_IMAGE_SIZE_PX: positiveInt(256),
+  PROVIDER_FRACTAL_ITERATIONS_MAX: positiveInt(256),
+  /** Rows rendered between yields to the event loop. */
+  PROVIDER_ROWS_PER_CHUNK: positiveInt(16),
+  /** Price of one CPU second of rendering, in micro-units of the currency (integer). */
+  PROVIDER_COST_MICROS_PER_CPU_SECOND: nonNegativeInt(20_000),
+  /** Enables FaultInjectionProvider (`[fault:provider_error]` in an input fails the job). Tests only. */
+  FAULT_INJECTION_ENABLED: booleanFromEnv(false),
+
+  OUTBOX_POLL_INTERVAL_MS: positiveInt(200),
+  OUTBOX_BATCH_SIZE: positiveInt(100),
+  /** Published rows are kept this long for replay, then pruned, in milliseconds. */
+  OUTBOX_RETENTION_MS: positiveInt(7 * DAY_MS),
+  OUTBOX_PRUNE_INTERVAL_MS: positiveInt(60_000),
+  /** Longest wait between relay attempts while NATS is unreachable, in milliseconds. */
+  OUTBOX_BACKOFF_MAX_MS: positiveInt(5_000),
+
+  LOG_LEVEL: z.string().default("info"),
+});
+
+export type GenerationsConfig = z.infer<typeof generationsConfigSchema>;
+
+/** Reads the configuration from `env` (default: the process environment). */
+export const loadGenerationsConfig = (env: NodeJS.ProcessEnv = process.env): GenerationsConfig =>
+  loadConfig(generationsConfigSchema, env);

@@ -1,0 +1,88 @@
+import { DomainError } from "@tally/platform";
+import { creditTypeOfHold } from "./credit-type";
+import { resolvePaging } from "./paging";
+import { creditCostOf, parsePricing } from "./pricing";
+import { validateGenerationInput, type RawGenerationInput } from "./validation";
+
+const limits = { promptLengthMax: 20, photoUrlLengthMax: 40, addressLengthMax: 30, styleLengthMax: 10 };
+const userId = "0b7c3a52-1f5e-4c1e-9a51-6f0f6f0c2a11";
+const base: RawGenerationInput = { userId, inputType: "text", prompt: "a cat", photoUrl: "", address: "", style: "" };
+
+function fieldOf(run: () => unknown): string | undefined {
+  try {
+    run();
+  } catch (error) {
+    expect(error).toBeInstanceOf(DomainError);
+    expect((error as DomainError).reason).toBe("validation");
+    return (error as DomainError).details.field as string;
+  }
+  throw new Error("expected a validation error");
+}
+
+describe("validateGenerationInput", () => {
+  it("accepts a text prompt and trims it", () => {
+    expect(validateGenerationInput({ ...base, prompt: "  a cat  " }, limits)).toMatchObject({ prompt: "a cat", inputType: "text" });
+  });
+  it("names user_id when it is not a UUID", () => {
+    expect(fieldOf(() => validateGenerationInput({ ...base, userId: "bob" }, limits))).toBe("user_id");
+  });
+  it("names input_type when it is missing", () => {
+    expect(fieldOf(() => validateGenerationInput({ ...base, inputType: undefined }, limits))).toBe("input_type");
+  });
+  it("requires a non-blank prompt for text", () => {
+    expect(fieldOf(() => validateGenerationInput({ ...base, prompt: "   " }, limits))).toBe("prompt");
+  });
+  it("requires an http(s) photo_url for photo", () => {
+    const photo = { ...base, inputType: "photo" as const, prompt: "" };
+    expect(fieldOf(() => validateGenerationInput(photo, limits))).toBe("photo_url");
+    expect(fieldOf(() => validateGenerationInput({ ...photo, photoUrl: "ftp://x.org/a.png" }, limits))).toBe("photo_url");
+    expect(fieldOf(() => validateGenerationInput({ ...photo, photoUrl: "not a url" }, limits))).toBe("photo_url");
+    expect(validateGenerationInput({ ...photo, photoUrl: "https://x.org/a.png" }, limits).photoUrl).toBe("https://x.org/a.png");
+  });
+  it("requires an address for address", () => {
+    const address = { ...base, inputType: "address" as const, prompt: "" };
+    expect(fieldOf(() => validateGenerationInput(address, limits))).toBe("address");
+    expect(validateGenerationInput({ ...address, address: "1 Main St" }, limits).address).toBe("1 Main St");
+  });
+  it("enforces the length limits per field", () => {
+    expect(fieldOf(() => validateGenerationInput({ ...base, prompt: "x".repeat(21) }, limits))).toBe("prompt");
+    expect(fieldOf(() => validateGenerationInput({ ...base, style: "x".repeat(11) }, limits))).toBe("style");
+    expect(fieldOf(() => validateGenerationInput({ ...base, address: "x".repeat(31) }, limits))).toBe("address");
+    expect(validateGenerationInput({ ...base, prompt: "x".repeat(20) }, limits).prompt).toHaveLength(20);
+  });
+});
+
+describe("pricing", () => {
+  it("parses credits per input type as bigint", () => {
+    const pricing = parsePricing('{"text":1,"photo":2,"address":3}');
+    expect(creditCostOf(pricing, "address")).toBe(3n);
+  });
+  it("rejects missing, fractional, non-positive and unknown entries", () => {
+    expect(() => parsePricing('{"text":1,"photo":2}')).toThrow(/address/);
+    expect(() => parsePricing('{"text":1.5,"photo":2,"address":2}')).toThrow(/text/);
+    expect(() => parsePricing('{"text":0,"photo":2,"address":2}')).toThrow(/text/);
+    expect(() => parsePricing('{"text":1,"photo":2,"address":2,"video":9}')).toThrow(/video/);
+    expect(() => parsePricing("nope")).toThrow(/JSON/);
+  });
+});
+
+describe("creditTypeOfHold", () => {
+  it("names trial, purchased and mixed holds", () => {
+    expect(creditTypeOfHold({ amount: 2n, trialAmount: 2n, purchasedAmount: 0n })).toBe("trial");
+    expect(creditTypeOfHold({ amount: 2n, trialAmount: 0n, purchasedAmount: 2n })).toBe("purchased");
+    expect(creditTypeOfHold({ amount: 2n, trialAmount: 1n, purchasedAmount: 1n })).toBe("mixed");
+  });
+  it("refuses a hold whose parts do not add up", () => {
+    expect(() => creditTypeOfHold({ amount: 3n, trialAmount: 1n, purchasedAmount: 1n })).toThrow();
+  });
+});
+
+describe("resolvePaging", () => {
+  it("defaults limit 0 to 20 and checks the ranges", () => {
+    expect(resolvePaging(0, 0)).toEqual({ limit: 20, offset: 0 });
+    expect(resolvePaging(100, 5)).toEqual({ limit: 100, offset: 5 });
+    expect(() => resolvePaging(101, 0)).toThrow(/limit/);
+    expect(() => resolvePaging(-1, 0)).toThrow(/limit/);
+    expect(() => resolvePaging(10, -1)).toThrow(/offset/);
+  });
+});

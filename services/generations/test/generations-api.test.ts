@@ -1,0 +1,140 @@
+/**
+ * The GenerationsService API against real PostgreSQL, real NATS and the real credits service
+ * (spawned as a process), with the worker disabled so jobs stay pending.
+ */
+import { callUnary, DomainError, newId } from "@tally/platform";
+import { createTestDatabase } from "@tally/platform/src/testing";
+import { startGenerationsService, type RunningGenerationsService } from "../src/app";
+import { CALL_TIMEOUT_MS, GenerationStatus, generationsClient, InputType, silentLogger, startCredits, testConfig, type CreditsUnderTest } from "./helpers";
+
+const TRIAL_CREDITS = 10;
+
+describe("generations API (worker disabled)", () => {
+  let creditsService: CreditsUnderTest;
+  let dropDatabase: () => Promise<void>;
+  let service: RunningGenerationsService;
+  let api: ReturnType<typeof generationsClient>;
+
+  beforeAll(async () => {
+    creditsService = await startCredits(TRIAL_CREDITS);
+    const database = await createTestDatabase("generations_api");
+    dropDatabase = database.drop;
+    service = await startGenerationsService(testConfig(database.url, creditsService.address, { WORKER_ENABLED: "false" }), silentLogger());
+    api = generationsClient(service.grpcPort);
+  }, 60_000);
+
+  afterAll(async () => {
+    api?.close();
+    await service?.stop();
+    await dropDatabase?.();
+    await creditsService?.stop();
+  }, 30_000);
+
+  const reasonOf = async (promise: Promise<unknown>) => {
+    try {
+      await promise;
+    } catch (error) {
+      expect(error).toBeInstanceOf(DomainError);
+      return { reason: (error as DomainError).reason, message: (error as DomainError).message };
+    }
+    throw new Error("expected the call to fail");
+  };
+
+  it("rejects invalid input with a validation error naming the field", async () => {
+    const userId = newId();
+    const cases: [Parameters<typeof api.create>[0], RegExp][] = [
+      [{ userId: "not-a-uuid", inputType: InputType.INPUT_TYPE_TEXT, prompt: "x" }, /user_id/],
+      [{ userId, inputType: InputType.INPUT_TYPE_UNSPECIFIED, prompt: "x" }, /input_type/],
+      [{ userId, inputType: InputType.INPUT_TYPE_TEXT, prompt: "   " }, /prompt/],
+      [{ userId, inputType: InputType.INPUT_TYPE_PHOTO }, /photo_url/],
+      [{ userId, inputType: InputType.INPUT_TYPE_PHOTO, photoUrl: "file:///etc/passwd" }, /photo_url/],
+      [{ userId, inputType: InputType.INPUT_TYPE_ADDRESS, prompt: "x" }, /address/],
+      [{ userId, inputType: InputType.INPUT_TYPE_TEXT, prompt: "x".repeat(2_001) }, /prompt/],
+      [{ userId, inputType: InputType.INPUT_TYPE_TEXT, prompt: "x", requestId: "" }, /request_id/],
+    ];
+    for (const [request, field] of cases) {
+      const failure = await reasonOf(api.create(request));
+      expect(failure.reason).toBe("validation");
+      expect(failure.message).toMatch(field);
+    }
+  });
+
+  it("stores no job when credits answers insufficient_credits", async () => {
+    const userId = await creditsService.createAccount();
+    // Hold the whole balance elsewhere so nothing is left for a generation.
+    await callUnary(
+      creditsService.client.createHold.bind(creditsService.client),
+      { requestId: `drain-${newId()}`, accountId: userId, generationId: newId(), amount: BigInt(TRIAL_CREDITS), ttlMs: 0n },
+      { timeoutMs: CALL_TIMEOUT_MS },
+    );
+    const failure = await reasonOf(api.create({ userId, inputType: InputType.INPUT_TYPE_TEXT, prompt: "a cat" }));
+    expect(failure.reason).toBe("insufficient_credits");
+    expect((await api.list(userId)).totalSize).toBe(0);
+  });
+
+  it("answers a retried create with the same generation and holds once", async () => {
+    const userId = await creditsService.createAccount();
+    const request = { requestId: `create-${newId()}`, userId, inputType: InputType.INPUT_TYPE_PHOTO, photoUrl: "https://example.com/cat.jpg" };
+    const first = await api.create(request);
+    const second = await api.create(request);
+    expect(second).toEqual(first);
+    expect(first).toMatchObject({ status: GenerationStatus.GENERATION_STATUS_PENDING, creditCost: 2n, userId });
+    expect(first.holdId).not.toBe("");
+    const balance = await creditsService.balance(userId);
+    expect(balance).toMatchObject({ heldCredits: 2n, availableCredits: BigInt(TRIAL_CREDITS - 2) });
+    expect((await api.list(userId)).totalSize).toBe(1);
+
+    const reused = await reasonOf(api.create({ ...request, photoUrl: "https://example.com/dog.jpg" }));
+    expect(reused.reason).toBe("idempotency_key_reused");
+  });
+
+  it("cancels a pending job, releases its credits, and refuses a second cancel", async () => {
+    const userId = await creditsService.createAccount();
+    const created = await api.create({ userId, inputType: InputType.INPUT_TYPE_TEXT, prompt: "to be cancelled" });
+    expect((await creditsService.balance(userId)).heldCredits).toBe(1n);
+
+    const requestId = `cancel-${newId()}`;
+    const cancelled = await api.cancel(userId, created.id, requestId);
+    expect(cancelled.status).toBe(GenerationStatus.GENERATION_STATUS_CANCELLED);
+    expect(await creditsService.balance(userId)).toMatchObject({ heldCredits: 0n, availableCredits: BigInt(TRIAL_CREDITS) });
+    // The same request again answers the same; a new cancel finds it finished.
+    expect(await api.cancel(userId, created.id, requestId)).toEqual(cancelled);
+    expect((await reasonOf(api.cancel(userId, created.id))).reason).toBe("already_finished");
+    expect((await api.get(userId, created.id)).status).toBe(GenerationStatus.GENERATION_STATUS_CANCELLED);
+    expect(await creditsService.balance(userId)).toMatchObject({ heldCredits: 0n, availableCredits: BigInt(TRIAL_CREDITS) });
+  });
+
+  it("answers not_found for another user's job and for malformed ids", async () => {
+    const owner = await creditsService.createAccount();
+    const stranger = await creditsService.createAccount();
+    const created = await api.create({ userId: owner, inputType: InputType.INPUT_TYPE_ADDRESS, address: "1 Main St, Springfield" });
+    expect((await api.get(owner, created.id)).address).toBe("1 Main St, Springfield");
+    expect((await reasonOf(api.get(stranger, created.id))).reason).toBe("not_found");
+    expect((await reasonOf(api.cancel(stranger, created.id))).reason).toBe("not_found");
+    expect((await reasonOf(api.output(stranger, created.id))).reason).toBe("not_found");
+    expect((await reasonOf(api.get(owner, "not-a-uuid"))).reason).toBe("not_found");
+    // The owner's pending job has no output yet either.
+    expect((await reasonOf(api.output(owner, created.id))).reason).toBe("not_found");
+    expect((await api.list(stranger)).totalSize).toBe(0);
+    // The stranger's attempt changed nothing.
+    expect((await api.get(owner, created.id)).status).toBe(GenerationStatus.GENERATION_STATUS_PENDING);
+  });
+
+  it("lists newest first with limit, offset and the total", async () => {
+    const userId = await creditsService.createAccount();
+    const ids: string[] = [];
+    for (let i = 0; i < 3; i++) ids.push((await api.create({ userId, inputType: InputType.INPUT_TYPE_TEXT, prompt: `job ${i}` })).id);
+    const newestFirst = [...ids].reverse();
+
+    const firstPage = await api.list(userId, 2, 0);
+    expect(firstPage.totalSize).toBe(3);
+    expect(firstPage.generations.map((g) => g.id)).toEqual(newestFirst.slice(0, 2));
+    const secondPage = await api.list(userId, 2, 2);
+    expect(secondPage.generations.map((g) => g.id)).toEqual(newestFirst.slice(2));
+    expect((await api.list(userId, 0, 0)).generations).toHaveLength(3);
+
+    expect((await reasonOf(api.list(userId, 101, 0))).reason).toBe("validation");
+    expect((await reasonOf(api.list(userId, -1, 0))).reason).toBe("validation");
+    expect((await reasonOf(api.list(userId, 10, -1))).reason).toBe("validation");
+  });
+});

@@ -1,0 +1,121 @@
+import { credits, generations } from "@tally/contracts";
+import {
+  callUnary,
+  createGrpcClient,
+  createLogger,
+  getFreePort,
+  spawnService,
+  waitForGrpcServing,
+  type ServiceProcess,
+} from "@tally/platform";
+import { createTestDatabase, testNatsUrl, uniqueSuffix } from "@tally/platform/src/testing";
+import { loadGenerationsConfig, type GenerationsConfig } from "../src/config";
+
+/** Deadline of the tests' own gRPC calls, in milliseconds. */
+export const CALL_TIMEOUT_MS = 10_000;
+/** How long the spawned credits service may take to start, in milliseconds. */
+export const CREDITS_START_TIMEOUT_MS = 30_000;
+
+export const silentLogger = () => createLogger("generations-test", process.env.TALLY_TEST_VERBOSE ? "info" : "silent");
+
+/** The real credits service as a child process on its own test database, and a client for it. */
+export interface CreditsUnderTest {
+  address: string;
+  client: credits.CreditsServiceClient;
+  /** Creates an account and returns its id (the user id generations works for). */
+  createAccount(): Promise<string>;
+  balance(accountId: string): Promise<credits.Balance>;
+  stop(): Promise<void>;
+}
+
+export async function startCredits(trialCredits: number): Promise<CreditsUnderTest> {
+  const database = await createTestDatabase("gen_credits");
+  const port = await getFreePort();
+  const address = `127.0.0.1:${port}`;
+  let process: ServiceProcess | undefined;
+  try {
+    process = spawnService("credits", "services/credits/main.ts", {
+      DATABASE_URL: database.url,
+      GRPC_PORT: String(port),
+      GRPC_HOST: "127.0.0.1",
+      TRIAL_CREDITS: String(trialCredits),
+      // Cheap password hashing: the tests create accounts, they do not test hashing.
+      PASSWORD_HASH_MEMORY_KIB: "64",
+      PASSWORD_HASH_TIME_COST: "1",
+    });
+    await waitForGrpcServing(address, CREDITS_START_TIMEOUT_MS);
+  } catch (error) {
+    await process?.kill();
+    await database.drop();
+    throw error;
+  }
+  const client = createGrpcClient(credits.CreditsServiceClient, address);
+  const started = process;
+  return {
+    address,
+    client,
+    async createAccount() {
+      const response = await callUnary(
+        client.createAccount.bind(client),
+        { requestId: `account-${uniqueSuffix()}`, email: `user-${uniqueSuffix()}@example.com`, password: "correct horse battery", plan: "", role: 0 },
+        { timeoutMs: CALL_TIMEOUT_MS },
+      );
+      return response.account!.id;
+    },
+    async balance(accountId) {
+      return (await callUnary(client.getBalance.bind(client), { accountId }, { timeoutMs: CALL_TIMEOUT_MS })).balance!;
+    },
+    async stop() {
+      client.close();
+      await started.stop();
+      await database.drop();
+    },
+  };
+}
+
+/** A generations config for tests: a free port, a unique stream and subject prefix, fast polling. */
+export function testConfig(databaseUrl: string, creditsAddress: string, overrides: Record<string, string> = {}): GenerationsConfig {
+  const suffix = uniqueSuffix();
+  return loadGenerationsConfig({
+    DATABASE_URL: databaseUrl,
+    GRPC_HOST: "127.0.0.1",
+    GRPC_PORT: "0",
+    CREDITS_GRPC_ADDRESS: creditsAddress,
+    NATS_URL: testNatsUrl(),
+    NATS_STREAM: `TEST_GENERATIONS_${suffix}`.toUpperCase(),
+    NATS_SUBJECT_PREFIX: `test_${suffix}`,
+    NATS_STREAM_MAX_AGE_MS: String(10 * 60 * 1000),
+    WORKER_POLL_INTERVAL_MS: "50",
+    OUTBOX_POLL_INTERVAL_MS: "50",
+    WORKER_SHUTDOWN_TIMEOUT_MS: "2000",
+    GRPC_SHUTDOWN_TIMEOUT_MS: "1000",
+    PROVIDER_IMAGE_SIZE_PX: "96",
+    LOG_LEVEL: "silent",
+    ...overrides,
+  });
+}
+
+/** A gRPC client for an in-process generations service, with promise-returning calls. */
+export function generationsClient(port: number) {
+  const client = createGrpcClient(generations.GenerationsServiceClient, `127.0.0.1:${port}`);
+  const options = { timeoutMs: CALL_TIMEOUT_MS };
+  return {
+    client,
+    create: (request: Partial<generations.CreateGenerationRequest>) =>
+      callUnary(
+        client.createGeneration.bind(client),
+        generations.CreateGenerationRequest.fromPartial({ requestId: `req-${uniqueSuffix()}`, ...request }),
+        options,
+      ).then((r) => r.generation!),
+    get: (userId: string, generationId: string) =>
+      callUnary(client.getGeneration.bind(client), { userId, generationId }, options).then((r) => r.generation!),
+    list: (userId: string, limit = 0, offset = 0) => callUnary(client.listGenerations.bind(client), { userId, limit, offset }, options),
+    cancel: (userId: string, generationId: string, requestId = `cancel-${uniqueSuffix()}`) =>
+      callUnary(client.cancelGeneration.bind(client), { requestId, userId, generationId }, options).then((r) => r.generation!),
+    output: (userId: string, generationId: string) =>
+      callUnary(client.getGenerationOutput.bind(client), { userId, generationId }, options),
+    close: () => client.close(),
+  };
+}
+
+export const { InputType, GenerationStatus } = generations;
