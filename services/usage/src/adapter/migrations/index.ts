@@ -1,0 +1,5 @@
+import type { MigrationEntry } from "@tally/platform";
+import { Migration20261121000001 } from "./Migration20261121000001";
+
+/** The usage service's migrations, in order. */
+export const usageMigrations: MigrationEntry[] = [{ name: "Migration20261121000001", class: Migration20261121000001 }];

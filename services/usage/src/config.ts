@@ -1,0 +1,48 @@
+import { z } from "zod";
+import { intFromEnv, loadConfig } from "@tally/platform";
+
+const DAY_MS = 24 * 60 * 60 * 1000;
+
+/**
+ * The usage service's configuration, read from environment variables only. Every limit is a
+ * named value with a default; the NATS stream settings are the producer's (generations) too,
+ * so whichever service starts first creates the same stream.
+ */
+export const usageConfigSchema = z.object({
+  DATABASE_URL: z.string().min(1).default("postgres://postgres@127.0.0.1:5432/tally_usage"),
+  /** Most connections the database pool opens. */
+  DATABASE_POOL_MAX: intFromEnv(10).pipe(z.number().min(1)),
+  /** Longest a statement may run before PostgreSQL cancels it, in milliseconds. */
+  DATABASE_STATEMENT_TIMEOUT_MS: intFromEnv(15_000).pipe(z.number().min(100)),
+  GRPC_HOST: z.string().min(1).default("0.0.0.0"),
+  GRPC_PORT: intFromEnv(50053).pipe(z.number().min(0).max(65_535)),
+  /** How long running gRPC calls may finish during shutdown, in milliseconds. */
+  GRPC_SHUTDOWN_TIMEOUT_MS: intFromEnv(5_000).pipe(z.number().min(0)),
+  NATS_URL: z.string().min(1).default("nats://127.0.0.1:4222"),
+  NATS_STREAM: z.string().min(1).default("TALLY_GENERATION_EVENTS"),
+  NATS_SUBJECT_PREFIX: z.string().min(1).default("tally"),
+  /** Durable pull consumer name; replicas share it and split the work. */
+  NATS_CONSUMER: z.string().min(1).default("usage-generation-events"),
+  /** JetStream de-duplicates publishes by `Nats-Msg-Id` within this window, in milliseconds. */
+  NATS_DUPLICATE_WINDOW_MS: intFromEnv(120_000).pipe(z.number().min(1_000)),
+  /** How long the stream keeps messages, in milliseconds (0 = forever). */
+  NATS_STREAM_MAX_AGE_MS: intFromEnv(7 * DAY_MS).pipe(z.number().min(0)),
+  /** Messages pulled per request from the durable consumer. */
+  CONSUMER_BATCH_SIZE: intFromEnv(100).pipe(z.number().min(1).max(10_000)),
+  /** How long one pull request waits for messages, in milliseconds; a graceful stop waits for the current one to end. */
+  CONSUMER_FETCH_EXPIRES_MS: intFromEnv(2_000).pipe(z.number().min(1_000)),
+  /** Time the server waits for an ack before redelivering, in milliseconds. */
+  CONSUMER_ACK_WAIT_MS: intFromEnv(30_000).pipe(z.number().min(100)),
+  /** Delay before a message that failed transiently (e.g. database down) comes back, in milliseconds. */
+  CONSUMER_NAK_DELAY_MS: intFromEnv(1_000).pipe(z.number().min(0)),
+  /** Deliveries per message before the server gives up; -1 = unlimited (poison messages are dead-lettered, not dropped). */
+  CONSUMER_MAX_DELIVER: intFromEnv(-1).pipe(z.number().min(-1)),
+  /** Unacknowledged messages the server lets the consumer hold at once. */
+  CONSUMER_MAX_ACK_PENDING: intFromEnv(1_000).pipe(z.number().min(1)),
+  LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
+});
+
+export type UsageConfig = z.infer<typeof usageConfigSchema>;
+
+/** Reads the config from `env` (default `process.env`); throws a ConfigError listing every problem. */
+export const loadUsageConfig = (env: NodeJS.ProcessEnv = process.env): UsageConfig => loadConfig(usageConfigSchema, env);

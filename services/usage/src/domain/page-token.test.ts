@@ -1,0 +1,51 @@
+import { DomainError, newId } from "@tally/platform";
+import { decodePageToken, encodePageToken, PAGE_SIZE_DEFAULT, PAGE_SIZE_MAX, resolvePageSize } from "./page-token";
+
+describe("page size", () => {
+  it("uses the default for 0 and keeps 1..100", () => {
+    expect(resolvePageSize(0)).toBe(PAGE_SIZE_DEFAULT);
+    expect(resolvePageSize(1)).toBe(1);
+    expect(resolvePageSize(PAGE_SIZE_MAX)).toBe(100);
+  });
+
+  it.each([-1, 101, 1.5])("refuses %p", (size) => {
+    expect(() => resolvePageSize(size)).toThrow(DomainError);
+    expect(() => resolvePageSize(size)).toThrow(/page_size must be between 1 and 100/);
+  });
+});
+
+describe("page token", () => {
+  const userId = newId();
+  const cursor = { userId, occurredAtMicros: 1_795_000_000_123_456n, id: newId() };
+
+  it("round-trips a cursor and is opaque and URL-safe", () => {
+    const token = encodePageToken(cursor);
+    expect(token).toMatch(/^[A-Za-z0-9_-]+$/);
+    expect(token).not.toContain(cursor.id);
+    expect(decodePageToken(token, userId)).toEqual(cursor);
+  });
+
+  it("refuses another user's token", () => {
+    expect(() => decodePageToken(encodePageToken(cursor), newId())).toThrow(/another listing/);
+  });
+
+  const forge = (body: unknown) => Buffer.from(JSON.stringify(body)).toString("base64url");
+  it.each([
+    ["garbage", "not a token!"],
+    ["base64 of non-JSON", Buffer.from("hello").toString("base64url")],
+    ["another version", forge({ v: 2, u: userId, t: "1", i: cursor.id })],
+    ["a non-numeric time", forge({ v: 1, u: userId, t: "soon", i: cursor.id })],
+    ["a non-UUID id", forge({ v: 1, u: userId, t: "1", i: "1; DROP TABLE usage_log" })],
+    ["JSON null", forge(null)],
+    ["too long", "A".repeat(600)],
+  ])("refuses %s with a validation error", (_name, token) => {
+    let thrown: unknown;
+    try {
+      decodePageToken(token, userId);
+    } catch (error) {
+      thrown = error;
+    }
+    expect(thrown).toBeInstanceOf(DomainError);
+    expect((thrown as DomainError).reason).toBe("validation");
+  });
+});

@@ -1,0 +1,145 @@
+import { events } from "@tally/contracts";
+import { DomainError, newId } from "@tally/platform";
+import { decodeGenerationEvent } from "./generation-event";
+import { statsDelta, usageLogEntryFromCompleted, usageLogEntryFromFailed } from "./usage-log";
+
+const completed = (overrides: Partial<events.GenerationCompleted> = {}): events.GenerationCompleted => ({
+  eventId: newId(),
+  occurredAt: new Date("2026-11-21T10:00:00.123Z"),
+  userId: newId(),
+  generationId: newId(),
+  inputType: "photo",
+  provider: "builtin-renderer",
+  credits: 5n,
+  costMicros: 120_000n,
+  processingTimeMs: 4_200n,
+  creditType: "trial",
+  ...overrides,
+});
+
+const failed = (overrides: Partial<events.GenerationFailed> = {}): events.GenerationFailed => ({
+  eventId: newId(),
+  occurredAt: new Date("2026-11-21T10:00:00.000Z"),
+  userId: newId(),
+  generationId: newId(),
+  inputType: "text",
+  provider: "builtin-renderer",
+  credits: 3n,
+  costMicros: 7_000n,
+  processingTimeMs: 900n,
+  errorMessage: "provider timed out",
+  errorCode: "provider_error",
+  ...overrides,
+});
+
+const expectValidation = (fn: () => unknown, message: RegExp) => {
+  let thrown: unknown;
+  try {
+    fn();
+  } catch (error) {
+    thrown = error;
+  }
+  expect(thrown).toBeInstanceOf(DomainError);
+  expect((thrown as DomainError).reason).toBe("validation");
+  expect((thrown as DomainError).message).toMatch(message);
+};
+
+describe("usage log entry from a GenerationCompleted", () => {
+  it("is billable and carries the event's facts", () => {
+    const event = completed();
+    const entry = usageLogEntryFromCompleted(event);
+    expect(entry).toEqual({
+      eventId: event.eventId,
+      userId: event.userId,
+      generationId: event.generationId,
+      outcome: "completed",
+      billable: true,
+      inputType: "photo",
+      provider: "builtin-renderer",
+      creditType: "trial",
+      credits: 5n,
+      costMicros: 120_000n,
+      processingTimeMs: 4_200n,
+      errorMessage: null,
+      errorCode: null,
+      occurredAt: event.occurredAt,
+    });
+  });
+
+  it("counts one generation with its cost and credits", () => {
+    expect(statsDelta(usageLogEntryFromCompleted(completed()))).toEqual({ generations: 1n, failed: 0n, costMicros: 120_000n, creditsSpent: 5n });
+  });
+
+  it("normalises UUIDs to lower case so one event id is one inbox key", () => {
+    const id = newId();
+    expect(usageLogEntryFromCompleted(completed({ eventId: id.toUpperCase() })).eventId).toBe(id);
+  });
+
+  it.each([
+    ["event_id", { eventId: "not-a-uuid" }, /event_id must be a UUID/],
+    ["user_id", { userId: "" }, /user_id must be a UUID/],
+    ["generation_id", { generationId: "42" }, /generation_id must be a UUID/],
+    ["occurred_at", { occurredAt: undefined }, /occurred_at is required/],
+    ["input_type", { inputType: "" }, /input_type is required/],
+    ["provider", { provider: "" }, /provider is required/],
+    ["credits", { credits: -1n }, /credits must be a non-negative int64/],
+    ["cost_micros", { costMicros: -5n }, /cost_micros must be a non-negative int64/],
+    ["processing_time_ms", { processingTimeMs: -1n }, /processing_time_ms must be a non-negative int64/],
+    ["NUL in provider", { provider: "a\u0000b" }, /provider contains a NUL character/],
+  ])("refuses an invalid %s", (_name, overrides, message) => {
+    expectValidation(() => usageLogEntryFromCompleted(completed(overrides as Partial<events.GenerationCompleted>)), message);
+  });
+});
+
+describe("usage log entry from a GenerationFailed", () => {
+  it("is not billable and keeps the error", () => {
+    const entry = usageLogEntryFromFailed(failed());
+    expect(entry).toMatchObject({
+      outcome: "failed",
+      billable: false,
+      creditType: null,
+      credits: 3n,
+      costMicros: 7_000n,
+      errorMessage: "provider timed out",
+      errorCode: "provider_error",
+    });
+  });
+
+  it("counts one failure and none of the money", () => {
+    expect(statsDelta(usageLogEntryFromFailed(failed()))).toEqual({ generations: 0n, failed: 1n, costMicros: 0n, creditsSpent: 0n });
+  });
+
+  it("accepts a failure before any provider was chosen", () => {
+    expect(usageLogEntryFromFailed(failed({ provider: "" })).provider).toBe("");
+  });
+
+  it("stores an empty error as null", () => {
+    expect(usageLogEntryFromFailed(failed({ errorMessage: "", errorCode: "" }))).toMatchObject({ errorMessage: null, errorCode: null });
+  });
+});
+
+describe("decodeGenerationEvent", () => {
+  it("decodes each subject with its message type", () => {
+    const done = completed();
+    const entry = decodeGenerationEvent("tally", "tally.generation.completed", events.GenerationCompleted.encode(done).finish());
+    expect(entry).toMatchObject({ eventId: done.eventId, outcome: "completed", credits: 5n });
+    const failure = failed();
+    const failedEntry = decodeGenerationEvent("tally", "tally.generation.failed", events.GenerationFailed.encode(failure).finish());
+    expect(failedEntry).toMatchObject({ eventId: failure.eventId, outcome: "failed", errorCode: "provider_error" });
+  });
+
+  it("refuses an unknown subject", () => {
+    expectValidation(() => decodeGenerationEvent("tally", "tally.generation.started", new Uint8Array()), /unknown subject/);
+  });
+
+  it("refuses a payload that is not protobuf", () => {
+    expectValidation(
+      () => decodeGenerationEvent("tally", "tally.generation.completed", Buffer.from("this is not protobuf, it is text")),
+      /not a valid protobuf message|must be a UUID/,
+    );
+  });
+
+  it("refuses an empty payload (every required field missing)", () => {
+    expectValidation(() => decodeGenerationEvent("tally", "tally.generation.failed", new Uint8Array()), /event_id must be a UUID/);
+  });
+});

@@ -1,0 +1,183 @@
+import { usage } from "@tally/contracts";
+import { newId } from "@tally/platform";
+import { eventually } from "@tally/platform/src/testing";
+import type { UsageService } from "../src/app";
+import { getUserStats, reconcileUserStats } from "../src/service/usage-service";
+import { completedEvent, createUsageTestBed, failedEvent, usageClient, type UsageTestBed } from "./helpers";
+
+/** Rows of the usage log of one user, straight from the database. */
+const usageLogRows = (service: UsageService, userId: string) =>
+  service.orm.em
+    .fork()
+    .execute<{ event_id: string; outcome: string; billable: boolean; credits: string; cost_micros: string }[]>(
+      "SELECT event_id, outcome, billable, credits, cost_micros FROM usage_log WHERE user_id = ? ORDER BY occurred_at",
+      [userId],
+    );
+
+describe("usage service consuming generation events", () => {
+  let bed: UsageTestBed;
+  let service: UsageService;
+  let client: ReturnType<typeof usageClient>;
+
+  beforeAll(async () => {
+    bed = await createUsageTestBed("consumer");
+    service = await bed.start();
+    client = usageClient(service.grpcPort);
+  });
+  afterAll(async () => {
+    client?.close();
+    await bed?.close();
+  });
+
+  it("records a completion (billable) and a failure (not billable) in the usage log and the stats", async () => {
+    const userId = newId();
+    const done = completedEvent(userId, { credits: 7n, costMicros: 250_000n, occurredAt: new Date("2026-11-20T08:00:00.000Z") });
+    const failure = failedEvent(userId, { credits: 4n, costMicros: 9_000n, occurredAt: new Date("2026-11-20T09:00:00.000Z") });
+    await bed.publishCompleted(done);
+    await bed.publishFailed(failure);
+
+    const rows = await eventually(async () => {
+      const found = await usageLogRows(service, userId);
+      return found.length === 2 ? found : undefined;
+    });
+    expect(rows).toEqual([
+      { event_id: done.eventId, outcome: "completed", billable: true, credits: "7", cost_micros: "250000" },
+      { event_id: failure.eventId, outcome: "failed", billable: false, credits: "4", cost_micros: "9000" },
+    ]);
+
+    const { stats } = await client.getUserStats(userId);
+    expect(stats).toEqual({
+      userId,
+      totalGenerations: 1n,
+      totalFailed: 1n,
+      totalCostMicros: 250_000n,
+      totalCreditsSpent: 7n,
+      lastActivityAt: new Date("2026-11-20T09:00:00.000Z"),
+    });
+    expect(await reconcileUserStats(service.orm, userId)).toEqual([]);
+  });
+
+  it("counts the same event once even when the stream holds it twice", async () => {
+    const userId = newId();
+    const done = completedEvent(userId, { credits: 3n, costMicros: 40_000n });
+    // Different Nats-Msg-Ids defeat the stream's de-duplication: the consumer sees both.
+    await bed.publishCompleted(done, `${done.eventId}-a`);
+    await bed.publishCompleted(done, `${done.eventId}-b`);
+    const marker = completedEvent(userId, { credits: 1n, costMicros: 1n });
+    await bed.publishCompleted(marker);
+
+    // The marker comes after both copies on the stream and the consumer handles in order.
+    await eventually(async () => ((await usageLogRows(service, userId)).some((r) => r.event_id === marker.eventId) ? true : undefined));
+    const rows = await usageLogRows(service, userId);
+    expect(rows.filter((r) => r.event_id === done.eventId)).toHaveLength(1);
+    const stats = await getUserStats(service.orm, userId);
+    expect(stats.totalGenerations).toBe(2n);
+    expect(stats.totalCreditsSpent).toBe(4n);
+    expect(stats.totalCostMicros).toBe(40_001n);
+    const [inbox] = await service.orm.em.fork().execute<{ count: string }[]>("SELECT count(*) FROM processed_events WHERE event_id = ?", [done.eventId]);
+    expect(inbox!.count).toBe("1");
+  });
+
+  it("keeps stats equal to the usage log under many concurrent events for one user and two replicas", async () => {
+    const userId = newId();
+    // A second replica on the same durable consumer: both record for the same user at once.
+    const replica = await bed.start();
+    try {
+      const published = Array.from({ length: 120 }, (_, i) =>
+        i % 4 === 3
+          ? failedEvent(userId, { credits: BigInt(i + 1), costMicros: BigInt(1_000 + i) })
+          : completedEvent(userId, { credits: BigInt(i + 1), costMicros: BigInt(100_003 * (i + 1)) }),
+      );
+      await Promise.all(
+        published.map((event) => ("errorCode" in event ? bed.publishFailed(event) : bed.publishCompleted(event as never))),
+      );
+      const completions = published.filter((e) => !("errorCode" in e));
+      await eventually(async () => ((await usageLogRows(service, userId)).length === published.length ? true : undefined), 30_000);
+
+      const stats = await getUserStats(service.orm, userId);
+      expect(stats.totalGenerations).toBe(BigInt(completions.length));
+      expect(stats.totalFailed).toBe(BigInt(published.length - completions.length));
+      expect(stats.totalCostMicros).toBe(completions.reduce((sum, e) => sum + e.costMicros, 0n));
+      expect(stats.totalCreditsSpent).toBe(completions.reduce((sum, e) => sum + e.credits, 0n));
+      expect(await reconcileUserStats(service.orm, userId)).toEqual([]);
+    } finally {
+      await replica.stop();
+    }
+  });
+
+  it("dead-letters a poison message and goes on with the messages after it", async () => {
+    const userId = newId();
+    const garbage = Buffer.from([0xff, 0xff, 0xff, 0xff, 0x0f]);
+    await bed.publishRaw(bed.subjects.completed, garbage);
+    await bed.publishCompleted(completedEvent(userId, { eventId: "not-a-uuid" }));
+    await bed.publishRaw(`${bed.config.NATS_SUBJECT_PREFIX}.generation.exploded`, Buffer.from("?"));
+    const after = completedEvent(userId);
+    await bed.publishCompleted(after);
+
+    await eventually(async () => ((await usageLogRows(service, userId)).length === 1 ? true : undefined));
+    const letters = await eventually(async () => {
+      const rows = await service.orm.em
+        .fork()
+        .execute<{ subject: string; payload: Buffer; error: string }[]>("SELECT subject, payload, error FROM dead_letters ORDER BY stream_sequence");
+      return rows.length >= 3 ? rows : undefined;
+    });
+    expect(letters).toHaveLength(3);
+    expect(Buffer.compare(letters[0]!.payload, garbage)).toBe(0);
+    expect(letters[1]!.error).toMatch(/event_id must be a UUID/);
+    expect(letters[2]).toMatchObject({ subject: `${bed.config.NATS_SUBJECT_PREFIX}.generation.exploded`, error: expect.stringMatching(/unknown subject/) });
+    // Terminated, not pending: nothing of them comes back.
+    expect((await service.orm.em.fork().execute<{ n: string }[]>("SELECT count(*) AS n FROM dead_letters"))[0]!.n).toBe("3");
+  });
+
+  it("answers zeros for a user with no usage and validation for a malformed id", async () => {
+    const userId = newId();
+    const { stats } = await client.getUserStats(userId);
+    expect(stats).toEqual({ userId, totalGenerations: 0n, totalFailed: 0n, totalCostMicros: 0n, totalCreditsSpent: 0n, lastActivityAt: undefined });
+    await expect(client.getUserStats("nope")).rejects.toMatchObject({ reason: "validation" });
+  });
+
+  it("pages through a user's usage log newest first", async () => {
+    const userId = newId();
+    const base = Date.parse("2026-10-01T00:00:00.000Z");
+    // 7 entries, two of them at the same instant so the id breaks the tie.
+    const published = Array.from({ length: 7 }, (_, i) =>
+      completedEvent(userId, { occurredAt: new Date(base + Math.min(i, 5) * 60_000), credits: BigInt(i + 1) }),
+    );
+    for (const event of published) await bed.publishCompleted(event);
+    await eventually(async () => ((await usageLogRows(service, userId)).length === 7 ? true : undefined));
+
+    const seen: usage.UsageLogEntry[] = [];
+    let pageToken = "";
+    let pages = 0;
+    do {
+      const page = await client.listUsageLogEntries({ userId, pageSize: 3, pageToken });
+      expect(page.entries.length).toBeLessThanOrEqual(3);
+      seen.push(...page.entries);
+      pageToken = page.nextPageToken;
+      pages += 1;
+    } while (pageToken);
+    expect(pages).toBe(3);
+    expect(seen.map((e) => e.eventId).sort()).toEqual(published.map((e) => e.eventId).sort());
+    for (let i = 1; i < seen.length; i++) {
+      const previous = seen[i - 1]!.occurredAt!.getTime();
+      const current = seen[i]!.occurredAt!.getTime();
+      expect(current <= previous).toBe(true);
+      if (current === previous) expect(seen[i]!.id < seen[i - 1]!.id).toBe(true);
+    }
+    expect(seen[0]).toMatchObject({ outcome: usage.UsageOutcome.USAGE_OUTCOME_COMPLETED, billable: true, userId });
+
+    const all = await client.listUsageLogEntries({ userId });
+    expect(all.entries).toHaveLength(7);
+    expect(all.nextPageToken).toBe("");
+    await expect(client.listUsageLogEntries({ userId, pageToken: "garbage!" })).rejects.toMatchObject({ reason: "validation" });
+    await expect(client.listUsageLogEntries({ userId, pageSize: 101 })).rejects.toMatchObject({ reason: "validation" });
+    const firstPage = await client.listUsageLogEntries({ userId, pageSize: 1 });
+    await expect(client.listUsageLogEntries({ userId: newId(), pageToken: firstPage.nextPageToken })).rejects.toMatchObject({ reason: "validation" });
+  });
+
+  it("refuses to update or delete a usage log entry", async () => {
+    const em = service.orm.em.fork();
+    await expect(em.execute("UPDATE usage_log SET credits = credits + 1")).rejects.toThrow(/immutable/);
+    await expect(em.execute("DELETE FROM usage_log")).rejects.toThrow(/immutable/);
+  });
+});
