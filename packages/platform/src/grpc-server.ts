@@ -19,7 +19,8 @@ export interface CallContext {
  * Derived from a ts-proto `*Server` interface, so the shapes stay checked against the proto.
  */
 export type AsyncService<S> = {
-  [K in keyof S]: S[K] extends grpc.handleUnaryCall<infer Req, infer Res>
+  // ts-proto server interfaces carry a catch-all index signature; keep only the named RPCs.
+  [K in keyof S as string extends K ? never : K]: S[K] extends grpc.handleUnaryCall<infer Req, infer Res>
     ? (request: Req, ctx: CallContext) => Promise<Res>
     : never;
 };
