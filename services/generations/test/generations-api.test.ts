@@ -5,7 +5,8 @@
 import { callUnary, DomainError, newId } from "@tally/platform";
 import { createTestDatabase } from "@tally/platform/src/testing";
 import { startGenerationsService, type RunningGenerationsService } from "../src/app";
-import { CALL_TIMEOUT_MS, GenerationStatus, generationsClient, InputType, silentLogger, startCredits, testConfig, type CreditsUnderTest } from "./helpers";
+import type { GenerationsConfig } from "../src/config";
+import { CALL_TIMEOUT_MS, deleteStream, GenerationStatus, generationsClient, InputType, silentLogger, startCredits, testConfig, type CreditsUnderTest } from "./helpers";
 
 const TRIAL_CREDITS = 10;
 
@@ -13,19 +14,22 @@ describe("generations API (worker disabled)", () => {
   let creditsService: CreditsUnderTest;
   let dropDatabase: () => Promise<void>;
   let service: RunningGenerationsService;
+  let config: GenerationsConfig;
   let api: ReturnType<typeof generationsClient>;
 
   beforeAll(async () => {
     creditsService = await startCredits(TRIAL_CREDITS);
     const database = await createTestDatabase("generations_api");
     dropDatabase = database.drop;
-    service = await startGenerationsService(testConfig(database.url, creditsService.address, { WORKER_ENABLED: "false" }), silentLogger());
+    config = testConfig(database.url, creditsService.address, { WORKER_ENABLED: "false" });
+    service = await startGenerationsService(config, silentLogger());
     api = generationsClient(service.grpcPort);
   }, 60_000);
 
   afterAll(async () => {
     api?.close();
     await service?.stop();
+    if (config) await deleteStream(config);
     await dropDatabase?.();
     await creditsService?.stop();
   }, 30_000);

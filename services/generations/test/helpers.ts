@@ -1,6 +1,8 @@
+import { jetstreamManager } from "@nats-io/jetstream";
 import { credits, generations } from "@tally/contracts";
 import {
   callUnary,
+  connectNats,
   createGrpcClient,
   createLogger,
   getFreePort,
@@ -119,3 +121,13 @@ export function generationsClient(port: number) {
 }
 
 export const { InputType, GenerationStatus } = generations;
+
+/** Deletes the test's JetStream stream (tests leave nothing behind on the shared NATS). */
+export async function deleteStream(config: GenerationsConfig): Promise<void> {
+  const nc = await connectNats(config.NATS_URL, "generations-test-cleanup", silentLogger());
+  try {
+    await (await jetstreamManager(nc)).streams.delete(config.NATS_STREAM).catch(() => undefined);
+  } finally {
+    await nc.close();
+  }
+}

@@ -8,10 +8,11 @@
 import { Client } from "pg";
 import { createTestDatabase, eventually } from "@tally/platform/src/testing";
 import { startGenerationsService, type RunningGenerationsService } from "../src/app";
+import type { GenerationsConfig } from "../src/config";
 import type { GenerationJob } from "../src/domain/generation";
 import { LocalFractalRenderer } from "../src/providers/local-fractal-renderer";
 import type { GenerationProvider, ProviderOutput, ProviderRunContext } from "../src/providers/provider";
-import { GenerationStatus, generationsClient, InputType, silentLogger, startCredits, testConfig, type CreditsUnderTest } from "./helpers";
+import { deleteStream, GenerationStatus, generationsClient, InputType, silentLogger, startCredits, testConfig, type CreditsUnderTest } from "./helpers";
 
 const JOB_COUNT = 24;
 const TRIAL_CREDITS = 100;
@@ -34,6 +35,7 @@ describe("two workers on one database", () => {
   let creditsService: CreditsUnderTest;
   let database: { url: string; drop(): Promise<void> };
   const services: RunningGenerationsService[] = [];
+  const configs: GenerationsConfig[] = [];
   let db: Client;
 
   beforeAll(async () => {
@@ -44,6 +46,7 @@ describe("two workers on one database", () => {
 
   afterAll(async () => {
     for (const service of services) await service.stop();
+    for (const config of configs) await deleteStream(config);
     await db?.end().catch(() => undefined);
     await database?.drop();
     await creditsService?.stop();
@@ -51,7 +54,9 @@ describe("two workers on one database", () => {
 
   it("runs every job exactly once and redoes only what a dead worker left undone", async () => {
     // Jobs are created while no worker runs, so both workers start on a full queue together.
-    const creator = await startGenerationsService(testConfig(database.url, creditsService.address, { WORKER_ENABLED: "false" }), silentLogger());
+    const creatorConfig = testConfig(database.url, creditsService.address, { WORKER_ENABLED: "false" });
+    configs.push(creatorConfig);
+    const creator = await startGenerationsService(creatorConfig, silentLogger());
     services.push(creator);
     await db.connect();
     const api = generationsClient(creator.grpcPort);
@@ -85,7 +90,15 @@ describe("two workers on one database", () => {
       expect(await creditsService.balance(userId)).toMatchObject({ heldCredits: BigInt(created) });
 
       const provider = new InvocationCountingProvider();
-      const workerConfig = () => testConfig(database.url, creditsService.address, { WORKER_CONCURRENCY: "3", WORKER_POLL_INTERVAL_MS: "10" });
+      const workerConfig = () => {
+        // Replicas of one deployment share the stream and subjects.
+        return testConfig(database.url, creditsService.address, {
+          WORKER_CONCURRENCY: "3",
+          WORKER_POLL_INTERVAL_MS: "10",
+          NATS_STREAM: creatorConfig.NATS_STREAM,
+          NATS_SUBJECT_PREFIX: creatorConfig.NATS_SUBJECT_PREFIX,
+        });
+      };
       services.push(...(await Promise.all([startGenerationsService(workerConfig(), silentLogger(), { provider }), startGenerationsService(workerConfig(), silentLogger(), { provider })])));
 
       const runnable = [...ids, diedRunning];
