@@ -8,6 +8,7 @@ import { downstreamCaller, type GatewayClients } from "./clients";
 import type { GatewayConfig } from "./config";
 import { installProblemHandlers } from "./errors/problem";
 import { installMetrics } from "./metrics";
+import { installRequestTracing } from "./tracing";
 import { accountRoutes } from "./routes/account";
 import { authRoutes } from "./routes/auth";
 import type { RouteContext } from "./routes/context";
@@ -41,6 +42,7 @@ export async function buildGateway(config: GatewayConfig, clients: GatewayClient
   // The API speaks JSON only: any other body is 415, not a confusing schema error.
   app.removeContentTypeParser("text/plain");
 
+  installRequestTracing(app);
   const metrics = installMetrics(app);
 
   await app.register(fastifySwagger, {
@@ -61,7 +63,7 @@ export async function buildGateway(config: GatewayConfig, clients: GatewayClient
   const context: RouteContext = {
     config,
     clients,
-    call: downstreamCaller(config.DOWNSTREAM_TIMEOUT_MS),
+    callFor: (request) => downstreamCaller(config.DOWNSTREAM_TIMEOUT_MS, request.traceContext),
     tokens: new AccessTokens({ secret: config.JWT_SECRET, issuer: config.JWT_ISSUER, ttlSeconds: config.ACCESS_TOKEN_TTL_SECONDS }),
     logger,
   };

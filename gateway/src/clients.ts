@@ -1,4 +1,5 @@
 import * as grpc from "@grpc/grpc-js";
+import { context, type Context } from "@opentelemetry/api";
 import { service as healthServiceDefinition } from "grpc-health-check";
 import { credits, generations, usage } from "@tally/contracts";
 import { callUnary, createGrpcClient, type UnaryMethod } from "@tally/platform";
@@ -49,12 +50,13 @@ export function closeGatewayClients(clients: GatewayClients): void {
 export type DownstreamCall = <Req, Res>(method: UnaryMethod<Req, Res>, request: Req) => Promise<Res>;
 
 /**
- * Binds `callUnary` to the downstream deadline (`DOWNSTREAM_TIMEOUT_MS`): grpc-js has no
- * default deadline, and a hung service must become a 504, not a hung request.
+ * Binds `callUnary` to the downstream deadline (`DOWNSTREAM_TIMEOUT_MS`: grpc-js has no
+ * default deadline, and a hung service must become a 504, not a hung request) and to a trace
+ * context (the HTTP request's span), which `callUnary` copies into the call's metadata.
  * Rejects with a DomainError carrying the callee's reason (`unavailable` when it is down).
  */
-export function downstreamCaller(timeoutMs: number): DownstreamCall {
-  return (method, request) => callUnary(method, request, { timeoutMs });
+export function downstreamCaller(timeoutMs: number, traceContext: Context = context.active()): DownstreamCall {
+  return (method, request) => context.with(traceContext, () => callUnary(method, request, { timeoutMs }));
 }
 
 /** Health status of one service as readiness reports it. */

@@ -1,8 +1,8 @@
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { hasZodFastifySchemaValidationErrors, isResponseSerializationError } from "fastify-type-provider-zod";
-import { isSpanContextValid, trace } from "@opentelemetry/api";
 import { DomainError, type Logger } from "@tally/platform";
 import { BEARER_CHALLENGE } from "../auth/authenticate";
+import { traceIdOf } from "../tracing";
 import { httpStatusForCode, PROBLEM_TITLES, type ProblemCode } from "./http-status";
 
 export const PROBLEM_CONTENT_TYPE = "application/problem+json; charset=utf-8";
@@ -54,8 +54,8 @@ export function buildProblem(
   detail: string,
   extensions: Record<string, unknown> = {},
   instance?: string,
+  traceId?: string,
 ): ProblemDocument {
-  const spanContext = trace.getActiveSpan()?.spanContext();
   return {
     ...detailMembers(extensions),
     type: `${typeBaseUri}${code}`,
@@ -64,7 +64,7 @@ export function buildProblem(
     detail,
     code,
     ...(instance ? { instance } : {}),
-    ...(spanContext && isSpanContextValid(spanContext) ? { trace_id: spanContext.traceId } : {}),
+    ...(traceId ? { trace_id: traceId } : {}),
   };
 }
 
@@ -127,23 +127,27 @@ function classifyFrameworkError(error: FastifyError): { code: ProblemCode; detai
 export function installProblemHandlers(app: FastifyInstance, typeBaseUri: string, logger: Logger): void {
   app.setErrorHandler((error: unknown, request: FastifyRequest, reply: FastifyReply) => {
     const instance = request.url;
+    const traceId = traceIdOf(request.span);
     if (error instanceof DomainError) {
       const status = httpStatusForCode(error.reason);
-      if (status < 500) return sendProblem(reply, buildProblem(typeBaseUri, error.reason, error.message, error.details, instance));
+      if (status < 500) return sendProblem(reply, buildProblem(typeBaseUri, error.reason, error.message, error.details, instance, traceId));
       // A server-side failure's message names hosts, ports and internals: log it, answer generically.
       logger.warn({ reason: error.reason, err: error.message, method: request.method, url: request.url }, "downstream failure");
-      return sendProblem(reply, buildProblem(typeBaseUri, error.reason, SERVER_FAILURE_DETAILS[error.reason] ?? "internal error", {}, instance));
+      return sendProblem(reply, buildProblem(typeBaseUri, error.reason, SERVER_FAILURE_DETAILS[error.reason] ?? "internal error", {}, instance, traceId));
     }
     const fastifyError = error as FastifyError;
     if (typeof error === "object" && error !== null && !isResponseSerializationError(fastifyError as never)) {
       const classified = hasZodFastifySchemaValidationErrors(error) || fastifyError.statusCode ? classifyFrameworkError(fastifyError) : undefined;
-      if (classified) return sendProblem(reply, buildProblem(typeBaseUri, classified.code, classified.detail, classified.extensions, instance));
+      if (classified) return sendProblem(reply, buildProblem(typeBaseUri, classified.code, classified.detail, classified.extensions, instance, traceId));
     }
     logger.error({ err: error, method: request.method, url: request.url }, "unexpected error");
-    return sendProblem(reply, buildProblem(typeBaseUri, "internal", "internal error", {}, instance));
+    return sendProblem(reply, buildProblem(typeBaseUri, "internal", "internal error", {}, instance, traceId));
   });
 
   app.setNotFoundHandler((request: FastifyRequest, reply: FastifyReply) =>
-    sendProblem(reply, buildProblem(typeBaseUri, "not_found", `no route ${request.method} ${request.url.split("?")[0]}`, {}, request.url)),
+    sendProblem(
+      reply,
+      buildProblem(typeBaseUri, "not_found", `no route ${request.method} ${request.url.split("?")[0]}`, {}, request.url, traceIdOf(request.span)),
+    ),
   );
 }

@@ -9,7 +9,7 @@ import { balanceResponse, meResponse, problemResponses } from "./schemas";
 export function accountRoutes(context: RouteContext) {
   return async (app: FastifyInstance): Promise<void> => {
     const routes = app.withTypeProvider<ZodTypeProvider>();
-    const { call, clients } = context;
+    const { callFor, clients } = context;
     const onRequest = authenticate(context.tokens);
 
     /**
@@ -23,6 +23,7 @@ export function accountRoutes(context: RouteContext) {
         schema: { tags: ["accounts"], summary: "The signed-in account and its stats", security: [{ bearerAuth: [] }], response: { 200: meResponse, ...problemResponses } },
       },
       async (request) => {
+        const call = callFor(request);
         const { accountId } = principalOf(request);
         const [account, stats] = await Promise.all([
           call(clients.credits.getAccount.bind(clients.credits), { accountId }),
@@ -40,6 +41,7 @@ export function accountRoutes(context: RouteContext) {
         schema: { tags: ["credits"], summary: "Credit balance", security: [{ bearerAuth: [] }], response: { 200: balanceResponse, ...problemResponses } },
       },
       async (request) => {
+        const call = callFor(request);
         const { accountId } = principalOf(request);
         const response = await call(clients.credits.getBalance.bind(clients.credits), { accountId });
         return presentBalance(response.balance);

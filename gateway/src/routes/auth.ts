@@ -9,7 +9,7 @@ import { credentialsBody, idempotencyHeaders, loginBody, loginResponse, problemR
 export function authRoutes(context: RouteContext) {
   return async (app: FastifyInstance): Promise<void> => {
     const routes = app.withTypeProvider<ZodTypeProvider>();
-    const { call, clients, tokens } = context;
+    const { callFor, clients, tokens } = context;
 
     /**
      * Creates an account (with its plan's trial credits, in the credits service's one
@@ -28,6 +28,7 @@ export function authRoutes(context: RouteContext) {
         },
       },
       async (request, reply) => {
+        const call = callFor(request);
         const response = await call(clients.credits.createAccount.bind(clients.credits), {
           requestId: requestIdFor(request, undefined),
           email: request.body.email,
@@ -58,6 +59,7 @@ export function authRoutes(context: RouteContext) {
         },
       },
       async (request) => {
+        const call = callFor(request);
         const response = await call(clients.credits.authenticate.bind(clients.credits), {
           requestId: requestIdFor(request, undefined),
           email: request.body.email,

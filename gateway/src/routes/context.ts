@@ -8,8 +8,8 @@ import type { GatewayConfig } from "../config";
 export interface RouteContext {
   config: GatewayConfig;
   clients: GatewayClients;
-  /** Unary call with the downstream deadline. */
-  call: DownstreamCall;
+  /** Unary calls on behalf of `request`: the downstream deadline and the request's trace context. */
+  callFor(request: FastifyRequest): DownstreamCall;
   tokens: AccessTokens;
   logger: Logger;
 }

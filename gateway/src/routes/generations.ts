@@ -31,7 +31,7 @@ const security = [{ bearerAuth: [] }];
 export function generationRoutes(context: RouteContext) {
   return async (app: FastifyInstance): Promise<void> => {
     const routes = app.withTypeProvider<ZodTypeProvider>();
-    const { call, clients } = context;
+    const { callFor, clients } = context;
     const generationsClient = clients.generations;
     const onRequest = authenticate(context.tokens);
 
@@ -55,6 +55,7 @@ export function generationRoutes(context: RouteContext) {
         },
       },
       async (request, reply) => {
+        const call = callFor(request);
         const { accountId } = principalOf(request);
         const body = request.body;
         const response = await call(generationsClient.createGeneration.bind(generationsClient), {
@@ -84,6 +85,7 @@ export function generationRoutes(context: RouteContext) {
         },
       },
       async (request) => {
+        const call = callFor(request);
         const { accountId } = principalOf(request);
         const { limit, offset } = request.query;
         const response = await call(generationsClient.listGenerations.bind(generationsClient), { userId: accountId, limit, offset });
@@ -105,6 +107,7 @@ export function generationRoutes(context: RouteContext) {
         schema: { tags: ["generations"], summary: "Read a generation", security, params: idParams, response: { 200: generationSchema, ...problemResponses } },
       },
       async (request) => {
+        const call = callFor(request);
         const { accountId } = principalOf(request);
         const generationId = generationIdFrom(request.params);
         const response = await call(generationsClient.getGeneration.bind(generationsClient), { userId: accountId, generationId });
@@ -130,6 +133,7 @@ export function generationRoutes(context: RouteContext) {
         },
       },
       async (request) => {
+        const call = callFor(request);
         const { accountId } = principalOf(request);
         const generationId = generationIdFrom(request.params);
         const response = await call(generationsClient.cancelGeneration.bind(generationsClient), {
@@ -158,6 +162,7 @@ export function generationRoutes(context: RouteContext) {
         },
       },
       async (request, reply) => {
+        const call = callFor(request);
         const { accountId } = principalOf(request);
         const generationId = generationIdFrom(request.params);
         const response = await call(generationsClient.getGenerationOutput.bind(generationsClient), { userId: accountId, generationId });

@@ -2,6 +2,7 @@ import type { FastifyInstance } from "fastify";
 import type { Registry } from "prom-client";
 import { checkHealth, DOWNSTREAM_SERVICES, type DownstreamService, type HealthState } from "../clients";
 import { buildProblem, sendProblem } from "../errors/problem";
+import { traceIdOf } from "../tracing";
 import type { RouteContext } from "./context";
 
 /** `/healthz`, `/readyz`, `/openapi.json` and `/metrics`. */
@@ -22,7 +23,7 @@ export function opsRoutes(context: RouteContext, metrics: Registry) {
       const services = Object.fromEntries(states) as Record<DownstreamService, HealthState>;
       const down = states.filter(([, state]) => state !== "SERVING").map(([name]) => name);
       if (down.length === 0) return { status: "ready", services };
-      const problem = buildProblem(context.config.PROBLEM_TYPE_BASE_URI, "unavailable", `not serving: ${down.join(", ")}`, { services }, request.url);
+      const problem = buildProblem(context.config.PROBLEM_TYPE_BASE_URI, "unavailable", `not serving: ${down.join(", ")}`, { services }, request.url, traceIdOf(request.span));
       return sendProblem(reply, problem);
     });
 
