@@ -38,7 +38,7 @@ export const generationsConfigSchema = z.object({
   /** JetStream de-duplicates re-published outbox rows by Nats-Msg-Id within this window. */
   NATS_DUPLICATE_WINDOW_MS: positiveInt(2 * 60 * 1000),
   /** How long the stream keeps events, in milliseconds (0 = forever). */
-  NATS_STREAM_MAX_AGE_MS: nonNegativeInt(30 * DAY_MS),
+  NATS_STREAM_MAX_AGE_MS: nonNegativeInt(7 * DAY_MS),
   /** How long the relay waits for one PubAck, in milliseconds. */
   NATS_PUBLISH_TIMEOUT_MS: positiveInt(5_000),
 
