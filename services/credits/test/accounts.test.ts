@@ -53,6 +53,16 @@ describe("credits accounts, sign-in and ledger (real PostgreSQL, gRPC)", () => {
     expect(x).toMatchObject({ reason: "unauthenticated" });
     expect({ reason: y.reason, message: y.message }).toEqual({ reason: x.reason, message: x.message });
     expect(await reasonOf(h.call.authenticate({ email: "", password }))).toBe("validation");
+    expect(await reasonOf(h.call.authenticate({ email: address, password: "x".repeat(100_000) }))).toBe("unauthenticated");
+  });
+
+  it("checks the password on every Authenticate, also when a request_id is replayed", async () => {
+    const address = email();
+    await h.call.createAccount({ email: address, password });
+    const request = { requestId: newId(), email: address, password };
+    const first = await h.call.authenticate(request);
+    expect(await h.call.authenticate(request)).toEqual(first);
+    expect(await reasonOf(h.call.authenticate({ ...request, password: "not the password" }))).toBe("unauthenticated");
   });
 
   it("refuses a taken email (whatever its case), also when two registrations race", async () => {

@@ -4,9 +4,11 @@ import { allocate, amountsByFamily, singleKind, splitCapture, type Allocation } 
 import { decodePageToken, encodePageToken } from "../domain/page-token";
 import {
   accountNotFound,
+  EMAIL_LENGTH_MAX,
   GENERATION_ID_LENGTH_MAX,
   holdNotFound,
   normalizeEmail,
+  PASSWORD_LENGTH_MAX,
   RELEASE_REASON_LENGTH_MAX,
   resolveHoldTtlMs,
   resolveLedgerPageSize,
@@ -132,6 +134,11 @@ export class CreditsService {
     const email = input.email.trim().toLowerCase();
     if (email.length === 0) throw new DomainError("validation", "email is required", { field: "email" });
     if (input.password.length === 0) throw new DomainError("validation", "password is required", { field: "password" });
+    // No stored password is longer than the limit and no stored email longer than its limit, so
+    // such input cannot match: refuse it before hashing (argon2 on megabytes is a cheap DoS).
+    if ([...input.password].length > PASSWORD_LENGTH_MAX || email.length > EMAIL_LENGTH_MAX) {
+      throw new DomainError("unauthenticated", "email or password is wrong");
+    }
     return this.transaction(async (em) => {
       const credentials = await store.findCredentials(em, email);
       let verified = false;
