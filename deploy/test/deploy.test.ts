@@ -18,7 +18,7 @@ function variablesReadBy(workspace: string): Set<string> {
 }
 
 describe("deploy files", () => {
-  const compose = parse(read("deploy/compose.yaml"));
+  const compose = parse(read("deploy/compose.yaml"), { merge: true });
   const workspaces = ["services/credits", "services/generations", "services/usage", "gateway"];
 
   it("build one image per workspace, each with an entry point", () => {
