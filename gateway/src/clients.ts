@@ -26,14 +26,20 @@ const HealthClient = grpc.makeClientConstructor(healthServiceDefinition as grpc.
 
 /** Creates the clients (channels connect lazily, so this never waits for a service). */
 export function createGatewayClients(addresses: DownstreamAddresses): GatewayClients {
+  const creditsClient = createGrpcClient(credits.CreditsServiceClient, addresses.creditsAddress);
+  const generationsClient = createGrpcClient(generations.GenerationsServiceClient, addresses.generationsAddress);
+  const usageClient = createGrpcClient(usage.UsageServiceClient, addresses.usageAddress);
+  // Health checks ride the very channel the calls use, so /readyz says what a request would meet.
+  const healthOn = (client: grpc.Client, address: string) =>
+    new HealthClient(address, grpc.credentials.createInsecure(), { channelOverride: client.getChannel() });
   return {
-    credits: createGrpcClient(credits.CreditsServiceClient, addresses.creditsAddress),
-    generations: createGrpcClient(generations.GenerationsServiceClient, addresses.generationsAddress),
-    usage: createGrpcClient(usage.UsageServiceClient, addresses.usageAddress),
+    credits: creditsClient,
+    generations: generationsClient,
+    usage: usageClient,
     health: {
-      credits: new HealthClient(addresses.creditsAddress, grpc.credentials.createInsecure()),
-      generations: new HealthClient(addresses.generationsAddress, grpc.credentials.createInsecure()),
-      usage: new HealthClient(addresses.usageAddress, grpc.credentials.createInsecure()),
+      credits: healthOn(creditsClient as unknown as grpc.Client, addresses.creditsAddress),
+      generations: healthOn(generationsClient as unknown as grpc.Client, addresses.generationsAddress),
+      usage: healthOn(usageClient as unknown as grpc.Client, addresses.usageAddress),
     },
   };
 }
