@@ -165,7 +165,10 @@ async function ensureNats(options: InfrastructureOptions, stops: (() => Promise<
     );
   }
   const port = await getFreePort();
-  const storeDir = mkdtempSync(path.join(os.tmpdir(), "tally-nats-"));
+  // npm start keeps the JetStream store (like PostgreSQL's data): an event acknowledged by
+  // the stream but not yet consumed must survive a restart, or the usage log would miss it.
+  const storeDir = options.persistent ? path.join(options.stateDir, "nats") : mkdtempSync(path.join(os.tmpdir(), "tally-nats-"));
+  mkdirSync(storeDir, { recursive: true });
   const configFile = path.join(storeDir, "nats.conf");
   writeFileSync(
     configFile,
@@ -190,7 +193,7 @@ async function ensureNats(options: InfrastructureOptions, stops: (() => Promise<
       child.kill("SIGTERM");
       await exited;
     }
-    rmSync(storeDir, { recursive: true, force: true });
+    if (!options.persistent) rmSync(storeDir, { recursive: true, force: true });
   });
   options.log(`NATS: nats-server with JetStream on 127.0.0.1:${port} (store in ${storeDir})`);
   return `nats://127.0.0.1:${port}`;

@@ -69,12 +69,14 @@ export function toServiceError(error: unknown): Partial<grpc.ServiceError> {
 const CODE_TO_REASON: Partial<Record<grpc.status, ErrorReason>> = {
   [grpc.status.INVALID_ARGUMENT]: "validation",
   [grpc.status.UNAUTHENTICATED]: "unauthenticated",
-  [grpc.status.FAILED_PRECONDITION]: "insufficient_credits",
+  // Without a reason trailer these come from the transport (e.g. a message over the size
+  // limit), not from a callee's rule: they are server faults, not the caller's.
+  [grpc.status.FAILED_PRECONDITION]: "internal",
   [grpc.status.PERMISSION_DENIED]: "forbidden",
   [grpc.status.NOT_FOUND]: "not_found",
   [grpc.status.ALREADY_EXISTS]: "conflict",
   [grpc.status.ABORTED]: "conflict",
-  [grpc.status.RESOURCE_EXHAUSTED]: "rate_limited",
+  [grpc.status.RESOURCE_EXHAUSTED]: "internal",
   [grpc.status.UNAVAILABLE]: "unavailable",
   [grpc.status.DEADLINE_EXCEEDED]: "deadline_exceeded",
   [grpc.status.CANCELLED]: "unavailable",

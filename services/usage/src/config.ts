@@ -36,7 +36,7 @@ export const usageConfigSchema = z.object({
   /** Delay before a message that failed transiently (e.g. database down) comes back, in milliseconds. */
   CONSUMER_NAK_DELAY_MS: intFromEnv(1_000).pipe(z.number().min(0)),
   /** Deliveries per message before the server gives up; -1 = unlimited (poison messages are dead-lettered, not dropped). */
-  CONSUMER_MAX_DELIVER: intFromEnv(-1).pipe(z.number().min(-1)),
+  CONSUMER_MAX_DELIVER: intFromEnv(-1).pipe(z.number().refine((n) => n === -1 || n >= 1, "must be -1 (unlimited) or at least 1")),
   /** Unacknowledged messages the server lets the consumer hold at once. */
   CONSUMER_MAX_ACK_PENDING: intFromEnv(1_000).pipe(z.number().min(1)),
   LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
