@@ -97,6 +97,37 @@ describe("request validation", () => {
     expect(key.detail).toContain("headers.idempotency-key");
   });
 
+  it("rejects NUL and other C0 control characters in every string field, naming it (tab, CR, LF allowed in free text)", async () => {
+    const credentials = { email: "a@example.com", password: "long enough" };
+    const cases: [string, Record<string, unknown>, string, Record<string, string>?][] = [
+      ["/v1/auth/login", { ...credentials, email: "a\u0000@example.com" }, "body.email", {}],
+      ["/v1/auth/login", { ...credentials, password: "long\u0000enough" }, "body.password", {}],
+      ["/v1/auth/register", { ...credentials, email: "a\u0000b@example.com" }, "body.email", {}],
+      ["/v1/auth/register", { ...credentials, password: "long\u001benough" }, "body.password", {}],
+      ["/v1/auth/register", { ...credentials, password: "long\tenough" }, "body.password", {}],
+      ["/v1/generations", { input_type: "text", prompt: "a lighthouse\u0000" }, "body.prompt"],
+      ["/v1/generations", { input_type: "text", prompt: "a lighthouse", style: "ink\u0007" }, "body.style"],
+      ["/v1/generations", { input_type: "address", address: "1 Main St\u0000" }, "body.address"],
+      ["/v1/generations", { input_type: "photo", photo_url: "https://example.com/a\u0000.jpg" }, "body.photo_url"],
+    ];
+    for (const [url, payload, field, headers] of cases) {
+      const problem = expectProblem(await post(url, payload, headers), 400, "validation");
+      expect({ url, field, detail: problem.detail }).toEqual({ url, field, detail: expect.stringContaining(`${field}: must not contain control characters`) });
+    }
+    // Tabs and line breaks in free text pass validation (and reach the service, down here: 503).
+    const text = await post("/v1/generations", { input_type: "text", prompt: "line one\r\nline\ttwo", style: "ink\n" });
+    expectProblem(text, 503, "unavailable");
+  });
+
+  it("accepts passwords up to 256 characters and refuses longer ones before any call", async () => {
+    // Register and login alike: 256 passes validation (the credits service is down here: 503).
+    for (const url of ["/v1/auth/register", "/v1/auth/login"]) {
+      expectProblem(await post(url, { email: "a@example.com", password: "p".repeat(256) }, {}), 503, "unavailable");
+      const tooLong = expectProblem(await post(url, { email: "a@example.com", password: "p".repeat(257) }, {}), 400, "validation");
+      expect(tooLong.detail).toContain("body.password");
+    }
+  });
+
   it("rejects limit and offset out of range, naming them", async () => {
     for (const [query, field] of [
       ["limit=0", "query.limit"],

@@ -200,6 +200,35 @@ describe("gateway against the real services", () => {
     expect({ ...unknown.body, instance: undefined }).toEqual({ ...wrong.body, instance: undefined });
   });
 
+  it("scopes an anonymous Idempotency-Key by email: two people with the same key both register and log in", async () => {
+    const key = { "idempotency-key": `shared-${suffix}` };
+    const [erinEmail, frankEmail] = [`erin-${suffix}@example.com`, `frank-${suffix}@example.com`];
+    const password = "correct horse battery";
+    const erin = await call("POST", "/v1/auth/register", { headers: key, body: { email: erinEmail, password } });
+    const frank = await call("POST", "/v1/auth/register", { headers: key, body: { email: frankEmail, password } });
+    expect([erin.status, erin.body.user?.email]).toEqual([201, erinEmail]);
+    expect([frank.status, frank.body.user?.email]).toEqual([201, frankEmail]);
+    expect(frank.body.user.id).not.toBe(erin.body.user.id);
+    // A replay of Erin's registration with the key is still hers.
+    const replay = await call("POST", "/v1/auth/register", { headers: key, body: { email: erinEmail, password } });
+    expect([replay.status, replay.body.user?.id]).toEqual([201, erin.body.user.id]);
+
+    const erinLogin = await call("POST", "/v1/auth/login", { headers: key, body: { email: erinEmail, password } });
+    const frankLogin = await call("POST", "/v1/auth/login", { headers: key, body: { email: frankEmail, password } });
+    expect([erinLogin.status, frankLogin.status]).toEqual([200, 200]);
+    const me = await call("GET", "/v1/me", { token: frankLogin.body.access_token });
+    expect(me.body).toMatchObject({ id: frank.body.user.id, email: frankEmail });
+  });
+
+  it("registers and logs in with a 220-character password (the credits service allows 8..256)", async () => {
+    const email = `long-${suffix}@example.com`;
+    const password = "p".repeat(220);
+    const registered = await call("POST", "/v1/auth/register", { body: { email, password } });
+    expect([registered.status, registered.body.user?.email]).toEqual([201, email]);
+    const login = await call("POST", "/v1/auth/login", { body: { email, password } });
+    expect(login.status).toBe(200);
+  });
+
   it("replays an Idempotency-Key (same generation, one hold), refuses its reuse with another body, and answers 402 when credits run out", async () => {
     const key = { "idempotency-key": `create-${suffix}` };
     const before = (await call("GET", "/v1/credits/balance", { token: alice.token })).body;
@@ -214,6 +243,7 @@ describe("gateway against the real services", () => {
 
     const reused = await call("POST", "/v1/generations", { token: alice.token, headers: key, body: { input_type: "text", prompt: "twice" } });
     expect([reused.status, reused.body.code]).toEqual([409, "idempotency_key_reused"]);
+    expect(reused.body).not.toHaveProperty("request_id"); // the derived id is internal
 
     // 2 credits left: a photo takes them, the next text job finds none.
     const photo = await call("POST", "/v1/generations", { token: alice.token, body: { input_type: "photo", photo_url: "https://example.com/me.jpg" } });

@@ -30,6 +30,12 @@ const SERVER_FAILURE_DETAILS: Partial<Record<ProblemCode, string>> = {
 /** Members a domain error's details may not overwrite. */
 const RESERVED_MEMBERS = new Set(["type", "title", "status", "detail", "code", "instance", "trace_id"]);
 
+/**
+ * Domain details that are internal and never reach a client: `request_id` is the gateway's
+ * derived idempotency id (e.g. in `idempotency_key_reused`), which the client never sent.
+ */
+const INTERNAL_MEMBERS = new Set(["request_id"]);
+
 const INTEGER_STRING = /^-?\d+$/;
 
 /**
@@ -39,7 +45,7 @@ const INTEGER_STRING = /^-?\d+$/;
 function detailMembers(details: Record<string, unknown>): Record<string, unknown> {
   const members: Record<string, unknown> = {};
   for (const [key, value] of Object.entries(details)) {
-    if (RESERVED_MEMBERS.has(key)) continue;
+    if (RESERVED_MEMBERS.has(key) || INTERNAL_MEMBERS.has(key)) continue;
     if (typeof value === "string" && INTEGER_STRING.test(value) && Number.isSafeInteger(Number(value))) members[key] = Number(value);
     else if (typeof value === "bigint") members[key] = Number.isSafeInteger(Number(value)) ? Number(value) : value.toString();
     else members[key] = value;

@@ -30,7 +30,7 @@ export function authRoutes(context: RouteContext) {
       async (request, reply) => {
         const call = callFor(request);
         const response = await call(clients.credits.createAccount.bind(clients.credits), {
-          requestId: requestIdFor(request, undefined),
+          requestId: requestIdFor(request, { anonymousEmail: request.body.email }),
           email: request.body.email,
           password: request.body.password,
           plan: "",
@@ -61,7 +61,7 @@ export function authRoutes(context: RouteContext) {
       async (request) => {
         const call = callFor(request);
         const response = await call(clients.credits.authenticate.bind(clients.credits), {
-          requestId: requestIdFor(request, undefined),
+          requestId: requestIdFor(request, { anonymousEmail: request.body.email }),
           email: request.body.email,
           password: request.body.password,
         });

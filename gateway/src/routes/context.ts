@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import type { FastifyRequest } from "fastify";
 import { deterministicUuid, newId, type Logger } from "@tally/platform";
 import type { AccessTokens } from "../auth/tokens";
@@ -14,14 +15,25 @@ export interface RouteContext {
   logger: Logger;
 }
 
+/** Who a mutating request is made by, which scopes its `Idempotency-Key`. */
+export type RequestCaller = { accountId: string } | { anonymousEmail: string };
+
+/** The normalized (trimmed, lower-cased) email an anonymous request's key is scoped by. */
+export const normalizeEmail = (email: string): string => email.trim().toLowerCase();
+
 /**
  * The `request_id` a mutating route passes to its service (DESIGN.md invariant 4). With an
  * `Idempotency-Key` header it is derived from the caller, the route and the key, so a retry
  * lands on the service's stored first answer (and the same key with another body is a
- * conflict the service detects); without one, every request is new.
+ * conflict the service detects); without one, every request is new. Anonymous routes
+ * (register, login) are scoped by the SHA-256 of the body's normalized email, so two people
+ * who happen to send the same key never share (or see) each other's stored answer.
  */
-export function requestIdFor(request: FastifyRequest, accountId: string | undefined): string {
+export function requestIdFor(request: FastifyRequest, caller: RequestCaller): string {
   const key = request.headers["idempotency-key"];
   if (typeof key !== "string") return newId();
-  return deterministicUuid("idempotency", accountId ?? "anonymous", request.method, request.routeOptions.url ?? request.url, key);
+  const route = request.routeOptions.url ?? request.url;
+  if ("accountId" in caller) return deterministicUuid("idempotency", caller.accountId, request.method, route, key);
+  const emailHash = createHash("sha256").update(normalizeEmail(caller.anonymousEmail)).digest("hex");
+  return deterministicUuid("idempotency", "anonymous", emailHash, request.method, route, key);
 }

@@ -59,7 +59,7 @@ export function generationRoutes(context: RouteContext) {
         const { accountId } = principalOf(request);
         const body = request.body;
         const response = await call(generationsClient.createGeneration.bind(generationsClient), {
-          requestId: requestIdFor(request, accountId),
+          requestId: requestIdFor(request, { accountId }),
           userId: accountId,
           inputType: INPUT_TYPE_VALUES[body.input_type],
           prompt: body.prompt ?? "",
@@ -137,7 +137,7 @@ export function generationRoutes(context: RouteContext) {
         const { accountId } = principalOf(request);
         const generationId = generationIdFrom(request.params);
         const response = await call(generationsClient.cancelGeneration.bind(generationsClient), {
-          requestId: requestIdFor(request, accountId),
+          requestId: requestIdFor(request, { accountId }),
           userId: accountId,
           generationId,
         });

@@ -10,7 +10,8 @@ import { CREDIT_TYPES, GENERATION_STATUSES, INPUT_TYPES } from "./presenters";
 export const LIMITS = {
   emailLengthMax: 254,
   passwordLengthMin: 8,
-  passwordLengthMax: 200,
+  /** The credits service accepts 8..256 (API.md); one constant for register and login. */
+  passwordLengthMax: 256,
   promptLengthMax: 2000,
   urlLengthMax: 2048,
   addressLengthMax: 500,
@@ -21,6 +22,17 @@ export const LIMITS = {
   /** The list RPC's offset is an int32. */
   listOffsetMax: 2_147_483_647,
 } as const;
+
+/**
+ * No C0 control characters (U+0000..U+001F): a NUL or an escape sequence is never a valid
+ * email, password, URL or key, and PostgreSQL text cannot hold NUL at all, so such input is
+ * a 400 naming the field and never reaches a service.
+ */
+const NO_CONTROL_CHARACTERS = /^[^\u0000-\u001f]*$/;
+/** Free text (prompt, address, style) may hold tabs and line breaks, but no other C0 control. */
+const NO_CONTROL_CHARACTERS_IN_TEXT = /^[^\u0000-\u0008\u000b\u000c\u000e-\u001f]*$/;
+const CONTROL_CHARACTERS_MESSAGE = "must not contain control characters";
+const CONTROL_CHARACTERS_IN_TEXT_MESSAGE = "must not contain control characters other than tab, CR and LF";
 
 const timestamp = z.iso.datetime().describe("RFC 3339 UTC");
 const nullableTimestamp = timestamp.nullable();
@@ -49,18 +61,19 @@ export const idempotencyHeaders = z.looseObject({
     .string()
     .min(1)
     .max(LIMITS.idempotencyKeyLengthMax)
+    .regex(NO_CONTROL_CHARACTERS, CONTROL_CHARACTERS_MESSAGE)
     .optional()
     .describe("A retry with the same key returns the first answer; the same key with another body answers 409"),
 });
 
 export const credentialsBody = z.object({
-  email: z.email().max(LIMITS.emailLengthMax),
-  password: z.string().min(LIMITS.passwordLengthMin).max(LIMITS.passwordLengthMax),
+  email: z.email().max(LIMITS.emailLengthMax).regex(NO_CONTROL_CHARACTERS, CONTROL_CHARACTERS_MESSAGE),
+  password: z.string().min(LIMITS.passwordLengthMin).max(LIMITS.passwordLengthMax).regex(NO_CONTROL_CHARACTERS, CONTROL_CHARACTERS_MESSAGE),
 });
 
 export const loginBody = z.object({
-  email: z.string().min(1).max(LIMITS.emailLengthMax),
-  password: z.string().min(1).max(LIMITS.passwordLengthMax),
+  email: z.string().min(1).max(LIMITS.emailLengthMax).regex(NO_CONTROL_CHARACTERS, CONTROL_CHARACTERS_MESSAGE),
+  password: z.string().min(1).max(LIMITS.passwordLengthMax).regex(NO_CONTROL_CHARACTERS, CONTROL_CHARACTERS_MESSAGE),
 });
 
 export const accountSchema = z
@@ -142,13 +155,17 @@ export const generationListResponse = z
   .meta({ id: "GenerationList" });
 
 /** null and absent mean the same for optional inputs. */
-const optionalText = (max: number) => z.string().max(max).nullish();
+const optionalText = (max: number) => z.string().max(max).regex(NO_CONTROL_CHARACTERS_IN_TEXT, CONTROL_CHARACTERS_IN_TEXT_MESSAGE).nullish();
 
 export const createGenerationBody = z
   .object({
     input_type: z.enum(INPUT_TYPES),
     prompt: optionalText(LIMITS.promptLengthMax).describe("required for text"),
-    photo_url: z.url({ protocol: /^https?$/ }).max(LIMITS.urlLengthMax).nullish().describe("required for photo"),
+    photo_url: z
+      .url({ protocol: /^https?$/ })
+      .max(LIMITS.urlLengthMax)
+      .regex(NO_CONTROL_CHARACTERS, CONTROL_CHARACTERS_MESSAGE)
+      .nullish().describe("required for photo"),
     address: optionalText(LIMITS.addressLengthMax).describe("required for address"),
     style: optionalText(LIMITS.styleLengthMax),
   })
