@@ -102,6 +102,70 @@ describe("credits accounts, sign-in and ledger (real PostgreSQL, gRPC)", () => {
     expect(await reasonOf(h.call.createAccount({ ...request, email: email() }))).toBe("idempotency_key_reused");
   });
 
+  it("never hands out the account of a replayed CreateAccount to another password", async () => {
+    const request = { requestId: newId(), email: email(), password };
+    const first = await h.call.createAccount(request);
+    expect(await reasonOf(h.call.createAccount({ ...request, password: "an attacker's password" }))).toBe("idempotency_key_reused");
+    expect(await reasonOf(h.call.createAccount({ ...request, email: request.email.toUpperCase(), password: "an attacker's password" }))).toBe(
+      "idempotency_key_reused",
+    );
+    // The rightful retry still gets the first answer, and the password is in no stored fingerprint.
+    expect(await h.call.createAccount(request)).toEqual(first);
+    const { rows } = await h.sql.query<{ request_fingerprint: string; response: Buffer }>(
+      "SELECT request_fingerprint, response FROM idempotency_keys WHERE request_id = $1",
+      [request.requestId],
+    );
+    expect(rows[0]!.request_fingerprint).not.toContain(password);
+    expect(rows[0]!.response.toString("utf8")).not.toContain(password);
+  });
+
+  it("verifies the password of a sign-in with no transaction open", async () => {
+    const address = email();
+    await h.call.createAccount({ email: address, password });
+    const passwords = (h.running.service as unknown as { passwords: { verify(hash: string, password: string): Promise<boolean> } }).passwords;
+    const openTransactions: number[] = [];
+    const realVerify = passwords.verify.bind(passwords);
+    const verify = jest.spyOn(passwords, "verify").mockImplementation(async (passwordHash, candidate) => {
+      const { rows } = await h.sql.query<{ n: string }>(
+        `SELECT count(*) AS n FROM pg_stat_activity
+         WHERE datname = current_database() AND pid <> pg_backend_pid() AND xact_start IS NOT NULL
+           AND query LIKE '%password_hash%'`,
+      );
+      openTransactions.push(Number(rows[0]!.n));
+      return realVerify(passwordHash, candidate);
+    });
+    try {
+      expect((await h.call.authenticate({ email: address, password })).account!.email).toBe(address.toLowerCase());
+      expect(await reasonOf(h.call.authenticate({ email: address, password: "not the password" }))).toBe("unauthenticated");
+    } finally {
+      verify.mockRestore();
+    }
+    expect(openTransactions).toEqual([0, 0]);
+  });
+
+  it.each([
+    ["a NUL in the email", { email: "nul\u0000@example.com", password }],
+    ["a control character in the email", { email: "bell\u0007@example.com", password }],
+    ["a NUL in the password", { password: "correct\u0000horse battery" }],
+  ])("refuses %s on CreateAccount with validation", async (_name, request) => {
+    expect(await reasonOf(h.call.createAccount({ email: `ctl-${newId()}@example.com`, ...request }))).toBe("validation");
+  });
+
+  it("answers a NUL in the sign-in email or password with unauthenticated, without a database call", async () => {
+    const address = email();
+    await h.call.createAccount({ email: address, password });
+    const em = (h.running.service as unknown as { orm: { em: { fork(): unknown } } }).orm.em;
+    const fork = jest.spyOn(em, "fork");
+    try {
+      expect(await reasonOf(h.call.authenticate({ email: `${address}\u0000`, password }))).toBe("unauthenticated");
+      expect(await reasonOf(h.call.authenticate({ email: address, password: `${password}\u0000` }))).toBe("unauthenticated");
+      expect(await reasonOf(h.call.authenticate({ email: `nul\u0000${newId()}@example.com`, password }))).toBe("unauthenticated");
+      expect(fork).not.toHaveBeenCalled();
+    } finally {
+      fork.mockRestore();
+    }
+  });
+
   it("answers not_found for unknown or malformed ids", async () => {
     for (const accountId of [newId(), "not-a-uuid", "", "'; DROP TABLE accounts; --"]) {
       expect(await reasonOf(h.call.getAccount({ accountId }))).toBe("not_found");

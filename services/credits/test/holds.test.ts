@@ -52,6 +52,7 @@ describe("credits holds (real PostgreSQL, gRPC)", () => {
     expect(await reasonOf(h.call.createHold({ accountId: "not-a-uuid", amount: 1n }))).toBe("not_found");
     expect(await reasonOf(h.call.createHold({ accountId, amount: 0n }))).toBe("validation");
     expect(await reasonOf(h.call.createHold({ accountId, amount: 1n, generationId: "" }))).toBe("validation");
+    expect(await reasonOf(h.call.createHold({ accountId, amount: 1n, generationId: `gen\u0000${newId()}` }))).toBe("validation");
     expect(await reasonOf(h.call.createHold({ accountId, amount: 1n, ttlMs: -1n }))).toBe("validation");
   });
 
@@ -113,6 +114,8 @@ describe("credits holds (real PostgreSQL, gRPC)", () => {
     const purchased = await h.grant(accountId, PURCHASED, 5n);
     const { hold } = await h.call.createHold({ accountId, amount: 12n });
     expect([await remainingOf(trial), await remainingOf(purchased)]).toEqual([0n, 3n]);
+    // A NUL cannot be stored in PostgreSQL text: bad input, not an internal error.
+    expect(await reasonOf(h.call.releaseHold({ holdId: hold!.id, reason: "generation\u0000failed" }))).toBe("validation");
     const released = await h.call.releaseHold({ holdId: hold!.id, reason: "generation_failed" });
     expect(released.hold).toMatchObject({ status: HOLD_STATUS_RELEASED, capturedAmount: 0n });
     expect([await remainingOf(trial), await remainingOf(purchased)]).toEqual([10n, 5n]);

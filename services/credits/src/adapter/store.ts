@@ -70,6 +70,12 @@ export async function emailTaken(em: Transaction, email: string): Promise<boolea
   return rows.length > 0;
 }
 
+/** The password hash of an account, by id (null when there is no such account). */
+export async function findPasswordHash(em: Transaction, accountId: string): Promise<string | null> {
+  const [row] = await query<{ password_hash: string }>(em, "SELECT password_hash FROM accounts WHERE id = ?::uuid", [accountId]);
+  return row ? row.password_hash : null;
+}
+
 /** The account and its password hash, by normalized email. */
 export async function findCredentials(em: Transaction, email: string): Promise<{ account: Account; passwordHash: string } | null> {
   const [row] = await query<AccountRow & { password_hash: string }>(

@@ -16,10 +16,15 @@ export const LEDGER_PAGE_SIZE_MAX = 100;
 // Deliberately simple: one "@", no spaces, a dot in the domain. Deliverability is proven by
 // sending mail, not by a regular expression.
 const EMAIL_PATTERN = /^[^\s@]+@[^\s@.]+(\.[^\s@.]+)+$/;
+/** C0 control characters and DEL: never part of an email or an identifier. */
+const CONTROL_CHARACTER = /[\u0000-\u001f\u007f]/;
+
+/** True when `value` contains a NUL character (PostgreSQL text cannot store one). */
+export const containsNul = (value: string): boolean => value.includes("\u0000");
 
 /**
  * Trims and lower-cases an email and checks its shape. Throws `validation` for an empty,
- * too long or malformed address.
+ * too long or malformed address, or one with a control character (NUL included).
  */
 export function normalizeEmail(email: string): string {
   const normalized = email.trim().toLowerCase();
@@ -27,12 +32,14 @@ export function normalizeEmail(email: string): string {
   if (normalized.length > EMAIL_LENGTH_MAX) {
     throw validationError(`email must be at most ${EMAIL_LENGTH_MAX} characters`, { field: "email" });
   }
+  if (CONTROL_CHARACTER.test(normalized)) throw validationError("email must not contain control characters", { field: "email" });
   if (!EMAIL_PATTERN.test(normalized)) throw validationError("email is not a valid address", { field: "email" });
   return normalized;
 }
 
-/** Checks a new password's length in characters (code points). Throws `validation`. */
+/** Checks a new password's length in characters (code points) and that it has no NUL. Throws `validation`. */
 export function validatePassword(password: string): void {
+  if (containsNul(password)) throw validationError("password must not contain NUL characters", { field: "password" });
   const length = [...password].length;
   if (length < PASSWORD_LENGTH_MIN || length > PASSWORD_LENGTH_MAX) {
     throw validationError(`password must be ${PASSWORD_LENGTH_MIN} to ${PASSWORD_LENGTH_MAX} characters`, {
@@ -83,10 +90,14 @@ export function resolveLedgerPageSize(pageSize: number): number {
   return pageSize;
 }
 
-/** Checks a non-empty identifier-like string (e.g. a generation id) of at most `max` characters. */
+/**
+ * Checks a non-empty identifier-like string (e.g. a generation id) of at most `max` characters
+ * without control characters.
+ */
 export function validateRequiredText(value: string, field: string, max: number): void {
   if (value.length === 0) throw validationError(`${field} is required`, { field });
   if (value.length > max) throw validationError(`${field} must be at most ${max} characters`, { field });
+  if (CONTROL_CHARACTER.test(value)) throw validationError(`${field} must not contain control characters`, { field });
 }
 
 /** The error for an account that does not exist (or an id that cannot name one). */

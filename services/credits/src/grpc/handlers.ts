@@ -1,5 +1,6 @@
 import { credits } from "@tally/contracts";
 import { bindService, DomainError, type AsyncService, type Logger } from "@tally/platform";
+import { redactDatabaseError } from "../adapter/database-errors";
 import type { Account, Balance, Grant, GrantKind, Hold, HoldStatus, LedgerEntry, LedgerEntryKind, Role } from "../domain/types";
 import type { CreditsService } from "../service/credits-service";
 
@@ -175,6 +176,25 @@ export function creditsHandlers(service: CreditsService): AsyncService<CreditsRp
   };
 }
 
+/**
+ * `handlers` with every database error replaced by its redacted form before `bindService`
+ * logs it (it logs unexpected errors whole, and a DriverException's message is the SQL with
+ * its parameters: emails, password hashes).
+ */
+function redactingDatabaseErrors<S>(handlers: AsyncService<S>): AsyncService<S> {
+  const wrapped: Record<string, (request: unknown, context: unknown) => Promise<unknown>> = {};
+  for (const [method, handler] of Object.entries(handlers) as [string, (request: unknown, context: unknown) => Promise<unknown>][]) {
+    wrapped[method] = async (request, context) => {
+      try {
+        return await handler(request, context);
+      } catch (error) {
+        throw redactDatabaseError(error);
+      }
+    };
+  }
+  return wrapped as AsyncService<S>;
+}
+
 /** The bound grpc-js implementation, ready for `startGrpcServer`. */
 export const bindCreditsService = (service: CreditsService, logger: Logger) =>
-  bindService<CreditsRpcs>(CREDITS_SERVICE_NAME, creditsHandlers(service), logger) as credits.CreditsServiceServer;
+  bindService<CreditsRpcs>(CREDITS_SERVICE_NAME, redactingDatabaseErrors(creditsHandlers(service)), logger) as credits.CreditsServiceServer;

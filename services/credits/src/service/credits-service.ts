@@ -4,6 +4,7 @@ import { allocate, amountsByFamily, singleKind, splitCapture, type Allocation } 
 import { decodePageToken, encodePageToken } from "../domain/page-token";
 import {
   accountNotFound,
+  containsNul,
   EMAIL_LENGTH_MAX,
   GENERATION_ID_LENGTH_MAX,
   holdNotFound,
@@ -88,8 +89,9 @@ export class CreditsService {
   /**
    * Creates an account with its credentials and its plan's trial grant (with a GRANT ledger
    * entry) in one transaction. `plan` empty means the default plan; `role` null means user.
-   * Errors: `validation` (email, password 8..256 characters, unknown plan, request_id);
-   * `conflict` when the email is taken; `idempotency_key_reused`.
+   * Errors: `validation` (email, password 8..256 characters without NUL, unknown plan, request_id);
+   * `conflict` when the email is taken; `idempotency_key_reused` (other parameters, or a
+   * replay whose password does not match the account's).
    */
   async createAccount(input: { requestId: string; email: string; password: string; plan: string; role: Role }): Promise<AccountWithBalance> {
     const email = normalizeEmail(input.email);
@@ -101,15 +103,19 @@ export class CreditsService {
       planTrialCredits: this.rules.planTrialCredits,
     });
     // Hashing is slow on purpose: do it before taking a connection. The password is left out
-    // of the idempotency fingerprint so that no unsalted digest of it is ever stored.
+    // of the idempotency fingerprint so that no unsalted digest of it is ever stored; a replay
+    // is checked against the stored account's hash instead (below).
     const passwordHash = await this.passwords.hash(input.password);
     const emailConflict = () => new DomainError("conflict", "an account with this email already exists", { field: "email" });
+    let created = false;
+    let answer: AccountWithBalance;
     try {
-      return await this.transaction((em) =>
+      answer = await this.transaction((em) =>
         runIdempotent(
           em,
           { requestId: input.requestId, operation: "CreateAccount", parameters: { email, plan, role: input.role }, ...answerCodec<AccountWithBalance>() },
           async () => {
+            created = true;
             if (await store.emailTaken(em, email)) throw emailConflict();
             const account = await store.insertAccount(em, { id: newId(), email, passwordHash, plan, role: input.role });
             if (trialCredits > 0n) await this.addGrant(em, account.id, "trial", trialCredits, null);
@@ -122,11 +128,24 @@ export class CreditsService {
       if (store.isUniqueViolation(error, store.ACCOUNTS_EMAIL_KEY)) throw emailConflict();
       throw error;
     }
+    // A replayed request_id returns the stored account only to whoever knows its password:
+    // otherwise anyone who learns a request_id and email would get the account (and, through
+    // the gateway, a token for it). Verified with no transaction open.
+    if (!created) {
+      const storedHash = await store.findPasswordHash(this.orm.em.fork() as Transaction, answer.account.id);
+      if (storedHash === null || !(await this.passwords.verify(storedHash, input.password))) {
+        throw new DomainError("idempotency_key_reused", "this request_id was already used with different parameters", {
+          request_id: input.requestId,
+        });
+      }
+    }
+    return answer;
   }
 
   /**
-   * Checks an email and password and sets `last_login_at`, in one transaction. An unknown
-   * email is verified against a dummy hash so both failures take as long and give the same
+   * Checks an email and password, then sets `last_login_at` in one transaction (the password
+   * is verified before it, with no transaction or connection held). An unknown email is
+   * verified against a dummy hash so both failures take as long and give the same
    * `unauthenticated` error. Errors: `validation` (empty email or password, request_id),
    * `unauthenticated`, `idempotency_key_reused`.
    */
@@ -136,23 +155,27 @@ export class CreditsService {
     if (input.password.length === 0) throw new DomainError("validation", "password is required", { field: "password" });
     // No stored password is longer than the limit and no stored email longer than its limit, so
     // such input cannot match: refuse it before hashing (argon2 on megabytes is a cheap DoS).
-    if ([...input.password].length > PASSWORD_LENGTH_MAX || email.length > EMAIL_LENGTH_MAX) {
+    // Nor can any stored credential contain a NUL (PostgreSQL text cannot hold one, and sign-up
+    // refuses it): refuse it before the database sees it.
+    if ([...input.password].length > PASSWORD_LENGTH_MAX || email.length > EMAIL_LENGTH_MAX || containsNul(email) || containsNul(input.password)) {
       throw new DomainError("unauthenticated", "email or password is wrong");
     }
-    return this.transaction(async (em) => {
-      const credentials = await store.findCredentials(em, email);
-      let verified = false;
-      if (credentials) verified = await this.passwords.verify(credentials.passwordHash, input.password);
-      else await this.passwords.verifyAgainstDummy(input.password);
-      if (!credentials || !verified) throw new DomainError("unauthenticated", "email or password is wrong");
-      // The password was checked above on every call, retries included; the idempotency record
-      // only makes a retry return the first answer (the same last_login_at).
-      return runIdempotent(
+    // argon2 is slow on purpose: read the hash and verify it with no transaction open, so a
+    // burst of sign-ins does not hold the pool's connections while hashing.
+    const credentials = await store.findCredentials(this.orm.em.fork() as Transaction, email);
+    let verified = false;
+    if (credentials) verified = await this.passwords.verify(credentials.passwordHash, input.password);
+    else await this.passwords.verifyAgainstDummy(input.password);
+    if (!credentials || !verified) throw new DomainError("unauthenticated", "email or password is wrong");
+    // The password was checked above on every call, retries included; the idempotency record
+    // only makes a retry return the first answer (the same last_login_at).
+    return this.transaction((em) =>
+      runIdempotent(
         em,
         { requestId: input.requestId, operation: "Authenticate", parameters: { email }, ...answerCodec<{ account: Account }>() },
         async () => ({ account: await store.recordLogin(em, credentials.account.id) }),
-      );
-    });
+      ),
+    );
   }
 
   /** Reads an account. Errors: `not_found` for an unknown or malformed id. */
@@ -318,7 +341,7 @@ export class CreditsService {
 
   /**
    * Gives all of an active hold's credits back to the grants they came from, with a RELEASE
-   * entry. Errors: `validation` (reason too long), `not_found`, `hold_not_active`,
+   * entry. Errors: `validation` (reason too long or with a NUL), `not_found`, `hold_not_active`,
    * `idempotency_key_reused`.
    */
   async releaseHold(input: { requestId: string; holdId: string; reason: string }): Promise<HoldWithBalance> {
@@ -326,6 +349,7 @@ export class CreditsService {
     if (reason.length > RELEASE_REASON_LENGTH_MAX) {
       throw new DomainError("validation", `reason must be at most ${RELEASE_REASON_LENGTH_MAX} characters`, { field: "reason" });
     }
+    if (containsNul(reason)) throw new DomainError("validation", "reason must not contain NUL characters", { field: "reason" });
     if (!isUuid(input.holdId)) throw holdNotFound(input.holdId);
     const parameters = { holdId: input.holdId, reason };
     return this.transaction((em) =>

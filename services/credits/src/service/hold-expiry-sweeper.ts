@@ -1,4 +1,5 @@
 import type { Logger } from "@tally/platform";
+import { redactDatabaseError } from "../adapter/database-errors";
 import type { CreditsService } from "./credits-service";
 
 export interface HoldExpirySweeperOptions {
@@ -52,7 +53,7 @@ export class HoldExpirySweeper {
       this.running = this.sweep()
         .then(
           () => undefined,
-          (error: unknown) => this.logger.error({ err: error }, "hold expiry sweep failed; retrying on the next tick"),
+          (error: unknown) => this.logger.error({ err: redactDatabaseError(error) }, "hold expiry sweep failed; retrying on the next tick"),
         )
         .finally(() => {
           this.running = undefined;
