@@ -18,7 +18,7 @@ async function main(): Promise<void> {
   let failed = false;
   try {
     for (const bench of benches) {
-      const result = spawnSync(path.join(__dirname, "../node_modules/.bin/tsx"), [path.join(__dirname, bench)], {
+      const result = spawnSync(process.execPath, ["--import", "tsx", path.join(__dirname, bench)], {
         stdio: "inherit",
         env: { ...process.env, DATABASE_URL: infra.databaseUrl, NATS_URL: infra.natsUrl },
       });

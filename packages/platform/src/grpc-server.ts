@@ -47,7 +47,7 @@ export function bindService<S>(serviceName: string, implementation: AsyncService
             if (error instanceof DomainError) {
               logger.debug({ method, reason: error.reason, err: error.message }, "domain error");
             } else {
-              logger.error({ method, err: error }, "unexpected error in handler");
+              logger.error({ method, err: describeUnexpectedError(error) }, "unexpected error in handler");
               span.setStatus({ code: SpanStatusCode.ERROR });
             }
             span.end();
@@ -57,6 +57,19 @@ export function bindService<S>(serviceName: string, implementation: AsyncService
     };
   }
   return handlers as S;
+}
+
+/**
+ * What of an unexpected error may be logged. A database driver error's message and detail
+ * carry the statement with its parameters (emails, password hashes, prompts), so for those
+ * only the type and SQLSTATE are kept; other errors keep their message and stack.
+ */
+export function describeUnexpectedError(error: unknown): Record<string, unknown> {
+  if (!(error instanceof Error)) return { type: typeof error };
+  const sqlState = (error as { sqlState?: unknown; code?: unknown }).sqlState ?? (error as { code?: unknown }).code;
+  const fromDatabase = /Exception$/.test(error.name) || /^DatabaseError$/.test(error.name) || (typeof sqlState === "string" && /^[0-9A-Z]{5}$/.test(sqlState));
+  if (fromDatabase) return { type: error.constructor.name, sql_state: sqlState };
+  return { type: error.constructor.name, message: error.message, stack: error.stack };
 }
 
 export interface GrpcServerOptions {

@@ -37,8 +37,9 @@ export interface IdempotentCall<T> {
  * `idempotency_key_reused`. Errors are not stored, so a retry after one re-evaluates.
  */
 export async function runIdempotent<T>(em: EntityManager, call: IdempotentCall<T>, effect: () => Promise<T>): Promise<T> {
-  if (!call.requestId || call.requestId.length > REQUEST_ID_LENGTH_MAX) {
-    throw new DomainError("validation", `request_id is required (1..${REQUEST_ID_LENGTH_MAX} characters)`, { field: "request_id" });
+  // A control character (NUL above all) would reach PostgreSQL and fail as a server error.
+  if (!call.requestId || call.requestId.length > REQUEST_ID_LENGTH_MAX || /[\u0000-\u001f\u007f]/.test(call.requestId)) {
+    throw new DomainError("validation", `request_id is required (1..${REQUEST_ID_LENGTH_MAX} characters, no control characters)`, { field: "request_id" });
   }
   const requestFingerprint = fingerprint({ operation: call.operation, parameters: call.parameters });
   const inserted = await em.execute<{ request_id: string }[]>(

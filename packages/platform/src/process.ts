@@ -75,14 +75,16 @@ export interface SpawnOptions {
 
 /**
  * Starts a service's `main.ts` (relative to the repository root) as a child process with
- * `tsx`, the way ops start it: configured only by environment variables. Its output is
+ * `node --import tsx`, the way ops start it: configured only by environment variables. Its output is
  * dropped (tests; set `TALLY_TEST_VERBOSE=1` to see it) unless `inheritOutput` is set; the
  * tail of its stderr is printed if it exits with an error.
  */
 export function spawnService(name: string, entry: string, env: Record<string, string>, options: SpawnOptions = {}): ServiceProcess {
-  const tsx = path.join(REPOSITORY_ROOT, "node_modules/.bin/tsx");
   const show = options.inheritOutput || Boolean(process.env.TALLY_TEST_VERBOSE);
-  const child = spawn(tsx, [path.join(REPOSITORY_ROOT, entry)], {
+  // `node --import tsx` (not the tsx CLI): one process per service, so signals reach it
+  // directly (the CLI's relay may SIGKILL a child that is still shutting down).
+  const child = spawn(process.execPath, ["--import", "tsx", path.join(REPOSITORY_ROOT, entry)], {
+    cwd: REPOSITORY_ROOT,
     env: { ...process.env, LOG_LEVEL: process.env.LOG_LEVEL ?? "warn", ...env },
     stdio: ["ignore", "pipe", "pipe"],
     // Its own process group: a terminal's Ctrl-C reaches only the parent, which then stops

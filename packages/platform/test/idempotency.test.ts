@@ -77,3 +77,12 @@ describe("runIdempotent against PostgreSQL", () => {
     await expect(increment("", 1)).rejects.toMatchObject({ reason: "validation" });
   });
 });
+
+describe("request_id validation", () => {
+  it("refuses control characters before they reach the database", async () => {
+    const em = { execute: jest.fn() } as never;
+    await expect(
+      runIdempotent(em, { requestId: "a\u0000b", operation: "X", parameters: {}, encode: () => new Uint8Array(), decode: () => "" }, async () => ""),
+    ).rejects.toMatchObject({ reason: "validation" });
+  });
+});
