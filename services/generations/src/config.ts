@@ -29,7 +29,10 @@ export const generationsConfigSchema = z.object({
   CREDITS_GRPC_ADDRESS: z.string().default("127.0.0.1:50051"),
   /** Deadline of every call to another service, in milliseconds. */
   DOWNSTREAM_TIMEOUT_MS: positiveInt(5_000),
-  /** Passed to CreateHold as ttl_ms; 0 means the credits service's default. */
+  /**
+   * Passed to CreateHold as ttl_ms; 0 means the credits service's default (1 hour). When set,
+   * it must exceed PROVIDER_TIMEOUT_MS + WORKER_LEASE_MS (checked below).
+   */
   HOLD_TTL_MS: nonNegativeInt(0),
 
   NATS_URL: z.string().default("nats://127.0.0.1:4222"),
@@ -91,6 +94,18 @@ export const generationsConfigSchema = z.object({
   OUTBOX_BACKOFF_MAX_MS: positiveInt(5_000),
 
   LOG_LEVEL: z.string().default("info"),
+}).superRefine((config, ctx) => {
+  // A job must start and end within its hold's lifetime, or its capture meets hold_not_active
+  // after the work was done. A run may take PROVIDER_TIMEOUT_MS, and a job whose worker died
+  // waits up to WORKER_LEASE_MS before it is reclaimed; a shorter hold cannot cover even that.
+  const runMs = config.PROVIDER_TIMEOUT_MS + config.WORKER_LEASE_MS;
+  if (config.HOLD_TTL_MS !== 0 && config.HOLD_TTL_MS <= runMs) {
+    ctx.addIssue({
+      code: "custom",
+      path: ["HOLD_TTL_MS"],
+      message: `must exceed PROVIDER_TIMEOUT_MS + WORKER_LEASE_MS (${runMs} ms), or be 0 for the credits service's default; a hold shorter than one job's run expires before the job is charged`,
+    });
+  }
 });
 
 export type GenerationsConfig = z.infer<typeof generationsConfigSchema>;

@@ -2,6 +2,7 @@
  * The GenerationsService API against real PostgreSQL, real NATS and the real credits service
  * (spawned as a process), with the worker disabled so jobs stay pending.
  */
+import { Client } from "pg";
 import { callUnary, DomainError, newId } from "@tally/platform";
 import { createTestDatabase } from "@tally/platform/src/testing";
 import { startGenerationsService, type RunningGenerationsService } from "../src/app";
@@ -13,6 +14,7 @@ const TRIAL_CREDITS = 10;
 describe("generations API (worker disabled)", () => {
   let creditsService: CreditsUnderTest;
   let dropDatabase: () => Promise<void>;
+  let databaseUrl: string;
   let service: RunningGenerationsService;
   let config: GenerationsConfig;
   let api: ReturnType<typeof generationsClient>;
@@ -21,6 +23,7 @@ describe("generations API (worker disabled)", () => {
     creditsService = await startCredits(TRIAL_CREDITS);
     const database = await createTestDatabase("generations_api");
     dropDatabase = database.drop;
+    databaseUrl = database.url;
     config = testConfig(database.url, creditsService.address, { WORKER_ENABLED: "false" });
     service = await startGenerationsService(config, silentLogger());
     api = generationsClient(service.grpcPort);
@@ -60,6 +63,50 @@ describe("generations API (worker disabled)", () => {
       const failure = await reasonOf(api.create(request));
       expect(failure.reason).toBe("validation");
       expect(failure.message).toMatch(field);
+    }
+  });
+
+  it("rejects NUL and other control characters as validation before any hold is taken", async () => {
+    const userId = await creditsService.createAccount();
+    const cases: [Parameters<typeof api.create>[0], RegExp][] = [
+      [{ userId, inputType: InputType.INPUT_TYPE_TEXT, prompt: "a\u0000cat" }, /prompt/],
+      [{ userId, inputType: InputType.INPUT_TYPE_TEXT, prompt: "a cat", style: "neon\u0000" }, /style/],
+      [{ userId, inputType: InputType.INPUT_TYPE_ADDRESS, address: "1 Main St\u0000" }, /address/],
+      [{ userId, inputType: InputType.INPUT_TYPE_PHOTO, photoUrl: "https://example.com/\u0000.jpg" }, /photo_url/],
+      [{ userId, inputType: InputType.INPUT_TYPE_TEXT, prompt: "a\u001bcat" }, /prompt/],
+    ];
+    for (const [request, field] of cases) {
+      const failure = await reasonOf(api.create(request));
+      expect(failure.reason).toBe("validation");
+      expect(failure.message).toMatch(field);
+    }
+    expect(await creditsService.balance(userId)).toMatchObject({ heldCredits: 0n, availableCredits: BigInt(TRIAL_CREDITS) });
+    expect((await api.list(userId)).totalSize).toBe(0);
+    // Tab and line breaks are fine.
+    const created = await api.create({ userId, inputType: InputType.INPUT_TYPE_TEXT, prompt: "a cat\n\ton a mat" });
+    expect(created.prompt).toBe("a cat\n\ton a mat");
+    // A request id is stored too (cancel's idempotency key): NUL there is validation as well.
+    const cancelFailure = await reasonOf(api.cancel(userId, created.id, "cancel\u0000x"));
+    expect(cancelFailure).toMatchObject({ reason: "validation", message: expect.stringMatching(/request_id/) });
+  });
+
+  it("releases the hold when the job cannot be stored after it (no job, no hold)", async () => {
+    const userId = await creditsService.createAccount();
+    const db = new Client({ connectionString: databaseUrl });
+    await db.connect();
+    try {
+      // A local failure after the hold was taken: inserting this user's generation fails.
+      await db.query(`CREATE FUNCTION test_refuse_insert() RETURNS trigger LANGUAGE plpgsql AS
+        $$ BEGIN RAISE EXCEPTION 'test: generation insert refused'; END $$`);
+      await db.query(`CREATE TRIGGER test_refuse_insert BEFORE INSERT ON generations FOR EACH ROW
+        WHEN (NEW.user_id = '${userId}') EXECUTE FUNCTION test_refuse_insert()`);
+      await expect(api.create({ userId, inputType: InputType.INPUT_TYPE_PHOTO, photoUrl: "https://example.com/cat.jpg" })).rejects.toMatchObject({ reason: "internal" });
+      expect(await creditsService.balance(userId)).toMatchObject({ heldCredits: 0n, availableCredits: BigInt(TRIAL_CREDITS) });
+      expect((await api.list(userId)).totalSize).toBe(0);
+    } finally {
+      await db.query("DROP TRIGGER IF EXISTS test_refuse_insert ON generations");
+      await db.query("DROP FUNCTION IF EXISTS test_refuse_insert()");
+      await db.end();
     }
   });
 

@@ -25,32 +25,56 @@ export async function appendToOutbox(
 }
 
 /**
- * Locks up to `batchSize` unpublished rows, oldest first; rows another relay holds are skipped
- * (`FOR UPDATE SKIP LOCKED`), so replicas never publish the same batch side by side.
+ * Claims up to `batchSize` unpublished rows, oldest first, for `leaseMs`: rows that are
+ * unclaimed or whose claim ran out get `claimed_until = now() + leaseMs`. Meant to run in a
+ * short transaction of its own: `FOR UPDATE SKIP LOCKED` only keeps two relays from claiming
+ * the same rows at the same instant; the lease keeps them apart while the claimer publishes
+ * with no transaction open. Rows come back in id order.
  */
-export async function lockUnpublished(em: EntityManager, batchSize: number): Promise<OutboxMessage[]> {
+export async function claimUnpublished(em: EntityManager, batchSize: number, leaseMs: number): Promise<OutboxMessage[]> {
   const rows = await em.execute<{ id: string; event_id: string; subject: string; payload: Buffer; traceparent: string | null }[]>(
-    `SELECT id, event_id, subject, payload, traceparent FROM outbox WHERE published_at IS NULL
-     ORDER BY id LIMIT ? FOR UPDATE SKIP LOCKED`,
-    [batchSize],
+    `UPDATE outbox SET claimed_until = now() + (?::bigint * interval '1 millisecond')
+     WHERE id IN (
+       SELECT id FROM outbox
+       WHERE published_at IS NULL AND (claimed_until IS NULL OR claimed_until < now())
+       ORDER BY id LIMIT ? FOR UPDATE SKIP LOCKED)
+     RETURNING id, event_id, subject, payload, traceparent`,
+    [leaseMs, batchSize],
   );
-  return rows.map((row) => ({
-    id: BigInt(row.id),
-    eventId: row.event_id,
-    subject: row.subject,
-    payload: new Uint8Array(row.payload),
-    traceparent: row.traceparent,
-  }));
+  return rows
+    .map((row) => ({
+      id: BigInt(row.id),
+      eventId: row.event_id,
+      subject: row.subject,
+      payload: new Uint8Array(row.payload),
+      traceparent: row.traceparent,
+    }))
+    .sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
 }
 
-/** Marks rows as published (acknowledged by JetStream). */
-export async function markPublished(em: EntityManager, ids: bigint[]): Promise<void> {
-  if (ids.length === 0) return;
-  await em.execute(
-    `UPDATE outbox SET published_at = now() WHERE id IN (${ids.map(() => "?").join(", ")})`,
-    ids.map((id) => id.toString()),
-  );
+/**
+ * Ends a claim: marks the acknowledged rows published (keeping the first `published_at` if a
+ * second relay got there too) and hands the others back at once (`claimed_until = NULL`), so
+ * the next attempt need not wait for the lease. Should the lease have run out and another
+ * relay claimed a row meanwhile, handing it back costs at most a re-publish, which the stream
+ * drops by message id.
+ */
+export async function finishClaim(em: EntityManager, acknowledged: bigint[], unacknowledged: bigint[]): Promise<void> {
+  if (acknowledged.length > 0) {
+    await em.execute(
+      `UPDATE outbox SET published_at = COALESCE(published_at, now()), claimed_until = NULL WHERE id IN (${placeholders(acknowledged)})`,
+      acknowledged.map((id) => id.toString()),
+    );
+  }
+  if (unacknowledged.length > 0) {
+    await em.execute(
+      `UPDATE outbox SET claimed_until = NULL WHERE published_at IS NULL AND id IN (${placeholders(unacknowledged)})`,
+      unacknowledged.map((id) => id.toString()),
+    );
+  }
 }
+
+const placeholders = (ids: bigint[]) => ids.map(() => "?").join(", ");
 
 /** Deletes rows published more than `retentionMs` ago; returns how many. */
 export async function prunePublished(em: EntityManager, retentionMs: number): Promise<number> {

@@ -50,6 +50,14 @@ describe("validateGenerationInput", () => {
     expect(fieldOf(() => validateGenerationInput({ ...base, address: "x".repeat(31) }, limits))).toBe("address");
     expect(validateGenerationInput({ ...base, prompt: "x".repeat(20) }, limits).prompt).toHaveLength(20);
   });
+  it("rejects NUL and other C0 control characters per field, but keeps tab and line breaks", () => {
+    expect(fieldOf(() => validateGenerationInput({ ...base, prompt: "a\u0000cat" }, limits))).toBe("prompt");
+    expect(fieldOf(() => validateGenerationInput({ ...base, style: "neon\u0000" }, limits))).toBe("style");
+    expect(fieldOf(() => validateGenerationInput({ ...base, address: "1 Main\u001bSt" }, limits))).toBe("address");
+    expect(fieldOf(() => validateGenerationInput({ ...base, photoUrl: "https://x.org/\u0000.png" }, limits))).toBe("photo_url");
+    expect(fieldOf(() => validateGenerationInput({ ...base, prompt: "a\u0007cat" }, limits))).toBe("prompt");
+    expect(validateGenerationInput({ ...base, prompt: "a\tcat\r\non\na mat" }, limits).prompt).toBe("a\tcat\r\non\na mat");
+  });
 });
 
 describe("pricing", () => {

@@ -22,7 +22,8 @@ export interface RawGenerationInput {
 /**
  * Checks CreateGeneration's input (requirements: `input_type` text|photo|address; a prompt
  * for text, an http(s) `photo_url` for photo, an `address` for address; `user_id` a UUID;
- * length limits from config). Returns the trimmed input or throws a `validation` DomainError
+ * length limits from config; no NUL or other C0 control character except tab, line feed and
+ * carriage return, which PostgreSQL text cannot store or the user would not see). Returns the trimmed input or throws a `validation` DomainError
  * whose message and `details.field` name the offending field.
  */
 export function validateGenerationInput(raw: RawGenerationInput, limits: InputLimits): GenerationInput {
@@ -38,6 +39,10 @@ export function validateGenerationInput(raw: RawGenerationInput, limits: InputLi
   checkLength("photo_url", photoUrl, limits.photoUrlLengthMax);
   checkLength("address", address, limits.addressLengthMax);
   checkLength("style", style, limits.styleLengthMax);
+  checkCharacters("prompt", prompt);
+  checkCharacters("photo_url", photoUrl);
+  checkCharacters("address", address);
+  checkCharacters("style", style);
 
   switch (raw.inputType) {
     case "text":
@@ -64,6 +69,18 @@ export function isHttpUrl(value: string): boolean {
     return (url.protocol === "http:" || url.protocol === "https:") && url.hostname.length > 0;
   } catch {
     return false;
+  }
+}
+
+/** C0 control characters other than \t, \n and \r (NUL among them: PostgreSQL text rejects it). */
+const FORBIDDEN_CONTROL_CHARACTER = /[\u0000-\u0008\u000B\u000C\u000E-\u001F]/;
+
+/** True when `value` holds a NUL or another C0 control character other than tab, line feed or carriage return. */
+export const hasForbiddenControlCharacter = (value: string): boolean => FORBIDDEN_CONTROL_CHARACTER.test(value);
+
+function checkCharacters(field: string, value: string): void {
+  if (hasForbiddenControlCharacter(value)) {
+    throw fieldError(field, `${field} must not contain control characters (other than tab and line breaks)`);
   }
 }
 

@@ -15,9 +15,10 @@ import {
 import { creditTypeOfHold } from "../domain/credit-type";
 import { resolvePaging } from "../domain/paging";
 import { creditCostOf, type Pricing } from "../domain/pricing";
-import { validateGenerationInput, type InputLimits } from "../domain/validation";
+import type { GenerationInput } from "../domain/generation";
+import { hasForbiddenControlCharacter, validateGenerationInput, type InputLimits } from "../domain/validation";
 import * as store from "../adapter/generation-store";
-import { holdRequestIds, type CreditsPort } from "./credits-port";
+import { holdRequestIds, type CreditsPort, type HoldView } from "./credits-port";
 import { inputTypeName, toProtoGeneration } from "./mapping";
 
 export interface GenerationsServiceOptions {
@@ -50,8 +51,10 @@ export class GenerationsService {
    * parameters fails with `idempotency_key_reused`.
    * Errors: `validation` (naming the field), `insufficient_credits` (from credits, unchanged;
    * nothing is stored), `idempotency_key_reused`, `unavailable` when credits is down.
-   * If the process dies between the hold and the insert and the caller never retries, the
-   * hold expires at credits (HOLD_TTL_MS) and its credits come back.
+   * If the local transaction fails with anything but a DomainError, the hold is released
+   * (best effort) before the error is rethrown. If the process dies between the hold and the
+   * insert and the caller never retries, the hold expires at credits (HOLD_TTL_MS) and its
+   * credits come back.
    */
   async createGeneration(request: generations.CreateGenerationRequest): Promise<generations.Generation> {
     checkRequestId(request.requestId);
@@ -77,6 +80,18 @@ export class GenerationsService {
       ttlMs: this.options.holdTtlMs,
     });
 
+    try {
+      return await this.storeGeneration(generationId, input, creditCost, hold);
+    } catch (error) {
+      // A DomainError (e.g. idempotency_key_reused) is an answer about a job that exists or
+      // whose hold belongs to the first request; anything else means the job was not stored
+      // and a retry would not store it either: give the hold back ("no job, no hold").
+      if (!(error instanceof DomainError)) await this.releaseUnstoredHold(generationId, hold.id, error);
+      throw error;
+    }
+  }
+
+  private storeGeneration(generationId: string, input: GenerationInput, creditCost: bigint, hold: HoldView): Promise<generations.Generation> {
     return this.orm.em.fork().transactional((em) =>
       runIdempotent(
         em,
@@ -102,6 +117,24 @@ export class GenerationsService {
         },
       ),
     );
+  }
+
+  /**
+   * Best effort, after the local transaction failed: releases the hold unless the job turns out
+   * to be stored after all (a concurrent retry of the same request committed it). If the
+   * database cannot even be asked, the hold is released anyway: a stored job whose hold is gone
+   * fails at capture without charge (invariant 4), while a hold with no job would keep the
+   * user's credits until it expires. A failed release is only logged (the hold then expires).
+   */
+  private async releaseUnstoredHold(generationId: string, holdId: string, cause: unknown): Promise<void> {
+    try {
+      const stored = await store.findGeneration(this.orm.em.fork(), generationId).catch(() => null);
+      if (stored) return;
+      await this.credits.releaseHold({ requestId: holdRequestIds(generationId).release, holdId, reason: "generation_not_stored" });
+      this.logger.warn({ err: cause, generation_id: generationId }, "generation could not be stored; its hold was released");
+    } catch (error) {
+      this.logger.error({ err: error, cause, generation_id: generationId }, "generation could not be stored and releasing its hold failed; it expires at credits");
+    }
   }
 
   /** The user's generation. Errors: `not_found` (missing, malformed id or another user's). */
@@ -205,5 +238,9 @@ export const CALLER_REQUEST_ID_LENGTH_MAX = REQUEST_ID_LENGTH_MAX - 50;
 function checkRequestId(requestId: string): void {
   if (!requestId || requestId.length > CALLER_REQUEST_ID_LENGTH_MAX) {
     throw validationError(`request_id is required (1..${CALLER_REQUEST_ID_LENGTH_MAX} characters)`, { field: "request_id" });
+  }
+  // The request id is stored (in the idempotency key); PostgreSQL text cannot hold NUL.
+  if (hasForbiddenControlCharacter(requestId)) {
+    throw validationError("request_id must not contain control characters", { field: "request_id" });
   }
 }
