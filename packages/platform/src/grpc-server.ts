@@ -68,8 +68,8 @@ export function describeUnexpectedError(error: unknown): Record<string, unknown>
   if (!(error instanceof Error)) return { type: typeof error };
   const sqlState = (error as { sqlState?: unknown; code?: unknown }).sqlState ?? (error as { code?: unknown }).code;
   const fromDatabase = /Exception$/.test(error.name) || /^DatabaseError$/.test(error.name) || (typeof sqlState === "string" && /^[0-9A-Z]{5}$/.test(sqlState));
-  if (fromDatabase) return { type: error.constructor.name, sql_state: sqlState };
-  return { type: error.constructor.name, message: error.message, stack: error.stack };
+  if (fromDatabase) return { type: error.name, sql_state: sqlState };
+  return { type: error.name, message: error.message, stack: error.stack };
 }
 
 export interface GrpcServerOptions {
