@@ -68,7 +68,10 @@ export function describeUnexpectedError(error: unknown): Record<string, unknown>
   if (!(error instanceof Error)) return { type: typeof error };
   const sqlState = (error as { sqlState?: unknown; code?: unknown }).sqlState ?? (error as { code?: unknown }).code;
   const fromDatabase = /Exception$/.test(error.name) || /^DatabaseError$/.test(error.name) || (typeof sqlState === "string" && /^[0-9A-Z]{5}$/.test(sqlState));
-  if (fromDatabase) return { type: error.name, sql_state: sqlState };
+  if (fromDatabase) {
+    const fields = error as { driverError?: unknown; constraint?: unknown; table?: unknown; column?: unknown };
+    return { type: error.name, sql_state: sqlState, driver_error: fields.driverError, constraint: fields.constraint, table: fields.table, column: fields.column };
+  }
   return { type: error.name, message: error.message, stack: error.stack };
 }
 
