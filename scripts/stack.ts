@@ -13,6 +13,7 @@
 import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import net from "node:net";
 import path from "node:path";
 import { getFreePort, REPOSITORY_ROOT, spawnService, waitForGrpcServing, waitForHttpOk, withDatabase, type ServiceProcess } from "@tally/platform";
 import { ensureInfrastructure } from "./infra";
@@ -24,14 +25,11 @@ const log = (message: string) => process.stdout.write(`[tally] ${message}\n`);
 
 async function portFor(variable: string, preferred: number): Promise<number> {
   if (process.env[variable]) return Number(process.env[variable]);
-  const free = await import("node:net").then(
-    (net) =>
-      new Promise<boolean>((resolve) => {
-        const server = net.createServer();
-        server.once("error", () => resolve(false));
-        server.listen(preferred, "0.0.0.0", () => server.close(() => resolve(true)));
-      }),
-  );
+  const free = await new Promise<boolean>((resolve) => {
+    const server = net.createServer();
+    server.once("error", () => resolve(false));
+    server.listen(preferred, "0.0.0.0", () => server.close(() => resolve(true)));
+  });
   return free ? preferred : getFreePort();
 }
 
