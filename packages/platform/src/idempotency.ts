@@ -1,6 +1,6 @@
-import type { EntityManager } from "@mikro-orm/postgresql";
 import { DomainError } from "./errors";
 import { fingerprint } from "./ids";
+import { hasControlCharacter } from "./text";
 
 /**
  * DDL of the idempotency store every service keeps in its own database. A migration of each
@@ -18,6 +18,24 @@ CREATE TABLE idempotency_keys (
 /** Longest accepted `request_id`, in characters. */
 export const REQUEST_ID_LENGTH_MAX = 200;
 
+/** What `claim` found: the key is now this transaction's, or an earlier answer's record. */
+export type IdempotencyClaim = { claimed: true } | { claimed: false; requestFingerprint: string; response: Uint8Array | null };
+
+/**
+ * The idempotency store, bound to the caller's transaction (a port: `SqlIdempotencyStore` in
+ * db.ts implements it on `idempotency_keys`).
+ */
+export interface IdempotencyStore {
+  /**
+   * Inserts the key row unless it exists. A concurrent claim of the same key waits on the
+   * unique index until the first transaction ends, then sees its row (or, after a rollback,
+   * claims the key itself).
+   */
+  claim(requestId: string, operation: string, requestFingerprint: string): Promise<IdempotencyClaim>;
+  /** Stores the answer of a claimed key, in the same transaction as the effect. */
+  saveResponse(requestId: string, response: Uint8Array): Promise<void>;
+}
+
 export interface IdempotentCall<T> {
   requestId: string;
   /** The RPC, e.g. "CreateHold"; part of the fingerprint. */
@@ -29,40 +47,36 @@ export interface IdempotentCall<T> {
 }
 
 /**
- * Runs `effect` at most once per `request_id`, inside the caller's transaction `em`
- * (DESIGN.md invariant 4). The key row is inserted first: a concurrent call with the same key
- * waits on its unique index until the first commits, then reads the first answer; if the
- * first rolls back (an error), the key is free again. A retry with the same parameters
- * returns the stored answer and moves nothing; different parameters fail with
- * `idempotency_key_reused`. Errors are not stored, so a retry after one re-evaluates.
+ * Checks a `request_id`: 1..REQUEST_ID_LENGTH_MAX characters without control characters (a NUL
+ * would reach PostgreSQL and fail as a server error). Throws `validation` (field `request_id`).
  */
-export async function runIdempotent<T>(em: EntityManager, call: IdempotentCall<T>, effect: () => Promise<T>): Promise<T> {
-  // A control character (NUL above all) would reach PostgreSQL and fail as a server error.
-  if (!call.requestId || call.requestId.length > REQUEST_ID_LENGTH_MAX || /[\u0000-\u001f\u007f]/.test(call.requestId)) {
-    throw new DomainError("validation", `request_id is required (1..${REQUEST_ID_LENGTH_MAX} characters, no control characters)`, { field: "request_id" });
+export function checkRequestId(requestId: string, lengthMax = REQUEST_ID_LENGTH_MAX): void {
+  if (!requestId || requestId.length > lengthMax || hasControlCharacter(requestId, "identifier")) {
+    throw new DomainError("validation", `request_id is required (1..${lengthMax} characters, no control characters)`, { field: "request_id" });
   }
+}
+
+/**
+ * Runs `effect` at most once per `request_id`, inside the transaction `store` is bound to
+ * (INV-4). The key row is claimed first: a concurrent call with the same key waits until the
+ * first commits, then reads the first answer; if the first rolls back (an error), the key is
+ * free again. A retry with the same parameters returns the stored answer and moves nothing;
+ * different parameters fail with `idempotency_key_reused`. Errors are not stored, so a retry
+ * after one re-evaluates. Errors: `validation` for a malformed request_id.
+ */
+export async function runIdempotent<T>(store: IdempotencyStore, call: IdempotentCall<T>, effect: () => Promise<T>): Promise<T> {
+  checkRequestId(call.requestId);
   const requestFingerprint = fingerprint({ operation: call.operation, parameters: call.parameters });
-  const inserted = await em.execute<{ request_id: string }[]>(
-    `INSERT INTO idempotency_keys (request_id, operation, request_fingerprint) VALUES (?, ?, ?)
-     ON CONFLICT (request_id) DO NOTHING RETURNING request_id`,
-    [call.requestId, call.operation, requestFingerprint],
-  );
-  if (inserted.length === 0) {
-    const [existing] = await em.execute<{ request_fingerprint: string; response: Buffer | null }[]>(
-      "SELECT request_fingerprint, response FROM idempotency_keys WHERE request_id = ?",
-      [call.requestId],
-    );
-    if (!existing || existing.request_fingerprint !== requestFingerprint || !existing.response) {
+  const claim = await store.claim(call.requestId, call.operation, requestFingerprint);
+  if (!claim.claimed) {
+    if (claim.requestFingerprint !== requestFingerprint || !claim.response) {
       throw new DomainError("idempotency_key_reused", "this request_id was already used with different parameters", {
         request_id: call.requestId,
       });
     }
-    return call.decode(new Uint8Array(existing.response));
+    return call.decode(claim.response);
   }
   const response = await effect();
-  await em.execute("UPDATE idempotency_keys SET response = ? WHERE request_id = ?", [
-    Buffer.from(call.encode(response)),
-    call.requestId,
-  ]);
+  await store.saveResponse(call.requestId, call.encode(response));
   return response;
 }

@@ -12,3 +12,8 @@ export * from "./nats";
 export * from "./lifecycle";
 export * from "./timestamps";
 export * from "./process";
+export * from "./text";
+export * from "./paging";
+export * from "./database-errors";
+export * from "./polling-loop";
+export * from "./unit-of-work";

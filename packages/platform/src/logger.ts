@@ -1,16 +1,19 @@
 import pino from "pino";
 import { trace } from "@opentelemetry/api";
+import { describeError } from "./database-errors";
 
 export type Logger = pino.Logger;
 
 /**
  * Structured JSON logs (pino) with the service name and, inside a span, its trace id.
- * Level from `LOG_LEVEL` (default `info`).
+ * Level from `LOG_LEVEL` (default `info`). Every `err` field goes through `describeError`, so no
+ * log line carries a database statement or its parameters.
  */
 export function createLogger(service: string, level = process.env.LOG_LEVEL ?? "info"): Logger {
   return pino({
     level,
     base: { service },
+    serializers: { err: describeError, cause: describeError },
     mixin() {
       const span = trace.getActiveSpan();
       return span ? { trace_id: span.spanContext().traceId } : {};

@@ -1,5 +1,5 @@
 import { Migration } from "@mikro-orm/migrations";
-import { createLogger, DomainError, IDEMPOTENCY_TABLE_SQL, openDatabase, runIdempotent, type Orm } from "../src";
+import { createLogger, DomainError, IDEMPOTENCY_TABLE_SQL, openDatabase, runIdempotent, Sql, SqlIdempotencyStore, type Orm } from "../src";
 import { createTestDatabase } from "../src/testing";
 
 class CreateIdempotencyKeys extends Migration {
@@ -33,7 +33,7 @@ describe("runIdempotent against PostgreSQL", () => {
 
   const increment = (requestId: string, by: number) =>
     orm.em.fork().transactional((em) =>
-      runIdempotent(em, { requestId, operation: "Increment", parameters: { by }, ...text }, async () => {
+      runIdempotent(new SqlIdempotencyStore(new Sql(em)), { requestId, operation: "Increment", parameters: { by }, ...text }, async () => {
         const [row] = await em.execute<{ value: number }[]>("UPDATE counters SET value = value + ? WHERE id = 1 RETURNING value", [by]);
         return String(row!.value);
       }),
@@ -62,13 +62,13 @@ describe("runIdempotent against PostgreSQL", () => {
 
   it("frees the key when the effect fails", async () => {
     const failing = orm.em.fork().transactional((em) =>
-      runIdempotent(em, { requestId: "key-d", operation: "Fail", parameters: {}, ...text }, async () => {
+      runIdempotent(new SqlIdempotencyStore(new Sql(em)), { requestId: "key-d", operation: "Fail", parameters: {}, ...text }, async () => {
         throw new DomainError("validation", "nope");
       }),
     );
     await expect(failing).rejects.toBeInstanceOf(DomainError);
     const retried = await orm.em.fork().transactional((em) =>
-      runIdempotent(em, { requestId: "key-d", operation: "Fail", parameters: {}, ...text }, async () => "ok"),
+      runIdempotent(new SqlIdempotencyStore(new Sql(em)), { requestId: "key-d", operation: "Fail", parameters: {}, ...text }, async () => "ok"),
     );
     expect(retried).toBe("ok");
   });
@@ -82,7 +82,7 @@ describe("request_id validation", () => {
   it("refuses control characters before they reach the database", async () => {
     const em = { execute: jest.fn() } as never;
     await expect(
-      runIdempotent(em, { requestId: "a\u0000b", operation: "X", parameters: {}, encode: () => new Uint8Array(), decode: () => "" }, async () => ""),
+      runIdempotent(new SqlIdempotencyStore(new Sql(em)), { requestId: "a\u0000b", operation: "X", parameters: {}, encode: () => new Uint8Array(), decode: () => "" }, async () => ""),
     ).rejects.toMatchObject({ reason: "validation" });
   });
 });

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { DomainError, isUuid, newId, runIdempotent, type Logger, type Orm } from "@tally/platform";
+import { DomainError, isUuid, newId, runIdempotent, Sql, SqlIdempotencyStore, type Logger, type Orm } from "@tally/platform";
 import { allocate, amountsByFamily, singleKind, splitCapture, type Allocation } from "../domain/allocation";
 import { decodePageToken, encodePageToken } from "../domain/page-token";
 import {
@@ -111,8 +111,7 @@ export class CreditsService {
     let answer: AccountWithBalance;
     try {
       answer = await this.transaction((em) =>
-        runIdempotent(
-          em,
+        runIdempotent(new SqlIdempotencyStore(new Sql(em)),
           { requestId: input.requestId, operation: "CreateAccount", parameters: { email, plan, role: input.role }, ...answerCodec<AccountWithBalance>() },
           async () => {
             created = true;
@@ -170,8 +169,7 @@ export class CreditsService {
     // The password was checked above on every call, retries included; the idempotency record
     // only makes a retry return the first answer (the same last_login_at).
     return this.transaction((em) =>
-      runIdempotent(
-        em,
+      runIdempotent(new SqlIdempotencyStore(new Sql(em)),
         { requestId: input.requestId, operation: "Authenticate", parameters: { email }, ...answerCodec<{ account: Account }>() },
         async () => ({ account: await store.recordLogin(em, credentials.account.id) }),
       ),
@@ -208,7 +206,7 @@ export class CreditsService {
     if (!isUuid(input.accountId)) throw accountNotFound(input.accountId);
     const parameters = { accountId: input.accountId, kind: input.kind, amount: input.amount, expiresAt: input.expiresAt };
     return this.transaction((em) =>
-      runIdempotent(em, { requestId: input.requestId, operation: "CreateGrant", parameters, ...answerCodec<GrantWithBalance>() }, async () => {
+      runIdempotent(new SqlIdempotencyStore(new Sql(em)), { requestId: input.requestId, operation: "CreateGrant", parameters, ...answerCodec<GrantWithBalance>() }, async () => {
         if (!(await store.lockAccount(em, input.accountId))) throw accountNotFound(input.accountId);
         const grant = await this.addGrant(em, input.accountId, input.kind, input.amount, input.expiresAt);
         return { grant, balance: await this.readBalance(em, input.accountId) };
@@ -255,7 +253,7 @@ export class CreditsService {
       new DomainError("conflict", "this generation already has a hold", { generation_id: input.generationId });
     try {
       return await this.transaction((em) =>
-        runIdempotent(em, { requestId: input.requestId, operation: "CreateHold", parameters, ...answerCodec<HoldWithBalance>() }, async () => {
+        runIdempotent(new SqlIdempotencyStore(new Sql(em)), { requestId: input.requestId, operation: "CreateHold", parameters, ...answerCodec<HoldWithBalance>() }, async () => {
           const reserved = await store.reserveCredits(em, input.accountId, input.amount);
           if (!reserved) {
             const current = await store.lockAccount(em, input.accountId);
@@ -309,7 +307,7 @@ export class CreditsService {
     if (!isUuid(input.holdId)) throw holdNotFound(input.holdId);
     const parameters = { holdId: input.holdId, amount: input.amount ?? null };
     return this.transaction((em) =>
-      runIdempotent(em, { requestId: input.requestId, operation: "CaptureHold", parameters, ...answerCodec<HoldWithBalance>() }, async () => {
+      runIdempotent(new SqlIdempotencyStore(new Sql(em)), { requestId: input.requestId, operation: "CaptureHold", parameters, ...answerCodec<HoldWithBalance>() }, async () => {
         const hold = await this.lockActiveHold(em, input.holdId);
         const capturedAmount = input.amount ?? hold.amount;
         if (capturedAmount > hold.amount) {
@@ -353,7 +351,7 @@ export class CreditsService {
     if (!isUuid(input.holdId)) throw holdNotFound(input.holdId);
     const parameters = { holdId: input.holdId, reason };
     return this.transaction((em) =>
-      runIdempotent(em, { requestId: input.requestId, operation: "ReleaseHold", parameters, ...answerCodec<HoldWithBalance>() }, async () => {
+      runIdempotent(new SqlIdempotencyStore(new Sql(em)), { requestId: input.requestId, operation: "ReleaseHold", parameters, ...answerCodec<HoldWithBalance>() }, async () => {
         const hold = await this.lockActiveHold(em, input.holdId);
         await this.giveBack(em, hold, await store.readAllocations(em, hold.id), "release", reason);
         const ended = await store.endHold(em, hold.id, { status: "released", capturedAmount: 0n, reason });

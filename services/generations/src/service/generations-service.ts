@@ -8,6 +8,8 @@ import {
   notFound,
   REQUEST_ID_LENGTH_MAX,
   runIdempotent,
+  Sql,
+  SqlIdempotencyStore,
   validationError,
   type Logger,
   type Orm,
@@ -93,8 +95,7 @@ export class GenerationsService {
 
   private storeGeneration(generationId: string, input: GenerationInput, creditCost: bigint, hold: HoldView): Promise<generations.Generation> {
     return this.orm.em.fork().transactional((em) =>
-      runIdempotent(
-        em,
+      runIdempotent(new SqlIdempotencyStore(new Sql(em)),
         {
           // Keyed by the generation id (user + request_id): one user's key never blocks another's.
           requestId: `create:${generationId}`,
@@ -167,8 +168,7 @@ export class GenerationsService {
     const userId = request.userId.toLowerCase();
     const generationId = request.generationId.toLowerCase();
     const cancelled = await this.orm.em.fork().transactional((em) =>
-      runIdempotent(
-        em,
+      runIdempotent(new SqlIdempotencyStore(new Sql(em)),
         {
           requestId: `cancel:${userId}:${request.requestId}`,
           operation: "CancelGeneration",
