@@ -73,7 +73,7 @@ describe("presentGeneration", () => {
 
 describe("account presenters", () => {
   it("maps balance names to API.md's", () => {
-    expect(presentBalance({ trialCredits: 5n, purchasedCredits: 7n, heldCredits: 2n, availableCredits: 12n })).toEqual({
+    expect(presentBalance({ trialCredits: 5n, tokenCredits: 7n, heldCredits: 2n, availableCredits: 12n })).toEqual({
       trial_credits: 5,
       token_balance: 7,
       held: 2,

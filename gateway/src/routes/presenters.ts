@@ -123,7 +123,7 @@ export function presentBalance(balance: credits.Balance | undefined): BalanceJso
   assert(balance, "credits service answered without a balance");
   return {
     trial_credits: toJsonInteger(balance.trialCredits),
-    token_balance: toJsonInteger(balance.purchasedCredits),
+    token_balance: toJsonInteger(balance.tokenCredits),
     held: toJsonInteger(balance.heldCredits),
     total_available: toJsonInteger(balance.availableCredits),
   };

@@ -25,7 +25,7 @@ describe("credits accounts, sign-in and ledger (real PostgreSQL, gRPC)", () => {
     expect(account).toMatchObject({ email: address.toLowerCase(), plan: "free", role: credits.Role.ROLE_USER });
     expect(account.lastLoginAt).toBeUndefined();
     expect(account.currentPeriodStart).toEqual(account.createdAt);
-    expect(created.balance).toEqual({ trialCredits: 10n, purchasedCredits: 0n, heldCredits: 0n, availableCredits: 10n });
+    expect(created.balance).toEqual({ trialCredits: 10n, tokenCredits: 0n, heldCredits: 0n, availableCredits: 10n });
     const { entries } = await h.call.listLedgerEntries({ accountId: account.id });
     expect(entries).toHaveLength(1);
     expect(entries[0]).toMatchObject({ kind: credits.LedgerEntryKind.LEDGER_ENTRY_KIND_GRANT, amount: 10n, grantKind: credits.GrantKind.GRANT_KIND_TRIAL, balanceAfter: 10n });
@@ -180,7 +180,7 @@ describe("credits accounts, sign-in and ledger (real PostgreSQL, gRPC)", () => {
     const expiresAt = new Date(Date.now() + 86_400_000);
     const { grant, balance } = await h.call.createGrant({ accountId, kind: credits.GrantKind.GRANT_KIND_PROMOTIONAL, amount: 7n, expiresAt });
     expect(grant).toMatchObject({ accountId, kind: credits.GrantKind.GRANT_KIND_PROMOTIONAL, amount: 7n, remainingAmount: 7n, expiresAt });
-    expect(balance).toEqual({ trialCredits: 10n, purchasedCredits: 7n, heldCredits: 0n, availableCredits: 17n });
+    expect(balance).toEqual({ trialCredits: 10n, tokenCredits: 7n, heldCredits: 0n, availableCredits: 17n });
     const bad = { accountId, kind: credits.GrantKind.GRANT_KIND_PURCHASED, amount: 1n };
     expect(await reasonOf(h.call.createGrant({ ...bad, kind: credits.GrantKind.GRANT_KIND_UNSPECIFIED }))).toBe("validation");
     expect(await reasonOf(h.call.createGrant({ ...bad, amount: 0n }))).toBe("validation");

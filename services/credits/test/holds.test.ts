@@ -35,7 +35,7 @@ describe("credits holds (real PostgreSQL, gRPC)", () => {
     expect(succeeded).toHaveLength(10);
     expect(reasons).toEqual(Array(40).fill("insufficient_credits"));
     const { balance } = await h.call.getBalance({ accountId });
-    expect(balance).toEqual({ trialCredits: 0n, purchasedCredits: 0n, heldCredits: 10n, availableCredits: 0n });
+    expect(balance).toEqual({ trialCredits: 0n, tokenCredits: 0n, heldCredits: 10n, availableCredits: 0n });
     // The ledger replays to the stored balances (also checked for every account after each test).
     const { rows } = await h.sql.query<{ available: string; held: string }>(
       "SELECT sum(amount) AS available, sum(held_change) AS held FROM ledger_entries WHERE account_id = $1",
@@ -60,11 +60,11 @@ describe("credits holds (real PostgreSQL, gRPC)", () => {
     const accountId = await h.newAccount();
     const purchased = await h.grant(accountId, PURCHASED, 20n);
     const first = await h.call.createHold({ accountId, amount: 4n });
-    expect(first.hold).toMatchObject({ trialAmount: 4n, purchasedAmount: 0n, status: HOLD_STATUS_ACTIVE });
+    expect(first.hold).toMatchObject({ trialAmount: 4n, tokenAmount: 0n, status: HOLD_STATUS_ACTIVE });
     // Larger than the trial remainder (6): the trial goes first, the rest comes from purchased.
     const second = await h.call.createHold({ accountId, amount: 9n });
-    expect(second.hold).toMatchObject({ amount: 9n, trialAmount: 6n, purchasedAmount: 3n });
-    expect(second.balance).toEqual({ trialCredits: 0n, purchasedCredits: 17n, heldCredits: 13n, availableCredits: 17n });
+    expect(second.hold).toMatchObject({ amount: 9n, trialAmount: 6n, tokenAmount: 3n });
+    expect(second.balance).toEqual({ trialCredits: 0n, tokenCredits: 17n, heldCredits: 13n, availableCredits: 17n });
     expect(await remainingOf(purchased)).toBe(17n);
   });
 
@@ -87,7 +87,7 @@ describe("credits holds (real PostgreSQL, gRPC)", () => {
     expect(captured.hold).toMatchObject({ status: HOLD_STATUS_CAPTURED, capturedAmount: 11n, amount: 14n });
     expect(captured.hold!.endedAt).toBeInstanceOf(Date);
     // Charged: 10 trial + 1 purchased; the 3 uncaptured purchased credits come back.
-    expect(captured.balance).toEqual({ trialCredits: 0n, purchasedCredits: 9n, heldCredits: 0n, availableCredits: 9n });
+    expect(captured.balance).toEqual({ trialCredits: 0n, tokenCredits: 9n, heldCredits: 0n, availableCredits: 9n });
     expect([await remainingOf(trial), await remainingOf(purchased)]).toEqual([0n, 9n]);
     const { entries } = await h.call.listLedgerEntries({ accountId, pageSize: 2 });
     expect(entries.map((e) => [e.kind, e.amount, e.balanceAfter, e.heldAfter])).toEqual([
@@ -119,7 +119,7 @@ describe("credits holds (real PostgreSQL, gRPC)", () => {
     const released = await h.call.releaseHold({ holdId: hold!.id, reason: "generation_failed" });
     expect(released.hold).toMatchObject({ status: HOLD_STATUS_RELEASED, capturedAmount: 0n });
     expect([await remainingOf(trial), await remainingOf(purchased)]).toEqual([10n, 5n]);
-    expect(released.balance).toEqual({ trialCredits: 10n, purchasedCredits: 5n, heldCredits: 0n, availableCredits: 15n });
+    expect(released.balance).toEqual({ trialCredits: 10n, tokenCredits: 5n, heldCredits: 0n, availableCredits: 15n });
     expect(await reasonOf(h.call.captureHold({ holdId: hold!.id }))).toBe("hold_not_active");
     expect(await reasonOf(h.call.captureHold({ holdId: newId() }))).toBe("not_found");
     expect(await reasonOf(h.call.releaseHold({ holdId: "nope" }))).toBe("not_found");
@@ -225,7 +225,7 @@ describe("credits holds (real PostgreSQL, gRPC)", () => {
     expect(failures).toBeLessThan(75);
     for (const accountId of accounts) {
       const { balance } = await h.call.getBalance({ accountId });
-      expect(balance!.availableCredits).toBe(balance!.trialCredits + balance!.purchasedCredits);
+      expect(balance!.availableCredits).toBe(balance!.trialCredits + balance!.tokenCredits);
     }
   });
 
@@ -239,7 +239,7 @@ describe("credits holds (real PostgreSQL, gRPC)", () => {
     await eventually(async () => ((await status(hold!.id)) === "expired" ? true : undefined), 10_000);
     expect(await status(lasting!.id)).toBe("active");
     const { balance } = await h.call.getBalance({ accountId });
-    expect(balance).toEqual({ trialCredits: 9n, purchasedCredits: 0n, heldCredits: 1n, availableCredits: 9n });
+    expect(balance).toEqual({ trialCredits: 9n, tokenCredits: 0n, heldCredits: 1n, availableCredits: 9n });
     expect(await reasonOf(h.call.captureHold({ holdId: hold!.id }))).toBe("hold_not_active");
     const { entries } = await h.call.listLedgerEntries({ accountId, pageSize: 1 });
     expect(entries[0]).toMatchObject({ kind: credits.LedgerEntryKind.LEDGER_ENTRY_KIND_EXPIRY, amount: 4n, holdId: hold!.id });

@@ -167,7 +167,7 @@ export async function readStoredBalances(em: Transaction, accountId: string): Pr
 /** Sums of an account's grants: remaining by kind family and the total ever granted. */
 export interface GrantTotals {
   trialRemaining: bigint;
-  purchasedRemaining: bigint;
+  tokenRemaining: bigint;
   granted: bigint;
 }
 
@@ -200,7 +200,7 @@ export async function readBalanceSnapshot(
     stored: toBalances(row),
     totals: {
       trialRemaining: toBigInt(row.trial_remaining),
-      purchasedRemaining: toBigInt(row.purchased_remaining),
+      tokenRemaining: toBigInt(row.purchased_remaining),
       granted: toBigInt(row.granted),
     },
   };
@@ -297,7 +297,7 @@ const toHold = (row: HoldRow): Hold => ({
   status: row.status,
   amount: toBigInt(row.amount),
   trialAmount: toBigInt(row.trial_amount),
-  purchasedAmount: toBigInt(row.purchased_amount),
+  tokenAmount: toBigInt(row.purchased_amount),
   capturedAmount: toBigInt(row.captured_amount),
   expiresAt: new Date(row.expires_at),
   createdAt: new Date(row.created_at),
@@ -313,7 +313,7 @@ export async function findHoldIdByGeneration(em: Transaction, generationId: stri
 /** Inserts an active hold expiring `ttlMs` after now, with the grants it took from. */
 export async function insertHold(
   em: Transaction,
-  hold: { id: string; accountId: string; generationId: string; amount: bigint; trialAmount: bigint; purchasedAmount: bigint; ttlMs: number },
+  hold: { id: string; accountId: string; generationId: string; amount: bigint; trialAmount: bigint; tokenAmount: bigint; ttlMs: number },
   allocations: readonly Allocation[],
 ): Promise<Hold> {
   const [row] = await query<HoldRow>(
@@ -321,7 +321,7 @@ export async function insertHold(
     `INSERT INTO holds (id, account_id, generation_id, status, amount, trial_amount, purchased_amount, expires_at)
      VALUES (?::uuid, ?::uuid, ?, 'active', ?::bigint, ?::bigint, ?::bigint, now() + ?::bigint * interval '1 millisecond')
      RETURNING ${HOLD_COLUMNS}`,
-    [hold.id, hold.accountId, hold.generationId, hold.amount, hold.trialAmount, hold.purchasedAmount, BigInt(hold.ttlMs)],
+    [hold.id, hold.accountId, hold.generationId, hold.amount, hold.trialAmount, hold.tokenAmount, BigInt(hold.ttlMs)],
   );
   const values = allocations.map(() => "(?::uuid, ?::uuid, ?, ?::bigint)").join(", ");
   await query(

@@ -50,7 +50,7 @@ describe("allocate", () => {
 
   it("summarises amounts by family and kind", () => {
     const allocations = allocate(grants, 5n);
-    expect(amountsByFamily(allocations)).toEqual({ trialAmount: 3n, purchasedAmount: 2n });
+    expect(amountsByFamily(allocations)).toEqual({ trialAmount: 3n, tokenAmount: 2n });
     expect(singleKind(allocations)).toBeNull();
     expect(singleKind(allocate(grants, 1n))).toBe("trial");
   });

@@ -91,14 +91,14 @@ export function splitCapture(
 }
 
 /** Credits of `allocations` by kind family: trial, and purchased + promotional. */
-export function amountsByFamily(allocations: readonly Allocation[]): { trialAmount: bigint; purchasedAmount: bigint } {
+export function amountsByFamily(allocations: readonly Allocation[]): { trialAmount: bigint; tokenAmount: bigint } {
   let trialAmount = 0n;
-  let purchasedAmount = 0n;
+  let tokenAmount = 0n;
   for (const allocation of allocations) {
     if (allocation.kind === "trial") trialAmount += allocation.amount;
-    else purchasedAmount += allocation.amount;
+    else tokenAmount += allocation.amount;
   }
-  return { trialAmount, purchasedAmount };
+  return { trialAmount, tokenAmount };
 }
 
 /** The one grant kind all `allocations` share, or null when they mix kinds (for the ledger entry). */

@@ -29,10 +29,10 @@ export interface Balance {
   /** Remaining (not held) credits of trial grants. */
   trialCredits: bigint;
   /** Remaining (not held) credits of purchased and promotional grants. */
-  purchasedCredits: bigint;
+  tokenCredits: bigint;
   /** Credits set aside by active holds. */
   heldCredits: bigint;
-  /** trialCredits + purchasedCredits. */
+  /** trialCredits + tokenCredits. */
   availableCredits: bigint;
 }
 
@@ -56,7 +56,7 @@ export interface Hold {
   /** Of amount, credits taken from trial grants. */
   trialAmount: bigint;
   /** Of amount, credits taken from purchased and promotional grants. */
-  purchasedAmount: bigint;
+  tokenAmount: bigint;
   /** Credits charged; 0 until captured. */
   capturedAmount: bigint;
   expiresAt: Date;

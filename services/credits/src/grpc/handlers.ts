@@ -86,7 +86,7 @@ const holdToProto = (h: Hold): credits.Hold => ({
   status: HOLD_STATUS_TO_PROTO[h.status],
   amount: h.amount,
   trialAmount: h.trialAmount,
-  purchasedAmount: h.purchasedAmount,
+  tokenAmount: h.tokenAmount,
   capturedAmount: h.capturedAmount,
   expiresAt: h.expiresAt,
   createdAt: h.createdAt,

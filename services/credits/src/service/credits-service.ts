@@ -445,11 +445,11 @@ export class CreditsService {
     const snapshot = await store.readBalanceSnapshot(em, accountId);
     if (!snapshot) throw accountNotFound(accountId);
     const { stored, totals } = snapshot;
-    assert.equal(totals.trialRemaining + totals.purchasedRemaining, stored.available, `account ${accountId}: available credits differ from the grants' remaining credits`);
+    assert.equal(totals.trialRemaining + totals.tokenRemaining, stored.available, `account ${accountId}: available credits differ from the grants' remaining credits`);
     assert.equal(totals.granted, stored.available + stored.held + stored.captured + stored.expired, `account ${accountId}: credits are not conserved`);
     return {
       trialCredits: totals.trialRemaining,
-      purchasedCredits: totals.purchasedRemaining,
+      tokenCredits: totals.tokenRemaining,
       heldCredits: stored.held,
       availableCredits: stored.available,
     };

@@ -55,7 +55,7 @@ function toHoldView(hold: credits.Hold | undefined): HoldView {
     id: hold.id,
     amount: hold.amount,
     trialAmount: hold.trialAmount,
-    purchasedAmount: hold.purchasedAmount,
+    tokenAmount: hold.tokenAmount,
     capturedAmount: hold.capturedAmount,
   };
 }

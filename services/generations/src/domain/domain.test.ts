@@ -76,12 +76,12 @@ describe("pricing", () => {
 
 describe("creditTypeOfHold", () => {
   it("names trial, purchased and mixed holds", () => {
-    expect(creditTypeOfHold({ amount: 2n, trialAmount: 2n, purchasedAmount: 0n })).toBe("trial");
-    expect(creditTypeOfHold({ amount: 2n, trialAmount: 0n, purchasedAmount: 2n })).toBe("purchased");
-    expect(creditTypeOfHold({ amount: 2n, trialAmount: 1n, purchasedAmount: 1n })).toBe("mixed");
+    expect(creditTypeOfHold({ amount: 2n, trialAmount: 2n, tokenAmount: 0n })).toBe("trial");
+    expect(creditTypeOfHold({ amount: 2n, trialAmount: 0n, tokenAmount: 2n })).toBe("purchased");
+    expect(creditTypeOfHold({ amount: 2n, trialAmount: 1n, tokenAmount: 1n })).toBe("mixed");
   });
   it("refuses a hold whose parts do not add up", () => {
-    expect(() => creditTypeOfHold({ amount: 3n, trialAmount: 1n, purchasedAmount: 1n })).toThrow();
+    expect(() => creditTypeOfHold({ amount: 3n, trialAmount: 1n, tokenAmount: 1n })).toThrow();
   });
 });
 

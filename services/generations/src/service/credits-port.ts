@@ -6,7 +6,7 @@ export interface HoldView {
   /** Of amount, credits from trial grants. */
   trialAmount: bigint;
   /** Of amount, credits from purchased and promotional grants. */
-  purchasedAmount: bigint;
+  tokenAmount: bigint;
   capturedAmount: bigint;
 }
 

@@ -240,11 +240,14 @@ export interface Account {
 export interface Balance {
   /** Trial credits available (not held). */
   trialCredits: bigint;
-  /** Purchased (token) and promotional credits available (not held). */
-  purchasedCredits: bigint;
+  /**
+   * Token credits available (not held): those of purchased and promotional grants, everything
+   * that is not a trial grant.
+   */
+  tokenCredits: bigint;
   /** Credits set aside by active holds. */
   heldCredits: bigint;
-  /** trial_credits + purchased_credits. */
+  /** trial_credits + token_credits. */
   availableCredits: bigint;
 }
 
@@ -269,8 +272,8 @@ export interface Hold {
   amount: bigint;
   /** Of amount, how many came from trial grants. */
   trialAmount: bigint;
-  /** Of amount, how many came from purchased and promotional grants. */
-  purchasedAmount: bigint;
+  /** Of amount, how many came from token grants (purchased and promotional). */
+  tokenAmount: bigint;
   /** Credits charged, set once captured. */
   capturedAmount: bigint;
   expiresAt?: Date | undefined;
@@ -592,7 +595,7 @@ export const Account: MessageFns<Account> = {
 };
 
 function createBaseBalance(): Balance {
-  return { trialCredits: 0n, purchasedCredits: 0n, heldCredits: 0n, availableCredits: 0n };
+  return { trialCredits: 0n, tokenCredits: 0n, heldCredits: 0n, availableCredits: 0n };
 }
 
 export const Balance: MessageFns<Balance> = {
@@ -603,11 +606,11 @@ export const Balance: MessageFns<Balance> = {
       }
       writer.uint32(8).int64(message.trialCredits);
     }
-    if (message.purchasedCredits !== 0n) {
-      if (BigInt.asIntN(64, message.purchasedCredits) !== message.purchasedCredits) {
-        throw new globalThis.Error("value provided for field message.purchasedCredits of type int64 too large");
+    if (message.tokenCredits !== 0n) {
+      if (BigInt.asIntN(64, message.tokenCredits) !== message.tokenCredits) {
+        throw new globalThis.Error("value provided for field message.tokenCredits of type int64 too large");
       }
-      writer.uint32(16).int64(message.purchasedCredits);
+      writer.uint32(16).int64(message.tokenCredits);
     }
     if (message.heldCredits !== 0n) {
       if (BigInt.asIntN(64, message.heldCredits) !== message.heldCredits) {
@@ -650,7 +653,7 @@ export const Balance: MessageFns<Balance> = {
               break;
             }
 
-            message.purchasedCredits = reader.int64() as bigint;
+            message.tokenCredits = reader.int64() as bigint;
             continue;
           }
           case 3: {
@@ -688,10 +691,10 @@ export const Balance: MessageFns<Balance> = {
         : isSet(object.trial_credits)
         ? BigInt(object.trial_credits)
         : 0n,
-      purchasedCredits: isSet(object.purchasedCredits)
-        ? BigInt(object.purchasedCredits)
-        : isSet(object.purchased_credits)
-        ? BigInt(object.purchased_credits)
+      tokenCredits: isSet(object.tokenCredits)
+        ? BigInt(object.tokenCredits)
+        : isSet(object.token_credits)
+        ? BigInt(object.token_credits)
         : 0n,
       heldCredits: isSet(object.heldCredits)
         ? BigInt(object.heldCredits)
@@ -711,8 +714,8 @@ export const Balance: MessageFns<Balance> = {
     if (message.trialCredits !== 0n) {
       obj.trialCredits = message.trialCredits.toString();
     }
-    if (message.purchasedCredits !== 0n) {
-      obj.purchasedCredits = message.purchasedCredits.toString();
+    if (message.tokenCredits !== 0n) {
+      obj.tokenCredits = message.tokenCredits.toString();
     }
     if (message.heldCredits !== 0n) {
       obj.heldCredits = message.heldCredits.toString();
@@ -731,8 +734,8 @@ export const Balance: MessageFns<Balance> = {
     message.trialCredits = (object.trialCredits !== undefined && object.trialCredits !== null)
       ? BigInt(object.trialCredits)
       : 0n;
-    message.purchasedCredits = (object.purchasedCredits !== undefined && object.purchasedCredits !== null)
-      ? BigInt(object.purchasedCredits)
+    message.tokenCredits = (object.tokenCredits !== undefined && object.tokenCredits !== null)
+      ? BigInt(object.tokenCredits)
       : 0n;
     message.heldCredits = (object.heldCredits !== undefined && object.heldCredits !== null)
       ? BigInt(object.heldCredits)
@@ -949,7 +952,7 @@ function createBaseHold(): Hold {
     status: 0,
     amount: 0n,
     trialAmount: 0n,
-    purchasedAmount: 0n,
+    tokenAmount: 0n,
     capturedAmount: 0n,
     expiresAt: undefined,
     createdAt: undefined,
@@ -983,11 +986,11 @@ export const Hold: MessageFns<Hold> = {
       }
       writer.uint32(48).int64(message.trialAmount);
     }
-    if (message.purchasedAmount !== 0n) {
-      if (BigInt.asIntN(64, message.purchasedAmount) !== message.purchasedAmount) {
-        throw new globalThis.Error("value provided for field message.purchasedAmount of type int64 too large");
+    if (message.tokenAmount !== 0n) {
+      if (BigInt.asIntN(64, message.tokenAmount) !== message.tokenAmount) {
+        throw new globalThis.Error("value provided for field message.tokenAmount of type int64 too large");
       }
-      writer.uint32(56).int64(message.purchasedAmount);
+      writer.uint32(56).int64(message.tokenAmount);
     }
     if (message.capturedAmount !== 0n) {
       if (BigInt.asIntN(64, message.capturedAmount) !== message.capturedAmount) {
@@ -1073,7 +1076,7 @@ export const Hold: MessageFns<Hold> = {
               break;
             }
 
-            message.purchasedAmount = reader.int64() as bigint;
+            message.tokenAmount = reader.int64() as bigint;
             continue;
           }
           case 8: {
@@ -1140,10 +1143,10 @@ export const Hold: MessageFns<Hold> = {
         : isSet(object.trial_amount)
         ? BigInt(object.trial_amount)
         : 0n,
-      purchasedAmount: isSet(object.purchasedAmount)
-        ? BigInt(object.purchasedAmount)
-        : isSet(object.purchased_amount)
-        ? BigInt(object.purchased_amount)
+      tokenAmount: isSet(object.tokenAmount)
+        ? BigInt(object.tokenAmount)
+        : isSet(object.token_amount)
+        ? BigInt(object.token_amount)
         : 0n,
       capturedAmount: isSet(object.capturedAmount)
         ? BigInt(object.capturedAmount)
@@ -1188,8 +1191,8 @@ export const Hold: MessageFns<Hold> = {
     if (message.trialAmount !== 0n) {
       obj.trialAmount = message.trialAmount.toString();
     }
-    if (message.purchasedAmount !== 0n) {
-      obj.purchasedAmount = message.purchasedAmount.toString();
+    if (message.tokenAmount !== 0n) {
+      obj.tokenAmount = message.tokenAmount.toString();
     }
     if (message.capturedAmount !== 0n) {
       obj.capturedAmount = message.capturedAmount.toString();
@@ -1219,8 +1222,8 @@ export const Hold: MessageFns<Hold> = {
     message.trialAmount = (object.trialAmount !== undefined && object.trialAmount !== null)
       ? BigInt(object.trialAmount)
       : 0n;
-    message.purchasedAmount = (object.purchasedAmount !== undefined && object.purchasedAmount !== null)
-      ? BigInt(object.purchasedAmount)
+    message.tokenAmount = (object.tokenAmount !== undefined && object.tokenAmount !== null)
+      ? BigInt(object.tokenAmount)
       : 0n;
     message.capturedAmount = (object.capturedAmount !== undefined && object.capturedAmount !== null)
       ? BigInt(object.capturedAmount)
@@ -3300,7 +3303,7 @@ export const CreditsServiceService = {
     responseSerialize: (value: GetAccountResponse): Buffer => Buffer.from(GetAccountResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): GetAccountResponse => GetAccountResponse.decode(value),
   },
-  /** Reads the account's balance: trial and purchased credits available, held, total available. */
+  /** Reads the account's balance: trial and token credits available, held, total available. */
   getBalance: {
     path: "/tally.credits.v1.CreditsService/GetBalance" as const,
     requestStream: false as const,
@@ -3390,7 +3393,7 @@ export interface CreditsServiceServer extends UntypedServiceImplementation {
   authenticate: handleUnaryCall<AuthenticateRequest, AuthenticateResponse>;
   /** Reads one account. Errors: NOT_FOUND `not_found`. */
   getAccount: handleUnaryCall<GetAccountRequest, GetAccountResponse>;
-  /** Reads the account's balance: trial and purchased credits available, held, total available. */
+  /** Reads the account's balance: trial and token credits available, held, total available. */
   getBalance: handleUnaryCall<GetBalanceRequest, GetBalanceResponse>;
   /** Adds a grant (trial, purchased or promotional credits) to an account. */
   createGrant: handleUnaryCall<CreateGrantRequest, CreateGrantResponse>;
@@ -3472,7 +3475,7 @@ export interface CreditsServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: GetAccountResponse) => void,
   ): ClientUnaryCall;
-  /** Reads the account's balance: trial and purchased credits available, held, total available. */
+  /** Reads the account's balance: trial and token credits available, held, total available. */
   getBalance(
     request: GetBalanceRequest,
     callback: (error: ServiceError | null, response: GetBalanceResponse) => void,
