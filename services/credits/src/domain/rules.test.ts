@@ -1,5 +1,5 @@
 import { normalizeEmail, resolveHoldTtlMs, resolveLedgerPageSize, trialCreditsForPlan, validatePassword } from "./rules";
-import { storedAnswerCodec } from "./stored-answer";
+import { storedAnswerCodec } from "@tally/platform";
 
 describe("account rules", () => {
   it("trims and lower-cases emails", () => {

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { DomainError, isUuid, newId, runIdempotent, Sql, SqlIdempotencyStore, type Logger, type Orm } from "@tally/platform";
+import { DomainError, isUuid, newId, answerCodec, runIdempotent, Sql, SqlIdempotencyStore, type Logger, type Orm } from "@tally/platform";
 import { allocate, amountsByFamily, singleKind, splitCapture, type Allocation } from "../domain/allocation";
 import { decodePageToken, encodePageToken } from "../domain/page-token";
 import {
@@ -18,7 +18,6 @@ import {
   validatePositiveAmount,
   validateRequiredText,
 } from "../domain/rules";
-import { answerCodec } from "../domain/stored-answer";
 import type { Account, Balance, Grant, GrantKind, Hold, LedgerEntry, Role } from "../domain/types";
 import * as store from "../adapter/store";
 import type { Transaction } from "../adapter/store";
