@@ -4,8 +4,8 @@
  * Starts the real credits service (as ops would, a child process) on a throw-away database and
  * drives it over gRPC with `CONCURRENCY` callers doing hold → capture. Prints operations per
  * second for both shapes and their ratio (hot / spread) from the same run: one commit per
- * operation serialises a hot account on its row lock, which the ratio shows (ROADMAP item 2,
- * batching, is what would raise it). Also prints the cost of an idempotent retry relative to a
+ * operation serialises a hot account on its row lock, which the ratio shows (batching several
+ * operations per transaction is what would raise it). Also prints the cost of an idempotent retry relative to a
  * fresh hold. Environment: BENCH_OPERATIONS (2000), BENCH_CONCURRENCY (32).
  */
 import { credits } from "@tally/contracts";
