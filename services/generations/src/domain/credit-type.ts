@@ -1,5 +1,5 @@
 import assert from "node:assert";
-import type { CreditTypeName } from "./generation";
+import type { CreditTypeName } from "./types";
 
 /**
  * Which credits paid for a hold, from how much of it came from trial and from purchased
