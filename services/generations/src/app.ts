@@ -9,17 +9,23 @@ import {
   type Logger,
   type NatsConnection,
   type Orm,
+  type RunningGrpcServer,
 } from "@tally/platform";
 import type { GenerationsConfig } from "./config";
 import { GrpcCreditsClient } from "./adapter/credits-client";
+import { ProtoEventEncoder } from "./adapter/event-encoding";
+import { JetStreamEventPublisher } from "./adapter/event-publisher";
 import { GENERATIONS_MIGRATIONS } from "./adapter/migrations";
-import { generationsHandlers, type GenerationsServer } from "./grpc/generations-handlers";
-import { OutboxRelay } from "./outbox/outbox-relay";
+import { createGenerationsUnitOfWork } from "./adapter/unit-of-work";
+import { generationsHandlers } from "./grpc/handlers";
 import { FaultInjectionProvider } from "./providers/fault-injection-provider";
 import { LocalFractalRenderer } from "./providers/local-fractal-renderer";
 import type { GenerationProvider } from "./providers/provider";
-import { GenerationsService } from "./service/generations-service";
-import { GenerationWorker } from "./worker/generation-worker";
+import { GenerationWorker } from "./runners/generation-worker";
+import { OutboxRelay } from "./runners/outbox-relay";
+import { GenerationsService } from "./service/generations";
+import { JobLeases } from "./service/job-leases";
+import { HoldSettlement } from "./service/settlement";
 
 const SERVICE_NAME = "tally.generations.v1.GenerationsService";
 
@@ -51,119 +57,132 @@ export function createProvider(config: GenerationsConfig, override?: GenerationP
   return config.FAULT_INJECTION_ENABLED ? new FaultInjectionProvider(base) : base;
 }
 
+/** Connections the service holds; each is closed at stop (or when start-up fails). */
+interface Connections {
+  orm: Orm;
+  credits: GrpcCreditsClient;
+  nc?: NatsConnection;
+}
+
+/** Everything built and wired, not yet serving. */
+interface BuiltService {
+  connections: Required<Connections>;
+  service: GenerationsService;
+  worker: GenerationWorker | undefined;
+  relay: OutboxRelay;
+}
+
 /**
  * Starts the generations service: database (migrated), NATS stream, gRPC server, worker and
  * outbox relay. Marks itself SERVING once everything is up.
  */
 export async function startGenerationsService(config: GenerationsConfig, logger: Logger, options: StartOptions = {}): Promise<RunningGenerationsService> {
-  const orm: Orm = await openDatabase({
+  const orm = await openDatabase({
     url: config.DATABASE_URL,
     entities: [],
     migrations: GENERATIONS_MIGRATIONS,
     logger,
     limits: { poolMax: config.DATABASE_POOL_MAX, statementTimeoutMs: config.DATABASE_STATEMENT_TIMEOUT_MS },
   });
-  let nc: NatsConnection | undefined;
-  const credits = new GrpcCreditsClient(config.CREDITS_GRPC_ADDRESS, config.DOWNSTREAM_TIMEOUT_MS);
+  const connections: Connections = { orm, credits: new GrpcCreditsClient(config.CREDITS_GRPC_ADDRESS, config.DOWNSTREAM_TIMEOUT_MS) };
   try {
-    nc = await connectNats(config.NATS_URL, "tally-generations", logger);
-    await ensureStream(nc, {
-      name: config.NATS_STREAM,
-      subjects: [generationSubjects(config.NATS_SUBJECT_PREFIX).all],
-      duplicateWindowMs: config.NATS_DUPLICATE_WINDOW_MS,
-      maxAgeMs: config.NATS_STREAM_MAX_AGE_MS,
-    });
-
-    const service = new GenerationsService(
-      orm,
-      credits,
-      {
-        pricing: config.PRICING_CREDITS,
-        inputLimits: {
-          promptLengthMax: config.PROMPT_LENGTH_MAX,
-          photoUrlLengthMax: config.PHOTO_URL_LENGTH_MAX,
-          addressLengthMax: config.ADDRESS_LENGTH_MAX,
-          styleLengthMax: config.STYLE_LENGTH_MAX,
-        },
-        holdTtlMs: config.HOLD_TTL_MS,
-        leaseMs: config.WORKER_LEASE_MS,
-      },
-      logger,
-    );
-    const server = await startGrpcServer({
-      port: config.GRPC_PORT,
-      host: config.GRPC_HOST,
-      services: [
-        {
-          name: SERVICE_NAME,
-          definition: generations.GenerationsServiceService,
-          implementation: bindService<GenerationsServer>(SERVICE_NAME, generationsHandlers(service), logger),
-        },
-      ],
-      protoRoot: PROTO_ROOT,
-      protoFiles: [PROTO_FILES.generations],
-      logger,
-    });
-
-    const worker = config.WORKER_ENABLED
-      ? new GenerationWorker(
-          orm,
-          credits,
-          createProvider(config, options.provider),
-          {
-            concurrency: config.WORKER_CONCURRENCY,
-            pollIntervalMs: config.WORKER_POLL_INTERVAL_MS,
-            leaseMs: config.WORKER_LEASE_MS,
-            shutdownTimeoutMs: config.WORKER_SHUTDOWN_TIMEOUT_MS,
-            settlementAttempts: config.WORKER_SETTLEMENT_ATTEMPTS,
-            progressStepPercent: config.WORKER_PROGRESS_STEP_PERCENT,
-            providerTimeoutMs: config.PROVIDER_TIMEOUT_MS,
-            subjectPrefix: config.NATS_SUBJECT_PREFIX,
-          },
-          logger,
-        )
-      : undefined;
-    const relay = new OutboxRelay(
-      orm,
-      nc,
-      {
-        pollIntervalMs: config.OUTBOX_POLL_INTERVAL_MS,
-        batchSize: config.OUTBOX_BATCH_SIZE,
-        retentionMs: config.OUTBOX_RETENTION_MS,
-        pruneIntervalMs: config.OUTBOX_PRUNE_INTERVAL_MS,
-        backoffMaxMs: config.OUTBOX_BACKOFF_MAX_MS,
-        publishTimeoutMs: config.NATS_PUBLISH_TIMEOUT_MS,
-      },
-      logger,
-    );
-    worker?.start();
-    relay.start();
-    server.setServing(true);
-    logger.info({ port: server.port, worker: Boolean(worker) }, "generations service ready");
-
-    const natsConnection = nc;
+    const built = await buildService(config, logger, options, connections);
+    const server = await startService(config, logger, built);
     let stopped: Promise<void> | undefined;
     return {
       grpcPort: server.port,
-      relay,
-      worker,
-      stop() {
-        stopped ??= (async () => {
-          await server.shutdown(config.GRPC_SHUTDOWN_TIMEOUT_MS);
-          await worker?.stop();
-          await relay.stop();
-          await natsConnection.drain().catch(() => natsConnection.close());
-          credits.close();
-          await orm.close();
-          logger.info("generations service stopped");
-        })();
-        return stopped;
-      },
+      relay: built.relay,
+      worker: built.worker,
+      stop: () => (stopped ??= stopService(config, logger, built, server)),
     };
   } catch (error) {
-    credits.close();
-    await nc?.close().catch(() => undefined);
-    await orm.close();
+    await closeConnections(connections, true);
     throw error;
   }
+}
+
+/** Connects NATS (ensuring the stream) and wires the unit of work, the service, the worker and the relay. */
+async function buildService(config: GenerationsConfig, logger: Logger, options: StartOptions, connections: Connections): Promise<BuiltService> {
+  const nc = await connectNats(config.NATS_URL, "tally-generations", logger);
+  connections.nc = nc;
+  await ensureStream(nc, {
+    name: config.NATS_STREAM,
+    subjects: [generationSubjects(config.NATS_SUBJECT_PREFIX).all],
+    duplicateWindowMs: config.NATS_DUPLICATE_WINDOW_MS,
+    maxAgeMs: config.NATS_STREAM_MAX_AGE_MS,
+  });
+  const { orm, credits } = connections;
+  const uow = createGenerationsUnitOfWork(orm);
+  const settlement = new HoldSettlement(uow, credits, new ProtoEventEncoder(config.NATS_SUBJECT_PREFIX), logger);
+  const inputLimits = {
+    promptLengthMax: config.PROMPT_LENGTH_MAX,
+    photoUrlLengthMax: config.PHOTO_URL_LENGTH_MAX,
+    addressLengthMax: config.ADDRESS_LENGTH_MAX,
+    styleLengthMax: config.STYLE_LENGTH_MAX,
+  };
+  const serviceOptions = { pricing: config.PRICING_CREDITS, inputLimits, holdTtlMs: config.HOLD_TTL_MS, leaseMs: config.WORKER_LEASE_MS };
+  const service = new GenerationsService(uow, credits, settlement, serviceOptions, logger);
+  const workerOptions = {
+    concurrency: config.WORKER_CONCURRENCY,
+    pollIntervalMs: config.WORKER_POLL_INTERVAL_MS,
+    leaseMs: config.WORKER_LEASE_MS,
+    shutdownTimeoutMs: config.WORKER_SHUTDOWN_TIMEOUT_MS,
+    settlementAttempts: config.WORKER_SETTLEMENT_ATTEMPTS,
+    progressStepPercent: config.WORKER_PROGRESS_STEP_PERCENT,
+    providerTimeoutMs: config.PROVIDER_TIMEOUT_MS,
+  };
+  const leases = new JobLeases(uow, config.WORKER_LEASE_MS);
+  const worker = config.WORKER_ENABLED
+    ? new GenerationWorker(leases, settlement, createProvider(config, options.provider), workerOptions, logger)
+    : undefined;
+  const relayOptions = {
+    pollIntervalMs: config.OUTBOX_POLL_INTERVAL_MS,
+    batchSize: config.OUTBOX_BATCH_SIZE,
+    retentionMs: config.OUTBOX_RETENTION_MS,
+    pruneIntervalMs: config.OUTBOX_PRUNE_INTERVAL_MS,
+    backoffMaxMs: config.OUTBOX_BACKOFF_MAX_MS,
+    publishTimeoutMs: config.NATS_PUBLISH_TIMEOUT_MS,
+  };
+  const relay = new OutboxRelay(uow, new JetStreamEventPublisher(nc, config.NATS_PUBLISH_TIMEOUT_MS), relayOptions, logger);
+  return { connections: { ...connections, nc }, service, worker, relay };
+}
+
+/** Starts the gRPC server, the worker and the relay, then answers SERVING. */
+async function startService(config: GenerationsConfig, logger: Logger, built: BuiltService): Promise<RunningGrpcServer> {
+  const server = await startGrpcServer({
+    port: config.GRPC_PORT,
+    host: config.GRPC_HOST,
+    services: [
+      {
+        name: SERVICE_NAME,
+        definition: generations.GenerationsServiceService,
+        implementation: bindService<generations.GenerationsServiceServer>(SERVICE_NAME, generationsHandlers(built.service), logger),
+      },
+    ],
+    protoRoot: PROTO_ROOT,
+    protoFiles: [PROTO_FILES.generations],
+    logger,
+  });
+  built.worker?.start();
+  built.relay.start();
+  server.setServing(true);
+  logger.info({ port: server.port, worker: Boolean(built.worker) }, "generations service ready");
+  return server;
+}
+
+/** Stops in order: no new calls, no new claims (running jobs finish or go back to their lease), the relay, then the connections. */
+async function stopService(config: GenerationsConfig, logger: Logger, built: BuiltService, server: RunningGrpcServer): Promise<void> {
+  await server.shutdown(config.GRPC_SHUTDOWN_TIMEOUT_MS);
+  await built.worker?.stop();
+  await built.relay.stop();
+  await closeConnections(built.connections, false);
+  logger.info("generations service stopped");
+}
+
+/** Closes NATS (drained, unless start-up failed), the credits client and the database. */
+async function closeConnections(connections: Connections, failed: boolean): Promise<void> {
+  const { nc } = connections;
+  if (nc) await (failed ? nc.close().catch(() => undefined) : nc.drain().catch(() => nc.close()));
+  connections.credits.close();
+  await connections.orm.close();
 }

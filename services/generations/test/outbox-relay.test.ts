@@ -10,9 +10,10 @@ import { Client } from "pg";
 import type { Msg } from "@nats-io/transport-node";
 import { connectNats, ensureStream, openDatabase, type NatsConnection, type Orm } from "@tally/platform";
 import { createTestDatabase, eventually, testNatsUrl, uniqueSuffix } from "@tally/platform/src/testing";
+import { JetStreamEventPublisher } from "../src/adapter/event-publisher";
 import { GENERATIONS_MIGRATIONS } from "../src/adapter/migrations";
-import { appendToOutbox } from "../src/adapter/outbox-store";
-import { OutboxRelay, type OutboxRelayOptions } from "../src/outbox/outbox-relay";
+import { createGenerationsUnitOfWork } from "../src/adapter/unit-of-work";
+import { OutboxRelay, type OutboxRelayOptions } from "../src/runners/outbox-relay";
 import { silentLogger } from "./helpers";
 
 const relayOptions = (overrides: Partial<OutboxRelayOptions> = {}): OutboxRelayOptions => ({
@@ -59,7 +60,8 @@ describe("outbox relay", () => {
   }, 30_000);
 
   const startRelay = (overrides: Partial<OutboxRelayOptions> = {}) => {
-    const relay = new OutboxRelay(orm, nc, relayOptions(overrides), silentLogger());
+    const options = relayOptions(overrides);
+    const relay = new OutboxRelay(createGenerationsUnitOfWork(orm), new JetStreamEventPublisher(nc, options.publishTimeoutMs), options, silentLogger());
     relays.push(relay);
     relay.start();
     return relay;
@@ -67,7 +69,7 @@ describe("outbox relay", () => {
 
   const append = async (subject: string): Promise<{ id: bigint; eventId: string }> => {
     const eventId = randomUUID();
-    await orm.em.fork().transactional((em) => appendToOutbox(em, { eventId, subject, payload: Buffer.from(eventId), traceparent: null }));
+    await createGenerationsUnitOfWork(orm).inTransaction((stores) => stores.outbox.append({ eventId, subject, payload: Buffer.from(eventId), traceparent: null }));
     const { rows } = await db.query("SELECT id FROM outbox WHERE event_id = $1", [eventId]);
     return { id: BigInt(rows[0].id), eventId };
   };

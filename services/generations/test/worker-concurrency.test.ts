@@ -9,7 +9,7 @@ import { Client } from "pg";
 import { createTestDatabase, eventually } from "@tally/platform/src/testing";
 import { startGenerationsService, type RunningGenerationsService } from "../src/app";
 import type { GenerationsConfig } from "../src/config";
-import type { GenerationJob } from "../src/domain/generation";
+import type { GenerationJob } from "../src/domain/types";
 import { LocalFractalRenderer } from "../src/providers/local-fractal-renderer";
 import type { GenerationProvider, ProviderOutput, ProviderRunContext } from "../src/providers/provider";
 import { deleteStream, GenerationStatus, generationsClient, InputType, silentLogger, startCredits, testConfig, type CreditsUnderTest } from "./helpers";

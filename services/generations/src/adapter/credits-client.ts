@@ -1,6 +1,7 @@
+import assert from "node:assert";
 import { callUnary, createGrpcClient } from "@tally/platform";
 import { credits } from "@tally/contracts";
-import type { CreditsPort, HoldView } from "../service/credits-port";
+import type { CreditsPort, HoldView } from "../domain/ports";
 
 /**
  * CreditsPort over the credits service's gRPC contract. Every call carries a deadline
@@ -50,7 +51,7 @@ export class GrpcCreditsClient implements CreditsPort {
 }
 
 function toHoldView(hold: credits.Hold | undefined): HoldView {
-  if (!hold) throw new Error("credits answered without a hold");
+  assert.ok(hold, "INV-3: credits answers every hold call with the hold");
   return {
     id: hold.id,
     amount: hold.amount,

@@ -1,11 +1,15 @@
 import { DomainError } from "@tally/platform";
 import { creditTypeOfHold } from "./credit-type";
-import { resolvePaging } from "./paging";
+import { parseGenerationInput, parseListGenerationsInput, type RawGenerationInput } from "./inputs";
 import { creditCostOf, parsePricing } from "./pricing";
-import { validateGenerationInput, type RawGenerationInput } from "./validation";
 
 const limits = { promptLengthMax: 20, photoUrlLengthMax: 40, addressLengthMax: 30, styleLengthMax: 10 };
 const userId = "0b7c3a52-1f5e-4c1e-9a51-6f0f6f0c2a11";
+/** The paging part of a checked ListGenerations request. */
+const resolvePaging = (limit: number, offset: number) => {
+  const input = parseListGenerationsInput({ userId, limit, offset });
+  return { limit: input.limit, offset: input.offset };
+};
 const base: RawGenerationInput = { userId, inputType: "text", prompt: "a cat", photoUrl: "", address: "", style: "" };
 
 function fieldOf(run: () => unknown): string | undefined {
@@ -19,44 +23,44 @@ function fieldOf(run: () => unknown): string | undefined {
   throw new Error("expected a validation error");
 }
 
-describe("validateGenerationInput", () => {
+describe("parseGenerationInput", () => {
   it("accepts a text prompt and trims it", () => {
-    expect(validateGenerationInput({ ...base, prompt: "  a cat  " }, limits)).toMatchObject({ prompt: "a cat", inputType: "text" });
+    expect(parseGenerationInput({ ...base, prompt: "  a cat  " }, limits)).toMatchObject({ prompt: "a cat", inputType: "text" });
   });
   it("names user_id when it is not a UUID", () => {
-    expect(fieldOf(() => validateGenerationInput({ ...base, userId: "bob" }, limits))).toBe("user_id");
+    expect(fieldOf(() => parseGenerationInput({ ...base, userId: "bob" }, limits))).toBe("user_id");
   });
   it("names input_type when it is missing", () => {
-    expect(fieldOf(() => validateGenerationInput({ ...base, inputType: undefined }, limits))).toBe("input_type");
+    expect(fieldOf(() => parseGenerationInput({ ...base, inputType: undefined }, limits))).toBe("input_type");
   });
   it("requires a non-blank prompt for text", () => {
-    expect(fieldOf(() => validateGenerationInput({ ...base, prompt: "   " }, limits))).toBe("prompt");
+    expect(fieldOf(() => parseGenerationInput({ ...base, prompt: "   " }, limits))).toBe("prompt");
   });
   it("requires an http(s) photo_url for photo", () => {
     const photo = { ...base, inputType: "photo" as const, prompt: "" };
-    expect(fieldOf(() => validateGenerationInput(photo, limits))).toBe("photo_url");
-    expect(fieldOf(() => validateGenerationInput({ ...photo, photoUrl: "ftp://x.org/a.png" }, limits))).toBe("photo_url");
-    expect(fieldOf(() => validateGenerationInput({ ...photo, photoUrl: "not a url" }, limits))).toBe("photo_url");
-    expect(validateGenerationInput({ ...photo, photoUrl: "https://x.org/a.png" }, limits).photoUrl).toBe("https://x.org/a.png");
+    expect(fieldOf(() => parseGenerationInput(photo, limits))).toBe("photo_url");
+    expect(fieldOf(() => parseGenerationInput({ ...photo, photoUrl: "ftp://x.org/a.png" }, limits))).toBe("photo_url");
+    expect(fieldOf(() => parseGenerationInput({ ...photo, photoUrl: "not a url" }, limits))).toBe("photo_url");
+    expect(parseGenerationInput({ ...photo, photoUrl: "https://x.org/a.png" }, limits).photoUrl).toBe("https://x.org/a.png");
   });
   it("requires an address for address", () => {
     const address = { ...base, inputType: "address" as const, prompt: "" };
-    expect(fieldOf(() => validateGenerationInput(address, limits))).toBe("address");
-    expect(validateGenerationInput({ ...address, address: "1 Main St" }, limits).address).toBe("1 Main St");
+    expect(fieldOf(() => parseGenerationInput(address, limits))).toBe("address");
+    expect(parseGenerationInput({ ...address, address: "1 Main St" }, limits).address).toBe("1 Main St");
   });
   it("enforces the length limits per field", () => {
-    expect(fieldOf(() => validateGenerationInput({ ...base, prompt: "x".repeat(21) }, limits))).toBe("prompt");
-    expect(fieldOf(() => validateGenerationInput({ ...base, style: "x".repeat(11) }, limits))).toBe("style");
-    expect(fieldOf(() => validateGenerationInput({ ...base, address: "x".repeat(31) }, limits))).toBe("address");
-    expect(validateGenerationInput({ ...base, prompt: "x".repeat(20) }, limits).prompt).toHaveLength(20);
+    expect(fieldOf(() => parseGenerationInput({ ...base, prompt: "x".repeat(21) }, limits))).toBe("prompt");
+    expect(fieldOf(() => parseGenerationInput({ ...base, style: "x".repeat(11) }, limits))).toBe("style");
+    expect(fieldOf(() => parseGenerationInput({ ...base, address: "x".repeat(31) }, limits))).toBe("address");
+    expect(parseGenerationInput({ ...base, prompt: "x".repeat(20) }, limits).prompt).toHaveLength(20);
   });
   it("rejects NUL and other C0 control characters per field, but keeps tab and line breaks", () => {
-    expect(fieldOf(() => validateGenerationInput({ ...base, prompt: "a\u0000cat" }, limits))).toBe("prompt");
-    expect(fieldOf(() => validateGenerationInput({ ...base, style: "neon\u0000" }, limits))).toBe("style");
-    expect(fieldOf(() => validateGenerationInput({ ...base, address: "1 Main\u001bSt" }, limits))).toBe("address");
-    expect(fieldOf(() => validateGenerationInput({ ...base, photoUrl: "https://x.org/\u0000.png" }, limits))).toBe("photo_url");
-    expect(fieldOf(() => validateGenerationInput({ ...base, prompt: "a\u0007cat" }, limits))).toBe("prompt");
-    expect(validateGenerationInput({ ...base, prompt: "a\tcat\r\non\na mat" }, limits).prompt).toBe("a\tcat\r\non\na mat");
+    expect(fieldOf(() => parseGenerationInput({ ...base, prompt: "a\u0000cat" }, limits))).toBe("prompt");
+    expect(fieldOf(() => parseGenerationInput({ ...base, style: "neon\u0000" }, limits))).toBe("style");
+    expect(fieldOf(() => parseGenerationInput({ ...base, address: "1 Main\u001bSt" }, limits))).toBe("address");
+    expect(fieldOf(() => parseGenerationInput({ ...base, photoUrl: "https://x.org/\u0000.png" }, limits))).toBe("photo_url");
+    expect(fieldOf(() => parseGenerationInput({ ...base, prompt: "a\u0007cat" }, limits))).toBe("prompt");
+    expect(parseGenerationInput({ ...base, prompt: "a\tcat\r\non\na mat" }, limits).prompt).toBe("a\tcat\r\non\na mat");
   });
 });
 

@@ -1,4 +1,4 @@
-import { INPUT_TYPES, type InputTypeName } from "./generation";
+import { INPUT_TYPES, type InputTypeName } from "./types";
 
 /** Credits charged per input type. */
 export type Pricing = Record<InputTypeName, bigint>;

@@ -1,4 +1,4 @@
-import type { GenerationJob } from "../domain/generation";
+import type { GenerationJob } from "../domain/types";
 import { ProviderError, type GenerationProvider, type ProviderOutput, type ProviderRunContext } from "./provider";
 
 /** Marker that makes FaultInjectionProvider fail a job with `provider_error`. */

@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto";
 import { PNG } from "pngjs";
-import type { GenerationJob } from "../domain/generation";
+import type { GenerationJob } from "../domain/types";
 import { ProviderError, type GenerationProvider, type ProviderOutput, type ProviderRunContext } from "./provider";
 
 export interface LocalFractalRendererOptions {

@@ -1,4 +1,4 @@
-import type { GenerationJob } from "../domain/generation";
+import type { GenerationJob } from "../domain/types";
 
 /** What a provider can do while it works on a job. */
 export interface ProviderRunContext {

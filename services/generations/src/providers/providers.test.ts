@@ -1,5 +1,5 @@
 import { PNG } from "pngjs";
-import type { GenerationJob } from "../domain/generation";
+import type { GenerationJob } from "../domain/types";
 import { FaultInjectionProvider, PROVIDER_ERROR_FAULT_MARKER } from "./fault-injection-provider";
 import { LocalFractalRenderer } from "./local-fractal-renderer";
 import type { GenerationProvider } from "./provider";

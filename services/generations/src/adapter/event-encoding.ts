@@ -1,0 +1,39 @@
+import { events } from "@tally/contracts";
+import { generationSubjects } from "@tally/platform";
+import { generationEndedEvent } from "../domain/events";
+import type { EncodedEvent, EventEncoder } from "../domain/ports";
+import type { GenerationRecord } from "../domain/types";
+
+/**
+ * The events of finished generations in the contract's encoding (events.proto), on the
+ * subjects under `subjectPrefix` that the usage service consumes.
+ */
+export class ProtoEventEncoder implements EventEncoder {
+  private readonly subjects;
+
+  constructor(subjectPrefix: string) {
+    this.subjects = generationSubjects(subjectPrefix);
+  }
+
+  /** GenerationCompleted (credits captured) or GenerationFailed (credits held and released). */
+  generationEnded(record: GenerationRecord, occurredAt: Date): EncodedEvent {
+    const { kind, eventId } = generationEndedEvent(record);
+    const common = {
+      eventId,
+      occurredAt,
+      userId: record.userId,
+      generationId: record.id,
+      inputType: record.inputType,
+      provider: record.provider,
+      credits: record.creditCost,
+      costMicros: record.costMicros,
+      processingTimeMs: record.processingTimeMs,
+    };
+    if (kind === "completed") {
+      const message: events.GenerationCompleted = { ...common, creditType: record.creditType };
+      return { eventId, subject: this.subjects.completed, payload: events.GenerationCompleted.encode(message).finish() };
+    }
+    const message: events.GenerationFailed = { ...common, errorMessage: record.errorMessage, errorCode: record.errorCode };
+    return { eventId, subject: this.subjects.failed, payload: events.GenerationFailed.encode(message).finish() };
+  }
+}

@@ -1,0 +1,18 @@
+import assert from "node:assert";
+import { deterministicUuid } from "@tally/platform";
+import type { GenerationRecord } from "./types";
+
+/** Which event a finished generation gives: GenerationCompleted or GenerationFailed. */
+export type GenerationEndedKind = "completed" | "failed";
+
+/**
+ * The kind and id of a finished generation's event. The id is derived from the generation, so
+ * whichever worker ends a job (and however often it redoes the ending), its event has one id,
+ * the stream de-duplicates it and consumers count it once (INV-5). Only a completed or failed
+ * generation has one (a cancel is not a usage event): anything else is a bug.
+ */
+export function generationEndedEvent(generation: GenerationRecord): { kind: GenerationEndedKind; eventId: string } {
+  const { status } = generation;
+  assert.ok(status === "completed" || status === "failed", `INV-5: only a completed or failed generation has an event (status ${status})`);
+  return { kind: status, eventId: deterministicUuid(`generation.${status}`, generation.id) };
+}

@@ -1,0 +1,147 @@
+import type { IdempotencyStore, UnitOfWork } from "@tally/platform";
+import type { ClaimedJob, GenerationOutput, GenerationRecord, JobEnding, JobOutcome, NewGeneration } from "./types";
+
+/**
+ * The generations the rules need, bound to one transaction or to none (see
+ * GenerationsUnitOfWork). Times that decide leases come from the database clock, so replicas
+ * with skewed clocks agree.
+ */
+export interface GenerationStore {
+  /** Inserts a `pending` generation and returns it. */
+  insert(generation: NewGeneration): Promise<GenerationRecord>;
+  /** A generation by id, or null. */
+  find(id: string): Promise<GenerationRecord | null>;
+  /** The generation `id` of `userId`, or null (also for another user's generation, INV-7). */
+  findOfUser(userId: string, id: string): Promise<GenerationRecord | null>;
+  /** One page of the user's generations, newest first, and how many they have in all. */
+  listOfUser(userId: string, limit: number, offset: number): Promise<{ generations: GenerationRecord[]; totalSize: number }>;
+  /** The stored output of a completed generation of `userId`, or null. */
+  findOutputOfUser(userId: string, id: string): Promise<GenerationOutput | null>;
+  /**
+   * Cancels a pending or processing generation whose ending has not started (no settlement):
+   * status `cancelled`, settlement `release`. The lease (`leaseMs`) lets the worker's sweep
+   * redo the release only if the caller dies before doing it. Null when no such row exists.
+   */
+  cancel(userId: string, id: string, leaseMs: number): Promise<GenerationRecord | null>;
+  /** True once the generation's hold was captured or released (settled_at set). */
+  isSettled(id: string): Promise<boolean>;
+  /** Records that a cancelled generation's hold was released. */
+  markCancelSettled(id: string): Promise<void>;
+  /**
+   * Claims up to `count` jobs for one worker and leases them for `leaseMs` under `leaseToken`
+   * (pending ones become `processing` with `providerName`; processing ones whose lease ran
+   * out and cancelled ones whose release was never confirmed keep their status). Replicas
+   * never claim the same row at once (`FOR UPDATE SKIP LOCKED`).
+   */
+  claimJobs(count: number, leaseMs: number, leaseToken: string, providerName: string): Promise<ClaimedJob[]>;
+  /**
+   * Extends the lease of a processing job this claim still holds, optionally with its
+   * progress. False when the job is no longer this claim's to run (cancelled or reclaimed).
+   */
+  renewLease(id: string, leaseToken: string, leaseMs: number, progressPercent?: number): Promise<boolean>;
+  /** Lets another worker reclaim a job at once (a worker abandoning it at shutdown). */
+  expireLease(id: string, leaseToken: string): Promise<void>;
+  /**
+   * Step 1 of ending a job: stores the outcome and its settlement (and a completed job's
+   * output), only while the job is processing under this claim with no settlement. False when
+   * it is not (cancelled or reclaimed meanwhile).
+   */
+  recordOutcome(id: string, leaseToken: string, outcome: JobOutcome): Promise<boolean>;
+  /**
+   * Step 3 of ending a job, after credits captured or released its hold: only a processing
+   * job with an unsettled settlement moves (so two workers finish it once). Returns it, or
+   * null when another worker finished it first. A failed job keeps no output.
+   */
+  finishJob(id: string, ending: JobEnding): Promise<GenerationRecord | null>;
+}
+
+/** An event ready for the outbox: its id, subject and encoded payload. */
+export interface EncodedEvent {
+  eventId: string;
+  subject: string;
+  payload: Uint8Array;
+}
+
+/** An outbox row: an event waiting to be published (or kept for replay). */
+export interface OutboxMessage extends EncodedEvent {
+  id: bigint;
+  traceparent: string | null;
+}
+
+/** The transactional outbox (INV-5, producer half). */
+export interface OutboxStore {
+  /**
+   * Appends an event in the caller's transaction, so it exists if and only if the state
+   * change that caused it commits. A second append of the same event id is ignored.
+   */
+  append(event: EncodedEvent & { traceparent: string | null }): Promise<void>;
+  /**
+   * Claims up to `batchSize` unpublished rows, oldest first, for `leaseMs` (rows under another
+   * relay's live claim are skipped); rows come back in id order. Run in a short transaction.
+   */
+  claimUnpublished(batchSize: number, leaseMs: number): Promise<OutboxMessage[]>;
+  /** Marks the acknowledged rows published and hands the others back at once. */
+  finishClaim(acknowledged: bigint[], unacknowledged: bigint[]): Promise<void>;
+  /** Deletes rows published more than `retentionMs` ago; returns how many. */
+  prunePublished(retentionMs: number): Promise<number>;
+}
+
+/** What publishing one outbox row came to: acknowledged (perhaps as a duplicate the stream dropped), or not. */
+export type PublishResult = { acknowledged: true; duplicate: boolean } | { acknowledged: false; error: unknown };
+
+/** The event stream the outbox relay publishes to (INV-5). */
+export interface EventPublisher {
+  /**
+   * Publishes `messages` with their event id as the stream's de-duplication id, and waits for
+   * every acknowledgement: one result per message, in order. Never throws for one message.
+   */
+  publishAll(messages: OutboxMessage[]): Promise<PublishResult[]>;
+}
+
+/** Every store of the generations service, bound to one transaction (or to none). */
+export interface GenerationsStores {
+  generations: GenerationStore;
+  outbox: OutboxStore;
+  idempotency: IdempotencyStore;
+}
+
+export type GenerationsUnitOfWork = UnitOfWork<GenerationsStores>;
+
+/** What the generations service needs to know about a hold. */
+export interface HoldView {
+  id: string;
+  /** Credits held. */
+  amount: bigint;
+  /** Of amount, credits from trial grants. */
+  trialAmount: bigint;
+  /** Of amount, credits from purchased and promotional grants. */
+  tokenAmount: bigint;
+  capturedAmount: bigint;
+}
+
+/**
+ * The credits service as the generations service uses it (hold, capture, release). Every
+ * call is idempotent by its request_id, so redoing one after a crash or timeout is safe.
+ * Calls reject with DomainErrors carrying credits' reasons.
+ */
+export interface CreditsPort {
+  createHold(request: { requestId: string; accountId: string; generationId: string; amount: bigint; ttlMs: number }): Promise<HoldView>;
+  captureHold(request: { requestId: string; holdId: string }): Promise<HoldView>;
+  releaseHold(request: { requestId: string; holdId: string; reason: string }): Promise<HoldView>;
+}
+
+/**
+ * Request ids of the credits calls for one generation, derived from its id so that any retry,
+ * by any worker, repeats the same call (INV-3: one hold per generation, captured or released once).
+ */
+export const holdRequestIds = (generationId: string) => ({
+  create: `hold:${generationId}`,
+  capture: `capture:${generationId}`,
+  release: `release:${generationId}`,
+});
+
+/** Turns a generation's ending into an event for the outbox (an adapter encodes the contract's message). */
+export interface EventEncoder {
+  /** The GenerationCompleted or GenerationFailed event of a finished generation. */
+  generationEnded(generation: GenerationRecord, occurredAt: Date): EncodedEvent;
+}

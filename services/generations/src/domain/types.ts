@@ -1,0 +1,169 @@
+/** Input types a generation can start from (the names used in storage, events and pricing). */
+export const INPUT_TYPES = ["text", "photo", "address"] as const;
+export type InputTypeName = (typeof INPUT_TYPES)[number];
+
+/** pending -> processing -> completed | failed; pending or processing -> cancelled. */
+export type GenerationStatusName = "pending" | "processing" | "completed" | "failed" | "cancelled";
+
+/** Which credits paid for a generation. */
+export type CreditTypeName = "trial" | "purchased" | "mixed";
+
+/**
+ * How a job's hold ends, decided before the credits service is called so that a worker that
+ * takes over a crashed job redoes the same call (INV-3: capture for a completed job, release
+ * otherwise).
+ */
+export type Settlement = "capture" | "release";
+
+/** A generation as the service and the worker see it, internal fields included (the adapter maps rows to this). */
+export interface GenerationRecord {
+  id: string;
+  userId: string;
+  status: GenerationStatusName;
+  inputType: InputTypeName;
+  prompt: string;
+  photoUrl: string;
+  address: string;
+  style: string;
+  /** Credits held for the job (charged when it completes). */
+  creditCost: bigint;
+  creditType: CreditTypeName;
+  holdId: string;
+  /** 0..100. */
+  progressPercent: number;
+  provider: string;
+  outputContentType: string;
+  errorMessage: string;
+  errorCode: string;
+  /** What the provider's work cost, in micro-units of the currency. */
+  costMicros: bigint;
+  processingTimeMs: bigint;
+  settlement: Settlement | null;
+  createdAt: Date;
+  startedAt: Date | null;
+  completedAt: Date | null;
+}
+
+/**
+ * A generation as its user sees it (what the service answers, and what an idempotent create
+ * or cancel stores as its first answer): no settlement, no internal error code.
+ */
+export interface Generation {
+  id: string;
+  userId: string;
+  status: GenerationStatusName;
+  inputType: InputTypeName;
+  prompt: string;
+  photoUrl: string;
+  address: string;
+  style: string;
+  creditCost: bigint;
+  creditType: CreditTypeName;
+  holdId: string;
+  progressPercent: number;
+  /** The output's MIME type; empty unless the generation completed. */
+  outputContentType: string;
+  errorMessage: string;
+  provider: string;
+  costMicros: bigint;
+  processingTimeMs: bigint;
+  createdAt: Date;
+  startedAt: Date | null;
+  completedAt: Date | null;
+}
+
+/** The user's view of a record: internal fields stay inside, and only a completed job names an output. */
+export function toGeneration(record: GenerationRecord): Generation {
+  return {
+    id: record.id,
+    userId: record.userId,
+    status: record.status,
+    inputType: record.inputType,
+    prompt: record.prompt,
+    photoUrl: record.photoUrl,
+    address: record.address,
+    style: record.style,
+    creditCost: record.creditCost,
+    creditType: record.creditType,
+    holdId: record.holdId,
+    progressPercent: record.progressPercent,
+    outputContentType: record.status === "completed" ? record.outputContentType : "",
+    errorMessage: record.errorMessage,
+    provider: record.provider,
+    costMicros: record.costMicros,
+    processingTimeMs: record.processingTimeMs,
+    createdAt: record.createdAt,
+    startedAt: record.startedAt,
+    completedAt: record.completedAt,
+  };
+}
+
+/** One page of a user's generations, newest first, and how many they have in all. */
+export interface GenerationPage {
+  generations: Generation[];
+  totalSize: number;
+}
+
+/** The stored output of a completed generation. */
+export interface GenerationOutput {
+  content: Uint8Array;
+  contentType: string;
+}
+
+/** What a provider is given to work from. */
+export interface GenerationJob {
+  id: string;
+  userId: string;
+  inputType: InputTypeName;
+  prompt: string;
+  photoUrl: string;
+  address: string;
+  style: string;
+}
+
+/** The job a provider works on, from its record. */
+export function toJob(g: GenerationRecord): GenerationJob {
+  return { id: g.id, userId: g.userId, inputType: g.inputType, prompt: g.prompt, photoUrl: g.photoUrl, address: g.address, style: g.style };
+}
+
+/** Checked input of CreateGeneration (what the job is made from; the request id is not part of it). */
+export interface GenerationInput {
+  /** Lower-cased UUID. */
+  userId: string;
+  inputType: InputTypeName;
+  prompt: string;
+  photoUrl: string;
+  address: string;
+  style: string;
+}
+
+/** A generation about to be stored `pending`, its hold taken. */
+export interface NewGeneration extends GenerationInput {
+  id: string;
+  creditCost: bigint;
+  creditType: CreditTypeName;
+  holdId: string;
+  traceparent: string | null;
+}
+
+/** A job handed to one worker by a claim. */
+export interface ClaimedJob {
+  generation: GenerationRecord;
+  /** Identifies this claim: only its holder may renew the lease or record the outcome. */
+  leaseToken: string;
+  traceparent: string | null;
+}
+
+/** What a provider run came to (step 1 of ending a job). */
+export type JobOutcome =
+  | { kind: "completed"; content: Uint8Array; contentType: string; costMicros: bigint; processingTimeMs: bigint }
+  | { kind: "failed"; errorMessage: string; errorCode: string; costMicros: bigint; processingTimeMs: bigint };
+
+/** The settlement a recorded outcome decides (INV-3): a completed job is captured, a failed one released. */
+export const settlementOf = (outcome: JobOutcome): Settlement => (outcome.kind === "completed" ? "capture" : "release");
+
+/**
+ * How a job ends once credits answered (step 3): `completed`, or `failed` with the error given
+ * here (else the one recorded in step 1).
+ */
+export type JobEnding = { status: "completed" } | { status: "failed"; errorMessage?: string; errorCode?: string };

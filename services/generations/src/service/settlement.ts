@@ -1,0 +1,126 @@
+import { currentTraceCarrier, DomainError, type Logger } from "@tally/platform";
+import { holdRequestIds, type CreditsPort, type EventEncoder, type GenerationsUnitOfWork } from "../domain/ports";
+import { settlementOf, type ClaimedJob, type GenerationRecord, type JobEnding, type JobOutcome, type Settlement } from "../domain/types";
+
+/** How a settlement call is retried on transient errors (`unavailable`, `deadline_exceeded`). */
+export interface SettlementRetry {
+  /** Attempts at one capture/release call before the job is left for a later reclaim. */
+  attempts: number;
+  /** Pause before the second attempt, doubled before each further one, in milliseconds. */
+  delayMs: number;
+  /** True when the caller is shutting down: no further attempt is made. */
+  stopping(): boolean;
+}
+
+/**
+ * The crash-safe ending of a generation's hold (INV-3), shared by the worker and cancel:
+ *   1. `recordOutcome`: one transaction records the outcome and the settlement (capture or
+ *      release), only if the job is still processing under this claim with no settlement;
+ *   2. `settle`: credits captures or releases the hold, with request ids derived from the
+ *      generation id (idempotent, so redoing it after a crash is safe), called with no
+ *      transaction open (INV-9);
+ *   3. then one transaction sets `completed`/`failed` and appends the event to the outbox
+ *      (INV-5), once however many workers redo it.
+ * A cancelled generation's hold is released by `releaseCancelledHold`.
+ */
+export class HoldSettlement {
+  constructor(
+    private readonly uow: GenerationsUnitOfWork,
+    private readonly credits: CreditsPort,
+    private readonly events: EventEncoder,
+    private readonly logger: Logger,
+  ) {}
+
+  /**
+   * Step 1: the settlement the outcome decides, or null when the job was cancelled or
+   * reclaimed meanwhile (the caller drops the result).
+   */
+  async recordOutcome(claimed: ClaimedJob, outcome: JobOutcome): Promise<Settlement | null> {
+    const recorded = await this.uow.inTransaction((stores) =>
+      stores.generations.recordOutcome(claimed.generation.id, claimed.leaseToken, outcome),
+    );
+    return recorded ? settlementOf(outcome) : null;
+  }
+
+  /**
+   * Steps 2–3: capture (completed) or release (failed) the hold, then finish the job and write
+   * its event in one transaction. A capture refused because the hold is no longer active
+   * (e.g. it expired) fails the job cleanly: the event says failed and nothing is charged.
+   * Any other credits error is thrown and leaves the job as it is; its lease runs out and a
+   * worker redoes these steps.
+   */
+  async settle(generation: GenerationRecord, settlement: Settlement, traceparent: string | null, retry: SettlementRetry): Promise<void> {
+    const ending = await this.callCredits(generation, settlement, retry);
+    await this.uow.inTransaction(async (stores) => {
+      const finished = await stores.generations.finishJob(generation.id, ending);
+      if (!finished) return; // another worker finished it first
+      const event = this.events.generationEnded(finished, new Date());
+      await stores.outbox.append({ ...event, traceparent: currentTraceCarrier().traceparent ?? traceparent });
+      this.logger.info({ generation_id: finished.id, status: finished.status, event_id: event.eventId }, "generation ended");
+    });
+  }
+
+  private async callCredits(generation: GenerationRecord, settlement: Settlement, retry: SettlementRetry): Promise<JobEnding> {
+    const requestIds = holdRequestIds(generation.id);
+    try {
+      if (settlement === "capture") {
+        await withRetries(retry, () => this.credits.captureHold({ requestId: requestIds.capture, holdId: generation.holdId }));
+        return { status: "completed" };
+      }
+      await withRetries(retry, () =>
+        this.credits.releaseHold({ requestId: requestIds.release, holdId: generation.holdId, reason: "generation_failed" }),
+      );
+      return { status: "failed" };
+    } catch (error) {
+      if (!isHoldGone(error)) throw error;
+      if (settlement === "capture") {
+        this.logger.warn({ generation_id: generation.id, reason: error.reason }, "hold not active at capture; failing the job");
+        return {
+          status: "failed",
+          errorMessage: `the credit hold was no longer active (${error.message}); no credits were charged`,
+          errorCode: "hold_not_active",
+        };
+      }
+      // Nothing left to give back (e.g. the hold expired and credits released it).
+      this.logger.warn({ generation_id: generation.id, reason: error.reason }, "hold not active at release");
+      return { status: "failed" };
+    }
+  }
+
+  /**
+   * Releases the hold of a cancelled generation and records that it is settled. Idempotent (the
+   * release's request id is derived from the generation id). A hold that is no longer active
+   * (expired) or unknown has nothing left to give back, so it counts as settled too. Holds no
+   * transaction while it calls credits (INV-9). Throws credits' other errors (the worker's
+   * sweep then redoes it once the cancel's lease runs out).
+   */
+  async releaseCancelledHold(generation: { id: string; holdId: string }): Promise<void> {
+    if (await this.uow.withoutTransaction((stores) => stores.generations.isSettled(generation.id))) return;
+    try {
+      await this.credits.releaseHold({ requestId: holdRequestIds(generation.id).release, holdId: generation.holdId, reason: "generation_cancelled" });
+    } catch (error) {
+      if (!isHoldGone(error)) throw error;
+      this.logger.warn({ generation_id: generation.id, reason: error.reason }, "hold of a cancelled generation was no longer active");
+    }
+    await this.uow.withoutTransaction((stores) => stores.generations.markCancelSettled(generation.id));
+  }
+}
+
+/** Credits' answer that the hold has nothing left to capture or release (expired, released or unknown). */
+const isHoldGone = (error: unknown): error is DomainError =>
+  error instanceof DomainError && (error.reason === "hold_not_active" || error.reason === "not_found");
+
+/** Retries a credits call on transient errors (not on the callee's domain answers). */
+async function withRetries<T>(retry: SettlementRetry, call: () => Promise<T>): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await call();
+    } catch (error) {
+      const transient = error instanceof DomainError && (error.reason === "unavailable" || error.reason === "deadline_exceeded");
+      if (!transient || attempt >= retry.attempts || retry.stopping()) throw error;
+      await sleep(retry.delayMs * 2 ** (attempt - 1));
+    }
+  }
+}
+
+const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms).unref());
