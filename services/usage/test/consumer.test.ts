@@ -2,8 +2,7 @@ import { usage } from "@tally/contracts";
 import { newId } from "@tally/platform";
 import { eventually } from "@tally/platform/src/testing";
 import type { UsageService } from "../src/app";
-import { getUserStats, reconcileUserStats } from "../src/service/usage-service";
-import { completedEvent, createUsageTestBed, failedEvent, usageClient, type UsageTestBed } from "./helpers";
+import { completedEvent, createUsageTestBed, failedEvent, getUserStats, reconcileUserStats, usageClient, type UsageTestBed } from "./helpers";
 
 /** Rows of the usage log of one user, straight from the database. */
 const usageLogRows = (service: UsageService, userId: string) =>
