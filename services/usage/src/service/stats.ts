@@ -20,8 +20,8 @@ export class StatsService {
    * in one snapshot, so events recorded meanwhile cannot show up as a false difference.
    * Errors: `validation` when `userId` is given and is not a UUID.
    */
-  reconcile(userId?: string): Promise<StatsDifference[]> {
+  async reconcile(userId?: string): Promise<StatsDifference[]> {
     const id = userId === undefined ? undefined : requireUuidField(userId, "user_id");
-    return this.uow.withoutTransaction(async (stores) => statsDifferences(await stores.userStats.besideUsageLog(id)));
+    return await this.uow.withoutTransaction(async (stores) => statsDifferences(await stores.userStats.besideUsageLog(id)));
   }
 }
