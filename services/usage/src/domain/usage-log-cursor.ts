@@ -31,5 +31,5 @@ export function decodeUsageLogCursor(token: string, userId: string): UsageLogCur
   const scope = pageTokenScope(token);
   if (scope !== undefined && scope !== userId) throw validationError("page_token belongs to another listing", { field: "page_token" });
   const position = decodePageToken(token, userId, POSITION_FIELDS);
-  return { userId, occurredAtMicros: BigInt(position.t!), id: position.i! };
+  return { userId, occurredAtMicros: BigInt(position.t), id: position.i };
 }
