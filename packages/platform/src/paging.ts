@@ -79,3 +79,19 @@ export function decodePageToken(token: string, scope: string, fields: Record<str
   }
   return position;
 }
+
+/**
+ * The scope a well-formed token from `encodePageToken` names, without checking it against any
+ * listing; undefined for anything else. Lets a listing whose error must say "this token belongs
+ * to another listing" tell that case apart from a token that is not one at all.
+ */
+export function pageTokenScope(token: string): string | undefined {
+  if (token.length > PAGE_TOKEN_LENGTH_MAX || !TOKEN_PATTERN.test(token)) return undefined;
+  try {
+    const parsed: unknown = JSON.parse(Buffer.from(token, "base64url").toString("utf8"));
+    const { v, s } = (parsed ?? {}) as { v?: unknown; s?: unknown };
+    return v === TOKEN_VERSION && typeof s === "string" ? s : undefined;
+  } catch {
+    return undefined;
+  }
+}

@@ -1,15 +1,18 @@
-import { usage, PROTO_FILES, PROTO_ROOT } from "@tally/contracts";
-import { connectNats, openDatabase, startGrpcServer, type Logger, type Orm } from "@tally/platform";
+import { connectNats, openDatabase, startGrpcServer, type Logger, type NatsConnection, type Orm, type RunningGrpcServer } from "@tally/platform";
 import { usageMigrations } from "./adapter/migrations";
+import { createUsageUnitOfWork } from "./adapter/unit-of-work";
 import type { UsageConfig } from "./config";
-import { startGenerationEventConsumer } from "./consumers/generation-events";
-import { USAGE_SERVICE_NAME, usageHandlers } from "./grpc/usage-handlers";
+import { usageGrpcService } from "./grpc/handlers";
+import { GenerationEventConsumer, type GenerationEventConsumerConfig } from "./runners/generation-event-consumer";
+import { DeadLetterService } from "./service/dead-letters";
+import { StatsService } from "./service/stats";
+import { UsageLogService } from "./service/usage-log";
 
 /** A running usage service. */
 export interface UsageService {
   /** The bound gRPC port (useful when configured as 0). */
   grpcPort: number;
-  /** The service's database (for tests and operations, e.g. `reconcileUserStats`). */
+  /** The service's database (for tests and operations, e.g. reconciling stats with `buildUsageServices(orm).stats`). */
   orm: Orm;
   /**
    * Graceful shutdown: stop pulling events and finish (commit + ack) the one in hand, close
@@ -18,10 +21,32 @@ export interface UsageService {
   stop(): Promise<void>;
 }
 
+/** The service classes, over one unit of work on `orm`. */
+export interface UsageServices {
+  usageLog: UsageLogService;
+  stats: StatsService;
+  deadLetters: DeadLetterService;
+}
+
+/** Builds the service classes over `orm` (no I/O). */
+export function buildUsageServices(orm: Orm): UsageServices {
+  const uow = createUsageUnitOfWork(orm);
+  return { usageLog: new UsageLogService(uow), stats: new StatsService(uow), deadLetters: new DeadLetterService(uow) };
+}
+
+/** What `startUsageService` started, in the order `stopUsage` closes it. */
+interface Running {
+  consumer: GenerationEventConsumer;
+  grpcServer: RunningGrpcServer;
+  nc: NatsConnection;
+  orm: Orm;
+}
+
 /**
  * Starts the usage service: migrates its database, serves `tally.usage.v1.UsageService` over
  * gRPC (with health and reflection) and consumes generation events from JetStream. Reports
- * SERVING once both are up. Used by `main.ts` and by in-process tests.
+ * SERVING once both are up. Used by `main.ts` and by in-process tests. On a failure to start,
+ * closes whatever it had opened and rethrows.
  */
 export async function startUsageService(config: UsageConfig, logger: Logger): Promise<UsageService> {
   const orm = await openDatabase({
@@ -31,58 +56,66 @@ export async function startUsageService(config: UsageConfig, logger: Logger): Pr
     logger,
     limits: { poolMax: config.DATABASE_POOL_MAX, statementTimeoutMs: config.DATABASE_STATEMENT_TIMEOUT_MS },
   });
+  const running = await startRunning(config, logger, orm);
+  let stopped: Promise<void> | undefined;
+  return {
+    grpcPort: running.grpcServer.port,
+    orm,
+    stop() {
+      stopped ??= stopUsage(running, config, logger);
+      return stopped;
+    },
+  };
+}
+
+/** Connects NATS, starts the gRPC server and the consumer over `orm`; undoes what it did when a step fails. */
+async function startRunning(config: UsageConfig, logger: Logger, orm: Orm): Promise<Running> {
+  const services = buildUsageServices(orm);
   const cleanup: (() => Promise<unknown>)[] = [() => orm.close()];
   try {
     const nc = await connectNats(config.NATS_URL, "tally-usage", logger);
     cleanup.unshift(() => nc.drain());
+    const grpc = usageGrpcService(services, logger);
     const grpcServer = await startGrpcServer({
       port: config.GRPC_PORT,
       host: config.GRPC_HOST,
-      services: [{ name: USAGE_SERVICE_NAME, definition: usage.UsageServiceService, implementation: usageHandlers(orm, logger) }],
-      protoRoot: PROTO_ROOT,
-      protoFiles: [PROTO_FILES.usage],
+      services: [grpc.service],
+      protoRoot: grpc.protoRoot,
+      protoFiles: grpc.protoFiles,
       logger,
     });
     cleanup.unshift(() => grpcServer.shutdown(0));
-    const consumer = await startGenerationEventConsumer({
-      nc,
-      orm,
-      logger,
-      config: {
-        stream: config.NATS_STREAM,
-        subjectPrefix: config.NATS_SUBJECT_PREFIX,
-        consumerName: config.NATS_CONSUMER,
-        duplicateWindowMs: config.NATS_DUPLICATE_WINDOW_MS,
-        streamMaxAgeMs: config.NATS_STREAM_MAX_AGE_MS,
-        batchSize: config.CONSUMER_BATCH_SIZE,
-        fetchExpiresMs: config.CONSUMER_FETCH_EXPIRES_MS,
-        ackWaitMs: config.CONSUMER_ACK_WAIT_MS,
-        nakDelayMs: config.CONSUMER_NAK_DELAY_MS,
-        maxDeliver: config.CONSUMER_MAX_DELIVER,
-        maxAckPending: config.CONSUMER_MAX_ACK_PENDING,
-      },
-    });
+    const consumer = await GenerationEventConsumer.start({ nc, usageLog: services.usageLog, deadLetters: services.deadLetters, config: consumerConfig(config), logger });
     grpcServer.setServing(true);
-
-    let stopped: Promise<void> | undefined;
-    return {
-      grpcPort: grpcServer.port,
-      orm,
-      stop() {
-        stopped ??= (async () => {
-          grpcServer.setServing(false);
-          await consumer.stop();
-          await grpcServer.shutdown(config.GRPC_SHUTDOWN_TIMEOUT_MS);
-          // drain flushes the acks of the last messages before closing.
-          await nc.drain();
-          await orm.close();
-          logger.info("usage service stopped");
-        })();
-        return stopped;
-      },
-    };
+    return { consumer, grpcServer, nc, orm };
   } catch (error) {
     for (const close of cleanup) await close().catch(() => undefined);
     throw error;
   }
+}
+
+/** Stops in order: not serving, consumer (message in hand finishes), gRPC calls, NATS (drain flushes the last acks), database. */
+async function stopUsage(running: Running, config: UsageConfig, logger: Logger): Promise<void> {
+  running.grpcServer.setServing(false);
+  await running.consumer.stop();
+  await running.grpcServer.shutdown(config.GRPC_SHUTDOWN_TIMEOUT_MS);
+  await running.nc.drain();
+  await running.orm.close();
+  logger.info("usage service stopped");
+}
+
+function consumerConfig(config: UsageConfig): GenerationEventConsumerConfig {
+  return {
+    stream: config.NATS_STREAM,
+    subjectPrefix: config.NATS_SUBJECT_PREFIX,
+    consumerName: config.NATS_CONSUMER,
+    duplicateWindowMs: config.NATS_DUPLICATE_WINDOW_MS,
+    streamMaxAgeMs: config.NATS_STREAM_MAX_AGE_MS,
+    batchSize: config.CONSUMER_BATCH_SIZE,
+    fetchExpiresMs: config.CONSUMER_FETCH_EXPIRES_MS,
+    ackWaitMs: config.CONSUMER_ACK_WAIT_MS,
+    nakDelayMs: config.CONSUMER_NAK_DELAY_MS,
+    maxDeliver: config.CONSUMER_MAX_DELIVER,
+    maxAckPending: config.CONSUMER_MAX_ACK_PENDING,
+  };
 }

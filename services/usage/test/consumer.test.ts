@@ -2,8 +2,8 @@ import { usage } from "@tally/contracts";
 import { newId } from "@tally/platform";
 import { eventually } from "@tally/platform/src/testing";
 import type { UsageService } from "../src/app";
-import { getUserStats, reconcileUserStats } from "../src/service/usage-service";
-import { completedEvent, createUsageTestBed, failedEvent, usageClient, type UsageTestBed } from "./helpers";
+import { usageLogEntryFromCompleted } from "../src/domain/usage-log";
+import { completedEvent, createUsageTestBed, failedEvent, getUserStats, reconcileUserStats, recordUsage, usageClient, type UsageTestBed } from "./helpers";
 
 /** Rows of the usage log of one user, straight from the database. */
 const usageLogRows = (service: UsageService, userId: string) =>
@@ -173,6 +173,30 @@ describe("usage service consuming generation events", () => {
     await expect(client.listUsageLogEntries({ userId, pageSize: 101 })).rejects.toMatchObject({ reason: "validation" });
     const firstPage = await client.listUsageLogEntries({ userId, pageSize: 1 });
     await expect(client.listUsageLogEntries({ userId: newId(), pageToken: firstPage.nextPageToken })).rejects.toMatchObject({ reason: "validation" });
+  });
+
+  it("reconciliation reports stored stats that disagree with the usage log, and users with stats but no log", async () => {
+    const userId = newId();
+    const entry = usageLogEntryFromCompleted(completedEvent(userId, { credits: 6n, costMicros: 60_000n }));
+    expect((await recordUsage(service.orm, bed.subjects.completed, entry)).kind).toBe("recorded");
+    expect(await reconcileUserStats(service.orm, userId)).toEqual([]);
+
+    const em = service.orm.em.fork();
+    await em.execute("UPDATE user_stats SET total_credits_spent = total_credits_spent + 1 WHERE user_id = ?", [userId]);
+    const [difference] = await reconcileUserStats(service.orm, userId);
+    expect(difference).toMatchObject({ userId, stored: { totalCreditsSpent: 7n }, fromUsageLog: { totalCreditsSpent: 6n, totalGenerations: 1n } });
+
+    const statsOnly = newId();
+    await em.execute("INSERT INTO user_stats (user_id, total_generations) VALUES (?, 2)", [statsOnly]);
+    const everyone = await reconcileUserStats(service.orm);
+    expect(everyone.map((d) => d.userId).sort()).toEqual([userId, statsOnly].sort());
+    expect(everyone.find((d) => d.userId === statsOnly)).toMatchObject({ stored: { totalGenerations: 2n }, fromUsageLog: { totalGenerations: 0n, lastActivityAt: null } });
+    await expect(reconcileUserStats(service.orm, "nope")).rejects.toMatchObject({ reason: "validation" });
+
+    // Put the rows back so later reconciliations of this database agree again.
+    await em.execute("UPDATE user_stats SET total_credits_spent = total_credits_spent - 1 WHERE user_id = ?", [userId]);
+    await em.execute("DELETE FROM user_stats WHERE user_id = ?", [statsOnly]);
+    expect(await reconcileUserStats(service.orm)).toEqual([]);
   });
 
   it("refuses to update or delete a usage log entry", async () => {

@@ -9,10 +9,13 @@ import {
   generationSubjects,
   newId,
   type NatsConnection,
+  type Orm,
 } from "@tally/platform";
 import { createTestDatabase, testNatsUrl, uniqueSuffix } from "@tally/platform/src/testing";
-import { startUsageService, type UsageService } from "../src/app";
+import { buildUsageServices, startUsageService, type UsageService } from "../src/app";
 import { usageConfigSchema, type UsageConfig } from "../src/config";
+import { parseGetUserStatsInput } from "../src/domain/inputs";
+import type { UsageLogEntryDraft } from "../src/domain/types";
 
 /**
  * One test file's world: its own database, stream, subject prefix and durable consumer name,
@@ -130,3 +133,12 @@ export function usageClient(port: number) {
     close: () => client.close(),
   };
 }
+
+/** A user's stats as GetUserStats computes them, read through the service classes over `orm`. */
+export const getUserStats = (orm: Orm, userId: string) => buildUsageServices(orm).stats.get(parseGetUserStatsInput({ userId }));
+
+/** The users whose stored stats differ from the usage log (INV-6), for every user or `userId`. */
+export const reconcileUserStats = (orm: Orm, userId?: string) => buildUsageServices(orm).stats.reconcile(userId);
+
+/** Records one event exactly as the consumer does (inbox + usage log + stats in one transaction). */
+export const recordUsage = (orm: Orm, subject: string, draft: UsageLogEntryDraft) => buildUsageServices(orm).usageLog.record(subject, draft);

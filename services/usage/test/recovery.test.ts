@@ -3,13 +3,12 @@ import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { createLogger, newId, openDatabase, type Orm } from "@tally/platform";
 import { eventually } from "@tally/platform/src/testing";
 import { usageMigrations } from "../src/adapter/migrations";
-import { decodeGenerationEvent } from "../src/domain/generation-event";
-import { recordUsage, reconcileUserStats } from "../src/service/usage-service";
-import { completedEvent, createUsageTestBed, failedEvent, type UsageTestBed } from "./helpers";
+import { decodeGenerationEvent } from "../src/adapter/event-decoding";
+import { completedEvent, createUsageTestBed, failedEvent, reconcileUserStats, recordUsage, type UsageTestBed } from "./helpers";
 
 /**
  * Crashes, restarts and outages: the usage service must count every event exactly once
- * (DESIGN invariant 5) and keep stats equal to the usage log (invariant 6).
+ * (INV-5) and keep stats equal to the usage log (INV-6).
  */
 describe("usage service across restarts, crashes and outages", () => {
   let bed: UsageTestBed;

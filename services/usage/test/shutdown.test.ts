@@ -2,8 +2,7 @@ import { jetstreamManager } from "@nats-io/jetstream";
 import { createLogger, newId, openDatabase, type Orm } from "@tally/platform";
 import { eventually } from "@tally/platform/src/testing";
 import { usageMigrations } from "../src/adapter/migrations";
-import { reconcileUserStats } from "../src/service/usage-service";
-import { completedEvent, createUsageTestBed, type UsageTestBed } from "./helpers";
+import { completedEvent, createUsageTestBed, reconcileUserStats, type UsageTestBed } from "./helpers";
 
 /** Graceful shutdown: stop pulling, finish the message in hand, give the rest back promptly. */
 describe("usage service graceful stop", () => {

@@ -1,26 +1,95 @@
-import { events } from "@tally/contracts";
-import { generationSubjects, validationError } from "@tally/platform";
-import { usageLogEntryFromCompleted, usageLogEntryFromFailed, type UsageLogEntryDraft } from "./usage-log";
+import { requireUuidField, validationError } from "@tally/platform";
+import type { UsageLogEntryDraft } from "./types";
 
-/**
- * Decodes a generation event by its subject and maps it to the usage log entry it records.
- * `prefix` is the subject prefix the producer publishes under (e.g. `tally`).
- *
- * Throws a `validation` DomainError when the message can never be processed: an unknown
- * subject, a payload that is not the subject's protobuf message, or invalid fields. The
- * consumer dead-letters such messages instead of retrying them forever.
+/*
+ * A generation event as plain values (the adapter decodes the protobuf, see
+ * adapter/event-decoding.ts), and the checks that make it a storable usage log entry. A check
+ * that fails throws `validation`: such a message can never be stored however often it is
+ * retried, so the consumer dead-letters it.
  */
-export function decodeGenerationEvent(prefix: string, subject: string, payload: Uint8Array): UsageLogEntryDraft {
-  const subjects = generationSubjects(prefix);
-  if (subject === subjects.completed) return usageLogEntryFromCompleted(decode(events.GenerationCompleted, payload, subject));
-  if (subject === subjects.failed) return usageLogEntryFromFailed(decode(events.GenerationFailed, payload, subject));
-  throw validationError(`unknown subject ${subject}`, { subject });
+
+/** The facts every generation event carries. */
+export interface GenerationEventFacts {
+  eventId: string;
+  occurredAt?: Date;
+  userId: string;
+  generationId: string;
+  inputType: string;
+  provider: string;
+  credits: bigint;
+  costMicros: bigint;
+  processingTimeMs: bigint;
 }
 
-function decode<T>(codec: { decode(bytes: Uint8Array): T }, payload: Uint8Array, subject: string): T {
-  try {
-    return codec.decode(payload);
-  } catch (error) {
-    throw validationError(`payload on ${subject} is not a valid protobuf message: ${(error as Error).message}`, { subject });
+/** A `GenerationCompleted` event. */
+export interface GenerationCompletedFacts extends GenerationEventFacts {
+  /** "trial", "purchased" or "mixed"; "" when unknown. */
+  creditType: string;
+}
+
+/** A `GenerationFailed` event. */
+export interface GenerationFailedFacts extends GenerationEventFacts {
+  /** "" when there is none. */
+  errorMessage: string;
+  /** "" when there is none. */
+  errorCode: string;
+}
+
+/** Longest free-text field (input type, provider, codes) accepted, in characters. */
+export const SHORT_TEXT_LENGTH_MAX = 200;
+/** Longest error message accepted, in characters. */
+export const ERROR_MESSAGE_LENGTH_MAX = 10_000;
+/** Largest value an int8 column holds. */
+const INT64_MAX = (1n << 63n) - 1n;
+
+/** The fields of a draft every event gives, checked. */
+export type CheckedEventFacts = Pick<
+  UsageLogEntryDraft,
+  "eventId" | "userId" | "generationId" | "inputType" | "provider" | "credits" | "costMicros" | "processingTimeMs" | "occurredAt"
+>;
+
+/**
+ * Checks the facts every event carries and returns them ready to store: UUIDs lower-cased (one
+ * event id is one inbox key, INV-5), amounts within int64 and not negative, text storable.
+ * `provider` may be empty here (a failure before any provider was chosen).
+ * Throws `validation` naming the field.
+ */
+export function checkEventFacts(event: GenerationEventFacts): CheckedEventFacts {
+  const eventId = requireUuidField(event.eventId, "event_id");
+  const userId = requireUuidField(event.userId, "user_id");
+  const generationId = requireUuidField(event.generationId, "generation_id");
+  if (!event.occurredAt || Number.isNaN(event.occurredAt.getTime())) throw validationError("occurred_at is required");
+  if (!event.inputType) throw validationError("input_type is required");
+  checkStorableText("input_type", event.inputType, SHORT_TEXT_LENGTH_MAX);
+  checkStorableText("provider", event.provider, SHORT_TEXT_LENGTH_MAX);
+  checkAmount("credits", event.credits);
+  checkAmount("cost_micros", event.costMicros);
+  checkAmount("processing_time_ms", event.processingTimeMs);
+  return {
+    eventId,
+    userId,
+    generationId,
+    inputType: event.inputType,
+    provider: event.provider,
+    credits: event.credits,
+    costMicros: event.costMicros,
+    processingTimeMs: event.processingTimeMs,
+    occurredAt: event.occurredAt,
+  };
+}
+
+/**
+ * Checks that `value` fits a text column: at most `lengthMax` characters and no NUL, which
+ * PostgreSQL text cannot hold. Other control characters are stored as sent (an event reports
+ * what happened; it is not user input). Throws `validation` naming `field`.
+ */
+export function checkStorableText(field: string, value: string, lengthMax: number): void {
+  if (value.length > lengthMax) throw validationError(`${field} is longer than ${lengthMax} characters`, { field });
+  if (value.includes("\u0000")) throw validationError(`${field} contains a NUL character`, { field });
+}
+
+function checkAmount(field: string, value: bigint): void {
+  if (typeof value !== "bigint" || value < 0n || value > INT64_MAX) {
+    throw validationError(`${field} must be a non-negative int64`, { field });
   }
 }

@@ -1,9 +1,8 @@
-import { events } from "@tally/contracts";
 import { DomainError, newId } from "@tally/platform";
-import { decodeGenerationEvent } from "./generation-event";
+import type { GenerationCompletedFacts, GenerationFailedFacts } from "./generation-event";
 import { statsDelta, usageLogEntryFromCompleted, usageLogEntryFromFailed } from "./usage-log";
 
-const completed = (overrides: Partial<events.GenerationCompleted> = {}): events.GenerationCompleted => ({
+const completed = (overrides: Partial<GenerationCompletedFacts> = {}): GenerationCompletedFacts => ({
   eventId: newId(),
   occurredAt: new Date("2026-11-21T10:00:00.123Z"),
   userId: newId(),
@@ -17,7 +16,7 @@ const completed = (overrides: Partial<events.GenerationCompleted> = {}): events.
   ...overrides,
 });
 
-const failed = (overrides: Partial<events.GenerationFailed> = {}): events.GenerationFailed => ({
+const failed = (overrides: Partial<GenerationFailedFacts> = {}): GenerationFailedFacts => ({
   eventId: newId(),
   occurredAt: new Date("2026-11-21T10:00:00.000Z"),
   userId: newId(),
@@ -87,7 +86,7 @@ describe("usage log entry from a GenerationCompleted", () => {
     ["processing_time_ms", { processingTimeMs: -1n }, /processing_time_ms must be a non-negative int64/],
     ["NUL in provider", { provider: "a\u0000b" }, /provider contains a NUL character/],
   ])("refuses an invalid %s", (_name, overrides, message) => {
-    expectValidation(() => usageLogEntryFromCompleted(completed(overrides as Partial<events.GenerationCompleted>)), message);
+    expectValidation(() => usageLogEntryFromCompleted(completed(overrides as Partial<GenerationCompletedFacts>)), message);
   });
 });
 
@@ -115,31 +114,5 @@ describe("usage log entry from a GenerationFailed", () => {
 
   it("stores an empty error as null", () => {
     expect(usageLogEntryFromFailed(failed({ errorMessage: "", errorCode: "" }))).toMatchObject({ errorMessage: null, errorCode: null });
-  });
-});
-
-describe("decodeGenerationEvent", () => {
-  it("decodes each subject with its message type", () => {
-    const done = completed();
-    const entry = decodeGenerationEvent("tally", "tally.generation.completed", events.GenerationCompleted.encode(done).finish());
-    expect(entry).toMatchObject({ eventId: done.eventId, outcome: "completed", credits: 5n });
-    const failure = failed();
-    const failedEntry = decodeGenerationEvent("tally", "tally.generation.failed", events.GenerationFailed.encode(failure).finish());
-    expect(failedEntry).toMatchObject({ eventId: failure.eventId, outcome: "failed", errorCode: "provider_error" });
-  });
-
-  it("refuses an unknown subject", () => {
-    expectValidation(() => decodeGenerationEvent("tally", "tally.generation.started", new Uint8Array()), /unknown subject/);
-  });
-
-  it("refuses a payload that is not protobuf", () => {
-    expectValidation(
-      () => decodeGenerationEvent("tally", "tally.generation.completed", Buffer.from("this is not protobuf, it is text")),
-      /not a valid protobuf message|must be a UUID/,
-    );
-  });
-
-  it("refuses an empty payload (every required field missing)", () => {
-    expectValidation(() => decodeGenerationEvent("tally", "tally.generation.failed", new Uint8Array()), /event_id must be a UUID/);
   });
 });

@@ -1,87 +1,30 @@
-import { events } from "@tally/contracts";
-import { isUuid, validationError } from "@tally/platform";
+import assert from "node:assert/strict";
+import { validationError } from "@tally/platform";
+import {
+  checkEventFacts,
+  checkStorableText,
+  ERROR_MESSAGE_LENGTH_MAX,
+  SHORT_TEXT_LENGTH_MAX,
+  type GenerationCompletedFacts,
+  type GenerationFailedFacts,
+} from "./generation-event";
+import type { StatsBesideUsageLog, StatsDifference, UsageLogEntryDraft, UserStats, UserStatsDelta } from "./types";
 
-/** Outcome of a generation as the usage log records it. */
-export type UsageOutcome = "completed" | "failed";
+/*
+ * The usage log's rules: which entry an event records (billing classification), how an entry
+ * moves its user's stats, and when stored stats disagree with the log (INV-6).
+ */
 
 /**
- * A usage log entry before it is stored: the immutable fact that one generation completed
- * (billable) or failed (not billable). Money is int64 micro-units, credits are int64.
+ * The usage log entry a `GenerationCompleted` event records: billable, counting one
+ * generation, its cost and the credits captured. Throws `validation` when a field can never be
+ * stored (the message is poison).
  */
-export interface UsageLogEntryDraft {
-  eventId: string;
-  userId: string;
-  generationId: string;
-  outcome: UsageOutcome;
-  /** True for a completion only: a failed generation's credits were released, not charged (seed 004, billing classification). */
-  billable: boolean;
-  inputType: string;
-  provider: string;
-  /** "trial", "purchased" or "mixed" for a completion; null for a failure. */
-  creditType: string | null;
-  /** Credits captured (completion) or held then released (failure). */
-  credits: bigint;
-  costMicros: bigint;
-  processingTimeMs: bigint;
-  errorMessage: string | null;
-  errorCode: string | null;
-  occurredAt: Date;
-}
-
-/** A usage log entry as stored, with its id and the time it was recorded. */
-export interface UsageLogEntry extends UsageLogEntryDraft {
-  id: string;
-  recordedAt: Date;
-}
-
-/** How one usage log entry moves a user's lifetime stats. */
-export interface UserStatsDelta {
-  generations: bigint;
-  failed: bigint;
-  costMicros: bigint;
-  creditsSpent: bigint;
-}
-
-/** A user's lifetime totals (DESIGN "User stats"). */
-export interface UserStats {
-  userId: string;
-  /** Completed generations. */
-  totalGenerations: bigint;
-  /** Failed generations. */
-  totalFailed: bigint;
-  totalCostMicros: bigint;
-  totalCreditsSpent: bigint;
-  /** Null when the user has no usage yet. */
-  lastActivityAt: Date | null;
-}
-
-/** Stats of a user with no usage yet: zeros, not an error (usage.proto GetUserStats). */
-export const emptyUserStats = (userId: string): UserStats => ({
-  userId,
-  totalGenerations: 0n,
-  totalFailed: 0n,
-  totalCostMicros: 0n,
-  totalCreditsSpent: 0n,
-  lastActivityAt: null,
-});
-
-/** Longest free-text field (input type, provider, codes) accepted, in characters. */
-export const SHORT_TEXT_LENGTH_MAX = 200;
-/** Longest error message accepted, in characters. */
-export const ERROR_MESSAGE_LENGTH_MAX = 10_000;
-/** Largest value an int8 column holds. */
-const INT64_MAX = (1n << 63n) - 1n;
-
-/**
- * The usage log entry a `GenerationCompleted` event records: billable, counting one generation,
- * its cost and the credits captured (seed 000: total_generations + 1, total_cost + cost).
- * Throws a `validation` DomainError when a field can never be stored (the message is poison).
- */
-export function usageLogEntryFromCompleted(event: events.GenerationCompleted): UsageLogEntryDraft {
-  const common = validateCommon(event);
+export function usageLogEntryFromCompleted(event: GenerationCompletedFacts): UsageLogEntryDraft {
+  const facts = checkEventFacts(event);
   if (!event.provider) throw validationError("provider is required on a completion");
   return {
-    ...common,
+    ...facts,
     outcome: "completed",
     billable: true,
     creditType: event.creditType || null,
@@ -92,15 +35,15 @@ export function usageLogEntryFromCompleted(event: events.GenerationCompleted): U
 
 /**
  * The usage log entry a `GenerationFailed` event records: not billable; it counts one failure
- * and nothing of the money (its credits were released). Throws a `validation` DomainError when
- * a field can never be stored.
+ * and nothing of the money (its credits were released). An empty error is stored as null.
+ * Throws `validation` when a field can never be stored.
  */
-export function usageLogEntryFromFailed(event: events.GenerationFailed): UsageLogEntryDraft {
-  const common = validateCommon(event);
-  checkText("error_message", event.errorMessage, ERROR_MESSAGE_LENGTH_MAX);
-  checkText("error_code", event.errorCode, SHORT_TEXT_LENGTH_MAX);
+export function usageLogEntryFromFailed(event: GenerationFailedFacts): UsageLogEntryDraft {
+  const facts = checkEventFacts(event);
+  checkStorableText("error_message", event.errorMessage, ERROR_MESSAGE_LENGTH_MAX);
+  checkStorableText("error_code", event.errorCode, SHORT_TEXT_LENGTH_MAX);
   return {
-    ...common,
+    ...facts,
     outcome: "failed",
     billable: false,
     creditType: null,
@@ -111,8 +54,9 @@ export function usageLogEntryFromFailed(event: events.GenerationFailed): UsageLo
 
 /**
  * How an entry moves its user's stats: a completion adds one generation, its cost and its
- * credits; a failure adds one failure only. Reconciliation recomputes the same totals from the
- * usage log, so this rule and `reconcileUserStats` must agree.
+ * credits; a failure adds one failure only. The adapter recomputes the same totals from the
+ * usage log independently (UserStatsStore.besideUsageLog), so reconciliation checks one
+ * against the other (INV-6).
  */
 export function statsDelta(entry: Pick<UsageLogEntryDraft, "outcome" | "costMicros" | "credits">): UserStatsDelta {
   if (entry.outcome === "completed") {
@@ -121,47 +65,37 @@ export function statsDelta(entry: Pick<UsageLogEntryDraft, "outcome" | "costMicr
   return { generations: 0n, failed: 1n, costMicros: 0n, creditsSpent: 0n };
 }
 
-type CommonFields = Pick<
-  UsageLogEntryDraft,
-  "eventId" | "userId" | "generationId" | "inputType" | "provider" | "credits" | "costMicros" | "processingTimeMs" | "occurredAt"
->;
+/** Stats of a user with no usage yet: zeros, not an error. */
+export const emptyUserStats = (userId: string): UserStats => ({
+  userId,
+  totalGenerations: 0n,
+  totalFailed: 0n,
+  totalCostMicros: 0n,
+  totalCreditsSpent: 0n,
+  lastActivityAt: null,
+});
 
-function validateCommon(event: events.GenerationCompleted | events.GenerationFailed): CommonFields {
-  checkUuid("event_id", event.eventId);
-  checkUuid("user_id", event.userId);
-  checkUuid("generation_id", event.generationId);
-  if (!event.occurredAt || Number.isNaN(event.occurredAt.getTime())) throw validationError("occurred_at is required");
-  if (!event.inputType) throw validationError("input_type is required");
-  checkText("input_type", event.inputType, SHORT_TEXT_LENGTH_MAX);
-  checkText("provider", event.provider, SHORT_TEXT_LENGTH_MAX);
-  checkAmount("credits", event.credits);
-  checkAmount("cost_micros", event.costMicros);
-  checkAmount("processing_time_ms", event.processingTimeMs);
-  return {
-    eventId: event.eventId.toLowerCase(),
-    userId: event.userId.toLowerCase(),
-    generationId: event.generationId.toLowerCase(),
-    inputType: event.inputType,
-    provider: event.provider,
-    credits: event.credits,
-    costMicros: event.costMicros,
-    processingTimeMs: event.processingTimeMs,
-    occurredAt: event.occurredAt,
-  };
-}
-
-function checkUuid(field: string, value: string): void {
-  if (!isUuid(value)) throw validationError(`${field} must be a UUID`, { field });
-}
-
-function checkAmount(field: string, value: bigint): void {
-  if (typeof value !== "bigint" || value < 0n || value > INT64_MAX) {
-    throw validationError(`${field} must be a non-negative int64`, { field });
+/**
+ * The users whose stored stats differ from the stats the usage log gives (a missing side
+ * counts as zeros); an empty list means INV-6 holds for every user compared.
+ */
+export function statsDifferences(rows: readonly StatsBesideUsageLog[]): StatsDifference[] {
+  const differences: StatsDifference[] = [];
+  for (const row of rows) {
+    const stored = row.stored ?? emptyUserStats(row.userId);
+    const fromUsageLog = row.fromUsageLog ?? emptyUserStats(row.userId);
+    if (!sameStats(stored, fromUsageLog)) differences.push({ userId: row.userId, stored, fromUsageLog });
   }
+  return differences;
 }
 
-function checkText(field: string, value: string, lengthMax: number): void {
-  if (value.length > lengthMax) throw validationError(`${field} is longer than ${lengthMax} characters`, { field });
-  // PostgreSQL text cannot hold NUL: such a value could never be stored, however often retried.
-  if (value.includes("\u0000")) throw validationError(`${field} contains a NUL character`, { field });
+function sameStats(a: UserStats, b: UserStats): boolean {
+  assert.equal(a.userId, b.userId, "INV-6: stats are compared for one user at a time");
+  return (
+    a.totalGenerations === b.totalGenerations &&
+    a.totalFailed === b.totalFailed &&
+    a.totalCostMicros === b.totalCostMicros &&
+    a.totalCreditsSpent === b.totalCreditsSpent &&
+    (a.lastActivityAt?.getTime() ?? null) === (b.lastActivityAt?.getTime() ?? null)
+  );
 }

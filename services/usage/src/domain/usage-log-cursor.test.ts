@@ -1,32 +1,19 @@
 import { DomainError, newId } from "@tally/platform";
-import { decodePageToken, encodePageToken, PAGE_SIZE_DEFAULT, PAGE_SIZE_MAX, resolvePageSize } from "./page-token";
-
-describe("page size", () => {
-  it("uses the default for 0 and keeps 1..100", () => {
-    expect(resolvePageSize(0)).toBe(PAGE_SIZE_DEFAULT);
-    expect(resolvePageSize(1)).toBe(1);
-    expect(resolvePageSize(PAGE_SIZE_MAX)).toBe(100);
-  });
-
-  it.each([-1, 101, 1.5])("refuses %p", (size) => {
-    expect(() => resolvePageSize(size)).toThrow(DomainError);
-    expect(() => resolvePageSize(size)).toThrow(/page_size must be between 1 and 100/);
-  });
-});
+import { decodeUsageLogCursor, encodeUsageLogCursor } from "./usage-log-cursor";
 
 describe("page token", () => {
   const userId = newId();
   const cursor = { userId, occurredAtMicros: 1_795_000_000_123_456n, id: newId() };
 
   it("round-trips a cursor and is opaque and URL-safe", () => {
-    const token = encodePageToken(cursor);
+    const token = encodeUsageLogCursor(cursor);
     expect(token).toMatch(/^[A-Za-z0-9_-]+$/);
     expect(token).not.toContain(cursor.id);
-    expect(decodePageToken(token, userId)).toEqual(cursor);
+    expect(decodeUsageLogCursor(token, userId)).toEqual(cursor);
   });
 
   it("refuses another user's token", () => {
-    expect(() => decodePageToken(encodePageToken(cursor), newId())).toThrow(/another listing/);
+    expect(() => decodeUsageLogCursor(encodeUsageLogCursor(cursor), newId())).toThrow(/another listing/);
   });
 
   const forge = (body: unknown) => Buffer.from(JSON.stringify(body)).toString("base64url");
@@ -41,7 +28,7 @@ describe("page token", () => {
   ])("refuses %s with a validation error", (_name, token) => {
     let thrown: unknown;
     try {
-      decodePageToken(token, userId);
+      decodeUsageLogCursor(token, userId);
     } catch (error) {
       thrown = error;
     }

@@ -1,0 +1,111 @@
+import { optionalDate, toBigInt, type Sql } from "@tally/platform";
+import type { UserStatsStore } from "../domain/ports";
+import type { StatsBesideUsageLog, UserStats, UserStatsDelta } from "../domain/types";
+
+/** Lifetime stats on `user_stats`, one row per user, moved only by `add` in the transaction that appends the entry (INV-6). */
+export class SqlUserStatsStore implements UserStatsStore {
+  constructor(private readonly sql: Sql) {}
+
+  async add(userId: string, delta: UserStatsDelta, occurredAt: Date): Promise<void> {
+    // One upsert: concurrent events for one user serialise on the row and none is lost.
+    await this.sql.query(
+      `INSERT INTO user_stats AS s (user_id, total_generations, total_failed, total_cost_micros, total_credits_spent, last_activity_at)
+       VALUES (?, ?::bigint, ?::bigint, ?::bigint, ?::bigint, ?::timestamptz)
+       ON CONFLICT (user_id) DO UPDATE SET
+         total_generations = s.total_generations + excluded.total_generations,
+         total_failed = s.total_failed + excluded.total_failed,
+         total_cost_micros = s.total_cost_micros + excluded.total_cost_micros,
+         total_credits_spent = s.total_credits_spent + excluded.total_credits_spent,
+         last_activity_at = greatest(s.last_activity_at, excluded.last_activity_at),
+         updated_at = now()`,
+      [userId, delta.generations, delta.failed, delta.costMicros, delta.creditsSpent, occurredAt],
+    );
+  }
+
+  async find(userId: string): Promise<UserStats | null> {
+    const row = await this.sql.one<UserStatsRow>(`SELECT ${USER_STATS_COLUMNS} FROM user_stats WHERE user_id = ?`, [userId]);
+    return row ? userStatsFromRow(row) : null;
+  }
+
+  /**
+   * One statement, hence one snapshot even under READ COMMITTED: the stored rows beside totals
+   * recomputed from the usage log alone (completions count as generations with their cost and
+   * credits, failures as failures, last activity is the latest entry). Written independently
+   * of the domain's `statsDelta` so that reconciliation checks one against the other.
+   */
+  async besideUsageLog(userId?: string): Promise<StatsBesideUsageLog[]> {
+    const onlyUser = userId === undefined ? "" : "WHERE user_id = ?";
+    const rows = await this.sql.query<BesideRow>(
+      `WITH stored AS (
+         SELECT ${USER_STATS_COLUMNS} FROM user_stats ${onlyUser}
+       ), from_log AS (
+         SELECT user_id,
+                count(*) FILTER (WHERE outcome = 'completed') AS total_generations,
+                count(*) FILTER (WHERE outcome = 'failed') AS total_failed,
+                coalesce(sum(cost_micros) FILTER (WHERE outcome = 'completed'), 0) AS total_cost_micros,
+                coalesce(sum(credits) FILTER (WHERE outcome = 'completed'), 0) AS total_credits_spent,
+                max(occurred_at) AS last_activity_at
+           FROM usage_log ${onlyUser}
+          GROUP BY user_id
+       )
+       SELECT coalesce(s.user_id, l.user_id) AS user_id,
+              s.user_id IS NOT NULL AS stored_found, s.total_generations AS stored_total_generations,
+              s.total_failed AS stored_total_failed, s.total_cost_micros AS stored_total_cost_micros,
+              s.total_credits_spent AS stored_total_credits_spent, s.last_activity_at AS stored_last_activity_at,
+              l.user_id IS NOT NULL AS log_found, l.total_generations AS log_total_generations,
+              l.total_failed AS log_total_failed, l.total_cost_micros AS log_total_cost_micros,
+              l.total_credits_spent AS log_total_credits_spent, l.last_activity_at AS log_last_activity_at
+         FROM stored s FULL OUTER JOIN from_log l ON l.user_id = s.user_id`,
+      userId === undefined ? [] : [userId, userId],
+    );
+    return rows.map((row) => ({
+      userId: row.user_id,
+      stored: row.stored_found ? userStatsFromColumns(row.user_id, row, "stored_") : null,
+      fromUsageLog: row.log_found ? userStatsFromColumns(row.user_id, row, "log_") : null,
+    }));
+  }
+}
+
+const USER_STATS_COLUMNS = "user_id, total_generations, total_failed, total_cost_micros, total_credits_spent, last_activity_at";
+
+interface UserStatsRow {
+  user_id: string;
+  total_generations: string;
+  total_failed: string;
+  total_cost_micros: string;
+  total_credits_spent: string;
+  last_activity_at: Date | string | null;
+}
+
+type StatsColumn = Exclude<keyof UserStatsRow, "user_id">;
+/** A row of `besideUsageLog`: each side's columns prefixed `stored_` or `log_`, all null when that side has none. */
+interface BesideRow {
+  user_id: string;
+  stored_found: boolean;
+  log_found: boolean;
+  [column: string]: string | Date | boolean | null;
+}
+
+function userStatsFromRow(row: UserStatsRow): UserStats {
+  return {
+    userId: row.user_id,
+    totalGenerations: toBigInt(row.total_generations),
+    totalFailed: toBigInt(row.total_failed),
+    totalCostMicros: toBigInt(row.total_cost_micros),
+    totalCreditsSpent: toBigInt(row.total_credits_spent),
+    lastActivityAt: optionalDate(row.last_activity_at) ?? null,
+  };
+}
+
+/** The stats in `row`'s columns named `<prefix><column>` (one side of `besideUsageLog`). */
+function userStatsFromColumns(userId: string, row: BesideRow, prefix: "stored_" | "log_"): UserStats {
+  const column = (name: StatsColumn) => row[`${prefix}${name}`];
+  return userStatsFromRow({
+    user_id: userId,
+    total_generations: column("total_generations") as string,
+    total_failed: column("total_failed") as string,
+    total_cost_micros: column("total_cost_micros") as string,
+    total_credits_spent: column("total_credits_spent") as string,
+    last_activity_at: column("last_activity_at") as Date | string | null,
+  });
+}

@@ -1,0 +1,252 @@
+import { context, SpanKind, SpanStatusCode, trace } from "@opentelemetry/api";
+import { nanos } from "@nats-io/transport-node";
+import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager, type Consumer, type JsMsg } from "@nats-io/jetstream";
+import {
+  contextFromCarrier,
+  DomainError,
+  ensureStream,
+  generationSubjects,
+  isPermanentDatabaseError,
+  PollingLoop,
+  tracer,
+  type Logger,
+  type NatsConnection,
+} from "@tally/platform";
+import { decodeGenerationEvent } from "../adapter/event-decoding";
+import type { DeadLetterService } from "../service/dead-letters";
+import type { UsageLogService } from "../service/usage-log";
+
+/** What the consumer needs from the service's config. */
+export interface GenerationEventConsumerConfig {
+  stream: string;
+  subjectPrefix: string;
+  consumerName: string;
+  duplicateWindowMs: number;
+  streamMaxAgeMs: number;
+  /** Most messages one pull request (one pass) takes. */
+  batchSize: number;
+  /** How long one pull request waits for messages, in milliseconds (>= 1000); bounds the stop time. */
+  fetchExpiresMs: number;
+  ackWaitMs: number;
+  nakDelayMs: number;
+  /** -1 = unlimited. */
+  maxDeliver: number;
+  maxAckPending: number;
+}
+
+export interface GenerationEventConsumerDeps {
+  nc: NatsConnection;
+  usageLog: UsageLogService;
+  deadLetters: DeadLetterService;
+  config: GenerationEventConsumerConfig;
+  logger: Logger;
+}
+
+/**
+ * Pause after `PULLS_IN_A_ROW_MAX` pull requests in a row, and the first pause after a failed
+ * one (doubling up to `PULL_BACKOFF_MAX_MS` while pulls keep failing), in milliseconds.
+ */
+const PULL_PAUSE_MS = 200;
+const PULL_BACKOFF_MAX_MS = 5_000;
+/** Pull requests in a row before the loop pauses, however many messages are waiting. */
+const PULLS_IN_A_ROW_MAX = 50;
+
+const TRACER_NAME = "tally-usage";
+
+/**
+ * Consumes generation events from JetStream into the usage log (INV-5, the consumer's half).
+ *
+ * At start-up it ensures the stream (same settings as the producer; idempotent) and creates or
+ * updates the durable pull consumer. A platform `PollingLoop` then runs passes: one pass is one
+ * pull request (`fetch`) of up to `batchSize` messages, handled one by one:
+ * - recorded in one transaction (inbox + usage log + stats), then acked; a duplicate event id
+ *   is acked without effect. Acking only after the commit means a crash in between only causes
+ *   a redelivery, which the inbox absorbs.
+ * - a transient failure (database down, a bug) is `nak`ed with `nakDelayMs`: it comes back.
+ * - a message that can never be processed (unknown subject, undecodable payload, invalid
+ *   fields, a value PostgreSQL refuses) is stored raw in `dead_letters` and then `term`inated,
+ *   so it is neither lost nor retried forever and does not hold up the messages behind it.
+ * Each message is handled in a span whose parent is its `traceparent` header.
+ */
+export class GenerationEventConsumer {
+  private readonly loop: PollingLoop;
+  private readonly logger: Logger;
+  private stopping = false;
+  private stopped: Promise<void> | undefined;
+
+  private constructor(
+    private readonly deps: GenerationEventConsumerDeps,
+    private readonly consumer: Consumer,
+  ) {
+    this.logger = deps.logger.child({ component: "generation-events-consumer" });
+    const options = { name: "generation events consumer", intervalMs: PULL_PAUSE_MS, backoffMaxMs: PULL_BACKOFF_MAX_MS, passesInARowMax: PULLS_IN_A_ROW_MAX };
+    this.loop = new PollingLoop(options, () => this.pullOnce(), this.logger);
+  }
+
+  /** Ensures the stream and the durable consumer, then starts pulling. */
+  static async start(deps: GenerationEventConsumerDeps): Promise<GenerationEventConsumer> {
+    const { nc, config } = deps;
+    const subjects = generationSubjects(config.subjectPrefix);
+    await ensureStream(nc, {
+      name: config.stream,
+      subjects: [subjects.all],
+      duplicateWindowMs: config.duplicateWindowMs,
+      maxAgeMs: config.streamMaxAgeMs,
+    });
+    await ensureDurableConsumer(nc, config, subjects.all);
+    const consumer = new GenerationEventConsumer(deps, await jetstream(nc).consumers.get(config.stream, config.consumerName));
+    consumer.loop.start();
+    consumer.logger.info({ stream: config.stream, consumer: config.consumerName, filter_subject: subjects.all }, "consuming generation events");
+    return consumer;
+  }
+
+  /**
+   * Stops pulling, finishes (commit + ack) the message in hand and gives back the rest of the
+   * batch. Resolves once the current pull request has ended (at most `fetchExpiresMs`).
+   */
+  stop(): Promise<void> {
+    this.stopping = true;
+    this.stopped ??= this.loop.stop().then(() => this.logger.info("generation events consumer stopped"));
+    return this.stopped;
+  }
+
+  /** One pass: one pull request, its messages handled in order. More may be waiting: always true. */
+  private async pullOnce(): Promise<boolean> {
+    const { batchSize, fetchExpiresMs } = this.deps.config;
+    try {
+      // The pull request is left to finish (batch full or expired) rather than closed early: a
+      // closed subscription would leave the server delivering into an inbox nobody reads, and
+      // those messages would wait out ack_wait.
+      const batch = await this.consumer.fetch({ max_messages: batchSize, expires: fetchExpiresMs });
+      for await (const msg of batch) {
+        if (this.stopping) {
+          // Pulled but not started: give it back. The delay keeps it from bouncing into this
+          // same pull request before it ends; another replica or the next start takes it.
+          msg.nak(fetchExpiresMs);
+          continue;
+        }
+        await this.handle(msg);
+      }
+    } catch (error) {
+      if (this.stopping) return false;
+      throw error;
+    }
+    return true;
+  }
+
+  /** Handles one message in a CONSUMER span continuing the producer's trace. */
+  private async handle(msg: JsMsg): Promise<void> {
+    const parent = contextFromCarrier({ traceparent: header(msg, "traceparent"), tracestate: header(msg, "tracestate") });
+    const attributes = {
+      "messaging.system": "nats",
+      "messaging.destination.name": msg.subject,
+      "messaging.message.id": header(msg, "Nats-Msg-Id") ?? "",
+      "messaging.nats.stream_sequence": msg.info.streamSequence,
+      "messaging.nats.delivery_count": msg.info.deliveryCount,
+    };
+    const span = tracer(TRACER_NAME).startSpan(`${msg.subject} process`, { kind: SpanKind.CONSUMER, attributes }, parent);
+    await context.with(trace.setSpan(parent, span), async () => {
+      try {
+        await this.process(msg);
+      } catch (error) {
+        span.setStatus({ code: SpanStatusCode.ERROR });
+        throw error;
+      } finally {
+        span.end();
+      }
+    });
+  }
+
+  /** Records the message's event and acks it after the commit; dead-letters poison; naks the rest. */
+  private async process(msg: JsMsg): Promise<void> {
+    let draft;
+    try {
+      draft = decodeGenerationEvent(this.deps.config.subjectPrefix, msg.subject, msg.data);
+    } catch (error) {
+      if (error instanceof DomainError) return this.deadLetter(msg, error.message);
+      throw error;
+    }
+    const where = { ...position(msg), event_id: draft.eventId };
+    try {
+      const outcome = await this.deps.usageLog.record(msg.subject, draft);
+      msg.ack();
+      if (outcome.kind === "duplicate") this.logger.info(where, "duplicate event skipped");
+      else this.logger.debug({ ...where, usage_log_entry_id: outcome.entry.id }, "usage recorded");
+    } catch (error) {
+      if (isPermanentDatabaseError(error)) return this.deadLetter(msg, `database refused the event: ${(error as Error).message}`);
+      // Transient (database down, timeout) or a bug: keep the message and try again later.
+      this.logger.warn({ ...where, err: error, nak_delay_ms: this.deps.config.nakDelayMs }, "could not record event, will retry");
+      msg.nak(this.deps.config.nakDelayMs);
+    }
+  }
+
+  /** Stores the message in `dead_letters`, then terminates it; naks it when it cannot be stored. */
+  private async deadLetter(msg: JsMsg, reason: string): Promise<void> {
+    try {
+      await this.deps.deadLetters.record({
+        stream: msg.info.stream,
+        streamSequence: msg.info.streamSequence,
+        subject: msg.subject,
+        payload: msg.data,
+        headers: headersOf(msg),
+        error: reason,
+        deliveryCount: msg.info.deliveryCount,
+      });
+    } catch (error) {
+      this.logger.warn({ ...position(msg), err: error }, "could not store dead letter, will retry");
+      msg.nak(this.deps.config.nakDelayMs);
+      return;
+    }
+    this.logger.error({ ...position(msg), reason }, "message can never be processed: stored in dead_letters and terminated");
+    msg.term(reason.slice(0, 200));
+  }
+}
+
+/**
+ * Creates the durable pull consumer (explicit acks, deliver all), or updates the settings that
+ * may change on an existing one: `ack_wait`, redeliveries, ack-pending bound and subject filter
+ * (replicas and restarts share it; its position survives them).
+ */
+async function ensureDurableConsumer(nc: NatsConnection, config: GenerationEventConsumerConfig, filterSubject: string): Promise<void> {
+  const jsm = await jetstreamManager(nc);
+  const updatable = {
+    ack_wait: nanos(config.ackWaitMs),
+    max_deliver: config.maxDeliver,
+    max_ack_pending: config.maxAckPending,
+    filter_subject: filterSubject,
+  };
+  try {
+    await jsm.consumers.info(config.stream, config.consumerName);
+  } catch (error) {
+    if (!/not found/i.test(String((error as Error)?.message ?? error))) throw error;
+    try {
+      await jsm.consumers.add(config.stream, {
+        durable_name: config.consumerName,
+        ack_policy: AckPolicy.Explicit,
+        deliver_policy: DeliverPolicy.All,
+        ...updatable,
+      });
+      return;
+    } catch (addError) {
+      // Another replica created it first: fall through to the update.
+      if (!/already (exists|in use)/i.test(String(addError))) throw addError;
+    }
+  }
+  await jsm.consumers.update(config.stream, config.consumerName, updatable);
+}
+
+/** Where a message sits, for logs. */
+function position(msg: JsMsg): Record<string, unknown> {
+  return { subject: msg.subject, stream_sequence: msg.info.streamSequence, delivery_count: msg.info.deliveryCount };
+}
+
+function header(msg: JsMsg, name: string): string | undefined {
+  const value = msg.headers?.get(name);
+  return value ? value : undefined;
+}
+
+function headersOf(msg: JsMsg): Record<string, string[]> {
+  const headers: Record<string, string[]> = {};
+  if (msg.headers) for (const [key, values] of msg.headers) headers[key] = values;
+  return headers;
+}
