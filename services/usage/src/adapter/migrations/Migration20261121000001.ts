@@ -10,7 +10,7 @@ export class Migration20261121000001 extends Migration {
     this.addSql(IDEMPOTENCY_TABLE_SQL);
 
     // Inbox: one row per event id, written in the same transaction as the effects, so a
-    // redelivered or republished event is recognised and skipped (DESIGN invariant 5).
+    // redelivered or republished event is recognised and skipped (INV-5).
     this.addSql(`
 CREATE TABLE processed_events (
   event_id uuid PRIMARY KEY,
