@@ -3,7 +3,7 @@ import type { GrantKind } from "./types";
 
 /**
  * Consumption priority of each grant kind, lowest first: trial before purchased before
- * promotional (requirements: "trial before purchased before promotional").
+ * promotional, the consumption order the service promises (README: consumption order).
  */
 export const GRANT_KIND_PRIORITY: Record<GrantKind, number> = { trial: 1, purchased: 2, promotional: 3 };
 
