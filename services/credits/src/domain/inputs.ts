@@ -31,6 +31,12 @@ import {
 } from "./rules";
 import type { GrantKind, Role } from "./types";
 
+/**
+ * Checks an account id. Errors: `not_found` for one that is no UUID (it can name no account).
+ * Returns it lower-cased, the one form ids are stored in.
+ */
+export const parseAccountId = (raw: string): string => requireUuid(raw, () => accountNotFound(raw));
+
 export interface CreateAccountRequest {
   requestId: string;
   email: string;
@@ -112,7 +118,7 @@ export function parseCreateGrantInput(raw: CreateGrantRequest, rules: Pick<Credi
   if (raw.expiresAt !== null && raw.expiresAt.getTime() <= nowMs) {
     throw validationError("expires_at must be in the future", { field: "expires_at" });
   }
-  const accountId = requireUuid(raw.accountId, () => accountNotFound(raw.accountId));
+  const accountId = parseAccountId(raw.accountId);
   return { ...raw, accountId };
 }
 
@@ -146,7 +152,7 @@ export function parseCreateHoldInput(raw: CreateHoldRequest, rules: CreditsRules
   requireText(raw.generationId, "generation_id", { lengthMax: GENERATION_ID_LENGTH_MAX, kind: "identifier" });
   validatePositiveAmount(raw.amount, "amount", rules.creditAmountMax);
   const ttlMs = resolveHoldTtlMs(raw.ttlMs, rules.holdTtlMs, rules.holdTtlMsMax);
-  const accountId = requireUuid(raw.accountId, () => accountNotFound(raw.accountId));
+  const accountId = parseAccountId(raw.accountId);
   return { requestId: raw.requestId, accountId, generationId: raw.generationId, amount: raw.amount, ttlMs, requestedTtlMs: raw.ttlMs };
 }
 
@@ -213,10 +219,7 @@ export interface ListLedgerEntriesInput {
  */
 export function parseListLedgerEntriesInput(raw: ListLedgerEntriesRequest): ListLedgerEntriesInput {
   const pageSize = resolvePageSize(raw.pageSize);
-  const accountId = requireUuid(raw.accountId, () => accountNotFound(raw.accountId));
+  const accountId = parseAccountId(raw.accountId);
   const cursor = raw.pageToken ? decodeLedgerCursor(raw.pageToken, accountId) : null;
   return { accountId, pageSize, cursor };
 }
-
-/** Checks an account id to read by. Errors: `not_found` for one that is no UUID (it can name no account). */
-export const parseAccountId = (raw: string): string => requireUuid(raw, () => accountNotFound(raw));
