@@ -42,16 +42,17 @@ export interface CreditsRules {
   creditAmountMax: bigint;
 }
 
-// PostgreSQL text cannot hold a NUL, so no stored password contains one; any other character
-// (tab, emoji) may be part of a password.
-const containsNul = (value: string): boolean => value.includes("\u0000");
+// PostgreSQL text cannot hold a NUL, so no password may contain one; any other character (a
+// tab, an emoji, even another control character) may be part of a password, which is why the
+// platform's identifier and text rules do not apply here.
+const NUL = "\u0000";
 
 /** Password length in characters (code points, so an emoji counts once). */
 const passwordLength = (password: string): number => [...password].length;
 
 /** Checks a new password's length in characters and that it has no NUL. Throws `validation`. */
 export function validatePassword(password: string): void {
-  if (containsNul(password)) throw validationError("password must not contain NUL characters", { field: "password" });
+  if (password.includes(NUL)) throw validationError("password must not contain NUL characters", { field: "password" });
   const length = passwordLength(password);
   if (length < PASSWORD_LENGTH_MIN || length > PASSWORD_LENGTH_MAX) {
     throw validationError(`password must be ${PASSWORD_LENGTH_MIN} to ${PASSWORD_LENGTH_MAX} characters`, {
@@ -65,7 +66,7 @@ export function validatePassword(password: string): void {
  * can refuse it before hashing: argon2 over megabytes would be a cheap denial of service.
  */
 export const couldBeStoredPassword = (password: string): boolean =>
-  !containsNul(password) && passwordLength(password) <= PASSWORD_LENGTH_MAX;
+  !password.includes(NUL) && passwordLength(password) <= PASSWORD_LENGTH_MAX;
 
 /**
  * Trial credits a new account of `plan` receives: the plan's entry in `planTrialCredits`,
