@@ -7,10 +7,11 @@ export type Logger = pino.Logger;
 /**
  * Structured JSON logs (pino) with the service name and, inside a span, its trace id.
  * Level from `LOG_LEVEL` (default `info`). Every `err` field goes through `describeError`, so no
- * log line carries a database statement or its parameters.
+ * log line carries a database statement or its parameters. `destination` defaults to stdout
+ * (tests pass one to read what would be logged).
  */
-export function createLogger(service: string, level = process.env.LOG_LEVEL ?? "info"): Logger {
-  return pino({
+export function createLogger(service: string, level = process.env.LOG_LEVEL ?? "info", destination?: pino.DestinationStream): Logger {
+  const options: pino.LoggerOptions = {
     level,
     base: { service },
     serializers: { err: describeError, cause: describeError },
@@ -18,5 +19,6 @@ export function createLogger(service: string, level = process.env.LOG_LEVEL ?? "
       const span = trace.getActiveSpan();
       return span ? { trace_id: span.spanContext().traceId } : {};
     },
-  });
+  };
+  return destination ? pino(options, destination) : pino(options);
 }

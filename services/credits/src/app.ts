@@ -1,10 +1,12 @@
 import { credits, PROTO_FILES, PROTO_ROOT } from "@tally/contracts";
-import { openDatabase, startGrpcServer, type Logger } from "@tally/platform";
+import { openDatabase, startGrpcServer, type Logger, type Orm, type RunningGrpcServer } from "@tally/platform";
 import { creditsMigrations } from "./adapter/migrations";
+import { createCreditsUnitOfWork } from "./adapter/unit-of-work";
 import type { CreditsConfig } from "./config";
+import type { CreditsRules } from "./domain/rules";
 import { bindCreditsService, CREDITS_SERVICE_NAME } from "./grpc/handlers";
+import { HoldExpirySweeper } from "./runners/hold-expiry-sweeper";
 import { CreditsService } from "./service/credits-service";
-import { HoldExpirySweeper } from "./service/hold-expiry-sweeper";
 import { PasswordHasher } from "./service/passwords";
 
 export interface RunningCreditsService {
@@ -12,18 +14,33 @@ export interface RunningCreditsService {
   grpcPort: number;
   /** The service's rules, for in-process tests and tools. */
   service: CreditsService;
-  /** Runs one expiry sweep now (tests, ops); the background sweeper keeps running. */
+  /** The database handle, for in-process tests (e.g. to watch that a call opens no connection). */
+  orm: Orm;
+  /** Runs an expiry sweep now (tests, ops); the background sweeper keeps running. Returns how many holds expired. */
   sweepExpiredHolds(): Promise<number>;
   /** Stops taking calls, drains running ones, stops the sweeper and closes the database. */
   stop(): Promise<void>;
 }
 
-/**
- * Starts the credits service: migrates its database, serves `tally.credits.v1.CreditsService`
- * over gRPC (with health and reflection) and runs the hold expiry sweeper. Reports SERVING only
- * once all of that is up.
- */
-export async function startCreditsService(config: CreditsConfig, logger: Logger): Promise<RunningCreditsService> {
+/** The wired service before anything listens or runs. */
+interface CreditsApp {
+  orm: Orm;
+  service: CreditsService;
+  sweeper: HoldExpirySweeper;
+}
+
+/** The configured rules, from the configuration's named values. */
+const rulesFrom = (config: CreditsConfig): CreditsRules => ({
+  defaultPlan: config.DEFAULT_PLAN,
+  defaultPlanTrialCredits: config.TRIAL_CREDITS,
+  planTrialCredits: config.PLAN_TRIAL_CREDITS,
+  holdTtlMs: config.HOLD_TTL_MS,
+  holdTtlMsMax: config.HOLD_TTL_MS_MAX,
+  creditAmountMax: BigInt(config.CREDIT_AMOUNT_MAX),
+});
+
+/** Opens (and migrates) the database and wires the service and its sweeper; starts nothing. */
+async function buildCreditsApp(config: CreditsConfig, logger: Logger): Promise<CreditsApp> {
   const orm = await openDatabase({
     url: config.DATABASE_URL,
     entities: [],
@@ -31,54 +48,62 @@ export async function startCreditsService(config: CreditsConfig, logger: Logger)
     logger,
     limits: { poolMax: config.DATABASE_POOL_MAX, statementTimeoutMs: config.DATABASE_STATEMENT_TIMEOUT_MS },
   });
-  const service = new CreditsService(
-    orm,
-    {
-      defaultPlan: config.DEFAULT_PLAN,
-      defaultPlanTrialCredits: config.TRIAL_CREDITS,
-      planTrialCredits: config.PLAN_TRIAL_CREDITS,
-      holdTtlMs: config.HOLD_TTL_MS,
-      holdTtlMsMax: config.HOLD_TTL_MS_MAX,
-      creditAmountMax: BigInt(config.CREDIT_AMOUNT_MAX),
-    },
-    new PasswordHasher({ memoryKib: config.PASSWORD_HASH_MEMORY_KIB, timeCost: config.PASSWORD_HASH_TIME_COST }),
-    logger,
-  );
-  let grpc;
-  try {
-    grpc = await startGrpcServer({
-      host: config.GRPC_HOST,
-      port: config.GRPC_PORT,
-      services: [{ name: CREDITS_SERVICE_NAME, definition: credits.CreditsServiceService, implementation: bindCreditsService(service, logger) }],
-      protoRoot: PROTO_ROOT,
-      protoFiles: [PROTO_FILES.credits],
-      logger,
-    });
-  } catch (error) {
-    await orm.close();
-    throw error;
-  }
+  const passwords = new PasswordHasher({ memoryKib: config.PASSWORD_HASH_MEMORY_KIB, timeCost: config.PASSWORD_HASH_TIME_COST });
+  const service = new CreditsService(createCreditsUnitOfWork(orm), rulesFrom(config), passwords);
   const sweeper = new HoldExpirySweeper(
-    service,
+    service.holds,
     { intervalMs: config.HOLD_EXPIRY_SWEEP_INTERVAL_MS, batchSize: config.HOLD_EXPIRY_BATCH_SIZE },
     logger,
   );
-  sweeper.start();
+  return { orm, service, sweeper };
+}
+
+/** Serves gRPC (health and reflection included) and starts the sweeper; SERVING once both run. */
+async function startCreditsApp(app: CreditsApp, config: CreditsConfig, logger: Logger): Promise<RunningGrpcServer> {
+  const grpc = await startGrpcServer({
+    host: config.GRPC_HOST,
+    port: config.GRPC_PORT,
+    services: [{ name: CREDITS_SERVICE_NAME, definition: credits.CreditsServiceService, implementation: bindCreditsService(app.service, logger) }],
+    protoRoot: PROTO_ROOT,
+    protoFiles: [PROTO_FILES.credits],
+    logger,
+  });
+  app.sweeper.start();
   grpc.setServing(true);
   logger.info({ port: grpc.port }, "credits service serving");
+  return grpc;
+}
 
+/** Stops in order: take no more calls and drain (up to GRPC_SHUTDOWN_TIMEOUT_MS), stop the sweeper, close the pool. */
+async function stopCreditsApp(app: CreditsApp, grpc: RunningGrpcServer | undefined, config: CreditsConfig, logger: Logger): Promise<void> {
+  if (grpc) await grpc.shutdown(config.GRPC_SHUTDOWN_TIMEOUT_MS);
+  await app.sweeper.stop();
+  await app.orm.close();
+  logger.info("credits service stopped");
+}
+
+/**
+ * Starts the credits service: migrates its database, serves `tally.credits.v1.CreditsService`
+ * over gRPC (with health and reflection) and runs the hold expiry sweeper. Reports SERVING only
+ * once all of that is up; a failed start closes what it opened and rethrows.
+ */
+export async function startCreditsService(config: CreditsConfig, logger: Logger): Promise<RunningCreditsService> {
+  const app = await buildCreditsApp(config, logger);
+  let grpc: RunningGrpcServer;
+  try {
+    grpc = await startCreditsApp(app, config, logger);
+  } catch (error) {
+    await stopCreditsApp(app, undefined, config, logger);
+    throw error;
+  }
   let stopping: Promise<void> | undefined;
   return {
     grpcPort: grpc.port,
-    service,
-    sweepExpiredHolds: () => sweeper.sweep(),
+    service: app.service,
+    orm: app.orm,
+    sweepExpiredHolds: () => app.sweeper.sweep(),
     stop() {
-      stopping ??= (async () => {
-        await grpc.shutdown(config.GRPC_SHUTDOWN_TIMEOUT_MS);
-        await sweeper.stop();
-        await orm.close();
-        logger.info("credits service stopped");
-      })();
+      stopping ??= stopCreditsApp(app, grpc, config, logger);
       return stopping;
     },
   };

@@ -122,7 +122,7 @@ describe("credits accounts, sign-in and ledger (real PostgreSQL, gRPC)", () => {
   it("verifies the password of a sign-in with no transaction open", async () => {
     const address = email();
     await h.call.createAccount({ email: address, password });
-    const passwords = (h.running.service as unknown as { passwords: { verify(hash: string, password: string): Promise<boolean> } }).passwords;
+    const passwords = (h.running.service.accounts as unknown as { passwords: { verify(hash: string, password: string): Promise<boolean> } }).passwords;
     const openTransactions: number[] = [];
     const realVerify = passwords.verify.bind(passwords);
     const verify = jest.spyOn(passwords, "verify").mockImplementation(async (passwordHash, candidate) => {
@@ -154,7 +154,7 @@ describe("credits accounts, sign-in and ledger (real PostgreSQL, gRPC)", () => {
   it("answers a NUL in the sign-in email or password with unauthenticated, without a database call", async () => {
     const address = email();
     await h.call.createAccount({ email: address, password });
-    const em = (h.running.service as unknown as { orm: { em: { fork(): unknown } } }).orm.em;
+    const em = h.running.orm.em;
     const fork = jest.spyOn(em, "fork");
     try {
       expect(await reasonOf(h.call.authenticate({ email: `${address}\u0000`, password }))).toBe("unauthenticated");

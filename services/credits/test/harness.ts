@@ -20,7 +20,7 @@ export interface Harness {
   newAccount(): Promise<string>;
   /** Adds a grant and returns its id. */
   grant(accountId: string, kind: credits.GrantKind, amount: bigint, expiresAt?: Date): Promise<string>;
-  /** Every invariant of DESIGN.md #1/#2 over every account, from the stored rows. */
+  /** INV-1 and INV-2 over every account, from the stored rows. */
   checkInvariants(): Promise<void>;
   close(): Promise<void>;
 }
@@ -56,22 +56,7 @@ export async function startHarness(prefix: string, env: Record<string, string> =
   const sql = new Client({ connectionString: database.url });
   await sql.connect();
 
-  const options = { timeoutMs: CALL_TIMEOUT_MS };
-  const rid = () => ({ requestId: newId() });
-  const call: Calls = {
-    createAccount: (r) =>
-      callUnary(client.createAccount.bind(client), { ...rid(), email: "", password: "", plan: "", role: 0, ...r }, options),
-    authenticate: (r) => callUnary(client.authenticate.bind(client), { ...rid(), email: "", password: "", ...r }, options),
-    getAccount: (r) => callUnary(client.getAccount.bind(client), r, options),
-    getBalance: (r) => callUnary(client.getBalance.bind(client), r, options),
-    createGrant: (r) => callUnary(client.createGrant.bind(client), { ...rid(), accountId: "", kind: 0, amount: 0n, ...r }, options),
-    createHold: (r) =>
-      callUnary(client.createHold.bind(client), { ...rid(), accountId: "", generationId: newId(), amount: 0n, ttlMs: 0n, ...r }, options),
-    captureHold: (r) => callUnary(client.captureHold.bind(client), { ...rid(), holdId: "", ...r }, options),
-    releaseHold: (r) => callUnary(client.releaseHold.bind(client), { ...rid(), holdId: "", reason: "", ...r }, options),
-    listLedgerEntries: (r) =>
-      callUnary(client.listLedgerEntries.bind(client), { accountId: "", pageSize: 0, pageToken: "", ...r }, options),
-  };
+  const call = callsOn(client);
 
   return {
     client,
@@ -86,69 +71,7 @@ export async function startHarness(prefix: string, env: Record<string, string> =
       const { grant } = await call.createGrant({ accountId, kind, amount, expiresAt });
       return grant!.id;
     },
-    async checkInvariants() {
-      const { rows } = await sql.query<{
-        id: string;
-        available: string;
-        held: string;
-        captured: string;
-        expired: string;
-        granted: string;
-        remaining: string;
-        active_held: string;
-        ledger_available: string;
-        ledger_held: string;
-        ledger_captured: string;
-        ledger_expired: string;
-        last_balance_after: string | null;
-        last_held_after: string | null;
-      }>(`
-        SELECT a.id, a.available_credits AS available, a.held_credits AS held, a.captured_credits AS captured,
-               a.expired_credits AS expired,
-               (SELECT coalesce(sum(amount), 0) FROM grants g WHERE g.account_id = a.id) AS granted,
-               (SELECT coalesce(sum(remaining_amount), 0) FROM grants g WHERE g.account_id = a.id) AS remaining,
-               (SELECT coalesce(sum(amount), 0) FROM holds h WHERE h.account_id = a.id AND h.status = 'active') AS active_held,
-               (SELECT coalesce(sum(amount), 0) FROM ledger_entries l WHERE l.account_id = a.id) AS ledger_available,
-               (SELECT coalesce(sum(held_change), 0) FROM ledger_entries l WHERE l.account_id = a.id) AS ledger_held,
-               (SELECT coalesce(sum(captured_change), 0) FROM ledger_entries l WHERE l.account_id = a.id) AS ledger_captured,
-               (SELECT coalesce(sum(expired_change), 0) FROM ledger_entries l WHERE l.account_id = a.id) AS ledger_expired,
-               (SELECT balance_after FROM ledger_entries l WHERE l.account_id = a.id ORDER BY position DESC LIMIT 1) AS last_balance_after,
-               (SELECT held_after FROM ledger_entries l WHERE l.account_id = a.id ORDER BY position DESC LIMIT 1) AS last_held_after
-        FROM accounts a`);
-      for (const row of rows) {
-        const n = (v: string | null) => BigInt(v ?? 0);
-        const context = `account ${row.id}: ${JSON.stringify(row)}`;
-        expect({ context, ok: n(row.available) >= 0n && n(row.held) >= 0n }).toEqual({ context, ok: true });
-        // Conservation: sum of grants = available + held + captured + expired.
-        expect({ context, granted: n(row.granted) }).toEqual({
-          context,
-          granted: n(row.available) + n(row.held) + n(row.captured) + n(row.expired),
-        });
-        expect({ context, remaining: n(row.remaining), activeHeld: n(row.active_held) }).toEqual({
-          context,
-          remaining: n(row.available),
-          activeHeld: n(row.held),
-        });
-        // The ledger replays to the stored balances, and its last entry states them.
-        expect({
-          context,
-          available: n(row.ledger_available),
-          held: n(row.ledger_held),
-          captured: n(row.ledger_captured),
-          expired: n(row.ledger_expired),
-          lastBalanceAfter: n(row.last_balance_after),
-          lastHeldAfter: n(row.last_held_after),
-        }).toEqual({
-          context,
-          available: n(row.available),
-          held: n(row.held),
-          captured: n(row.captured),
-          expired: n(row.expired),
-          lastBalanceAfter: n(row.available),
-          lastHeldAfter: n(row.held),
-        });
-      }
-    },
+    checkInvariants: () => checkInvariants(sql),
     async close() {
       client.close();
       await running.stop();
@@ -156,6 +79,91 @@ export async function startHarness(prefix: string, env: Record<string, string> =
       await database.drop();
     },
   };
+}
+
+/** The RPCs on `client`, with request defaults and a deadline. */
+function callsOn(client: credits.CreditsServiceClient): Calls {
+  const options = { timeoutMs: CALL_TIMEOUT_MS };
+  const rid = () => ({ requestId: newId() });
+  return {
+    createAccount: (r) =>
+      callUnary(client.createAccount.bind(client), { ...rid(), email: "", password: "", plan: "", role: 0, ...r }, options),
+    authenticate: (r) => callUnary(client.authenticate.bind(client), { ...rid(), email: "", password: "", ...r }, options),
+    getAccount: (r) => callUnary(client.getAccount.bind(client), r, options),
+    getBalance: (r) => callUnary(client.getBalance.bind(client), r, options),
+    createGrant: (r) => callUnary(client.createGrant.bind(client), { ...rid(), accountId: "", kind: 0, amount: 0n, ...r }, options),
+    createHold: (r) =>
+      callUnary(client.createHold.bind(client), { ...rid(), accountId: "", generationId: newId(), amount: 0n, ttlMs: 0n, ...r }, options),
+    captureHold: (r) => callUnary(client.captureHold.bind(client), { ...rid(), holdId: "", ...r }, options),
+    releaseHold: (r) => callUnary(client.releaseHold.bind(client), { ...rid(), holdId: "", reason: "", ...r }, options),
+    listLedgerEntries: (r) =>
+      callUnary(client.listLedgerEntries.bind(client), { accountId: "", pageSize: 0, pageToken: "", ...r }, options),
+  };
+}
+
+/** INV-1 and INV-2 over every account, from the stored rows (the ledger replays to the stored balances). */
+async function checkInvariants(sql: Client): Promise<void> {
+  const { rows } = await sql.query<{
+    id: string;
+    available: string;
+    held: string;
+    captured: string;
+    expired: string;
+    granted: string;
+    remaining: string;
+    active_held: string;
+    ledger_available: string;
+    ledger_held: string;
+    ledger_captured: string;
+    ledger_expired: string;
+    last_balance_after: string | null;
+    last_held_after: string | null;
+  }>(`
+    SELECT a.id, a.available_credits AS available, a.held_credits AS held, a.captured_credits AS captured,
+           a.expired_credits AS expired,
+           (SELECT coalesce(sum(amount), 0) FROM grants g WHERE g.account_id = a.id) AS granted,
+           (SELECT coalesce(sum(remaining_amount), 0) FROM grants g WHERE g.account_id = a.id) AS remaining,
+           (SELECT coalesce(sum(amount), 0) FROM holds h WHERE h.account_id = a.id AND h.status = 'active') AS active_held,
+           (SELECT coalesce(sum(amount), 0) FROM ledger_entries l WHERE l.account_id = a.id) AS ledger_available,
+           (SELECT coalesce(sum(held_change), 0) FROM ledger_entries l WHERE l.account_id = a.id) AS ledger_held,
+           (SELECT coalesce(sum(captured_change), 0) FROM ledger_entries l WHERE l.account_id = a.id) AS ledger_captured,
+           (SELECT coalesce(sum(expired_change), 0) FROM ledger_entries l WHERE l.account_id = a.id) AS ledger_expired,
+           (SELECT balance_after FROM ledger_entries l WHERE l.account_id = a.id ORDER BY position DESC LIMIT 1) AS last_balance_after,
+           (SELECT held_after FROM ledger_entries l WHERE l.account_id = a.id ORDER BY position DESC LIMIT 1) AS last_held_after
+    FROM accounts a`);
+  for (const row of rows) {
+    const n = (v: string | null) => BigInt(v ?? 0);
+    const context = `account ${row.id}: ${JSON.stringify(row)}`;
+    expect({ context, ok: n(row.available) >= 0n && n(row.held) >= 0n }).toEqual({ context, ok: true });
+    // Conservation: sum of grants = available + held + captured + expired.
+    expect({ context, granted: n(row.granted) }).toEqual({
+      context,
+      granted: n(row.available) + n(row.held) + n(row.captured) + n(row.expired),
+    });
+    expect({ context, remaining: n(row.remaining), activeHeld: n(row.active_held) }).toEqual({
+      context,
+      remaining: n(row.available),
+      activeHeld: n(row.held),
+    });
+    // The ledger replays to the stored balances, and its last entry states them.
+    expect({
+      context,
+      available: n(row.ledger_available),
+      held: n(row.ledger_held),
+      captured: n(row.ledger_captured),
+      expired: n(row.ledger_expired),
+      lastBalanceAfter: n(row.last_balance_after),
+      lastHeldAfter: n(row.last_held_after),
+    }).toEqual({
+      context,
+      available: n(row.available),
+      held: n(row.held),
+      captured: n(row.captured),
+      expired: n(row.expired),
+      lastBalanceAfter: n(row.available),
+      lastHeldAfter: n(row.held),
+    });
+  }
 }
 
 /** The reason of a rejected call (fails the test when the call succeeds). */

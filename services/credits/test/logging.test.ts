@@ -1,10 +1,9 @@
 import * as grpc from "@grpc/grpc-js";
-import pino from "pino";
 import { DriverException } from "@mikro-orm/postgresql";
-import type { Logger } from "@tally/platform";
+import { createLogger, type Logger } from "@tally/platform";
 import { bindCreditsService } from "../src/grpc/handlers";
 import type { CreditsService } from "../src/service/credits-service";
-import { HoldExpirySweeper } from "../src/service/hold-expiry-sweeper";
+import { HoldExpirySweeper } from "../src/runners/hold-expiry-sweeper";
 import { startHarness, type Harness } from "./harness";
 
 /** Logs of unexpected database errors must not carry the SQL and its parameters (emails, password hashes). */
@@ -21,7 +20,7 @@ describe("credits logs of database errors", () => {
 
   /** A real DriverException from PostgreSQL whose statement carries `secret`. */
   async function driverError(): Promise<DriverException> {
-    const em = (h.running.service as unknown as { orm: { em: { fork(): { execute(sql: string, params: unknown[]): Promise<unknown> } } } }).orm.em;
+    const em = h.running.orm.em;
     const error = await em.fork().execute("SELECT ?::int AS n", [secret]).then(
       () => undefined,
       (e: unknown) => e,
@@ -33,7 +32,8 @@ describe("credits logs of database errors", () => {
 
   function capturingLogger(): { logger: Logger; lines: string[] } {
     const lines: string[] = [];
-    return { logger: pino({ level: "debug" }, { write: (line: string) => void lines.push(line) }) as unknown as Logger, lines };
+    // The platform logger as every service builds it (its serializers redact database errors).
+    return { logger: createLogger("credits-test", "debug", { write: (line: string) => void lines.push(line) }), lines };
   }
 
   it("logs a failed RPC's database error by name and code, without the statement", async () => {

@@ -3,7 +3,7 @@ import type { GrantKind } from "./types";
 
 /**
  * Consumption priority of each grant kind, lowest first: trial before purchased before
- * promotional (requirements: "trial before purchased before promotional").
+ * promotional, the consumption order the service promises (README: consumption order).
  */
 export const GRANT_KIND_PRIORITY: Record<GrantKind, number> = { trial: 1, purchased: 2, promotional: 3 };
 
@@ -51,7 +51,7 @@ export function compareForConsumption(a: AllocatableGrant, b: AllocatableGrant):
  * broken invariant (an assertion), not an expected error.
  */
 export function allocate(grants: readonly AllocatableGrant[], amount: bigint): Allocation[] {
-  assert.ok(amount > 0n, "an allocation takes a positive amount");
+  assert.ok(amount > 0n, "INV-2: an allocation takes a positive amount");
   const ordered = [...grants].sort(compareForConsumption);
   const allocations: Allocation[] = [];
   let rest = amount;
@@ -62,7 +62,7 @@ export function allocate(grants: readonly AllocatableGrant[], amount: bigint): A
     allocations.push({ grantId: grant.id, kind: grant.kind, amount: taken });
     rest -= taken;
   }
-  assert.equal(rest, 0n, "grants hold fewer remaining credits than the account's available balance");
+  assert.equal(rest, 0n, "INV-2: grants hold fewer remaining credits than the account's available balance");
   return allocations;
 }
 
@@ -77,7 +77,7 @@ export function splitCapture(
   capturedAmount: bigint,
 ): { charged: Allocation[]; returned: Allocation[] } {
   const total = allocations.reduce((sum, a) => sum + a.amount, 0n);
-  assert.ok(capturedAmount >= 0n && capturedAmount <= total, "a capture charges between 0 and the held amount");
+  assert.ok(capturedAmount >= 0n && capturedAmount <= total, "INV-2: a capture charges between 0 and the held amount");
   const charged: Allocation[] = [];
   const returned: Allocation[] = [];
   let toCharge = capturedAmount;

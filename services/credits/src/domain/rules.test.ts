@@ -1,15 +1,15 @@
-import { normalizeEmail, resolveHoldTtlMs, resolveLedgerPageSize, trialCreditsForPlan, validatePassword } from "./rules";
-import { storedAnswerCodec } from "@tally/platform";
+import { resolveHoldTtlMs, trialCreditsForPlan, validatePassword } from "./rules";
+import { parseEmail, resolvePageSize, storedAnswerCodec } from "@tally/platform";
 
 describe("account rules", () => {
   it("trims and lower-cases emails", () => {
-    expect(normalizeEmail("  Ada@Example.COM ")).toBe("ada@example.com");
+    expect(parseEmail("  Ada@Example.COM ")).toBe("ada@example.com");
   });
 
   it.each(["", "   ", "no-at-sign", "two@@example.com", "a@b", "space in@example.com", `${"x".repeat(250)}@example.com`])(
     "refuses email %p",
     (email) => {
-      expect(() => normalizeEmail(email)).toThrow(expect.objectContaining({ reason: "validation" }));
+      expect(() => parseEmail(email)).toThrow(expect.objectContaining({ reason: "validation" }));
     },
   );
 
@@ -40,10 +40,10 @@ describe("hold and ledger rules", () => {
   });
 
   it("resolves ledger page sizes", () => {
-    expect(resolveLedgerPageSize(0)).toBe(20);
-    expect(resolveLedgerPageSize(100)).toBe(100);
-    expect(() => resolveLedgerPageSize(101)).toThrow(expect.objectContaining({ reason: "validation" }));
-    expect(() => resolveLedgerPageSize(-1)).toThrow(expect.objectContaining({ reason: "validation" }));
+    expect(resolvePageSize(0)).toBe(20);
+    expect(resolvePageSize(100)).toBe(100);
+    expect(() => resolvePageSize(101)).toThrow(expect.objectContaining({ reason: "validation" }));
+    expect(() => resolvePageSize(-1)).toThrow(expect.objectContaining({ reason: "validation" }));
   });
 });
 

@@ -1,46 +1,59 @@
 import { DomainError, validationError } from "@tally/platform";
-import type { GrantKind, Role } from "./types";
+import type { NewLedgerEntry } from "./types";
 
-/** Longest accepted email address, in characters (RFC 5321 path limit). */
-export const EMAIL_LENGTH_MAX = 254;
-/** Password length bounds, in characters (requirements: 8..256). */
+/** Password length bounds, in characters (code points). */
 export const PASSWORD_LENGTH_MIN = 8;
 export const PASSWORD_LENGTH_MAX = 256;
 /** Longest accepted generation id and release reason, in characters. */
 export const GENERATION_ID_LENGTH_MAX = 200;
 export const RELEASE_REASON_LENGTH_MAX = 200;
-/** Ledger page sizes (proto: 1..100, 0 means 20). */
-export const LEDGER_PAGE_SIZE_DEFAULT = 20;
-export const LEDGER_PAGE_SIZE_MAX = 100;
 
-// Deliberately simple: one "@", no spaces, a dot in the domain. Deliverability is proven by
-// sending mail, not by a regular expression.
-const EMAIL_PATTERN = /^[^\s@]+@[^\s@.]+(\.[^\s@.]+)+$/;
-/** C0 control characters and DEL: never part of an email or an identifier. */
-const CONTROL_CHARACTER = /[\u0000-\u001f\u007f]/;
+/** Reason recorded on the RELEASE entry for the uncaptured rest of a capture. */
+export const CAPTURE_REST_REASON = "capture_rest";
+/** Reason recorded when a release names none. */
+export const RELEASE_REASON_DEFAULT = "released";
+/** Reason recorded on EXPIRY entries. */
+export const EXPIRY_REASON = "hold_expired";
 
-/** True when `value` contains a NUL character (PostgreSQL text cannot store one). */
-export const containsNul = (value: string): boolean => value.includes("\u0000");
+/** Ledger fields most movements leave at their zero value; each movement sets the ones it changes. */
+export const NO_LEDGER_CHANGE = {
+  heldChange: 0n,
+  capturedChange: 0n,
+  expiredChange: 0n,
+  grantKind: null,
+  grantId: null,
+  holdId: null,
+  generationId: null,
+  reason: null,
+} satisfies Partial<NewLedgerEntry>;
 
-/**
- * Trims and lower-cases an email and checks its shape. Throws `validation` for an empty,
- * too long or malformed address, or one with a control character (NUL included).
- */
-export function normalizeEmail(email: string): string {
-  const normalized = email.trim().toLowerCase();
-  if (normalized.length === 0) throw validationError("email is required", { field: "email" });
-  if (normalized.length > EMAIL_LENGTH_MAX) {
-    throw validationError(`email must be at most ${EMAIL_LENGTH_MAX} characters`, { field: "email" });
-  }
-  if (CONTROL_CHARACTER.test(normalized)) throw validationError("email must not contain control characters", { field: "email" });
-  if (!EMAIL_PATTERN.test(normalized)) throw validationError("email is not a valid address", { field: "email" });
-  return normalized;
+/** The configured rules of the credits service (from CreditsConfig). */
+export interface CreditsRules {
+  defaultPlan: string;
+  /** Trial credits of the default plan. */
+  defaultPlanTrialCredits: number;
+  /** Trial credits per plan name; wins over `defaultPlanTrialCredits`. */
+  planTrialCredits: Record<string, number>;
+  /** Hold time to live when the caller gives 0, in milliseconds. */
+  holdTtlMs: number;
+  /** Longest hold time to live, in milliseconds; longer requests are capped. */
+  holdTtlMsMax: number;
+  /** Largest single grant or hold, in credits. */
+  creditAmountMax: bigint;
 }
 
-/** Checks a new password's length in characters (code points) and that it has no NUL. Throws `validation`. */
+// PostgreSQL text cannot hold a NUL, so no password may contain one; any other character (a
+// tab, an emoji, even another control character) may be part of a password, which is why the
+// platform's identifier and text rules do not apply here.
+const NUL = "\u0000";
+
+/** Password length in characters (code points, so an emoji counts once). */
+const passwordLength = (password: string): number => [...password].length;
+
+/** Checks a new password's length in characters and that it has no NUL. Throws `validation`. */
 export function validatePassword(password: string): void {
-  if (containsNul(password)) throw validationError("password must not contain NUL characters", { field: "password" });
-  const length = [...password].length;
+  if (password.includes(NUL)) throw validationError("password must not contain NUL characters", { field: "password" });
+  const length = passwordLength(password);
   if (length < PASSWORD_LENGTH_MIN || length > PASSWORD_LENGTH_MAX) {
     throw validationError(`password must be ${PASSWORD_LENGTH_MIN} to ${PASSWORD_LENGTH_MAX} characters`, {
       field: "password",
@@ -49,8 +62,16 @@ export function validatePassword(password: string): void {
 }
 
 /**
+ * False when `password` cannot be any stored password (too long, or with a NUL), so sign-in
+ * can refuse it before hashing: argon2 over megabytes would be a cheap denial of service.
+ */
+export const couldBeStoredPassword = (password: string): boolean =>
+  !password.includes(NUL) && passwordLength(password) <= PASSWORD_LENGTH_MAX;
+
+/**
  * Trial credits a new account of `plan` receives: the plan's entry in `planTrialCredits`,
- * else `defaultPlanTrialCredits` for the default plan. An unknown plan is a `validation` error.
+ * else `defaultPlanTrialCredits` for the default plan. An unknown plan is a `validation` error
+ * (details: the known plans).
  */
 export function trialCreditsForPlan(
   plan: string,
@@ -65,7 +86,7 @@ export function trialCreditsForPlan(
 
 /**
  * The hold's time to live in milliseconds: 0 means `defaultMs`; longer than `maxMs` is capped
- * to `maxMs` (requirements: "capped by HOLD_TTL_MS_MAX"); negative is a `validation` error.
+ * to `maxMs` (HOLD_TTL_MS_MAX); negative is a `validation` error.
  */
 export function resolveHoldTtlMs(requestedMs: bigint, defaultMs: number, maxMs: number): number {
   if (requestedMs < 0n) throw validationError("ttl_ms must not be negative", { field: "ttl_ms" });
@@ -79,27 +100,6 @@ export function validatePositiveAmount(amount: bigint, field: string, max: bigin
   if (amount > max) throw validationError(`${field} must be at most ${max}`, { field, max });
 }
 
-/** A ledger page size: 0 means the default, otherwise 1..max. Throws `validation`. */
-export function resolveLedgerPageSize(pageSize: number): number {
-  if (pageSize === 0) return LEDGER_PAGE_SIZE_DEFAULT;
-  if (!Number.isInteger(pageSize) || pageSize < 1 || pageSize > LEDGER_PAGE_SIZE_MAX) {
-    throw validationError(`page_size must be 1..${LEDGER_PAGE_SIZE_MAX} (0 means ${LEDGER_PAGE_SIZE_DEFAULT})`, {
-      field: "page_size",
-    });
-  }
-  return pageSize;
-}
-
-/**
- * Checks a non-empty identifier-like string (e.g. a generation id) of at most `max` characters
- * without control characters.
- */
-export function validateRequiredText(value: string, field: string, max: number): void {
-  if (value.length === 0) throw validationError(`${field} is required`, { field });
-  if (value.length > max) throw validationError(`${field} must be at most ${max} characters`, { field });
-  if (CONTROL_CHARACTER.test(value)) throw validationError(`${field} must not contain control characters`, { field });
-}
-
 /** The error for an account that does not exist (or an id that cannot name one). */
 export const accountNotFound = (accountId: string) =>
   new DomainError("not_found", "account not found", { account_id: accountId });
@@ -107,6 +107,16 @@ export const accountNotFound = (accountId: string) =>
 /** The error for a hold that does not exist (or an id that cannot name one). */
 export const holdNotFound = (holdId: string) => new DomainError("not_found", "hold not found", { hold_id: holdId });
 
-/** Grant kinds a caller may create; also the set stored in the database. */
-export const GRANT_KINDS: readonly GrantKind[] = ["trial", "purchased", "promotional"];
-export const ROLES: readonly Role[] = ["user", "admin"];
+/** The error for a second hold of one generation (INV-3: one hold per generation). */
+export const generationConflict = (generationId: string) =>
+  new DomainError("conflict", "this generation already has a hold", { generation_id: generationId });
+
+/** The error for a registration with an email already taken. */
+export const emailConflict = () => new DomainError("conflict", "an account with this email already exists", { field: "email" });
+
+/** The one answer to a failed sign-in, alike for an unknown email and a wrong password. */
+export const signInFailed = () => new DomainError("unauthenticated", "email or password is wrong");
+
+/** INV-4: a replayed request_id whose first answer must not be handed to this caller. */
+export const requestIdReused = (requestId: string) =>
+  new DomainError("idempotency_key_reused", "this request_id was already used with different parameters", { request_id: requestId });

@@ -81,3 +81,88 @@ export interface LedgerEntry {
   heldAfter: bigint;
   createdAt: Date;
 }
+
+/** The balances stored on an account row, in credits. */
+export interface StoredBalances {
+  available: bigint;
+  held: bigint;
+  captured: bigint;
+  expired: bigint;
+}
+
+/** Sums of an account's grants: remaining credits by kind family and the total ever granted. */
+export interface GrantTotals {
+  trialRemaining: bigint;
+  tokenRemaining: bigint;
+  granted: bigint;
+}
+
+/** The balances the ledger's newest entry of an account records (INV-2). */
+export interface LedgerBalances {
+  balanceAfter: bigint;
+  heldAfter: bigint;
+}
+
+/**
+ * What one balance read sees, from ONE snapshot: the stored balances, the grants' totals and
+ * the newest ledger entry's balances (null when the account has no entry yet).
+ */
+export interface BalanceSnapshot {
+  stored: StoredBalances;
+  totals: GrantTotals;
+  lastEntry: LedgerBalances | null;
+}
+
+/** An account with its sign-in credential (never leaves the service). */
+export interface Credentials {
+  account: Account;
+  /** argon2id PHC string. */
+  passwordHash: string;
+}
+
+/** A movement to record: signed balance changes and the balances after them (INV-2, INV-8). */
+export interface NewLedgerEntry {
+  id: string;
+  accountId: string;
+  kind: LedgerEntryKind;
+  /** Signed change of available credits. */
+  amount: bigint;
+  heldChange: bigint;
+  capturedChange: bigint;
+  expiredChange: bigint;
+  grantKind: GrantKind | null;
+  grantId: string | null;
+  holdId: string | null;
+  generationId: string | null;
+  reason: string | null;
+  balanceAfter: bigint;
+  heldAfter: bigint;
+}
+
+/** A ledger entry with its keyset position (the adapter's order; never leaves the service). */
+export type PositionedLedgerEntry = LedgerEntry & { position: bigint };
+
+/** An account with its balance, as CreateAccount answers. */
+export interface AccountWithBalance {
+  account: Account;
+  balance: Balance;
+}
+
+/** A grant with the account's balance after it, as CreateGrant answers. */
+export interface GrantWithBalance {
+  grant: Grant;
+  balance: Balance;
+}
+
+/** A hold with the account's balance after its movement, as CreateHold, CaptureHold and ReleaseHold answer. */
+export interface HoldWithBalance {
+  hold: Hold;
+  balance: Balance;
+}
+
+/** One page of an account's ledger, newest first. */
+export interface LedgerPage {
+  entries: LedgerEntry[];
+  /** Empty when there is no further page. */
+  nextPageToken: string;
+}

@@ -5,9 +5,9 @@ import { IDEMPOTENCY_TABLE_SQL } from "@tally/platform";
  * The credits schema: accounts with their balances, grants, holds with the grants they took
  * from (hold_allocations), the immutable ledger and the idempotency store.
  *
- * Balances live on `accounts` so that a hold is one conditional UPDATE (DESIGN.md: "a
- * conditional UPDATE ... WHERE available >= $1 at READ COMMITTED is atomic"); CHECKs make a
- * negative balance impossible even for a bug, and the ledger refuses UPDATE and DELETE.
+ * Balances live on `accounts` so that a hold is one conditional UPDATE (INV-1: a conditional
+ * UPDATE … WHERE available >= n at READ COMMITTED is atomic); CHECKs make a negative balance
+ * impossible even for a bug, and the ledger refuses UPDATE and DELETE (INV-8).
  */
 export class Migration20261121000001 extends Migration {
   override async up(): Promise<void> {
@@ -61,7 +61,7 @@ export class Migration20261121000001 extends Migration {
         CHECK (trial_amount + purchased_amount = amount),
         CHECK ((status = 'active') = (ended_at IS NULL))
       )`);
-    // One hold per generation (DESIGN.md invariant 3).
+    // One hold per generation (INV-3).
     this.addSql("CREATE UNIQUE INDEX holds_generation_id_key ON holds (generation_id)");
     this.addSql("CREATE INDEX holds_account_id ON holds (account_id)");
     // What the expiry sweeper scans: only active holds, by deadline.

@@ -1,0 +1,139 @@
+/**
+ * Accounts in SQL: the row, its credential and its stored balances. Balances change only
+ * through the atomic UPDATEs here (INV-1); the schema's CHECKs refuse a negative balance even
+ * for a bug.
+ */
+import assert from "node:assert/strict";
+import { isUniqueViolation, toBigInt, type Sql } from "@tally/platform";
+import type { AccountStore, BalanceChange } from "../domain/ports";
+import { emailConflict } from "../domain/rules";
+import type { Account, Credentials, Role, StoredBalances } from "../domain/types";
+
+interface AccountRow {
+  id: string;
+  email: string;
+  plan: string;
+  role: Role;
+  created_at: Date;
+  last_login_at: Date | null;
+  current_period_start: Date;
+}
+
+const ACCOUNT_COLUMNS = "id, email, plan, role, created_at, last_login_at, current_period_start";
+
+const toAccount = (row: AccountRow): Account => ({
+  id: row.id,
+  email: row.email,
+  plan: row.plan,
+  role: row.role,
+  createdAt: new Date(row.created_at),
+  lastLoginAt: row.last_login_at === null ? null : new Date(row.last_login_at),
+  currentPeriodStart: new Date(row.current_period_start),
+});
+
+/** The stored balance columns, as PostgreSQL returns int8 (decimal strings). */
+export interface BalancesRow {
+  available_credits: string;
+  held_credits: string;
+  captured_credits: string;
+  expired_credits: string;
+}
+
+export const BALANCE_COLUMNS = "available_credits, held_credits, captured_credits, expired_credits";
+
+export const toBalances = (row: BalancesRow): StoredBalances => ({
+  available: toBigInt(row.available_credits),
+  held: toBigInt(row.held_credits),
+  captured: toBigInt(row.captured_credits),
+  expired: toBigInt(row.expired_credits),
+});
+
+/** A PostgreSQL array literal of uuids (they contain no characters that need quoting). */
+export const uuidArray = (ids: readonly string[]) => `{${ids.join(",")}}`;
+
+/** The unique index that makes an email belong to one account. */
+const ACCOUNTS_EMAIL_KEY = "accounts_email_key";
+
+export class SqlAccountStore implements AccountStore {
+  constructor(private readonly sql: Sql) {}
+
+  async insert(account: { id: string; email: string; passwordHash: string; plan: string; role: Role }): Promise<Account> {
+    const row = await this.sql
+      .one<AccountRow>(
+        `INSERT INTO accounts (id, email, password_hash, plan, role, created_at, current_period_start)
+         VALUES (?::uuid, ?, ?, ?, ?, now(), now()) RETURNING ${ACCOUNT_COLUMNS}`,
+        [account.id, account.email, account.passwordHash, account.plan, account.role],
+      )
+      .catch((error: unknown) => {
+        // Two registrations of one email racing: the unique index decides, the loser gets conflict.
+        throw isUniqueViolation(error, ACCOUNTS_EMAIL_KEY) ? emailConflict() : error;
+      });
+    assert.ok(row, "INSERT … RETURNING returns the inserted account");
+    return toAccount(row);
+  }
+
+  async find(accountId: string): Promise<Account | null> {
+    const row = await this.sql.one<AccountRow>(`SELECT ${ACCOUNT_COLUMNS} FROM accounts WHERE id = ?::uuid`, [accountId]);
+    return row ? toAccount(row) : null;
+  }
+
+  async emailTaken(email: string): Promise<boolean> {
+    return (await this.sql.one("SELECT 1 FROM accounts WHERE email = ?", [email])) !== null;
+  }
+
+  async findPasswordHash(accountId: string): Promise<string | null> {
+    const row = await this.sql.one<{ password_hash: string }>("SELECT password_hash FROM accounts WHERE id = ?::uuid", [accountId]);
+    return row ? row.password_hash : null;
+  }
+
+  async findCredentials(email: string): Promise<Credentials | null> {
+    const row = await this.sql.one<AccountRow & { password_hash: string }>(
+      `SELECT ${ACCOUNT_COLUMNS}, password_hash FROM accounts WHERE email = ?`,
+      [email],
+    );
+    return row ? { account: toAccount(row), passwordHash: row.password_hash } : null;
+  }
+
+  async recordLogin(accountId: string): Promise<Account> {
+    const row = await this.sql.one<AccountRow>(
+      `UPDATE accounts SET last_login_at = clock_timestamp() WHERE id = ?::uuid RETURNING ${ACCOUNT_COLUMNS}`,
+      [accountId],
+    );
+    assert.ok(row, "accounts are never deleted: a signed-in account still exists");
+    return toAccount(row);
+  }
+
+  async reserveCredits(accountId: string, amount: bigint): Promise<StoredBalances | null> {
+    const row = await this.sql.one<BalancesRow>(
+      `UPDATE accounts SET available_credits = available_credits - ?::bigint, held_credits = held_credits + ?::bigint
+       WHERE id = ?::uuid AND available_credits >= ?::bigint RETURNING ${BALANCE_COLUMNS}`,
+      [amount, amount, accountId, amount],
+    );
+    return row ? toBalances(row) : null;
+  }
+
+  async changeBalances(accountId: string, change: BalanceChange): Promise<StoredBalances> {
+    const row = await this.sql.one<BalancesRow>(
+      `UPDATE accounts SET available_credits = available_credits + ?::bigint, held_credits = held_credits + ?::bigint,
+         captured_credits = captured_credits + ?::bigint, expired_credits = expired_credits + ?::bigint
+       WHERE id = ?::uuid RETURNING ${BALANCE_COLUMNS}`,
+      [change.available ?? 0n, change.held ?? 0n, change.captured ?? 0n, change.expired ?? 0n, accountId],
+    );
+    assert.ok(row, `INV-2: account ${accountId} cannot vanish inside its own movement (accounts are never deleted)`);
+    return toBalances(row);
+  }
+
+  async lock(accountId: string): Promise<StoredBalances | null> {
+    const row = await this.sql.one<BalancesRow>(`SELECT ${BALANCE_COLUMNS} FROM accounts WHERE id = ?::uuid FOR UPDATE`, [accountId]);
+    return row ? toBalances(row) : null;
+  }
+
+  async lockSkipLocked(accountIds: readonly string[]): Promise<string[]> {
+    if (accountIds.length === 0) return [];
+    const rows = await this.sql.query<{ id: string }>(
+      "SELECT id FROM accounts WHERE id = ANY(?::uuid[]) ORDER BY id FOR UPDATE SKIP LOCKED",
+      [uuidArray(accountIds)],
+    );
+    return rows.map((r) => r.id);
+  }
+}

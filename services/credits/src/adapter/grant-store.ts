@@ -1,0 +1,64 @@
+/** Grants in SQL: what an account was given and how much of each grant is left. */
+import assert from "node:assert/strict";
+import { toBigInt, type Sql } from "@tally/platform";
+import { GRANT_KIND_PRIORITY, type AllocatableGrant } from "../domain/allocation";
+import type { GrantStore } from "../domain/ports";
+import type { Grant, GrantKind } from "../domain/types";
+
+interface GrantRow {
+  id: string;
+  account_id: string;
+  kind: GrantKind;
+  amount: string;
+  remaining_amount: string;
+  expires_at: Date | null;
+  created_at: Date;
+}
+
+const GRANT_COLUMNS = "id, account_id, kind, amount, remaining_amount, expires_at, created_at";
+
+const toGrant = (row: GrantRow): Grant => ({
+  id: row.id,
+  accountId: row.account_id,
+  kind: row.kind,
+  amount: toBigInt(row.amount),
+  remainingAmount: toBigInt(row.remaining_amount),
+  expiresAt: row.expires_at === null ? null : new Date(row.expires_at),
+  createdAt: new Date(row.created_at),
+});
+
+export class SqlGrantStore implements GrantStore {
+  constructor(private readonly sql: Sql) {}
+
+  /** `created_at` is the statement's clock so that two grants made in one transaction still order by age. */
+  async insert(grant: { id: string; accountId: string; kind: GrantKind; amount: bigint; expiresAt: Date | null }): Promise<Grant> {
+    const row = await this.sql.one<GrantRow>(
+      `INSERT INTO grants (id, account_id, kind, priority, amount, remaining_amount, expires_at, created_at)
+       VALUES (?::uuid, ?::uuid, ?, ?, ?::bigint, ?::bigint, ?::timestamptz, clock_timestamp()) RETURNING ${GRANT_COLUMNS}`,
+      [grant.id, grant.accountId, grant.kind, GRANT_KIND_PRIORITY[grant.kind], grant.amount, grant.amount, grant.expiresAt],
+    );
+    assert.ok(row, "INSERT … RETURNING returns the inserted grant");
+    return toGrant(row);
+  }
+
+  /** In the order of domain/allocation.ts `compareForConsumption` (index grants_consumption_order). */
+  async lockForConsumption(accountId: string): Promise<AllocatableGrant[]> {
+    const rows = await this.sql.query<GrantRow>(
+      `SELECT ${GRANT_COLUMNS} FROM grants WHERE account_id = ?::uuid AND remaining_amount > 0
+       ORDER BY priority, expires_at NULLS LAST, created_at, id FOR UPDATE`,
+      [accountId],
+    );
+    return rows.map(toGrant);
+  }
+
+  async changeRemaining(deltas: readonly { grantId: string; delta: bigint }[]): Promise<void> {
+    if (deltas.length === 0) return;
+    const values = deltas.map(() => "(?::uuid, ?::bigint)").join(", ");
+    const changed = await this.sql.query<{ id: string }>(
+      `UPDATE grants AS g SET remaining_amount = g.remaining_amount + v.delta
+       FROM (VALUES ${values}) AS v (id, delta) WHERE g.id = v.id RETURNING g.id`,
+      deltas.flatMap((d) => [d.grantId, d.delta]),
+    );
+    assert.equal(changed.length, deltas.length, "INV-2: every hold allocation names an existing grant (grants are never deleted)");
+  }
+}

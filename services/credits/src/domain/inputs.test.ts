@@ -1,0 +1,80 @@
+import {
+  parseAuthenticateInput,
+  parseCaptureHoldInput,
+  parseCreateAccountInput,
+  parseCreateGrantInput,
+  parseCreateHoldInput,
+  parseListLedgerEntriesInput,
+  parseReleaseHoldInput,
+} from "./inputs";
+import { encodeLedgerCursor } from "./ledger-cursor";
+import type { CreditsRules } from "./rules";
+
+const rules: CreditsRules = {
+  defaultPlan: "free",
+  defaultPlanTrialCredits: 10,
+  planTrialCredits: { pro: 0 },
+  holdTtlMs: 60_000,
+  holdTtlMsMax: 120_000,
+  creditAmountMax: 1_000n,
+};
+const accountId = "7B0E1F9A-3C1D-4C59-9D59-0D3A3C5A1E11";
+const reason = (fn: () => unknown) => {
+  try {
+    fn();
+  } catch (error) {
+    return (error as { reason?: string }).reason;
+  }
+  return "accepted";
+};
+
+describe("request parsers", () => {
+  it("normalizes a registration and resolves its plan's trial credits", () => {
+    const input = parseCreateAccountInput({ requestId: "r", email: " Ada@Example.COM ", password: "12345678", plan: " ", role: "user" }, rules);
+    expect(input).toEqual({ requestId: "r", email: "ada@example.com", password: "12345678", plan: "free", role: "user", trialCredits: 10n });
+    expect(reason(() => parseCreateAccountInput({ ...input, plan: "gold" }, rules))).toBe("validation");
+  });
+
+  it("answers sign-in input no stored account can have with unauthenticated", () => {
+    const ok = { requestId: "r", email: "ada@example.com", password: "12345678" };
+    expect(parseAuthenticateInput({ ...ok, email: " ADA@example.com" }).email).toBe("ada@example.com");
+    expect(reason(() => parseAuthenticateInput({ ...ok, email: " " }))).toBe("validation");
+    expect(reason(() => parseAuthenticateInput({ ...ok, password: "" }))).toBe("validation");
+    expect(reason(() => parseAuthenticateInput({ ...ok, email: "a\u0000@example.com" }))).toBe("unauthenticated");
+    expect(reason(() => parseAuthenticateInput({ ...ok, password: "x".repeat(257) }))).toBe("unauthenticated");
+  });
+
+  it("checks grants: amount, future expiry, then the account id", () => {
+    const ok = { requestId: "r", accountId, kind: "purchased" as const, amount: 5n, expiresAt: null };
+    expect(parseCreateGrantInput(ok, rules).accountId).toBe(accountId.toLowerCase());
+    expect(reason(() => parseCreateGrantInput({ ...ok, amount: 1_001n }, rules))).toBe("validation");
+    expect(reason(() => parseCreateGrantInput({ ...ok, expiresAt: new Date(0) }, rules))).toBe("validation");
+    expect(reason(() => parseCreateGrantInput({ ...ok, accountId: "nope" }, rules))).toBe("not_found");
+  });
+
+  it("checks holds and keeps the requested time to live for the fingerprint", () => {
+    const ok = { requestId: "r", accountId, generationId: "g", amount: 5n, ttlMs: 10n ** 9n };
+    expect(parseCreateHoldInput(ok, rules)).toMatchObject({ ttlMs: 120_000, requestedTtlMs: 10n ** 9n });
+    expect(reason(() => parseCreateHoldInput({ ...ok, generationId: "g\u0007" }, rules))).toBe("validation");
+    expect(reason(() => parseCreateHoldInput({ ...ok, accountId: "" }, rules))).toBe("not_found");
+  });
+
+  it("checks captures and releases", () => {
+    expect(parseCaptureHoldInput({ requestId: "r", holdId: accountId, amount: undefined }).amount).toBeNull();
+    expect(reason(() => parseCaptureHoldInput({ requestId: "r", holdId: accountId, amount: 0n }))).toBe("validation");
+    expect(parseReleaseHoldInput({ requestId: "r", holdId: accountId, reason: "  " }).reason).toBe("released");
+    expect(reason(() => parseReleaseHoldInput({ requestId: "r", holdId: accountId, reason: "x".repeat(201) }))).toBe("validation");
+    expect(reason(() => parseReleaseHoldInput({ requestId: "r", holdId: "x", reason: "" }))).toBe("not_found");
+  });
+
+  it("checks ledger listings and their tokens", () => {
+    const token = encodeLedgerCursor({ accountId: accountId.toLowerCase(), position: 9n });
+    expect(parseListLedgerEntriesInput({ accountId, pageSize: 0, pageToken: token })).toEqual({
+      accountId: accountId.toLowerCase(),
+      pageSize: 20,
+      cursor: { accountId: accountId.toLowerCase(), position: 9n },
+    });
+    expect(reason(() => parseListLedgerEntriesInput({ accountId, pageSize: 101, pageToken: "" }))).toBe("validation");
+    expect(reason(() => parseListLedgerEntriesInput({ accountId: "x", pageSize: 0, pageToken: "" }))).toBe("not_found");
+  });
+});

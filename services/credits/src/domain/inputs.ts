@@ -1,0 +1,225 @@
+/**
+ * Every request the credits service takes, checked once here: each `parse<Operation>Input`
+ * turns the raw request (domain-typed, not yet checked) into a checked input or throws the
+ * DomainError the caller sees (INV-7). The services take only checked inputs. The
+ * `request_id` itself is checked by platform `runIdempotent` (INV-4), after these.
+ */
+import {
+  EMAIL_LENGTH_MAX,
+  hasControlCharacter,
+  normalizeEmail,
+  parseEmail,
+  requireText,
+  requireUuid,
+  resolvePageSize,
+  validationError,
+} from "@tally/platform";
+import { decodeLedgerCursor, type LedgerCursor } from "./ledger-cursor";
+import {
+  accountNotFound,
+  couldBeStoredPassword,
+  GENERATION_ID_LENGTH_MAX,
+  holdNotFound,
+  RELEASE_REASON_DEFAULT,
+  RELEASE_REASON_LENGTH_MAX,
+  resolveHoldTtlMs,
+  signInFailed,
+  trialCreditsForPlan,
+  validatePassword,
+  validatePositiveAmount,
+  type CreditsRules,
+} from "./rules";
+import type { GrantKind, Role } from "./types";
+
+/**
+ * Checks an account id. Errors: `not_found` for one that is no UUID (it can name no account).
+ * Returns it lower-cased, the one form ids are stored in.
+ */
+export const parseAccountId = (raw: string): string => requireUuid(raw, () => accountNotFound(raw));
+
+export interface CreateAccountRequest {
+  requestId: string;
+  email: string;
+  password: string;
+  /** Empty means the default plan. */
+  plan: string;
+  role: Role;
+}
+
+export interface CreateAccountInput {
+  requestId: string;
+  /** Trimmed, lower-cased and well-formed. */
+  email: string;
+  /** 8..256 characters without NUL. */
+  password: string;
+  /** A known plan (the default one when the request named none). */
+  plan: string;
+  role: Role;
+  /** Credits of the trial grant the account starts with (0: none). */
+  trialCredits: bigint;
+}
+
+/**
+ * Checks a registration. Errors: `validation` for the email, the password (8..256 characters,
+ * no NUL) or an unknown plan (details: the known plans), in that order.
+ */
+export function parseCreateAccountInput(raw: CreateAccountRequest, rules: CreditsRules): CreateAccountInput {
+  const email = parseEmail(raw.email);
+  validatePassword(raw.password);
+  const plan = raw.plan.trim() || rules.defaultPlan;
+  const trialCredits = trialCreditsForPlan(plan, rules);
+  return { requestId: raw.requestId, email, password: raw.password, plan, role: raw.role, trialCredits };
+}
+
+export interface AuthenticateRequest {
+  requestId: string;
+  email: string;
+  password: string;
+}
+
+/** A sign-in whose email is normalized and whose credentials could match a stored account. */
+export type AuthenticateInput = AuthenticateRequest;
+
+/**
+ * Checks a sign-in. Errors: `validation` for an empty email or password; `unauthenticated`
+ * (the same answer as a wrong password) for input no stored account can have: an email over
+ * EMAIL_LENGTH_MAX or with a control character, a password over 256 characters or with a NUL.
+ * Refusing those here keeps NULs away from PostgreSQL and megabytes away from argon2.
+ */
+export function parseAuthenticateInput(raw: AuthenticateRequest): AuthenticateInput {
+  const email = normalizeEmail(raw.email);
+  if (email.length === 0) throw validationError("email is required", { field: "email" });
+  if (raw.password.length === 0) throw validationError("password is required", { field: "password" });
+  if (email.length > EMAIL_LENGTH_MAX || hasControlCharacter(email, "identifier") || !couldBeStoredPassword(raw.password)) {
+    throw signInFailed();
+  }
+  return { requestId: raw.requestId, email, password: raw.password };
+}
+
+export interface CreateGrantRequest {
+  requestId: string;
+  accountId: string;
+  kind: GrantKind;
+  /** In credits. */
+  amount: bigint;
+  /** Null: the grant does not expire. */
+  expiresAt: Date | null;
+}
+
+/** A grant request with an amount in 1..CREDIT_AMOUNT_MAX, a future expiry and a UUID account id. */
+export type CreateGrantInput = CreateGrantRequest;
+
+/**
+ * Checks a grant. Errors: `validation` (amount 1..`rules.creditAmountMax`, expiry not in the
+ * future), `not_found` for an account id that is no UUID.
+ */
+export function parseCreateGrantInput(raw: CreateGrantRequest, rules: Pick<CreditsRules, "creditAmountMax">, nowMs = Date.now()): CreateGrantInput {
+  validatePositiveAmount(raw.amount, "amount", rules.creditAmountMax);
+  if (raw.expiresAt !== null && raw.expiresAt.getTime() <= nowMs) {
+    throw validationError("expires_at must be in the future", { field: "expires_at" });
+  }
+  const accountId = parseAccountId(raw.accountId);
+  return { ...raw, accountId };
+}
+
+export interface CreateHoldRequest {
+  requestId: string;
+  accountId: string;
+  generationId: string;
+  /** In credits. */
+  amount: bigint;
+  /** Requested time to live in milliseconds; 0 means HOLD_TTL_MS. */
+  ttlMs: bigint;
+}
+
+export interface CreateHoldInput {
+  requestId: string;
+  accountId: string;
+  generationId: string;
+  amount: bigint;
+  /** The time to live the hold gets (defaulted and capped), in milliseconds. */
+  ttlMs: number;
+  /** The time to live as asked for (part of the idempotency fingerprint), in milliseconds. */
+  requestedTtlMs: bigint;
+}
+
+/**
+ * Checks a hold. Errors: `validation` (generation_id 1..200 characters without control
+ * characters, amount 1..CREDIT_AMOUNT_MAX, negative ttl_ms), `not_found` for an account id that
+ * is no UUID.
+ */
+export function parseCreateHoldInput(raw: CreateHoldRequest, rules: CreditsRules): CreateHoldInput {
+  requireText(raw.generationId, "generation_id", { lengthMax: GENERATION_ID_LENGTH_MAX, kind: "identifier" });
+  validatePositiveAmount(raw.amount, "amount", rules.creditAmountMax);
+  const ttlMs = resolveHoldTtlMs(raw.ttlMs, rules.holdTtlMs, rules.holdTtlMsMax);
+  const accountId = parseAccountId(raw.accountId);
+  return { requestId: raw.requestId, accountId, generationId: raw.generationId, amount: raw.amount, ttlMs, requestedTtlMs: raw.ttlMs };
+}
+
+export interface CaptureHoldRequest {
+  requestId: string;
+  holdId: string;
+  /** Credits to charge; undefined charges the whole hold. */
+  amount: bigint | undefined;
+}
+
+export interface CaptureHoldInput {
+  requestId: string;
+  holdId: string;
+  /** Credits to charge (> 0); null charges the whole hold. */
+  amount: bigint | null;
+}
+
+/** Checks a capture. Errors: `validation` (amount not > 0), `not_found` for a hold id that is no UUID. */
+export function parseCaptureHoldInput(raw: CaptureHoldRequest): CaptureHoldInput {
+  if (raw.amount !== undefined && raw.amount <= 0n) {
+    throw validationError("amount must be greater than 0 (release the hold to charge nothing)", { field: "amount" });
+  }
+  const holdId = requireUuid(raw.holdId, () => holdNotFound(raw.holdId));
+  return { requestId: raw.requestId, holdId, amount: raw.amount ?? null };
+}
+
+export interface ReleaseHoldRequest {
+  requestId: string;
+  holdId: string;
+  /** Why; empty means "released". */
+  reason: string;
+}
+
+export type ReleaseHoldInput = ReleaseHoldRequest;
+
+/**
+ * Checks a release. Errors: `validation` (reason over 200 characters or with a control
+ * character other than tab and line breaks), `not_found` for a hold id that is no UUID.
+ */
+export function parseReleaseHoldInput(raw: ReleaseHoldRequest): ReleaseHoldInput {
+  const reason = requireText(raw.reason.trim() || RELEASE_REASON_DEFAULT, "reason", { lengthMax: RELEASE_REASON_LENGTH_MAX, kind: "text" });
+  const holdId = requireUuid(raw.holdId, () => holdNotFound(raw.holdId));
+  return { requestId: raw.requestId, holdId, reason };
+}
+
+export interface ListLedgerEntriesRequest {
+  accountId: string;
+  /** 0 means 20, else 1..100. */
+  pageSize: number;
+  /** Empty for the first page, else a `next_page_token` this listing returned. */
+  pageToken: string;
+}
+
+export interface ListLedgerEntriesInput {
+  accountId: string;
+  pageSize: number;
+  /** Null for the first page. */
+  cursor: LedgerCursor | null;
+}
+
+/**
+ * Checks a ledger listing. Errors: `validation` (page size, a token not issued for this
+ * account), `not_found` for an account id that is no UUID.
+ */
+export function parseListLedgerEntriesInput(raw: ListLedgerEntriesRequest): ListLedgerEntriesInput {
+  const pageSize = resolvePageSize(raw.pageSize);
+  const accountId = parseAccountId(raw.accountId);
+  const cursor = raw.pageToken ? decodeLedgerCursor(raw.pageToken, accountId) : null;
+  return { accountId, pageSize, cursor };
+}

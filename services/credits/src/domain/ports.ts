@@ -1,0 +1,113 @@
+/**
+ * The stores the credits rules need, in domain terms. The adapter implements them in SQL
+ * (`src/adapter/*-store.ts`); a `CreditsUnitOfWork` binds them to one transaction, or to none
+ * for plain reads. Every method runs on the transaction its store is bound to.
+ */
+import type { IdempotencyStore, UnitOfWork } from "@tally/platform";
+import type { AllocatableGrant, Allocation } from "./allocation";
+import type {
+  Account,
+  BalanceSnapshot,
+  Credentials,
+  Grant,
+  GrantKind,
+  Hold,
+  HoldStatus,
+  NewLedgerEntry,
+  PositionedLedgerEntry,
+  Role,
+  StoredBalances,
+} from "./types";
+
+/** A signed change of each stored balance (absent: no change). */
+export interface BalanceChange {
+  available?: bigint;
+  held?: bigint;
+  captured?: bigint;
+  expired?: bigint;
+}
+
+export interface AccountStore {
+  /**
+   * Inserts an account with zero balances; its billing period starts at its creation. Throws
+   * `conflict` (`emailConflict`) when the email is taken.
+   */
+  insert(account: { id: string; email: string; passwordHash: string; plan: string; role: Role }): Promise<Account>;
+  find(accountId: string): Promise<Account | null>;
+  emailTaken(email: string): Promise<boolean>;
+  /** The password hash of an account, by id (null when there is no such account). */
+  findPasswordHash(accountId: string): Promise<string | null>;
+  /** The account and its password hash, by normalized email. */
+  findCredentials(email: string): Promise<Credentials | null>;
+  /** Sets `last_login_at` to now and returns the account. */
+  recordLogin(accountId: string): Promise<Account>;
+  /**
+   * INV-1: moves `amount` from available to held if, and only if, that much is available, in
+   * one atomic conditional statement that also locks the account row. Null when the account
+   * is missing or short of credits.
+   */
+  reserveCredits(accountId: string, amount: bigint): Promise<StoredBalances | null>;
+  /** Adds signed changes to the balances (the schema refuses any negative result) and returns them. */
+  changeBalances(accountId: string, change: BalanceChange): Promise<StoredBalances>;
+  /** Locks the account row (first in the lock order of INV-9). Null when missing. */
+  lock(accountId: string): Promise<StoredBalances | null>;
+  /** Locks those of `accountIds` nobody holds now, in id order (SKIP LOCKED); returns them. */
+  lockSkipLocked(accountIds: readonly string[]): Promise<string[]>;
+}
+
+export interface GrantStore {
+  /** Inserts a grant with all of it remaining. */
+  insert(grant: { id: string; accountId: string; kind: GrantKind; amount: bigint; expiresAt: Date | null }): Promise<Grant>;
+  /** Locks the account's grants that have credits left, in consumption order. */
+  lockForConsumption(accountId: string): Promise<AllocatableGrant[]>;
+  /** Adds signed `delta`s to grants' remaining credits (the schema keeps 0 <= remaining <= amount). */
+  changeRemaining(deltas: readonly { grantId: string; delta: bigint }[]): Promise<void>;
+}
+
+export interface HoldStore {
+  /** The hold paying for `generationId`, if any. */
+  findIdByGeneration(generationId: string): Promise<string | null>;
+  /**
+   * Inserts an active hold expiring `ttlMs` after now, with the grants it took from. Throws
+   * `conflict` (`generationConflict`) when the generation already has a hold (INV-3).
+   */
+  insert(
+    hold: { id: string; accountId: string; generationId: string; amount: bigint; trialAmount: bigint; tokenAmount: bigint; ttlMs: number },
+    allocations: readonly Allocation[],
+  ): Promise<Hold>;
+  /** The account a hold belongs to, without a lock (INV-9: the account is locked first). */
+  findAccountId(holdId: string): Promise<string | null>;
+  /** Locks a hold row (second in the lock order of INV-9). */
+  lock(holdId: string): Promise<Hold | null>;
+  /** The grants a hold took from, in the order it took them. */
+  readAllocations(holdId: string): Promise<Allocation[]>;
+  /** Ends an active hold (locked by this transaction) as captured, released or expired. */
+  end(holdId: string, end: { status: Exclude<HoldStatus, "active">; capturedAmount: bigint; reason: string | null }): Promise<Hold>;
+  /** Accounts with active holds past their deadline, at most `limit` holds' worth (no lock). */
+  findAccountsWithExpired(limit: number): Promise<string[]>;
+  /** Locks up to `limit` active holds past their deadline of `accountIds` (already locked). */
+  lockExpired(accountIds: readonly string[], limit: number): Promise<Hold[]>;
+}
+
+export interface LedgerStore {
+  /** Appends an entry; entries are never changed or deleted (INV-8). */
+  insert(entry: NewLedgerEntry): Promise<void>;
+  /** Up to `limit` entries of an account, newest first, strictly below `beforePosition` when given. */
+  list(accountId: string, beforePosition: bigint | null, limit: number): Promise<PositionedLedgerEntry[]>;
+  /**
+   * The stored balances, the grants' totals and the newest ledger entry's balances of an
+   * account, read in ONE statement (one snapshot even outside a transaction). Null when the
+   * account does not exist.
+   */
+  readBalanceSnapshot(accountId: string): Promise<BalanceSnapshot | null>;
+}
+
+export interface CreditsStores {
+  accounts: AccountStore;
+  grants: GrantStore;
+  holds: HoldStore;
+  ledger: LedgerStore;
+  idempotency: IdempotencyStore;
+}
+
+export type CreditsUnitOfWork = UnitOfWork<CreditsStores>;

@@ -1,0 +1,161 @@
+/**
+ * Proto ⇄ domain for `tally.credits.v1`: the only place (with handlers.ts) where proto types
+ * meet the credits domain. Requests become the domain's raw requests (checked by
+ * domain/inputs.ts); enum values the domain does not know are `validation` errors here.
+ */
+import { credits } from "@tally/contracts";
+import { validationError } from "@tally/platform";
+import type {
+  CaptureHoldRequest,
+  CreateAccountRequest,
+  CreateGrantRequest,
+  CreateHoldRequest,
+  ReleaseHoldRequest,
+} from "../domain/inputs";
+import type { Account, Balance, Grant, GrantKind, Hold, HoldStatus, HoldWithBalance, LedgerEntry, LedgerEntryKind, Role } from "../domain/types";
+
+// ---------------------------------------------------------------- proto → domain
+
+/** ROLE_UNSPECIFIED means user. Errors: `validation` (field `role`) for any other unknown value. */
+export function roleFromProto(role: credits.Role): Role {
+  switch (role) {
+    case credits.Role.ROLE_UNSPECIFIED:
+    case credits.Role.ROLE_USER:
+      return "user";
+    case credits.Role.ROLE_ADMIN:
+      return "admin";
+    default:
+      throw validationError("role must be ROLE_USER or ROLE_ADMIN", { field: "role" });
+  }
+}
+
+/** Errors: `validation` (field `kind`) for GRANT_KIND_UNSPECIFIED or an unknown value. */
+export function grantKindFromProto(kind: credits.GrantKind): GrantKind {
+  switch (kind) {
+    case credits.GrantKind.GRANT_KIND_TRIAL:
+      return "trial";
+    case credits.GrantKind.GRANT_KIND_PURCHASED:
+      return "purchased";
+    case credits.GrantKind.GRANT_KIND_PROMOTIONAL:
+      return "promotional";
+    default:
+      throw validationError("kind must be trial, purchased or promotional", { field: "kind" });
+  }
+}
+
+export const createAccountRequestFromProto = (req: credits.CreateAccountRequest): CreateAccountRequest => ({
+  requestId: req.requestId,
+  email: req.email,
+  password: req.password,
+  plan: req.plan,
+  role: roleFromProto(req.role),
+});
+
+export const createGrantRequestFromProto = (req: credits.CreateGrantRequest): CreateGrantRequest => ({
+  requestId: req.requestId,
+  accountId: req.accountId,
+  kind: grantKindFromProto(req.kind),
+  amount: req.amount,
+  expiresAt: req.expiresAt ?? null,
+});
+
+export const createHoldRequestFromProto = (req: credits.CreateHoldRequest): CreateHoldRequest => ({
+  requestId: req.requestId,
+  accountId: req.accountId,
+  generationId: req.generationId,
+  amount: req.amount,
+  ttlMs: req.ttlMs,
+});
+
+/** An unset `amount` captures the whole hold. */
+export const captureHoldRequestFromProto = (req: credits.CaptureHoldRequest): CaptureHoldRequest => ({
+  requestId: req.requestId,
+  holdId: req.holdId,
+  amount: req.amount,
+});
+
+export const releaseHoldRequestFromProto = (req: credits.ReleaseHoldRequest): ReleaseHoldRequest => ({
+  requestId: req.requestId,
+  holdId: req.holdId,
+  reason: req.reason,
+});
+
+// ---------------------------------------------------------------- domain → proto
+
+const ROLE_TO_PROTO: Record<Role, credits.Role> = { user: credits.Role.ROLE_USER, admin: credits.Role.ROLE_ADMIN };
+const GRANT_KIND_TO_PROTO: Record<GrantKind, credits.GrantKind> = {
+  trial: credits.GrantKind.GRANT_KIND_TRIAL,
+  purchased: credits.GrantKind.GRANT_KIND_PURCHASED,
+  promotional: credits.GrantKind.GRANT_KIND_PROMOTIONAL,
+};
+const HOLD_STATUS_TO_PROTO: Record<HoldStatus, credits.HoldStatus> = {
+  active: credits.HoldStatus.HOLD_STATUS_ACTIVE,
+  captured: credits.HoldStatus.HOLD_STATUS_CAPTURED,
+  released: credits.HoldStatus.HOLD_STATUS_RELEASED,
+  expired: credits.HoldStatus.HOLD_STATUS_EXPIRED,
+};
+const LEDGER_KIND_TO_PROTO: Record<LedgerEntryKind, credits.LedgerEntryKind> = {
+  grant: credits.LedgerEntryKind.LEDGER_ENTRY_KIND_GRANT,
+  hold: credits.LedgerEntryKind.LEDGER_ENTRY_KIND_HOLD,
+  capture: credits.LedgerEntryKind.LEDGER_ENTRY_KIND_CAPTURE,
+  release: credits.LedgerEntryKind.LEDGER_ENTRY_KIND_RELEASE,
+  expiry: credits.LedgerEntryKind.LEDGER_ENTRY_KIND_EXPIRY,
+  adjustment: credits.LedgerEntryKind.LEDGER_ENTRY_KIND_ADJUSTMENT,
+};
+
+export const accountToProto = (a: Account): credits.Account => ({
+  id: a.id,
+  email: a.email,
+  plan: a.plan,
+  role: ROLE_TO_PROTO[a.role],
+  createdAt: a.createdAt,
+  lastLoginAt: a.lastLoginAt ?? undefined,
+  currentPeriodStart: a.currentPeriodStart,
+});
+
+export const balanceToProto = (b: Balance): credits.Balance => ({
+  trialCredits: b.trialCredits,
+  tokenCredits: b.tokenCredits,
+  heldCredits: b.heldCredits,
+  availableCredits: b.availableCredits,
+});
+
+export const grantToProto = (g: Grant): credits.Grant => ({
+  id: g.id,
+  accountId: g.accountId,
+  kind: GRANT_KIND_TO_PROTO[g.kind],
+  amount: g.amount,
+  remainingAmount: g.remainingAmount,
+  expiresAt: g.expiresAt ?? undefined,
+  createdAt: g.createdAt,
+});
+
+export const holdToProto = (h: Hold): credits.Hold => ({
+  id: h.id,
+  accountId: h.accountId,
+  generationId: h.generationId,
+  status: HOLD_STATUS_TO_PROTO[h.status],
+  amount: h.amount,
+  trialAmount: h.trialAmount,
+  tokenAmount: h.tokenAmount,
+  capturedAmount: h.capturedAmount,
+  expiresAt: h.expiresAt,
+  createdAt: h.createdAt,
+  endedAt: h.endedAt ?? undefined,
+});
+
+/** CreateHold, CaptureHold and ReleaseHold answer alike: the hold and the balance after it. */
+export const holdWithBalanceToProto = (r: HoldWithBalance) => ({ hold: holdToProto(r.hold), balance: balanceToProto(r.balance) });
+
+export const ledgerEntryToProto = (e: LedgerEntry): credits.LedgerEntry => ({
+  id: e.id,
+  accountId: e.accountId,
+  kind: LEDGER_KIND_TO_PROTO[e.kind],
+  amount: e.amount,
+  grantKind: e.grantKind ? GRANT_KIND_TO_PROTO[e.grantKind] : credits.GrantKind.GRANT_KIND_UNSPECIFIED,
+  holdId: e.holdId ?? "",
+  generationId: e.generationId ?? "",
+  balanceAfter: e.balanceAfter,
+  heldAfter: e.heldAfter,
+  createdAt: e.createdAt,
+});

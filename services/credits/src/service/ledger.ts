@@ -1,0 +1,74 @@
+import assert from "node:assert/strict";
+import { encodeLedgerCursor } from "../domain/ledger-cursor";
+import { parseAccountId, parseListLedgerEntriesInput, type ListLedgerEntriesRequest } from "../domain/inputs";
+import type { CreditsStores, CreditsUnitOfWork } from "../domain/ports";
+import { accountNotFound } from "../domain/rules";
+import type { Balance, LedgerPage } from "../domain/types";
+
+/**
+ * The ledger and balance reads of the credits service. Every balance it returns has passed the
+ * INV-2 assertions (`readBalance`), so a broken conservation rule shows up as a failed call
+ * (and a logged bug) instead of a wrong number.
+ */
+export class LedgerService {
+  constructor(private readonly uow: CreditsUnitOfWork) {}
+
+  /**
+   * Lists an account's ledger entries newest first. `pageSize` 0 means 20, else 1..100;
+   * `pageToken` is empty or one this method returned for the same account. Errors:
+   * `validation` (page size, token), `not_found`.
+   */
+  async listLedgerEntries(request: ListLedgerEntriesRequest): Promise<LedgerPage> {
+    const { accountId, pageSize, cursor } = parseListLedgerEntriesInput(request);
+    return this.uow.withoutTransaction(async (stores) => {
+      if (!(await stores.accounts.find(accountId))) throw accountNotFound(accountId);
+      // One extra row says whether another page follows without a count query.
+      const rows = await stores.ledger.list(accountId, cursor?.position ?? null, pageSize + 1);
+      const page = rows.slice(0, pageSize);
+      const last = page.at(-1);
+      const nextPageToken = rows.length > pageSize && last ? encodeLedgerCursor({ accountId, position: last.position }) : "";
+      return { entries: page.map(({ position: _position, ...entry }) => entry), nextPageToken };
+    });
+  }
+
+  /** Reads an account's balance (INV-2 asserted). Errors: `not_found` for an unknown or malformed id. */
+  async getBalance(rawAccountId: string): Promise<Balance> {
+    const accountId = parseAccountId(rawAccountId);
+    return this.uow.withoutTransaction((stores) => this.readBalance(stores, accountId));
+  }
+
+  /**
+   * The balance from one consistent snapshot, on `stores` (inside the caller's transaction or
+   * not), asserting INV-2 on the way: the available balance equals the grants' remaining
+   * credits; everything granted is available, held, captured or expired; and the ledger's
+   * newest entry records the stored available and held credits. Errors: `not_found`.
+   */
+  async readBalance(stores: Pick<CreditsStores, "ledger">, accountId: string): Promise<Balance> {
+    const snapshot = await stores.ledger.readBalanceSnapshot(accountId);
+    if (!snapshot) throw accountNotFound(accountId);
+    const { stored, totals } = snapshot;
+    assert.equal(
+      totals.trialRemaining + totals.tokenRemaining,
+      stored.available,
+      `INV-2: account ${accountId}: available credits equal the grants' remaining credits`,
+    );
+    assert.equal(
+      totals.granted,
+      stored.available + stored.held + stored.captured + stored.expired,
+      `INV-2: account ${accountId}: everything granted is available, held, captured or expired`,
+    );
+    // An account without entries has never moved a credit: its balances are still zero.
+    const lastEntry = snapshot.lastEntry ?? { balanceAfter: 0n, heldAfter: 0n };
+    assert.deepEqual(
+      { available: lastEntry.balanceAfter, held: lastEntry.heldAfter },
+      { available: stored.available, held: stored.held },
+      `INV-2: the ledger's last entry records the stored balances (account ${accountId})`,
+    );
+    return {
+      trialCredits: totals.trialRemaining,
+      tokenCredits: totals.tokenRemaining,
+      heldCredits: stored.held,
+      availableCredits: stored.available,
+    };
+  }
+}
