@@ -2,7 +2,7 @@ import * as grpc from "@grpc/grpc-js";
 import { ERROR_REASONS } from "@tally/platform";
 import { GRPC_STATUS_TO_HTTP, httpStatusForCode, httpStatusForReason } from "./http-status";
 
-describe("gRPC → HTTP mapping (DESIGN.md, Errors)", () => {
+describe("gRPC → HTTP mapping (docs/errors.md)", () => {
   const expected: Record<string, number> = {
     OK: 200,
     CANCELLED: 499,
@@ -35,7 +35,7 @@ describe("gRPC → HTTP mapping (DESIGN.md, Errors)", () => {
     for (const code of codes) expect(GRPC_STATUS_TO_HTTP[code as grpc.status]).toEqual(expect.any(Number));
   });
 
-  it("maps every domain reason to the status DESIGN.md gives it", () => {
+  it("maps every domain reason to the status docs/errors.md gives it", () => {
     const byReason: Record<keyof typeof ERROR_REASONS, number> = {
       validation: 400,
       unauthenticated: 401,

@@ -2,9 +2,10 @@ import * as grpc from "@grpc/grpc-js";
 import { ERROR_REASONS, type ErrorReason } from "@tally/platform";
 
 /**
- * The one place where gRPC status codes become HTTP status codes (DESIGN.md, "Errors").
- * FAILED_PRECONDITION is 402 because the only precondition a client can fail is having enough
- * credits; the codes DESIGN.md does not name follow Google's HTTP mapping (google.rpc.Code).
+ * The one place where gRPC status codes become HTTP status codes (docs/errors.md gives the
+ * whole chain reason → gRPC → HTTP). FAILED_PRECONDITION is 402 because the only precondition
+ * a client can fail is having enough credits; the codes no reason uses follow Google's HTTP
+ * mapping (google.rpc.Code).
  */
 export const GRPC_STATUS_TO_HTTP: Readonly<Record<grpc.status, number>> = {
   [grpc.status.OK]: 200,

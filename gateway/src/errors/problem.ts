@@ -13,7 +13,7 @@ export interface ProblemDocument {
   title: string;
   status: number;
   detail: string;
-  /** The stable reason (DESIGN.md error table, or a gateway reason such as `payload_too_large`). */
+  /** The stable reason (a domain reason of docs/errors.md, or a gateway reason such as `payload_too_large`). */
   code: ProblemCode;
   instance?: string;
   trace_id?: string;
