@@ -1,6 +1,6 @@
 import * as grpc from "@grpc/grpc-js";
 import { ERROR_REASONS } from "@tally/platform";
-import { GRPC_STATUS_TO_HTTP, httpStatusForCode, httpStatusForReason } from "./http-status";
+import { GRPC_STATUS_TO_HTTP, httpStatusForCode, httpStatusForReason, PROBLEM_TITLES } from "./http-status";
 
 describe("gRPC → HTTP mapping (docs/errors.md)", () => {
   const expected: Record<string, number> = {
@@ -62,5 +62,21 @@ describe("gRPC → HTTP mapping (docs/errors.md)", () => {
     expect(httpStatusForCode("payload_too_large")).toBe(413);
     expect(httpStatusForCode("unsupported_media_type")).toBe(415);
     expect(httpStatusForCode("insufficient_credits")).toBe(402);
+  });
+
+  it("maps the codes of requests refused before any route runs, each with a title", () => {
+    const byCode = {
+      bad_request: 400,
+      bad_url: 400,
+      request_timeout: 408,
+      uri_too_long: 414,
+      expectation_failed: 417,
+      header_fields_too_large: 431,
+      method_not_allowed: 405,
+    } as const;
+    for (const [code, status] of Object.entries(byCode)) {
+      expect([code, httpStatusForCode(code as keyof typeof byCode)]).toEqual([code, status]);
+      expect(PROBLEM_TITLES[code as keyof typeof byCode]).toEqual(expect.any(String));
+    }
   });
 });
