@@ -63,7 +63,9 @@ describe("gRPC → HTTP mapping (docs/errors.md)", () => {
     expect(httpStatusForCode("unsupported_media_type")).toBe(415);
     expect(httpStatusForCode("insufficient_credits")).toBe(402);
   });
+});
 
+describe("the gateway's own codes (HTTP-only concerns)", () => {
   it("maps the codes of requests refused before any route runs, each with a title", () => {
     const byCode = {
       bad_request: 400,
