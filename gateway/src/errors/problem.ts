@@ -18,13 +18,6 @@ export interface ProblemDocument {
   [extension: string]: unknown;
 }
 
-/** What a client is told about failures on our side (their real messages go to the log). */
-const SERVER_FAILURE_DETAILS: Partial<Record<ProblemCode, string>> = {
-  unavailable: "a service this request needs is unavailable; try again later",
-  deadline_exceeded: "a service this request needs did not answer in time; try again later",
-  internal: "internal error",
-};
-
 /** Members a domain error's details may not overwrite. */
 const RESERVED_MEMBERS = new Set(["type", "title", "status", "detail", "code", "instance", "trace_id"]);
 
