@@ -6,7 +6,8 @@ import type { Logger } from "@tally/platform";
 import { AccessTokens } from "./auth/tokens";
 import { downstreamCaller, type GatewayClients } from "./clients";
 import type { GatewayConfig } from "./config";
-import { installProblemHandlers } from "./errors/problem";
+import { frameworkErrorHandler, installProblemHandlers, PATH_PARAMETER_LENGTH_MAX } from "./errors/handlers";
+import { clientErrorHandler, installTransportProblems } from "./errors/transport";
 import { installMetrics } from "./metrics";
 import { installRequestTracing } from "./tracing";
 import { accountRoutes } from "./routes/account";
@@ -21,15 +22,22 @@ import { opsRoutes } from "./routes/ops";
  * closes them after `app.close()`.
  */
 export async function buildGateway(config: GatewayConfig, clients: GatewayClients, logger: Logger): Promise<FastifyInstance> {
+  const typeBaseUri = config.PROBLEM_TYPE_BASE_URI;
   const app = Fastify({
     loggerInstance: logger as unknown as FastifyBaseLogger,
     bodyLimit: config.BODY_LIMIT_BYTES,
     trustProxy: config.TRUST_PROXY,
     requestIdHeader: "x-request-id",
+    // Errors raised before any route or hook runs go through the same mapper (errors/).
+    frameworkErrors: frameworkErrorHandler(typeBaseUri, logger),
+    clientErrorHandler: clientErrorHandler(typeBaseUri, logger),
+    routerOptions: { maxParamLength: PATH_PARAMETER_LENGTH_MAX },
+    http: { requireHostHeader: false },
   });
+  installTransportProblems(app.server, typeBaseUri);
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
-  installProblemHandlers(app, config.PROBLEM_TYPE_BASE_URI, logger);
+  installProblemHandlers(app, typeBaseUri, logger);
 
   // Bodyless POSTs (cancel) often still carry `Content-Type: application/json`; Fastify's
   // parser would answer 400 for the empty body, so an empty JSON body means "no body" here.

@@ -67,9 +67,10 @@ describe("authentication", () => {
   });
 });
 
+const post = (url: string, payload: unknown, headers: Record<string, string> = bearer(token)) =>
+  gateway.app.inject({ method: "POST", url, payload: payload as object, headers });
+
 describe("request validation", () => {
-  const post = (url: string, payload: unknown, headers: Record<string, string> = bearer(token)) =>
-    gateway.app.inject({ method: "POST", url, payload: payload as object, headers });
 
   it("names the missing field for photo without photo_url and address without address", async () => {
     const photo = expectProblem(await post("/v1/generations", { input_type: "photo", prompt: "x" }), 400, "validation");
@@ -128,6 +129,9 @@ describe("request validation", () => {
     }
   });
 
+});
+
+describe("request validation: query, path ids and what the framework refuses", () => {
   it("rejects limit and offset out of range, naming them", async () => {
     for (const [query, field] of [
       ["limit=0", "query.limit"],

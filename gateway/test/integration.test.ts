@@ -117,9 +117,12 @@ async function waitUntilEnded(token: string, id: string): Promise<Json> {
   }, 30_000, 100);
 }
 
+// Shared by the describe blocks below, which run in order: the first registers alice and
+// completes a generation, the later tests reuse them.
+let alice: { token: string; id: string };
+let completedId: string;
+
 describe("gateway against the real services", () => {
-  let alice: { token: string; id: string };
-  let completedId: string;
 
   it("registers, shows trial credits, runs generations to the end and serves their PNG output and stats", async () => {
     alice = await register(`alice-${suffix}@example.com`);
@@ -177,6 +180,9 @@ describe("gateway against the real services", () => {
     expect((await call("GET", "/v1/generations", { token: bob.token })).body).toEqual({ items: [], total: 0, limit: 20, offset: 0 });
   });
 
+});
+
+describe("gateway against the real services: bad input and anonymous idempotency", () => {
   it("answers bad input with 400 validation (404 for ids that are not UUIDs), never a 500", async () => {
     const bad: [string, string, unknown, number][] = [
       ["POST", "/v1/generations", { input_type: "photo", prompt: "x" }, 400],
@@ -229,6 +235,9 @@ describe("gateway against the real services", () => {
     expect(login.status).toBe(200);
   });
 
+});
+
+describe("gateway against the real services: idempotency, limits and outages", () => {
   it("replays an Idempotency-Key (same generation, one hold), refuses its reuse with another body, and answers 402 when credits run out", async () => {
     const key = { "idempotency-key": `create-${suffix}` };
     const before = (await call("GET", "/v1/credits/balance", { token: alice.token })).body;

@@ -1,8 +1,8 @@
 import * as grpc from "@grpc/grpc-js";
 import { ERROR_REASONS } from "@tally/platform";
-import { GRPC_STATUS_TO_HTTP, httpStatusForCode, httpStatusForReason } from "./http-status";
+import { GRPC_STATUS_TO_HTTP, httpStatusForCode, httpStatusForReason, PROBLEM_TITLES } from "./http-status";
 
-describe("gRPC → HTTP mapping (DESIGN.md, Errors)", () => {
+describe("gRPC → HTTP mapping (docs/errors.md)", () => {
   const expected: Record<string, number> = {
     OK: 200,
     CANCELLED: 499,
@@ -35,7 +35,7 @@ describe("gRPC → HTTP mapping (DESIGN.md, Errors)", () => {
     for (const code of codes) expect(GRPC_STATUS_TO_HTTP[code as grpc.status]).toEqual(expect.any(Number));
   });
 
-  it("maps every domain reason to the status DESIGN.md gives it", () => {
+  it("maps every domain reason to the status docs/errors.md gives it", () => {
     const byReason: Record<keyof typeof ERROR_REASONS, number> = {
       validation: 400,
       unauthenticated: 401,
@@ -62,5 +62,23 @@ describe("gRPC → HTTP mapping (DESIGN.md, Errors)", () => {
     expect(httpStatusForCode("payload_too_large")).toBe(413);
     expect(httpStatusForCode("unsupported_media_type")).toBe(415);
     expect(httpStatusForCode("insufficient_credits")).toBe(402);
+  });
+});
+
+describe("the gateway's own codes (HTTP-only concerns)", () => {
+  it("maps the codes of requests refused before any route runs, each with a title", () => {
+    const byCode = {
+      bad_request: 400,
+      bad_url: 400,
+      request_timeout: 408,
+      uri_too_long: 414,
+      expectation_failed: 417,
+      header_fields_too_large: 431,
+      method_not_allowed: 405,
+    } as const;
+    for (const [code, status] of Object.entries(byCode)) {
+      expect([code, httpStatusForCode(code as keyof typeof byCode)]).toEqual([code, status]);
+      expect(PROBLEM_TITLES[code as keyof typeof byCode]).toEqual(expect.any(String));
+    }
   });
 });

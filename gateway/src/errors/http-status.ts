@@ -2,9 +2,10 @@ import * as grpc from "@grpc/grpc-js";
 import { ERROR_REASONS, type ErrorReason } from "@tally/platform";
 
 /**
- * The one place where gRPC status codes become HTTP status codes (DESIGN.md, "Errors").
- * FAILED_PRECONDITION is 402 because the only precondition a client can fail is having enough
- * credits; the codes DESIGN.md does not name follow Google's HTTP mapping (google.rpc.Code).
+ * The one place where gRPC status codes become HTTP status codes (docs/errors.md gives the
+ * whole chain reason → gRPC → HTTP). FAILED_PRECONDITION is 402 because the only precondition
+ * a client can fail is having enough credits; the codes no reason uses follow Google's HTTP
+ * mapping (google.rpc.Code).
  */
 export const GRPC_STATUS_TO_HTTP: Readonly<Record<grpc.status, number>> = {
   [grpc.status.OK]: 200,
@@ -35,11 +36,26 @@ export function httpStatusForReason(reason: string): number {
   return code === undefined ? 500 : GRPC_STATUS_TO_HTTP[code];
 }
 
-/** Reasons the gateway itself answers with, beyond the domain's (HTTP-only concerns). */
+/**
+ * Reasons the gateway itself answers with, beyond the domain's: HTTP-only concerns, raised by
+ * Fastify (body, media type, URL) or by Node's HTTP parser before any route runs.
+ */
 export const GATEWAY_REASONS = {
   payload_too_large: 413,
   unsupported_media_type: 415,
   method_not_allowed: 405,
+  /** Not well-formed HTTP/1.1 (the parser refuses it: a control character in a header, a bad request line, no Host). */
+  bad_request: 400,
+  /** The path is not valid percent-encoded UTF-8 (e.g. `%ZZ`). */
+  bad_url: 400,
+  /** The request's head did not arrive in time. */
+  request_timeout: 408,
+  /** A path segment is longer than any route accepts. */
+  uri_too_long: 414,
+  /** An `Expect` header other than `100-continue`. */
+  expectation_failed: 417,
+  /** The request line and headers together exceed the server's limit (16 KiB). */
+  header_fields_too_large: 431,
 } as const;
 
 export type GatewayReason = keyof typeof GATEWAY_REASONS;
@@ -67,6 +83,12 @@ export const PROBLEM_TITLES: Readonly<Record<ProblemCode, string>> = {
   payload_too_large: "Payload too large",
   unsupported_media_type: "Unsupported media type",
   method_not_allowed: "Method not allowed",
+  bad_request: "Malformed request",
+  bad_url: "Malformed URL",
+  request_timeout: "Request timeout",
+  uri_too_long: "URI too long",
+  expectation_failed: "Expectation failed",
+  header_fields_too_large: "Request header fields too large",
 };
 
 /** HTTP status for any problem code. */

@@ -22,7 +22,7 @@ export type RequestCaller = { accountId: string } | { anonymousEmail: string };
 export const normalizeEmail = (email: string): string => email.trim().toLowerCase();
 
 /**
- * The `request_id` a mutating route passes to its service (DESIGN.md invariant 4). With an
+ * The `request_id` a mutating route passes to its service (INV-4). With an
  * `Idempotency-Key` header it is derived from the caller, the route and the key, so a retry
  * lands on the service's stored first answer (and the same key with another body is a
  * conflict the service detects); without one, every request is new. Anonymous routes

@@ -30,7 +30,7 @@ function generation(overrides: Partial<generations.Generation> = {}): generation
 }
 
 describe("presentGeneration", () => {
-  it("uses API.md's names: lower-case enums, token credits, nulls for empty optionals", () => {
+  it("uses the public API's names: lower-case enums, token credits, nulls for empty optionals", () => {
     expect(presentGeneration(generation(), outputUrlFor)).toEqual({
       id: "0c7e2a4c-8f7e-4c33-9d0a-1b2c3d4e5f60",
       user_id: "7b0c7c52-4f0e-4a53-9d43-6d2f1c0b7a11",
@@ -72,7 +72,7 @@ describe("presentGeneration", () => {
 });
 
 describe("account presenters", () => {
-  it("maps balance names to API.md's", () => {
+  it("maps balance names to the public API's", () => {
     expect(presentBalance({ trialCredits: 5n, tokenCredits: 7n, heldCredits: 2n, availableCredits: 12n })).toEqual({
       trial_credits: 5,
       token_balance: 7,

@@ -2,7 +2,7 @@ import assert from "node:assert";
 import { credits, generations, usage } from "@tally/contracts";
 
 /**
- * Proto messages → the public JSON of API.md (snake_case, lower-case enum names, RFC 3339 UTC
+ * Proto messages → the public JSON of the REST contract, docs/api.md (snake_case, lower-case enum names, RFC 3339 UTC
  * timestamps, null for unset optional values, int64 as JSON numbers).
  */
 
@@ -54,7 +54,7 @@ export const INPUT_TYPE_VALUES: Record<InputTypeName, generations.InputType> = {
   address: generations.InputType.INPUT_TYPE_ADDRESS,
 };
 
-/** API.md names purchased credits "token" credits. */
+/** The public API names purchased credits "token" credits. */
 export const CREDIT_TYPES = ["trial", "token", "mixed"] as const;
 export type CreditTypeName = (typeof CREDIT_TYPES)[number];
 
@@ -118,7 +118,7 @@ export interface BalanceJson {
   total_available: number;
 }
 
-/** Balance: `total_available` = trial + tokens not held (API.md). */
+/** Balance: `total_available` = trial + tokens not held. */
 export function presentBalance(balance: credits.Balance | undefined): BalanceJson {
   assert(balance, "credits service answered without a balance");
   return {
@@ -152,7 +152,7 @@ export interface GenerationJson {
 }
 
 /**
- * A generation as API.md shows it. `outputUrlFor(id)` gives the absolute URL of the output
+ * A generation as the public API shows it. `outputUrlFor(id)` gives the absolute URL of the output
  * route; only a completed generation has one.
  */
 export function presentGeneration(generation: generations.Generation | undefined, outputUrlFor: (id: string) => string): GenerationJson {

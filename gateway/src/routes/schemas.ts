@@ -1,16 +1,18 @@
 import { z } from "zod";
+import { TEXT_CONTROL_CHARACTERS } from "@tally/platform";
 import { CREDIT_TYPES, GENERATION_STATUSES, INPUT_TYPES } from "./presenters";
 
 /**
  * Zod schemas of the public routes: they validate requests (400 `validation` naming the
- * field) and generate the OpenAPI document. Names and meanings are API.md's.
+ * field) and generate the OpenAPI document. Names and meanings are the REST contract's
+ * (docs/api.md).
  */
 
 /** Named limits of request fields (the services check their own rules too). */
 export const LIMITS = {
   emailLengthMax: 254,
   passwordLengthMin: 8,
-  /** The credits service accepts 8..256 (API.md); one constant for register and login. */
+  /** The credits service accepts 8..256 characters; one constant for register and login. */
   passwordLengthMax: 256,
   promptLengthMax: 2000,
   urlLengthMax: 2048,
@@ -24,13 +26,22 @@ export const LIMITS = {
 } as const;
 
 /**
- * No C0 control characters (U+0000..U+001F): a NUL or an escape sequence is never a valid
- * email, password, URL or key, and PostgreSQL text cannot hold NUL at all, so such input is
- * a 400 naming the field and never reaches a service.
+ * The strings holding no character of `characters` (a one-class pattern such as platform's
+ * TEXT_CONTROL_CHARACTERS), anchored, so the OpenAPI document publishes the rule as `pattern`.
  */
-const NO_CONTROL_CHARACTERS = /^[^\u0000-\u001f]*$/;
-/** Free text (prompt, address, style) may hold tabs and line breaks, but no other C0 control. */
-const NO_CONTROL_CHARACTERS_IN_TEXT = /^[^\u0000-\u0008\u000b\u000c\u000e-\u001f]*$/;
+const without = (characters: RegExp): RegExp => new RegExp(`^[^${characters.source.slice(1, -1)}]*$`);
+
+/**
+ * C0 control characters (U+0000..U+001F): a NUL or an escape sequence is never a valid email,
+ * password, URL or key, and PostgreSQL text cannot hold NUL at all, so such input is a 400
+ * naming the field and never reaches a service. Unlike platform's IDENTIFIER_CONTROL_CHARACTERS
+ * this lets DEL through, as the gateway always has: credits accepts DEL in passwords, so
+ * refusing it here would lock out an account whose password holds one (see gateway/README.md).
+ */
+const C0_CONTROL_CHARACTERS = /[\u0000-\u001f]/;
+const NO_CONTROL_CHARACTERS = without(C0_CONTROL_CHARACTERS);
+/** Free text (prompt, address, style) follows platform's text rule: tab, CR and LF only (INV-7). */
+const NO_CONTROL_CHARACTERS_IN_TEXT = without(TEXT_CONTROL_CHARACTERS);
 const CONTROL_CHARACTERS_MESSAGE = "must not contain control characters";
 const CONTROL_CHARACTERS_IN_TEXT_MESSAGE = "must not contain control characters other than tab, CR and LF";
 
@@ -170,8 +181,8 @@ export const createGenerationBody = z
     style: optionalText(LIMITS.styleLengthMax),
   })
   .superRefine((body, ctx) => {
-    // API.md: photo_url is required for photo, address for address; the proto requires a
-    // prompt for text. Checked here too so the 400 names the field before any call.
+    // Each input type needs its own input (photo_url for photo, address for address, prompt
+    // for text). The service checks it too; checking here makes the 400 name the field before any call.
     const required = { text: "prompt", photo: "photo_url", address: "address" } as const;
     const field = required[body.input_type];
     const value = body[field];

@@ -1,0 +1,25 @@
+import type { FastifyInstance } from "fastify";
+import type { ZodTypeProvider } from "fastify-type-provider-zod";
+import { authenticate } from "../../auth/authenticate";
+import type { RouteContext } from "../context";
+import { cancelGenerationRoute } from "./cancel";
+import { createGenerationRoute } from "./create";
+import { getGenerationRoute } from "./get";
+import { listGenerationsRoute } from "./list";
+import { generationOutputRoute } from "./output";
+
+/**
+ * The generation routes (the REST contract is docs/api.md), one module each, all acting for
+ * the signed-in user only. Registration order is the order of the OpenAPI document's paths.
+ */
+export function generationRoutes(context: RouteContext) {
+  return async (app: FastifyInstance): Promise<void> => {
+    const routes = app.withTypeProvider<ZodTypeProvider>();
+    const deps = { context, onRequest: authenticate(context.tokens) };
+    createGenerationRoute(routes, deps);
+    listGenerationsRoute(routes, deps);
+    getGenerationRoute(routes, deps);
+    cancelGenerationRoute(routes, deps);
+    generationOutputRoute(routes, deps);
+  };
+}
