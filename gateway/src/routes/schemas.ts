@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { TEXT_CONTROL_CHARACTERS } from "@tally/platform";
+import { EMAIL_LENGTH_MAX, IDENTIFIER_CONTROL_CHARACTERS, PAGE_SIZE_RULE, REQUEST_ID_LENGTH_MAX, TEXT_CONTROL_CHARACTERS } from "@tally/platform";
 import { CREDIT_TYPES, GENERATION_STATUSES, INPUT_TYPES } from "./presenters";
 
 /**
@@ -10,7 +10,7 @@ import { CREDIT_TYPES, GENERATION_STATUSES, INPUT_TYPES } from "./presenters";
 
 /** Named limits of request fields (the services check their own rules too). */
 export const LIMITS = {
-  emailLengthMax: 254,
+  emailLengthMax: EMAIL_LENGTH_MAX,
   passwordLengthMin: 8,
   /** The credits service accepts 8..256 characters; one constant for register and login. */
   passwordLengthMax: 256,
@@ -18,9 +18,9 @@ export const LIMITS = {
   urlLengthMax: 2048,
   addressLengthMax: 500,
   styleLengthMax: 100,
-  idempotencyKeyLengthMax: 200,
-  listLimitMax: 100,
-  listLimitDefault: 20,
+  idempotencyKeyLengthMax: REQUEST_ID_LENGTH_MAX,
+  listLimitMax: PAGE_SIZE_RULE.sizeMax,
+  listLimitDefault: PAGE_SIZE_RULE.sizeDefault,
   /** The list RPC's offset is an int32. */
   listOffsetMax: 2_147_483_647,
 } as const;
@@ -32,14 +32,17 @@ export const LIMITS = {
 const without = (characters: RegExp): RegExp => new RegExp(`^[^${characters.source.slice(1, -1)}]*$`);
 
 /**
- * C0 control characters (U+0000..U+001F): a NUL or an escape sequence is never a valid email,
- * password, URL or key, and PostgreSQL text cannot hold NUL at all, so such input is a 400
- * naming the field and never reaches a service. Unlike platform's IDENTIFIER_CONTROL_CHARACTERS
- * this lets DEL through, as the gateway always has: credits accepts DEL in passwords, so
- * refusing it here would lock out an account whose password holds one (see gateway/README.md).
+ * Identifiers (email, URL, Idempotency-Key) follow platform's identifier rule: no C0 control
+ * character and no DEL (a NUL or an escape sequence is never part of one, and PostgreSQL text
+ * cannot hold NUL), so such input is a 400 naming the field and never reaches a service (INV-7).
  */
-const C0_CONTROL_CHARACTERS = /[\u0000-\u001f]/;
-const NO_CONTROL_CHARACTERS = without(C0_CONTROL_CHARACTERS);
+const NO_CONTROL_CHARACTERS = without(IDENTIFIER_CONTROL_CHARACTERS);
+/**
+ * A password is a secret, not an identifier: the one rule of its own is that it holds no C0
+ * control character. DEL stays allowed, as it always was, so no account whose password holds
+ * one is locked out.
+ */
+const NO_CONTROL_CHARACTERS_IN_PASSWORD = /^[^\u0000-\u001f]*$/;
 /** Free text (prompt, address, style) follows platform's text rule: tab, CR and LF only (INV-7). */
 const NO_CONTROL_CHARACTERS_IN_TEXT = without(TEXT_CONTROL_CHARACTERS);
 const CONTROL_CHARACTERS_MESSAGE = "must not contain control characters";
@@ -79,12 +82,12 @@ export const idempotencyHeaders = z.looseObject({
 
 export const credentialsBody = z.object({
   email: z.email().max(LIMITS.emailLengthMax).regex(NO_CONTROL_CHARACTERS, CONTROL_CHARACTERS_MESSAGE),
-  password: z.string().min(LIMITS.passwordLengthMin).max(LIMITS.passwordLengthMax).regex(NO_CONTROL_CHARACTERS, CONTROL_CHARACTERS_MESSAGE),
+  password: z.string().min(LIMITS.passwordLengthMin).max(LIMITS.passwordLengthMax).regex(NO_CONTROL_CHARACTERS_IN_PASSWORD, CONTROL_CHARACTERS_MESSAGE),
 });
 
 export const loginBody = z.object({
   email: z.string().min(1).max(LIMITS.emailLengthMax).regex(NO_CONTROL_CHARACTERS, CONTROL_CHARACTERS_MESSAGE),
-  password: z.string().min(1).max(LIMITS.passwordLengthMax).regex(NO_CONTROL_CHARACTERS, CONTROL_CHARACTERS_MESSAGE),
+  password: z.string().min(1).max(LIMITS.passwordLengthMax).regex(NO_CONTROL_CHARACTERS_IN_PASSWORD, CONTROL_CHARACTERS_MESSAGE),
 });
 
 export const accountSchema = z

@@ -46,56 +46,15 @@ export interface GenerationRecord {
 
 /**
  * A generation as its user sees it (what the service answers, and what an idempotent create
- * or cancel stores as its first answer): no settlement, no internal error code.
+ * or cancel stores as its first answer): the record without its settlement and internal error
+ * code; `outputContentType` is empty unless the generation completed.
  */
-export interface Generation {
-  id: string;
-  userId: string;
-  status: GenerationStatusName;
-  inputType: InputTypeName;
-  prompt: string;
-  photoUrl: string;
-  address: string;
-  style: string;
-  creditCost: bigint;
-  creditType: CreditTypeName;
-  holdId: string;
-  progressPercent: number;
-  /** The output's MIME type; empty unless the generation completed. */
-  outputContentType: string;
-  errorMessage: string;
-  provider: string;
-  costMicros: bigint;
-  processingTimeMs: bigint;
-  createdAt: Date;
-  startedAt: Date | null;
-  completedAt: Date | null;
-}
+export type Generation = Omit<GenerationRecord, "settlement" | "errorCode">;
 
 /** The user's view of a record: internal fields stay inside, and only a completed job names an output. */
 export function toGeneration(record: GenerationRecord): Generation {
-  return {
-    id: record.id,
-    userId: record.userId,
-    status: record.status,
-    inputType: record.inputType,
-    prompt: record.prompt,
-    photoUrl: record.photoUrl,
-    address: record.address,
-    style: record.style,
-    creditCost: record.creditCost,
-    creditType: record.creditType,
-    holdId: record.holdId,
-    progressPercent: record.progressPercent,
-    outputContentType: record.status === "completed" ? record.outputContentType : "",
-    errorMessage: record.errorMessage,
-    provider: record.provider,
-    costMicros: record.costMicros,
-    processingTimeMs: record.processingTimeMs,
-    createdAt: record.createdAt,
-    startedAt: record.startedAt,
-    completedAt: record.completedAt,
-  };
+  const { settlement: _settlement, errorCode: _errorCode, ...visible } = record;
+  return { ...visible, outputContentType: record.status === "completed" ? record.outputContentType : "" };
 }
 
 /** One page of a user's generations, newest first, and how many they have in all. */

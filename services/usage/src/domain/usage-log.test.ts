@@ -1,47 +1,7 @@
-import { DomainError, newId } from "@tally/platform";
-import type { GenerationCompletedFacts, GenerationFailedFacts } from "./generation-event";
+import { newId } from "@tally/platform";
+import type { GenerationCompletedFacts } from "./generation-event";
+import { completed, expectValidation, failed } from "../../test/event-fixtures";
 import { statsDelta, usageLogEntryFromCompleted, usageLogEntryFromFailed } from "./usage-log";
-
-const completed = (overrides: Partial<GenerationCompletedFacts> = {}): GenerationCompletedFacts => ({
-  eventId: newId(),
-  occurredAt: new Date("2026-11-21T10:00:00.123Z"),
-  userId: newId(),
-  generationId: newId(),
-  inputType: "photo",
-  provider: "builtin-renderer",
-  credits: 5n,
-  costMicros: 120_000n,
-  processingTimeMs: 4_200n,
-  creditType: "trial",
-  ...overrides,
-});
-
-const failed = (overrides: Partial<GenerationFailedFacts> = {}): GenerationFailedFacts => ({
-  eventId: newId(),
-  occurredAt: new Date("2026-11-21T10:00:00.000Z"),
-  userId: newId(),
-  generationId: newId(),
-  inputType: "text",
-  provider: "builtin-renderer",
-  credits: 3n,
-  costMicros: 7_000n,
-  processingTimeMs: 900n,
-  errorMessage: "provider timed out",
-  errorCode: "provider_error",
-  ...overrides,
-});
-
-const expectValidation = (fn: () => unknown, message: RegExp) => {
-  let thrown: unknown;
-  try {
-    fn();
-  } catch (error) {
-    thrown = error;
-  }
-  expect(thrown).toBeInstanceOf(DomainError);
-  expect((thrown as DomainError).reason).toBe("validation");
-  expect((thrown as DomainError).message).toMatch(message);
-};
 
 describe("usage log entry from a GenerationCompleted", () => {
   it("is billable and carries the event's facts", () => {
