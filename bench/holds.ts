@@ -31,7 +31,7 @@ async function main(): Promise<void> {
     await waitForGrpcServing(`127.0.0.1:${port}`, 60_000);
     const createAccount = async () => {
       const { account } = await callUnary(client.createAccount.bind(client), {
-        requestId: newId(), email: `bench-${newId()}@example.com`, password: "benchmark password", plan: "", role: credits.Role.ROLE_USER,
+        requestId: newId(), email: `bench-${newId()}@example.com`, password: "benchmark password", plan: "", role: credits.Role.ROLE_USER, adoptGuestId: "",
       }, { timeoutMs: TIMEOUT_MS });
       await callUnary(client.createGrant.bind(client), {
         requestId: newId(), accountId: account!.id, kind: credits.GrantKind.GRANT_KIND_PURCHASED, amount: BigInt(OPERATIONS * 10),

@@ -34,6 +34,7 @@ export function authRoutes(context: RouteContext) {
           email: request.body.email,
           password: request.body.password,
           plan: "",
+          adoptGuestId: "",
           role: credits.Role.ROLE_UNSPECIFIED,
         });
         const user = presentAccount(response.account);

@@ -87,6 +87,8 @@ describe("account presenters", () => {
       email: "a@example.com",
       plan: "free",
       role: credits.Role.ROLE_ADMIN,
+      kind: credits.AccountKind.ACCOUNT_KIND_USER,
+      adoptedBy: "",
       createdAt: new Date("2026-01-01T00:00:00Z"),
       lastLoginAt: undefined,
       currentPeriodStart: new Date("2026-11-01T00:00:00Z"),

@@ -17,3 +17,5 @@ export * from "./paging";
 export * from "./database-errors";
 export * from "./polling-loop";
 export * from "./unit-of-work";
+export * from "./plans";
+export * from "./billing-period";

@@ -20,6 +20,46 @@ import {
 } from "@grpc/grpc-js";
 import { Timestamp } from "../../../google/protobuf/timestamp";
 
+/** Whether an account belongs to a signed-up user or to a guest. */
+export enum AccountKind {
+  ACCOUNT_KIND_UNSPECIFIED = 0,
+  ACCOUNT_KIND_USER = 1,
+  ACCOUNT_KIND_GUEST = 2,
+  UNRECOGNIZED = -1,
+}
+
+export function accountKindFromJSON(object: any): AccountKind {
+  switch (object) {
+    case 0:
+    case "ACCOUNT_KIND_UNSPECIFIED":
+      return AccountKind.ACCOUNT_KIND_UNSPECIFIED;
+    case 1:
+    case "ACCOUNT_KIND_USER":
+      return AccountKind.ACCOUNT_KIND_USER;
+    case 2:
+    case "ACCOUNT_KIND_GUEST":
+      return AccountKind.ACCOUNT_KIND_GUEST;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return AccountKind.UNRECOGNIZED;
+  }
+}
+
+export function accountKindToJSON(object: AccountKind): string {
+  switch (object) {
+    case AccountKind.ACCOUNT_KIND_UNSPECIFIED:
+      return "ACCOUNT_KIND_UNSPECIFIED";
+    case AccountKind.ACCOUNT_KIND_USER:
+      return "ACCOUNT_KIND_USER";
+    case AccountKind.ACCOUNT_KIND_GUEST:
+      return "ACCOUNT_KIND_GUEST";
+    case AccountKind.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
 /** Role of an account. */
 export enum Role {
   ROLE_UNSPECIFIED = 0,
@@ -232,8 +272,14 @@ export interface Account {
     | Date
     | undefined;
   /** Unset until the first sign-in. */
-  lastLoginAt?: Date | undefined;
+  lastLoginAt?:
+    | Date
+    | undefined;
+  /** The billing anchor: billing periods are monthly from it (UTC, clamped at month end). */
   currentPeriodStart?: Date | undefined;
+  kind: AccountKind;
+  /** For a guest adopted by a sign-up: the user's account id; empty otherwise. */
+  adoptedBy: string;
 }
 
 /** Balance of an account, in credits. */
@@ -307,6 +353,12 @@ export interface CreateAccountRequest {
   plan: string;
   /** Empty means ROLE_USER. */
   role: Role;
+  /**
+   * A guest id to adopt: the guest's account is marked adopted by the new account in the same
+   * transaction, and its id stops working as a guest. Empty: none. A guest id that has no
+   * account yet is simply not adopted.
+   */
+  adoptGuestId: string;
 }
 
 export interface CreateAccountResponse {
@@ -409,6 +461,39 @@ export interface ListLedgerEntriesResponse {
   nextPageToken: string;
 }
 
+export interface EnsureGuestAccountRequest {
+  guestId: string;
+}
+
+export interface EnsureGuestAccountResponse {
+  account?: Account | undefined;
+  balance?:
+    | Balance
+    | undefined;
+  /** True when this call created the account. */
+  created: boolean;
+}
+
+export interface SetPlanRequest {
+  requestId: string;
+  accountId: string;
+  plan: string;
+}
+
+export interface SetPlanResponse {
+  account?: Account | undefined;
+}
+
+export interface SetRoleRequest {
+  requestId: string;
+  email: string;
+  role: Role;
+}
+
+export interface SetRoleResponse {
+  account?: Account | undefined;
+}
+
 function createBaseAccount(): Account {
   return {
     id: "",
@@ -418,6 +503,8 @@ function createBaseAccount(): Account {
     createdAt: undefined,
     lastLoginAt: undefined,
     currentPeriodStart: undefined,
+    kind: 0,
+    adoptedBy: "",
   };
 }
 
@@ -443,6 +530,12 @@ export const Account: MessageFns<Account> = {
     }
     if (message.currentPeriodStart !== undefined) {
       Timestamp.encode(toTimestamp(message.currentPeriodStart), writer.uint32(58).fork()).join();
+    }
+    if (message.kind !== 0) {
+      writer.uint32(64).int32(message.kind);
+    }
+    if (message.adoptedBy !== "") {
+      writer.uint32(74).string(message.adoptedBy);
     }
     return writer;
   },
@@ -516,6 +609,22 @@ export const Account: MessageFns<Account> = {
             message.currentPeriodStart = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
             continue;
           }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.kind = reader.int32() as any;
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.adoptedBy = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -549,6 +658,12 @@ export const Account: MessageFns<Account> = {
         : isSet(object.current_period_start)
         ? fromJsonTimestamp(object.current_period_start)
         : undefined,
+      kind: isSet(object.kind) ? accountKindFromJSON(object.kind) : 0,
+      adoptedBy: isSet(object.adoptedBy)
+        ? globalThis.String(object.adoptedBy)
+        : isSet(object.adopted_by)
+        ? globalThis.String(object.adopted_by)
+        : "",
     };
   },
 
@@ -575,6 +690,12 @@ export const Account: MessageFns<Account> = {
     if (message.currentPeriodStart !== undefined) {
       obj.currentPeriodStart = message.currentPeriodStart.toISOString();
     }
+    if (message.kind !== 0) {
+      obj.kind = accountKindToJSON(message.kind);
+    }
+    if (message.adoptedBy !== "") {
+      obj.adoptedBy = message.adoptedBy;
+    }
     return obj;
   },
 
@@ -590,6 +711,8 @@ export const Account: MessageFns<Account> = {
     message.createdAt = object.createdAt ?? undefined;
     message.lastLoginAt = object.lastLoginAt ?? undefined;
     message.currentPeriodStart = object.currentPeriodStart ?? undefined;
+    message.kind = object.kind ?? 0;
+    message.adoptedBy = object.adoptedBy ?? "";
     return message;
   },
 };
@@ -1499,7 +1622,7 @@ export const LedgerEntry: MessageFns<LedgerEntry> = {
 };
 
 function createBaseCreateAccountRequest(): CreateAccountRequest {
-  return { requestId: "", email: "", password: "", plan: "", role: 0 };
+  return { requestId: "", email: "", password: "", plan: "", role: 0, adoptGuestId: "" };
 }
 
 export const CreateAccountRequest: MessageFns<CreateAccountRequest> = {
@@ -1518,6 +1641,9 @@ export const CreateAccountRequest: MessageFns<CreateAccountRequest> = {
     }
     if (message.role !== 0) {
       writer.uint32(40).int32(message.role);
+    }
+    if (message.adoptGuestId !== "") {
+      writer.uint32(50).string(message.adoptGuestId);
     }
     return writer;
   },
@@ -1575,6 +1701,14 @@ export const CreateAccountRequest: MessageFns<CreateAccountRequest> = {
             message.role = reader.int32() as any;
             continue;
           }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.adoptGuestId = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1598,6 +1732,11 @@ export const CreateAccountRequest: MessageFns<CreateAccountRequest> = {
       password: isSet(object.password) ? globalThis.String(object.password) : "",
       plan: isSet(object.plan) ? globalThis.String(object.plan) : "",
       role: isSet(object.role) ? roleFromJSON(object.role) : 0,
+      adoptGuestId: isSet(object.adoptGuestId)
+        ? globalThis.String(object.adoptGuestId)
+        : isSet(object.adopt_guest_id)
+        ? globalThis.String(object.adopt_guest_id)
+        : "",
     };
   },
 
@@ -1618,6 +1757,9 @@ export const CreateAccountRequest: MessageFns<CreateAccountRequest> = {
     if (message.role !== 0) {
       obj.role = roleToJSON(message.role);
     }
+    if (message.adoptGuestId !== "") {
+      obj.adoptGuestId = message.adoptGuestId;
+    }
     return obj;
   },
 
@@ -1631,6 +1773,7 @@ export const CreateAccountRequest: MessageFns<CreateAccountRequest> = {
     message.password = object.password ?? "";
     message.plan = object.plan ?? "";
     message.role = object.role ?? 0;
+    message.adoptGuestId = object.adoptGuestId ?? "";
     return message;
   },
 };
@@ -3252,6 +3395,536 @@ export const ListLedgerEntriesResponse: MessageFns<ListLedgerEntriesResponse> = 
   },
 };
 
+function createBaseEnsureGuestAccountRequest(): EnsureGuestAccountRequest {
+  return { guestId: "" };
+}
+
+export const EnsureGuestAccountRequest: MessageFns<EnsureGuestAccountRequest> = {
+  encode(message: EnsureGuestAccountRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.guestId !== "") {
+      writer.uint32(10).string(message.guestId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): EnsureGuestAccountRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseEnsureGuestAccountRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.guestId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): EnsureGuestAccountRequest {
+    return {
+      guestId: isSet(object.guestId)
+        ? globalThis.String(object.guestId)
+        : isSet(object.guest_id)
+        ? globalThis.String(object.guest_id)
+        : "",
+    };
+  },
+
+  toJSON(message: EnsureGuestAccountRequest): unknown {
+    const obj: any = {};
+    if (message.guestId !== "") {
+      obj.guestId = message.guestId;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<EnsureGuestAccountRequest>, I>>(base?: I): EnsureGuestAccountRequest {
+    return EnsureGuestAccountRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<EnsureGuestAccountRequest>, I>>(object: I): EnsureGuestAccountRequest {
+    const message = createBaseEnsureGuestAccountRequest();
+    message.guestId = object.guestId ?? "";
+    return message;
+  },
+};
+
+function createBaseEnsureGuestAccountResponse(): EnsureGuestAccountResponse {
+  return { account: undefined, balance: undefined, created: false };
+}
+
+export const EnsureGuestAccountResponse: MessageFns<EnsureGuestAccountResponse> = {
+  encode(message: EnsureGuestAccountResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.account !== undefined) {
+      Account.encode(message.account, writer.uint32(10).fork()).join();
+    }
+    if (message.balance !== undefined) {
+      Balance.encode(message.balance, writer.uint32(18).fork()).join();
+    }
+    if (message.created !== false) {
+      writer.uint32(24).bool(message.created);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): EnsureGuestAccountResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseEnsureGuestAccountResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.account = Account.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.balance = Balance.decode(reader, reader.uint32());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.created = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): EnsureGuestAccountResponse {
+    return {
+      account: isSet(object.account) ? Account.fromJSON(object.account) : undefined,
+      balance: isSet(object.balance) ? Balance.fromJSON(object.balance) : undefined,
+      created: isSet(object.created) ? globalThis.Boolean(object.created) : false,
+    };
+  },
+
+  toJSON(message: EnsureGuestAccountResponse): unknown {
+    const obj: any = {};
+    if (message.account !== undefined) {
+      obj.account = Account.toJSON(message.account);
+    }
+    if (message.balance !== undefined) {
+      obj.balance = Balance.toJSON(message.balance);
+    }
+    if (message.created !== false) {
+      obj.created = message.created;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<EnsureGuestAccountResponse>, I>>(base?: I): EnsureGuestAccountResponse {
+    return EnsureGuestAccountResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<EnsureGuestAccountResponse>, I>>(object: I): EnsureGuestAccountResponse {
+    const message = createBaseEnsureGuestAccountResponse();
+    message.account = (object.account !== undefined && object.account !== null)
+      ? Account.fromPartial(object.account)
+      : undefined;
+    message.balance = (object.balance !== undefined && object.balance !== null)
+      ? Balance.fromPartial(object.balance)
+      : undefined;
+    message.created = object.created ?? false;
+    return message;
+  },
+};
+
+function createBaseSetPlanRequest(): SetPlanRequest {
+  return { requestId: "", accountId: "", plan: "" };
+}
+
+export const SetPlanRequest: MessageFns<SetPlanRequest> = {
+  encode(message: SetPlanRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.requestId !== "") {
+      writer.uint32(10).string(message.requestId);
+    }
+    if (message.accountId !== "") {
+      writer.uint32(18).string(message.accountId);
+    }
+    if (message.plan !== "") {
+      writer.uint32(26).string(message.plan);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SetPlanRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSetPlanRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.requestId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.accountId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.plan = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SetPlanRequest {
+    return {
+      requestId: isSet(object.requestId)
+        ? globalThis.String(object.requestId)
+        : isSet(object.request_id)
+        ? globalThis.String(object.request_id)
+        : "",
+      accountId: isSet(object.accountId)
+        ? globalThis.String(object.accountId)
+        : isSet(object.account_id)
+        ? globalThis.String(object.account_id)
+        : "",
+      plan: isSet(object.plan) ? globalThis.String(object.plan) : "",
+    };
+  },
+
+  toJSON(message: SetPlanRequest): unknown {
+    const obj: any = {};
+    if (message.requestId !== "") {
+      obj.requestId = message.requestId;
+    }
+    if (message.accountId !== "") {
+      obj.accountId = message.accountId;
+    }
+    if (message.plan !== "") {
+      obj.plan = message.plan;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SetPlanRequest>, I>>(base?: I): SetPlanRequest {
+    return SetPlanRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SetPlanRequest>, I>>(object: I): SetPlanRequest {
+    const message = createBaseSetPlanRequest();
+    message.requestId = object.requestId ?? "";
+    message.accountId = object.accountId ?? "";
+    message.plan = object.plan ?? "";
+    return message;
+  },
+};
+
+function createBaseSetPlanResponse(): SetPlanResponse {
+  return { account: undefined };
+}
+
+export const SetPlanResponse: MessageFns<SetPlanResponse> = {
+  encode(message: SetPlanResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.account !== undefined) {
+      Account.encode(message.account, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SetPlanResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSetPlanResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.account = Account.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SetPlanResponse {
+    return { account: isSet(object.account) ? Account.fromJSON(object.account) : undefined };
+  },
+
+  toJSON(message: SetPlanResponse): unknown {
+    const obj: any = {};
+    if (message.account !== undefined) {
+      obj.account = Account.toJSON(message.account);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SetPlanResponse>, I>>(base?: I): SetPlanResponse {
+    return SetPlanResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SetPlanResponse>, I>>(object: I): SetPlanResponse {
+    const message = createBaseSetPlanResponse();
+    message.account = (object.account !== undefined && object.account !== null)
+      ? Account.fromPartial(object.account)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseSetRoleRequest(): SetRoleRequest {
+  return { requestId: "", email: "", role: 0 };
+}
+
+export const SetRoleRequest: MessageFns<SetRoleRequest> = {
+  encode(message: SetRoleRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.requestId !== "") {
+      writer.uint32(10).string(message.requestId);
+    }
+    if (message.email !== "") {
+      writer.uint32(18).string(message.email);
+    }
+    if (message.role !== 0) {
+      writer.uint32(24).int32(message.role);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SetRoleRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSetRoleRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.requestId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.email = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.role = reader.int32() as any;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SetRoleRequest {
+    return {
+      requestId: isSet(object.requestId)
+        ? globalThis.String(object.requestId)
+        : isSet(object.request_id)
+        ? globalThis.String(object.request_id)
+        : "",
+      email: isSet(object.email) ? globalThis.String(object.email) : "",
+      role: isSet(object.role) ? roleFromJSON(object.role) : 0,
+    };
+  },
+
+  toJSON(message: SetRoleRequest): unknown {
+    const obj: any = {};
+    if (message.requestId !== "") {
+      obj.requestId = message.requestId;
+    }
+    if (message.email !== "") {
+      obj.email = message.email;
+    }
+    if (message.role !== 0) {
+      obj.role = roleToJSON(message.role);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SetRoleRequest>, I>>(base?: I): SetRoleRequest {
+    return SetRoleRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SetRoleRequest>, I>>(object: I): SetRoleRequest {
+    const message = createBaseSetRoleRequest();
+    message.requestId = object.requestId ?? "";
+    message.email = object.email ?? "";
+    message.role = object.role ?? 0;
+    return message;
+  },
+};
+
+function createBaseSetRoleResponse(): SetRoleResponse {
+  return { account: undefined };
+}
+
+export const SetRoleResponse: MessageFns<SetRoleResponse> = {
+  encode(message: SetRoleResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.account !== undefined) {
+      Account.encode(message.account, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SetRoleResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSetRoleResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.account = Account.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SetRoleResponse {
+    return { account: isSet(object.account) ? Account.fromJSON(object.account) : undefined };
+  },
+
+  toJSON(message: SetRoleResponse): unknown {
+    const obj: any = {};
+    if (message.account !== undefined) {
+      obj.account = Account.toJSON(message.account);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SetRoleResponse>, I>>(base?: I): SetRoleResponse {
+    return SetRoleResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SetRoleResponse>, I>>(object: I): SetRoleResponse {
+    const message = createBaseSetRoleResponse();
+    message.account = (object.account !== undefined && object.account !== null)
+      ? Account.fromPartial(object.account)
+      : undefined;
+    return message;
+  },
+};
+
 /**
  * CreditsService owns accounts, sign-in credentials, grants, holds and the credit ledger.
  *
@@ -3376,6 +4049,50 @@ export const CreditsServiceService = {
       Buffer.from(ListLedgerEntriesResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): ListLedgerEntriesResponse => ListLedgerEntriesResponse.decode(value),
   },
+  /**
+   * Returns the guest's account, creating it on first use with the guest plan's trial grant
+   * (idempotent on `guest_id`, which becomes the account id). Errors: INVALID_ARGUMENT
+   * `validation` when `guest_id` is not a UUID; UNAUTHENTICATED `unauthenticated` when the id
+   * belongs to a user's account or to a guest that was adopted by a sign-up.
+   */
+  ensureGuestAccount: {
+    path: "/tally.credits.v1.CreditsService/EnsureGuestAccount" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: EnsureGuestAccountRequest): Buffer =>
+      Buffer.from(EnsureGuestAccountRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): EnsureGuestAccountRequest => EnsureGuestAccountRequest.decode(value),
+    responseSerialize: (value: EnsureGuestAccountResponse): Buffer =>
+      Buffer.from(EnsureGuestAccountResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): EnsureGuestAccountResponse => EnsureGuestAccountResponse.decode(value),
+  },
+  /**
+   * Moves an account to another plan; the new plan's limits apply at once (usage already
+   * counted in the current billing period stays counted). Idempotent by `request_id`.
+   * Errors: INVALID_ARGUMENT `validation` (unknown plan); NOT_FOUND `not_found`.
+   */
+  setPlan: {
+    path: "/tally.credits.v1.CreditsService/SetPlan" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: SetPlanRequest): Buffer => Buffer.from(SetPlanRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): SetPlanRequest => SetPlanRequest.decode(value),
+    responseSerialize: (value: SetPlanResponse): Buffer => Buffer.from(SetPlanResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): SetPlanResponse => SetPlanResponse.decode(value),
+  },
+  /**
+   * Sets the role of the account with this email (e.g. promotes the first admin).
+   * Idempotent by `request_id`. Errors: INVALID_ARGUMENT `validation`; NOT_FOUND `not_found`.
+   */
+  setRole: {
+    path: "/tally.credits.v1.CreditsService/SetRole" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: SetRoleRequest): Buffer => Buffer.from(SetRoleRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): SetRoleRequest => SetRoleRequest.decode(value),
+    responseSerialize: (value: SetRoleResponse): Buffer => Buffer.from(SetRoleResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): SetRoleResponse => SetRoleResponse.decode(value),
+  },
 } as const;
 
 export interface CreditsServiceServer extends UntypedServiceImplementation {
@@ -3416,6 +4133,24 @@ export interface CreditsServiceServer extends UntypedServiceImplementation {
   releaseHold: handleUnaryCall<ReleaseHoldRequest, ReleaseHoldResponse>;
   /** Lists the account's ledger entries, newest first. */
   listLedgerEntries: handleUnaryCall<ListLedgerEntriesRequest, ListLedgerEntriesResponse>;
+  /**
+   * Returns the guest's account, creating it on first use with the guest plan's trial grant
+   * (idempotent on `guest_id`, which becomes the account id). Errors: INVALID_ARGUMENT
+   * `validation` when `guest_id` is not a UUID; UNAUTHENTICATED `unauthenticated` when the id
+   * belongs to a user's account or to a guest that was adopted by a sign-up.
+   */
+  ensureGuestAccount: handleUnaryCall<EnsureGuestAccountRequest, EnsureGuestAccountResponse>;
+  /**
+   * Moves an account to another plan; the new plan's limits apply at once (usage already
+   * counted in the current billing period stays counted). Idempotent by `request_id`.
+   * Errors: INVALID_ARGUMENT `validation` (unknown plan); NOT_FOUND `not_found`.
+   */
+  setPlan: handleUnaryCall<SetPlanRequest, SetPlanResponse>;
+  /**
+   * Sets the role of the account with this email (e.g. promotes the first admin).
+   * Idempotent by `request_id`. Errors: INVALID_ARGUMENT `validation`; NOT_FOUND `not_found`.
+   */
+  setRole: handleUnaryCall<SetRoleRequest, SetRoleResponse>;
 }
 
 export interface CreditsServiceClient extends Client {
@@ -3581,6 +4316,66 @@ export interface CreditsServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ListLedgerEntriesResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Returns the guest's account, creating it on first use with the guest plan's trial grant
+   * (idempotent on `guest_id`, which becomes the account id). Errors: INVALID_ARGUMENT
+   * `validation` when `guest_id` is not a UUID; UNAUTHENTICATED `unauthenticated` when the id
+   * belongs to a user's account or to a guest that was adopted by a sign-up.
+   */
+  ensureGuestAccount(
+    request: EnsureGuestAccountRequest,
+    callback: (error: ServiceError | null, response: EnsureGuestAccountResponse) => void,
+  ): ClientUnaryCall;
+  ensureGuestAccount(
+    request: EnsureGuestAccountRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: EnsureGuestAccountResponse) => void,
+  ): ClientUnaryCall;
+  ensureGuestAccount(
+    request: EnsureGuestAccountRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: EnsureGuestAccountResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Moves an account to another plan; the new plan's limits apply at once (usage already
+   * counted in the current billing period stays counted). Idempotent by `request_id`.
+   * Errors: INVALID_ARGUMENT `validation` (unknown plan); NOT_FOUND `not_found`.
+   */
+  setPlan(
+    request: SetPlanRequest,
+    callback: (error: ServiceError | null, response: SetPlanResponse) => void,
+  ): ClientUnaryCall;
+  setPlan(
+    request: SetPlanRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: SetPlanResponse) => void,
+  ): ClientUnaryCall;
+  setPlan(
+    request: SetPlanRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: SetPlanResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Sets the role of the account with this email (e.g. promotes the first admin).
+   * Idempotent by `request_id`. Errors: INVALID_ARGUMENT `validation`; NOT_FOUND `not_found`.
+   */
+  setRole(
+    request: SetRoleRequest,
+    callback: (error: ServiceError | null, response: SetRoleResponse) => void,
+  ): ClientUnaryCall;
+  setRole(
+    request: SetRoleRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: SetRoleResponse) => void,
+  ): ClientUnaryCall;
+  setRole(
+    request: SetRoleRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: SetRoleResponse) => void,
   ): ClientUnaryCall;
 }
 

@@ -46,6 +46,40 @@ export interface GenerationFailed {
   errorCode: string;
 }
 
+/**
+ * Published on `<prefix>.generation.cancelled` when a pending or processing generation is
+ * cancelled and its hold released; the usage service gives back its quota reservation.
+ */
+export interface GenerationCancelled {
+  eventId: string;
+  occurredAt?: Date | undefined;
+  userId: string;
+  generationId: string;
+  inputType: string;
+  /** Credits that were held and have been released. */
+  credits: bigint;
+}
+
+/**
+ * Published on `<prefix>.usage.threshold_crossed` (by the usage service, through its outbox)
+ * the first time, per limit, threshold and window, that a subject's usage reaches a plan's
+ * soft threshold: for a notifier to pick up.
+ */
+export interface UsageThresholdCrossed {
+  eventId: string;
+  occurredAt?: Date | undefined;
+  subjectId: string;
+  /** "user" or "guest". */
+  subjectKind: string;
+  plan: string;
+  limitName: string;
+  /** The threshold, in per mille of the limit (800 = 0.8), so no float crosses the wire. */
+  thresholdPerMille: number;
+  limit: bigint;
+  used: bigint;
+  windowStart?: Date | undefined;
+}
+
 function createBaseGenerationCompleted(): GenerationCompleted {
   return {
     eventId: "",
@@ -601,6 +635,436 @@ export const GenerationFailed: MessageFns<GenerationFailed> = {
       : 0n;
     message.errorMessage = object.errorMessage ?? "";
     message.errorCode = object.errorCode ?? "";
+    return message;
+  },
+};
+
+function createBaseGenerationCancelled(): GenerationCancelled {
+  return { eventId: "", occurredAt: undefined, userId: "", generationId: "", inputType: "", credits: 0n };
+}
+
+export const GenerationCancelled: MessageFns<GenerationCancelled> = {
+  encode(message: GenerationCancelled, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.eventId !== "") {
+      writer.uint32(10).string(message.eventId);
+    }
+    if (message.occurredAt !== undefined) {
+      Timestamp.encode(toTimestamp(message.occurredAt), writer.uint32(18).fork()).join();
+    }
+    if (message.userId !== "") {
+      writer.uint32(26).string(message.userId);
+    }
+    if (message.generationId !== "") {
+      writer.uint32(34).string(message.generationId);
+    }
+    if (message.inputType !== "") {
+      writer.uint32(42).string(message.inputType);
+    }
+    if (message.credits !== 0n) {
+      if (BigInt.asIntN(64, message.credits) !== message.credits) {
+        throw new globalThis.Error("value provided for field message.credits of type int64 too large");
+      }
+      writer.uint32(48).int64(message.credits);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GenerationCancelled {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGenerationCancelled();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.eventId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.occurredAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.userId = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.generationId = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.inputType = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.credits = reader.int64() as bigint;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GenerationCancelled {
+    return {
+      eventId: isSet(object.eventId)
+        ? globalThis.String(object.eventId)
+        : isSet(object.event_id)
+        ? globalThis.String(object.event_id)
+        : "",
+      occurredAt: isSet(object.occurredAt)
+        ? fromJsonTimestamp(object.occurredAt)
+        : isSet(object.occurred_at)
+        ? fromJsonTimestamp(object.occurred_at)
+        : undefined,
+      userId: isSet(object.userId)
+        ? globalThis.String(object.userId)
+        : isSet(object.user_id)
+        ? globalThis.String(object.user_id)
+        : "",
+      generationId: isSet(object.generationId)
+        ? globalThis.String(object.generationId)
+        : isSet(object.generation_id)
+        ? globalThis.String(object.generation_id)
+        : "",
+      inputType: isSet(object.inputType)
+        ? globalThis.String(object.inputType)
+        : isSet(object.input_type)
+        ? globalThis.String(object.input_type)
+        : "",
+      credits: isSet(object.credits) ? BigInt(object.credits) : 0n,
+    };
+  },
+
+  toJSON(message: GenerationCancelled): unknown {
+    const obj: any = {};
+    if (message.eventId !== "") {
+      obj.eventId = message.eventId;
+    }
+    if (message.occurredAt !== undefined) {
+      obj.occurredAt = message.occurredAt.toISOString();
+    }
+    if (message.userId !== "") {
+      obj.userId = message.userId;
+    }
+    if (message.generationId !== "") {
+      obj.generationId = message.generationId;
+    }
+    if (message.inputType !== "") {
+      obj.inputType = message.inputType;
+    }
+    if (message.credits !== 0n) {
+      obj.credits = message.credits.toString();
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<GenerationCancelled>, I>>(base?: I): GenerationCancelled {
+    return GenerationCancelled.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GenerationCancelled>, I>>(object: I): GenerationCancelled {
+    const message = createBaseGenerationCancelled();
+    message.eventId = object.eventId ?? "";
+    message.occurredAt = object.occurredAt ?? undefined;
+    message.userId = object.userId ?? "";
+    message.generationId = object.generationId ?? "";
+    message.inputType = object.inputType ?? "";
+    message.credits = (object.credits !== undefined && object.credits !== null) ? BigInt(object.credits) : 0n;
+    return message;
+  },
+};
+
+function createBaseUsageThresholdCrossed(): UsageThresholdCrossed {
+  return {
+    eventId: "",
+    occurredAt: undefined,
+    subjectId: "",
+    subjectKind: "",
+    plan: "",
+    limitName: "",
+    thresholdPerMille: 0,
+    limit: 0n,
+    used: 0n,
+    windowStart: undefined,
+  };
+}
+
+export const UsageThresholdCrossed: MessageFns<UsageThresholdCrossed> = {
+  encode(message: UsageThresholdCrossed, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.eventId !== "") {
+      writer.uint32(10).string(message.eventId);
+    }
+    if (message.occurredAt !== undefined) {
+      Timestamp.encode(toTimestamp(message.occurredAt), writer.uint32(18).fork()).join();
+    }
+    if (message.subjectId !== "") {
+      writer.uint32(26).string(message.subjectId);
+    }
+    if (message.subjectKind !== "") {
+      writer.uint32(34).string(message.subjectKind);
+    }
+    if (message.plan !== "") {
+      writer.uint32(42).string(message.plan);
+    }
+    if (message.limitName !== "") {
+      writer.uint32(50).string(message.limitName);
+    }
+    if (message.thresholdPerMille !== 0) {
+      writer.uint32(56).int32(message.thresholdPerMille);
+    }
+    if (message.limit !== 0n) {
+      if (BigInt.asIntN(64, message.limit) !== message.limit) {
+        throw new globalThis.Error("value provided for field message.limit of type int64 too large");
+      }
+      writer.uint32(64).int64(message.limit);
+    }
+    if (message.used !== 0n) {
+      if (BigInt.asIntN(64, message.used) !== message.used) {
+        throw new globalThis.Error("value provided for field message.used of type int64 too large");
+      }
+      writer.uint32(72).int64(message.used);
+    }
+    if (message.windowStart !== undefined) {
+      Timestamp.encode(toTimestamp(message.windowStart), writer.uint32(82).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): UsageThresholdCrossed {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseUsageThresholdCrossed();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.eventId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.occurredAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.subjectId = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.subjectKind = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.plan = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.limitName = reader.string();
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.thresholdPerMille = reader.int32();
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.limit = reader.int64() as bigint;
+            continue;
+          }
+          case 9: {
+            if (tag !== 72) {
+              break;
+            }
+
+            message.used = reader.int64() as bigint;
+            continue;
+          }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.windowStart = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): UsageThresholdCrossed {
+    return {
+      eventId: isSet(object.eventId)
+        ? globalThis.String(object.eventId)
+        : isSet(object.event_id)
+        ? globalThis.String(object.event_id)
+        : "",
+      occurredAt: isSet(object.occurredAt)
+        ? fromJsonTimestamp(object.occurredAt)
+        : isSet(object.occurred_at)
+        ? fromJsonTimestamp(object.occurred_at)
+        : undefined,
+      subjectId: isSet(object.subjectId)
+        ? globalThis.String(object.subjectId)
+        : isSet(object.subject_id)
+        ? globalThis.String(object.subject_id)
+        : "",
+      subjectKind: isSet(object.subjectKind)
+        ? globalThis.String(object.subjectKind)
+        : isSet(object.subject_kind)
+        ? globalThis.String(object.subject_kind)
+        : "",
+      plan: isSet(object.plan) ? globalThis.String(object.plan) : "",
+      limitName: isSet(object.limitName)
+        ? globalThis.String(object.limitName)
+        : isSet(object.limit_name)
+        ? globalThis.String(object.limit_name)
+        : "",
+      thresholdPerMille: isSet(object.thresholdPerMille)
+        ? globalThis.Number(object.thresholdPerMille)
+        : isSet(object.threshold_per_mille)
+        ? globalThis.Number(object.threshold_per_mille)
+        : 0,
+      limit: isSet(object.limit) ? BigInt(object.limit) : 0n,
+      used: isSet(object.used) ? BigInt(object.used) : 0n,
+      windowStart: isSet(object.windowStart)
+        ? fromJsonTimestamp(object.windowStart)
+        : isSet(object.window_start)
+        ? fromJsonTimestamp(object.window_start)
+        : undefined,
+    };
+  },
+
+  toJSON(message: UsageThresholdCrossed): unknown {
+    const obj: any = {};
+    if (message.eventId !== "") {
+      obj.eventId = message.eventId;
+    }
+    if (message.occurredAt !== undefined) {
+      obj.occurredAt = message.occurredAt.toISOString();
+    }
+    if (message.subjectId !== "") {
+      obj.subjectId = message.subjectId;
+    }
+    if (message.subjectKind !== "") {
+      obj.subjectKind = message.subjectKind;
+    }
+    if (message.plan !== "") {
+      obj.plan = message.plan;
+    }
+    if (message.limitName !== "") {
+      obj.limitName = message.limitName;
+    }
+    if (message.thresholdPerMille !== 0) {
+      obj.thresholdPerMille = Math.round(message.thresholdPerMille);
+    }
+    if (message.limit !== 0n) {
+      obj.limit = message.limit.toString();
+    }
+    if (message.used !== 0n) {
+      obj.used = message.used.toString();
+    }
+    if (message.windowStart !== undefined) {
+      obj.windowStart = message.windowStart.toISOString();
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<UsageThresholdCrossed>, I>>(base?: I): UsageThresholdCrossed {
+    return UsageThresholdCrossed.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<UsageThresholdCrossed>, I>>(object: I): UsageThresholdCrossed {
+    const message = createBaseUsageThresholdCrossed();
+    message.eventId = object.eventId ?? "";
+    message.occurredAt = object.occurredAt ?? undefined;
+    message.subjectId = object.subjectId ?? "";
+    message.subjectKind = object.subjectKind ?? "";
+    message.plan = object.plan ?? "";
+    message.limitName = object.limitName ?? "";
+    message.thresholdPerMille = object.thresholdPerMille ?? 0;
+    message.limit = (object.limit !== undefined && object.limit !== null) ? BigInt(object.limit) : 0n;
+    message.used = (object.used !== undefined && object.used !== null) ? BigInt(object.used) : 0n;
+    message.windowStart = object.windowStart ?? undefined;
     return message;
   },
 };

@@ -257,6 +257,16 @@ export interface GetGenerationOutputResponse {
   contentType: string;
 }
 
+export interface AdoptGuestGenerationsRequest {
+  guestId: string;
+  userId: string;
+}
+
+export interface AdoptGuestGenerationsResponse {
+  /** Generations moved by this call (0 on a retry). */
+  moved: number;
+}
+
 function createBaseGeneration(): Generation {
   return {
     id: "",
@@ -1694,6 +1704,168 @@ export const GetGenerationOutputResponse: MessageFns<GetGenerationOutputResponse
   },
 };
 
+function createBaseAdoptGuestGenerationsRequest(): AdoptGuestGenerationsRequest {
+  return { guestId: "", userId: "" };
+}
+
+export const AdoptGuestGenerationsRequest: MessageFns<AdoptGuestGenerationsRequest> = {
+  encode(message: AdoptGuestGenerationsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.guestId !== "") {
+      writer.uint32(10).string(message.guestId);
+    }
+    if (message.userId !== "") {
+      writer.uint32(18).string(message.userId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): AdoptGuestGenerationsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAdoptGuestGenerationsRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.guestId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.userId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): AdoptGuestGenerationsRequest {
+    return {
+      guestId: isSet(object.guestId)
+        ? globalThis.String(object.guestId)
+        : isSet(object.guest_id)
+        ? globalThis.String(object.guest_id)
+        : "",
+      userId: isSet(object.userId)
+        ? globalThis.String(object.userId)
+        : isSet(object.user_id)
+        ? globalThis.String(object.user_id)
+        : "",
+    };
+  },
+
+  toJSON(message: AdoptGuestGenerationsRequest): unknown {
+    const obj: any = {};
+    if (message.guestId !== "") {
+      obj.guestId = message.guestId;
+    }
+    if (message.userId !== "") {
+      obj.userId = message.userId;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<AdoptGuestGenerationsRequest>, I>>(base?: I): AdoptGuestGenerationsRequest {
+    return AdoptGuestGenerationsRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<AdoptGuestGenerationsRequest>, I>>(object: I): AdoptGuestGenerationsRequest {
+    const message = createBaseAdoptGuestGenerationsRequest();
+    message.guestId = object.guestId ?? "";
+    message.userId = object.userId ?? "";
+    return message;
+  },
+};
+
+function createBaseAdoptGuestGenerationsResponse(): AdoptGuestGenerationsResponse {
+  return { moved: 0 };
+}
+
+export const AdoptGuestGenerationsResponse: MessageFns<AdoptGuestGenerationsResponse> = {
+  encode(message: AdoptGuestGenerationsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.moved !== 0) {
+      writer.uint32(8).int32(message.moved);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): AdoptGuestGenerationsResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAdoptGuestGenerationsResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.moved = reader.int32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): AdoptGuestGenerationsResponse {
+    return { moved: isSet(object.moved) ? globalThis.Number(object.moved) : 0 };
+  },
+
+  toJSON(message: AdoptGuestGenerationsResponse): unknown {
+    const obj: any = {};
+    if (message.moved !== 0) {
+      obj.moved = Math.round(message.moved);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<AdoptGuestGenerationsResponse>, I>>(base?: I): AdoptGuestGenerationsResponse {
+    return AdoptGuestGenerationsResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<AdoptGuestGenerationsResponse>, I>>(
+    object: I,
+  ): AdoptGuestGenerationsResponse {
+    const message = createBaseAdoptGuestGenerationsResponse();
+    message.moved = object.moved ?? 0;
+    return message;
+  },
+};
+
 /**
  * GenerationsService owns generation jobs: creation (which holds their credits), the worker
  * that runs them through a provider, cancellation, reads, and the outbox of their events.
@@ -1768,6 +1940,18 @@ export const GenerationsServiceService = {
       Buffer.from(GetGenerationOutputResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): GetGenerationOutputResponse => GetGenerationOutputResponse.decode(value),
   },
+  /** Moves every generation of an adopted guest to the user who adopted it. Idempotent. */
+  adoptGuestGenerations: {
+    path: "/tally.generations.v1.GenerationsService/AdoptGuestGenerations" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: AdoptGuestGenerationsRequest): Buffer =>
+      Buffer.from(AdoptGuestGenerationsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): AdoptGuestGenerationsRequest => AdoptGuestGenerationsRequest.decode(value),
+    responseSerialize: (value: AdoptGuestGenerationsResponse): Buffer =>
+      Buffer.from(AdoptGuestGenerationsResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): AdoptGuestGenerationsResponse => AdoptGuestGenerationsResponse.decode(value),
+  },
 } as const;
 
 export interface GenerationsServiceServer extends UntypedServiceImplementation {
@@ -1788,6 +1972,8 @@ export interface GenerationsServiceServer extends UntypedServiceImplementation {
   cancelGeneration: handleUnaryCall<CancelGenerationRequest, CancelGenerationResponse>;
   /** Reads a completed generation's output bytes. Errors: NOT_FOUND `not_found`. */
   getGenerationOutput: handleUnaryCall<GetGenerationOutputRequest, GetGenerationOutputResponse>;
+  /** Moves every generation of an adopted guest to the user who adopted it. Idempotent. */
+  adoptGuestGenerations: handleUnaryCall<AdoptGuestGenerationsRequest, AdoptGuestGenerationsResponse>;
 }
 
 export interface GenerationsServiceClient extends Client {
@@ -1877,6 +2063,22 @@ export interface GenerationsServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: GetGenerationOutputResponse) => void,
+  ): ClientUnaryCall;
+  /** Moves every generation of an adopted guest to the user who adopted it. Idempotent. */
+  adoptGuestGenerations(
+    request: AdoptGuestGenerationsRequest,
+    callback: (error: ServiceError | null, response: AdoptGuestGenerationsResponse) => void,
+  ): ClientUnaryCall;
+  adoptGuestGenerations(
+    request: AdoptGuestGenerationsRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: AdoptGuestGenerationsResponse) => void,
+  ): ClientUnaryCall;
+  adoptGuestGenerations(
+    request: AdoptGuestGenerationsRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: AdoptGuestGenerationsResponse) => void,
   ): ClientUnaryCall;
 }
 

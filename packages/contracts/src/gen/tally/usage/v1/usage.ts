@@ -20,6 +20,98 @@ import {
 } from "@grpc/grpc-js";
 import { Timestamp } from "../../../google/protobuf/timestamp";
 
+/** Whether a subject of limits is a signed-up user or a guest. */
+export enum SubjectKind {
+  SUBJECT_KIND_UNSPECIFIED = 0,
+  SUBJECT_KIND_USER = 1,
+  SUBJECT_KIND_GUEST = 2,
+  UNRECOGNIZED = -1,
+}
+
+export function subjectKindFromJSON(object: any): SubjectKind {
+  switch (object) {
+    case 0:
+    case "SUBJECT_KIND_UNSPECIFIED":
+      return SubjectKind.SUBJECT_KIND_UNSPECIFIED;
+    case 1:
+    case "SUBJECT_KIND_USER":
+      return SubjectKind.SUBJECT_KIND_USER;
+    case 2:
+    case "SUBJECT_KIND_GUEST":
+      return SubjectKind.SUBJECT_KIND_GUEST;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return SubjectKind.UNRECOGNIZED;
+  }
+}
+
+export function subjectKindToJSON(object: SubjectKind): string {
+  switch (object) {
+    case SubjectKind.SUBJECT_KIND_UNSPECIFIED:
+      return "SUBJECT_KIND_UNSPECIFIED";
+    case SubjectKind.SUBJECT_KIND_USER:
+      return "SUBJECT_KIND_USER";
+    case SubjectKind.SUBJECT_KIND_GUEST:
+      return "SUBJECT_KIND_GUEST";
+    case SubjectKind.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
+/** Lifecycle of a quota reservation. */
+export enum ReservationStatus {
+  RESERVATION_STATUS_UNSPECIFIED = 0,
+  RESERVATION_STATUS_ACTIVE = 1,
+  RESERVATION_STATUS_CONSUMED = 2,
+  RESERVATION_STATUS_RELEASED = 3,
+  RESERVATION_STATUS_EXPIRED = 4,
+  UNRECOGNIZED = -1,
+}
+
+export function reservationStatusFromJSON(object: any): ReservationStatus {
+  switch (object) {
+    case 0:
+    case "RESERVATION_STATUS_UNSPECIFIED":
+      return ReservationStatus.RESERVATION_STATUS_UNSPECIFIED;
+    case 1:
+    case "RESERVATION_STATUS_ACTIVE":
+      return ReservationStatus.RESERVATION_STATUS_ACTIVE;
+    case 2:
+    case "RESERVATION_STATUS_CONSUMED":
+      return ReservationStatus.RESERVATION_STATUS_CONSUMED;
+    case 3:
+    case "RESERVATION_STATUS_RELEASED":
+      return ReservationStatus.RESERVATION_STATUS_RELEASED;
+    case 4:
+    case "RESERVATION_STATUS_EXPIRED":
+      return ReservationStatus.RESERVATION_STATUS_EXPIRED;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return ReservationStatus.UNRECOGNIZED;
+  }
+}
+
+export function reservationStatusToJSON(object: ReservationStatus): string {
+  switch (object) {
+    case ReservationStatus.RESERVATION_STATUS_UNSPECIFIED:
+      return "RESERVATION_STATUS_UNSPECIFIED";
+    case ReservationStatus.RESERVATION_STATUS_ACTIVE:
+      return "RESERVATION_STATUS_ACTIVE";
+    case ReservationStatus.RESERVATION_STATUS_CONSUMED:
+      return "RESERVATION_STATUS_CONSUMED";
+    case ReservationStatus.RESERVATION_STATUS_RELEASED:
+      return "RESERVATION_STATUS_RELEASED";
+    case ReservationStatus.RESERVATION_STATUS_EXPIRED:
+      return "RESERVATION_STATUS_EXPIRED";
+    case ReservationStatus.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
 /** Outcome recorded by a usage log entry. */
 export enum UsageOutcome {
   USAGE_OUTCOME_UNSPECIFIED = 0,
@@ -58,6 +150,41 @@ export function usageOutcomeToJSON(object: UsageOutcome): string {
     default:
       return "UNRECOGNIZED";
   }
+}
+
+/** Whom limits apply to: the account, its kind, its plan and its billing anchor (from credits). */
+export interface Subject {
+  id: string;
+  kind: SubjectKind;
+  plan: string;
+  periodAnchor?: Date | undefined;
+}
+
+/** Quota set aside for one generation until it completes, fails, is cancelled or expires. */
+export interface Reservation {
+  generationId: string;
+  subjectId: string;
+  status: ReservationStatus;
+  /** Credits reserved against credits_per_period. */
+  credits: bigint;
+  periodStart?: Date | undefined;
+  expiresAt?: Date | undefined;
+}
+
+/** One limit of a plan and where the subject stands against it. */
+export interface LimitStatus {
+  /** e.g. "generations_per_period". */
+  name: string;
+  /** "period", "day", "concurrent" or "minute". */
+  window: string;
+  limit: bigint;
+  used: bigint;
+  reserved: bigint;
+  /** max(0, limit - used - reserved). */
+  remaining: bigint;
+  withinLimit: boolean;
+  /** When the window starts again; unset for concurrent limits. */
+  resetsAt?: Date | undefined;
 }
 
 /** Lifetime totals of one user, kept equal to the usage log. */
@@ -110,6 +237,547 @@ export interface ListUsageLogEntriesResponse {
   entries: UsageLogEntry[];
   nextPageToken: string;
 }
+
+export interface CheckAndReserveRequest {
+  subject?: Subject | undefined;
+  generationId: string;
+  /** The job's credit cost (counted against credits_per_period). */
+  credits: bigint;
+}
+
+export interface CheckAndReserveResponse {
+  reservation?: Reservation | undefined;
+}
+
+export interface ReleaseReservationRequest {
+  generationId: string;
+  reason: string;
+}
+
+export interface ReleaseReservationResponse {
+  reservation?: Reservation | undefined;
+}
+
+export interface ListLimitsRequest {
+  subject?: Subject | undefined;
+}
+
+export interface ListLimitsResponse {
+  plan: string;
+  periodStart?: Date | undefined;
+  periodEnd?: Date | undefined;
+  limits: LimitStatus[];
+}
+
+export interface AdoptGuestRequest {
+  guestId: string;
+  /** The user who adopted the guest (its plan and anchor place the moved usage). */
+  user?: Subject | undefined;
+}
+
+export interface AdoptGuestResponse {
+  /** Generations of the current period moved to the user (0 on a retry). */
+  generationsMoved: bigint;
+}
+
+function createBaseSubject(): Subject {
+  return { id: "", kind: 0, plan: "", periodAnchor: undefined };
+}
+
+export const Subject: MessageFns<Subject> = {
+  encode(message: Subject, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== "") {
+      writer.uint32(10).string(message.id);
+    }
+    if (message.kind !== 0) {
+      writer.uint32(16).int32(message.kind);
+    }
+    if (message.plan !== "") {
+      writer.uint32(26).string(message.plan);
+    }
+    if (message.periodAnchor !== undefined) {
+      Timestamp.encode(toTimestamp(message.periodAnchor), writer.uint32(34).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Subject {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSubject();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.id = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.kind = reader.int32() as any;
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.plan = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.periodAnchor = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Subject {
+    return {
+      id: isSet(object.id) ? globalThis.String(object.id) : "",
+      kind: isSet(object.kind) ? subjectKindFromJSON(object.kind) : 0,
+      plan: isSet(object.plan) ? globalThis.String(object.plan) : "",
+      periodAnchor: isSet(object.periodAnchor)
+        ? fromJsonTimestamp(object.periodAnchor)
+        : isSet(object.period_anchor)
+        ? fromJsonTimestamp(object.period_anchor)
+        : undefined,
+    };
+  },
+
+  toJSON(message: Subject): unknown {
+    const obj: any = {};
+    if (message.id !== "") {
+      obj.id = message.id;
+    }
+    if (message.kind !== 0) {
+      obj.kind = subjectKindToJSON(message.kind);
+    }
+    if (message.plan !== "") {
+      obj.plan = message.plan;
+    }
+    if (message.periodAnchor !== undefined) {
+      obj.periodAnchor = message.periodAnchor.toISOString();
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<Subject>, I>>(base?: I): Subject {
+    return Subject.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<Subject>, I>>(object: I): Subject {
+    const message = createBaseSubject();
+    message.id = object.id ?? "";
+    message.kind = object.kind ?? 0;
+    message.plan = object.plan ?? "";
+    message.periodAnchor = object.periodAnchor ?? undefined;
+    return message;
+  },
+};
+
+function createBaseReservation(): Reservation {
+  return { generationId: "", subjectId: "", status: 0, credits: 0n, periodStart: undefined, expiresAt: undefined };
+}
+
+export const Reservation: MessageFns<Reservation> = {
+  encode(message: Reservation, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.generationId !== "") {
+      writer.uint32(10).string(message.generationId);
+    }
+    if (message.subjectId !== "") {
+      writer.uint32(18).string(message.subjectId);
+    }
+    if (message.status !== 0) {
+      writer.uint32(24).int32(message.status);
+    }
+    if (message.credits !== 0n) {
+      if (BigInt.asIntN(64, message.credits) !== message.credits) {
+        throw new globalThis.Error("value provided for field message.credits of type int64 too large");
+      }
+      writer.uint32(32).int64(message.credits);
+    }
+    if (message.periodStart !== undefined) {
+      Timestamp.encode(toTimestamp(message.periodStart), writer.uint32(42).fork()).join();
+    }
+    if (message.expiresAt !== undefined) {
+      Timestamp.encode(toTimestamp(message.expiresAt), writer.uint32(50).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Reservation {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseReservation();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.generationId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.subjectId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.status = reader.int32() as any;
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.credits = reader.int64() as bigint;
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.periodStart = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.expiresAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Reservation {
+    return {
+      generationId: isSet(object.generationId)
+        ? globalThis.String(object.generationId)
+        : isSet(object.generation_id)
+        ? globalThis.String(object.generation_id)
+        : "",
+      subjectId: isSet(object.subjectId)
+        ? globalThis.String(object.subjectId)
+        : isSet(object.subject_id)
+        ? globalThis.String(object.subject_id)
+        : "",
+      status: isSet(object.status) ? reservationStatusFromJSON(object.status) : 0,
+      credits: isSet(object.credits) ? BigInt(object.credits) : 0n,
+      periodStart: isSet(object.periodStart)
+        ? fromJsonTimestamp(object.periodStart)
+        : isSet(object.period_start)
+        ? fromJsonTimestamp(object.period_start)
+        : undefined,
+      expiresAt: isSet(object.expiresAt)
+        ? fromJsonTimestamp(object.expiresAt)
+        : isSet(object.expires_at)
+        ? fromJsonTimestamp(object.expires_at)
+        : undefined,
+    };
+  },
+
+  toJSON(message: Reservation): unknown {
+    const obj: any = {};
+    if (message.generationId !== "") {
+      obj.generationId = message.generationId;
+    }
+    if (message.subjectId !== "") {
+      obj.subjectId = message.subjectId;
+    }
+    if (message.status !== 0) {
+      obj.status = reservationStatusToJSON(message.status);
+    }
+    if (message.credits !== 0n) {
+      obj.credits = message.credits.toString();
+    }
+    if (message.periodStart !== undefined) {
+      obj.periodStart = message.periodStart.toISOString();
+    }
+    if (message.expiresAt !== undefined) {
+      obj.expiresAt = message.expiresAt.toISOString();
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<Reservation>, I>>(base?: I): Reservation {
+    return Reservation.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<Reservation>, I>>(object: I): Reservation {
+    const message = createBaseReservation();
+    message.generationId = object.generationId ?? "";
+    message.subjectId = object.subjectId ?? "";
+    message.status = object.status ?? 0;
+    message.credits = (object.credits !== undefined && object.credits !== null) ? BigInt(object.credits) : 0n;
+    message.periodStart = object.periodStart ?? undefined;
+    message.expiresAt = object.expiresAt ?? undefined;
+    return message;
+  },
+};
+
+function createBaseLimitStatus(): LimitStatus {
+  return {
+    name: "",
+    window: "",
+    limit: 0n,
+    used: 0n,
+    reserved: 0n,
+    remaining: 0n,
+    withinLimit: false,
+    resetsAt: undefined,
+  };
+}
+
+export const LimitStatus: MessageFns<LimitStatus> = {
+  encode(message: LimitStatus, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    if (message.window !== "") {
+      writer.uint32(18).string(message.window);
+    }
+    if (message.limit !== 0n) {
+      if (BigInt.asIntN(64, message.limit) !== message.limit) {
+        throw new globalThis.Error("value provided for field message.limit of type int64 too large");
+      }
+      writer.uint32(24).int64(message.limit);
+    }
+    if (message.used !== 0n) {
+      if (BigInt.asIntN(64, message.used) !== message.used) {
+        throw new globalThis.Error("value provided for field message.used of type int64 too large");
+      }
+      writer.uint32(32).int64(message.used);
+    }
+    if (message.reserved !== 0n) {
+      if (BigInt.asIntN(64, message.reserved) !== message.reserved) {
+        throw new globalThis.Error("value provided for field message.reserved of type int64 too large");
+      }
+      writer.uint32(40).int64(message.reserved);
+    }
+    if (message.remaining !== 0n) {
+      if (BigInt.asIntN(64, message.remaining) !== message.remaining) {
+        throw new globalThis.Error("value provided for field message.remaining of type int64 too large");
+      }
+      writer.uint32(48).int64(message.remaining);
+    }
+    if (message.withinLimit !== false) {
+      writer.uint32(56).bool(message.withinLimit);
+    }
+    if (message.resetsAt !== undefined) {
+      Timestamp.encode(toTimestamp(message.resetsAt), writer.uint32(66).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): LimitStatus {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseLimitStatus();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.window = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.limit = reader.int64() as bigint;
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.used = reader.int64() as bigint;
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.reserved = reader.int64() as bigint;
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.remaining = reader.int64() as bigint;
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.withinLimit = reader.bool();
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.resetsAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): LimitStatus {
+    return {
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      window: isSet(object.window) ? globalThis.String(object.window) : "",
+      limit: isSet(object.limit) ? BigInt(object.limit) : 0n,
+      used: isSet(object.used) ? BigInt(object.used) : 0n,
+      reserved: isSet(object.reserved) ? BigInt(object.reserved) : 0n,
+      remaining: isSet(object.remaining) ? BigInt(object.remaining) : 0n,
+      withinLimit: isSet(object.withinLimit)
+        ? globalThis.Boolean(object.withinLimit)
+        : isSet(object.within_limit)
+        ? globalThis.Boolean(object.within_limit)
+        : false,
+      resetsAt: isSet(object.resetsAt)
+        ? fromJsonTimestamp(object.resetsAt)
+        : isSet(object.resets_at)
+        ? fromJsonTimestamp(object.resets_at)
+        : undefined,
+    };
+  },
+
+  toJSON(message: LimitStatus): unknown {
+    const obj: any = {};
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.window !== "") {
+      obj.window = message.window;
+    }
+    if (message.limit !== 0n) {
+      obj.limit = message.limit.toString();
+    }
+    if (message.used !== 0n) {
+      obj.used = message.used.toString();
+    }
+    if (message.reserved !== 0n) {
+      obj.reserved = message.reserved.toString();
+    }
+    if (message.remaining !== 0n) {
+      obj.remaining = message.remaining.toString();
+    }
+    if (message.withinLimit !== false) {
+      obj.withinLimit = message.withinLimit;
+    }
+    if (message.resetsAt !== undefined) {
+      obj.resetsAt = message.resetsAt.toISOString();
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<LimitStatus>, I>>(base?: I): LimitStatus {
+    return LimitStatus.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<LimitStatus>, I>>(object: I): LimitStatus {
+    const message = createBaseLimitStatus();
+    message.name = object.name ?? "";
+    message.window = object.window ?? "";
+    message.limit = (object.limit !== undefined && object.limit !== null) ? BigInt(object.limit) : 0n;
+    message.used = (object.used !== undefined && object.used !== null) ? BigInt(object.used) : 0n;
+    message.reserved = (object.reserved !== undefined && object.reserved !== null) ? BigInt(object.reserved) : 0n;
+    message.remaining = (object.remaining !== undefined && object.remaining !== null) ? BigInt(object.remaining) : 0n;
+    message.withinLimit = object.withinLimit ?? false;
+    message.resetsAt = object.resetsAt ?? undefined;
+    return message;
+  },
+};
 
 function createBaseUserStats(): UserStats {
   return {
@@ -998,6 +1666,704 @@ export const ListUsageLogEntriesResponse: MessageFns<ListUsageLogEntriesResponse
   },
 };
 
+function createBaseCheckAndReserveRequest(): CheckAndReserveRequest {
+  return { subject: undefined, generationId: "", credits: 0n };
+}
+
+export const CheckAndReserveRequest: MessageFns<CheckAndReserveRequest> = {
+  encode(message: CheckAndReserveRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.subject !== undefined) {
+      Subject.encode(message.subject, writer.uint32(10).fork()).join();
+    }
+    if (message.generationId !== "") {
+      writer.uint32(18).string(message.generationId);
+    }
+    if (message.credits !== 0n) {
+      if (BigInt.asIntN(64, message.credits) !== message.credits) {
+        throw new globalThis.Error("value provided for field message.credits of type int64 too large");
+      }
+      writer.uint32(24).int64(message.credits);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CheckAndReserveRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCheckAndReserveRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.subject = Subject.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.generationId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.credits = reader.int64() as bigint;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CheckAndReserveRequest {
+    return {
+      subject: isSet(object.subject) ? Subject.fromJSON(object.subject) : undefined,
+      generationId: isSet(object.generationId)
+        ? globalThis.String(object.generationId)
+        : isSet(object.generation_id)
+        ? globalThis.String(object.generation_id)
+        : "",
+      credits: isSet(object.credits) ? BigInt(object.credits) : 0n,
+    };
+  },
+
+  toJSON(message: CheckAndReserveRequest): unknown {
+    const obj: any = {};
+    if (message.subject !== undefined) {
+      obj.subject = Subject.toJSON(message.subject);
+    }
+    if (message.generationId !== "") {
+      obj.generationId = message.generationId;
+    }
+    if (message.credits !== 0n) {
+      obj.credits = message.credits.toString();
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<CheckAndReserveRequest>, I>>(base?: I): CheckAndReserveRequest {
+    return CheckAndReserveRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<CheckAndReserveRequest>, I>>(object: I): CheckAndReserveRequest {
+    const message = createBaseCheckAndReserveRequest();
+    message.subject = (object.subject !== undefined && object.subject !== null)
+      ? Subject.fromPartial(object.subject)
+      : undefined;
+    message.generationId = object.generationId ?? "";
+    message.credits = (object.credits !== undefined && object.credits !== null) ? BigInt(object.credits) : 0n;
+    return message;
+  },
+};
+
+function createBaseCheckAndReserveResponse(): CheckAndReserveResponse {
+  return { reservation: undefined };
+}
+
+export const CheckAndReserveResponse: MessageFns<CheckAndReserveResponse> = {
+  encode(message: CheckAndReserveResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.reservation !== undefined) {
+      Reservation.encode(message.reservation, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CheckAndReserveResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCheckAndReserveResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.reservation = Reservation.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CheckAndReserveResponse {
+    return { reservation: isSet(object.reservation) ? Reservation.fromJSON(object.reservation) : undefined };
+  },
+
+  toJSON(message: CheckAndReserveResponse): unknown {
+    const obj: any = {};
+    if (message.reservation !== undefined) {
+      obj.reservation = Reservation.toJSON(message.reservation);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<CheckAndReserveResponse>, I>>(base?: I): CheckAndReserveResponse {
+    return CheckAndReserveResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<CheckAndReserveResponse>, I>>(object: I): CheckAndReserveResponse {
+    const message = createBaseCheckAndReserveResponse();
+    message.reservation = (object.reservation !== undefined && object.reservation !== null)
+      ? Reservation.fromPartial(object.reservation)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseReleaseReservationRequest(): ReleaseReservationRequest {
+  return { generationId: "", reason: "" };
+}
+
+export const ReleaseReservationRequest: MessageFns<ReleaseReservationRequest> = {
+  encode(message: ReleaseReservationRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.generationId !== "") {
+      writer.uint32(10).string(message.generationId);
+    }
+    if (message.reason !== "") {
+      writer.uint32(18).string(message.reason);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ReleaseReservationRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseReleaseReservationRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.generationId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.reason = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ReleaseReservationRequest {
+    return {
+      generationId: isSet(object.generationId)
+        ? globalThis.String(object.generationId)
+        : isSet(object.generation_id)
+        ? globalThis.String(object.generation_id)
+        : "",
+      reason: isSet(object.reason) ? globalThis.String(object.reason) : "",
+    };
+  },
+
+  toJSON(message: ReleaseReservationRequest): unknown {
+    const obj: any = {};
+    if (message.generationId !== "") {
+      obj.generationId = message.generationId;
+    }
+    if (message.reason !== "") {
+      obj.reason = message.reason;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ReleaseReservationRequest>, I>>(base?: I): ReleaseReservationRequest {
+    return ReleaseReservationRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ReleaseReservationRequest>, I>>(object: I): ReleaseReservationRequest {
+    const message = createBaseReleaseReservationRequest();
+    message.generationId = object.generationId ?? "";
+    message.reason = object.reason ?? "";
+    return message;
+  },
+};
+
+function createBaseReleaseReservationResponse(): ReleaseReservationResponse {
+  return { reservation: undefined };
+}
+
+export const ReleaseReservationResponse: MessageFns<ReleaseReservationResponse> = {
+  encode(message: ReleaseReservationResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.reservation !== undefined) {
+      Reservation.encode(message.reservation, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ReleaseReservationResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseReleaseReservationResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.reservation = Reservation.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ReleaseReservationResponse {
+    return { reservation: isSet(object.reservation) ? Reservation.fromJSON(object.reservation) : undefined };
+  },
+
+  toJSON(message: ReleaseReservationResponse): unknown {
+    const obj: any = {};
+    if (message.reservation !== undefined) {
+      obj.reservation = Reservation.toJSON(message.reservation);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ReleaseReservationResponse>, I>>(base?: I): ReleaseReservationResponse {
+    return ReleaseReservationResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ReleaseReservationResponse>, I>>(object: I): ReleaseReservationResponse {
+    const message = createBaseReleaseReservationResponse();
+    message.reservation = (object.reservation !== undefined && object.reservation !== null)
+      ? Reservation.fromPartial(object.reservation)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseListLimitsRequest(): ListLimitsRequest {
+  return { subject: undefined };
+}
+
+export const ListLimitsRequest: MessageFns<ListLimitsRequest> = {
+  encode(message: ListLimitsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.subject !== undefined) {
+      Subject.encode(message.subject, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListLimitsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListLimitsRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.subject = Subject.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListLimitsRequest {
+    return { subject: isSet(object.subject) ? Subject.fromJSON(object.subject) : undefined };
+  },
+
+  toJSON(message: ListLimitsRequest): unknown {
+    const obj: any = {};
+    if (message.subject !== undefined) {
+      obj.subject = Subject.toJSON(message.subject);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ListLimitsRequest>, I>>(base?: I): ListLimitsRequest {
+    return ListLimitsRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ListLimitsRequest>, I>>(object: I): ListLimitsRequest {
+    const message = createBaseListLimitsRequest();
+    message.subject = (object.subject !== undefined && object.subject !== null)
+      ? Subject.fromPartial(object.subject)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseListLimitsResponse(): ListLimitsResponse {
+  return { plan: "", periodStart: undefined, periodEnd: undefined, limits: [] };
+}
+
+export const ListLimitsResponse: MessageFns<ListLimitsResponse> = {
+  encode(message: ListLimitsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.plan !== "") {
+      writer.uint32(10).string(message.plan);
+    }
+    if (message.periodStart !== undefined) {
+      Timestamp.encode(toTimestamp(message.periodStart), writer.uint32(18).fork()).join();
+    }
+    if (message.periodEnd !== undefined) {
+      Timestamp.encode(toTimestamp(message.periodEnd), writer.uint32(26).fork()).join();
+    }
+    for (const v of message.limits) {
+      LimitStatus.encode(v!, writer.uint32(34).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListLimitsResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListLimitsResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.plan = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.periodStart = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.periodEnd = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.limits.push(LimitStatus.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListLimitsResponse {
+    return {
+      plan: isSet(object.plan) ? globalThis.String(object.plan) : "",
+      periodStart: isSet(object.periodStart)
+        ? fromJsonTimestamp(object.periodStart)
+        : isSet(object.period_start)
+        ? fromJsonTimestamp(object.period_start)
+        : undefined,
+      periodEnd: isSet(object.periodEnd)
+        ? fromJsonTimestamp(object.periodEnd)
+        : isSet(object.period_end)
+        ? fromJsonTimestamp(object.period_end)
+        : undefined,
+      limits: globalThis.Array.isArray(object?.limits) ? object.limits.map((e: any) => LimitStatus.fromJSON(e)) : [],
+    };
+  },
+
+  toJSON(message: ListLimitsResponse): unknown {
+    const obj: any = {};
+    if (message.plan !== "") {
+      obj.plan = message.plan;
+    }
+    if (message.periodStart !== undefined) {
+      obj.periodStart = message.periodStart.toISOString();
+    }
+    if (message.periodEnd !== undefined) {
+      obj.periodEnd = message.periodEnd.toISOString();
+    }
+    if (message.limits?.length) {
+      obj.limits = message.limits.map((e) => LimitStatus.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ListLimitsResponse>, I>>(base?: I): ListLimitsResponse {
+    return ListLimitsResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ListLimitsResponse>, I>>(object: I): ListLimitsResponse {
+    const message = createBaseListLimitsResponse();
+    message.plan = object.plan ?? "";
+    message.periodStart = object.periodStart ?? undefined;
+    message.periodEnd = object.periodEnd ?? undefined;
+    message.limits = object.limits?.map((e) => LimitStatus.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseAdoptGuestRequest(): AdoptGuestRequest {
+  return { guestId: "", user: undefined };
+}
+
+export const AdoptGuestRequest: MessageFns<AdoptGuestRequest> = {
+  encode(message: AdoptGuestRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.guestId !== "") {
+      writer.uint32(10).string(message.guestId);
+    }
+    if (message.user !== undefined) {
+      Subject.encode(message.user, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): AdoptGuestRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAdoptGuestRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.guestId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.user = Subject.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): AdoptGuestRequest {
+    return {
+      guestId: isSet(object.guestId)
+        ? globalThis.String(object.guestId)
+        : isSet(object.guest_id)
+        ? globalThis.String(object.guest_id)
+        : "",
+      user: isSet(object.user) ? Subject.fromJSON(object.user) : undefined,
+    };
+  },
+
+  toJSON(message: AdoptGuestRequest): unknown {
+    const obj: any = {};
+    if (message.guestId !== "") {
+      obj.guestId = message.guestId;
+    }
+    if (message.user !== undefined) {
+      obj.user = Subject.toJSON(message.user);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<AdoptGuestRequest>, I>>(base?: I): AdoptGuestRequest {
+    return AdoptGuestRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<AdoptGuestRequest>, I>>(object: I): AdoptGuestRequest {
+    const message = createBaseAdoptGuestRequest();
+    message.guestId = object.guestId ?? "";
+    message.user = (object.user !== undefined && object.user !== null) ? Subject.fromPartial(object.user) : undefined;
+    return message;
+  },
+};
+
+function createBaseAdoptGuestResponse(): AdoptGuestResponse {
+  return { generationsMoved: 0n };
+}
+
+export const AdoptGuestResponse: MessageFns<AdoptGuestResponse> = {
+  encode(message: AdoptGuestResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.generationsMoved !== 0n) {
+      if (BigInt.asIntN(64, message.generationsMoved) !== message.generationsMoved) {
+        throw new globalThis.Error("value provided for field message.generationsMoved of type int64 too large");
+      }
+      writer.uint32(8).int64(message.generationsMoved);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): AdoptGuestResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAdoptGuestResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.generationsMoved = reader.int64() as bigint;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): AdoptGuestResponse {
+    return {
+      generationsMoved: isSet(object.generationsMoved)
+        ? BigInt(object.generationsMoved)
+        : isSet(object.generations_moved)
+        ? BigInt(object.generations_moved)
+        : 0n,
+    };
+  },
+
+  toJSON(message: AdoptGuestResponse): unknown {
+    const obj: any = {};
+    if (message.generationsMoved !== 0n) {
+      obj.generationsMoved = message.generationsMoved.toString();
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<AdoptGuestResponse>, I>>(base?: I): AdoptGuestResponse {
+    return AdoptGuestResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<AdoptGuestResponse>, I>>(object: I): AdoptGuestResponse {
+    const message = createBaseAdoptGuestResponse();
+    message.generationsMoved = (object.generationsMoved !== undefined && object.generationsMoved !== null)
+      ? BigInt(object.generationsMoved)
+      : 0n;
+    return message;
+  },
+};
+
 /**
  * UsageService owns the usage log (immutable facts of completed and failed generations) and
  * the aggregates derived from it, starting with lifetime user stats.
@@ -1027,6 +2393,65 @@ export const UsageServiceService = {
       Buffer.from(ListUsageLogEntriesResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): ListUsageLogEntriesResponse => ListUsageLogEntriesResponse.decode(value),
   },
+  /**
+   * Checks the subject's plan limits for one more generation and, when every limit allows it,
+   * reserves quota for it, atomically against `used + reserved + amount <= limit` (so
+   * concurrent requests cannot all slip past). Idempotent on `generation_id`: a retry reserves
+   * nothing more and answers the existing reservation. The reservation becomes usage when the
+   * completion event is recorded; a failure, a cancellation, a release or its expiry gives it
+   * back, exactly once. Errors: PERMISSION_DENIED `plan_limit_exceeded` (users) or
+   * RESOURCE_EXHAUSTED `guest_limit_exceeded` (guests), with details limit_name, plan, used,
+   * reserved, limit, period_start, resets_at; INVALID_ARGUMENT `validation`.
+   */
+  checkAndReserve: {
+    path: "/tally.usage.v1.UsageService/CheckAndReserve" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: CheckAndReserveRequest): Buffer =>
+      Buffer.from(CheckAndReserveRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): CheckAndReserveRequest => CheckAndReserveRequest.decode(value),
+    responseSerialize: (value: CheckAndReserveResponse): Buffer =>
+      Buffer.from(CheckAndReserveResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): CheckAndReserveResponse => CheckAndReserveResponse.decode(value),
+  },
+  /**
+   * Gives back an active reservation whose job was never stored (best effort; otherwise it
+   * expires). Releasing one that already ended does nothing.
+   */
+  releaseReservation: {
+    path: "/tally.usage.v1.UsageService/ReleaseReservation" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ReleaseReservationRequest): Buffer =>
+      Buffer.from(ReleaseReservationRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ReleaseReservationRequest => ReleaseReservationRequest.decode(value),
+    responseSerialize: (value: ReleaseReservationResponse): Buffer =>
+      Buffer.from(ReleaseReservationResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ReleaseReservationResponse => ReleaseReservationResponse.decode(value),
+  },
+  /** The subject's limits with their usage in the current window. */
+  listLimits: {
+    path: "/tally.usage.v1.UsageService/ListLimits" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ListLimitsRequest): Buffer => Buffer.from(ListLimitsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ListLimitsRequest => ListLimitsRequest.decode(value),
+    responseSerialize: (value: ListLimitsResponse): Buffer => Buffer.from(ListLimitsResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ListLimitsResponse => ListLimitsResponse.decode(value),
+  },
+  /**
+   * Moves an adopted guest's usage in the current billing period and day to the user who
+   * adopted it (limits are not reset by signing up). Idempotent per guest.
+   */
+  adoptGuest: {
+    path: "/tally.usage.v1.UsageService/AdoptGuest" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: AdoptGuestRequest): Buffer => Buffer.from(AdoptGuestRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): AdoptGuestRequest => AdoptGuestRequest.decode(value),
+    responseSerialize: (value: AdoptGuestResponse): Buffer => Buffer.from(AdoptGuestResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): AdoptGuestResponse => AdoptGuestResponse.decode(value),
+  },
 } as const;
 
 export interface UsageServiceServer extends UntypedServiceImplementation {
@@ -1034,6 +2459,29 @@ export interface UsageServiceServer extends UntypedServiceImplementation {
   getUserStats: handleUnaryCall<GetUserStatsRequest, GetUserStatsResponse>;
   /** Lists a user's usage log entries, newest first. */
   listUsageLogEntries: handleUnaryCall<ListUsageLogEntriesRequest, ListUsageLogEntriesResponse>;
+  /**
+   * Checks the subject's plan limits for one more generation and, when every limit allows it,
+   * reserves quota for it, atomically against `used + reserved + amount <= limit` (so
+   * concurrent requests cannot all slip past). Idempotent on `generation_id`: a retry reserves
+   * nothing more and answers the existing reservation. The reservation becomes usage when the
+   * completion event is recorded; a failure, a cancellation, a release or its expiry gives it
+   * back, exactly once. Errors: PERMISSION_DENIED `plan_limit_exceeded` (users) or
+   * RESOURCE_EXHAUSTED `guest_limit_exceeded` (guests), with details limit_name, plan, used,
+   * reserved, limit, period_start, resets_at; INVALID_ARGUMENT `validation`.
+   */
+  checkAndReserve: handleUnaryCall<CheckAndReserveRequest, CheckAndReserveResponse>;
+  /**
+   * Gives back an active reservation whose job was never stored (best effort; otherwise it
+   * expires). Releasing one that already ended does nothing.
+   */
+  releaseReservation: handleUnaryCall<ReleaseReservationRequest, ReleaseReservationResponse>;
+  /** The subject's limits with their usage in the current window. */
+  listLimits: handleUnaryCall<ListLimitsRequest, ListLimitsResponse>;
+  /**
+   * Moves an adopted guest's usage in the current billing period and day to the user who
+   * adopted it (limits are not reset by signing up). Idempotent per guest.
+   */
+  adoptGuest: handleUnaryCall<AdoptGuestRequest, AdoptGuestResponse>;
 }
 
 export interface UsageServiceClient extends Client {
@@ -1068,6 +2516,85 @@ export interface UsageServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ListUsageLogEntriesResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Checks the subject's plan limits for one more generation and, when every limit allows it,
+   * reserves quota for it, atomically against `used + reserved + amount <= limit` (so
+   * concurrent requests cannot all slip past). Idempotent on `generation_id`: a retry reserves
+   * nothing more and answers the existing reservation. The reservation becomes usage when the
+   * completion event is recorded; a failure, a cancellation, a release or its expiry gives it
+   * back, exactly once. Errors: PERMISSION_DENIED `plan_limit_exceeded` (users) or
+   * RESOURCE_EXHAUSTED `guest_limit_exceeded` (guests), with details limit_name, plan, used,
+   * reserved, limit, period_start, resets_at; INVALID_ARGUMENT `validation`.
+   */
+  checkAndReserve(
+    request: CheckAndReserveRequest,
+    callback: (error: ServiceError | null, response: CheckAndReserveResponse) => void,
+  ): ClientUnaryCall;
+  checkAndReserve(
+    request: CheckAndReserveRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: CheckAndReserveResponse) => void,
+  ): ClientUnaryCall;
+  checkAndReserve(
+    request: CheckAndReserveRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: CheckAndReserveResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Gives back an active reservation whose job was never stored (best effort; otherwise it
+   * expires). Releasing one that already ended does nothing.
+   */
+  releaseReservation(
+    request: ReleaseReservationRequest,
+    callback: (error: ServiceError | null, response: ReleaseReservationResponse) => void,
+  ): ClientUnaryCall;
+  releaseReservation(
+    request: ReleaseReservationRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ReleaseReservationResponse) => void,
+  ): ClientUnaryCall;
+  releaseReservation(
+    request: ReleaseReservationRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ReleaseReservationResponse) => void,
+  ): ClientUnaryCall;
+  /** The subject's limits with their usage in the current window. */
+  listLimits(
+    request: ListLimitsRequest,
+    callback: (error: ServiceError | null, response: ListLimitsResponse) => void,
+  ): ClientUnaryCall;
+  listLimits(
+    request: ListLimitsRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ListLimitsResponse) => void,
+  ): ClientUnaryCall;
+  listLimits(
+    request: ListLimitsRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ListLimitsResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Moves an adopted guest's usage in the current billing period and day to the user who
+   * adopted it (limits are not reset by signing up). Idempotent per guest.
+   */
+  adoptGuest(
+    request: AdoptGuestRequest,
+    callback: (error: ServiceError | null, response: AdoptGuestResponse) => void,
+  ): ClientUnaryCall;
+  adoptGuest(
+    request: AdoptGuestRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: AdoptGuestResponse) => void,
+  ): ClientUnaryCall;
+  adoptGuest(
+    request: AdoptGuestRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: AdoptGuestResponse) => void,
   ): ClientUnaryCall;
 }
 

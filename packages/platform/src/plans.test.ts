@@ -1,0 +1,65 @@
+import { mkdtempSync, writeFileSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { DEFAULT_PLANS_DOCUMENT, loadPlanCatalog, parsePlanCatalog, planNamed, PlansConfigError } from "./plans";
+
+const file = (name: string, text: string) => {
+  const full = path.join(mkdtempSync(path.join(os.tmpdir(), "tally-plans-")), name);
+  writeFileSync(full, text);
+  return full;
+};
+
+describe("plan catalogue", () => {
+  it("has the built-in plans when PLANS_FILE is unset", () => {
+    const catalog = loadPlanCatalog(undefined);
+    expect(catalog.defaultPlan).toBe("free");
+    expect(catalog.guestPlan).toBe("guest");
+    expect(catalog.plans.free).toEqual({
+      name: "free",
+      trialCredits: 10,
+      limits: {
+        generations_per_period: { limit: 100, thresholds: [] },
+        concurrent_generations: { limit: 20, thresholds: [] },
+        requests_per_minute: { limit: 600, thresholds: [] },
+      },
+    });
+    expect(catalog.plans.pro!.limits.credits_per_period).toEqual({ limit: 20000, thresholds: [0.8, 1] });
+    expect(catalog.plans.guest!.limits.generations_per_day).toEqual({ limit: 3, thresholds: [] });
+  });
+
+  it("lets TRIAL_CREDITS override the default plan's trial credits only", () => {
+    const catalog = loadPlanCatalog(undefined, 25);
+    expect(catalog.plans.free!.trialCredits).toBe(25);
+    expect(catalog.plans.guest!.trialCredits).toBe(3);
+  });
+
+  it("reads YAML and JSON files", () => {
+    const yaml = file("plans.yaml", "default_plan: basic\nguest_plan: basic\nplans:\n  basic: { trial_credits: 1, limits: { generations_per_day: 2 } }\n");
+    expect(loadPlanCatalog(yaml).plans.basic!.limits).toEqual({ generations_per_day: { limit: 2, thresholds: [] } });
+    const json = file("plans.json", JSON.stringify(DEFAULT_PLANS_DOCUMENT));
+    expect(Object.keys(loadPlanCatalog(json).plans).sort()).toEqual(["free", "guest", "pro"]);
+  });
+
+  it("names the bad key of an invalid file", () => {
+    const bad = (document: unknown) => () => parsePlanCatalog(document);
+    expect(bad({ ...DEFAULT_PLANS_DOCUMENT, default_plan: "gold" })).toThrow(/default_plan: names no plan/);
+    expect(bad({ ...DEFAULT_PLANS_DOCUMENT, plans: { ...DEFAULT_PLANS_DOCUMENT.plans, free: { trial_credits: 10, limits: { generations_per_month: 5 } } } })).toThrow(
+      /plans\.free\.limits/,
+    );
+    expect(bad({ ...DEFAULT_PLANS_DOCUMENT, plans: { ...DEFAULT_PLANS_DOCUMENT.plans, pro: { trial_credits: 10, limits: { credits_per_period: { limit: -1 } } } } })).toThrow(
+      /plans\.pro\.limits\.credits_per_period/,
+    );
+    expect(bad({ ...DEFAULT_PLANS_DOCUMENT, plans: { ...DEFAULT_PLANS_DOCUMENT.plans, free: { trial_credits: 10, limits: { credits_per_period: { limit: 5, thresholds: [1.5] } } } } })).toThrow(
+      /thresholds/,
+    );
+    expect(bad({ ...DEFAULT_PLANS_DOCUMENT, plans: { ...DEFAULT_PLANS_DOCUMENT.plans, free: { limits: {} } } })).toThrow(/plans\.free\.trial_credits/);
+    expect(() => loadPlanCatalog(file("broken.yaml", "plans: [unclosed"))).toThrow(PlansConfigError);
+    expect(() => loadPlanCatalog("/nonexistent/plans.yaml")).toThrow(/cannot be read/);
+  });
+
+  it("answers validation for an unknown plan, listing the known ones", () => {
+    expect(() => planNamed(loadPlanCatalog(undefined), "gold")).toThrow(
+      expect.objectContaining({ reason: "validation", details: { field: "plan", known_plans: ["free", "guest", "pro"] } }),
+    );
+  });
+});

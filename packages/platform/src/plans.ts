@@ -1,0 +1,159 @@
+import { readFileSync } from "node:fs";
+import { parse as parseYaml } from "yaml";
+import { z } from "zod";
+import { validationError } from "./errors";
+
+/**
+ * Plans are configuration: a catalogue of named plans, each with its trial credits and its
+ * limits, read from the YAML or JSON file named by `PLANS_FILE` (the built-in DEFAULT_PLANS
+ * when unset) by every service that needs it, and validated at start-up with an error naming
+ * the bad key. The file's shape is part of the public contract (docs/plans.md).
+ */
+
+/** The limits a plan may set; a missing one means unlimited. */
+export const LIMIT_NAMES = [
+  "generations_per_period",
+  "credits_per_period",
+  "processing_seconds_per_period",
+  "generations_per_day",
+  "concurrent_generations",
+  "requests_per_minute",
+] as const;
+export type LimitName = (typeof LIMIT_NAMES)[number];
+
+/** The window a limit counts in. */
+export type LimitWindow = "period" | "day" | "concurrent" | "minute";
+export const LIMIT_WINDOWS: Record<LimitName, LimitWindow> = {
+  generations_per_period: "period",
+  credits_per_period: "period",
+  processing_seconds_per_period: "period",
+  generations_per_day: "day",
+  concurrent_generations: "concurrent",
+  requests_per_minute: "minute",
+};
+
+/** A limit: its value and the soft thresholds (fractions of it, 0 < t <= 1) that raise an event when crossed. */
+export interface Limit {
+  limit: number;
+  thresholds: number[];
+}
+
+export interface Plan {
+  name: string;
+  /** Credits of the trial grant a new account of this plan receives. */
+  trialCredits: number;
+  limits: Partial<Record<LimitName, Limit>>;
+}
+
+export interface PlanCatalog {
+  /** The plan of a new user. */
+  defaultPlan: string;
+  /** The plan of a guest. */
+  guestPlan: string;
+  plans: Record<string, Plan>;
+}
+
+const limitValue = z.number().int().nonnegative();
+const limitSchema = z.union([
+  limitValue,
+  z.strictObject({ limit: limitValue, thresholds: z.array(z.number().gt(0).lte(1)).max(10).default([]) }),
+]);
+const limitsSchema = z.strictObject(Object.fromEntries(LIMIT_NAMES.map((name) => [name, limitSchema.optional()])) as Record<LimitName, z.ZodOptional<typeof limitSchema>>);
+const planSchema = z.strictObject({ trial_credits: z.number().int().nonnegative(), limits: limitsSchema.default({}) });
+const catalogSchema = z
+  .strictObject({
+    default_plan: z.string().min(1),
+    guest_plan: z.string().min(1),
+    plans: z.record(z.string().regex(/^[a-z0-9][a-z0-9_-]{0,63}$/, "plan names are 1..64 of a-z, 0-9, _ and -"), planSchema),
+  })
+  .superRefine((catalog, ctx) => {
+    for (const key of ["default_plan", "guest_plan"] as const) {
+      if (!(catalog[key] in catalog.plans)) ctx.addIssue({ code: "custom", path: [key], message: `names no plan in "plans"` });
+    }
+  });
+
+/** The built-in catalogue, used when PLANS_FILE is unset. */
+export const DEFAULT_PLANS_DOCUMENT = {
+  default_plan: "free",
+  guest_plan: "guest",
+  plans: {
+    guest: { trial_credits: 3, limits: { generations_per_day: 3, concurrent_generations: 2, requests_per_minute: 120 } },
+    free: { trial_credits: 10, limits: { generations_per_period: 100, concurrent_generations: 20, requests_per_minute: 600 } },
+    pro: {
+      trial_credits: 10,
+      limits: {
+        generations_per_period: 5000,
+        concurrent_generations: 50,
+        requests_per_minute: 3000,
+        credits_per_period: { limit: 20000, thresholds: [0.8, 1.0] },
+      },
+    },
+  },
+};
+
+/** A plans file that does not validate; the message names the file and each bad key. */
+export class PlansConfigError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "PlansConfigError";
+  }
+}
+
+/**
+ * Validates a plans document (already parsed from YAML or JSON) and returns the catalogue.
+ * Throws PlansConfigError naming every bad key path (e.g. `plans.pro.limits.credits_per_period.limit`).
+ */
+export function parsePlanCatalog(document: unknown, source = "plans"): PlanCatalog {
+  const parsed = catalogSchema.safeParse(document);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((issue) => `${issue.path.join(".") || "(root)"}: ${issue.message}`);
+    throw new PlansConfigError(`${source} is invalid: ${problems.join("; ")}`);
+  }
+  const plans: Record<string, Plan> = {};
+  for (const [name, plan] of Object.entries(parsed.data.plans)) {
+    const limits: Partial<Record<LimitName, Limit>> = {};
+    for (const limitName of LIMIT_NAMES) {
+      const value = plan.limits[limitName];
+      if (value === undefined) continue;
+      limits[limitName] = typeof value === "number" ? { limit: value, thresholds: [] } : { limit: value.limit, thresholds: [...value.thresholds].sort() };
+    }
+    plans[name] = { name, trialCredits: plan.trial_credits, limits };
+  }
+  return { defaultPlan: parsed.data.default_plan, guestPlan: parsed.data.guest_plan, plans };
+}
+
+/**
+ * The plan catalogue of this process: the file named by `plansFile` (YAML or JSON; YAML is a
+ * superset of JSON), else DEFAULT_PLANS_DOCUMENT. `trialCreditsOverride` (TRIAL_CREDITS), when
+ * given, replaces the default plan's trial credits. Throws PlansConfigError for an unreadable
+ * or invalid file.
+ */
+export function loadPlanCatalog(plansFile: string | undefined, trialCreditsOverride?: number): PlanCatalog {
+  let document: unknown = DEFAULT_PLANS_DOCUMENT;
+  if (plansFile) {
+    let text: string;
+    try {
+      text = readFileSync(plansFile, "utf8");
+    } catch (error) {
+      throw new PlansConfigError(`PLANS_FILE ${plansFile} cannot be read: ${(error as Error).message}`);
+    }
+    try {
+      document = parseYaml(text);
+    } catch (error) {
+      throw new PlansConfigError(`PLANS_FILE ${plansFile} is not valid YAML or JSON: ${(error as Error).message}`);
+    }
+  }
+  const catalog = parsePlanCatalog(document, plansFile ? `PLANS_FILE ${plansFile}` : "the built-in plans");
+  if (trialCreditsOverride !== undefined) {
+    const plan = catalog.plans[catalog.defaultPlan]!;
+    catalog.plans[catalog.defaultPlan] = { ...plan, trialCredits: trialCreditsOverride };
+  }
+  return catalog;
+}
+
+/** The plan named `name`. Throws `validation` (field `plan`, listing the known plans) for an unknown one. */
+export function planNamed(catalog: PlanCatalog, name: string): Plan {
+  const plan = catalog.plans[name];
+  if (!plan) throw validationError(`unknown plan "${name}"`, { field: "plan", known_plans: Object.keys(catalog.plans).sort() });
+  return plan;
+}
