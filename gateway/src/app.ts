@@ -1,20 +1,28 @@
-import Fastify, { type FastifyBaseLogger, type FastifyInstance } from "fastify";
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyRequest } from "fastify";
 import fastifySwagger from "@fastify/swagger";
 import fastifySwaggerUi from "@fastify/swagger-ui";
 import { jsonSchemaTransform, jsonSchemaTransformObject, serializerCompiler, validatorCompiler } from "fastify-type-provider-zod";
-import type { Logger } from "@tally/platform";
+import { loadPlanCatalog, type Logger } from "@tally/platform";
+import { authenticate, authenticateUserOrGuest } from "./auth/authenticate";
+import { guestAccounts } from "./auth/guest";
 import { AccessTokens } from "./auth/tokens";
 import { downstreamCaller, type GatewayClients } from "./clients";
 import type { GatewayConfig } from "./config";
 import { frameworkErrorHandler, installProblemHandlers, PATH_PARAMETER_LENGTH_MAX } from "./errors/handlers";
 import { clientErrorHandler, installTransportProblems } from "./errors/transport";
+import { requestsPerMinuteResolver } from "./limits/account-plans";
+import { PlanCache } from "./limits/plan-cache";
+import { installRateLimits } from "./limits/rate-limits";
 import { installMetrics } from "./metrics";
 import { installRequestTracing } from "./tracing";
 import { accountRoutes } from "./routes/account";
+import { adminRoutes } from "./routes/admin";
 import { authRoutes } from "./routes/auth";
 import type { RouteContext } from "./routes/context";
 import { generationRoutes } from "./routes/generations";
 import { opsRoutes } from "./routes/ops";
+import { presentAccount } from "./routes/presenters";
+import { usageRoutes } from "./routes/usage";
 
 /**
  * Builds the REST gateway (not listening yet: `main.ts` calls `listen`, tests use `inject`).
@@ -61,23 +69,49 @@ export async function buildGateway(config: GatewayConfig, clients: GatewayClient
         description: "Credits, generations and usage metering. Errors are RFC 9457 application/problem+json with a stable `code`.",
         version: "1.0.0",
       },
-      components: { securitySchemes: { bearerAuth: { type: "http", scheme: "bearer", bearerFormat: "JWT" } } },
+      components: {
+        securitySchemes: {
+          bearerAuth: { type: "http", scheme: "bearer", bearerFormat: "JWT" },
+          guestId: { type: "apiKey", in: "header", name: "X-Guest-ID", description: "A guest's self-chosen UUID (no bearer token)" },
+        },
+      },
     },
     transform: jsonSchemaTransform,
     transformObject: jsonSchemaTransformObject,
   });
   await app.register(fastifySwaggerUi, { routePrefix: "/docs" });
 
-  const context: RouteContext = {
-    config,
-    clients,
-    callFor: (request) => downstreamCaller(config.DOWNSTREAM_TIMEOUT_MS, request.traceContext),
-    tokens: new AccessTokens({ secret: config.JWT_SECRET, issuer: config.JWT_ISSUER, ttlSeconds: config.ACCESS_TOKEN_TTL_SECONDS }),
-    logger,
-  };
+  const context = await buildRouteContext(app, config, clients, logger);
   await app.register(opsRoutes(context, metrics));
   await app.register(authRoutes(context));
   await app.register(accountRoutes(context));
   await app.register(generationRoutes(context));
+  await app.register(usageRoutes(context));
+  await app.register(adminRoutes(context));
   return app;
+}
+
+/**
+ * What the routes share: the downstream caller, tokens, the plan catalogue (PLANS_FILE; a bad
+ * file fails the start with PlansConfigError naming the key), the plan cache, the rate limits
+ * (installed here, before any route) and the principal hooks (authentication, then the
+ * account's requests_per_minute).
+ */
+async function buildRouteContext(app: FastifyInstance, config: GatewayConfig, clients: GatewayClients, logger: Logger): Promise<RouteContext> {
+  const callFor = (request: FastifyRequest) => downstreamCaller(config.DOWNSTREAM_TIMEOUT_MS, request.traceContext);
+  const tokens = new AccessTokens({ secret: config.JWT_SECRET, issuer: config.JWT_ISSUER, ttlSeconds: config.ACCESS_TOKEN_TTL_SECONDS });
+  const catalog = loadPlanCatalog(config.PLANS_FILE);
+  const planCache = new PlanCache(config.PLAN_CACHE_TTL_MS);
+  const loadPlan = async (request: FastifyRequest, accountId: string) => {
+    const response = await callFor(request)(clients.credits.getAccount.bind(clients.credits), { accountId });
+    return presentAccount(response.account).plan;
+  };
+  const requestsPerMinuteOf = requestsPerMinuteResolver({ catalog, cache: planCache, loadPlan, logger });
+  const rateLimits = await installRateLimits(app, { config, tokens, requestsPerMinuteOf, logger });
+  const ensureGuest = guestAccounts(clients, callFor, planCache);
+  const hooks = {
+    user: [authenticate(tokens), rateLimits.accountHook],
+    userOrGuest: [authenticateUserOrGuest(tokens, ensureGuest), rateLimits.accountHook],
+  };
+  return { config, clients, callFor, tokens, logger, catalog, planCache, rateLimits, hooks };
 }

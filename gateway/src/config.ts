@@ -33,6 +33,18 @@ export const gatewayConfigSchema = z.object({
   TRUST_PROXY: booleanFromEnv(false),
   /** Base of the problem `type` URIs (RFC 9457 §3.1.1); the reason code is appended. */
   PROBLEM_TYPE_BASE_URI: z.string().min(1).default("https://tally.dev/problems/"),
+  /** The plans file (YAML or JSON, docs/plans.md); unset: the built-in plans. Read for requests_per_minute and plan names. */
+  PLANS_FILE: z.string().min(1).optional(),
+  /** How long an account's plan is reused for rate limiting before credits is asked again, in milliseconds. */
+  PLAN_CACHE_TTL_MS: intFromEnv(5000).pipe(z.number().int().nonnegative()),
+  /** Requests per minute per client IP without a valid bearer token (anonymous traffic and guests). */
+  RATE_LIMIT_ANONYMOUS_PER_MINUTE: intFromEnv(600).pipe(z.number().int().positive()),
+  /** Sign-ups and sign-ins (POST /v1/auth/register and /v1/auth/login) per minute per client IP. */
+  RATE_LIMIT_AUTH_PER_MINUTE: intFromEnv(60).pipe(z.number().int().positive()),
+  /** Redis shared by every replica's rate limiter (e.g. redis://127.0.0.1:6379); unset: counts are per replica. */
+  REDIS_URL: z.string().min(1).optional(),
+  /** Prefix of the rate limiter's Redis keys (deployments sharing one Redis keep apart by it). */
+  RATE_LIMIT_REDIS_PREFIX: z.string().min(1).default("tally:rate-limit:"),
   LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
 });
 

@@ -1,11 +1,12 @@
 import assert from "node:assert";
 import type { FastifyReply, FastifyRequest } from "fastify";
 import { DomainError } from "@tally/platform";
-import type { AccessTokens, Principal } from "./tokens";
+import { guestIdOf } from "./guest";
+import type { AccessTokens, GuestPrincipal, Principal, UserPrincipal } from "./tokens";
 
 declare module "fastify" {
   interface FastifyRequest {
-    /** Set by the `authenticate` hook on routes that require a bearer token. */
+    /** Set by the `authenticate` / `authenticateUserOrGuest` hooks on routes that act for someone. */
     principal?: Principal;
   }
 }
@@ -15,36 +16,99 @@ export const BEARER_CHALLENGE = 'Bearer realm="tally"';
 
 const BEARER_PATTERN = /^Bearer[ ]+([A-Za-z0-9\-._~+/]+=*)\s*$/i;
 
+/** The outcome of checking a request's `Authorization` header: a principal, or why not (with its challenge). */
+type BearerCheck = { principal: UserPrincipal } | { error: DomainError; challenge: string };
+
+/** One check per request: the rate limiter and the route's hook both ask, the token is verified once. */
+const bearerChecks = new WeakMap<FastifyRequest, Promise<BearerCheck | undefined>>();
+
+async function runBearerCheck(header: string | undefined, tokens: AccessTokens): Promise<BearerCheck | undefined> {
+  if (!header) return undefined;
+  const match = BEARER_PATTERN.exec(header);
+  if (!match) {
+    const error = new DomainError("unauthenticated", "the Authorization header must be 'Bearer <access token>'");
+    return { error, challenge: `${BEARER_CHALLENGE}, error="invalid_request"` };
+  }
+  try {
+    return { principal: await tokens.verify(match[1]!) };
+  } catch (error) {
+    const domainError = error instanceof DomainError ? error : new DomainError("unauthenticated", "access token is invalid");
+    return { error: domainError, challenge: `${BEARER_CHALLENGE}, error="invalid_token"` };
+  }
+}
+
 /**
- * An `onRequest` hook that requires `Authorization: Bearer <access token>` and sets
- * `request.principal`. Missing, malformed, badly signed or expired tokens answer 401
- * `unauthenticated` with a `WWW-Authenticate: Bearer` challenge (RFC 6750 `invalid_token`
- * when a token was given). It runs before the body is read or validated, so an anonymous
- * caller gets 401 rather than learning a route's input rules.
+ * The request's bearer token checked (memoized per request): undefined without an
+ * `Authorization` header, else the user it names or the reason it names nobody. Never throws.
+ */
+export function checkBearer(request: FastifyRequest, tokens: AccessTokens): Promise<BearerCheck | undefined> {
+  let check = bearerChecks.get(request);
+  if (!check) {
+    check = runBearerCheck(request.headers.authorization, tokens);
+    bearerChecks.set(request, check);
+  }
+  return check;
+}
+
+/** Sets the principal of a checked token, or throws its 401 with the matching challenge. */
+function acceptBearer(check: BearerCheck, request: FastifyRequest, reply: FastifyReply): void {
+  if ("error" in check) {
+    reply.header("www-authenticate", check.challenge);
+    throw check.error;
+  }
+  request.principal = check.principal;
+}
+
+/**
+ * An `onRequest` hook for routes that need a signed-up user: requires
+ * `Authorization: Bearer <access token>` and sets `request.principal`. Missing, malformed,
+ * badly signed or expired tokens answer 401 `unauthenticated` with a `WWW-Authenticate: Bearer`
+ * challenge (RFC 6750 `invalid_token` when a token was given); so does a guest (`X-Guest-ID`
+ * alone). It runs before the body is read or validated, so an anonymous caller gets 401
+ * rather than learning a route's input rules.
  */
 export function authenticate(tokens: AccessTokens) {
   return async (request: FastifyRequest, reply: FastifyReply): Promise<void> => {
-    const header = request.headers.authorization;
-    if (!header) {
+    const check = await checkBearer(request, tokens);
+    if (!check) {
       reply.header("www-authenticate", BEARER_CHALLENGE);
       throw new DomainError("unauthenticated", "missing bearer token (Authorization: Bearer <access token>)");
     }
-    const match = BEARER_PATTERN.exec(header);
-    if (!match) {
-      reply.header("www-authenticate", `${BEARER_CHALLENGE}, error="invalid_request"`);
-      throw new DomainError("unauthenticated", "the Authorization header must be 'Bearer <access token>'");
-    }
-    try {
-      request.principal = await tokens.verify(match[1]!);
-    } catch (error) {
-      reply.header("www-authenticate", `${BEARER_CHALLENGE}, error="invalid_token"`);
-      throw error;
-    }
+    acceptBearer(check, request, reply);
   };
 }
 
-/** The authenticated principal of a request that went through the `authenticate` hook (a bug otherwise). */
+/** Finds or creates a guest's account (credits EnsureGuestAccount) for `request`. */
+export type EnsureGuest = (request: FastifyRequest, guestId: string) => Promise<GuestPrincipal>;
+
+/**
+ * An `onRequest` hook for routes a guest may use too. A bearer token wins and is checked as
+ * `authenticate` does; with none, `X-Guest-ID` names a guest: 400 `validation` naming
+ * `headers.x-guest-id` unless it is a UUID, then `ensureGuest` (credits answers 401
+ * `unauthenticated` for an id that is a user's or was adopted by a sign-up). Neither: 401.
+ */
+export function authenticateUserOrGuest(tokens: AccessTokens, ensureGuest: EnsureGuest) {
+  return async (request: FastifyRequest, reply: FastifyReply): Promise<void> => {
+    const check = await checkBearer(request, tokens);
+    if (check) return acceptBearer(check, request, reply);
+    const guestId = guestIdOf(request);
+    if (guestId === undefined) {
+      reply.header("www-authenticate", BEARER_CHALLENGE);
+      throw new DomainError("unauthenticated", "missing bearer token (Authorization: Bearer <access token>) or guest id (X-Guest-ID: <uuid>)");
+    }
+    request.principal = await ensureGuest(request, guestId);
+  };
+}
+
+/** The principal of a request that went through one of the hooks above (a bug otherwise). */
 export function principalOf(request: FastifyRequest): Principal {
   assert(request.principal, "route must use the authenticate hook");
   return request.principal;
+}
+
+/** The signed-up user of a request that went through `authenticate` (a bug otherwise). */
+export function userOf(request: FastifyRequest): UserPrincipal {
+  const principal = principalOf(request);
+  assert(principal.kind === "user", "route must use the authenticate hook (users only)");
+  return principal;
 }

@@ -2,13 +2,31 @@ import assert from "node:assert";
 import { SignJWT, jwtVerify, errors as joseErrors } from "jose";
 import { DomainError } from "@tally/platform";
 
-/** Who a request acts for, as carried by its access token. */
-export interface Principal {
+/** What an access token carries: a signed-up user's account id, role and email. */
+export interface TokenClaims {
   /** The credits account id (token `sub`). */
   accountId: string;
   role: "user" | "admin";
   email: string;
 }
+
+/** A signed-up user (or admin), known by a valid bearer token. */
+export interface UserPrincipal extends TokenClaims {
+  kind: "user";
+}
+
+/**
+ * A guest: no token, a self-asserted `X-Guest-ID` (a UUID) whose credits account exists
+ * (EnsureGuestAccount). Its account id is the guest id; `plan` is the account's plan.
+ */
+export interface GuestPrincipal {
+  kind: "guest";
+  accountId: string;
+  plan: string;
+}
+
+/** Who a request acts for. */
+export type Principal = UserPrincipal | GuestPrincipal;
 
 export interface AccessTokenOptions {
   /** HMAC key, at least 32 characters (checked by the config schema). */
@@ -40,7 +58,7 @@ export class AccessTokens {
   }
 
   /** Signs a token for `principal`, valid for the configured ttl from now. */
-  async issue(principal: Principal): Promise<IssuedToken> {
+  async issue(principal: TokenClaims): Promise<IssuedToken> {
     const nowSeconds = Math.floor(Date.now() / 1000);
     const accessToken = await new SignJWT({ role: principal.role, email: principal.email })
       .setProtectedHeader({ alg: ALGORITHM, typ: "JWT" })
@@ -57,7 +75,7 @@ export class AccessTokens {
    * Errors: DomainError `unauthenticated` for anything wrong with the token (the message says
    * whether it expired, so a client knows to sign in again).
    */
-  async verify(token: string): Promise<Principal> {
+  async verify(token: string): Promise<UserPrincipal> {
     try {
       const { payload } = await jwtVerify(token, this.key, {
         algorithms: [ALGORITHM],
@@ -69,7 +87,7 @@ export class AccessTokens {
       if (typeof payload.sub !== "string" || payload.sub === "" || (role !== "user" && role !== "admin") || typeof email !== "string") {
         throw new DomainError("unauthenticated", "access token is missing required claims");
       }
-      return { accountId: payload.sub, role, email };
+      return { kind: "user", accountId: payload.sub, role, email };
     } catch (error) {
       if (error instanceof DomainError) throw error;
       if (error instanceof joseErrors.JWTExpired) throw new DomainError("unauthenticated", "access token expired");

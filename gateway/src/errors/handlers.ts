@@ -4,6 +4,7 @@ import { DomainError, type Logger } from "@tally/platform";
 import { traceIdOf } from "../tracing";
 import { httpStatusForCode, type ProblemCode } from "./http-status";
 import { boundedEcho, buildProblem, sendProblem } from "./problem";
+import { limitDetails, retryAfterSeconds } from "./retry-after";
 
 /** What a client is told about failures on our side (their real messages go to the log). */
 const SERVER_FAILURE_DETAILS: Partial<Record<ProblemCode, string>> = {
@@ -76,12 +77,18 @@ function classifyFrameworkError(error: FastifyError): Classified | undefined {
   return undefined;
 }
 
-/** The problem for a DomainError: its reason and message, or a generic detail for a 5xx (logged). */
+/**
+ * The problem for a DomainError: its reason and message, or a generic detail for a 5xx
+ * (logged). Limit problems carry the limit's details as members; `guest_limit_exceeded`,
+ * `rate_limited` and `unavailable` carry `Retry-After` (errors/retry-after.ts).
+ */
 function sendDomainProblem(typeBaseUri: string, logger: Logger, error: DomainError, request: FastifyRequest, reply: FastifyReply): FastifyReply {
   const instance = request.url;
   const traceId = traceIdOf(request.span);
+  const retryAfter = retryAfterSeconds(error.reason, error.details, Date.now());
+  if (retryAfter !== undefined) reply.header("retry-after", retryAfter);
   if (httpStatusForCode(error.reason) < 500) {
-    return sendProblem(reply, buildProblem(typeBaseUri, error.reason, error.message, error.details, instance, traceId));
+    return sendProblem(reply, buildProblem(typeBaseUri, error.reason, error.message, limitDetails(error.reason, error.details), instance, traceId));
   }
   // A server-side failure's message names hosts, ports and internals: log it, answer generically.
   logger.warn({ reason: error.reason, err: error.message, method: request.method, url: boundedEcho(request.url) }, "downstream failure");

@@ -1,8 +1,9 @@
 import type { FastifyInstance } from "fastify";
 import type { ZodTypeProvider } from "fastify-type-provider-zod";
-import { authenticate, principalOf } from "../auth/authenticate";
+import { userOf } from "../auth/authenticate";
 import { presentAccount, presentBalance, presentStats } from "./presenters";
 import type { RouteContext } from "./context";
+import { limitsOf } from "./limits";
 import { balanceResponse, meResponse, problemResponses } from "./schemas";
 
 /** `GET /v1/me` and `GET /v1/credits/balance`. */
@@ -10,11 +11,12 @@ export function accountRoutes(context: RouteContext) {
   return async (app: FastifyInstance): Promise<void> => {
     const routes = app.withTypeProvider<ZodTypeProvider>();
     const { callFor, clients } = context;
-    const onRequest = authenticate(context.tokens);
+    const onRequest = context.hooks.user;
 
     /**
-     * The signed-in account (credits `GetAccount`) with its lifetime stats (usage
-     * `GetUserStats`; zeros before any usage). 401 without a valid token.
+     * The signed-in account (credits `GetAccount`: with its `plan`) with its lifetime stats
+     * (usage `GetUserStats`; zeros before any usage), its current billing `period` and its
+     * plan's `limits` (as `GET /v1/usage/limits`). 401 without a valid token.
      */
     routes.get(
       "/v1/me",
@@ -24,12 +26,13 @@ export function accountRoutes(context: RouteContext) {
       },
       async (request) => {
         const call = callFor(request);
-        const { accountId } = principalOf(request);
+        const { accountId } = userOf(request);
         const [account, stats] = await Promise.all([
           call(clients.credits.getAccount.bind(clients.credits), { accountId }),
           call(clients.usage.getUserStats.bind(clients.usage), { userId: accountId }),
         ]);
-        return { ...presentAccount(account.account), stats: presentStats(stats.stats) };
+        const limits = await limitsOf(context, request, account.account);
+        return { ...presentAccount(account.account), stats: presentStats(stats.stats), period: limits.period, limits: limits.limits };
       },
     );
 
@@ -42,7 +45,7 @@ export function accountRoutes(context: RouteContext) {
       },
       async (request) => {
         const call = callFor(request);
-        const { accountId } = principalOf(request);
+        const { accountId } = userOf(request);
         const response = await call(clients.credits.getBalance.bind(clients.credits), { accountId });
         return presentBalance(response.balance);
       },

@@ -1,9 +1,11 @@
 import type { FastifyInstance } from "fastify";
 import type { ZodTypeProvider } from "fastify-type-provider-zod";
 import { credits } from "@tally/contracts";
+import { guestIdOf } from "../auth/guest";
+import { adoptGuest } from "./adoption";
 import { presentAccount } from "./presenters";
 import { requestIdFor, type RouteContext } from "./context";
-import { credentialsBody, idempotencyHeaders, loginBody, loginResponse, problemResponses, registerResponse } from "./schemas";
+import { credentialsBody, idempotencyAndGuestHeaders, idempotencyHeaders, loginBody, loginResponse, problemResponses, registerResponse } from "./schemas";
 
 /** `POST /v1/auth/register` and `POST /v1/auth/login`. */
 export function authRoutes(context: RouteContext) {
@@ -14,7 +16,9 @@ export function authRoutes(context: RouteContext) {
     /**
      * Creates an account (with its plan's trial credits, in the credits service's one
      * transaction) and signs the user in. 201 `{user, access_token, token_type, expires_in}`;
-     * 400 `validation`; 409 `conflict` when the email is taken.
+     * 400 `validation` (also for an `X-Guest-ID` that is not a UUID); 409 `conflict` when the
+     * email is taken. With `X-Guest-ID` the new user adopts the guest: its generations and
+     * its usage of the current period (`adoptGuest`), and the guest id stops working.
      */
     routes.post(
       "/v1/auth/register",
@@ -22,21 +26,23 @@ export function authRoutes(context: RouteContext) {
         schema: {
           tags: ["accounts"],
           summary: "Create an account",
-          headers: idempotencyHeaders,
+          headers: idempotencyAndGuestHeaders,
           body: credentialsBody,
           response: { 201: registerResponse, ...problemResponses },
         },
       },
       async (request, reply) => {
         const call = callFor(request);
+        const guestId = guestIdOf(request);
         const response = await call(clients.credits.createAccount.bind(clients.credits), {
           requestId: requestIdFor(request, { anonymousEmail: request.body.email }),
           email: request.body.email,
           password: request.body.password,
           plan: "",
-          adoptGuestId: "",
+          adoptGuestId: guestId ?? "",
           role: credits.Role.ROLE_UNSPECIFIED,
         });
+        if (guestId !== undefined) await adoptGuest(context, request, guestId, response.account);
         const user = presentAccount(response.account);
         const token = await tokens.issue({ accountId: user.id, role: user.role, email: user.email });
         return reply.code(201).send({ user, access_token: token.accessToken, token_type: "Bearer" as const, expires_in: token.expiresIn });

@@ -1,9 +1,14 @@
 import { createHash } from "node:crypto";
-import type { FastifyRequest } from "fastify";
-import { deterministicUuid, newId, type Logger } from "@tally/platform";
+import type { FastifyReply, FastifyRequest } from "fastify";
+import { deterministicUuid, newId, type Logger, type PlanCatalog } from "@tally/platform";
 import type { AccessTokens } from "../auth/tokens";
 import type { DownstreamCall, GatewayClients } from "../clients";
 import type { GatewayConfig } from "../config";
+import type { PlanCache } from "../limits/plan-cache";
+import type { RateLimits } from "../limits/rate-limits";
+
+/** An `onRequest` hook of a route. */
+export type RequestHook = (request: FastifyRequest, reply: FastifyReply) => Promise<void>;
 
 /** What the route plugins share. */
 export interface RouteContext {
@@ -13,6 +18,17 @@ export interface RouteContext {
   callFor(request: FastifyRequest): DownstreamCall;
   tokens: AccessTokens;
   logger: Logger;
+  /** The plans file (PLANS_FILE, else the built-in plans): names and requests_per_minute. */
+  catalog: PlanCatalog;
+  /** Plans of accounts as the rate limiter last learnt them (a plan change forgets its entry). */
+  planCache: PlanCache;
+  rateLimits: RateLimits;
+  /**
+   * The `onRequest` hooks of routes that act for someone: authentication, then the account's
+   * requests_per_minute. `user`: signed-up users only; `userOrGuest`: users, or guests by
+   * `X-Guest-ID`.
+   */
+  hooks: { user: RequestHook[]; userOrGuest: RequestHook[] };
 }
 
 /** Who a mutating request is made by, which scopes its `Idempotency-Key`. */

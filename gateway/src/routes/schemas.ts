@@ -80,6 +80,18 @@ export const idempotencyHeaders = z.looseObject({
     .describe("A retry with the same key returns the first answer; the same key with another body answers 409"),
 });
 
+/** How a guest names itself: a UUID it made up (checked by the principal hook: 400 unless a UUID). */
+const guestIdHeader = z
+  .string()
+  .optional()
+  .describe("Guest id (a UUID the client keeps): without a bearer token, the request acts for this guest; on sign-up, the guest to adopt");
+
+/** Headers of sign-up: an optional Idempotency-Key and the guest to adopt. (Elsewhere `X-Guest-ID` is a security scheme.) */
+export const idempotencyAndGuestHeaders = idempotencyHeaders.extend({ "x-guest-id": guestIdHeader });
+
+/** OpenAPI security of routes for users and guests: a bearer token, or `X-Guest-ID` (the `guestId` scheme). */
+export const userOrGuestSecurity: { [scheme: string]: string[] }[] = [{ bearerAuth: [] }, { guestId: [] }];
+
 export const credentialsBody = z.object({
   email: z.email().max(LIMITS.emailLengthMax).regex(NO_CONTROL_CHARACTERS, CONTROL_CHARACTERS_MESSAGE),
   password: z.string().min(LIMITS.passwordLengthMin).max(LIMITS.passwordLengthMax).regex(NO_CONTROL_CHARACTERS_IN_PASSWORD, CONTROL_CHARACTERS_MESSAGE),
@@ -115,6 +127,25 @@ export const loginResponse = z.object({
   expires_in: z.number().int().describe("seconds"),
 });
 
+export const limitSchema = z
+  .object({
+    name: z.string().describe("e.g. generations_per_period, requests_per_minute"),
+    window: z.enum(["period", "day", "concurrent", "minute"]),
+    limit: z.number().int(),
+    used: z.number().int(),
+    reserved: z.number().int().describe("held by jobs not ended yet"),
+    remaining: z.number().int().describe("max(0, limit - used - reserved)"),
+    within_limit: z.boolean(),
+    resets_at: nullableTimestamp.describe("when the window starts again; null for concurrent_generations"),
+  })
+  .meta({ id: "Limit" });
+
+const periodSchema = z.object({ start: nullableTimestamp, end: nullableTimestamp }).describe("the current billing period, [start, end)");
+
+export const limitsResponse = z
+  .object({ plan: z.string(), period: periodSchema, limits: z.array(limitSchema) })
+  .meta({ id: "Limits" });
+
 export const meResponse = accountSchema
   .extend({
     stats: z.object({
@@ -123,8 +154,17 @@ export const meResponse = accountSchema
       total_cost_micros: z.number().int(),
       total_credits_spent: z.number().int(),
     }),
+    period: periodSchema,
+    limits: z.array(limitSchema).describe("the plan's limits, as GET /v1/usage/limits lists them"),
   })
   .meta({ id: "Me" });
+
+/** A path account id; non-UUIDs are answered 404 by the route. */
+export const accountParams = z.object({ user_id: z.string() });
+
+export const setPlanBody = z.object({
+  plan: z.string().min(1).max(64).regex(/^[a-z0-9][a-z0-9_-]*$/, "must be a plan name (a-z, 0-9, _ and -)").describe("a plan of the plans file"),
+});
 
 export const balanceResponse = z
   .object({

@@ -8,7 +8,9 @@ import { outputUrlBuilder, security, type GenerationRouteDeps, type ZodRoutes } 
  * `POST /v1/generations`: starts a generation. The generations service validates it, holds its
  * credit cost and stores it `pending`. 201 generation; 400 `validation` (photo_url required
  * for photo, address for address, prompt for text); 402 `insufficient_credits`; 403
- * `plan_limit_exceeded`; 409 `idempotency_key_reused` (the key is scoped by the user, INV-4).
+ * `plan_limit_exceeded` (a user over a plan limit) or 429 `guest_limit_exceeded` (a guest),
+ * with the limit's details as problem members; 409 `idempotency_key_reused` (the key is
+ * scoped by the caller, user or guest, INV-4).
  */
 export function createGenerationRoute(routes: ZodRoutes, { context, onRequest }: GenerationRouteDeps): void {
   const generationsClient = context.clients.generations;

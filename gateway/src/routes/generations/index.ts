@@ -1,6 +1,5 @@
 import type { FastifyInstance } from "fastify";
 import type { ZodTypeProvider } from "fastify-type-provider-zod";
-import { authenticate } from "../../auth/authenticate";
 import type { RouteContext } from "../context";
 import { cancelGenerationRoute } from "./cancel";
 import { createGenerationRoute } from "./create";
@@ -10,12 +9,13 @@ import { generationOutputRoute } from "./output";
 
 /**
  * The generation routes (the REST contract is docs/api.md), one module each, all acting for
- * the signed-in user only. Registration order is the order of the OpenAPI document's paths.
+ * their caller only: a signed-in user, or a guest by `X-Guest-ID` (INV-7: another's
+ * generation is not found). Registration order is the order of the OpenAPI document's paths.
  */
 export function generationRoutes(context: RouteContext) {
   return async (app: FastifyInstance): Promise<void> => {
     const routes = app.withTypeProvider<ZodTypeProvider>();
-    const deps = { context, onRequest: authenticate(context.tokens) };
+    const deps = { context, onRequest: context.hooks.userOrGuest };
     createGenerationRoute(routes, deps);
     listGenerationsRoute(routes, deps);
     getGenerationRoute(routes, deps);

@@ -1,21 +1,20 @@
 import type { FastifyBaseLogger, FastifyInstance, FastifyRequest, RawReplyDefaultExpression, RawRequestDefaultExpression, RawServerDefault } from "fastify";
 import type { ZodTypeProvider } from "fastify-type-provider-zod";
 import { notFound, requireUuid } from "@tally/platform";
-import type { authenticate } from "../../auth/authenticate";
-import type { RouteContext } from "../context";
+import type { RequestHook, RouteContext } from "../context";
 
 /** A route plugin's instance with the zod type provider: handlers see typed bodies, queries and params. */
 export type ZodRoutes = FastifyInstance<RawServerDefault, RawRequestDefaultExpression, RawReplyDefaultExpression, FastifyBaseLogger, ZodTypeProvider>;
 
-/** What every generation route module receives: the shared context and the bearer-token hook. */
+/** What every generation route module receives: the shared context and the principal hooks. */
 export interface GenerationRouteDeps {
   context: RouteContext;
-  /** The `authenticate` hook: every generation route acts for the signed-in user only. */
-  onRequest: ReturnType<typeof authenticate>;
+  /** Users or guests (`context.hooks.userOrGuest`): every generation route acts for its caller only. */
+  onRequest: RequestHook[];
 }
 
-/** OpenAPI security requirement of every generation route. */
-export const security = [{ bearerAuth: [] }];
+/** OpenAPI security requirement of every generation route: a bearer token or `X-Guest-ID`. */
+export { userOrGuestSecurity as security } from "../schemas";
 
 /** Absolute URL of a generation's output, from the request's protocol and host. */
 export function outputUrlBuilder(request: FastifyRequest): (id: string) => string {

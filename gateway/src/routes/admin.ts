@@ -1,0 +1,71 @@
+import type { FastifyInstance, FastifyRequest } from "fastify";
+import type { ZodTypeProvider } from "fastify-type-provider-zod";
+import { DomainError, notFound, requireUuid, validationError } from "@tally/platform";
+import { credits } from "@tally/contracts";
+import { userOf } from "../auth/authenticate";
+import { presentAccount } from "./presenters";
+import { requestIdFor, type RouteContext } from "./context";
+import { accountParams, accountSchema, idempotencyHeaders, problemResponses, setPlanBody } from "./schemas";
+
+/**
+ * Admins only: the token must say `admin`, and credits must still say so (a demoted admin's
+ * token, valid until it expires, no longer works). Errors: 403 `forbidden`.
+ */
+async function requireAdmin(context: RouteContext, request: FastifyRequest): Promise<string> {
+  const { accountId, role } = userOf(request);
+  const forbidden = () => new DomainError("forbidden", "this route is for admins only");
+  if (role !== "admin") throw forbidden();
+  const creditsClient = context.clients.credits;
+  const response = await context.callFor(request)(creditsClient.getAccount.bind(creditsClient), { accountId });
+  if (response.account?.role !== credits.Role.ROLE_ADMIN) throw forbidden();
+  return accountId;
+}
+
+/** `PUT /v1/admin/accounts/{user_id}/plan`. */
+export function adminRoutes(context: RouteContext) {
+  return async (app: FastifyInstance): Promise<void> => {
+    const routes = app.withTypeProvider<ZodTypeProvider>();
+    const { callFor, clients, catalog } = context;
+
+    /**
+     * Moves an account to another plan (credits SetPlan): the new plan's limits apply at once,
+     * usage already counted in the current billing period stays counted (docs/plans.md).
+     * 200 account; 400 `validation` for a plan the plans file does not name; 401 without a
+     * token; 403 `forbidden` unless the caller is an admin; 404 for an unknown account (or an
+     * id that is not a UUID). Idempotent with `Idempotency-Key` (scoped by the admin, INV-4).
+     */
+    routes.put(
+      "/v1/admin/accounts/:user_id/plan",
+      {
+        onRequest: context.hooks.user,
+        schema: {
+          tags: ["admin"],
+          summary: "Change an account's plan (admins)",
+          security: [{ bearerAuth: [] }],
+          headers: idempotencyHeaders,
+          params: accountParams,
+          body: setPlanBody,
+          response: { 200: accountSchema, ...problemResponses },
+        },
+      },
+      async (request) => {
+        const adminId = await requireAdmin(context, request);
+        const accountId = requireUuid(request.params.user_id, () => notFound(`account ${request.params.user_id} not found`));
+        const { plan } = request.body;
+        if (!(plan in catalog.plans)) {
+          const known = Object.keys(catalog.plans).sort();
+          throw validationError(`body.plan: unknown plan "${plan}" (plans: ${known.join(", ")})`, { field: "body.plan", known_plans: known });
+        }
+        const response = await callFor(request)(clients.credits.setPlan.bind(clients.credits), {
+          requestId: requestIdFor(request, { accountId: adminId }),
+          accountId,
+          plan,
+        });
+        const account = presentAccount(response.account);
+        // This replica limits the account at its new plan at once; others within PLAN_CACHE_TTL_MS.
+        context.planCache.remember(account.id, account.plan);
+        return account;
+      },
+    );
+  };
+}
