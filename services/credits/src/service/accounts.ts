@@ -67,7 +67,9 @@ export class AccountsService {
   /** The idempotent transaction of `createAccount`; `created` is false for a replayed answer. */
   private async insertAccount(input: CreateAccountInput, passwordHash: string): Promise<{ created: boolean; answer: AccountWithBalance }> {
     const { requestId, email, plan, role, adoptGuestId } = input;
-    const parameters = { email, plan, role, adoptGuestId };
+    // Without a guest the fingerprint is the one registrations had before adoption existed, so
+    // a retry that spans the upgrade still gets its first answer.
+    const parameters = { email, plan, role, ...(adoptGuestId === null ? {} : { adoptGuestId }) };
     const call = { requestId, operation: "CreateAccount", parameters, ...answerCodec<AccountWithBalance>() };
     let created = false;
     const answer = await this.uow.inTransaction((stores) =>
