@@ -59,7 +59,7 @@ export async function startCredits(trialCredits: number): Promise<CreditsUnderTe
     async createAccount() {
       const response = await callUnary(
         client.createAccount.bind(client),
-        { requestId: `account-${uniqueSuffix()}`, email: `user-${uniqueSuffix()}@example.com`, password: "correct horse battery", plan: "", role: 0 },
+        { requestId: `account-${uniqueSuffix()}`, email: `user-${uniqueSuffix()}@example.com`, password: "correct horse battery", plan: "", role: 0, adoptGuestId: "" },
         { timeoutMs: CALL_TIMEOUT_MS },
       );
       return response.account!.id;
