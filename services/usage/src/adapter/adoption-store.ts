@@ -47,6 +47,6 @@ interface AdoptionRow {
 
 function requiredDate(value: Date | string): Date {
   const date = optionalDate(value);
-  assert.ok(date, "INV-5: guest_adoptions.user_period_start, user_period_end and day are NOT NULL");
+  assert.ok(date, "INV-6: guest_adoptions.user_period_start, user_period_end and day are NOT NULL");
   return date;
 }

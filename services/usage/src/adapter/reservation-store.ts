@@ -60,7 +60,7 @@ interface ReservationRow {
 
 const requiredDate = (value: Date | string, column: string): Date => {
   const date = optionalDate(value);
-  assert.ok(date, `INV-5: quota_reservations.${column} is NOT NULL`);
+  assert.ok(date, `INV-10: quota_reservations.${column} is NOT NULL`);
   return date;
 };
 

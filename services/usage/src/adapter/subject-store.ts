@@ -17,7 +17,7 @@ export class SqlSubjectStore implements SubjectStore {
        RETURNING ${SUBJECT_COLUMNS}`,
       [subject.id, subject.kind, subject.plan, subject.periodAnchor],
     );
-    assert.ok(row, "INV-5: an upsert … RETURNING of a subject returns the row");
+    assert.ok(row, "INV-10: an upsert … RETURNING of a subject returns the row");
     return subjectFromRow(row);
   }
 
@@ -36,7 +36,7 @@ export class SqlSubjectStore implements SubjectStore {
       "UPDATE subjects SET active_reservations = active_reservations + ?::integer WHERE id = ? RETURNING id",
       [delta, id],
     );
-    assert.equal(rows.length, 1, "INV-5: a reservation's subject row exists");
+    assert.equal(rows.length, 1, "INV-10: a reservation's subject row exists");
   }
 
   async markAdopted(guestId: string, userId: string): Promise<void> {

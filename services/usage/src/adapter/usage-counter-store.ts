@@ -54,7 +54,7 @@ export class SqlUsageCounterStore implements UsageCounterStore {
        RETURNING ${PERIOD_COLUMNS}`,
       [subjectId, period.start, period.end],
     );
-    assert.ok(created, "INV-5: a new period row is created under the subject's lock");
+    assert.ok(created, "INV-6: a new period row is created under the subject's lock");
     return periodFromRow(created);
   }
 
@@ -68,7 +68,7 @@ export class SqlUsageCounterStore implements UsageCounterStore {
        RETURNING ${DAY_COLUMNS}`,
       [subjectId, day.start, day.end],
     );
-    assert.ok(created, "INV-5: a new day row is created under the subject's lock");
+    assert.ok(created, "INV-6: a new day row is created under the subject's lock");
     return dayFromRow(created);
   }
 
@@ -79,7 +79,7 @@ export class SqlUsageCounterStore implements UsageCounterStore {
        WHERE subject_id = ? AND period_start = ?::timestamptz RETURNING subject_id`,
       [d.generations, d.credits, d.processingMs, d.reservedGenerations, d.reservedCredits, subjectId, periodStart],
     );
-    assert.equal(rows.length, 1, "INV-5: a period row is read (created) before its counters move");
+    assert.equal(rows.length, 1, "INV-6: a period row is read (created) before its counters move");
   }
 
   async addToDay(subjectId: string, day: Date, d: DayDelta): Promise<void> {
@@ -88,7 +88,7 @@ export class SqlUsageCounterStore implements UsageCounterStore {
        WHERE subject_id = ? AND day = ?::timestamptz RETURNING subject_id`,
       [d.generations, d.reservedGenerations, subjectId, day],
     );
-    assert.equal(rows.length, 1, "INV-5: a day row is read (created) before its counters move");
+    assert.equal(rows.length, 1, "INV-6: a day row is read (created) before its counters move");
   }
 
   async differences(subjectId?: string): Promise<CounterDifference[]> {
@@ -163,7 +163,7 @@ interface DifferenceRow {
 
 function requiredDate(value: Date | string, column: string): Date {
   const date = optionalDate(value);
-  assert.ok(date, `INV-5: ${column} is NOT NULL`);
+  assert.ok(date, `INV-6: ${column} is NOT NULL`);
   return date;
 }
 

@@ -68,7 +68,7 @@ export interface SubjectStore {
   /** Stores `subject`'s kind, plan and anchor (inserting it when new) and locks its row. */
   upsertAndLock(subject: Subject): Promise<StoredSubject>;
   /**
-   * Locks the rows of `ids` in id order (so two transactions never wait on each other in a
+   * Locks the rows of `ids` in id order (INV-9: so two transactions never wait on each other in a
    * cycle), first creating a bare row (kind user, no plan or anchor) for an id never seen.
    */
   lockOrCreate(ids: readonly string[]): Promise<StoredSubject[]>;

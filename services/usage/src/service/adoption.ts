@@ -30,7 +30,7 @@ export class AdoptionService {
       await stores.subjects.upsertAndLock(input.user);
       if (await stores.adoptions.find(input.guestId)) return 0n;
       const [guest] = await stores.subjects.lockOrCreate([input.guestId]);
-      assert.ok(guest, "INV-5: the guest's subject row was just locked");
+      assert.ok(guest, "INV-6: the guest's subject row was just locked");
       const now = this.clock();
       const user = windowsAt(input.user.periodAnchor, now);
       // The user's rows first, counted from the log before the adoption exists (the guest's entries not yet theirs).

@@ -51,7 +51,7 @@ export async function prepareUsedCounting(
   occurredAt: Date,
 ): Promise<UsedTargets> {
   const subject = locked.get(userId);
-  assert.ok(subject, "INV-5: the entry's user is locked before its usage is counted");
+  assert.ok(subject, "INV-6: the entry's user is locked before its usage is counted");
   const period = subject.periodAnchor ? billingPeriodAt(subject.periodAnchor, occurredAt) : null;
   const day = utcDayAt(occurredAt);
   const targets: UsedTargets = { period: period ? { subjectId: userId, window: period } : null, day: { subjectId: userId, window: day } };
