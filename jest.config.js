@@ -8,7 +8,8 @@ module.exports = {
   testPathIgnorePatterns: ["/node_modules/"],
   transform: { "^.+\\.(t|j)sx?$": swc, "^.+\\.mjs$": swc },
   // jose, content-disposition (@fastify/static, under swagger-ui) and cookie (light-my-request,
-  // behind Fastify's inject) ship only ES modules; let SWC turn them into CommonJS for Jest.
-  transformIgnorePatterns: ["/node_modules/(?!(jose|content-disposition|cookie)/)"],
+  // behind Fastify's inject), p-limit and its yocto-queue (credits' password pool) ship only ES
+  // modules; let SWC turn them into CommonJS for Jest.
+  transformIgnorePatterns: ["/node_modules/(?!(jose|content-disposition|cookie|p-limit|yocto-queue)/)"],
   testTimeout: 60_000,
 };

@@ -8,7 +8,9 @@
  * `CREDITS_GRPC_PORT` (50051), `GENERATIONS_GRPC_PORT` (50052), `USAGE_GRPC_PORT` (50053),
  * `TALLY_DATABASE_PREFIX` (`tally`: databases `<prefix>_credits`, …), `NATS_STREAM`,
  * `NATS_SUBJECT_PREFIX`, `JWT_SECRET` (else one is generated and kept in `.tally/`),
- * `FAULT_INJECTION_ENABLED`, `TALLY_STATE_DIR` (`.tally`), `LOG_LEVEL`.
+ * `FAULT_INJECTION_ENABLED`, `TALLY_STATE_DIR` (`.tally`), `LOG_LEVEL`, `PLANS_FILE` (the plan
+ * catalogue, passed to credits, usage and the gateway; unset = the built-in default plans),
+ * `TALLY_ADMIN_EMAILS` (passed to credits: accounts registered with these emails are admins).
  */
 import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
@@ -107,6 +109,17 @@ async function startService(stack: Stack, ports: StackPorts, name: ServiceName, 
 
 const sharedEnvironment = (stack: Stack) => ({ NATS_URL: stack.infra.natsUrl, LOG_LEVEL: process.env.LOG_LEVEL ?? "info" });
 
+/**
+ * PLANS_FILE, when set, for the parts that read the plan catalogue (credits, usage, gateway):
+ * an absolute path, since the services run from the repository root, not from the caller's
+ * directory. All of them must read the same file, or a plan's limits would differ between them.
+ */
+const plansEnvironment = (): Record<string, string> =>
+  process.env.PLANS_FILE ? { PLANS_FILE: path.resolve(process.cwd(), process.env.PLANS_FILE) } : {};
+
+/** TALLY_ADMIN_EMAILS, when set, for credits (the first admin on a fresh install). */
+const adminEnvironment = (): Record<string, string> => (process.env.TALLY_ADMIN_EMAILS ? { TALLY_ADMIN_EMAILS: process.env.TALLY_ADMIN_EMAILS } : {});
+
 /** Starts the gateway in front of the three services and waits until /readyz answers 200. */
 async function startGateway(stack: Stack, ports: StackPorts): Promise<void> {
   const gateway = spawnService(
@@ -114,6 +127,7 @@ async function startGateway(stack: Stack, ports: StackPorts): Promise<void> {
     "gateway/main.ts",
     {
       ...sharedEnvironment(stack),
+      ...plansEnvironment(),
       PORT: String(ports.gateway),
       CREDITS_GRPC_ADDRESS: grpcAddress(ports.credits),
       GENERATIONS_GRPC_ADDRESS: grpcAddress(ports.generations),
@@ -150,11 +164,10 @@ async function main(): Promise<void> {
   });
   try {
     const ports = await choosePorts();
-    await startService(stack, ports, "credits", {});
-    await Promise.all([
-      startService(stack, ports, "usage", {}),
-      startService(stack, ports, "generations", { CREDITS_GRPC_ADDRESS: grpcAddress(ports.credits) }),
-    ]);
+    await startService(stack, ports, "credits", { ...plansEnvironment(), ...adminEnvironment() });
+    // Generations calls both credits and usage on every create, so it starts after them.
+    await startService(stack, ports, "usage", plansEnvironment());
+    await startService(stack, ports, "generations", { CREDITS_GRPC_ADDRESS: grpcAddress(ports.credits), USAGE_GRPC_ADDRESS: grpcAddress(ports.usage) });
     await startGateway(stack, ports);
     log("ready; press Ctrl-C to stop");
     watchProcesses(stack);

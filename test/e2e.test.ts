@@ -4,18 +4,32 @@
  * the main job over HTTP: register → trial credits → generations until the credits run out
  * (402) → jobs complete (one fails and gives its credits back) → outputs download → balance,
  * generation list and /v1/me stats agree to the unit → login sets last_login → another user
- * gets 404 → bad input gets 400s → Ctrl-C stops everything cleanly.
+ * gets 404 → bad input gets 400s; then plans and limits: a guest makes generations up to its
+ * daily limit (429), signs up with its guest id and keeps its history, runs into its period
+ * limit as a free user (403 with the limit's detail), an admin upgrades it and the next
+ * request succeeds → Ctrl-C stops everything cleanly.
  */
 import { spawn, type ChildProcess } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { dropDatabase, getFreePort, REPOSITORY_ROOT, waitForHttpOk, withDatabase } from "@tally/platform";
+import { dropDatabase, getFreePort, newId, REPOSITORY_ROOT, waitForHttpOk, withDatabase } from "@tally/platform";
 import { eventually, testServerUrl, uniqueSuffix } from "@tally/platform/src/testing";
 
 const TRIAL_CREDITS = 10;
 const FAULT_MARKER = "[fault:provider_error]";
 const PNG_SIGNATURE = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
+/** Small limits, so that the run reaches each of them: a guest may make 3 a day, a free user 12 a period. */
+const GUEST_DAILY_LIMIT = 3;
+const FREE_PERIOD_LIMIT = 12;
+const PLANS = `
+default_plan: free
+guest_plan: guest
+plans:
+  guest: { trial_credits: 3, limits: { generations_per_day: ${GUEST_DAILY_LIMIT}, concurrent_generations: 3, requests_per_minute: 1000 } }
+  free: { trial_credits: 10, limits: { generations_per_period: ${FREE_PERIOD_LIMIT}, concurrent_generations: 20, requests_per_minute: 1000 } }
+  pro: { trial_credits: 10, limits: { generations_per_period: 5000, concurrent_generations: 50, requests_per_minute: 3000 } }
+`;
 
 interface Problem {
   status: number;
@@ -26,6 +40,8 @@ describe("Tally end to end (npm start, driven over HTTP)", () => {
   const suffix = uniqueSuffix();
   const databasePrefix = `tally_e2e_${suffix}`;
   const stateDir = mkdtempSync(path.join(os.tmpdir(), "tally-e2e-"));
+  const plansFile = path.join(stateDir, "plans.yaml");
+  const adminEmail = `admin-${suffix}@example.com`;
   let stack: ChildProcess;
   let stackOutput = "";
   let base: string;
@@ -33,6 +49,7 @@ describe("Tally end to end (npm start, driven over HTTP)", () => {
   beforeAll(async () => {
     const port = await getFreePort();
     base = `http://127.0.0.1:${port}`;
+    writeFileSync(plansFile, PLANS);
     stack = spawn(process.execPath, ["--import", "tsx", path.join(REPOSITORY_ROOT, "scripts/stack.ts")], {
       cwd: REPOSITORY_ROOT,
       env: {
@@ -49,6 +66,11 @@ describe("Tally end to end (npm start, driven over HTTP)", () => {
         FAULT_INJECTION_ENABLED: "true",
         TRIAL_CREDITS: String(TRIAL_CREDITS),
         PRICING_CREDITS: JSON.stringify({ text: 1, photo: 2, address: 2 }),
+        PLANS_FILE: plansFile,
+        TALLY_ADMIN_EMAILS: adminEmail,
+        // Every request of this run comes from one address: lift the per-address limits.
+        RATE_LIMIT_ANONYMOUS_PER_MINUTE: "10000",
+        RATE_LIMIT_AUTH_PER_MINUTE: "10000",
         LOG_LEVEL: "warn",
       },
       stdio: ["ignore", "pipe", "pipe"],
@@ -73,22 +95,23 @@ describe("Tally end to end (npm start, driven over HTTP)", () => {
     rmSync(stateDir, { recursive: true, force: true });
   }, 60_000);
 
-  async function call<T = any>(method: string, route: string, options: { token?: string; body?: unknown } = {}) {
+  async function call<T = any>(method: string, route: string, options: { token?: string; guestId?: string; body?: unknown } = {}) {
     const response = await fetch(`${base}${route}`, {
       method,
       headers: {
         ...(options.token ? { authorization: `Bearer ${options.token}` } : {}),
+        ...(options.guestId ? { "x-guest-id": options.guestId } : {}),
         ...(options.body !== undefined ? { "content-type": "application/json" } : {}),
       },
       body: options.body !== undefined ? JSON.stringify(options.body) : undefined,
     });
     const text = await response.text();
     const json = text && response.headers.get("content-type")?.includes("json") ? JSON.parse(text) : undefined;
-    return { status: response.status, body: json as T, contentType: response.headers.get("content-type") ?? "" };
+    return { status: response.status, body: json as T, contentType: response.headers.get("content-type") ?? "", headers: response.headers };
   }
 
-  const register = async (email: string) => {
-    const response = await call("POST", "/v1/auth/register", { body: { email, password: "correct horse battery" } });
+  const register = async (email: string, guestId?: string) => {
+    const response = await call("POST", "/v1/auth/register", { guestId, body: { email, password: "correct horse battery" } });
     expect(response.status).toBe(201);
     return response.body as { user: { id: string }; access_token: string };
   };
@@ -214,6 +237,80 @@ describe("Tally end to end (npm start, driven over HTTP)", () => {
 
     // eslint-disable-next-line no-console
     console.log(`end-to-end:\n  ${report.join("\n  ")}`);
+  }, 240_000);
+
+  /** Waits until every generation of the caller has ended and returns the list. */
+  const allEnded = (who: { token?: string; guestId?: string }, total: number) =>
+    eventually(async () => {
+      const list = await call("GET", "/v1/generations?limit=100", who);
+      const items = list.body.items as any[];
+      return list.body.total === total && items.every((g) => g.status === "completed" || g.status === "failed") ? list.body : undefined;
+    }, 90_000, 250);
+
+  const limitNamed = (limits: any, name: string) => (limits.limits as any[]).find((l) => l.name === name);
+
+  it("enforces plans for guests and users, and an upgrade applies at once", async () => {
+    const report: string[] = [];
+    const text = (prompt: string) => ({ input_type: "text", prompt });
+
+    // A guest makes generations up to its daily limit; the next one is 429 with Retry-After.
+    const guestId = newId();
+    for (let i = 0; i < GUEST_DAILY_LIMIT; i++) {
+      expect((await call("POST", "/v1/generations", { guestId, body: text(`a guest's kite ${i}`) })).status).toBe(201);
+    }
+    const guestRefused = await call("POST", "/v1/generations", { guestId, body: text("one more kite") });
+    expect(guestRefused.status).toBe(429);
+    expect(guestRefused.body).toMatchObject({ code: "guest_limit_exceeded", limit_name: "generations_per_day", plan: "guest", limit: GUEST_DAILY_LIMIT });
+    expect(Number(guestRefused.headers.get("retry-after"))).toBeGreaterThan(0);
+    await allEnded({ guestId }, GUEST_DAILY_LIMIT);
+    const guestLimits = await call("GET", "/v1/usage/limits", { guestId });
+    expect(limitNamed(guestLimits.body, "generations_per_day")).toMatchObject({ limit: GUEST_DAILY_LIMIT, used: GUEST_DAILY_LIMIT, remaining: 0, within_limit: false });
+    report.push(`a guest made ${GUEST_DAILY_LIMIT} generations, the next one answered 429 ${guestRefused.body.code} (Retry-After ${guestRefused.headers.get("retry-after")} s)`);
+
+    // Signing up with the guest id adopts the guest: its generations and this period's usage move.
+    const carol = await register(`carol-${suffix}@example.com`, guestId);
+    const adopted = await call("GET", "/v1/generations", { token: carol.access_token });
+    expect(adopted.body.total).toBe(GUEST_DAILY_LIMIT);
+    expect((await call("GET", "/v1/generations", { guestId })).status).toBe(401);
+    const carolLimits = await call("GET", "/v1/usage/limits", { token: carol.access_token });
+    expect(carolLimits.body.plan).toBe("free");
+    expect(limitNamed(carolLimits.body, "generations_per_period")).toMatchObject({ limit: FREE_PERIOD_LIMIT, used: GUEST_DAILY_LIMIT });
+    report.push(`signing up with the guest id kept its ${adopted.body.total} generations and its usage (${GUEST_DAILY_LIMIT} of ${FREE_PERIOD_LIMIT} this period)`);
+
+    // As a free user it reaches its period limit: 403 with which limit, the plan, used and the limit.
+    const allowed = FREE_PERIOD_LIMIT - GUEST_DAILY_LIMIT;
+    for (let i = 0; i < allowed; i++) {
+      expect((await call("POST", "/v1/generations", { token: carol.access_token, body: text(`a free lighthouse ${i}`) })).status).toBe(201);
+    }
+    const userRefused = await call("POST", "/v1/generations", { token: carol.access_token, body: text("over the limit") });
+    expect(userRefused.status).toBe(403);
+    expect(userRefused.body).toMatchObject({ code: "plan_limit_exceeded", limit_name: "generations_per_period", plan: "free", limit: FREE_PERIOD_LIMIT });
+    expect(userRefused.body.used + userRefused.body.reserved).toBe(FREE_PERIOD_LIMIT);
+    expect(typeof userRefused.body.period_start).toBe("string");
+    expect(typeof userRefused.body.resets_at).toBe("string");
+    report.push(`after ${allowed} more the next one answered 403 ${userRefused.body.code} (${userRefused.body.limit_name}: ${userRefused.body.used} used + ${userRefused.body.reserved} reserved of ${userRefused.body.limit})`);
+
+    // An admin moves the user to pro: the next request succeeds at once.
+    const admin = await register(adminEmail);
+    const upgrade = await call("PUT", `/v1/admin/accounts/${carol.user.id}/plan`, { token: admin.access_token, body: { plan: "pro" } });
+    expect(upgrade.status).toBe(200);
+    const forbidden = await call("PUT", `/v1/admin/accounts/${carol.user.id}/plan`, { token: carol.access_token, body: { plan: "pro" } });
+    expect([forbidden.status, forbidden.body.code]).toEqual([403, "forbidden"]);
+    expect((await call("POST", "/v1/generations", { token: carol.access_token, body: text("after the upgrade") })).status).toBe(201);
+
+    // Once the jobs end, the period's usage equals what happened, to the unit.
+    const ended = await allEnded({ token: carol.access_token }, FREE_PERIOD_LIMIT + 1);
+    const completed = (ended.items as any[]).filter((g) => g.status === "completed").length;
+    const finalLimits = await eventually(async () => {
+      const response = await call("GET", "/v1/usage/limits", { token: carol.access_token });
+      const period = limitNamed(response.body, "generations_per_period");
+      return period.used === completed && period.reserved === 0 ? response.body : undefined;
+    }, 30_000, 250);
+    expect(finalLimits.plan).toBe("pro");
+    report.push(`an admin upgraded the user to pro and the next one answered 201; usage this period ${limitNamed(finalLimits, "generations_per_period").used} = ${completed} completed`);
+
+    // eslint-disable-next-line no-console
+    console.log(`plans and limits:\n  ${report.join("\n  ")}`);
   }, 240_000);
 
   it("stops everything cleanly on Ctrl-C (SIGINT)", async () => {

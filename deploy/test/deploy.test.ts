@@ -6,6 +6,7 @@
 import { existsSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { parseAllDocuments, parse } from "yaml";
+import { DEFAULT_PLANS_DOCUMENT, loadPlanCatalog } from "@tally/platform";
 
 const root = path.resolve(__dirname, "../..");
 const read = (file: string) => readFileSync(path.join(root, file), "utf8");
@@ -36,6 +37,23 @@ describe("deploy files", () => {
       if (!workspace) continue;
       const known = variablesReadBy(workspace);
       for (const name of Object.keys(service.environment)) expect({ workspace, name, known: known.has(name) }).toEqual({ workspace, name, known: true });
+    }
+  });
+
+  it("ship the built-in default plans as the plans file, mounted where PLANS_FILE points", () => {
+    expect(parse(read("deploy/plans.yaml"))).toEqual(DEFAULT_PLANS_DOCUMENT);
+    expect(() => loadPlanCatalog(path.join(root, "deploy/plans.yaml"))).not.toThrow();
+    for (const service of Object.values(compose.services as Record<string, any>)) {
+      const plansFile = service.environment?.PLANS_FILE;
+      if (plansFile) expect(service.volumes).toContain(`./plans.yaml:${plansFile}:ro`);
+    }
+    for (const name of ["credits", "usage", "gateway"]) {
+      const deployment = parseAllDocuments(read(`deploy/k8s/${name}.yaml`)).map((d) => d.toJS()).find((d) => d.kind === "Deployment");
+      const container = deployment.spec.template.spec.containers[0];
+      const plansFile = container.env.find((v: { name: string }) => v.name === "PLANS_FILE")?.value;
+      const mount = container.volumeMounts.find((m: { name: string }) => m.name === "plans");
+      expect(path.dirname(plansFile)).toBe(mount.mountPath);
+      expect(deployment.spec.template.spec.volumes).toContainEqual({ name: "plans", configMap: { name: "tally-plans" } });
     }
   });
 

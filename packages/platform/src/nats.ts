@@ -70,5 +70,6 @@ function isNotFound(error: unknown): boolean {
 export const generationSubjects = (prefix: string) => ({
   completed: `${prefix}.generation.completed`,
   failed: `${prefix}.generation.failed`,
+  cancelled: `${prefix}.generation.cancelled`,
   all: `${prefix}.generation.>`,
 });

@@ -1,5 +1,5 @@
 import { credits, PROTO_FILES, PROTO_ROOT } from "@tally/contracts";
-import { openDatabase, startGrpcServer, type Logger, type Orm, type RunningGrpcServer } from "@tally/platform";
+import { loadPlanCatalog, openDatabase, startGrpcServer, type Logger, type Orm, type RunningGrpcServer } from "@tally/platform";
 import { creditsMigrations } from "./adapter/migrations";
 import { createCreditsUnitOfWork } from "./adapter/unit-of-work";
 import type { CreditsConfig } from "./config";
@@ -29,11 +29,13 @@ interface CreditsApp {
   sweeper: HoldExpirySweeper;
 }
 
-/** The configured rules, from the configuration's named values. */
+/**
+ * The configured rules, from the configuration's named values. Reads and validates the plans
+ * file: a bad one throws PlansConfigError naming the file and the bad key, which stops start-up.
+ */
 const rulesFrom = (config: CreditsConfig): CreditsRules => ({
-  defaultPlan: config.DEFAULT_PLAN,
-  defaultPlanTrialCredits: config.TRIAL_CREDITS,
-  planTrialCredits: config.PLAN_TRIAL_CREDITS,
+  plans: loadPlanCatalog(config.PLANS_FILE, config.TRIAL_CREDITS),
+  adminEmails: config.TALLY_ADMIN_EMAILS,
   holdTtlMs: config.HOLD_TTL_MS,
   holdTtlMsMax: config.HOLD_TTL_MS_MAX,
   creditAmountMax: BigInt(config.CREDIT_AMOUNT_MAX),
@@ -41,6 +43,8 @@ const rulesFrom = (config: CreditsConfig): CreditsRules => ({
 
 /** Opens (and migrates) the database and wires the service and its sweeper; starts nothing. */
 async function buildCreditsApp(config: CreditsConfig, logger: Logger): Promise<CreditsApp> {
+  // The plans file first: a bad one stops start-up before anything is opened.
+  const rules = rulesFrom(config);
   const orm = await openDatabase({
     url: config.DATABASE_URL,
     entities: [],
@@ -48,8 +52,11 @@ async function buildCreditsApp(config: CreditsConfig, logger: Logger): Promise<C
     logger,
     limits: { poolMax: config.DATABASE_POOL_MAX, statementTimeoutMs: config.DATABASE_STATEMENT_TIMEOUT_MS },
   });
-  const passwords = new PasswordHasher({ memoryKib: config.PASSWORD_HASH_MEMORY_KIB, timeCost: config.PASSWORD_HASH_TIME_COST });
-  const service = new CreditsService(createCreditsUnitOfWork(orm), rulesFrom(config), passwords);
+  const passwords = new PasswordHasher(
+    { memoryKib: config.PASSWORD_HASH_MEMORY_KIB, timeCost: config.PASSWORD_HASH_TIME_COST },
+    { concurrency: config.PASSWORD_HASH_CONCURRENCY, queueMax: config.PASSWORD_HASH_QUEUE_MAX },
+  );
+  const service = new CreditsService(createCreditsUnitOfWork(orm), rules, passwords);
   const sweeper = new HoldExpirySweeper(
     service.holds,
     { intervalMs: config.HOLD_EXPIRY_SWEEP_INTERVAL_MS, batchSize: config.HOLD_EXPIRY_BATCH_SIZE },

@@ -1,18 +1,21 @@
 import { z } from "zod";
-import { intFromEnv, loadConfig } from "@tally/platform";
+import { intFromEnv, loadConfig, normalizeEmail, parseEmail } from "@tally/platform";
 
-/** `PLAN_TRIAL_CREDITS`: a JSON object of plan name → trial credits, e.g. `{"free":10,"pro":0}`. */
-const planTrialCredits = z
-  .string()
-  .transform((text, ctx) => {
+/**
+ * `TALLY_ADMIN_EMAILS`: comma-separated emails, normalized as sign-up normalizes them (trimmed,
+ * lower-cased); empty entries are skipped and a malformed one stops start-up.
+ */
+const adminEmails = z.string().default("").transform((text, ctx) => {
+  const emails = new Set<string>();
+  for (const entry of text.split(",").map(normalizeEmail).filter((e) => e.length > 0)) {
     try {
-      return JSON.parse(text) as unknown;
+      emails.add(parseEmail(entry));
     } catch {
-      ctx.addIssue({ code: "custom", message: "must be a JSON object such as {\"free\":10}" });
-      return z.NEVER;
+      ctx.addIssue({ code: "custom", message: `"${entry}" is not an email address` });
     }
-  })
-  .pipe(z.record(z.string().min(1), z.number().int().nonnegative()));
+  }
+  return emails as ReadonlySet<string>;
+});
 
 /**
  * The credits service's configuration, from environment variables only. Every limit is a
@@ -26,10 +29,12 @@ export const creditsConfigSchema = z.object({
   GRPC_PORT: intFromEnv(50051).pipe(z.number().min(0).max(65_535)),
   /** How long a graceful stop lets running calls finish before cutting them off. */
   GRPC_SHUTDOWN_TIMEOUT_MS: intFromEnv(10_000).pipe(z.number().min(0)),
-  DEFAULT_PLAN: z.string().min(1).default("free"),
-  /** Trial credits of the default plan (a `PLAN_TRIAL_CREDITS` entry for it wins). */
-  TRIAL_CREDITS: intFromEnv(10).pipe(z.number().min(0)),
-  PLAN_TRIAL_CREDITS: planTrialCredits.default({}),
+  /** The plans file (YAML or JSON, docs/plans.md); unset: platform's built-in plans. Read and validated at start-up. */
+  PLANS_FILE: z.string().min(1).optional(),
+  /** When set, replaces the trial credits of the plans file's default plan. */
+  TRIAL_CREDITS: z.coerce.number().int().min(0).optional(),
+  /** Accounts registered with one of these emails are admins (the first admin of a fresh install). */
+  TALLY_ADMIN_EMAILS: adminEmails,
   HOLD_TTL_MS: intFromEnv(3_600_000).pipe(z.number().min(1)),
   HOLD_TTL_MS_MAX: intFromEnv(86_400_000).pipe(z.number().min(1)),
   HOLD_EXPIRY_SWEEP_INTERVAL_MS: intFromEnv(5_000).pipe(z.number().min(1)),
@@ -39,6 +44,10 @@ export const creditsConfigSchema = z.object({
   /** argon2id cost (OWASP 2023 minimum: 19 MiB, 2 passes, 1 lane). */
   PASSWORD_HASH_MEMORY_KIB: intFromEnv(19_456).pipe(z.number().min(8)),
   PASSWORD_HASH_TIME_COST: intFromEnv(2).pipe(z.number().min(1)),
+  /** Most password hashes or verifications running at once (each one takes a libuv thread). */
+  PASSWORD_HASH_CONCURRENCY: intFromEnv(4).pipe(z.number().min(1)),
+  /** Most hashes waiting for a slot; beyond that a sign-up or sign-in is shed with `unavailable`. */
+  PASSWORD_HASH_QUEUE_MAX: intFromEnv(64).pipe(z.number().min(0)),
   LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
 });
 

@@ -1,12 +1,13 @@
 import { credits } from "@tally/contracts";
 import { newId } from "@tally/platform";
-import { reasonOf, startHarness, type Harness } from "./harness";
+import { reasonOf, startHarness, writePlansFile, type Harness } from "./harness";
 
 describe("credits accounts, sign-in and ledger (real PostgreSQL, gRPC)", () => {
   let h: Harness;
 
   beforeAll(async () => {
-    h = await startHarness("credits_accounts", { PLAN_TRIAL_CREDITS: JSON.stringify({ pro: 0, team: 50 }) });
+    const plans = { default_plan: "free", guest_plan: "guest", plans: { guest: { trial_credits: 3 }, free: { trial_credits: 10 }, pro: { trial_credits: 0 }, team: { trial_credits: 50 } } };
+    h = await startHarness("credits_accounts", { PLANS_FILE: writePlansFile(plans) });
   });
   afterAll(async () => {
     await h?.close();

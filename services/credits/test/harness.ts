@@ -2,6 +2,9 @@
  * Test harness: the credits service started in-process on a fresh database and a free port,
  * a real gRPC client, and direct SQL to check the invariants against the stored rows.
  */
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
 import { Client } from "pg";
 import { credits } from "@tally/contracts";
 import { callUnary, createGrpcClient, createLogger, DomainError, getFreePort, newId } from "@tally/platform";
@@ -36,6 +39,16 @@ interface Calls {
   captureHold(r: Partial<credits.CaptureHoldRequest>): Promise<credits.CaptureHoldResponse>;
   releaseHold(r: Partial<credits.ReleaseHoldRequest>): Promise<credits.ReleaseHoldResponse>;
   listLedgerEntries(r: Partial<credits.ListLedgerEntriesRequest>): Promise<credits.ListLedgerEntriesResponse>;
+  ensureGuestAccount(r: credits.EnsureGuestAccountRequest): Promise<credits.EnsureGuestAccountResponse>;
+  setPlan(r: Partial<credits.SetPlanRequest>): Promise<credits.SetPlanResponse>;
+  setRole(r: Partial<credits.SetRoleRequest>): Promise<credits.SetRoleResponse>;
+}
+
+/** Writes a plans document (docs/plans.md) to a fresh temporary file and returns its path, for PLANS_FILE. */
+export function writePlansFile(document: unknown, name = "plans.json"): string {
+  const file = path.join(mkdtempSync(path.join(tmpdir(), "tally-plans-")), name);
+  writeFileSync(file, typeof document === "string" ? document : JSON.stringify(document));
+  return file;
 }
 
 /** Starts the service with `env` over test defaults (silent logs, cheap password hashing). */
@@ -87,7 +100,7 @@ function callsOn(client: credits.CreditsServiceClient): Calls {
   const rid = () => ({ requestId: newId() });
   return {
     createAccount: (r) =>
-      callUnary(client.createAccount.bind(client), { ...rid(), email: "", password: "", plan: "", role: 0, ...r }, options),
+      callUnary(client.createAccount.bind(client), { ...rid(), email: "", password: "", plan: "", role: 0, adoptGuestId: "", ...r }, options),
     authenticate: (r) => callUnary(client.authenticate.bind(client), { ...rid(), email: "", password: "", ...r }, options),
     getAccount: (r) => callUnary(client.getAccount.bind(client), r, options),
     getBalance: (r) => callUnary(client.getBalance.bind(client), r, options),
@@ -98,6 +111,9 @@ function callsOn(client: credits.CreditsServiceClient): Calls {
     releaseHold: (r) => callUnary(client.releaseHold.bind(client), { ...rid(), holdId: "", reason: "", ...r }, options),
     listLedgerEntries: (r) =>
       callUnary(client.listLedgerEntries.bind(client), { accountId: "", pageSize: 0, pageToken: "", ...r }, options),
+    ensureGuestAccount: (r) => callUnary(client.ensureGuestAccount.bind(client), r, options),
+    setPlan: (r) => callUnary(client.setPlan.bind(client), { ...rid(), accountId: "", plan: "", ...r }, options),
+    setRole: (r) => callUnary(client.setRole.bind(client), { ...rid(), email: "", role: 0, ...r }, options),
   };
 }
 

@@ -1,6 +1,7 @@
 import { credits } from "@tally/contracts";
 import { callUnary, createGrpcClient, getFreePort, newId, spawnService, waitForGrpcServing } from "@tally/platform";
 import { createTestDatabase } from "@tally/platform/src/testing";
+import { writePlansFile } from "./harness";
 
 /** main.ts as ops (and the other services' tests) run it: a child process configured by env only. */
 describe("credits main.ts", () => {
@@ -17,7 +18,7 @@ describe("credits main.ts", () => {
       await waitForGrpcServing(`127.0.0.1:${port}`, 30_000);
       const created = await callUnary(
         client.createAccount.bind(client),
-        { requestId: newId(), email: `main-${newId()}@example.com`, password: "a long enough password", plan: "", role: credits.Role.ROLE_UNSPECIFIED },
+        { requestId: newId(), email: `main-${newId()}@example.com`, password: "a long enough password", plan: "", role: credits.Role.ROLE_UNSPECIFIED, adoptGuestId: "" },
         { timeoutMs: 10_000 },
       );
       expect(created.balance!.availableCredits).toBe(3n);
@@ -31,8 +32,20 @@ describe("credits main.ts", () => {
   });
 
   it("refuses to start on a bad configuration", async () => {
-    const service = spawnService("credits", "services/credits/main.ts", { PLAN_TRIAL_CREDITS: "not json", GRPC_PORT: "0" });
+    // PLAN_TRIAL_CREDITS is gone (the plans file replaces it); TRIAL_CREDITS is still a checked number.
+    const service = spawnService("credits", "services/credits/main.ts", { TRIAL_CREDITS: "not a number", GRPC_PORT: "0" });
     const code = await new Promise<number | null>((resolve) => service.child.once("exit", (c) => resolve(c)));
     expect(code).toBe(1);
+  });
+
+  it("refuses to start on a bad plans file, naming the bad key", async () => {
+    const plansFile = writePlansFile("default_plan: free\nguest_plan: guest\nplans:\n  free: { trial_credits: -1 }\n  guest: { trial_credits: 3 }\n", "plans.yaml");
+    const service = spawnService("credits", "services/credits/main.ts", { PLANS_FILE: plansFile, GRPC_PORT: "0", LOG_LEVEL: "info" });
+    let output = "";
+    for (const stream of [service.child.stdout, service.child.stderr]) stream?.on("data", (chunk: Buffer) => void (output += chunk.toString()));
+    const code = await new Promise<number | null>((resolve) => service.child.once("exit", (c) => resolve(c)));
+    expect(code).toBe(1);
+    expect(output).toContain("plans.free.trial_credits");
+    expect(output).toContain(plansFile);
   });
 });

@@ -13,6 +13,7 @@ import {
 } from "@tally/platform";
 import type { GenerationsConfig } from "./config";
 import { GrpcCreditsClient } from "./adapter/credits-client";
+import { GrpcUsageClient } from "./adapter/usage-client";
 import { ProtoEventEncoder } from "./adapter/event-encoding";
 import { JetStreamEventPublisher } from "./adapter/event-publisher";
 import { GENERATIONS_MIGRATIONS } from "./adapter/migrations";
@@ -61,6 +62,7 @@ export function createProvider(config: GenerationsConfig, override?: GenerationP
 interface Connections {
   orm: Orm;
   credits: GrpcCreditsClient;
+  usage: GrpcUsageClient;
   nc?: NatsConnection;
 }
 
@@ -84,7 +86,11 @@ export async function startGenerationsService(config: GenerationsConfig, logger:
     logger,
     limits: { poolMax: config.DATABASE_POOL_MAX, statementTimeoutMs: config.DATABASE_STATEMENT_TIMEOUT_MS },
   });
-  const connections: Connections = { orm, credits: new GrpcCreditsClient(config.CREDITS_GRPC_ADDRESS, config.DOWNSTREAM_TIMEOUT_MS) };
+  const connections: Connections = {
+    orm,
+    credits: new GrpcCreditsClient(config.CREDITS_GRPC_ADDRESS, config.DOWNSTREAM_TIMEOUT_MS),
+    usage: new GrpcUsageClient(config.USAGE_GRPC_ADDRESS, config.DOWNSTREAM_TIMEOUT_MS),
+  };
   try {
     const built = await buildService(config, logger, options, connections);
     const server = await startService(config, logger, built);
@@ -111,9 +117,10 @@ async function buildService(config: GenerationsConfig, logger: Logger, options: 
     duplicateWindowMs: config.NATS_DUPLICATE_WINDOW_MS,
     maxAgeMs: config.NATS_STREAM_MAX_AGE_MS,
   });
-  const { orm, credits } = connections;
+  const { orm, credits, usage } = connections;
   const uow = createGenerationsUnitOfWork(orm);
-  const settlement = new HoldSettlement(uow, credits, new ProtoEventEncoder(config.NATS_SUBJECT_PREFIX), logger);
+  const encoder = new ProtoEventEncoder(config.NATS_SUBJECT_PREFIX);
+  const settlement = new HoldSettlement(uow, credits, encoder, logger);
   const inputLimits = {
     promptLengthMax: config.PROMPT_LENGTH_MAX,
     photoUrlLengthMax: config.PHOTO_URL_LENGTH_MAX,
@@ -121,7 +128,7 @@ async function buildService(config: GenerationsConfig, logger: Logger, options: 
     styleLengthMax: config.STYLE_LENGTH_MAX,
   };
   const serviceOptions = { pricing: config.PRICING_CREDITS, inputLimits, holdTtlMs: config.HOLD_TTL_MS, leaseMs: config.WORKER_LEASE_MS };
-  const service = new GenerationsService(uow, credits, settlement, serviceOptions, logger);
+  const service = new GenerationsService(uow, { credits, usage }, settlement, serviceOptions, logger, encoder);
   const workerOptions = {
     concurrency: config.WORKER_CONCURRENCY,
     pollIntervalMs: config.WORKER_POLL_INTERVAL_MS,
@@ -179,10 +186,11 @@ async function stopService(config: GenerationsConfig, logger: Logger, built: Bui
   logger.info("generations service stopped");
 }
 
-/** Closes NATS (drained, unless start-up failed), the credits client and the database. */
+/** Closes NATS (drained, unless start-up failed), the credits and usage clients and the database. */
 async function closeConnections(connections: Connections, failed: boolean): Promise<void> {
   const { nc } = connections;
   if (nc) await (failed ? nc.close().catch(() => undefined) : nc.drain().catch(() => nc.close()));
   connections.credits.close();
+  connections.usage.close();
   await connections.orm.close();
 }

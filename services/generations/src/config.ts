@@ -27,6 +27,8 @@ export const generationsConfigSchema = z.object({
   /** How long in-flight calls may finish at shutdown before they are cut, in milliseconds. */
   GRPC_SHUTDOWN_TIMEOUT_MS: positiveInt(5_000),
   CREDITS_GRPC_ADDRESS: z.string().default("127.0.0.1:50051"),
+  /** The usage service (plan limits: CheckAndReserve before every hold, ReleaseReservation when a job is not stored). */
+  USAGE_GRPC_ADDRESS: z.string().min(1).default("127.0.0.1:50053"),
   /** Deadline of every call to another service, in milliseconds. */
   DOWNSTREAM_TIMEOUT_MS: positiveInt(5_000),
   /**

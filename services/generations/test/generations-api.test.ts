@@ -7,12 +7,25 @@ import { callUnary, DomainError, newId } from "@tally/platform";
 import { createTestDatabase } from "@tally/platform/src/testing";
 import { startGenerationsService, type RunningGenerationsService } from "../src/app";
 import type { GenerationsConfig } from "../src/config";
-import { CALL_TIMEOUT_MS, deleteStream, GenerationStatus, generationsClient, InputType, silentLogger, startCredits, testConfig, type CreditsUnderTest } from "./helpers";
+import {
+  CALL_TIMEOUT_MS,
+  deleteStream,
+  GenerationStatus,
+  generationsClient,
+  InputType,
+  silentLogger,
+  startCredits,
+  startUsage,
+  testConfig,
+  type CreditsUnderTest,
+  type UsageUnderTest,
+} from "./helpers";
 
 const TRIAL_CREDITS = 10;
 
 describe("generations API (worker disabled)", () => {
   let creditsService: CreditsUnderTest;
+  let usageService: UsageUnderTest;
   let dropDatabase: () => Promise<void>;
   let databaseUrl: string;
   let service: RunningGenerationsService;
@@ -21,10 +34,11 @@ describe("generations API (worker disabled)", () => {
 
   beforeAll(async () => {
     creditsService = await startCredits(TRIAL_CREDITS);
+    usageService = await startUsage();
     const database = await createTestDatabase("generations_api");
     dropDatabase = database.drop;
     databaseUrl = database.url;
-    config = testConfig(database.url, creditsService.address, { WORKER_ENABLED: "false" });
+    config = testConfig(database.url, creditsService.address, usageService, { WORKER_ENABLED: "false" });
     service = await startGenerationsService(config, silentLogger());
     api = generationsClient(service.grpcPort);
   }, 60_000);
@@ -32,6 +46,7 @@ describe("generations API (worker disabled)", () => {
   afterAll(async () => {
     api?.close();
     await service?.stop();
+    await usageService?.stop();
     if (config) await deleteStream(config);
     await dropDatabase?.();
     await creditsService?.stop();

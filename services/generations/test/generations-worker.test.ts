@@ -13,7 +13,7 @@ import { createTestDatabase, eventually } from "@tally/platform/src/testing";
 import { startGenerationsService, type RunningGenerationsService } from "../src/app";
 import type { GenerationsConfig } from "../src/config";
 import { PROVIDER_ERROR_FAULT_MARKER } from "../src/providers/fault-injection-provider";
-import { GenerationStatus, generationsClient, InputType, silentLogger, startCredits, testConfig, type CreditsUnderTest } from "./helpers";
+import { GenerationStatus, generationsClient, InputType, silentLogger, startCredits, startUsage, testConfig, type CreditsUnderTest, type UsageUnderTest } from "./helpers";
 
 const TRIAL_CREDITS = 10;
 const IMAGE_SIZE_PX = 96;
@@ -21,6 +21,7 @@ const ENDED = [GenerationStatus.GENERATION_STATUS_COMPLETED, GenerationStatus.GE
 
 describe("generation worker and outbox relay", () => {
   let creditsService: CreditsUnderTest;
+  let usageService: UsageUnderTest;
   let database: { url: string; drop(): Promise<void> };
   let config: GenerationsConfig;
   let service: RunningGenerationsService;
@@ -29,8 +30,9 @@ describe("generation worker and outbox relay", () => {
 
   beforeAll(async () => {
     creditsService = await startCredits(TRIAL_CREDITS);
+    usageService = await startUsage();
     database = await createTestDatabase("generations_worker");
-    config = testConfig(database.url, creditsService.address, {
+    config = testConfig(database.url, creditsService.address, usageService, {
       FAULT_INJECTION_ENABLED: "true",
       PROVIDER_IMAGE_SIZE_PX: String(IMAGE_SIZE_PX),
       // A high price so that even a tiny render has a non-zero measured cost.
@@ -44,6 +46,7 @@ describe("generation worker and outbox relay", () => {
   afterAll(async () => {
     api?.close();
     await service?.stop();
+    await usageService?.stop();
     if (nc) {
       await (await jetstreamManager(nc)).streams.delete(config.NATS_STREAM).catch(() => undefined);
       await nc.close();

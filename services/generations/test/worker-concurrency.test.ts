@@ -12,10 +12,28 @@ import type { GenerationsConfig } from "../src/config";
 import type { GenerationJob } from "../src/domain/types";
 import { LocalFractalRenderer } from "../src/providers/local-fractal-renderer";
 import type { GenerationProvider, ProviderOutput, ProviderRunContext } from "../src/providers/provider";
-import { deleteStream, GenerationStatus, generationsClient, InputType, silentLogger, startCredits, testConfig, type CreditsUnderTest } from "./helpers";
+import {
+  deleteStream,
+  GenerationStatus,
+  generationsClient,
+  InputType,
+  silentLogger,
+  startCredits,
+  startUsage,
+  testConfig,
+  writePlansFile,
+  type CreditsUnderTest,
+  type UsageUnderTest,
+} from "./helpers";
 
 const JOB_COUNT = 24;
 const TRIAL_CREDITS = 100;
+/** One user has every job pending at once here: a plan whose limits do not bite. */
+const ROOMY_PLANS = {
+  default_plan: "free",
+  guest_plan: "guest",
+  plans: { guest: { trial_credits: 3, limits: {} }, free: { trial_credits: TRIAL_CREDITS, limits: { concurrent_generations: 1_000 } } },
+};
 
 /** Test provider: counts how often each generation is run, then renders it for real. */
 class InvocationCountingProvider implements GenerationProvider {
@@ -33,28 +51,34 @@ class InvocationCountingProvider implements GenerationProvider {
 
 describe("two workers on one database", () => {
   let creditsService: CreditsUnderTest;
+  let usageService: UsageUnderTest;
+  let plansFile: ReturnType<typeof writePlansFile>;
   let database: { url: string; drop(): Promise<void> };
   const services: RunningGenerationsService[] = [];
   const configs: GenerationsConfig[] = [];
   let db: Client;
 
   beforeAll(async () => {
-    creditsService = await startCredits(TRIAL_CREDITS);
+    plansFile = writePlansFile(ROOMY_PLANS);
+    creditsService = await startCredits(TRIAL_CREDITS, { PLANS_FILE: plansFile.path });
+    usageService = await startUsage({ PLANS_FILE: plansFile.path });
     database = await createTestDatabase("generations_workers");
     db = new Client({ connectionString: database.url });
   }, 60_000);
 
   afterAll(async () => {
     for (const service of services) await service.stop();
+    await usageService?.stop();
     for (const config of configs) await deleteStream(config);
     await db?.end().catch(() => undefined);
     await database?.drop();
     await creditsService?.stop();
+    plansFile?.remove();
   }, 30_000);
 
   it("runs every job exactly once and redoes only what a dead worker left undone", async () => {
     // Jobs are created while no worker runs, so both workers start on a full queue together.
-    const creatorConfig = testConfig(database.url, creditsService.address, { WORKER_ENABLED: "false" });
+    const creatorConfig = testConfig(database.url, creditsService.address, usageService, { WORKER_ENABLED: "false" });
     configs.push(creatorConfig);
     const creator = await startGenerationsService(creatorConfig, silentLogger());
     services.push(creator);
@@ -92,7 +116,7 @@ describe("two workers on one database", () => {
       const provider = new InvocationCountingProvider();
       const workerConfig = () => {
         // Replicas of one deployment share the stream and subjects.
-        return testConfig(database.url, creditsService.address, {
+        return testConfig(database.url, creditsService.address, usageService, {
           WORKER_CONCURRENCY: "3",
           WORKER_POLL_INTERVAL_MS: "10",
           NATS_STREAM: creatorConfig.NATS_STREAM,

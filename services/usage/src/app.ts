@@ -1,10 +1,24 @@
-import { connectNats, openDatabase, startGrpcServer, type Logger, type NatsConnection, type Orm, type RunningGrpcServer } from "@tally/platform";
+import {
+  connectNats,
+  loadPlanCatalog,
+  openDatabase,
+  startGrpcServer,
+  type Logger,
+  type NatsConnection,
+  type Orm,
+  type PlanCatalog,
+  type RunningGrpcServer,
+} from "@tally/platform";
 import { usageMigrations } from "./adapter/migrations";
 import { createUsageUnitOfWork } from "./adapter/unit-of-work";
 import type { UsageConfig } from "./config";
 import { usageGrpcService } from "./grpc/handlers";
+import type { Clock } from "./domain/types";
 import { GenerationEventConsumer, type GenerationEventConsumerConfig } from "./runners/generation-event-consumer";
+import { ReservationExpiryRunner } from "./runners/reservation-expiry";
+import { AdoptionService } from "./service/adoption";
 import { DeadLetterService } from "./service/dead-letters";
+import { QuotaService } from "./service/quota";
 import { StatsService } from "./service/stats";
 import { UsageLogService } from "./service/usage-log";
 
@@ -14,6 +28,10 @@ export interface UsageService {
   grpcPort: number;
   /** The service's database (for tests and operations, e.g. reconciling stats with `buildUsageServices(orm).stats`). */
   orm: Orm;
+  /** The service classes the running service uses (tests reconcile through them). */
+  services: UsageServices;
+  /** Runs a reservation-expiry sweep now (tests, after moving their clock). */
+  sweepReservations(): void;
   /**
    * Graceful shutdown: stop pulling events and finish (commit + ack) the one in hand, close
    * the consumer, then the gRPC server (running calls may finish), NATS and the database.
@@ -26,17 +44,40 @@ export interface UsageServices {
   usageLog: UsageLogService;
   stats: StatsService;
   deadLetters: DeadLetterService;
+  quota: QuotaService;
+  adoption: AdoptionService;
+  plans: PlanCatalog;
 }
 
-/** Builds the service classes over `orm` (no I/O). */
-export function buildUsageServices(orm: Orm): UsageServices {
+/** What the service takes besides its config: the plan catalogue (default: PLANS_FILE's) and the clock (default: the system's). */
+export interface UsageOptions {
+  plans?: PlanCatalog;
+  clock?: Clock;
+  /** Default 3,600,000 (RESERVATION_TTL_MS's default). */
+  reservationTtlMs?: number;
+}
+
+/** Builds the service classes over `orm` (no I/O; the built-in plans when no catalogue is given). */
+export function buildUsageServices(orm: Orm, options: UsageOptions = {}): UsageServices {
   const uow = createUsageUnitOfWork(orm);
-  return { usageLog: new UsageLogService(uow), stats: new StatsService(uow), deadLetters: new DeadLetterService(uow) };
+  const clock = options.clock ?? (() => new Date());
+  const plans = options.plans ?? loadPlanCatalog(undefined);
+  const quota = new QuotaService(uow, { plans, clock, reservationTtlMs: options.reservationTtlMs ?? 3_600_000 });
+  return {
+    usageLog: new UsageLogService(uow, clock),
+    stats: new StatsService(uow),
+    deadLetters: new DeadLetterService(uow),
+    quota,
+    adoption: new AdoptionService(uow, clock),
+    plans,
+  };
 }
 
 /** What `startUsageService` started, in the order `stopUsage` closes it. */
 interface Running {
+  services: UsageServices;
   consumer: GenerationEventConsumer;
+  expiry: ReservationExpiryRunner;
   grpcServer: RunningGrpcServer;
   nc: NatsConnection;
   orm: Orm;
@@ -45,10 +86,13 @@ interface Running {
 /**
  * Starts the usage service: migrates its database, serves `tally.usage.v1.UsageService` over
  * gRPC (with health and reflection) and consumes generation events from JetStream. Reports
- * SERVING once both are up. Used by `main.ts` and by in-process tests. On a failure to start,
- * closes whatever it had opened and rethrows.
+ * SERVING once both are up, and runs the reservation-expiry sweeps. Used by `main.ts` and by
+ * in-process tests. The plans file is validated first: an invalid one throws PlansConfigError
+ * naming the bad key before anything is opened. On a failure to start, closes whatever it had
+ * opened and rethrows.
  */
-export async function startUsageService(config: UsageConfig, logger: Logger): Promise<UsageService> {
+export async function startUsageService(config: UsageConfig, logger: Logger, options: UsageOptions = {}): Promise<UsageService> {
+  const plans = options.plans ?? loadPlanCatalog(config.PLANS_FILE);
   const orm = await openDatabase({
     url: config.DATABASE_URL,
     entities: [],
@@ -56,11 +100,14 @@ export async function startUsageService(config: UsageConfig, logger: Logger): Pr
     logger,
     limits: { poolMax: config.DATABASE_POOL_MAX, statementTimeoutMs: config.DATABASE_STATEMENT_TIMEOUT_MS },
   });
-  const running = await startRunning(config, logger, orm);
+  const services = buildUsageServices(orm, { ...options, plans, reservationTtlMs: config.RESERVATION_TTL_MS });
+  const running = await startRunning(config, logger, orm, services);
   let stopped: Promise<void> | undefined;
   return {
     grpcPort: running.grpcServer.port,
     orm,
+    services,
+    sweepReservations: () => running.expiry.wakeUp(),
     stop() {
       stopped ??= stopUsage(running, config, logger);
       return stopped;
@@ -69,8 +116,7 @@ export async function startUsageService(config: UsageConfig, logger: Logger): Pr
 }
 
 /** Connects NATS, starts the gRPC server and the consumer over `orm`; undoes what it did when a step fails. */
-async function startRunning(config: UsageConfig, logger: Logger, orm: Orm): Promise<Running> {
-  const services = buildUsageServices(orm);
+async function startRunning(config: UsageConfig, logger: Logger, orm: Orm, services: UsageServices): Promise<Running> {
   const cleanup: (() => Promise<unknown>)[] = [() => orm.close()];
   try {
     const nc = await connectNats(config.NATS_URL, "tally-usage", logger);
@@ -86,18 +132,22 @@ async function startRunning(config: UsageConfig, logger: Logger, orm: Orm): Prom
     });
     cleanup.unshift(() => grpcServer.shutdown(0));
     const consumer = await GenerationEventConsumer.start({ nc, usageLog: services.usageLog, deadLetters: services.deadLetters, config: consumerConfig(config), logger });
+    cleanup.unshift(() => consumer.stop());
+    const expiry = new ReservationExpiryRunner(services.quota, { intervalMs: config.RESERVATION_SWEEP_INTERVAL_MS, batchSize: config.RESERVATION_SWEEP_BATCH_SIZE }, logger);
+    expiry.start();
     grpcServer.setServing(true);
-    return { consumer, grpcServer, nc, orm };
+    return { services, consumer, expiry, grpcServer, nc, orm };
   } catch (error) {
     for (const close of cleanup) await close().catch(() => undefined);
     throw error;
   }
 }
 
-/** Stops in order: not serving, consumer (message in hand finishes), gRPC calls, NATS (drain flushes the last acks), database. */
+/** Stops in order: not serving, consumer (message in hand finishes), expiry sweeps, gRPC calls, NATS (drain flushes the last acks), database. */
 async function stopUsage(running: Running, config: UsageConfig, logger: Logger): Promise<void> {
   running.grpcServer.setServing(false);
   await running.consumer.stop();
+  await running.expiry.stop();
   await running.grpcServer.shutdown(config.GRPC_SHUTDOWN_TIMEOUT_MS);
   await running.nc.drain();
   await running.orm.close();

@@ -39,6 +39,17 @@ export const usageConfigSchema = z.object({
   CONSUMER_MAX_DELIVER: intFromEnv(-1).pipe(z.number().refine((n) => n === -1 || n >= 1, "must be -1 (unlimited) or at least 1")),
   /** Unacknowledged messages the server lets the consumer hold at once. */
   CONSUMER_MAX_ACK_PENDING: intFromEnv(1_000).pipe(z.number().min(1)),
+  /** The plans file (YAML or JSON, docs/plans.md); unset or empty = the built-in plans. Validated at start-up. */
+  PLANS_FILE: z
+    .string()
+    .optional()
+    .transform((value) => value || undefined),
+  /** How long a quota reservation lives when its job never ends (no completion, failure or cancellation event), in milliseconds. */
+  RESERVATION_TTL_MS: intFromEnv(3_600_000).pipe(z.number().min(1_000)),
+  /** Pause of the reservation-expiry runner between sweeps that found nothing more to expire, in milliseconds. */
+  RESERVATION_SWEEP_INTERVAL_MS: intFromEnv(5_000).pipe(z.number().min(10)),
+  /** Most expired reservations one sweep releases. */
+  RESERVATION_SWEEP_BATCH_SIZE: intFromEnv(100).pipe(z.number().min(1).max(10_000)),
   LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
 });
 

@@ -12,7 +12,8 @@ import {
   type Orm,
 } from "@tally/platform";
 import { createTestDatabase, testNatsUrl, uniqueSuffix } from "@tally/platform/src/testing";
-import { buildUsageServices, startUsageService, type UsageService } from "../src/app";
+import { cancelledSubject } from "../src/adapter/event-decoding";
+import { buildUsageServices, startUsageService, type UsageOptions, type UsageService } from "../src/app";
 import { usageConfigSchema, type UsageConfig } from "../src/config";
 import { parseGetUserStatsInput } from "../src/domain/inputs";
 import type { UsageLogEntryDraft } from "../src/domain/types";
@@ -26,10 +27,11 @@ export interface UsageTestBed {
   config: UsageConfig;
   publisher: NatsConnection;
   subjects: ReturnType<typeof generationSubjects>;
-  start(overrides?: Partial<UsageConfig>): Promise<UsageService>;
+  start(overrides?: Partial<UsageConfig>, options?: UsageOptions): Promise<UsageService>;
   /** Publishes an event exactly as the producer does (`Nats-Msg-Id` = event id unless given, `traceparent`). */
   publishCompleted(event: events.GenerationCompleted, msgId?: string): Promise<void>;
   publishFailed(event: events.GenerationFailed, msgId?: string): Promise<void>;
+  publishCancelled(event: events.GenerationCancelled, msgId?: string): Promise<void>;
   /** Publishes raw bytes; `headers` replace the generated `traceparent` when given. */
   publishRaw(subject: string, payload: Uint8Array, msgId?: string, headers?: Record<string, string>): Promise<void>;
   /** Stops the services still running, deletes the stream, closes NATS and drops the database. */
@@ -69,8 +71,8 @@ export async function createUsageTestBed(name: string, overrides: Partial<UsageC
     config,
     publisher,
     subjects,
-    async start(extra = {}) {
-      const service = await startUsageService({ ...config, ...extra }, logger);
+    async start(extra = {}, options = {}) {
+      const service = await startUsageService({ ...config, ...extra }, logger, options);
       running.add(service);
       const stop = service.stop.bind(service);
       service.stop = async () => {
@@ -81,6 +83,8 @@ export async function createUsageTestBed(name: string, overrides: Partial<UsageC
     },
     publishCompleted: (event, msgId) => publishRaw(subjects.completed, events.GenerationCompleted.encode(event).finish(), msgId ?? event.eventId),
     publishFailed: (event, msgId) => publishRaw(subjects.failed, events.GenerationFailed.encode(event).finish(), msgId ?? event.eventId),
+    publishCancelled: (event, msgId) =>
+      publishRaw(cancelledSubject(config.NATS_SUBJECT_PREFIX), events.GenerationCancelled.encode(event).finish(), msgId ?? event.eventId),
     publishRaw,
     async close() {
       for (const service of [...running]) await service.stop();
@@ -130,6 +134,10 @@ export function usageClient(port: number) {
     getUserStats: (userId: string) => callUnary(client.getUserStats.bind(client), { userId }, { timeoutMs: 5_000 }),
     listUsageLogEntries: (request: Partial<usage.ListUsageLogEntriesRequest>) =>
       callUnary(client.listUsageLogEntries.bind(client), { userId: "", pageSize: 0, pageToken: "", ...request }, { timeoutMs: 5_000 }),
+    checkAndReserve: (request: usage.CheckAndReserveRequest) => callUnary(client.checkAndReserve.bind(client), request, { timeoutMs: 10_000 }),
+    releaseReservation: (generationId: string) => callUnary(client.releaseReservation.bind(client), { generationId, reason: "test" }, { timeoutMs: 5_000 }),
+    listLimits: (subject: usage.Subject) => callUnary(client.listLimits.bind(client), { subject }, { timeoutMs: 5_000 }),
+    adoptGuest: (guestId: string, user: usage.Subject) => callUnary(client.adoptGuest.bind(client), { guestId, user }, { timeoutMs: 5_000 }),
     close: () => client.close(),
   };
 }

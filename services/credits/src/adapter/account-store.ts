@@ -7,25 +7,29 @@ import assert from "node:assert/strict";
 import { isUniqueViolation, toBigInt, type Sql } from "@tally/platform";
 import type { AccountStore, BalanceChange } from "../domain/ports";
 import { emailConflict } from "../domain/rules";
-import type { Account, Credentials, Role, StoredBalances } from "../domain/types";
+import type { Account, AccountKind, Credentials, Role, StoredBalances } from "../domain/types";
 
 interface AccountRow {
   id: string;
-  email: string;
+  kind: AccountKind;
+  email: string | null;
   plan: string;
   role: Role;
+  adopted_by: string | null;
   created_at: Date;
   last_login_at: Date | null;
   current_period_start: Date;
 }
 
-const ACCOUNT_COLUMNS = "id, email, plan, role, created_at, last_login_at, current_period_start";
+const ACCOUNT_COLUMNS = "id, kind, email, plan, role, adopted_by, created_at, last_login_at, current_period_start";
 
 const toAccount = (row: AccountRow): Account => ({
   id: row.id,
+  kind: row.kind,
   email: row.email,
   plan: row.plan,
   role: row.role,
+  adoptedBy: row.adopted_by,
   createdAt: new Date(row.created_at),
   lastLoginAt: row.last_login_at === null ? null : new Date(row.last_login_at),
   currentPeriodStart: new Date(row.current_period_start),
@@ -72,6 +76,35 @@ export class SqlAccountStore implements AccountStore {
     return toAccount(row);
   }
 
+  async insertGuest(guest: { id: string; plan: string }): Promise<Account | null> {
+    // ON CONFLICT waits for a concurrent insert of the same id to commit, then does nothing:
+    // of any number of racing calls exactly one creates the guest (and grants its trial).
+    const row = await this.sql.one<AccountRow>(
+      `INSERT INTO accounts (id, kind, plan, role, created_at, current_period_start)
+       VALUES (?::uuid, 'guest', ?, 'user', now(), now()) ON CONFLICT (id) DO NOTHING RETURNING ${ACCOUNT_COLUMNS}`,
+      [guest.id, guest.plan],
+    );
+    return row ? toAccount(row) : null;
+  }
+
+  async adoptGuest(guestId: string, userId: string): Promise<boolean> {
+    const row = await this.sql.one(
+      "UPDATE accounts SET adopted_by = ?::uuid WHERE id = ?::uuid AND kind = 'guest' AND adopted_by IS NULL RETURNING id",
+      [userId, guestId],
+    );
+    return row !== null;
+  }
+
+  async setPlan(accountId: string, plan: string): Promise<Account | null> {
+    const row = await this.sql.one<AccountRow>(`UPDATE accounts SET plan = ? WHERE id = ?::uuid RETURNING ${ACCOUNT_COLUMNS}`, [plan, accountId]);
+    return row ? toAccount(row) : null;
+  }
+
+  async setRoleByEmail(email: string, role: Role): Promise<Account | null> {
+    const row = await this.sql.one<AccountRow>(`UPDATE accounts SET role = ? WHERE email = ? RETURNING ${ACCOUNT_COLUMNS}`, [role, email]);
+    return row ? toAccount(row) : null;
+  }
+
   async find(accountId: string): Promise<Account | null> {
     const row = await this.sql.one<AccountRow>(`SELECT ${ACCOUNT_COLUMNS} FROM accounts WHERE id = ?::uuid`, [accountId]);
     return row ? toAccount(row) : null;
@@ -82,13 +115,14 @@ export class SqlAccountStore implements AccountStore {
   }
 
   async findPasswordHash(accountId: string): Promise<string | null> {
-    const row = await this.sql.one<{ password_hash: string }>("SELECT password_hash FROM accounts WHERE id = ?::uuid", [accountId]);
-    return row ? row.password_hash : null;
+    const row = await this.sql.one<{ password_hash: string | null }>("SELECT password_hash FROM accounts WHERE id = ?::uuid", [accountId]);
+    return row?.password_hash ?? null;
   }
 
   async findCredentials(email: string): Promise<Credentials | null> {
+    // Only users have credentials (the schema's CHECK: a user always has both).
     const row = await this.sql.one<AccountRow & { password_hash: string }>(
-      `SELECT ${ACCOUNT_COLUMNS}, password_hash FROM accounts WHERE email = ?`,
+      `SELECT ${ACCOUNT_COLUMNS}, password_hash FROM accounts WHERE email = ? AND kind = 'user'`,
       [email],
     );
     return row ? { account: toAccount(row), passwordHash: row.password_hash } : null;

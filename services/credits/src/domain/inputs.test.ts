@@ -4,16 +4,19 @@ import {
   parseCreateAccountInput,
   parseCreateGrantInput,
   parseCreateHoldInput,
+  parseGuestId,
   parseListLedgerEntriesInput,
   parseReleaseHoldInput,
+  parseSetPlanInput,
+  parseSetRoleInput,
 } from "./inputs";
+import { parsePlanCatalog } from "@tally/platform";
 import { encodeLedgerCursor } from "./ledger-cursor";
 import type { CreditsRules } from "./rules";
 
 const rules: CreditsRules = {
-  defaultPlan: "free",
-  defaultPlanTrialCredits: 10,
-  planTrialCredits: { pro: 0 },
+  plans: parsePlanCatalog({ default_plan: "free", guest_plan: "free", plans: { free: { trial_credits: 10 }, pro: { trial_credits: 0 } } }),
+  adminEmails: new Set(["root@example.com"]),
   holdTtlMs: 60_000,
   holdTtlMsMax: 120_000,
   creditAmountMax: 1_000n,
@@ -30,9 +33,27 @@ const reason = (fn: () => unknown) => {
 
 describe("request parsers", () => {
   it("normalizes a registration and resolves its plan's trial credits", () => {
-    const input = parseCreateAccountInput({ requestId: "r", email: " Ada@Example.COM ", password: "12345678", plan: " ", role: "user" }, rules);
-    expect(input).toEqual({ requestId: "r", email: "ada@example.com", password: "12345678", plan: "free", role: "user", trialCredits: 10n });
-    expect(reason(() => parseCreateAccountInput({ ...input, plan: "gold" }, rules))).toBe("validation");
+    const raw = { requestId: "r", email: " Ada@Example.COM ", password: "12345678", plan: " ", role: "user" as const, adoptGuestId: "" };
+    const input = parseCreateAccountInput(raw, rules);
+    expect(input).toEqual({ requestId: "r", email: "ada@example.com", password: "12345678", plan: "free", role: "user", trialCredits: 10n, adoptGuestId: null });
+    expect(reason(() => parseCreateAccountInput({ ...raw, plan: "gold" }, rules))).toBe("validation");
+  });
+
+  it("checks the guest to adopt and makes TALLY_ADMIN_EMAILS admins", () => {
+    const raw = { requestId: "r", email: "Root@Example.com", password: "12345678", plan: "", role: "user" as const, adoptGuestId: accountId };
+    expect(parseCreateAccountInput(raw, rules)).toMatchObject({ role: "admin", adoptGuestId: accountId.toLowerCase() });
+    expect(reason(() => parseCreateAccountInput({ ...raw, adoptGuestId: "not-a-uuid" }, rules))).toBe("validation");
+  });
+
+  it("checks guest ids, plan changes and role changes", () => {
+    expect(parseGuestId(accountId)).toBe(accountId.toLowerCase());
+    expect(reason(() => parseGuestId("guest-1"))).toBe("validation");
+    expect(reason(() => parseGuestId(""))).toBe("validation");
+    expect(parseSetPlanInput({ requestId: "r", accountId, plan: "pro" }, rules)).toEqual({ requestId: "r", accountId: accountId.toLowerCase(), plan: "pro" });
+    expect(reason(() => parseSetPlanInput({ requestId: "r", accountId, plan: "gold" }, rules))).toBe("validation");
+    expect(reason(() => parseSetPlanInput({ requestId: "r", accountId: "x", plan: "pro" }, rules))).toBe("not_found");
+    expect(parseSetRoleInput({ requestId: "r", email: " Ada@Example.com", role: "admin" }).email).toBe("ada@example.com");
+    expect(reason(() => parseSetRoleInput({ requestId: "r", email: "nope", role: "admin" }))).toBe("validation");
   });
 
   it("answers sign-in input no stored account can have with unauthenticated", () => {

@@ -10,7 +10,9 @@ import {
   normalizeEmail,
   parseEmail,
   requireText,
+  planNamed,
   requireUuid,
+  requireUuidField,
   resolvePageSize,
   validationError,
 } from "@tally/platform";
@@ -23,6 +25,7 @@ import {
   RELEASE_REASON_DEFAULT,
   RELEASE_REASON_LENGTH_MAX,
   resolveHoldTtlMs,
+  roleForRegistration,
   signInFailed,
   trialCreditsForPlan,
   validatePassword,
@@ -44,6 +47,8 @@ export interface CreateAccountRequest {
   /** Empty means the default plan. */
   plan: string;
   role: Role;
+  /** A guest id to adopt; empty: none. */
+  adoptGuestId: string;
 }
 
 export interface CreateAccountInput {
@@ -52,24 +57,66 @@ export interface CreateAccountInput {
   email: string;
   /** 8..256 characters without NUL. */
   password: string;
-  /** A known plan (the default one when the request named none). */
+  /** A known plan (the catalogue's default plan when the request named none). */
   plan: string;
+  /** Admin for an email in TALLY_ADMIN_EMAILS, else the role asked for. */
   role: Role;
   /** Credits of the trial grant the account starts with (0: none). */
   trialCredits: bigint;
+  /** The guest id to adopt, lower-cased; null for none. */
+  adoptGuestId: string | null;
 }
 
 /**
  * Checks a registration. Errors: `validation` for the email, the password (8..256 characters,
- * no NUL) or an unknown plan (details: the known plans), in that order.
+ * no NUL), an unknown plan (details: the known plans) or an adopt_guest_id that is no UUID, in
+ * that order.
  */
-export function parseCreateAccountInput(raw: CreateAccountRequest, rules: CreditsRules): CreateAccountInput {
+export function parseCreateAccountInput(raw: CreateAccountRequest, rules: Pick<CreditsRules, "plans" | "adminEmails">): CreateAccountInput {
   const email = parseEmail(raw.email);
   validatePassword(raw.password);
-  const plan = raw.plan.trim() || rules.defaultPlan;
-  const trialCredits = trialCreditsForPlan(plan, rules);
-  return { requestId: raw.requestId, email, password: raw.password, plan, role: raw.role, trialCredits };
+  const plan = raw.plan.trim() || rules.plans.defaultPlan;
+  const trialCredits = trialCreditsForPlan(plan, rules.plans);
+  const adoptGuestId = raw.adoptGuestId === "" ? null : requireUuidField(raw.adoptGuestId, "adopt_guest_id");
+  const role = roleForRegistration(email, raw.role, rules.adminEmails);
+  return { requestId: raw.requestId, email, password: raw.password, plan, role, trialCredits, adoptGuestId };
 }
+
+/**
+ * Checks a guest id: a UUID, returned lower-cased (the account id it becomes). Errors:
+ * `validation` (field `guest_id`).
+ */
+export const parseGuestId = (raw: string): string => requireUuidField(raw, "guest_id");
+
+export interface SetPlanRequest {
+  requestId: string;
+  accountId: string;
+  plan: string;
+}
+
+/** A plan change naming a known plan and a UUID account id (lower-cased). */
+export type SetPlanInput = SetPlanRequest;
+
+/**
+ * Checks a plan change. Errors: `validation` for an unknown plan (details: the known plans),
+ * `not_found` for an account id that is no UUID.
+ */
+export function parseSetPlanInput(raw: SetPlanRequest, rules: Pick<CreditsRules, "plans">): SetPlanInput {
+  const plan = planNamed(rules.plans, raw.plan.trim()).name;
+  return { requestId: raw.requestId, accountId: parseAccountId(raw.accountId), plan };
+}
+
+export interface SetRoleRequest {
+  requestId: string;
+  email: string;
+  role: Role;
+}
+
+/** A role change naming a normalized, well-formed email. */
+export type SetRoleInput = SetRoleRequest;
+
+/** Checks a role change. Errors: `validation` for the email. */
+export const parseSetRoleInput = (raw: SetRoleRequest): SetRoleInput => ({ ...raw, email: parseEmail(raw.email) });
 
 export interface AuthenticateRequest {
   requestId: string;

@@ -33,11 +33,22 @@ export interface AccountStore {
    * `conflict` (`emailConflict`) when the email is taken.
    */
   insert(account: { id: string; email: string; passwordHash: string; plan: string; role: Role }): Promise<Account>;
+  /**
+   * Inserts a guest's account (no email, no password) with zero balances, unless an account
+   * with this id exists (then null: waits for a racing insert of the id to commit first).
+   */
+  insertGuest(guest: { id: string; plan: string }): Promise<Account | null>;
+  /** Marks a guest adopted by `userId` if it is a guest not yet adopted; false otherwise. */
+  adoptGuest(guestId: string, userId: string): Promise<boolean>;
+  /** Sets an account's plan; null when there is no such account. */
+  setPlan(accountId: string, plan: string): Promise<Account | null>;
+  /** Sets the role of the account with this normalized email; null when there is none. */
+  setRoleByEmail(email: string, role: Role): Promise<Account | null>;
   find(accountId: string): Promise<Account | null>;
   emailTaken(email: string): Promise<boolean>;
   /** The password hash of an account, by id (null when there is no such account). */
   findPasswordHash(accountId: string): Promise<string | null>;
-  /** The account and its password hash, by normalized email. */
+  /** A user's account and its password hash, by normalized email (guests have none). */
   findCredentials(email: string): Promise<Credentials | null>;
   /** Sets `last_login_at` to now and returns the account. */
   recordLogin(accountId: string): Promise<Account>;

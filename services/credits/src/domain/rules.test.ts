@@ -1,5 +1,5 @@
-import { resolveHoldTtlMs, trialCreditsForPlan, validatePassword } from "./rules";
-import { parseEmail, resolvePageSize, storedAnswerCodec } from "@tally/platform";
+import { EFFECT_TIME_RESERVE_MS, requireTimeForEffect, resolveHoldTtlMs, roleForRegistration, trialCreditsForPlan, validatePassword } from "./rules";
+import { loadPlanCatalog, parseEmail, parsePlanCatalog, resolvePageSize, storedAnswerCodec } from "@tally/platform";
 
 describe("account rules", () => {
   it("trims and lower-cases emails", () => {
@@ -22,12 +22,35 @@ describe("account rules", () => {
   });
 
   it("gives each plan its trial credits and refuses unknown plans", () => {
-    const plans = { defaultPlan: "free", defaultPlanTrialCredits: 10, planTrialCredits: { pro: 0, team: 50 } };
+    const document = { default_plan: "free", guest_plan: "free", plans: { free: { trial_credits: 10 }, pro: { trial_credits: 0 }, team: { trial_credits: 50 } } };
+    const plans = parsePlanCatalog(document);
     expect(trialCreditsForPlan("free", plans)).toBe(10n);
     expect(trialCreditsForPlan("team", plans)).toBe(50n);
     expect(trialCreditsForPlan("pro", plans)).toBe(0n);
-    expect(trialCreditsForPlan("free", { ...plans, planTrialCredits: { free: 3 } })).toBe(3n);
+    // TRIAL_CREDITS overrides the default plan's trial credits (here of the built-in plans).
+    expect(trialCreditsForPlan("free", loadPlanCatalog(undefined, 3))).toBe(3n);
     expect(() => trialCreditsForPlan("gold", plans)).toThrow(expect.objectContaining({ reason: "validation" }));
+    expect(() => trialCreditsForPlan("gold", plans)).toThrow(
+      expect.objectContaining({ details: { field: "plan", known_plans: ["free", "pro", "team"] } }),
+    );
+  });
+
+  it("makes the emails of TALLY_ADMIN_EMAILS admins and leaves others the role they asked for", () => {
+    const admins = new Set(["root@example.com"]);
+    expect(roleForRegistration("root@example.com", "user", admins)).toBe("admin");
+    expect(roleForRegistration("ada@example.com", "user", admins)).toBe("user");
+    expect(roleForRegistration("ada@example.com", "admin", admins)).toBe("admin");
+  });
+
+  it("starts an effect only with EFFECT_TIME_RESERVE_MS left before the deadline", () => {
+    const now = 1_000_000;
+    expect(() => requireTimeForEffect(Infinity, now)).not.toThrow();
+    expect(() => requireTimeForEffect(now + EFFECT_TIME_RESERVE_MS, now)).not.toThrow();
+    for (const deadline of [now - 1, now, now + EFFECT_TIME_RESERVE_MS - 1]) {
+      expect(() => requireTimeForEffect(deadline, now)).toThrow(
+        expect.objectContaining({ reason: "unavailable", details: { retry_after_seconds: 1 } }),
+      );
+    }
   });
 });
 

@@ -1,5 +1,5 @@
-import { DomainError, validationError } from "@tally/platform";
-import type { NewLedgerEntry } from "./types";
+import { DomainError, planNamed, validationError, type PlanCatalog } from "@tally/platform";
+import type { NewLedgerEntry, Role } from "./types";
 
 /** Password length bounds, in characters (code points). */
 export const PASSWORD_LENGTH_MIN = 8;
@@ -29,11 +29,10 @@ export const NO_LEDGER_CHANGE = {
 
 /** The configured rules of the credits service (from CreditsConfig). */
 export interface CreditsRules {
-  defaultPlan: string;
-  /** Trial credits of the default plan. */
-  defaultPlanTrialCredits: number;
-  /** Trial credits per plan name; wins over `defaultPlanTrialCredits`. */
-  planTrialCredits: Record<string, number>;
+  /** The plan catalogue (PLANS_FILE, TRIAL_CREDITS overriding the default plan's trial credits; docs/plans.md). */
+  plans: PlanCatalog;
+  /** Normalized emails whose accounts are admins from registration on (TALLY_ADMIN_EMAILS). */
+  adminEmails: ReadonlySet<string>;
   /** Hold time to live when the caller gives 0, in milliseconds. */
   holdTtlMs: number;
   /** Longest hold time to live, in milliseconds; longer requests are capped. */
@@ -69,20 +68,14 @@ export const couldBeStoredPassword = (password: string): boolean =>
   !password.includes(NUL) && passwordLength(password) <= PASSWORD_LENGTH_MAX;
 
 /**
- * Trial credits a new account of `plan` receives: the plan's entry in `planTrialCredits`,
- * else `defaultPlanTrialCredits` for the default plan. An unknown plan is a `validation` error
- * (details: the known plans).
+ * Trial credits a new account of `plan` receives, from the plan catalogue. An unknown plan is
+ * a `validation` error (field `plan`, details: the known plans).
  */
-export function trialCreditsForPlan(
-  plan: string,
-  plans: { defaultPlan: string; defaultPlanTrialCredits: number; planTrialCredits: Record<string, number> },
-): bigint {
-  const configured = plans.planTrialCredits[plan];
-  if (configured !== undefined) return BigInt(configured);
-  if (plan === plans.defaultPlan) return BigInt(plans.defaultPlanTrialCredits);
-  const known = [...new Set([plans.defaultPlan, ...Object.keys(plans.planTrialCredits)])].sort();
-  throw validationError(`unknown plan "${plan}"`, { field: "plan", known_plans: known });
-}
+export const trialCreditsForPlan = (plan: string, plans: PlanCatalog): bigint => BigInt(planNamed(plans, plan).trialCredits);
+
+/** The role of a new account: admin for an email in TALLY_ADMIN_EMAILS, else the one asked for. */
+export const roleForRegistration = (email: string, requested: Role, adminEmails: ReadonlySet<string>): Role =>
+  adminEmails.has(email) ? "admin" : requested;
 
 /**
  * The hold's time to live in milliseconds: 0 means `defaultMs`; longer than `maxMs` is capped
@@ -104,6 +97,9 @@ export function validatePositiveAmount(amount: bigint, field: string, max: bigin
 export const accountNotFound = (accountId: string) =>
   new DomainError("not_found", "account not found", { account_id: accountId });
 
+/** The error for an email no account is registered with (SetRole). */
+export const noAccountWithEmail = () => new DomainError("not_found", "no account is registered with this email", { field: "email" });
+
 /** The error for a hold that does not exist (or an id that cannot name one). */
 export const holdNotFound = (holdId: string) => new DomainError("not_found", "hold not found", { hold_id: holdId });
 
@@ -120,3 +116,31 @@ export const signInFailed = () => new DomainError("unauthenticated", "email or p
 /** INV-4: a replayed request_id whose first answer must not be handed to this caller. */
 export const requestIdReused = (requestId: string) =>
   new DomainError("idempotency_key_reused", "this request_id was already used with different parameters", { request_id: requestId });
+
+/** The error for a guest id that names a user's account or a guest adopted by a sign-up. */
+export const guestIdNotUsable = () => new DomainError("unauthenticated", "this guest id can no longer be used; sign in instead");
+
+/** How long a shed caller should wait before retrying, in seconds (details `retry_after_seconds`). */
+export const RETRY_AFTER_SECONDS = 1;
+
+/** Load shedding: every password-hashing slot and queue place is taken. */
+export const passwordHashingSaturated = () =>
+  new DomainError("unavailable", "too many sign-ups and sign-ins at once; retry shortly", { retry_after_seconds: RETRY_AFTER_SECONDS });
+
+/** The caller's deadline passed before the effect: nothing was done, and a retry is safe. */
+export const deadlinePassed = () =>
+  new DomainError("unavailable", "the request's deadline passed before it could be done; nothing was changed", {
+    retry_after_seconds: RETRY_AFTER_SECONDS,
+  });
+
+/**
+ * A sign-up or sign-in starts its transaction only with at least this much of the caller's
+ * deadline left, in milliseconds: the time its short transaction needs, so that its effect
+ * never lands after the caller already gave up (a deadline expiry after the effect).
+ */
+export const EFFECT_TIME_RESERVE_MS = 100;
+
+/** Throws `unavailable` (`deadlinePassed`) when less than EFFECT_TIME_RESERVE_MS is left before `deadlineMs` (epoch ms; Infinity: none). */
+export function requireTimeForEffect(deadlineMs: number, nowMs = Date.now()): void {
+  if (deadlineMs - nowMs < EFFECT_TIME_RESERVE_MS) throw deadlinePassed();
+}

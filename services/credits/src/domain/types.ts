@@ -6,6 +6,9 @@
 
 export type Role = "user" | "admin";
 
+/** A signed-up user's account, or a guest's (no email, no password; the id is the guest id). */
+export type AccountKind = "user" | "guest";
+
 /** Kinds of grant, in consumption order (see `GRANT_KIND_PRIORITY`). */
 export type GrantKind = "trial" | "purchased" | "promotional";
 
@@ -15,9 +18,13 @@ export type LedgerEntryKind = "grant" | "hold" | "capture" | "release" | "expiry
 
 export interface Account {
   id: string;
-  email: string;
+  kind: AccountKind;
+  /** Null for a guest. */
+  email: string | null;
   plan: string;
   role: Role;
+  /** For a guest adopted by a sign-up: the new user's account id; null otherwise. */
+  adoptedBy: string | null;
   createdAt: Date;
   /** Null until the first sign-in. */
   lastLoginAt: Date | null;
@@ -146,6 +153,13 @@ export type PositionedLedgerEntry = LedgerEntry & { position: bigint };
 export interface AccountWithBalance {
   account: Account;
   balance: Balance;
+}
+
+/** A guest's account with its balance, as EnsureGuestAccount answers; `created` by this call. */
+export interface GuestAccount {
+  account: Account;
+  balance: Balance;
+  created: boolean;
 }
 
 /** A grant with the account's balance after it, as CreateGrant answers. */

@@ -8,10 +8,13 @@ import {
   createAccountRequestFromProto,
   createGrantRequestFromProto,
   createHoldRequestFromProto,
+  deadlineMsFromCall,
   grantToProto,
+  guestAccountToProto,
   holdWithBalanceToProto,
   ledgerEntryToProto,
   releaseHoldRequestFromProto,
+  setRoleRequestFromProto,
 } from "./mapping";
 
 /** Full name of the gRPC service (health and reflection). */
@@ -29,6 +32,9 @@ export type CreditsApi = Pick<
   | "captureHold"
   | "releaseHold"
   | "listLedgerEntries"
+  | "ensureGuestAccount"
+  | "setPlan"
+  | "setRole"
 >;
 
 /**
@@ -39,14 +45,15 @@ export type CreditsApi = Pick<
  */
 export function creditsHandlers(service: CreditsApi): AsyncService<credits.CreditsServiceServer> {
   return {
-    /** CreateAccount → account and balance (AccountsService.createAccount; INV-4). */
-    async createAccount(req) {
-      const result = await service.createAccount(createAccountRequestFromProto(req));
+    /** CreateAccount → account and balance (AccountsService.createAccount; INV-4); the call's deadline bounds the effect. */
+    async createAccount(req, ctx) {
+      const result = await service.createAccount(createAccountRequestFromProto(req), deadlineMsFromCall(ctx.deadline));
       return { account: accountToProto(result.account), balance: balanceToProto(result.balance) };
     },
-    /** Authenticate → account with last_login_at (AccountsService.authenticate). */
-    async authenticate(req) {
-      const result = await service.authenticate({ requestId: req.requestId, email: req.email, password: req.password });
+    /** Authenticate → account with last_login_at (AccountsService.authenticate); the call's deadline bounds the effect. */
+    async authenticate(req, ctx) {
+      const request = { requestId: req.requestId, email: req.email, password: req.password };
+      const result = await service.authenticate(request, deadlineMsFromCall(ctx.deadline));
       return { account: accountToProto(result.account) };
     },
     /** GetAccount → account, `not_found` for an unknown id. */
@@ -73,6 +80,18 @@ export function creditsHandlers(service: CreditsApi): AsyncService<credits.Credi
     /** ReleaseHold → ended hold and balance (HoldsService.releaseHold; INV-3, INV-4, INV-9). */
     async releaseHold(req) {
       return holdWithBalanceToProto(await service.releaseHold(releaseHoldRequestFromProto(req)));
+    },
+    /** EnsureGuestAccount → guest account, balance and created (GuestsService.ensureGuestAccount; INV-2). */
+    async ensureGuestAccount(req) {
+      return guestAccountToProto(await service.ensureGuestAccount(req.guestId));
+    },
+    /** SetPlan → account on its new plan (AccountsService.setPlan; INV-4). */
+    async setPlan(req) {
+      return { account: accountToProto(await service.setPlan({ requestId: req.requestId, accountId: req.accountId, plan: req.plan })) };
+    },
+    /** SetRole → account with its new role, by email (AccountsService.setRole; INV-4). */
+    async setRole(req) {
+      return { account: accountToProto(await service.setRole(setRoleRequestFromProto(req))) };
     },
     /** ListLedgerEntries → entries newest first and next_page_token (LedgerService.listLedgerEntries). */
     async listLedgerEntries(req) {

@@ -11,8 +11,9 @@ import type {
   CreateGrantRequest,
   CreateHoldRequest,
   ReleaseHoldRequest,
+  SetRoleRequest,
 } from "../domain/inputs";
-import type { Account, Balance, Grant, GrantKind, Hold, HoldStatus, HoldWithBalance, LedgerEntry, LedgerEntryKind, Role } from "../domain/types";
+import type { Account, AccountKind, Balance, GuestAccount, Grant, GrantKind, Hold, HoldStatus, HoldWithBalance, LedgerEntry, LedgerEntryKind, Role } from "../domain/types";
 
 // ---------------------------------------------------------------- proto → domain
 
@@ -49,7 +50,21 @@ export const createAccountRequestFromProto = (req: credits.CreateAccountRequest)
   password: req.password,
   plan: req.plan,
   role: roleFromProto(req.role),
+  adoptGuestId: req.adoptGuestId,
 });
+
+/** A role change names its role: ROLE_UNSPECIFIED (or an unknown value) is `validation` (field `role`). */
+export function setRoleRequestFromProto(req: credits.SetRoleRequest): SetRoleRequest {
+  if (req.role === credits.Role.ROLE_UNSPECIFIED) throw validationError("role must be ROLE_USER or ROLE_ADMIN", { field: "role" });
+  return { requestId: req.requestId, email: req.email, role: roleFromProto(req.role) };
+}
+
+/**
+ * A gRPC call's deadline as epoch milliseconds (Infinity when the caller set none), the form
+ * the service's deadline checks take.
+ */
+export const deadlineMsFromCall = (deadline: Date | number | undefined): number =>
+  deadline === undefined ? Infinity : deadline instanceof Date ? deadline.getTime() : deadline;
 
 export const createGrantRequestFromProto = (req: credits.CreateGrantRequest): CreateGrantRequest => ({
   requestId: req.requestId,
@@ -83,6 +98,10 @@ export const releaseHoldRequestFromProto = (req: credits.ReleaseHoldRequest): Re
 // ---------------------------------------------------------------- domain → proto
 
 const ROLE_TO_PROTO: Record<Role, credits.Role> = { user: credits.Role.ROLE_USER, admin: credits.Role.ROLE_ADMIN };
+const ACCOUNT_KIND_TO_PROTO: Record<AccountKind, credits.AccountKind> = {
+  user: credits.AccountKind.ACCOUNT_KIND_USER,
+  guest: credits.AccountKind.ACCOUNT_KIND_GUEST,
+};
 const GRANT_KIND_TO_PROTO: Record<GrantKind, credits.GrantKind> = {
   trial: credits.GrantKind.GRANT_KIND_TRIAL,
   purchased: credits.GrantKind.GRANT_KIND_PURCHASED,
@@ -103,14 +122,23 @@ const LEDGER_KIND_TO_PROTO: Record<LedgerEntryKind, credits.LedgerEntryKind> = {
   adjustment: credits.LedgerEntryKind.LEDGER_ENTRY_KIND_ADJUSTMENT,
 };
 
+/** A guest's email and a missing adopter are empty strings in the proto. */
 export const accountToProto = (a: Account): credits.Account => ({
   id: a.id,
-  email: a.email,
+  email: a.email ?? "",
   plan: a.plan,
   role: ROLE_TO_PROTO[a.role],
   createdAt: a.createdAt,
   lastLoginAt: a.lastLoginAt ?? undefined,
   currentPeriodStart: a.currentPeriodStart,
+  kind: ACCOUNT_KIND_TO_PROTO[a.kind],
+  adoptedBy: a.adoptedBy ?? "",
+});
+
+export const guestAccountToProto = (g: GuestAccount): credits.EnsureGuestAccountResponse => ({
+  account: accountToProto(g.account),
+  balance: balanceToProto(g.balance),
+  created: g.created,
 });
 
 export const balanceToProto = (b: Balance): credits.Balance => ({

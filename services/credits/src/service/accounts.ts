@@ -3,20 +3,25 @@ import {
   parseAccountId,
   parseAuthenticateInput,
   parseCreateAccountInput,
+  parseSetPlanInput,
+  parseSetRoleInput,
   type AuthenticateRequest,
   type CreateAccountInput,
   type CreateAccountRequest,
+  type SetPlanRequest,
+  type SetRoleRequest,
 } from "../domain/inputs";
 import type { CreditsUnitOfWork } from "../domain/ports";
-import { accountNotFound, emailConflict, requestIdReused, signInFailed, type CreditsRules } from "../domain/rules";
+import { accountNotFound, emailConflict, noAccountWithEmail, requestIdReused, requireTimeForEffect, signInFailed, type CreditsRules } from "../domain/rules";
 import type { Account, AccountWithBalance } from "../domain/types";
 import type { GrantsService } from "./grants";
 import type { LedgerService } from "./ledger";
-import type { PasswordHasher } from "./passwords";
+import { NO_DEADLINE, type PasswordHasher } from "./passwords";
 
 /**
- * Accounts and sign-in. Passwords are hashed with argon2id and verified with no transaction
- * (or pooled connection) held; an account starts with its plan's trial grant.
+ * Accounts, sign-in, plans and roles. Passwords are hashed with argon2id in a bounded pool
+ * (passwords.ts) and verified with no transaction (or pooled connection) held; an account
+ * starts with its plan's trial grant.
  */
 export class AccountsService {
   constructor(
@@ -29,18 +34,25 @@ export class AccountsService {
 
   /**
    * Creates an account with its credentials and its plan's trial grant (with a GRANT ledger
-   * entry) in one transaction, and answers it with its balance. `plan` empty means the default
-   * plan. Idempotent per `requestId` (INV-4); a replay is answered only to the same password.
+   * entry) in one transaction, and answers it with its balance. `plan` empty means the
+   * catalogue's default plan; an email in TALLY_ADMIN_EMAILS makes an admin. With
+   * `adoptGuestId`, the same transaction marks that guest adopted by the new account if it is
+   * a guest not yet adopted (any other id is left alone). Idempotent per `requestId` (INV-4); a
+   * replay is answered only to the same password. `deadlineMs` is the caller's deadline (epoch
+   * ms): once hashing is done, nothing is written unless EFFECT_TIME_RESERVE_MS is left.
    * Errors: `validation` (email, password 8..256 characters without NUL, unknown plan,
-   * request_id); `conflict` when the email is taken; `idempotency_key_reused` (other
-   * parameters, or a replay whose password does not match the account's).
+   * adopt_guest_id, request_id); `conflict` when the email is taken; `idempotency_key_reused`
+   * (other parameters, or a replay whose password does not match the account's);
+   * `unavailable` (details `retry_after_seconds`) when the hashing pool is full or the deadline
+   * is too near: then nothing was written.
    */
-  async createAccount(request: CreateAccountRequest): Promise<AccountWithBalance> {
+  async createAccount(request: CreateAccountRequest, deadlineMs = NO_DEADLINE): Promise<AccountWithBalance> {
     const input = parseCreateAccountInput(request, this.rules);
     // Hashing is slow on purpose: do it before taking a connection. The password is left out
     // of the idempotency fingerprint so that no unsalted digest of it is ever stored; a replay
     // is checked against the stored account's hash instead (below).
-    const passwordHash = await this.passwords.hash(input.password);
+    const passwordHash = await this.passwords.hash(input.password, deadlineMs);
+    requireTimeForEffect(deadlineMs);
     const { created, answer } = await this.insertAccount(input, passwordHash);
     // A replayed request_id returns the stored account only to whoever knows its password:
     // otherwise anyone who learns a request_id and email would get the account (and, through
@@ -54,8 +66,11 @@ export class AccountsService {
 
   /** The idempotent transaction of `createAccount`; `created` is false for a replayed answer. */
   private async insertAccount(input: CreateAccountInput, passwordHash: string): Promise<{ created: boolean; answer: AccountWithBalance }> {
-    const { requestId, email, plan, role } = input;
-    const call = { requestId, operation: "CreateAccount", parameters: { email, plan, role }, ...answerCodec<AccountWithBalance>() };
+    const { requestId, email, plan, role, adoptGuestId } = input;
+    // Without a guest the fingerprint is the one registrations had before adoption existed, so
+    // a retry that spans the upgrade still gets its first answer.
+    const parameters = { email, plan, role, ...(adoptGuestId === null ? {} : { adoptGuestId }) };
+    const call = { requestId, operation: "CreateAccount", parameters, ...answerCodec<AccountWithBalance>() };
     let created = false;
     const answer = await this.uow.inTransaction((stores) =>
       runIdempotent(stores.idempotency, call, async () => {
@@ -65,6 +80,8 @@ export class AccountsService {
         if (input.trialCredits > 0n) {
           await this.grants.addGrant(stores, { accountId: account.id, kind: "trial", amount: input.trialCredits, expiresAt: null });
         }
+        // A user's id, an adopted guest's or an id with no account is simply not adopted.
+        if (adoptGuestId !== null) await stores.accounts.adoptGuest(adoptGuestId, account.id);
         return { account, balance: await this.ledger.readBalance(stores, account.id) };
       }),
     );
@@ -76,18 +93,20 @@ export class AccountsService {
    * is verified before it, with no transaction or connection held). An unknown email is
    * verified against a dummy hash so both failures take as long and give the same
    * `unauthenticated` error. Idempotent per `requestId` (a retry returns the first
-   * `last_login_at`). Errors: `validation` (empty email or password, request_id),
-   * `unauthenticated`, `idempotency_key_reused`.
+   * `last_login_at`). `deadlineMs` as for `createAccount`. Errors: `validation` (empty email
+   * or password, request_id), `unauthenticated`, `idempotency_key_reused`, `unavailable`
+   * (pool full or deadline too near; nothing written).
    */
-  async authenticate(request: AuthenticateRequest): Promise<{ account: Account }> {
+  async authenticate(request: AuthenticateRequest, deadlineMs = NO_DEADLINE): Promise<{ account: Account }> {
     const input = parseAuthenticateInput(request);
     // argon2 is slow on purpose: read the hash and verify it with no transaction open, so a
     // burst of sign-ins does not hold the pool's connections while hashing.
     const credentials = await this.uow.withoutTransaction((stores) => stores.accounts.findCredentials(input.email));
     let verified = false;
-    if (credentials) verified = await this.passwords.verify(credentials.passwordHash, input.password);
-    else await this.passwords.verifyAgainstDummy(input.password);
+    if (credentials) verified = await this.passwords.verify(credentials.passwordHash, input.password, deadlineMs);
+    else await this.passwords.verifyAgainstDummy(input.password, deadlineMs);
     if (!credentials || !verified) throw signInFailed();
+    requireTimeForEffect(deadlineMs);
     // The password was checked above on every call, retries included; the idempotency record
     // only makes a retry return the first answer (the same last_login_at).
     const call = { requestId: input.requestId, operation: "Authenticate", parameters: { email: input.email }, ...answerCodec<{ account: Account }>() };
@@ -102,5 +121,40 @@ export class AccountsService {
     const account = await this.uow.withoutTransaction((stores) => stores.accounts.find(accountId));
     if (!account) throw accountNotFound(rawAccountId);
     return account;
+  }
+
+  /**
+   * Moves an account to another plan of the catalogue; the new plan's limits apply at once
+   * (usage services read the plan from the account) and nothing counted so far is reset.
+   * Idempotent per `requestId` (INV-4). Errors: `validation` (unknown plan, details: the known
+   * plans; request_id), `not_found`, `idempotency_key_reused`.
+   */
+  async setPlan(request: SetPlanRequest): Promise<Account> {
+    const input = parseSetPlanInput(request, this.rules);
+    const call = { requestId: input.requestId, operation: "SetPlan", parameters: { accountId: input.accountId, plan: input.plan }, ...answerCodec<Account>() };
+    return this.uow.inTransaction((stores) =>
+      runIdempotent(stores.idempotency, call, async () => {
+        const account = await stores.accounts.setPlan(input.accountId, input.plan);
+        if (!account) throw accountNotFound(input.accountId);
+        return account;
+      }),
+    );
+  }
+
+  /**
+   * Sets the role of the account registered with `email` (e.g. promotes the first admin).
+   * Idempotent per `requestId` (INV-4). Errors: `validation` (email, request_id), `not_found`
+   * (no account with this email), `idempotency_key_reused`.
+   */
+  async setRole(request: SetRoleRequest): Promise<Account> {
+    const input = parseSetRoleInput(request);
+    const call = { requestId: input.requestId, operation: "SetRole", parameters: { email: input.email, role: input.role }, ...answerCodec<Account>() };
+    return this.uow.inTransaction((stores) =>
+      runIdempotent(stores.idempotency, call, async () => {
+        const account = await stores.accounts.setRoleByEmail(input.email, input.role);
+        if (!account) throw noAccountWithEmail();
+        return account;
+      }),
+    );
   }
 }

@@ -2,32 +2,41 @@ import type { CreditsUnitOfWork } from "../domain/ports";
 import type { CreditsRules } from "../domain/rules";
 import { AccountsService } from "./accounts";
 import { GrantsService } from "./grants";
+import { GuestsService } from "./guests";
 import { HoldsService } from "./holds";
 import { LedgerService } from "./ledger";
 import type { PasswordHasher } from "./passwords";
 
 /**
  * The credits service as the gRPC layer and in-process tools see it (proto
- * `tally.credits.v1.CreditsService`): one object composing the four aggregates, each rule in
- * exactly one of them (accounts.ts, grants.ts, holds.ts, ledger.ts). It adds no rule of its own.
+ * `tally.credits.v1.CreditsService`): one object composing the aggregates, each rule in
+ * exactly one of them (accounts.ts, guests.ts, grants.ts, holds.ts, ledger.ts). It adds no rule of its own.
  */
 export class CreditsService {
   readonly ledger: LedgerService;
   readonly grants: GrantsService;
   readonly accounts: AccountsService;
   readonly holds: HoldsService;
+  readonly guests: GuestsService;
 
   constructor(uow: CreditsUnitOfWork, rules: CreditsRules, passwords: PasswordHasher) {
     this.ledger = new LedgerService(uow);
     this.grants = new GrantsService(uow, rules, this.ledger);
     this.accounts = new AccountsService(uow, rules, passwords, this.grants, this.ledger);
     this.holds = new HoldsService(uow, rules, this.ledger);
+    this.guests = new GuestsService(uow, rules, this.grants, this.ledger);
   }
 
   /** See AccountsService.createAccount. */
-  readonly createAccount: AccountsService["createAccount"] = (request) => this.accounts.createAccount(request);
+  readonly createAccount: AccountsService["createAccount"] = (request, deadlineMs) => this.accounts.createAccount(request, deadlineMs);
   /** See AccountsService.authenticate. */
-  readonly authenticate: AccountsService["authenticate"] = (request) => this.accounts.authenticate(request);
+  readonly authenticate: AccountsService["authenticate"] = (request, deadlineMs) => this.accounts.authenticate(request, deadlineMs);
+  /** See AccountsService.setPlan. */
+  readonly setPlan: AccountsService["setPlan"] = (request) => this.accounts.setPlan(request);
+  /** See AccountsService.setRole. */
+  readonly setRole: AccountsService["setRole"] = (request) => this.accounts.setRole(request);
+  /** See GuestsService.ensureGuestAccount. */
+  readonly ensureGuestAccount: GuestsService["ensureGuestAccount"] = (guestId) => this.guests.ensureGuestAccount(guestId);
   /** See AccountsService.getAccount. */
   readonly getAccount: AccountsService["getAccount"] = (accountId) => this.accounts.getAccount(accountId);
   /** See LedgerService.getBalance. */

@@ -1,12 +1,12 @@
 import assert from "node:assert";
 import { callUnary, createGrpcClient } from "@tally/platform";
 import { credits } from "@tally/contracts";
-import type { CreditsPort, HoldView } from "../domain/ports";
+import type { AccountView, CreditsPort, HoldView } from "../domain/ports";
 
 /**
  * CreditsPort over the credits service's gRPC contract. Every call carries a deadline
  * (`DOWNSTREAM_TIMEOUT_MS`) and rejects with the callee's DomainError reason
- * (`insufficient_credits`, `hold_not_active`, `unavailable`, ...).
+ * (`insufficient_credits`, `hold_not_active`, `not_found`, `unavailable`, ...).
  */
 export class GrpcCreditsClient implements CreditsPort {
   private readonly client: credits.CreditsServiceClient;
@@ -16,6 +16,20 @@ export class GrpcCreditsClient implements CreditsPort {
     private readonly timeoutMs: number,
   ) {
     this.client = createGrpcClient(credits.CreditsServiceClient, address);
+  }
+
+  /** GetAccount: kind (ACCOUNT_KIND_UNSPECIFIED, from a credits that predates kinds, is a user), plan, billing anchor. */
+  async getAccount(accountId: string): Promise<AccountView> {
+    const response = await callUnary(this.client.getAccount.bind(this.client), { accountId }, { timeoutMs: this.timeoutMs });
+    const account = response.account;
+    assert.ok(account, "credits answers GetAccount with the account");
+    assert.ok(account.currentPeriodStart, "credits answers every account with its billing anchor (current_period_start)");
+    return {
+      id: account.id,
+      kind: account.kind === credits.AccountKind.ACCOUNT_KIND_GUEST ? "guest" : "user",
+      plan: account.plan,
+      periodAnchor: account.currentPeriodStart,
+    };
   }
 
   async createHold(request: { requestId: string; accountId: string; generationId: string; amount: bigint; ttlMs: number }): Promise<HoldView> {

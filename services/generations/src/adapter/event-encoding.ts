@@ -1,11 +1,11 @@
 import { events } from "@tally/contracts";
 import { generationSubjects } from "@tally/platform";
-import { generationEndedEvent } from "../domain/events";
+import { generationCancelledEventId, generationEndedEvent } from "../domain/events";
 import type { EncodedEvent, EventEncoder } from "../domain/ports";
 import type { GenerationRecord } from "../domain/types";
 
 /**
- * The events of finished generations in the contract's encoding (events.proto), on the
+ * The events of finished and cancelled generations in the contract's encoding (events.proto), on the
  * subjects under `subjectPrefix` that the usage service consumes.
  */
 export class ProtoEventEncoder implements EventEncoder {
@@ -35,5 +35,19 @@ export class ProtoEventEncoder implements EventEncoder {
     }
     const message: events.GenerationFailed = { ...common, errorMessage: record.errorMessage, errorCode: record.errorCode };
     return { eventId, subject: this.subjects.failed, payload: events.GenerationFailed.encode(message).finish() };
+  }
+
+  /** GenerationCancelled (credits held and released; the usage service releases the quota reservation). */
+  generationCancelled(record: GenerationRecord, occurredAt: Date): EncodedEvent {
+    const eventId = generationCancelledEventId(record);
+    const message: events.GenerationCancelled = {
+      eventId,
+      occurredAt,
+      userId: record.userId,
+      generationId: record.id,
+      inputType: record.inputType,
+      credits: record.creditCost,
+    };
+    return { eventId, subject: this.subjects.cancelled, payload: events.GenerationCancelled.encode(message).finish() };
   }
 }

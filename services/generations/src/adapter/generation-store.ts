@@ -253,4 +253,13 @@ export class SqlGenerationStore implements GenerationStore {
     if (failed) await this.sql.query("DELETE FROM generation_outputs WHERE generation_id = ?", [id]);
     return toRecord(row);
   }
+
+  /** One UPDATE, so a sign-up's adoption moves all of a guest's generations or none. */
+  async moveToUser(fromUserId: string, toUserId: string): Promise<number> {
+    const rows = await this.sql.query<{ id: string }>("UPDATE generations SET user_id = ?, updated_at = now() WHERE user_id = ? RETURNING id", [
+      toUserId,
+      fromUserId,
+    ]);
+    return rows.length;
+  }
 }

@@ -1,6 +1,7 @@
 import { DomainError } from "@tally/platform";
 import { creditTypeOfHold } from "./credit-type";
-import { parseGenerationInput, parseListGenerationsInput, type RawGenerationInput } from "./inputs";
+import { generationCancelledEventId, generationEndedEvent } from "./events";
+import { parseAdoptGuestInput, parseGenerationInput, parseListGenerationsInput, type RawGenerationInput } from "./inputs";
 import { creditCostOf, parsePricing } from "./pricing";
 
 const limits = { promptLengthMax: 20, photoUrlLengthMax: 40, addressLengthMax: 30, styleLengthMax: 10 };
@@ -96,5 +97,32 @@ describe("resolvePaging", () => {
     expect(() => resolvePaging(101, 0)).toThrow(/limit/);
     expect(() => resolvePaging(-1, 0)).toThrow(/limit/);
     expect(() => resolvePaging(10, -1)).toThrow(/offset/);
+  });
+});
+
+describe("parseAdoptGuestInput", () => {
+  const guestId = "5d1f2c3b-4a5e-4f60-8a7b-9c0d1e2f3a4b";
+  it("lower-cases both ids", () => {
+    expect(parseAdoptGuestInput({ guestId: guestId.toUpperCase(), userId })).toEqual({ guestId, userId });
+  });
+  it("names the malformed id", () => {
+    expect(fieldOf(() => parseAdoptGuestInput({ guestId: "not-a-uuid", userId }))).toBe("guest_id");
+    expect(fieldOf(() => parseAdoptGuestInput({ guestId, userId: "" }))).toBe("user_id");
+  });
+  it("refuses adopting a guest into itself", () => {
+    expect(fieldOf(() => parseAdoptGuestInput({ guestId: userId, userId: userId.toUpperCase() }))).toBe("guest_id");
+  });
+});
+
+describe("event ids", () => {
+  const record = (status: "completed" | "failed" | "cancelled" | "pending") => ({ id: userId, status }) as Parameters<typeof generationEndedEvent>[0];
+  it("gives a cancelled generation one id of its own, apart from its ending events", () => {
+    const cancelled = generationCancelledEventId(record("cancelled"));
+    expect(generationCancelledEventId(record("cancelled"))).toBe(cancelled);
+    expect(cancelled).not.toBe(generationEndedEvent(record("completed")).eventId);
+    expect(cancelled).not.toBe(generationEndedEvent(record("failed")).eventId);
+  });
+  it("has no cancelled event for a generation that was not cancelled", () => {
+    expect(() => generationCancelledEventId(record("pending"))).toThrow(/INV-5/);
   });
 });

@@ -183,3 +183,26 @@ export function parseCancelGenerationInput(raw: RawCancelGenerationInput): Cance
   checkRequestId(raw.requestId, CALLER_REQUEST_ID_LENGTH_MAX);
   return { requestId: raw.requestId, ref: parseGenerationRef(raw) };
 }
+
+/** Raw AdoptGuestGenerations request. */
+export interface RawAdoptGuestInput {
+  guestId: string;
+  userId: string;
+}
+
+/** Checked AdoptGuestGenerations request: two different lower-cased UUIDs. */
+export interface AdoptGuestInput {
+  guestId: string;
+  userId: string;
+}
+
+/**
+ * Checks AdoptGuestGenerations: `guest_id` and `user_id` are UUIDs (lower-cased) and differ.
+ * Throws a `validation` DomainError naming the field.
+ */
+export function parseAdoptGuestInput(raw: RawAdoptGuestInput): AdoptGuestInput {
+  const guestId = requireUuidField(raw.guestId, "guest_id");
+  const userId = requireUuidField(raw.userId, "user_id");
+  if (guestId === userId) throw validationError("guest_id must differ from user_id", { field: "guest_id" });
+  return { guestId, userId };
+}

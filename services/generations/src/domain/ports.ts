@@ -53,6 +53,8 @@ export interface GenerationStore {
    * null when another worker finished it first. A failed job keeps no output.
    */
   finishJob(id: string, ending: JobEnding): Promise<GenerationRecord | null>;
+  /** Gives every generation of `fromUserId` to `toUserId`; returns how many moved. */
+  moveToUser(fromUserId: string, toUserId: string): Promise<number>;
 }
 
 /** An event ready for the outbox: its id, subject and encoded payload. */
@@ -119,12 +121,27 @@ export interface HoldView {
   capturedAmount: bigint;
 }
 
+/** Whether an account is a signed-up user or a guest (its limits answer with a different reason). */
+export type AccountKindName = "user" | "guest";
+
+/** What the generations service needs to know about an account to check its limits. */
+export interface AccountView {
+  id: string;
+  kind: AccountKindName;
+  /** The plan's name in the plan catalogue (PLANS_FILE). */
+  plan: string;
+  /** The billing anchor: billing periods are monthly from it (UTC). */
+  periodAnchor: Date;
+}
+
 /**
  * The credits service as the generations service uses it (hold, capture, release). Every
  * call is idempotent by its request_id, so redoing one after a crash or timeout is safe.
  * Calls reject with DomainErrors carrying credits' reasons.
  */
 export interface CreditsPort {
+  /** The account a generation is made for: its kind, plan and billing anchor. Errors: `not_found`. */
+  getAccount(accountId: string): Promise<AccountView>;
   createHold(request: { requestId: string; accountId: string; generationId: string; amount: bigint; ttlMs: number }): Promise<HoldView>;
   captureHold(request: { requestId: string; holdId: string }): Promise<HoldView>;
   releaseHold(request: { requestId: string; holdId: string; reason: string }): Promise<HoldView>;
@@ -140,8 +157,41 @@ export const holdRequestIds = (generationId: string) => ({
   release: `release:${generationId}`,
 });
 
+/** Whom limits apply to, as the usage service needs it: the account's id, kind, plan and billing anchor. */
+export type LimitSubject = AccountView;
+
+/** Lifecycle of a quota reservation at the usage service. */
+export type ReservationStatusName = "active" | "consumed" | "released" | "expired";
+
+/** What the generations service needs to know about a quota reservation. */
+export interface ReservationView {
+  generationId: string;
+  status: ReservationStatusName;
+  /** Credits reserved against credits_per_period. */
+  credits: bigint;
+}
+
+/**
+ * The usage service as the generations service uses it: quota reservations, keyed by the
+ * generation id. Calls reject with DomainErrors carrying usage's reasons and details
+ * (`plan_limit_exceeded`, `guest_limit_exceeded`, `validation`, `unavailable`).
+ */
+export interface UsagePort {
+  /**
+   * Checks every limit of the subject's plan for one more generation costing `credits` and
+   * reserves quota for it. Idempotent on `generationId`: a retry answers the existing
+   * reservation (whatever its status) and reserves nothing more. An active reservation whose
+   * job never ends expires at usage (RESERVATION_TTL_MS).
+   */
+  checkAndReserve(subject: LimitSubject, generationId: string, credits: bigint): Promise<ReservationView>;
+  /** Gives back an active reservation whose job was never stored; one that already ended stays as it is. */
+  releaseReservation(generationId: string, reason: string): Promise<ReservationView | null>;
+}
+
 /** Turns a generation's ending into an event for the outbox (an adapter encodes the contract's message). */
 export interface EventEncoder {
   /** The GenerationCompleted or GenerationFailed event of a finished generation. */
   generationEnded(generation: GenerationRecord, occurredAt: Date): EncodedEvent;
+  /** The GenerationCancelled event of a cancelled generation. */
+  generationCancelled(generation: GenerationRecord, occurredAt: Date): EncodedEvent;
 }

@@ -10,7 +10,11 @@ import { fromCreateGenerationRequest, toProtoGeneration } from "./mapping";
  */
 export function generationsHandlers(service: GenerationsService): AsyncService<generations.GenerationsServiceServer> {
   return {
-    /** Holds the credits and stores the job pending (INV-3, INV-4). Errors: validation, insufficient_credits, idempotency_key_reused, unavailable. */
+    /**
+     * Reserves quota at usage, holds the credits and stores the job pending (INV-3, INV-4).
+     * Errors: validation, not_found, plan_limit_exceeded / guest_limit_exceeded (usage's
+     * details unchanged), insufficient_credits, idempotency_key_reused, unavailable.
+     */
     async createGeneration(request) {
       return { generation: toProtoGeneration(await service.create(fromCreateGenerationRequest(request))) };
     },
@@ -23,7 +27,7 @@ export function generationsHandlers(service: GenerationsService): AsyncService<g
       const page = await service.list({ userId: request.userId, limit: request.limit, offset: request.offset });
       return { generations: page.generations.map(toProtoGeneration), totalSize: page.totalSize };
     },
-    /** Cancels a pending/processing generation and releases its hold (INV-3, INV-4). Errors: validation, not_found, already_finished. */
+    /** Cancels a pending/processing generation, releases its hold and announces the cancel (INV-3, INV-4, INV-5). Errors: validation, not_found, already_finished. */
     async cancelGeneration(request) {
       const cancelled = await service.cancel({ requestId: request.requestId, userId: request.userId, generationId: request.generationId });
       return { generation: toProtoGeneration(cancelled) };
@@ -32,6 +36,10 @@ export function generationsHandlers(service: GenerationsService): AsyncService<g
     async getGenerationOutput(request) {
       const output = await service.output({ userId: request.userId, generationId: request.generationId });
       return { content: Buffer.from(output.content), contentType: output.contentType };
+    },
+    /** Moves an adopted guest's generations to the user; `moved` is 0 on a retry. Errors: validation (malformed or equal ids). */
+    async adoptGuestGenerations(request) {
+      return { moved: await service.adoptGuest({ guestId: request.guestId, userId: request.userId }) };
     },
   };
 }

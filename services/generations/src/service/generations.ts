@@ -12,14 +12,24 @@ import {
   parseCancelGenerationInput,
   parseCreateGenerationInput,
   parseGenerationRef,
+  parseAdoptGuestInput,
   parseListGenerationsInput,
   type GenerationRef,
   type InputLimits,
+  type RawAdoptGuestInput,
   type RawCancelGenerationInput,
   type RawCreateGenerationInput,
   type RawListGenerationsInput,
 } from "../domain/inputs";
-import { holdRequestIds, type CreditsPort, type GenerationsStores, type GenerationsUnitOfWork, type HoldView } from "../domain/ports";
+import {
+  holdRequestIds,
+  type CreditsPort,
+  type EventEncoder,
+  type GenerationsStores,
+  type GenerationsUnitOfWork,
+  type HoldView,
+  type UsagePort,
+} from "../domain/ports";
 import { creditCostOf, type Pricing } from "../domain/pricing";
 import { toGeneration, type Generation, type GenerationInput, type GenerationOutput, type GenerationPage } from "../domain/types";
 import type { HoldSettlement } from "./settlement";
@@ -36,53 +46,86 @@ export interface GenerationsServiceOptions {
 /** The first answer of an idempotent create or cancel, as stored with its key (INV-4). */
 const GENERATION_ANSWER = answerCodec<Generation>();
 
+/** The other services a create talks to: credits (account, hold) and usage (quota reservation). */
+export interface GenerationsDownstream {
+  credits: CreditsPort;
+  usage: UsagePort;
+}
+
 /**
- * The rules of generation jobs for the gRPC handlers: create (holds credits), read, list,
- * cancel (releases credits) and read outputs. Throws only DomainErrors for expected cases.
+ * The rules of generation jobs for the gRPC handlers: create (reserves quota, holds credits),
+ * read, list, cancel (releases credits, announces the cancel), read outputs and adopt a
+ * guest's generations. Throws only DomainErrors for expected cases.
  */
 export class GenerationsService {
+  private readonly credits: CreditsPort;
+  private readonly usage: UsagePort;
+
   constructor(
     private readonly uow: GenerationsUnitOfWork,
-    private readonly credits: CreditsPort,
+    downstream: GenerationsDownstream,
     private readonly settlement: HoldSettlement,
     private readonly options: GenerationsServiceOptions,
     private readonly logger: Logger,
-  ) {}
+    private readonly encoder: EventEncoder,
+  ) {
+    this.credits = downstream.credits;
+    this.usage = downstream.usage;
+  }
 
   /**
-   * Validates the input, holds the job's price (PRICING_CREDITS by input type) at credits and
-   * stores the job `pending`. The generation id is derived from (user_id, request_id) and
-   * the hold's request id from the generation id, so a retry after any failure lands on the
-   * same hold (INV-3); credits is called before the local transaction opens (INV-9). A retry
-   * returns the first answer; the same request_id with other parameters fails with
+   * Validates the input, then, in this order: derives the generation id from (user_id,
+   * request_id); reads the account at credits (kind, plan, billing anchor); reserves quota at
+   * usage (CheckAndReserve, keyed by the generation id, for the job's price); holds the price
+   * at credits (hold request id derived from the generation id, INV-3); stores the job
+   * `pending`. Remote calls happen before the local transaction opens (INV-9).
+   *
+   * Why this order: a refusal by a limit (the common refusal) holds nothing at credits; every
+   * remote step is idempotent on the generation id, so a retry after any failure lands on
+   * the same reservation and hold; and a crash between any two steps leaves only things that
+   * expire by themselves: a reservation with no job expires at usage (RESERVATION_TTL_MS), a
+   * hold with no job at credits (HOLD_TTL_MS). Once the job is stored, its ending (completed,
+   * failed, cancelled) settles the hold and, through its event, the reservation.
+   *
+   * When the hold fails, or the job cannot be stored (anything but a DomainError from the
+   * transaction), what was taken for it is given back at once (best effort, see
+   * giveBackUnstored) before the error is rethrown.
+   * A retry returns the first answer; the same request_id with other parameters fails with
    * `idempotency_key_reused` (INV-4).
-   * Errors: `validation` (naming the field), `insufficient_credits` (from credits, unchanged;
-   * nothing is stored), `idempotency_key_reused`, `unavailable` when credits is down.
-   * If the local transaction fails with anything but a DomainError, the hold is released
-   * (best effort) before the error is rethrown. If the process dies between the hold and the
-   * insert and the caller never retries, the hold expires at credits (HOLD_TTL_MS) and its
-   * credits come back.
+   * Errors: `validation` (naming the field); `not_found` (no such account, from credits);
+   * `plan_limit_exceeded` (users) / `guest_limit_exceeded` (guests) from usage, reason and
+   * details unchanged, nothing held; `insufficient_credits` (from credits, unchanged; nothing
+   * stored, the reservation released); `idempotency_key_reused`; `unavailable` when credits
+   * or usage is down.
    */
   async create(raw: RawCreateGenerationInput): Promise<Generation> {
     const { requestId, generation: input } = parseCreateGenerationInput(raw, this.options.inputLimits);
     const generationId = deterministicUuid("generation", input.userId, requestId);
     const creditCost = creditCostOf(this.options.pricing, input.inputType);
 
-    const hold = await this.credits.createHold({
-      requestId: holdRequestIds(generationId).create,
-      accountId: input.userId,
-      generationId,
-      amount: creditCost,
-      ttlMs: this.options.holdTtlMs,
-    });
+    const account = await this.credits.getAccount(input.userId);
+    await this.usage.checkAndReserve(account, generationId, creditCost);
+    let hold: HoldView;
+    try {
+      hold = await this.credits.createHold({
+        requestId: holdRequestIds(generationId).create,
+        accountId: input.userId,
+        generationId,
+        amount: creditCost,
+        ttlMs: this.options.holdTtlMs,
+      });
+    } catch (error) {
+      await this.giveBackUnstored(generationId, null, error);
+      throw error;
+    }
 
     try {
       return await this.uow.inTransaction((stores) => this.store(stores, generationId, input, creditCost, hold));
     } catch (error) {
       // A DomainError (e.g. idempotency_key_reused) is an answer about a job that exists or
       // whose hold belongs to the first request; anything else means the job was not stored
-      // and a retry would not store it either: give the hold back ("no job, no hold").
-      if (!(error instanceof DomainError)) await this.releaseUnstoredHold(generationId, hold.id, error);
+      // and a retry would not store it either: give back what was taken ("no job, no hold").
+      if (!(error instanceof DomainError)) await this.giveBackUnstored(generationId, hold.id, error);
       throw error;
     }
   }
@@ -110,21 +153,32 @@ export class GenerationsService {
   }
 
   /**
-   * Best effort, after the local transaction failed: releases the hold unless the job turns out
-   * to be stored after all (a concurrent retry of the same request committed it). If the
-   * database cannot even be asked, the hold is released anyway: a stored job whose hold is gone
-   * fails at capture without charge, while a hold with no job would keep the user's credits
-   * until it expires (INV-3). A failed release is only logged (the hold then expires).
+   * Best effort, after a hold or the local transaction failed: releases the hold (when one
+   * was taken) and the quota reservation, unless the job turns out to be stored after all (a
+   * concurrent retry of the same request committed it; its ending settles both). If the
+   * database cannot even be asked, both are released anyway: a stored job whose hold is gone
+   * fails at capture without charge, and one whose reservation is gone is still counted as
+   * used when it completes, while a hold or reservation with no job would keep the user's
+   * credits or quota until it expires (INV-3). A failed release is only logged (it then
+   * expires: the hold at credits, the reservation at usage).
    */
-  private async releaseUnstoredHold(generationId: string, holdId: string, cause: unknown): Promise<void> {
-    try {
-      const stored = await this.uow.withoutTransaction((stores) => stores.generations.find(generationId)).catch(() => null);
-      if (stored) return;
-      await this.credits.releaseHold({ requestId: holdRequestIds(generationId).release, holdId, reason: "generation_not_stored" });
-      this.logger.warn({ err: cause, generation_id: generationId }, "generation could not be stored; its hold was released");
-    } catch (error) {
-      this.logger.error({ err: error, cause, generation_id: generationId }, "generation could not be stored and releasing its hold failed; it expires at credits");
+  private async giveBackUnstored(generationId: string, holdId: string | null, cause: unknown): Promise<void> {
+    const stored = await this.uow.withoutTransaction((stores) => stores.generations.find(generationId)).catch(() => null);
+    if (stored) return;
+    const reason = holdId ? "generation_not_stored" : "hold_not_taken";
+    if (holdId) {
+      await this.credits
+        .releaseHold({ requestId: holdRequestIds(generationId).release, holdId, reason })
+        .then(() => this.logger.warn({ err: cause, generation_id: generationId }, "generation could not be stored; its hold was released"))
+        .catch((error: unknown) =>
+          this.logger.error({ err: error, cause, generation_id: generationId }, "generation could not be stored and releasing its hold failed; it expires at credits"),
+        );
     }
+    await this.usage
+      .releaseReservation(generationId, reason)
+      .catch((error: unknown) =>
+        this.logger.error({ err: error, cause, generation_id: generationId }, "releasing the quota reservation of an unstored generation failed; it expires at usage"),
+      );
   }
 
   /** The user's generation. Errors: `not_found` (missing, malformed id or another user's, INV-7). */
@@ -145,9 +199,11 @@ export class GenerationsService {
 
   /**
    * Cancels a pending or processing generation whose ending has not begun, then releases its
-   * hold (INV-3). Idempotent by request_id (INV-4). A cancel is not a usage event (usage
-   * counts completions and failures). If the release call fails, the cancel still stands: the
-   * worker's sweep releases the hold once the cancel's lease runs out.
+   * hold (INV-3). Idempotent by request_id (INV-4). The cancel transaction also appends a
+   * GenerationCancelled event to the outbox (INV-5), so the usage service gives back the job's
+   * quota reservation exactly when the cancel commits (a cancel is not counted as usage). If
+   * the release call fails, the cancel still stands: the worker's sweep releases the hold once
+   * the cancel's lease runs out.
    * Errors: `validation` (request_id); `not_found`; `already_finished` when it completed,
    * failed, was cancelled, or is already being ended by the worker.
    */
@@ -171,6 +227,8 @@ export class GenerationsService {
         status: existing.status,
       });
     }
+    const occurredAt = record.completedAt ?? new Date();
+    await stores.outbox.append({ ...this.encoder.generationCancelled(record, occurredAt), traceparent: currentTraceCarrier().traceparent ?? null });
     return toGeneration(record);
   }
 
@@ -180,6 +238,19 @@ export class GenerationsService {
     const output = ref && (await this.uow.withoutTransaction((stores) => stores.generations.findOutputOfUser(ref.userId, ref.generationId)));
     if (!output) throw notFound(`generation ${raw.generationId} has no output`);
     return output;
+  }
+
+  /**
+   * Moves every generation of the guest `guestId` to the user `userId` (a sign-up adopted the
+   * guest), in one UPDATE; returns how many moved (0 on a retry: idempotent). Running jobs
+   * keep running; their events name their owner at the time they end.
+   * Errors: `validation` when an id is not a UUID or both are the same.
+   */
+  async adoptGuest(raw: RawAdoptGuestInput): Promise<number> {
+    const { guestId, userId } = parseAdoptGuestInput(raw);
+    const moved = await this.uow.inTransaction((stores) => stores.generations.moveToUser(guestId, userId));
+    if (moved > 0) this.logger.info({ guest_id: guestId, user_id: userId, moved }, "guest generations adopted");
+    return moved;
   }
 }
 

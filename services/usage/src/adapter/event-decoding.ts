@@ -1,5 +1,6 @@
 import { events } from "@tally/contracts";
 import { generationSubjects, validationError } from "@tally/platform";
+import { checkCancellation, type GenerationCancellation } from "../domain/generation-event";
 import type { UsageLogEntryDraft } from "../domain/types";
 import { usageLogEntryFromCompleted, usageLogEntryFromFailed } from "../domain/usage-log";
 
@@ -17,6 +18,20 @@ export function decodeGenerationEvent(prefix: string, subject: string, payload: 
   if (subject === subjects.completed) return usageLogEntryFromCompleted(decode(events.GenerationCompleted, payload, subject));
   if (subject === subjects.failed) return usageLogEntryFromFailed(decode(events.GenerationFailed, payload, subject));
   throw validationError(`unknown subject ${subject}`, { subject });
+}
+
+/**
+ * The subject `GenerationCancelled` events come on: `<prefix>.generation.cancelled`, inside the
+ * consumer's filter `<prefix>.generation.>`.
+ */
+export const cancelledSubject = (prefix: string): string => `${prefix}.generation.cancelled`;
+
+/**
+ * Decodes a `GenerationCancelled` payload and checks it. Throws `validation` when it can never
+ * be processed (undecodable payload, malformed ids), so the consumer dead-letters it.
+ */
+export function decodeCancelledEvent(subject: string, payload: Uint8Array): GenerationCancellation {
+  return checkCancellation(decode(events.GenerationCancelled, payload, subject));
 }
 
 function decode<T>(codec: { decode(bytes: Uint8Array): T }, payload: Uint8Array, subject: string): T {

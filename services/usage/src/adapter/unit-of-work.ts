@@ -1,14 +1,19 @@
 import { createUnitOfWork, type Orm } from "@tally/platform";
 import type { UsageUnitOfWork } from "../domain/ports";
+import { SqlAdoptionStore } from "./adoption-store";
 import { SqlDeadLetterStore } from "./dead-letter-store";
 import { SqlInboxStore } from "./inbox-store";
+import { SqlReservationStore } from "./reservation-store";
+import { SqlSubjectStore } from "./subject-store";
+import { SqlUsageCounterStore } from "./usage-counter-store";
 import { SqlUsageLogStore } from "./usage-log-store";
 import { SqlUserStatsStore } from "./user-stats-store";
 
 /**
  * The usage service's unit of work over `orm`: every store bound to one transaction (or one
- * connection scope). The service has no mutating RPC, so no idempotency-key store: the inbox
- * is what makes recording an event exactly-once (INV-5).
+ * connection scope). No idempotency-key store: the inbox makes recording an event
+ * exactly-once (INV-5), and the limit RPCs are idempotent by their own keys (a reservation per
+ * generation id, an adoption per guest id).
  */
 export function createUsageUnitOfWork(orm: Orm): UsageUnitOfWork {
   return createUnitOfWork(orm, (sql) => ({
@@ -16,5 +21,9 @@ export function createUsageUnitOfWork(orm: Orm): UsageUnitOfWork {
     usageLog: new SqlUsageLogStore(sql),
     userStats: new SqlUserStatsStore(sql),
     deadLetters: new SqlDeadLetterStore(sql),
+    subjects: new SqlSubjectStore(sql),
+    counters: new SqlUsageCounterStore(sql),
+    reservations: new SqlReservationStore(sql),
+    adoptions: new SqlAdoptionStore(sql),
   }));
 }

@@ -93,3 +93,28 @@ function checkAmount(field: string, value: bigint): void {
     throw validationError(`${field} must be a non-negative int64`, { field });
   }
 }
+
+/** A `GenerationCancelled` event as the adapter decodes it. */
+export interface GenerationCancelledFacts {
+  eventId: string;
+  occurredAt?: Date;
+  userId: string;
+  generationId: string;
+}
+
+/** A checked cancellation: the ids lower-cased (one event id is one inbox key). */
+export interface GenerationCancellation {
+  eventId: string;
+  userId: string;
+  generationId: string;
+  occurredAt: Date;
+}
+
+/** Checks a cancellation's ids and time. Throws `validation` naming the field (the message is poison). */
+export function checkCancellation(event: GenerationCancelledFacts): GenerationCancellation {
+  const eventId = requireUuidField(event.eventId, "event_id");
+  const userId = requireUuidField(event.userId, "user_id");
+  const generationId = requireUuidField(event.generationId, "generation_id");
+  if (!event.occurredAt || Number.isNaN(event.occurredAt.getTime())) throw validationError("occurred_at is required");
+  return { eventId, userId, generationId, occurredAt: event.occurredAt };
+}

@@ -1,6 +1,16 @@
 import type { UnitOfWork } from "@tally/platform";
 import type { UsageLogCursor } from "./usage-log-cursor";
 import type {
+  CounterDifference,
+  DayCounters,
+  DayDelta,
+  PeriodCounters,
+  PeriodDelta,
+  Reservation,
+  ReservationStatus,
+  StoredSubject,
+  Subject,
+  Window,
   DeadLetter,
   PagedUsageLogEntry,
   StatsBesideUsageLog,
@@ -50,12 +60,84 @@ export interface DeadLetterStore {
   add(letter: DeadLetter): Promise<void>;
 }
 
+/**
+ * The subjects limits apply to. Every change to a subject's counters or reservations happens
+ * under its row lock (held to the end of the transaction), so checks and moves serialise.
+ */
+export interface SubjectStore {
+  /** Stores `subject`'s kind, plan and anchor (inserting it when new) and locks its row. */
+  upsertAndLock(subject: Subject): Promise<StoredSubject>;
+  /**
+   * Locks the rows of `ids` in id order (INV-9: so two transactions never wait on each other in a
+   * cycle), first creating a bare row (kind user, no plan or anchor) for an id never seen.
+   */
+  lockOrCreate(ids: readonly string[]): Promise<StoredSubject[]>;
+  /** Adds `delta` to the subject's active reservations. */
+  addActiveReservations(id: string, delta: number): Promise<void>;
+  /** Marks a guest as adopted by `userId`. */
+  markAdopted(guestId: string, userId: string): Promise<void>;
+}
+
+/** Per-period and per-day counters; callers hold the subject's lock. */
+export interface UsageCounterStore {
+  /**
+   * The subject's counters in `period`, creating the row when missing with `used` counted from
+   * the usage log for that window (so a new window, a re-anchoring or a subject first seen
+   * late still starts exact) and nothing reserved.
+   */
+  period(subjectId: string, period: Window): Promise<PeriodCounters>;
+  /** The subject's counters on the UTC day `day`, created like `period` when missing. */
+  day(subjectId: string, day: Window): Promise<DayCounters>;
+  /** Adds `delta` to an existing period row (the caller got it through `period`). */
+  addToPeriod(subjectId: string, periodStart: Date, delta: PeriodDelta): Promise<void>;
+  /** Adds `delta` to an existing day row (the caller got it through `day`). */
+  addToDay(subjectId: string, day: Date, delta: DayDelta): Promise<void>;
+  /**
+   * Every counter (of every subject, or of `subjectId`) that differs from what the usage log
+   * and the active reservations say, read in ONE snapshot.
+   */
+  differences(subjectId?: string): Promise<CounterDifference[]>;
+}
+
+/** Quota reservations, one per generation id. */
+export interface ReservationStore {
+  find(generationId: string): Promise<Reservation | null>;
+  insert(reservation: Reservation): Promise<void>;
+  /** Moves an ACTIVE reservation to `status` at `at` and returns it; null when it is not active (already ended) or unknown. */
+  end(generationId: string, status: Exclude<ReservationStatus, "active">, at: Date): Promise<Reservation | null>;
+  /** Up to `limit` active reservations whose expiry is at or before `now`, soonest first. */
+  due(now: Date, limit: number): Promise<Reservation[]>;
+}
+
+/** A guest adopted by a user: the windows its usage moved from and into. */
+export interface GuestAdoption {
+  guestId: string;
+  userId: string;
+  /** The guest's period at adoption; null when the guest had no anchor. */
+  guestPeriod: Window | null;
+  /** The user's period the guest's usage moved into. */
+  userPeriod: Window;
+  /** The UTC day of the adoption (the guest's and the user's). */
+  day: Date;
+  generationsMoved: bigint;
+}
+
+/** Guest adoptions, once per guest. */
+export interface AdoptionStore {
+  find(guestId: string): Promise<GuestAdoption | null>;
+  insert(adoption: GuestAdoption): Promise<void>;
+}
+
 /** Every store of the usage service, bound to one unit of work. */
 export interface UsageStores {
   inbox: InboxStore;
   usageLog: UsageLogStore;
   userStats: UserStatsStore;
   deadLetters: DeadLetterStore;
+  subjects: SubjectStore;
+  counters: UsageCounterStore;
+  reservations: ReservationStore;
+  adoptions: AdoptionStore;
 }
 
 export type UsageUnitOfWork = UnitOfWork<UsageStores>;

@@ -97,3 +97,133 @@ export interface DeadLetter {
   error: string;
   deliveryCount: number;
 }
+
+/** The current time; services take one so tests can set it (default `() => new Date()`). */
+export type Clock = () => Date;
+
+/** Whether a subject of limits is a signed-up user or a guest. */
+export type SubjectKind = "user" | "guest";
+
+/** Whom limits apply to, as the caller (generations, gateway) names it from the credits account. */
+export interface Subject {
+  /** The account id (lower-case UUID): the `user_id` of its generations and usage events. */
+  id: string;
+  kind: SubjectKind;
+  /** A plan of the catalogue. */
+  plan: string;
+  /** The billing anchor (`current_period_start`): periods are monthly from it, in UTC. */
+  periodAnchor: Date;
+}
+
+/**
+ * A subject as usage stores it (the latest the callers named). `plan` and `periodAnchor` are
+ * null for a subject seen only through its usage events (older jobs, never reserved for).
+ */
+export interface StoredSubject {
+  id: string;
+  kind: SubjectKind;
+  plan: string | null;
+  periodAnchor: Date | null;
+  /** Reservations now active: the count `concurrent_generations` limits. */
+  activeReservations: number;
+  /** The user who adopted this guest; null otherwise. */
+  adoptedBy: string | null;
+}
+
+/** A half-open time window `[start, end)` (a billing period or a UTC day). */
+export interface Window {
+  start: Date;
+  end: Date;
+}
+
+/** One subject's counters in one billing period: used (from the usage log) and reserved (active reservations). */
+export interface PeriodCounters {
+  subjectId: string;
+  periodStart: Date;
+  periodEnd: Date;
+  /** Completed generations. */
+  generations: bigint;
+  /** Credits captured by completed generations. */
+  credits: bigint;
+  /** Processing time of completed generations, in milliseconds. */
+  processingMs: bigint;
+  reservedGenerations: bigint;
+  reservedCredits: bigint;
+}
+
+/** One subject's counters in one UTC day. */
+export interface DayCounters {
+  subjectId: string;
+  day: Date;
+  generations: bigint;
+  reservedGenerations: bigint;
+}
+
+/** What a change adds to a period's counters (negative to take back). */
+export interface PeriodDelta {
+  generations: bigint;
+  credits: bigint;
+  processingMs: bigint;
+  reservedGenerations: bigint;
+  reservedCredits: bigint;
+}
+
+/** What a change adds to a day's counters (negative to take back). */
+export interface DayDelta {
+  generations: bigint;
+  reservedGenerations: bigint;
+}
+
+/** Lifecycle of a quota reservation: `active` ends exactly once, in one of the other three. */
+export type ReservationStatus = "active" | "consumed" | "released" | "expired";
+
+/** Quota set aside for one generation until it completes, fails, is cancelled or expires. */
+export interface Reservation {
+  generationId: string;
+  subjectId: string;
+  kind: SubjectKind;
+  plan: string;
+  /** The period and the UTC day whose reserved counters hold it. */
+  periodStart: Date;
+  day: Date;
+  /** Credits reserved against credits_per_period. */
+  credits: bigint;
+  status: ReservationStatus;
+  expiresAt: Date;
+  createdAt: Date;
+  /** When it left `active`; null while active. */
+  endedAt: Date | null;
+}
+
+/** Where one subject stands against one limit of its plan. */
+export interface LimitStatus {
+  name: string;
+  window: "period" | "day" | "concurrent";
+  limit: bigint;
+  used: bigint;
+  reserved: bigint;
+  /** max(0, limit - used - reserved). */
+  remaining: bigint;
+  /** True when one more generation would pass this limit now (remaining > 0). */
+  withinLimit: boolean;
+  /** When the window starts again; null for concurrent limits. */
+  resetsAt: Date | null;
+}
+
+/** A subject's limits in its current period (ListLimits). */
+export interface LimitsReport {
+  plan: string;
+  period: Window;
+  limits: LimitStatus[];
+}
+
+/** One counter that differs from what the usage log (or the active reservations) says. */
+export interface CounterDifference {
+  subjectId: string;
+  window: "period" | "day" | "concurrent";
+  /** The window's start; null for the concurrent count. */
+  windowStart: Date | null;
+  counter: string;
+  stored: bigint;
+  expected: bigint;
+}

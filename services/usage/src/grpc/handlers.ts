@@ -1,9 +1,19 @@
 import { PROTO_FILES, PROTO_ROOT, usage } from "@tally/contracts";
 import { bindService, type AsyncService, type Logger } from "@tally/platform";
-import { parseGetUserStatsInput, parseListUsageLogEntriesInput } from "../domain/inputs";
+import type { PlanCatalog } from "@tally/platform";
+import {
+  parseAdoptGuestInput,
+  parseCheckAndReserveInput,
+  parseGetUserStatsInput,
+  parseListLimitsInput,
+  parseListUsageLogEntriesInput,
+  parseReleaseReservationInput,
+} from "../domain/inputs";
+import type { AdoptionService } from "../service/adoption";
+import type { QuotaService } from "../service/quota";
 import type { StatsService } from "../service/stats";
 import type { UsageLogService } from "../service/usage-log";
-import { toListUsageLogEntriesResponse, toUserStatsMessage } from "./mapping";
+import { fromSubjectMessage, toListLimitsResponse, toListUsageLogEntriesResponse, toReservationMessage, toUserStatsMessage } from "./mapping";
 
 /** Fully qualified name of the service, as health and reflection report it. */
 export const USAGE_SERVICE_NAME = "tally.usage.v1.UsageService";
@@ -12,12 +22,17 @@ export const USAGE_SERVICE_NAME = "tally.usage.v1.UsageService";
 export interface UsageHandlerServices {
   stats: StatsService;
   usageLog: UsageLogService;
+  quota: QuotaService;
+  adoption: AdoptionService;
+  /** The plan catalogue requests' plans are checked against. */
+  plans: PlanCatalog;
 }
 
 /**
  * The UsageService gRPC handlers: decode → service → encode. Errors are DomainErrors
- * (`validation`, INVALID_ARGUMENT, for a malformed user id, page size or page token: INV-7),
- * mapped to gRPC codes by `bindService`.
+ * (`validation`, INVALID_ARGUMENT, for a malformed user id, page size, page token, subject,
+ * generation id or credits: INV-7; the limit errors below), mapped to gRPC codes by
+ * `bindService`.
  */
 export function usageHandlers(services: UsageHandlerServices, logger: Logger): usage.UsageServiceServer {
   const implementation: AsyncService<usage.UsageServiceServer> = {
@@ -28,6 +43,30 @@ export function usageHandlers(services: UsageHandlerServices, logger: Logger): u
     /** ListUsageLogEntries(user_id, page_size 1..100 or 0 → 20, page_token) → entries newest first and next_page_token ("" at the end). */
     async listUsageLogEntries(request) {
       return toListUsageLogEntriesResponse(await services.usageLog.list(parseListUsageLogEntriesInput(request)));
+    },
+    /**
+     * CheckAndReserve(subject, generation_id, credits) → the reservation (idempotent on
+     * generation_id). Errors: `plan_limit_exceeded` (PERMISSION_DENIED, users) or
+     * `guest_limit_exceeded` (RESOURCE_EXHAUSTED, guests) with details limit_name, window, plan,
+     * used, reserved, limit, period_start, resets_at; `validation`.
+     */
+    async checkAndReserve(request) {
+      const input = parseCheckAndReserveInput({ ...request, subject: fromSubjectMessage(request.subject) }, services.plans);
+      return { reservation: toReservationMessage(await services.quota.checkAndReserve(input)) };
+    },
+    /** ReleaseReservation(generation_id, reason) → the reservation as it now is (an ended one unchanged). Errors: `not_found`, `validation`. */
+    async releaseReservation(request) {
+      return { reservation: toReservationMessage(await services.quota.release(parseReleaseReservationInput(request))) };
+    },
+    /** ListLimits(subject) → plan, current period, every limit but requests_per_minute. Errors: `validation`. */
+    async listLimits(request) {
+      const input = parseListLimitsInput({ subject: fromSubjectMessage(request.subject) }, services.plans);
+      return toListLimitsResponse(await services.quota.listLimits(input));
+    },
+    /** AdoptGuest(guest_id, user) → generations moved (0 on a retry). Errors: `validation`. */
+    async adoptGuest(request) {
+      const input = parseAdoptGuestInput({ guestId: request.guestId, user: fromSubjectMessage(request.user) }, services.plans);
+      return { generationsMoved: await services.adoption.adoptGuest(input) };
     },
   };
   return bindService<usage.UsageServiceServer>(USAGE_SERVICE_NAME, implementation, logger);

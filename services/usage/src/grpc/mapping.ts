@@ -1,7 +1,8 @@
 import { usage } from "@tally/contracts";
-import type { UsageLogEntry, UsageLogPage, UserStats } from "../domain/types";
+import type { RawSubject } from "../domain/inputs";
+import type { LimitsReport, Reservation, ReservationStatus, UsageLogEntry, UsageLogPage, UserStats } from "../domain/types";
 
-/** Domain → proto for the UsageService answers. Absent values become proto defaults ("" or unset). */
+/** Proto ⇄ domain for the UsageService: requests to plain values, answers to messages. Absent values become proto defaults ("" or unset). */
 
 export function toUserStatsMessage(stats: UserStats): usage.UserStats {
   return {
@@ -34,5 +35,48 @@ function toUsageLogEntryMessage(entry: UsageLogEntry): usage.UsageLogEntry {
     errorMessage: entry.errorMessage ?? "",
     occurredAt: entry.occurredAt,
     recordedAt: entry.recordedAt,
+  };
+}
+
+/** Proto → the plain subject the domain checks: the kind as "user", "guest" or "" (unspecified, refused by the check). */
+export function fromSubjectMessage(subject: usage.Subject | undefined): RawSubject | undefined {
+  if (!subject) return undefined;
+  const kind = subject.kind === usage.SubjectKind.SUBJECT_KIND_USER ? "user" : subject.kind === usage.SubjectKind.SUBJECT_KIND_GUEST ? "guest" : "";
+  return { id: subject.id, kind, plan: subject.plan, periodAnchor: subject.periodAnchor };
+}
+
+const RESERVATION_STATUSES: Record<ReservationStatus, usage.ReservationStatus> = {
+  active: usage.ReservationStatus.RESERVATION_STATUS_ACTIVE,
+  consumed: usage.ReservationStatus.RESERVATION_STATUS_CONSUMED,
+  released: usage.ReservationStatus.RESERVATION_STATUS_RELEASED,
+  expired: usage.ReservationStatus.RESERVATION_STATUS_EXPIRED,
+};
+
+export function toReservationMessage(reservation: Reservation): usage.Reservation {
+  return {
+    generationId: reservation.generationId,
+    subjectId: reservation.subjectId,
+    status: RESERVATION_STATUSES[reservation.status],
+    credits: reservation.credits,
+    periodStart: reservation.periodStart,
+    expiresAt: reservation.expiresAt,
+  };
+}
+
+export function toListLimitsResponse(report: LimitsReport): usage.ListLimitsResponse {
+  return {
+    plan: report.plan,
+    periodStart: report.period.start,
+    periodEnd: report.period.end,
+    limits: report.limits.map((limit) => ({
+      name: limit.name,
+      window: limit.window,
+      limit: limit.limit,
+      used: limit.used,
+      reserved: limit.reserved,
+      remaining: limit.remaining,
+      withinLimit: limit.withinLimit,
+      resetsAt: limit.resetsAt ?? undefined,
+    })),
   };
 }

@@ -12,7 +12,7 @@ import {
   type Logger,
   type NatsConnection,
 } from "@tally/platform";
-import { decodeGenerationEvent } from "../adapter/event-decoding";
+import { cancelledSubject, decodeCancelledEvent, decodeGenerationEvent } from "../adapter/event-decoding";
 import type { DeadLetterService } from "../service/dead-letters";
 import type { UsageLogService } from "../service/usage-log";
 
@@ -52,6 +52,12 @@ const PULL_BACKOFF_MAX_MS = 5_000;
 const PULLS_IN_A_ROW_MAX = 50;
 
 const TRACER_NAME = "tally-usage";
+
+/** A decoded message: its event id and how to record it (one transaction; duplicate when its id is in the inbox already). */
+interface DecodedEvent {
+  eventId: string;
+  record(): Promise<{ duplicate: boolean; logged: Record<string, unknown> }>;
+}
 
 /**
  * Consumes generation events from JetStream into the usage log (INV-5, the consumer's half).
@@ -159,25 +165,49 @@ export class GenerationEventConsumer {
 
   /** Records the message's event and acks it after the commit; dead-letters poison; naks the rest. */
   private async process(msg: JsMsg): Promise<void> {
-    let draft;
+    let event: DecodedEvent;
     try {
-      draft = decodeGenerationEvent(this.deps.config.subjectPrefix, msg.subject, msg.data);
+      event = this.decode(msg);
     } catch (error) {
       if (error instanceof DomainError) return this.deadLetter(msg, error.message);
       throw error;
     }
-    const where = { ...position(msg), event_id: draft.eventId };
+    const where = { ...position(msg), event_id: event.eventId };
     try {
-      const outcome = await this.deps.usageLog.record(msg.subject, draft);
+      const outcome = await event.record();
       msg.ack();
-      if (outcome.kind === "duplicate") this.logger.info(where, "duplicate event skipped");
-      else this.logger.debug({ ...where, usage_log_entry_id: outcome.entry.id }, "usage recorded");
+      if (outcome.duplicate) this.logger.info(where, "duplicate event skipped");
+      else this.logger.debug({ ...where, ...outcome.logged }, "event recorded");
     } catch (error) {
       if (isPermanentDatabaseError(error)) return this.deadLetter(msg, `database refused the event: ${(error as Error).message}`);
-      // Transient (database down, timeout) or a bug: keep the message and try again later.
+      // Transient (database down, timeout, a deadlock) or a bug: keep the message and try again later.
       this.logger.warn({ ...where, err: error, nak_delay_ms: this.deps.config.nakDelayMs }, "could not record event, will retry");
       msg.nak(this.deps.config.nakDelayMs);
     }
+  }
+
+  /**
+   * Decodes a message into what recording it does: a completion or failure goes into the usage
+   * log (and the limits), a cancellation only releases its reservation (never the usage log).
+   * Throws `validation` for a message that can never be processed.
+   */
+  private decode(msg: JsMsg): DecodedEvent {
+    const { usageLog, config } = this.deps;
+    if (msg.subject === cancelledSubject(config.subjectPrefix)) {
+      const cancellation = decodeCancelledEvent(msg.subject, msg.data);
+      return {
+        eventId: cancellation.eventId,
+        record: async () => ({ duplicate: (await usageLog.recordCancellation(msg.subject, cancellation)) === "duplicate", logged: { generation_id: cancellation.generationId } }),
+      };
+    }
+    const draft = decodeGenerationEvent(config.subjectPrefix, msg.subject, msg.data);
+    return {
+      eventId: draft.eventId,
+      record: async () => {
+        const outcome = await usageLog.record(msg.subject, draft);
+        return { duplicate: outcome.kind === "duplicate", logged: outcome.kind === "recorded" ? { usage_log_entry_id: outcome.entry.id } : {} };
+      },
+    };
   }
 
   /** Stores the message in `dead_letters`, then terminates it; naks it when it cannot be stored. */

@@ -1,7 +1,7 @@
 import { requireUuidField } from "@tally/platform";
 import type { GetUserStatsInput } from "../domain/inputs";
 import type { UsageUnitOfWork } from "../domain/ports";
-import type { StatsDifference, UserStats } from "../domain/types";
+import type { CounterDifference, StatsDifference, UserStats } from "../domain/types";
 import { emptyUserStats, statsDifferences } from "../domain/usage-log";
 
 /** Users' lifetime stats: reading them, and checking them against the usage log (INV-6). */
@@ -23,5 +23,19 @@ export class StatsService {
   async reconcile(userId?: string): Promise<StatsDifference[]> {
     const id = userId === undefined ? undefined : requireUuidField(userId, "user_id");
     return await this.uow.withoutTransaction(async (stores) => statsDifferences(await stores.userStats.besideUsageLog(id)));
+  }
+
+  /**
+   * Checks the limit counters against their sources, for every subject or for `subjectId`, in
+   * one snapshot: each period and day row's used counters (generations; credits and
+   * processing time for periods) equal the completed usage log entries of that window (the
+   * subject's own, less those of a guest's adopted windows, plus those of the guests it
+   * adopted into that window), and its reserved counters, like each subject's active
+   * reservations, equal its active reservations. Returns each counter that differs; an empty
+   * list means they all agree. Errors: `validation` when `subjectId` is given and is not a UUID.
+   */
+  async reconcileCounters(subjectId?: string): Promise<CounterDifference[]> {
+    const id = subjectId === undefined ? undefined : requireUuidField(subjectId, "subject_id");
+    return await this.uow.withoutTransaction((stores) => stores.counters.differences(id));
   }
 }

@@ -1,20 +1,29 @@
 import { newId } from "@tally/platform";
 import type { ListUsageLogEntriesInput } from "../domain/inputs";
 import type { UsageUnitOfWork } from "../domain/ports";
-import type { RecordOutcome, UsageLogEntryDraft, UsageLogPage } from "../domain/types";
+import type { GenerationCancellation } from "../domain/generation-event";
+import type { Clock, RecordOutcome, UsageLogEntryDraft, UsageLogPage } from "../domain/types";
 import { encodeUsageLogCursor } from "../domain/usage-log-cursor";
 import { statsDelta } from "../domain/usage-log";
+import { countUsed, endReservation, lockEventSubjects, prepareUsedCounting } from "./quota-accounting";
 
 /** The usage log: recording generation events into it exactly once, and reading it page by page. */
 export class UsageLogService {
-  constructor(private readonly uow: UsageUnitOfWork) {}
+  constructor(
+    private readonly uow: UsageUnitOfWork,
+    private readonly clock: Clock = () => new Date(),
+  ) {}
 
   /**
    * Records one generation event, in ONE transaction: the event id goes into the inbox, the
-   * immutable usage log entry is appended (INV-8) and the user's stats move by the entry's
-   * delta (INV-6). An event id already in the inbox records nothing and answers `duplicate`:
-   * with the consumer acking only after this commits, each event counts exactly once in effect
-   * (INV-5). `subject` is the NATS subject the event came on (kept in the inbox).
+   * immutable usage log entry is appended (INV-8), the user's stats move by the entry's delta
+   * (INV-6), and the limits follow: a completion counts as used in the period (by the
+   * subject's anchor) and UTC day of its `occurred_at`, and its reservation, if still active,
+   * is consumed; a failure releases its reservation. An event with no reservation (an older
+   * job, or one whose reservation expired) still counts. An event id already in the inbox
+   * records nothing and answers `duplicate`: with the consumer acking only after this
+   * commits, each event counts exactly once in effect (INV-5). `subject` is the NATS subject
+   * the event came on (kept in the inbox).
    *
    * Errors: database errors propagate (the caller retries later); nothing is half-written.
    */
@@ -22,9 +31,34 @@ export class UsageLogService {
     return this.uow.inTransaction(async (stores) => {
       const first = await stores.inbox.claim(draft.eventId, subject);
       if (!first) return { kind: "duplicate", eventId: draft.eventId };
+      const completed = draft.outcome === "completed";
+      const reservation = await stores.reservations.find(draft.generationId);
+      const locked = await lockEventSubjects(stores, draft.userId, completed, reservation);
+      // The counter rows exist (counted from the log) BEFORE the entry is appended, so the entry counts once.
+      const targets = completed ? await prepareUsedCounting(stores, locked, draft.userId, draft.occurredAt) : null;
       const entry = await stores.usageLog.append(newId(), draft);
       await stores.userStats.add(draft.userId, statsDelta(draft), draft.occurredAt);
+      if (targets) await countUsed(stores, targets, draft);
+      if (reservation) await endReservation(stores, draft.generationId, completed ? "consumed" : "released", this.clock());
       return { kind: "recorded", entry };
+    });
+  }
+
+  /**
+   * Records a `GenerationCancelled` event: its id goes into the inbox and the generation's
+   * reservation, if still active, is released, in one transaction. Nothing goes into the usage
+   * log (a cancelled job is neither a completion nor a failure) or the stats. Answers
+   * `duplicate` for an event id already in the inbox; a cancellation with no reservation does
+   * nothing else. Errors: database errors propagate.
+   */
+  recordCancellation(subject: string, event: GenerationCancellation): Promise<"recorded" | "duplicate"> {
+    return this.uow.inTransaction(async (stores) => {
+      if (!(await stores.inbox.claim(event.eventId, subject))) return "duplicate";
+      const reservation = await stores.reservations.find(event.generationId);
+      if (!reservation) return "recorded";
+      await lockEventSubjects(stores, event.userId, false, reservation);
+      await endReservation(stores, event.generationId, "released", this.clock());
+      return "recorded";
     });
   }
 

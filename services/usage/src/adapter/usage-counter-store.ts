@@ -1,0 +1,190 @@
+import assert from "node:assert/strict";
+import { optionalDate, toBigInt, type Sql } from "@tally/platform";
+import type { UsageCounterStore } from "../domain/ports";
+import type { CounterDifference, DayCounters, DayDelta, PeriodCounters, PeriodDelta, Window } from "../domain/types";
+
+/*
+ * Per-period (`period_usage`) and per-day (`daily_usage`) counters. Used counters move in the
+ * transaction that appends the usage log entry; a row created later (new window, re-anchoring,
+ * subject first seen) starts from what the usage log says for its window, so the counters
+ * always equal the log (reconciliation, `differences`, checks both). Callers hold the
+ * subject's lock, under which every entry of that subject is appended.
+ */
+
+/**
+ * The completed usage log entries a counter row counts, for a row source `w(subject_id, start,
+ * finish)`: the subject's own entries in the window, except those of a guest's adopted window
+ * (they moved to the adopter), plus the entries of the guests it adopted into this window.
+ */
+function countedEntries(window: "period" | "day"): string {
+  const inAdoptedWindow =
+    window === "period"
+      ? "a.guest_period_start IS NOT NULL AND u.occurred_at >= a.guest_period_start AND u.occurred_at < a.guest_period_end"
+      : "u.occurred_at >= a.day AND u.occurred_at < a.day + interval '1 day'";
+  const intoThisWindow = window === "period" ? "a.user_period_start = w.start" : "a.day = w.start";
+  return `SELECT count(*)::bigint AS generations, coalesce(sum(e.credits), 0)::bigint AS credits,
+                 coalesce(sum(e.processing_time_ms), 0)::bigint AS processing_ms
+    FROM (
+      SELECT u.credits, u.processing_time_ms FROM usage_log u
+       WHERE u.outcome = 'completed' AND u.user_id = w.subject_id AND u.occurred_at >= w.start AND u.occurred_at < w.finish
+         AND NOT EXISTS (SELECT 1 FROM guest_adoptions a WHERE a.guest_id = u.user_id AND ${inAdoptedWindow})
+      UNION ALL
+      SELECT u.credits, u.processing_time_ms FROM guest_adoptions a
+        JOIN usage_log u ON u.user_id = a.guest_id AND u.outcome = 'completed' AND ${inAdoptedWindow}
+       WHERE a.user_id = w.subject_id AND ${intoThisWindow}
+    ) e`;
+}
+
+const PERIOD_COLUMNS = "subject_id, period_start, period_end, generations, credits, processing_ms, reserved_generations, reserved_credits";
+const DAY_COLUMNS = "subject_id, day, generations, reserved_generations";
+
+export class SqlUsageCounterStore implements UsageCounterStore {
+  constructor(private readonly sql: Sql) {}
+
+  async period(subjectId: string, period: Window): Promise<PeriodCounters> {
+    const found = await this.sql.one<PeriodRow>(`SELECT ${PERIOD_COLUMNS} FROM period_usage WHERE subject_id = ? AND period_start = ?::timestamptz`, [
+      subjectId,
+      period.start,
+    ]);
+    if (found) return periodFromRow(found);
+    const created = await this.sql.one<PeriodRow>(
+      `WITH w AS (SELECT ?::uuid AS subject_id, ?::timestamptz AS start, ?::timestamptz AS finish)
+       INSERT INTO period_usage (subject_id, period_start, period_end, generations, credits, processing_ms)
+       SELECT w.subject_id, w.start, w.finish, c.generations, c.credits, c.processing_ms FROM w CROSS JOIN LATERAL (${countedEntries("period")}) c
+       RETURNING ${PERIOD_COLUMNS}`,
+      [subjectId, period.start, period.end],
+    );
+    assert.ok(created, "INV-6: a new period row is created under the subject's lock");
+    return periodFromRow(created);
+  }
+
+  async day(subjectId: string, day: Window): Promise<DayCounters> {
+    const found = await this.sql.one<DayRow>(`SELECT ${DAY_COLUMNS} FROM daily_usage WHERE subject_id = ? AND day = ?::timestamptz`, [subjectId, day.start]);
+    if (found) return dayFromRow(found);
+    const created = await this.sql.one<DayRow>(
+      `WITH w AS (SELECT ?::uuid AS subject_id, ?::timestamptz AS start, ?::timestamptz AS finish)
+       INSERT INTO daily_usage (subject_id, day, generations)
+       SELECT w.subject_id, w.start, c.generations FROM w CROSS JOIN LATERAL (${countedEntries("day")}) c
+       RETURNING ${DAY_COLUMNS}`,
+      [subjectId, day.start, day.end],
+    );
+    assert.ok(created, "INV-6: a new day row is created under the subject's lock");
+    return dayFromRow(created);
+  }
+
+  async addToPeriod(subjectId: string, periodStart: Date, d: PeriodDelta): Promise<void> {
+    const rows = await this.sql.query<{ subject_id: string }>(
+      `UPDATE period_usage SET generations = generations + ?::bigint, credits = credits + ?::bigint, processing_ms = processing_ms + ?::bigint,
+         reserved_generations = reserved_generations + ?::bigint, reserved_credits = reserved_credits + ?::bigint, updated_at = now()
+       WHERE subject_id = ? AND period_start = ?::timestamptz RETURNING subject_id`,
+      [d.generations, d.credits, d.processingMs, d.reservedGenerations, d.reservedCredits, subjectId, periodStart],
+    );
+    assert.equal(rows.length, 1, "INV-6: a period row is read (created) before its counters move");
+  }
+
+  async addToDay(subjectId: string, day: Date, d: DayDelta): Promise<void> {
+    const rows = await this.sql.query<{ subject_id: string }>(
+      `UPDATE daily_usage SET generations = generations + ?::bigint, reserved_generations = reserved_generations + ?::bigint, updated_at = now()
+       WHERE subject_id = ? AND day = ?::timestamptz RETURNING subject_id`,
+      [d.generations, d.reservedGenerations, subjectId, day],
+    );
+    assert.equal(rows.length, 1, "INV-6: a day row is read (created) before its counters move");
+  }
+
+  async differences(subjectId?: string): Promise<CounterDifference[]> {
+    const only = subjectId ?? null;
+    // One statement, one snapshot: period rows, day rows and active counts beside the log and the active reservations.
+    const rows = await this.sql.query<DifferenceRow>(
+      `SELECT p.subject_id, 'period' AS "window", p.period_start AS window_start, x.counter, x.stored, x.expected
+         FROM period_usage p
+         CROSS JOIN LATERAL (SELECT p.subject_id, p.period_start AS start, p.period_end AS finish) w
+         CROSS JOIN LATERAL (${countedEntries("period")}) c
+         CROSS JOIN LATERAL (SELECT count(*)::bigint AS generations, coalesce(sum(q.credits), 0)::bigint AS credits FROM quota_reservations q
+                              WHERE q.subject_id = p.subject_id AND q.period_start = p.period_start AND q.status = 'active') r
+         CROSS JOIN LATERAL (VALUES ('generations', p.generations, c.generations), ('credits', p.credits, c.credits),
+                                    ('processing_ms', p.processing_ms, c.processing_ms), ('reserved_generations', p.reserved_generations, r.generations),
+                                    ('reserved_credits', p.reserved_credits, r.credits)) x (counter, stored, expected)
+        WHERE (?::uuid IS NULL OR p.subject_id = ?::uuid) AND x.stored <> x.expected
+       UNION ALL
+       SELECT d.subject_id, 'day', d.day, x.counter, x.stored, x.expected
+         FROM daily_usage d
+         CROSS JOIN LATERAL (SELECT d.subject_id, d.day AS start, d.day + interval '1 day' AS finish) w
+         CROSS JOIN LATERAL (${countedEntries("day")}) c
+         CROSS JOIN LATERAL (SELECT count(*)::bigint AS generations FROM quota_reservations q
+                              WHERE q.subject_id = d.subject_id AND q.day = d.day AND q.status = 'active') r
+         CROSS JOIN LATERAL (VALUES ('generations', d.generations, c.generations), ('reserved_generations', d.reserved_generations, r.generations)) x (counter, stored, expected)
+        WHERE (?::uuid IS NULL OR d.subject_id = ?::uuid) AND x.stored <> x.expected
+       UNION ALL
+       SELECT s.id, 'concurrent', NULL, 'active_reservations', s.active_reservations::bigint,
+              (SELECT count(*) FROM quota_reservations q WHERE q.subject_id = s.id AND q.status = 'active')::bigint
+         FROM subjects s
+        WHERE (?::uuid IS NULL OR s.id = ?::uuid)
+          AND s.active_reservations <> (SELECT count(*) FROM quota_reservations q WHERE q.subject_id = s.id AND q.status = 'active')
+        ORDER BY 1, 2, 3, 4`,
+      [only, only, only, only, only, only],
+    );
+    return rows.map((row) => ({
+      subjectId: row.subject_id,
+      window: row.window,
+      windowStart: optionalDate(row.window_start) ?? null,
+      counter: row.counter,
+      stored: toBigInt(row.stored),
+      expected: toBigInt(row.expected),
+    }));
+  }
+}
+
+interface PeriodRow {
+  subject_id: string;
+  period_start: Date | string;
+  period_end: Date | string;
+  generations: string;
+  credits: string;
+  processing_ms: string;
+  reserved_generations: string;
+  reserved_credits: string;
+}
+
+interface DayRow {
+  subject_id: string;
+  day: Date | string;
+  generations: string;
+  reserved_generations: string;
+}
+
+interface DifferenceRow {
+  subject_id: string;
+  window: "period" | "day" | "concurrent";
+  window_start: Date | string | null;
+  counter: string;
+  stored: string;
+  expected: string;
+}
+
+function requiredDate(value: Date | string, column: string): Date {
+  const date = optionalDate(value);
+  assert.ok(date, `INV-6: ${column} is NOT NULL`);
+  return date;
+}
+
+function periodFromRow(row: PeriodRow): PeriodCounters {
+  return {
+    subjectId: row.subject_id,
+    periodStart: requiredDate(row.period_start, "period_usage.period_start"),
+    periodEnd: requiredDate(row.period_end, "period_usage.period_end"),
+    generations: toBigInt(row.generations),
+    credits: toBigInt(row.credits),
+    processingMs: toBigInt(row.processing_ms),
+    reservedGenerations: toBigInt(row.reserved_generations),
+    reservedCredits: toBigInt(row.reserved_credits),
+  };
+}
+
+function dayFromRow(row: DayRow): DayCounters {
+  return {
+    subjectId: row.subject_id,
+    day: requiredDate(row.day, "daily_usage.day"),
+    generations: toBigInt(row.generations),
+    reservedGenerations: toBigInt(row.reserved_generations),
+  };
+}

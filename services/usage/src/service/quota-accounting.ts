@@ -1,0 +1,103 @@
+import assert from "node:assert/strict";
+import { billingPeriodAt, utcDayAt } from "@tally/platform";
+import type { UsageStores } from "../domain/ports";
+import type { Reservation, ReservationStatus, StoredSubject, UsageLogEntryDraft, Window } from "../domain/types";
+
+/*
+ * The counter moves the usage log, the reservations and the expiry share, each run inside the
+ * caller's transaction while it holds the locks of the subjects it touches. Every entry of a
+ * subject is appended under that subject's lock, so a counter row created from the log (see
+ * UsageCounterStore.period) and the moves after it add up to exactly what the log says.
+ */
+
+/** Where a completion's used counters go: the period (null when the subject has no anchor yet) and the UTC day. */
+export interface UsedTargets {
+  period: { subjectId: string; window: Window } | null;
+  day: { subjectId: string; window: Window };
+}
+
+/**
+ * Locks, in id order, the subjects an event touches: the entry's user when `countsUsed` (and
+ * its adopter when the user is an adopted guest) and the subject of `reservation`. Returns the
+ * locked rows by id.
+ */
+export async function lockEventSubjects(
+  stores: UsageStores,
+  userId: string,
+  countsUsed: boolean,
+  reservation: Reservation | null,
+): Promise<Map<string, StoredSubject>> {
+  const ids = [...(countsUsed ? [userId] : []), ...(reservation ? [reservation.subjectId] : [])];
+  if (ids.length === 0) return new Map();
+  const locked = new Map((await stores.subjects.lockOrCreate(ids)).map((s) => [s.id, s]));
+  const adopter = countsUsed ? locked.get(userId)?.adoptedBy : null;
+  if (adopter && !locked.has(adopter)) {
+    // An adopted guest's late event also moves its adopter's counters. Taken after the guest's
+    // lock (rare: only events of adopted guests); a deadlock here is retried like any transient error.
+    for (const row of await stores.subjects.lockOrCreate([adopter])) locked.set(row.id, row);
+  }
+  return locked;
+}
+
+/**
+ * The rows a completion of `userId` at `occurredAt` counts in, created (from the log) before
+ * the entry is appended: the subject's period (by its anchor) and UTC day of `occurredAt`, or,
+ * for an adopted guest's event inside the windows its usage moved from, the adopter's.
+ */
+export async function prepareUsedCounting(
+  stores: UsageStores,
+  locked: Map<string, StoredSubject>,
+  userId: string,
+  occurredAt: Date,
+): Promise<UsedTargets> {
+  const subject = locked.get(userId);
+  assert.ok(subject, "INV-6: the entry's user is locked before its usage is counted");
+  const period = subject.periodAnchor ? billingPeriodAt(subject.periodAnchor, occurredAt) : null;
+  const day = utcDayAt(occurredAt);
+  const targets: UsedTargets = { period: period ? { subjectId: userId, window: period } : null, day: { subjectId: userId, window: day } };
+  const adoption = subject.adoptedBy ? await stores.adoptions.find(userId) : null;
+  if (adoption) {
+    if (period && adoption.guestPeriod?.start.getTime() === period.start.getTime()) {
+      targets.period = { subjectId: adoption.userId, window: adoption.userPeriod };
+    }
+    if (adoption.day.getTime() === day.start.getTime()) targets.day = { subjectId: adoption.userId, window: day };
+  }
+  if (targets.period) await stores.counters.period(targets.period.subjectId, targets.period.window);
+  await stores.counters.day(targets.day.subjectId, targets.day.window);
+  return targets;
+}
+
+/** Adds a completed entry to the used counters of `targets` (one generation, its credits, its processing time). */
+export async function countUsed(stores: UsageStores, targets: UsedTargets, entry: Pick<UsageLogEntryDraft, "credits" | "processingTimeMs">): Promise<void> {
+  if (targets.period) {
+    await stores.counters.addToPeriod(targets.period.subjectId, targets.period.window.start, {
+      generations: 1n,
+      credits: entry.credits,
+      processingMs: entry.processingTimeMs,
+      reservedGenerations: 0n,
+      reservedCredits: 0n,
+    });
+  }
+  await stores.counters.addToDay(targets.day.subjectId, targets.day.window.start, { generations: 1n, reservedGenerations: 0n });
+}
+
+/**
+ * Ends an ACTIVE reservation as `status` and gives its reserved counters back (period, day,
+ * concurrent), exactly once: the status moves from active under the subject's lock, so a
+ * second ending (event redelivered under another id, release after expiry…) finds it ended and
+ * does nothing. Returns the ended reservation, or null when it was not active.
+ */
+export async function endReservation(
+  stores: UsageStores,
+  generationId: string,
+  status: Exclude<ReservationStatus, "active">,
+  at: Date,
+): Promise<Reservation | null> {
+  const ended = await stores.reservations.end(generationId, status, at);
+  if (!ended) return null;
+  const back = { generations: 0n, credits: 0n, processingMs: 0n, reservedGenerations: -1n, reservedCredits: -ended.credits };
+  await stores.counters.addToPeriod(ended.subjectId, ended.periodStart, back);
+  await stores.counters.addToDay(ended.subjectId, ended.day, { generations: 0n, reservedGenerations: -1n });
+  await stores.subjects.addActiveReservations(ended.subjectId, -1);
+  return ended;
+}
