@@ -3,8 +3,14 @@
  * databases, a unique JetStream stream, real PostgreSQL and NATS): register → trial credits →
  * generations complete (one fails and gives its credit back) → outputs download as PNG →
  * /v1/me stats; isolation between users; bad input; Idempotency-Key replay and reuse;
- * 402 insufficient_credits; a stopped service answers 503; cancel then 409.
+ * 402 insufficient_credits; a stopped service answers 503; cancel then 409. Plans (a test
+ * plans file): a guest up to its daily limit (429 guest_limit_exceeded with Retry-After) who
+ * signs up and keeps its history; /v1/usage/limits; an admin's plan change applying at once
+ * (403 plan_limit_exceeded with the limit's members, then 201 after the upgrade).
  */
+import { mkdtempSync, writeFileSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
 import type { AddressInfo } from "node:net";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { connectNats, createLogger, getFreePort, spawnService, waitForGrpcServing, type ServiceProcess } from "@tally/platform";
@@ -16,10 +22,23 @@ const PRICING = { text: 1, photo: 2, address: 2 };
 const FAULT_MARKER = "[fault:provider_error]";
 const PNG_SIGNATURE = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
 const START_TIMEOUT_MS = 45_000;
+const GUEST_GENERATIONS_PER_DAY = 3;
+/** The built-in plans, plus a `tiny` plan to reach a period limit quickly; a guest's concurrency never bites first. */
+const PLANS_YAML = [
+  "default_plan: free",
+  "guest_plan: guest",
+  "plans:",
+  `  guest: { trial_credits: 5, limits: { generations_per_day: ${GUEST_GENERATIONS_PER_DAY}, concurrent_generations: 5, requests_per_minute: 120 } }`,
+  "  free: { trial_credits: 10, limits: { generations_per_period: 100, concurrent_generations: 20, requests_per_minute: 600 } }",
+  "  tiny: { trial_credits: 10, limits: { generations_per_period: 1, requests_per_minute: 600 } }",
+  "  pro: { trial_credits: 10, limits: { generations_per_period: 5000, concurrent_generations: 50, requests_per_minute: 3000 } }",
+].join("\n");
 
 type Json = any; // eslint-disable-line @typescript-eslint/no-explicit-any
 
 const suffix = uniqueSuffix();
+const plansFile = path.join(mkdtempSync(path.join(os.tmpdir(), "gw-int-plans-")), "plans.yaml");
+const ADMIN_EMAIL = `admin-${suffix}@example.com`;
 const nats = { NATS_URL: testNatsUrl(), NATS_STREAM: `GW_TEST_${suffix}`, NATS_SUBJECT_PREFIX: `gw_test_${suffix}` };
 const databases: { drop(): Promise<void> }[] = [];
 const processes: ServiceProcess[] = [];
@@ -29,6 +48,7 @@ let gateway: TestGateway;
 let base: string;
 
 beforeAll(async () => {
+  writeFileSync(plansFile, PLANS_YAML);
   const [creditsDb, generationsDb, usageDb] = await Promise.all([
     createTestDatabase("gw_credits"),
     createTestDatabase("gw_generations"),
@@ -45,12 +65,15 @@ beforeAll(async () => {
       DATABASE_URL: creditsDb.url,
       GRPC_PORT: String(creditsPort),
       TRIAL_CREDITS: String(TRIAL_CREDITS),
+      PLANS_FILE: plansFile,
+      TALLY_ADMIN_EMAILS: ADMIN_EMAIL,
     }),
     spawnService("usage", "services/usage/main.ts", {
       ...nats,
       DATABASE_URL: usageDb.url,
       GRPC_PORT: String(usagePort),
       NATS_CONSUMER: `usage_gw_test_${suffix}`,
+      PLANS_FILE: plansFile,
     }),
   );
   generationsEnv = {
@@ -72,6 +95,7 @@ beforeAll(async () => {
     GENERATIONS_GRPC_ADDRESS: generationsAddress,
     USAGE_GRPC_ADDRESS: usageAddress,
     DOWNSTREAM_TIMEOUT_MS: "5000",
+    PLANS_FILE: plansFile,
   });
   await gateway.app.listen({ port: 0, host: "127.0.0.1" });
   base = `http://127.0.0.1:${(gateway.app.server.address() as AddressInfo).port}`;
@@ -235,6 +259,81 @@ describe("gateway against the real services: bad input and anonymous idempotency
     expect(login.status).toBe(200);
   });
 
+});
+
+describe("gateway against the real services: guests, limits and plans", () => {
+  const text = (prompt: string) => ({ input_type: "text", prompt });
+
+  it("lets a guest generate up to its daily limit (then 429 with Retry-After), and keeps its history when it signs up", async () => {
+    const guestId = crypto.randomUUID();
+    const headers = { "x-guest-id": guestId };
+    const bad = await call("GET", "/v1/generations", { headers: { "x-guest-id": "not-a-uuid" } });
+    expect([bad.status, bad.body.code]).toEqual([400, "validation"]);
+    expect(bad.body.detail).toContain("headers.x-guest-id");
+
+    const ids: string[] = [];
+    for (let i = 0; i < GUEST_GENERATIONS_PER_DAY; i++) {
+      const created = await call("POST", "/v1/generations", { headers, body: text(`guest ${i}`) });
+      expect([created.status, created.body.user_id]).toEqual([201, guestId]);
+      ids.push(created.body.id);
+    }
+    const refused = await call("POST", "/v1/generations", { headers, body: text("one too many") });
+    expect([refused.status, refused.contentType]).toEqual([429, expect.stringMatching(/^application\/problem\+json/)]);
+    expect(refused.body).toMatchObject({ code: "guest_limit_exceeded", limit_name: "generations_per_day", plan: "guest", limit: GUEST_GENERATIONS_PER_DAY, period_start: expect.any(String), resets_at: expect.any(String) });
+    expect(refused.body.used + refused.body.reserved).toBe(GUEST_GENERATIONS_PER_DAY);
+    const retryAfter = Number((await fetch(`${base}/v1/generations`, { method: "POST", headers: { ...headers, "content-type": "application/json" }, body: JSON.stringify(text("again")) })).headers.get("retry-after"));
+    expect(retryAfter).toBeGreaterThanOrEqual(1);
+    expect(retryAfter).toBeLessThanOrEqual(86_400);
+    // Another guest sees none of it.
+    const other = await call("GET", `/v1/generations/${ids[0]}`, { headers: { "x-guest-id": crypto.randomUUID() } });
+    expect(other.status).toBe(404);
+    for (const id of ids) await eventually(async () => (ended((await call("GET", `/v1/generations/${id}`, { headers })).body) ? true : undefined), 30_000, 100);
+    const limits = await call("GET", "/v1/usage/limits", { headers });
+    expect(limits.body.limits.find((limit: Json) => limit.name === "generations_per_day")).toMatchObject({ limit: GUEST_GENERATIONS_PER_DAY, within_limit: expect.any(Boolean), remaining: 0 });
+
+    const signUp = await call("POST", "/v1/auth/register", { headers, body: { email: `guest-${suffix}@example.com`, password: "correct horse battery" } });
+    expect(signUp.status).toBe(201);
+    const token = signUp.body.access_token;
+    const history = await call("GET", "/v1/generations", { token });
+    expect(history.body.items.map((g: Json) => g.id).sort()).toEqual([...ids].sort());
+    expect((await call("GET", "/v1/generations", { headers })).status).toBe(401);
+    const period = await eventually(async () => {
+      const response = await call("GET", "/v1/usage/limits", { token });
+      const generations = response.body.limits.find((limit: Json) => limit.name === "generations_per_period");
+      return generations?.used === GUEST_GENERATIONS_PER_DAY ? response.body : undefined;
+    }, 20_000, 200);
+    expect(period).toMatchObject({ plan: "free", period: { start: expect.any(String), end: expect.any(String) } });
+  }, 90_000);
+
+  it("applies an admin's plan change at once: 403 plan_limit_exceeded on a tiny plan, 201 after an upgrade", async () => {
+    const admin = await call("POST", "/v1/auth/register", { body: { email: ADMIN_EMAIL, password: "correct horse battery" } });
+    expect([admin.status, admin.body.user?.role]).toEqual([201, "admin"]); // TALLY_ADMIN_EMAILS
+    const adminToken = admin.body.access_token;
+    const dave = await register(`dave-${suffix}@example.com`);
+    const setPlan = (token: string, plan: string) => call("PUT", `/v1/admin/accounts/${dave.id}/plan`, { token, body: { plan } });
+    const notAdmin = await setPlan(dave.token, "pro");
+    expect([notAdmin.status, notAdmin.body.code]).toEqual([403, "forbidden"]);
+    const unknown = await setPlan(adminToken, "platinum");
+    expect([unknown.status, unknown.body.code]).toEqual([400, "validation"]);
+    const tiny = await setPlan(adminToken, "tiny");
+    expect([tiny.status, tiny.body.plan]).toEqual([200, "tiny"]);
+
+    expect((await call("POST", "/v1/generations", { token: dave.token, body: text("the one") })).status).toBe(201);
+    const refused = await call("POST", "/v1/generations", { token: dave.token, body: text("one too many") });
+    expect(refused.status).toBe(403);
+    expect(refused.body).toMatchObject({ code: "plan_limit_exceeded", status: 403, limit_name: "generations_per_period", plan: "tiny", limit: 1, period_start: expect.any(String), resets_at: expect.any(String) });
+    expect(refused.body.used + refused.body.reserved).toBe(1);
+    const limits = await call("GET", "/v1/usage/limits", { token: dave.token });
+    expect(limits.body).toMatchObject({ plan: "tiny", period: { start: expect.any(String), end: expect.any(String) } });
+    expect(limits.body.limits.map((limit: Json) => limit.name)).toEqual(["generations_per_period", "requests_per_minute"]);
+    const me = await call("GET", "/v1/me", { token: dave.token });
+    expect(me.body).toMatchObject({ plan: "tiny", limits: [{ name: "generations_per_period", limit: 1 }, { name: "requests_per_minute" }] });
+
+    expect((await setPlan(adminToken, "pro")).body.plan).toBe("pro");
+    const upgraded = await call("POST", "/v1/generations", { token: dave.token, body: text("after the upgrade") });
+    expect(upgraded.status).toBe(201);
+    await waitUntilEnded(dave.token, upgraded.body.id);
+  }, 60_000);
 });
 
 describe("gateway against the real services: idempotency, limits and outages", () => {
