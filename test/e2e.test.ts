@@ -263,8 +263,12 @@ describe("Tally end to end (npm start, driven over HTTP)", () => {
     expect(guestRefused.body).toMatchObject({ code: "guest_limit_exceeded", limit_name: "generations_per_day", plan: "guest", limit: GUEST_DAILY_LIMIT });
     expect(Number(guestRefused.headers.get("retry-after"))).toBeGreaterThan(0);
     await allEnded({ guestId }, GUEST_DAILY_LIMIT);
-    const guestLimits = await call("GET", "/v1/usage/limits", { guestId });
-    expect(limitNamed(guestLimits.body, "generations_per_day")).toMatchObject({ limit: GUEST_DAILY_LIMIT, used: GUEST_DAILY_LIMIT, remaining: 0, within_limit: false });
+    // A job shows as ended before the usage service has counted its completion event.
+    const guestDaily = await eventually(async () => {
+      const day = limitNamed((await call("GET", "/v1/usage/limits", { guestId })).body, "generations_per_day");
+      return day.used === GUEST_DAILY_LIMIT ? day : undefined;
+    }, 30_000, 250);
+    expect(guestDaily).toMatchObject({ limit: GUEST_DAILY_LIMIT, used: GUEST_DAILY_LIMIT, reserved: 0, remaining: 0, within_limit: false });
     report.push(`a guest made ${GUEST_DAILY_LIMIT} generations, the next one answered 429 ${guestRefused.body.code} (Retry-After ${guestRefused.headers.get("retry-after")} s)`);
 
     // Signing up with the guest id adopts the guest: its generations and this period's usage move.
