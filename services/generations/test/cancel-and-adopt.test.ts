@@ -1,25 +1,25 @@
 /**
  * Cancel's GenerationCancelled event and AdoptGuestGenerations against real PostgreSQL and
  * real NATS (a stream and subject prefix of this file's own), with the service built over its
- * real stores, encoder and outbox relay; credits and usage are fakes here (the flow with the
- * real services is in limits.test.ts).
+ * real stores, encoder and outbox relay, calling the real credits and usage services.
  */
 import { jetstream, jetstreamManager, type JsMsg } from "@nats-io/jetstream";
 import { Client } from "pg";
 import { events } from "@tally/contracts";
-import { connectNats, DomainError, ensureStream, generationSubjects, newId, openDatabase, type NatsConnection, type Orm } from "@tally/platform";
+import { callUnary, connectNats, DomainError, ensureStream, generationSubjects, newId, openDatabase, type NatsConnection, type Orm } from "@tally/platform";
 import { createTestDatabase, eventually, testNatsUrl, uniqueSuffix } from "@tally/platform/src/testing";
+import { GrpcCreditsClient } from "../src/adapter/credits-client";
 import { ProtoEventEncoder } from "../src/adapter/event-encoding";
 import { JetStreamEventPublisher } from "../src/adapter/event-publisher";
 import { GENERATIONS_MIGRATIONS } from "../src/adapter/migrations";
 import { createGenerationsUnitOfWork } from "../src/adapter/unit-of-work";
-import type { CreditsPort, HoldView, UsagePort } from "../src/domain/ports";
+import { GrpcUsageClient } from "../src/adapter/usage-client";
 import { OutboxRelay } from "../src/runners/outbox-relay";
 import { GenerationsService } from "../src/service/generations";
 import { HoldSettlement } from "../src/service/settlement";
-import { silentLogger } from "./helpers";
+import { CALL_TIMEOUT_MS, silentLogger, startCredits, startUsage, type CreditsUnderTest, type UsageUnderTest } from "./helpers";
 
-const holdOf = (amount: bigint): HoldView => ({ id: newId(), amount, trialAmount: amount, tokenAmount: 0n, capturedAmount: 0n });
+const TRIAL_CREDITS = 10;
 
 describe("cancel event and guest adoption", () => {
   const suffix = uniqueSuffix();
@@ -31,7 +31,16 @@ describe("cancel event and guest adoption", () => {
   let db: Client;
   let relay: OutboxRelay;
   let service: GenerationsService;
-  const released: string[] = [];
+  let creditsService: CreditsUnderTest;
+  let usageService: UsageUnderTest;
+  let credits: GrpcCreditsClient;
+  let usage: GrpcUsageClient;
+  /** A guest account at credits (the guest plan's trial credits), as the gateway makes one. */
+  const newGuest = async () => {
+    const guestId = newId();
+    await callUnary(creditsService.client.ensureGuestAccount.bind(creditsService.client), { guestId }, { timeoutMs: CALL_TIMEOUT_MS });
+    return guestId;
+  };
 
   beforeAll(async () => {
     database = await createTestDatabase("generations_cancel");
@@ -43,16 +52,10 @@ describe("cancel event and guest adoption", () => {
     await db.connect();
     const uow = createGenerationsUnitOfWork(orm);
     const encoder = new ProtoEventEncoder(prefix);
-    const credits: CreditsPort = {
-      getAccount: async (id) => ({ id, kind: "user", plan: "free", periodAnchor: new Date() }),
-      createHold: async (request) => holdOf(request.amount),
-      captureHold: async () => holdOf(0n),
-      releaseHold: async (request) => (released.push(request.holdId), holdOf(0n)),
-    };
-    const usage: UsagePort = {
-      checkAndReserve: async (_subject, generationId, amount) => ({ generationId, status: "active", credits: amount }),
-      releaseReservation: async () => null,
-    };
+    creditsService = await startCredits(TRIAL_CREDITS);
+    usageService = await startUsage();
+    credits = new GrpcCreditsClient(creditsService.address, CALL_TIMEOUT_MS);
+    usage = new GrpcUsageClient(usageService.address, CALL_TIMEOUT_MS);
     const logger = silentLogger();
     const options = {
       pricing: { text: 1n, photo: 2n, address: 2n },
@@ -68,6 +71,10 @@ describe("cancel event and guest adoption", () => {
 
   afterAll(async () => {
     await relay?.stop();
+    credits?.close();
+    usage?.close();
+    await creditsService?.stop();
+    await usageService?.stop();
     await db?.end();
     if (nc) {
       await (await jetstreamManager(nc)).streams.delete(stream).catch(() => undefined);
@@ -80,12 +87,14 @@ describe("cancel event and guest adoption", () => {
   const create = (userId: string, prompt = "a cat") => service.create({ requestId: `req-${newId()}`, userId, inputType: "text", prompt, photoUrl: "", address: "", style: "" });
 
   it("appends one GenerationCancelled per cancel, published on <prefix>.generation.cancelled", async () => {
-    const userId = newId();
+    const userId = await creditsService.createAccount();
     const created = await create(userId);
+    expect((await creditsService.balance(userId)).heldCredits).toBe(1n);
     const requestId = `cancel-${newId()}`;
     const cancelled = await service.cancel({ requestId, userId, generationId: created.id });
     expect(cancelled.status).toBe("cancelled");
-    expect(released).toContain(created.holdId);
+    // The cancel released the job's hold at credits.
+    expect(await creditsService.balance(userId)).toMatchObject({ heldCredits: 0n, availableCredits: BigInt(TRIAL_CREDITS) });
     // A retried cancel answers the same and appends nothing; a new one is refused and appends nothing.
     expect(await service.cancel({ requestId, userId, generationId: created.id })).toEqual(cancelled);
     await expect(service.cancel({ requestId: `cancel-${newId()}`, userId, generationId: created.id })).rejects.toMatchObject({ reason: "already_finished" });
@@ -105,8 +114,8 @@ describe("cancel event and guest adoption", () => {
   });
 
   it("moves every generation of an adopted guest to the user in one step, once", async () => {
-    const guestId = newId();
-    const userId = newId();
+    const guestId = await newGuest();
+    const userId = await creditsService.createAccount();
     const guestJobs = [await create(guestId, "guest 1"), await create(guestId, "guest 2")];
     await create(userId, "user 1");
     expect(await service.adoptGuest({ guestId, userId })).toBe(2);
