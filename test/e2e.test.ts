@@ -9,12 +9,9 @@
  * limit as a free user (403 with the limit's detail), an admin upgrades it and the next
  * request succeeds → Ctrl-C stops everything cleanly.
  */
-import { spawn, type ChildProcess } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import os from "node:os";
-import path from "node:path";
-import { dropDatabase, getFreePort, newId, REPOSITORY_ROOT, waitForHttpOk, withDatabase } from "@tally/platform";
-import { eventually, testServerUrl, uniqueSuffix } from "@tally/platform/src/testing";
+import { newId } from "@tally/platform";
+import { eventually, uniqueSuffix } from "@tally/platform/src/testing";
+import { callGateway, startStack, type CallOptions, type StackUnderTest } from "./stack-under-test";
 
 const TRIAL_CREDITS = 10;
 const FAULT_MARKER = "[fault:provider_error]";
@@ -37,78 +34,26 @@ interface Problem {
 }
 
 describe("Tally end to end (npm start, driven over HTTP)", () => {
-  const suffix = uniqueSuffix();
-  const databasePrefix = `tally_e2e_${suffix}`;
-  const stateDir = mkdtempSync(path.join(os.tmpdir(), "tally-e2e-"));
-  const plansFile = path.join(stateDir, "plans.yaml");
-  const adminEmail = `admin-${suffix}@example.com`;
-  let stack: ChildProcess;
-  let stackOutput = "";
-  let base: string;
+  let stack: StackUnderTest;
+  let suffix: string;
+  let adminEmail: string;
 
   beforeAll(async () => {
-    const port = await getFreePort();
-    base = `http://127.0.0.1:${port}`;
-    writeFileSync(plansFile, PLANS);
-    stack = spawn(process.execPath, ["--import", "tsx", path.join(REPOSITORY_ROOT, "scripts/stack.ts")], {
-      cwd: REPOSITORY_ROOT,
-      env: {
-        ...process.env,
-        PORT: String(port),
-        CREDITS_GRPC_PORT: String(await getFreePort()),
-        GENERATIONS_GRPC_PORT: String(await getFreePort()),
-        USAGE_GRPC_PORT: String(await getFreePort()),
-        TALLY_DATABASE_PREFIX: databasePrefix,
-        TALLY_STATE_DIR: stateDir,
-        NATS_STREAM: `E2E_${suffix}`,
-        NATS_SUBJECT_PREFIX: `e2e_${suffix}`,
-        NATS_CONSUMER: `usage_e2e_${suffix}`,
-        FAULT_INJECTION_ENABLED: "true",
-        TRIAL_CREDITS: String(TRIAL_CREDITS),
-        PRICING_CREDITS: JSON.stringify({ text: 1, photo: 2, address: 2 }),
-        PLANS_FILE: plansFile,
-        TALLY_ADMIN_EMAILS: adminEmail,
-        // Every request of this run comes from one address: lift the per-address limits.
-        RATE_LIMIT_ANONYMOUS_PER_MINUTE: "10000",
-        RATE_LIMIT_AUTH_PER_MINUTE: "10000",
-        LOG_LEVEL: "warn",
-      },
-      stdio: ["ignore", "pipe", "pipe"],
-      detached: true,
+    adminEmail = `admin-${uniqueSuffix()}@example.com`;
+    stack = await startStack(PLANS, {
+      FAULT_INJECTION_ENABLED: "true",
+      TRIAL_CREDITS: String(TRIAL_CREDITS),
+      PRICING_CREDITS: JSON.stringify({ text: 1, photo: 2, address: 2 }),
+      TALLY_ADMIN_EMAILS: adminEmail,
     });
-    stack.stdout!.on("data", (chunk: Buffer) => (stackOutput += chunk.toString()));
-    stack.stderr!.on("data", (chunk: Buffer) => (stackOutput += chunk.toString()));
-    try {
-      await waitForHttpOk(`${base}/readyz`, 120_000);
-    } catch (error) {
-      throw new Error(`stack did not become ready: ${(error as Error).message}\n${stackOutput.slice(-4000)}`);
-    }
+    suffix = stack.suffix;
   }, 150_000);
 
   afterAll(async () => {
-    if (stack && stack.exitCode === null) {
-      stack.kill("SIGKILL");
-    }
-    for (const name of ["credits", "generations", "usage"]) {
-      await dropDatabase(withDatabase(testServerUrl(), `${databasePrefix}_${name}`)).catch(() => undefined);
-    }
-    rmSync(stateDir, { recursive: true, force: true });
+    await stack?.destroy();
   }, 60_000);
 
-  async function call<T = any>(method: string, route: string, options: { token?: string; guestId?: string; body?: unknown } = {}) {
-    const response = await fetch(`${base}${route}`, {
-      method,
-      headers: {
-        ...(options.token ? { authorization: `Bearer ${options.token}` } : {}),
-        ...(options.guestId ? { "x-guest-id": options.guestId } : {}),
-        ...(options.body !== undefined ? { "content-type": "application/json" } : {}),
-      },
-      body: options.body !== undefined ? JSON.stringify(options.body) : undefined,
-    });
-    const text = await response.text();
-    const json = text && response.headers.get("content-type")?.includes("json") ? JSON.parse(text) : undefined;
-    return { status: response.status, body: json as T, contentType: response.headers.get("content-type") ?? "", headers: response.headers };
-  }
+  const call = <T = any>(method: string, route: string, options: CallOptions = {}) => callGateway<T>(stack.base, method, route, options);
 
   const register = async (email: string, guestId?: string) => {
     const response = await call("POST", "/v1/auth/register", { guestId, body: { email, password: "correct horse battery" } });
@@ -318,10 +263,10 @@ describe("Tally end to end (npm start, driven over HTTP)", () => {
   }, 240_000);
 
   it("stops everything cleanly on Ctrl-C (SIGINT)", async () => {
-    const exited = new Promise<number | null>((resolve) => stack.once("exit", (code) => resolve(code)));
-    stack.kill("SIGINT");
+    const exited = new Promise<number | null>((resolve) => stack.process.once("exit", (code) => resolve(code)));
+    stack.process.kill("SIGINT");
     const code = await exited;
-    expect({ code, tail: code === 0 ? "" : stackOutput.slice(-2000) }).toEqual({ code: 0, tail: "" });
-    expect(stackOutput).toContain("[tally] stopped");
+    expect({ code, tail: code === 0 ? "" : stack.output().slice(-2000) }).toEqual({ code: 0, tail: "" });
+    expect(stack.output()).toContain("[tally] stopped");
   }, 60_000);
 });
