@@ -2,51 +2,55 @@
  * Rate limits over real sockets (the client IP is the socket's): per client IP for anonymous
  * traffic and guests, per IP for sign-up and sign-in, per account at its plan's
  * requests_per_minute (a plans file with small limits), the 429 problem and its headers, and
- * two gateways sharing one count through the Redis server at 127.0.0.1:6379.
+ * two gateways sharing one count through the Redis server at 127.0.0.1:6379; in front of the
+ * real credits, usage and generations services (test/real-services.ts).
  */
-import { mkdtempSync, writeFileSync } from "node:fs";
 import type { AddressInfo } from "node:net";
-import os from "node:os";
-import path from "node:path";
+import { randomUUID } from "node:crypto";
+import { callUnary } from "@tally/platform";
 import { uniqueSuffix } from "@tally/platform/src/testing";
 import { AccessTokens } from "../src/auth/tokens";
-import { startFakeServices, type FakeServices } from "./fake-services";
 import { startTestGateway, TEST_JWT_SECRET, type TestGateway } from "./helpers";
+import { RealServices, writePlansFile } from "./real-services";
 
 const REDIS_URL = process.env.TEST_REDIS_URL ?? "redis://127.0.0.1:6379";
-const USER_ID = "7b0c7c52-4f0e-4a53-9d43-6d2f1c0b7a11";
-const GUEST_ID = "3f2e1d0c-9b8a-4f6e-8d4c-2b1a0f9e8d7c";
-let fakes: FakeServices;
+const GUEST_ID = randomUUID();
+const plansFile = writePlansFile(
+  [
+    "default_plan: free",
+    "guest_plan: guest",
+    "plans:",
+    "  guest: { trial_credits: 3, limits: { generations_per_day: 3, requests_per_minute: 4 } }",
+    "  free: { trial_credits: 10, limits: { generations_per_period: 100, requests_per_minute: 3 } }",
+    "  pro: { trial_credits: 10, limits: { generations_per_period: 5000 } }",
+  ].join("\n"),
+);
+const services = new RealServices(plansFile);
 const gateways: TestGateway[] = [];
-let plansFile: string;
+const addresses = { CREDITS_GRPC_ADDRESS: "", GENERATIONS_GRPC_ADDRESS: "", USAGE_GRPC_ADDRESS: "" };
+/** A real account: the user whose plan limits its requests, and the credentials that sign in. */
+const credentials = { email: `a-${services.suffix}@example.com`, password: "correct horse battery" };
 let userToken: string;
 
 beforeAll(async () => {
-  fakes = await startFakeServices();
-  fakes.addAccount({ id: USER_ID, email: "u@example.com" });
-  plansFile = path.join(mkdtempSync(path.join(os.tmpdir(), "gw-plans-")), "plans.yaml");
-  writeFileSync(
-    plansFile,
-    [
-      "default_plan: free",
-      "guest_plan: guest",
-      "plans:",
-      "  guest: { trial_credits: 3, limits: { generations_per_day: 3, requests_per_minute: 4 } }",
-      "  free: { trial_credits: 10, limits: { generations_per_period: 100, requests_per_minute: 3 } }",
-      "  pro: { trial_credits: 10, limits: { generations_per_period: 5000 } }",
-    ].join("\n"),
-  );
-  userToken = (await new AccessTokens({ secret: TEST_JWT_SECRET, issuer: "tally", ttlSeconds: 60 }).issue({ accountId: USER_ID, role: "user", email: "u@example.com" })).accessToken;
-});
+  const [credits, usage] = await Promise.all([services.startCredits(), services.startUsage()]);
+  const generations = await services.startGenerations(credits.address, usage.address);
+  Object.assign(addresses, { CREDITS_GRPC_ADDRESS: credits.address, GENERATIONS_GRPC_ADDRESS: generations.address, USAGE_GRPC_ADDRESS: usage.address });
+  const client = services.creditsClient(credits.address);
+  const request = { requestId: randomUUID(), ...credentials, plan: "", role: 0, adoptGuestId: "" };
+  const { account } = await callUnary(client.createAccount.bind(client), request, { timeoutMs: 10_000 });
+  const tokens = new AccessTokens({ secret: TEST_JWT_SECRET, issuer: "tally", ttlSeconds: 60 });
+  userToken = (await tokens.issue({ accountId: account!.id, role: "user", email: credentials.email })).accessToken;
+}, 90_000);
 
 afterAll(async () => {
   await Promise.all(gateways.map((gateway) => gateway.close()));
-  await fakes.close();
-});
+  await services.stop();
+}, 60_000);
 
-/** A gateway listening on 127.0.0.1 in front of the fakes; returns its base URL. */
+/** A gateway listening on 127.0.0.1 in front of the real services; returns its base URL. */
 async function listening(env: Record<string, string>): Promise<string> {
-  const gateway = await startTestGateway({ CREDITS_GRPC_ADDRESS: fakes.address, GENERATIONS_GRPC_ADDRESS: fakes.address, USAGE_GRPC_ADDRESS: fakes.address, PLANS_FILE: plansFile, ...env });
+  const gateway = await startTestGateway({ ...addresses, PLANS_FILE: plansFile, ...env });
   gateways.push(gateway);
   await gateway.app.listen({ port: 0, host: "127.0.0.1" });
   return `http://127.0.0.1:${(gateway.app.server.address() as AddressInfo).port}`;
@@ -90,9 +94,9 @@ describe("rate limits on one gateway", () => {
 
   it("limits sign-up and sign-in together per client IP", async () => {
     const base = await listening({ RATE_LIMIT_AUTH_PER_MINUTE: "2" });
-    const credentials = { email: "a@example.com", password: "correct horse battery" };
+    const newcomer = { email: `b-${services.suffix}@example.com`, password: "correct horse battery" };
     expect((await call(base, "POST", "/v1/auth/login", {}, credentials)).status).toBe(200);
-    expect((await call(base, "POST", "/v1/auth/register", {}, credentials)).status).toBe(201);
+    expect((await call(base, "POST", "/v1/auth/register", {}, newcomer)).status).toBe(201);
     expectRateLimited(await call(base, "POST", "/v1/auth/login", {}, credentials), 2);
   });
 
@@ -106,7 +110,7 @@ describe("rate limits on one gateway", () => {
     for (let i = 0; i < 4; i++) expect((await call(base, "GET", "/v1/generations", guest)).status).toBe(200);
     expectRateLimited(await call(base, "GET", "/v1/generations", guest), 4);
     // Another guest id from the same address: its own count is fresh, the address's is not.
-    const other = { "x-guest-id": "0a0b0c0d-0e0f-4a1b-8c2d-3e4f5a6b7c8d" };
+    const other = { "x-guest-id": randomUUID() };
     expect((await call(base, "GET", "/v1/generations", other)).status).toBe(200);
     expectRateLimited(await call(base, "GET", "/v1/generations", other), 6);
   });
@@ -116,7 +120,6 @@ describe("rate limits shared through Redis", () => {
   it("counts the requests of two gateways sharing REDIS_URL as one", async () => {
     const env = { REDIS_URL, RATE_LIMIT_REDIS_PREFIX: `gw-test-${uniqueSuffix()}:`, RATE_LIMIT_AUTH_PER_MINUTE: "4" };
     const [a, b] = [await listening(env), await listening(env)];
-    const credentials = { email: "a@example.com", password: "correct horse battery" };
     expect((await call(a, "POST", "/v1/auth/login", {}, credentials)).headers.get("ratelimit-remaining")).toBe("3");
     expect((await call(b, "POST", "/v1/auth/login", {}, credentials)).headers.get("ratelimit-remaining")).toBe("2");
     expect((await call(a, "POST", "/v1/auth/login", {}, credentials)).status).toBe(200);
