@@ -1,4 +1,4 @@
-import type { UnitOfWork } from "@tally/platform";
+import type { OutboxStore, UnitOfWork } from "@tally/platform";
 import type { UsageLogCursor } from "./usage-log-cursor";
 import type {
   CounterDifference,
@@ -10,6 +10,7 @@ import type {
   ReservationStatus,
   StoredSubject,
   Subject,
+  ThresholdCrossing,
   Window,
   DeadLetter,
   PagedUsageLogEntry,
@@ -141,6 +142,16 @@ export interface AdoptionStore {
   insert(adoption: GuestAdoption): Promise<void>;
 }
 
+/** Threshold crossings, each announced once (a unique row per subject, limit, threshold and window start). */
+export interface ThresholdStore {
+  /**
+   * Records `crossing` and appends its UsageThresholdCrossed event to the outbox, in the caller's
+   * transaction; false (nothing written) when that (subject, limit, threshold, window start) was
+   * already crossed.
+   */
+  record(crossing: ThresholdCrossing): Promise<boolean>;
+}
+
 /** Every store of the usage service, bound to one unit of work. */
 export interface UsageStores {
   inbox: InboxStore;
@@ -151,6 +162,9 @@ export interface UsageStores {
   counters: UsageCounterStore;
   reservations: ReservationStore;
   adoptions: AdoptionStore;
+  thresholds: ThresholdStore;
+  /** Events waiting for the outbox relay (platform OutboxStore on `outbox`). */
+  outbox: OutboxStore;
 }
 
 export type UsageUnitOfWork = UnitOfWork<UsageStores>;
