@@ -73,9 +73,16 @@ export class SqlUsageCounterStore implements UsageCounterStore {
   }
 
   async windows(subjectId: string, period: Window, day: Window): Promise<{ period: PeriodCounters; day: DayCounters }> {
-    // One round trip: each row is read, or created from the log when missing. The NOT EXISTS
-    // gates are one-time filters, so an existing row never pays for counting the log.
-    const row = await this.sql.one<PeriodRow & { day: Date | string; day_generations: string; day_reserved_generations: string }>(
+    // Usually both rows exist: a small statement (cheap to plan) reads them. Otherwise one
+    // statement reads each row or creates it from the log; its NOT EXISTS gates are one-time
+    // filters, so an existing row never pays for counting the log.
+    const found = await this.sql.one<WindowsRow>(
+      `SELECT ${PERIOD_COLUMNS.split(", ").map((c) => `p.${c}`).join(", ")}, d.day, d.generations AS day_generations, d.reserved_generations AS day_reserved_generations
+         FROM period_usage p JOIN daily_usage d ON d.subject_id = p.subject_id AND d.day = ?::timestamptz
+        WHERE p.subject_id = ? AND p.period_start = ?::timestamptz`,
+      [day.start, subjectId, period.start],
+    );
+    const row = found ?? (await this.sql.one<WindowsRow>(
       `WITH wp AS (SELECT ?::uuid AS subject_id, ?::timestamptz AS start, ?::timestamptz AS finish),
             wd AS (SELECT ?::uuid AS subject_id, ?::timestamptz AS start, ?::timestamptz AS finish),
             pf AS (SELECT ${PERIOD_COLUMNS} FROM period_usage WHERE subject_id = (SELECT subject_id FROM wp) AND period_start = (SELECT start FROM wp)),
@@ -91,7 +98,7 @@ export class SqlUsageCounterStore implements UsageCounterStore {
        SELECT p.*, d.day, d.generations AS day_generations, d.reserved_generations AS day_reserved_generations
          FROM (SELECT * FROM pf UNION ALL SELECT * FROM pn) p CROSS JOIN (SELECT * FROM df UNION ALL SELECT * FROM dn) d`,
       [subjectId, period.start, period.end, subjectId, day.start, day.end],
-    );
+    ));
     assert.ok(row, "INV-6: a subject's period and day rows are read or created under its lock");
     return {
       period: periodFromRow(row),
@@ -171,6 +178,8 @@ interface PeriodRow {
   reserved_generations: string;
   reserved_credits: string;
 }
+
+type WindowsRow = PeriodRow & { day: Date | string; day_generations: string; day_reserved_generations: string };
 
 interface DayRow {
   subject_id: string;
