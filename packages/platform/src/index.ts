@@ -19,3 +19,4 @@ export * from "./polling-loop";
 export * from "./unit-of-work";
 export * from "./plans";
 export * from "./billing-period";
+export * from "./outbox";

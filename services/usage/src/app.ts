@@ -1,5 +1,8 @@
 import {
   connectNats,
+  ensureStream,
+  JetStreamEventPublisher,
+  OutboxRelay,
   loadPlanCatalog,
   openDatabase,
   startGrpcServer,
@@ -55,16 +58,18 @@ export interface UsageOptions {
   clock?: Clock;
   /** Default 3,600,000 (RESERVATION_TTL_MS's default). */
   reservationTtlMs?: number;
+  /** NATS_SUBJECT_PREFIX (default "tally"): threshold events go on `<prefix>.usage.threshold_crossed`. */
+  subjectPrefix?: string;
 }
 
 /** Builds the service classes over `orm` (no I/O; the built-in plans when no catalogue is given). */
 export function buildUsageServices(orm: Orm, options: UsageOptions = {}): UsageServices {
-  const uow = createUsageUnitOfWork(orm);
+  const uow = createUsageUnitOfWork(orm, { subjectPrefix: options.subjectPrefix });
   const clock = options.clock ?? (() => new Date());
   const plans = options.plans ?? loadPlanCatalog(undefined);
   const quota = new QuotaService(uow, { plans, clock, reservationTtlMs: options.reservationTtlMs ?? 3_600_000 });
   return {
-    usageLog: new UsageLogService(uow, clock),
+    usageLog: new UsageLogService(uow, clock, plans),
     stats: new StatsService(uow),
     deadLetters: new DeadLetterService(uow),
     quota,
@@ -78,6 +83,7 @@ interface Running {
   services: UsageServices;
   consumer: GenerationEventConsumer;
   expiry: ReservationExpiryRunner;
+  relay: OutboxRelay;
   grpcServer: RunningGrpcServer;
   nc: NatsConnection;
   orm: Orm;
@@ -100,7 +106,7 @@ export async function startUsageService(config: UsageConfig, logger: Logger, opt
     logger,
     limits: { poolMax: config.DATABASE_POOL_MAX, statementTimeoutMs: config.DATABASE_STATEMENT_TIMEOUT_MS },
   });
-  const services = buildUsageServices(orm, { ...options, plans, reservationTtlMs: config.RESERVATION_TTL_MS });
+  const services = buildUsageServices(orm, { ...options, plans, reservationTtlMs: config.RESERVATION_TTL_MS, subjectPrefix: config.NATS_SUBJECT_PREFIX });
   const running = await startRunning(config, logger, orm, services);
   let stopped: Promise<void> | undefined;
   return {
@@ -135,8 +141,10 @@ async function startRunning(config: UsageConfig, logger: Logger, orm: Orm, servi
     cleanup.unshift(() => consumer.stop());
     const expiry = new ReservationExpiryRunner(services.quota, { intervalMs: config.RESERVATION_SWEEP_INTERVAL_MS, batchSize: config.RESERVATION_SWEEP_BATCH_SIZE }, logger);
     expiry.start();
+    cleanup.unshift(() => expiry.stop());
+    const relay = await startOutboxRelay(config, nc, orm, logger);
     grpcServer.setServing(true);
-    return { services, consumer, expiry, grpcServer, nc, orm };
+    return { services, consumer, expiry, relay, grpcServer, nc, orm };
   } catch (error) {
     for (const close of cleanup) await close().catch(() => undefined);
     throw error;
@@ -148,11 +156,44 @@ async function stopUsage(running: Running, config: UsageConfig, logger: Logger):
   running.grpcServer.setServing(false);
   await running.consumer.stop();
   await running.expiry.stop();
+  await running.relay.stop();
   await running.grpcServer.shutdown(config.GRPC_SHUTDOWN_TIMEOUT_MS);
   await running.nc.drain();
   await running.orm.close();
   logger.info("usage service stopped");
 }
+
+/** Ensures the usage stream and starts the relay that publishes usage's outbox (threshold events) to it. */
+async function startOutboxRelay(config: UsageConfig, nc: NatsConnection, orm: Orm, logger: Logger): Promise<OutboxRelay> {
+  await ensureStream(nc, {
+    name: config.NATS_USAGE_STREAM,
+    subjects: [`${config.NATS_SUBJECT_PREFIX}.usage.>`],
+    duplicateWindowMs: config.NATS_DUPLICATE_WINDOW_MS,
+    maxAgeMs: config.NATS_STREAM_MAX_AGE_MS,
+  });
+  const uow = createUsageUnitOfWork(orm, { subjectPrefix: config.NATS_SUBJECT_PREFIX });
+  const publisher = new JetStreamEventPublisher(nc, config.OUTBOX_PUBLISH_TIMEOUT_MS);
+  const relay = new OutboxRelay(
+    uow,
+    publisher,
+    {
+      name: "usage outbox relay",
+      pollIntervalMs: config.OUTBOX_POLL_INTERVAL_MS,
+      batchSize: config.OUTBOX_BATCH_SIZE,
+      retentionMs: config.OUTBOX_RETENTION_MS,
+      pruneIntervalMs: OUTBOX_PRUNE_INTERVAL_MS,
+      backoffMaxMs: OUTBOX_BACKOFF_MAX_MS,
+      publishTimeoutMs: config.OUTBOX_PUBLISH_TIMEOUT_MS,
+    },
+    logger,
+  );
+  relay.start();
+  return relay;
+}
+
+/** How often the relay deletes published rows past retention, and its longest back-off while NATS fails, in milliseconds. */
+const OUTBOX_PRUNE_INTERVAL_MS = 60_000;
+const OUTBOX_BACKOFF_MAX_MS = 5_000;
 
 function consumerConfig(config: UsageConfig): GenerationEventConsumerConfig {
   return {

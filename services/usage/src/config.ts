@@ -21,6 +21,8 @@ export const usageConfigSchema = z.object({
   NATS_URL: z.string().min(1).default("nats://127.0.0.1:4222"),
   NATS_STREAM: z.string().min(1).default("TALLY_GENERATION_EVENTS"),
   NATS_SUBJECT_PREFIX: z.string().min(1).default("tally"),
+  /** The stream usage's own events (UsageThresholdCrossed on `<prefix>.usage.>`) are published to. */
+  NATS_USAGE_STREAM: z.string().min(1).default("TALLY_USAGE_EVENTS"),
   /** Durable pull consumer name; replicas share it and split the work. */
   NATS_CONSUMER: z.string().min(1).default("usage-generation-events"),
   /** JetStream de-duplicates publishes by `Nats-Msg-Id` within this window, in milliseconds. */
@@ -50,6 +52,14 @@ export const usageConfigSchema = z.object({
   RESERVATION_SWEEP_INTERVAL_MS: intFromEnv(5_000).pipe(z.number().min(10)),
   /** Most expired reservations one sweep releases. */
   RESERVATION_SWEEP_BATCH_SIZE: intFromEnv(100).pipe(z.number().min(1).max(10_000)),
+  /** Wait of the outbox relay between polls when the outbox is empty, in milliseconds. */
+  OUTBOX_POLL_INTERVAL_MS: intFromEnv(200).pipe(z.number().min(10)),
+  /** Outbox rows the relay claims and publishes per batch. */
+  OUTBOX_BATCH_SIZE: intFromEnv(100).pipe(z.number().min(1).max(10_000)),
+  /** How long published outbox rows are kept (for replay), in milliseconds. */
+  OUTBOX_RETENTION_MS: intFromEnv(7 * DAY_MS).pipe(z.number().min(0)),
+  /** How long the relay waits for one PubAck, in milliseconds (a batch's claim lasts twice this). */
+  OUTBOX_PUBLISH_TIMEOUT_MS: intFromEnv(5_000).pipe(z.number().min(100)),
   LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
 });
 

@@ -47,6 +47,8 @@ export async function createUsageTestBed(name: string, overrides: Partial<UsageC
     GRPC_PORT: "0",
     NATS_URL: testNatsUrl(),
     NATS_STREAM: `TEST_USAGE_${suffix}`.toUpperCase(),
+    NATS_USAGE_STREAM: `TEST_USAGE_OUT_${suffix}`.toUpperCase(),
+    OUTBOX_POLL_INTERVAL_MS: "50",
     NATS_SUBJECT_PREFIX: `test_${suffix}`,
     NATS_CONSUMER: `usage-${suffix}`,
     DATABASE_POOL_MAX: "5",
@@ -90,6 +92,7 @@ export async function createUsageTestBed(name: string, overrides: Partial<UsageC
       for (const service of [...running]) await service.stop();
       const jsm = await jetstreamManager(publisher);
       await jsm.streams.delete(config.NATS_STREAM).catch(() => undefined);
+      await jsm.streams.delete(config.NATS_USAGE_STREAM).catch(() => undefined);
       await publisher.drain();
       await database.drop();
     },

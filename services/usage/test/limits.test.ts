@@ -269,6 +269,16 @@ describe("usage limits: reservations against plan limits", () => {
     expect((await refusal(client.releaseReservation(newId()))).reason).toBe("not_found");
   });
 
+  it("answers 20 concurrent retries of one generation id with one reservation, reserving once (the lock-wait race)", async () => {
+    const s = subject(newId(), "free", "2027-01-15T00:00:00.000Z");
+    const generationId = newId();
+    const answers = await Promise.all(Array.from({ length: 20 }, () => reserve(s, generationId)));
+    for (const answer of answers) expect(answer).toEqual(answers[0]);
+    expect((await limitsOf(s)).byName.generations_per_period).toMatchObject({ reserved: 1n });
+    expect((await limitsOf(s)).byName.concurrent_generations).toMatchObject({ used: 1n });
+    expect(await reconcile(s.id)).toEqual([]);
+  });
+
   it("adopts a guest once: its usage today moves to the user, later guest events count for the user, and counters stay equal to the log", async () => {
     const guestId = newId();
     const userId = newId();

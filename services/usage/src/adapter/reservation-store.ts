@@ -20,6 +20,30 @@ export class SqlReservationStore implements ReservationStore {
     );
   }
 
+  async reserve(r: Reservation): Promise<boolean> {
+    // One statement: the insert and every reserved-counter bump, so a reservation and its
+    // counters move together in one round trip; a conflict (a retry) bumps nothing.
+    const row = await this.sql.one<{ inserted: string; periods: string; days: string; subjects: string }>(
+      `WITH ins AS (
+         INSERT INTO quota_reservations (generation_id, subject_id, kind, plan, period_start, day, credits, status, expires_at, created_at, ended_at)
+         VALUES (?, ?, ?, ?, ?::timestamptz, ?::timestamptz, ?::bigint, ?, ?::timestamptz, ?::timestamptz, ?::timestamptz)
+         ON CONFLICT (generation_id) DO NOTHING
+         RETURNING subject_id, period_start, day, credits),
+       p AS (UPDATE period_usage u SET reserved_generations = u.reserved_generations + 1, reserved_credits = u.reserved_credits + ins.credits, updated_at = now()
+               FROM ins WHERE u.subject_id = ins.subject_id AND u.period_start = ins.period_start RETURNING 1),
+       d AS (UPDATE daily_usage u SET reserved_generations = u.reserved_generations + 1, updated_at = now()
+               FROM ins WHERE u.subject_id = ins.subject_id AND u.day = ins.day RETURNING 1),
+       s AS (UPDATE subjects s SET active_reservations = s.active_reservations + 1 FROM ins WHERE s.id = ins.subject_id RETURNING 1)
+       SELECT (SELECT count(*) FROM ins) AS inserted, (SELECT count(*) FROM p) AS periods, (SELECT count(*) FROM d) AS days, (SELECT count(*) FROM s) AS subjects`,
+      [r.generationId, r.subjectId, r.kind, r.plan, r.periodStart, r.day, r.credits, r.status, r.expiresAt, r.createdAt, r.endedAt],
+    );
+    assert.ok(row, "INV-10: a SELECT of counts returns one row");
+    const inserted = Number(row.inserted);
+    assert.ok(Number(row.periods) === inserted && Number(row.days) === inserted, "INV-6: a reservation's period and day rows are read (created) before it is inserted");
+    assert.equal(Number(row.subjects), inserted, "INV-10: a reservation's subject row exists");
+    return inserted === 1;
+  }
+
   async end(generationId: string, status: Exclude<ReservationStatus, "active">, at: Date): Promise<Reservation | null> {
     // The status guard makes the transition happen once, whoever (consumer, release, expiry) comes first.
     const row = await this.sql.one<ReservationRow>(
@@ -42,9 +66,9 @@ export class SqlReservationStore implements ReservationStore {
   }
 }
 
-const RESERVATION_COLUMNS = "generation_id, subject_id, kind, plan, period_start, day, credits, status, expires_at, created_at, ended_at";
+export const RESERVATION_COLUMNS = "generation_id, subject_id, kind, plan, period_start, day, credits, status, expires_at, created_at, ended_at";
 
-interface ReservationRow {
+export interface ReservationRow {
   generation_id: string;
   subject_id: string;
   kind: SubjectKind;
@@ -64,7 +88,7 @@ const requiredDate = (value: Date | string, column: string): Date => {
   return date;
 };
 
-function reservationFromRow(row: ReservationRow): Reservation {
+export function reservationFromRow(row: ReservationRow): Reservation {
   return {
     generationId: row.generation_id,
     subjectId: row.subject_id,

@@ -72,6 +72,40 @@ export class SqlUsageCounterStore implements UsageCounterStore {
     return dayFromRow(created);
   }
 
+  async windows(subjectId: string, period: Window, day: Window): Promise<{ period: PeriodCounters; day: DayCounters }> {
+    // Usually both rows exist: a small statement (cheap to plan) reads them. Otherwise one
+    // statement reads each row or creates it from the log; its NOT EXISTS gates are one-time
+    // filters, so an existing row never pays for counting the log.
+    const found = await this.sql.one<WindowsRow>(
+      `SELECT ${PERIOD_COLUMNS.split(", ").map((c) => `p.${c}`).join(", ")}, d.day, d.generations AS day_generations, d.reserved_generations AS day_reserved_generations
+         FROM period_usage p JOIN daily_usage d ON d.subject_id = p.subject_id AND d.day = ?::timestamptz
+        WHERE p.subject_id = ? AND p.period_start = ?::timestamptz`,
+      [day.start, subjectId, period.start],
+    );
+    const row = found ?? (await this.sql.one<WindowsRow>(
+      `WITH wp AS (SELECT ?::uuid AS subject_id, ?::timestamptz AS start, ?::timestamptz AS finish),
+            wd AS (SELECT ?::uuid AS subject_id, ?::timestamptz AS start, ?::timestamptz AS finish),
+            pf AS (SELECT ${PERIOD_COLUMNS} FROM period_usage WHERE subject_id = (SELECT subject_id FROM wp) AND period_start = (SELECT start FROM wp)),
+            pn AS (INSERT INTO period_usage (subject_id, period_start, period_end, generations, credits, processing_ms)
+                   SELECT w.subject_id, w.start, w.finish, c.generations, c.credits, c.processing_ms FROM wp w CROSS JOIN LATERAL (${countedEntries("period")}) c
+                    WHERE NOT EXISTS (SELECT 1 FROM pf)
+                   RETURNING ${PERIOD_COLUMNS}),
+            df AS (SELECT ${DAY_COLUMNS} FROM daily_usage WHERE subject_id = (SELECT subject_id FROM wd) AND day = (SELECT start FROM wd)),
+            dn AS (INSERT INTO daily_usage (subject_id, day, generations)
+                   SELECT w.subject_id, w.start, c.generations FROM wd w CROSS JOIN LATERAL (${countedEntries("day")}) c
+                    WHERE NOT EXISTS (SELECT 1 FROM df)
+                   RETURNING ${DAY_COLUMNS})
+       SELECT p.*, d.day, d.generations AS day_generations, d.reserved_generations AS day_reserved_generations
+         FROM (SELECT * FROM pf UNION ALL SELECT * FROM pn) p CROSS JOIN (SELECT * FROM df UNION ALL SELECT * FROM dn) d`,
+      [subjectId, period.start, period.end, subjectId, day.start, day.end],
+    ));
+    assert.ok(row, "INV-6: a subject's period and day rows are read or created under its lock");
+    return {
+      period: periodFromRow(row),
+      day: dayFromRow({ subject_id: row.subject_id, day: row.day, generations: row.day_generations, reserved_generations: row.day_reserved_generations }),
+    };
+  }
+
   async addToPeriod(subjectId: string, periodStart: Date, d: PeriodDelta): Promise<void> {
     const rows = await this.sql.query<{ subject_id: string }>(
       `UPDATE period_usage SET generations = generations + ?::bigint, credits = credits + ?::bigint, processing_ms = processing_ms + ?::bigint,
@@ -144,6 +178,8 @@ interface PeriodRow {
   reserved_generations: string;
   reserved_credits: string;
 }
+
+type WindowsRow = PeriodRow & { day: Date | string; day_generations: string; day_reserved_generations: string };
 
 interface DayRow {
   subject_id: string;

@@ -1,4 +1,4 @@
-import type { UnitOfWork } from "@tally/platform";
+import type { OutboxStore, UnitOfWork } from "@tally/platform";
 import type { UsageLogCursor } from "./usage-log-cursor";
 import type {
   CounterDifference,
@@ -10,6 +10,7 @@ import type {
   ReservationStatus,
   StoredSubject,
   Subject,
+  ThresholdCrossing,
   Window,
   DeadLetter,
   PagedUsageLogEntry,
@@ -68,6 +69,11 @@ export interface SubjectStore {
   /** Stores `subject`'s kind, plan and anchor (inserting it when new) and locks its row. */
   upsertAndLock(subject: Subject): Promise<StoredSubject>;
   /**
+   * `upsertAndLock` and, in the same round trip, the reservation of `generationId` if any. After a
+   * wait for the lock that read may miss a reservation committed meanwhile (reserve then says so).
+   */
+  lockForReservation(subject: Subject, generationId: string): Promise<{ subject: StoredSubject; existing: Reservation | null }>;
+  /**
    * Locks the rows of `ids` in id order (INV-9: so two transactions never wait on each other in a
    * cycle), first creating a bare row (kind user, no plan or anchor) for an id never seen.
    */
@@ -88,6 +94,8 @@ export interface UsageCounterStore {
   period(subjectId: string, period: Window): Promise<PeriodCounters>;
   /** The subject's counters on the UTC day `day`, created like `period` when missing. */
   day(subjectId: string, day: Window): Promise<DayCounters>;
+  /** `period` and `day` together, in one round trip. */
+  windows(subjectId: string, period: Window, day: Window): Promise<{ period: PeriodCounters; day: DayCounters }>;
   /** Adds `delta` to an existing period row (the caller got it through `period`). */
   addToPeriod(subjectId: string, periodStart: Date, delta: PeriodDelta): Promise<void>;
   /** Adds `delta` to an existing day row (the caller got it through `day`). */
@@ -103,6 +111,12 @@ export interface UsageCounterStore {
 export interface ReservationStore {
   find(generationId: string): Promise<Reservation | null>;
   insert(reservation: Reservation): Promise<void>;
+  /**
+   * Inserts `reservation` and, in the same statement, adds it to its period's and day's reserved
+   * counters (rows the caller read through `counters.windows`) and its subject's active
+   * reservations. False when a reservation for its generation id already exists (nothing moves).
+   */
+  reserve(reservation: Reservation): Promise<boolean>;
   /** Moves an ACTIVE reservation to `status` at `at` and returns it; null when it is not active (already ended) or unknown. */
   end(generationId: string, status: Exclude<ReservationStatus, "active">, at: Date): Promise<Reservation | null>;
   /** Up to `limit` active reservations whose expiry is at or before `now`, soonest first. */
@@ -128,6 +142,16 @@ export interface AdoptionStore {
   insert(adoption: GuestAdoption): Promise<void>;
 }
 
+/** Threshold crossings, each announced once (a unique row per subject, limit, threshold and window start). */
+export interface ThresholdStore {
+  /**
+   * Records `crossing` and appends its UsageThresholdCrossed event to the outbox, in the caller's
+   * transaction; false (nothing written) when that (subject, limit, threshold, window start) was
+   * already crossed.
+   */
+  record(crossing: ThresholdCrossing): Promise<boolean>;
+}
+
 /** Every store of the usage service, bound to one unit of work. */
 export interface UsageStores {
   inbox: InboxStore;
@@ -138,6 +162,9 @@ export interface UsageStores {
   counters: UsageCounterStore;
   reservations: ReservationStore;
   adoptions: AdoptionStore;
+  thresholds: ThresholdStore;
+  /** Events waiting for the outbox relay (platform OutboxStore on `outbox`). */
+  outbox: OutboxStore;
 }
 
 export type UsageUnitOfWork = UnitOfWork<UsageStores>;

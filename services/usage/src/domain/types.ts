@@ -1,3 +1,4 @@
+import type { LimitName } from "@tally/platform";
 /**
  * The usage service's domain types. Money is int64 micro-units (`costMicros`), credits and
  * durations are int64 (`bigint`): no floats anywhere.
@@ -226,4 +227,22 @@ export interface CounterDifference {
   counter: string;
   stored: bigint;
   expected: bigint;
+}
+
+/** A soft threshold of a limit reached in one window: announced once per (subject, limit, threshold, window start). */
+export interface ThresholdCrossing {
+  eventId: string;
+  /** When the usage that crossed it occurred (the usage event's occurred_at). */
+  occurredAt: Date;
+  subjectId: string;
+  subjectKind: SubjectKind;
+  plan: string;
+  limitName: LimitName;
+  /** The threshold, in per mille of the limit (800 = 0.8). */
+  thresholdPerMille: number;
+  limit: bigint;
+  /** Used in the window after the event, in the limit's unit. */
+  used: bigint;
+  /** Start of the period or UTC day the limit counts in. */
+  windowStart: Date;
 }

@@ -1,3 +1,4 @@
+import assert from "node:assert/strict";
 import { DomainError, type PlanCatalog } from "@tally/platform";
 import type { CheckAndReserveInput, ReleaseReservationInput, SubjectInput } from "../domain/inputs";
 import { firstExceeded, limitExceededError, limitStatuses, windowsAt, type CurrentUsage } from "../domain/limits";
@@ -39,13 +40,18 @@ export class QuotaService {
    */
   checkAndReserve(input: CheckAndReserveInput): Promise<Reservation> {
     return this.uow.inTransaction(async (stores) => {
-      const stored = await stores.subjects.upsertAndLock(input.subject);
-      const existing = await stores.reservations.find(input.generationId);
+      // Three round trips: lock (+ earlier reservation), counters, reserve (+ counter bumps).
+      const { subject: stored, existing } = await stores.subjects.lockForReservation(input.subject, input.generationId);
       if (existing) return existing;
       const now = this.options.clock();
       const { usage, period } = await currentUsage(stores, stored, input.subject.periodAnchor, now);
       const exceeded = firstExceeded(input.plan, usage, input.credits);
-      if (exceeded) throw limitExceededError(input.subject, exceeded, period);
+      if (exceeded) {
+        // A concurrent retry may have reserved while we waited for the lock: answer that one.
+        const raced = await stores.reservations.find(input.generationId);
+        if (raced) return raced;
+        throw limitExceededError(input.subject, exceeded, period);
+      }
       const reservation: Reservation = {
         generationId: input.generationId,
         subjectId: input.subject.id,
@@ -59,12 +65,10 @@ export class QuotaService {
         createdAt: now,
         endedAt: null,
       };
-      await stores.reservations.insert(reservation);
-      const held = { generations: 0n, credits: 0n, processingMs: 0n, reservedGenerations: 1n, reservedCredits: input.credits };
-      await stores.counters.addToPeriod(reservation.subjectId, reservation.periodStart, held);
-      await stores.counters.addToDay(reservation.subjectId, reservation.day, { generations: 0n, reservedGenerations: 1n });
-      await stores.subjects.addActiveReservations(reservation.subjectId, 1);
-      return reservation;
+      if (await stores.reservations.reserve(reservation)) return reservation;
+      const raced = await stores.reservations.find(input.generationId);
+      assert.ok(raced, "INV-10: a reservation that conflicted on its generation id exists");
+      return raced;
     });
   }
 
@@ -117,7 +121,6 @@ export class QuotaService {
 /** The subject's counters in the period and day containing `now` (rows created from the log when new); the caller holds its lock. */
 async function currentUsage(stores: UsageStores, stored: StoredSubject, anchor: Date, now: Date): Promise<{ usage: CurrentUsage; period: Window }> {
   const windows = windowsAt(anchor, now);
-  const period = await stores.counters.period(stored.id, windows.period);
-  const day = await stores.counters.day(stored.id, windows.day);
+  const { period, day } = await stores.counters.windows(stored.id, windows.period, windows.day);
   return { usage: { period, day, activeReservations: stored.activeReservations }, period: windows.period };
 }

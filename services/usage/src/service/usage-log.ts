@@ -1,4 +1,4 @@
-import { newId } from "@tally/platform";
+import { newId, type PlanCatalog } from "@tally/platform";
 import type { ListUsageLogEntriesInput } from "../domain/inputs";
 import type { UsageUnitOfWork } from "../domain/ports";
 import type { GenerationCancellation } from "../domain/generation-event";
@@ -6,12 +6,15 @@ import type { Clock, RecordOutcome, UsageLogEntryDraft, UsageLogPage } from "../
 import { encodeUsageLogCursor } from "../domain/usage-log-cursor";
 import { statsDelta } from "../domain/usage-log";
 import { countUsed, endReservation, lockEventSubjects, prepareUsedCounting } from "./quota-accounting";
+import { announceThresholds } from "./thresholds";
 
 /** The usage log: recording generation events into it exactly once, and reading it page by page. */
 export class UsageLogService {
   constructor(
     private readonly uow: UsageUnitOfWork,
     private readonly clock: Clock = () => new Date(),
+    /** The plans whose soft thresholds a completion may cross; none announced without it. */
+    private readonly plans: PlanCatalog | null = null,
   ) {}
 
   /**
@@ -19,7 +22,8 @@ export class UsageLogService {
    * immutable usage log entry is appended (INV-8), the user's stats move by the entry's delta
    * (INV-6), and the limits follow: a completion counts as used in the period (by the
    * subject's anchor) and UTC day of its `occurred_at`, and its reservation, if still active,
-   * is consumed; a failure releases its reservation. An event with no reservation (an older
+   * is consumed (and a soft threshold it reaches is announced once, service/thresholds.ts); a
+   * failure releases its reservation. An event with no reservation (an older
    * job, or one whose reservation expired) still counts. An event id already in the inbox
    * records nothing and answers `duplicate`: with the consumer acking only after this
    * commits, each event counts exactly once in effect (INV-5). `subject` is the NATS subject
@@ -39,6 +43,7 @@ export class UsageLogService {
       const entry = await stores.usageLog.append(newId(), draft);
       await stores.userStats.add(draft.userId, statsDelta(draft), draft.occurredAt);
       if (targets) await countUsed(stores, targets, draft);
+      if (targets && this.plans) await announceThresholds(stores, this.plans, locked, targets, draft.occurredAt);
       if (reservation) await endReservation(stores, draft.generationId, completed ? "consumed" : "released", this.clock());
       return { kind: "recorded", entry };
     });

@@ -1,0 +1,275 @@
+import assert from "node:assert";
+import { headers, type NatsConnection } from "@nats-io/transport-node";
+import { jetstream, type JetStreamClient } from "@nats-io/jetstream";
+import type { Sql } from "./db";
+import type { Logger } from "./logger";
+import { PollingLoop } from "./polling-loop";
+import type { UnitOfWork } from "./unit-of-work";
+
+/*
+ * The transactional outbox every producing service shares (INV-5, producer half): the store on
+ * its `outbox` table, the JetStream publisher (Nats-Msg-Id = event id) and the relay runner.
+ * An event row is written in the transaction of the change that caused it; the relay publishes
+ * it afterwards with no transaction open (INV-9).
+ */
+
+/** One event in the contract's encoding, with the NATS subject it goes on. */
+export interface EncodedEvent {
+  eventId: string;
+  subject: string;
+  payload: Uint8Array;
+}
+
+/** An outbox row: the event and the trace context of the change that wrote it. */
+export interface OutboxMessage extends EncodedEvent {
+  id: bigint;
+  traceparent: string | null;
+}
+
+/** The transactional outbox (INV-5, producer half). */
+export interface OutboxStore {
+  /** Appends an event in the caller's transaction; a second append of the same event id is ignored. */
+  append(event: EncodedEvent & { traceparent: string | null }): Promise<void>;
+  /** Claims up to `batchSize` unpublished rows, oldest first, for `leaseMs`; rows come back in id order. */
+  claimUnpublished(batchSize: number, leaseMs: number): Promise<OutboxMessage[]>;
+  /** Marks the acknowledged rows published and hands the others back at once. */
+  finishClaim(acknowledged: bigint[], unacknowledged: bigint[]): Promise<void>;
+  /** Deletes rows published more than `retentionMs` ago; returns how many. */
+  prunePublished(retentionMs: number): Promise<number>;
+}
+
+/** What publishing one outbox row came to: acknowledged (perhaps as a duplicate the stream dropped), or not. */
+export type PublishResult = { acknowledged: true; duplicate: boolean } | { acknowledged: false; error: unknown };
+
+/** The event stream the outbox relay publishes to (INV-5). */
+export interface EventPublisher {
+  /** Publishes `messages` with their event id as de-duplication id and awaits every ack: one result per message, in order. */
+  publishAll(messages: OutboxMessage[]): Promise<PublishResult[]>;
+}
+
+/**
+ * OutboxStore on a service's `outbox` table (INV-5, producer half): columns id bigserial,
+ * event_id uuid UNIQUE, subject, payload bytea, traceparent, claimed_until, published_at.
+ */
+export class SqlOutboxStore implements OutboxStore {
+  constructor(private readonly sql: Sql) {}
+
+  /** A second append of the same event id is ignored (ON CONFLICT DO NOTHING), so a redo cannot duplicate the row. */
+  async append(event: EncodedEvent & { traceparent: string | null }): Promise<void> {
+    await this.sql.query(
+      "INSERT INTO outbox (event_id, subject, payload, traceparent) VALUES (?, ?, ?, ?) ON CONFLICT (event_id) DO NOTHING",
+      [event.eventId, event.subject, event.payload, event.traceparent],
+    );
+  }
+
+  /**
+   * Rows that are unclaimed or whose claim ran out get `claimed_until = now() + leaseMs`.
+   * `FOR UPDATE SKIP LOCKED` only keeps two relays from claiming the same rows at the same
+   * instant; the lease keeps them apart while the claimer publishes with no transaction open.
+   */
+  async claimUnpublished(batchSize: number, leaseMs: number): Promise<OutboxMessage[]> {
+    const rows = await this.sql.query<{ id: string; event_id: string; subject: string; payload: Buffer; traceparent: string | null }>(
+      `UPDATE outbox SET claimed_until = now() + (?::bigint * interval '1 millisecond')
+       WHERE id IN (
+         SELECT id FROM outbox
+         WHERE published_at IS NULL AND (claimed_until IS NULL OR claimed_until < now())
+         ORDER BY id LIMIT ? FOR UPDATE SKIP LOCKED)
+       RETURNING id, event_id, subject, payload, traceparent`,
+      [leaseMs, batchSize],
+    );
+    return rows
+      .map((row) => ({
+        id: BigInt(row.id),
+        eventId: row.event_id,
+        subject: row.subject,
+        payload: new Uint8Array(row.payload),
+        traceparent: row.traceparent,
+      }))
+      .sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+  }
+
+  /**
+   * Keeps the first `published_at` if a second relay got there too, and hands the
+   * unacknowledged rows back (`claimed_until = NULL`) so the next attempt need not wait for
+   * the lease. Should the lease have run out and another relay claimed a row meanwhile,
+   * handing it back costs at most a re-publish, which the stream drops by message id.
+   */
+  async finishClaim(acknowledged: bigint[], unacknowledged: bigint[]): Promise<void> {
+    if (acknowledged.length > 0) {
+      await this.sql.query(
+        `UPDATE outbox SET published_at = COALESCE(published_at, now()), claimed_until = NULL WHERE id IN (${placeholders(acknowledged)})`,
+        acknowledged,
+      );
+    }
+    if (unacknowledged.length > 0) {
+      await this.sql.query(
+        `UPDATE outbox SET claimed_until = NULL WHERE published_at IS NULL AND id IN (${placeholders(unacknowledged)})`,
+        unacknowledged,
+      );
+    }
+  }
+
+  async prunePublished(retentionMs: number): Promise<number> {
+    const rows = await this.sql.query<{ id: string }>(
+      "DELETE FROM outbox WHERE published_at < now() - (?::bigint * interval '1 millisecond') RETURNING id",
+      [retentionMs],
+    );
+    return rows.length;
+  }
+}
+
+const placeholders = (ids: bigint[]) => ids.map(() => "?").join(", ");
+
+/**
+ * EventPublisher on NATS JetStream: `Nats-Msg-Id` = event id (the stream drops a re-publish
+ * within its duplicate window, INV-5) and the row's `traceparent` header. The whole batch is
+ * published, then the PubAcks are awaited together: one round trip per batch, not per row.
+ */
+export class JetStreamEventPublisher implements EventPublisher {
+  private readonly js: JetStreamClient;
+
+  constructor(
+    nc: NatsConnection,
+    /** How long to wait for one PubAck, in milliseconds. */
+    private readonly publishTimeoutMs: number,
+  ) {
+    this.js = jetstream(nc, { timeout: publishTimeoutMs });
+  }
+
+  async publishAll(messages: OutboxMessage[]): Promise<PublishResult[]> {
+    const acks = messages.map((message) => {
+      const h = headers();
+      if (message.traceparent) h.set("traceparent", message.traceparent);
+      return this.js.publish(message.subject, message.payload, { msgID: message.eventId, headers: h, timeout: this.publishTimeoutMs });
+    });
+    const settled = await Promise.allSettled(acks);
+    return settled.map((result) =>
+      result.status === "fulfilled" ? { acknowledged: true, duplicate: result.value.duplicate } : { acknowledged: false, error: result.reason },
+    );
+  }
+}
+
+export interface OutboxRelayOptions {
+  /** The loop's name in logs (default "outbox relay"). */
+  name?: string;
+  /** Wait between polls when the outbox is empty, in milliseconds. */
+  pollIntervalMs: number;
+  /** Rows claimed per batch. */
+  batchSize: number;
+  /** Published rows are kept this long (for replay), in milliseconds. */
+  retentionMs: number;
+  /** How often published rows past retention are deleted, in milliseconds. */
+  pruneIntervalMs: number;
+  /** Longest wait between attempts while publishing fails, in milliseconds. */
+  backoffMaxMs: number;
+  /** How long to wait for one PubAck, in milliseconds. A batch's claim lasts twice this. */
+  publishTimeoutMs: number;
+}
+
+/** A claimed batch stays claimed for this many PubAck timeouts (the acks are awaited together). */
+export const CLAIM_LEASE_PUBLISH_TIMEOUTS = 2;
+
+/** Full batches published in a row before the relay pauses one poll interval (so it never starves the event loop). */
+export const RELAY_PASSES_IN_A_ROW_MAX = 20;
+
+/** Counters for tests and metrics. */
+export interface OutboxRelayStats {
+  published: number;
+  /** PubAcks JetStream flagged as duplicates (a row re-published within the duplicate window). */
+  duplicates: number;
+  failures: number;
+}
+
+/**
+ * Publishes outbox rows to the event stream (INV-5, producer half), holding no transaction or
+ * row lock while it talks to NATS (INV-9). Each batch (1) claims unpublished rows in id order
+ * in a short transaction (`claimed_until` = now + 2 × the PubAck timeout; rows under another
+ * relay's live claim are skipped), (2) publishes each with `Nats-Msg-Id` = event id and
+ * awaits the PubAcks with no transaction open, (3) marks the acknowledged rows published and
+ * hands the rest back in a second short transaction. A crash (or a stall past the lease)
+ * between (1) and (3) leaves the rows claimed until the lease runs out; then they are claimed
+ * and published again, which the stream de-duplicates by message id within its duplicate
+ * window (and the consumer by event id). While publishing fails, nothing is marked, and the
+ * relay backs off exponentially up to `backoffMaxMs`; a full batch means more is waiting, so
+ * it goes again at once. Published rows are kept for `retentionMs` for replay.
+ */
+export class OutboxRelay {
+  readonly stats: OutboxRelayStats = { published: 0, duplicates: 0, failures: 0 };
+  private readonly loop: PollingLoop;
+  private lastPruneAt = 0;
+
+  constructor(
+    private readonly uow: UnitOfWork<{ outbox: OutboxStore }>,
+    private readonly publisher: EventPublisher,
+    private readonly options: OutboxRelayOptions,
+    private readonly logger: Logger,
+  ) {
+    const loopOptions = {
+      name: options.name ?? "outbox relay",
+      intervalMs: options.pollIntervalMs,
+      backoffMaxMs: options.backoffMaxMs,
+      passesInARowMax: RELAY_PASSES_IN_A_ROW_MAX,
+    };
+    this.loop = new PollingLoop(loopOptions, () => this.pass(), logger);
+  }
+
+  start(): void {
+    this.loop.start();
+  }
+
+  /** Finishes the batch in hand and stops; unpublished rows wait for the next start. */
+  stop(): Promise<void> {
+    return this.loop.stop();
+  }
+
+  /**
+   * Publishes one batch; returns how many rows it claimed (0 when the outbox is drained).
+   * Throws when publishing fails (after marking the rows that were acknowledged).
+   */
+  async relayBatch(): Promise<number> {
+    const leaseMs = CLAIM_LEASE_PUBLISH_TIMEOUTS * this.options.publishTimeoutMs;
+    const rows = await this.uow.inTransaction((stores) => stores.outbox.claimUnpublished(this.options.batchSize, leaseMs));
+    if (rows.length === 0) return 0;
+    // No transaction is open from here to finishClaim.
+    const results = await this.publisher.publishAll(rows);
+    const acknowledged: bigint[] = [];
+    const unacknowledged: bigint[] = [];
+    let firstError: unknown;
+    results.forEach((result, index) => {
+      const row = rows[index];
+      assert.ok(row, "INV-5: one publish result per claimed row");
+      if (result.acknowledged) {
+        acknowledged.push(row.id);
+        if (result.duplicate) this.stats.duplicates++;
+      } else {
+        unacknowledged.push(row.id);
+        firstError ??= result.error;
+      }
+    });
+    assert.equal(acknowledged.length + unacknowledged.length, rows.length, "INV-5: every claimed row is either acknowledged or handed back");
+    // Record what was acknowledged; the rest is retried (and de-duplicated if it did land).
+    await this.uow.inTransaction((stores) => stores.outbox.finishClaim(acknowledged, unacknowledged));
+    this.stats.published += acknowledged.length;
+    if (firstError !== undefined) throw firstError;
+    return rows.length;
+  }
+
+  /** One loop pass: a batch, then pruning when due. True (go again at once) after a full batch. */
+  private async pass(): Promise<boolean> {
+    try {
+      const taken = await this.relayBatch();
+      await this.pruneWhenDue();
+      return taken >= this.options.batchSize;
+    } catch (error) {
+      this.stats.failures++;
+      throw error;
+    }
+  }
+
+  private async pruneWhenDue(): Promise<void> {
+    if (Date.now() - this.lastPruneAt < this.options.pruneIntervalMs) return;
+    this.lastPruneAt = Date.now();
+    const pruned = await this.uow.withoutTransaction((stores) => stores.outbox.prunePublished(this.options.retentionMs));
+    if (pruned > 0) this.logger.info({ pruned }, "pruned published outbox rows past retention");
+  }
+}
