@@ -4,7 +4,9 @@ import {
   connectNats,
   ensureStream,
   generationSubjects,
+  JetStreamEventPublisher,
   openDatabase,
+  OutboxRelay,
   startGrpcServer,
   type Logger,
   type NatsConnection,
@@ -15,7 +17,6 @@ import type { GenerationsConfig } from "./config";
 import { GrpcCreditsClient } from "./adapter/credits-client";
 import { GrpcUsageClient } from "./adapter/usage-client";
 import { ProtoEventEncoder } from "./adapter/event-encoding";
-import { JetStreamEventPublisher } from "./adapter/event-publisher";
 import { GENERATIONS_MIGRATIONS } from "./adapter/migrations";
 import { createGenerationsUnitOfWork } from "./adapter/unit-of-work";
 import { generationsHandlers } from "./grpc/handlers";
@@ -23,7 +24,6 @@ import { FaultInjectionProvider } from "./providers/fault-injection-provider";
 import { LocalFractalRenderer } from "./providers/local-fractal-renderer";
 import type { GenerationProvider } from "./providers/provider";
 import { GenerationWorker } from "./runners/generation-worker";
-import { OutboxRelay } from "./runners/outbox-relay";
 import { GenerationsService } from "./service/generations";
 import { JobLeases } from "./service/job-leases";
 import { HoldSettlement } from "./service/settlement";

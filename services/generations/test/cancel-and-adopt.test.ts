@@ -10,11 +10,10 @@ import { callUnary, connectNats, DomainError, ensureStream, generationSubjects, 
 import { createTestDatabase, eventually, testNatsUrl, uniqueSuffix } from "@tally/platform/src/testing";
 import { GrpcCreditsClient } from "../src/adapter/credits-client";
 import { ProtoEventEncoder } from "../src/adapter/event-encoding";
-import { JetStreamEventPublisher } from "../src/adapter/event-publisher";
 import { GENERATIONS_MIGRATIONS } from "../src/adapter/migrations";
 import { createGenerationsUnitOfWork } from "../src/adapter/unit-of-work";
 import { GrpcUsageClient } from "../src/adapter/usage-client";
-import { OutboxRelay } from "../src/runners/outbox-relay";
+import { JetStreamEventPublisher, OutboxRelay } from "@tally/platform";
 import { GenerationsService } from "../src/service/generations";
 import { HoldSettlement } from "../src/service/settlement";
 import { CALL_TIMEOUT_MS, silentLogger, startCredits, startUsage, type CreditsUnderTest, type UsageUnderTest } from "./helpers";

@@ -10,10 +10,9 @@ import { Client } from "pg";
 import type { Msg } from "@nats-io/transport-node";
 import { connectNats, ensureStream, openDatabase, type NatsConnection, type Orm } from "@tally/platform";
 import { createTestDatabase, eventually, testNatsUrl, uniqueSuffix } from "@tally/platform/src/testing";
-import { JetStreamEventPublisher } from "../src/adapter/event-publisher";
 import { GENERATIONS_MIGRATIONS } from "../src/adapter/migrations";
 import { createGenerationsUnitOfWork } from "../src/adapter/unit-of-work";
-import { OutboxRelay, type OutboxRelayOptions } from "../src/runners/outbox-relay";
+import { JetStreamEventPublisher, OutboxRelay, type OutboxRelayOptions } from "@tally/platform";
 import { silentLogger } from "./helpers";
 
 const relayOptions = (overrides: Partial<OutboxRelayOptions> = {}): OutboxRelayOptions => ({

@@ -1,7 +1,6 @@
-import { createUnitOfWork, SqlIdempotencyStore, type Orm } from "@tally/platform";
+import { createUnitOfWork, SqlIdempotencyStore, SqlOutboxStore, type Orm } from "@tally/platform";
 import type { GenerationsUnitOfWork } from "../domain/ports";
 import { SqlGenerationStore } from "./generation-store";
-import { SqlOutboxStore } from "./outbox-store";
 
 /** The generations stores over `orm`: each unit of work on its own EntityManager fork. */
 export const createGenerationsUnitOfWork = (orm: Orm): GenerationsUnitOfWork =>

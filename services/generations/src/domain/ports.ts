@@ -57,48 +57,10 @@ export interface GenerationStore {
   moveToUser(fromUserId: string, toUserId: string): Promise<number>;
 }
 
-/** An event ready for the outbox: its id, subject and encoded payload. */
-export interface EncodedEvent {
-  eventId: string;
-  subject: string;
-  payload: Uint8Array;
-}
-
-/** An outbox row: an event waiting to be published (or kept for replay). */
-export interface OutboxMessage extends EncodedEvent {
-  id: bigint;
-  traceparent: string | null;
-}
-
-/** The transactional outbox (INV-5, producer half). */
-export interface OutboxStore {
-  /**
-   * Appends an event in the caller's transaction, so it exists if and only if the state
-   * change that caused it commits. A second append of the same event id is ignored.
-   */
-  append(event: EncodedEvent & { traceparent: string | null }): Promise<void>;
-  /**
-   * Claims up to `batchSize` unpublished rows, oldest first, for `leaseMs` (rows under another
-   * relay's live claim are skipped); rows come back in id order. Run in a short transaction.
-   */
-  claimUnpublished(batchSize: number, leaseMs: number): Promise<OutboxMessage[]>;
-  /** Marks the acknowledged rows published and hands the others back at once. */
-  finishClaim(acknowledged: bigint[], unacknowledged: bigint[]): Promise<void>;
-  /** Deletes rows published more than `retentionMs` ago; returns how many. */
-  prunePublished(retentionMs: number): Promise<number>;
-}
-
-/** What publishing one outbox row came to: acknowledged (perhaps as a duplicate the stream dropped), or not. */
-export type PublishResult = { acknowledged: true; duplicate: boolean } | { acknowledged: false; error: unknown };
-
-/** The event stream the outbox relay publishes to (INV-5). */
-export interface EventPublisher {
-  /**
-   * Publishes `messages` with their event id as the stream's de-duplication id, and waits for
-   * every acknowledgement: one result per message, in order. Never throws for one message.
-   */
-  publishAll(messages: OutboxMessage[]): Promise<PublishResult[]>;
-}
+// The transactional outbox's types are the platform's (packages/platform/src/outbox.ts), shared
+// with every producing service; re-exported so the rest of this service names them from here.
+export type { EncodedEvent, EventPublisher, OutboxMessage, OutboxStore, PublishResult } from "@tally/platform";
+import type { EncodedEvent, OutboxStore } from "@tally/platform";
 
 /** Every store of the generations service, bound to one transaction (or to none). */
 export interface GenerationsStores {
