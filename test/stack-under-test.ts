@@ -12,6 +12,8 @@ import { testServerUrl, uniqueSuffix } from "@tally/platform/src/testing";
 
 /** How long the stack may take to answer /readyz, in milliseconds. */
 export const STACK_READY_TIMEOUT_MS = 120_000;
+/** How long the stack may take to stop on SIGINT before it is killed, in milliseconds. */
+export const STACK_STOP_TIMEOUT_MS = 30_000;
 
 export interface StackUnderTest {
   /** The gateway's base URL, e.g. http://127.0.0.1:41234. */
@@ -67,7 +69,14 @@ export async function startStack(plans: string, env: Record<string, string> = {}
   child.stderr!.on("data", (chunk: Buffer) => (output += chunk.toString()));
   const databaseUrl = (service: string) => withDatabase(testServerUrl(), `${databasePrefix}_${service}`);
   const destroy = async () => {
-    if (child.exitCode === null) child.kill("SIGKILL");
+    // Ctrl-C's way first: the runner stops the gateway and the services (each its own process
+    // group) before it exits; SIGKILL to the runner alone would leave them running.
+    if (child.exitCode === null) {
+      const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+      child.kill("SIGINT");
+      const stopped = await Promise.race([exited.then(() => true), new Promise<boolean>((resolve) => setTimeout(() => resolve(false), STACK_STOP_TIMEOUT_MS).unref())]);
+      if (!stopped) child.kill("SIGKILL");
+    }
     for (const name of ["credits", "generations", "usage"]) await dropDatabase(databaseUrl(name)).catch(() => undefined);
     rmSync(stateDir, { recursive: true, force: true });
   };
