@@ -14,7 +14,7 @@ import {
 } from "@tally/platform";
 import { usageMigrations } from "./adapter/migrations";
 import { createUsageUnitOfWork } from "./adapter/unit-of-work";
-import type { UsageConfig } from "./config";
+import { RESERVATION_TTL_MS_DEFAULT, type UsageConfig } from "./config";
 import { usageGrpcService } from "./grpc/handlers";
 import type { Clock } from "./domain/types";
 import { GenerationEventConsumer, type GenerationEventConsumerConfig } from "./runners/generation-event-consumer";
@@ -56,7 +56,7 @@ export interface UsageServices {
 export interface UsageOptions {
   plans?: PlanCatalog;
   clock?: Clock;
-  /** Default 3,600,000 (RESERVATION_TTL_MS's default). */
+  /** Default RESERVATION_TTL_MS_DEFAULT. */
   reservationTtlMs?: number;
   /** NATS_SUBJECT_PREFIX (default "tally"): threshold events go on `<prefix>.usage.threshold_crossed`. */
   subjectPrefix?: string;
@@ -67,7 +67,7 @@ export function buildUsageServices(orm: Orm, options: UsageOptions = {}): UsageS
   const uow = createUsageUnitOfWork(orm, { subjectPrefix: options.subjectPrefix });
   const clock = options.clock ?? (() => new Date());
   const plans = options.plans ?? loadPlanCatalog(undefined);
-  const quota = new QuotaService(uow, { plans, clock, reservationTtlMs: options.reservationTtlMs ?? 3_600_000 });
+  const quota = new QuotaService(uow, { plans, clock, reservationTtlMs: options.reservationTtlMs ?? RESERVATION_TTL_MS_DEFAULT });
   return {
     usageLog: new UsageLogService(uow, clock, plans),
     stats: new StatsService(uow),

@@ -8,6 +8,9 @@ const DAY_MS = 24 * 60 * 60 * 1000;
  * named value with a default; the NATS stream settings are the producer's (generations) too,
  * so whichever service starts first creates the same stream.
  */
+/** A reservation lives as long as a credit hold by default (credits' HOLD_TTL_MS), in milliseconds. */
+export const RESERVATION_TTL_MS_DEFAULT = 3_600_000;
+
 export const usageConfigSchema = z.object({
   DATABASE_URL: z.string().min(1).default("postgres://postgres@127.0.0.1:5432/tally_usage"),
   /** Most connections the database pool opens. */
@@ -47,7 +50,7 @@ export const usageConfigSchema = z.object({
     .optional()
     .transform((value) => value || undefined),
   /** How long a quota reservation lives when its job never ends (no completion, failure or cancellation event), in milliseconds. */
-  RESERVATION_TTL_MS: intFromEnv(3_600_000).pipe(z.number().min(1_000)),
+  RESERVATION_TTL_MS: intFromEnv(RESERVATION_TTL_MS_DEFAULT).pipe(z.number().min(1_000)),
   /** Pause of the reservation-expiry runner between sweeps that found nothing more to expire, in milliseconds. */
   RESERVATION_SWEEP_INTERVAL_MS: intFromEnv(5_000).pipe(z.number().min(10)),
   /** Most expired reservations one sweep releases. */

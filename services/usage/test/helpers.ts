@@ -12,7 +12,6 @@ import {
   type Orm,
 } from "@tally/platform";
 import { createTestDatabase, testNatsUrl, uniqueSuffix } from "@tally/platform/src/testing";
-import { cancelledSubject } from "../src/adapter/event-decoding";
 import { buildUsageServices, startUsageService, type UsageOptions, type UsageService } from "../src/app";
 import { usageConfigSchema, type UsageConfig } from "../src/config";
 import { parseGetUserStatsInput } from "../src/domain/inputs";
@@ -86,7 +85,7 @@ export async function createUsageTestBed(name: string, overrides: Partial<UsageC
     publishCompleted: (event, msgId) => publishRaw(subjects.completed, events.GenerationCompleted.encode(event).finish(), msgId ?? event.eventId),
     publishFailed: (event, msgId) => publishRaw(subjects.failed, events.GenerationFailed.encode(event).finish(), msgId ?? event.eventId),
     publishCancelled: (event, msgId) =>
-      publishRaw(cancelledSubject(config.NATS_SUBJECT_PREFIX), events.GenerationCancelled.encode(event).finish(), msgId ?? event.eventId),
+      publishRaw(generationSubjects(config.NATS_SUBJECT_PREFIX).cancelled, events.GenerationCancelled.encode(event).finish(), msgId ?? event.eventId),
     publishRaw,
     async close() {
       for (const service of [...running]) await service.stop();

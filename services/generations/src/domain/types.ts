@@ -69,16 +69,8 @@ export interface GenerationOutput {
   contentType: string;
 }
 
-/** What a provider is given to work from. */
-export interface GenerationJob {
-  id: string;
-  userId: string;
-  inputType: InputTypeName;
-  prompt: string;
-  photoUrl: string;
-  address: string;
-  style: string;
-}
+/** What a provider is given to work from: the job's checked input and its id. */
+export type GenerationJob = GenerationInput & { id: string };
 
 /** The job a provider works on, from its record. */
 export function toJob(g: GenerationRecord): GenerationJob {

@@ -21,12 +21,6 @@ export function decodeGenerationEvent(prefix: string, subject: string, payload: 
 }
 
 /**
- * The subject `GenerationCancelled` events come on: `<prefix>.generation.cancelled`, inside the
- * consumer's filter `<prefix>.generation.>`.
- */
-export const cancelledSubject = (prefix: string): string => `${prefix}.generation.cancelled`;
-
-/**
  * Decodes a `GenerationCancelled` payload and checks it. Throws `validation` when it can never
  * be processed (undecodable payload, malformed ids), so the consumer dead-letters it.
  */

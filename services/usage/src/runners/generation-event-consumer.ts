@@ -12,7 +12,7 @@ import {
   type Logger,
   type NatsConnection,
 } from "@tally/platform";
-import { cancelledSubject, decodeCancelledEvent, decodeGenerationEvent } from "../adapter/event-decoding";
+import { decodeCancelledEvent, decodeGenerationEvent } from "../adapter/event-decoding";
 import type { DeadLetterService } from "../service/dead-letters";
 import type { UsageLogService } from "../service/usage-log";
 
@@ -193,7 +193,7 @@ export class GenerationEventConsumer {
    */
   private decode(msg: JsMsg): DecodedEvent {
     const { usageLog, config } = this.deps;
-    if (msg.subject === cancelledSubject(config.subjectPrefix)) {
+    if (msg.subject === generationSubjects(config.subjectPrefix).cancelled) {
       const cancellation = decodeCancelledEvent(msg.subject, msg.data);
       return {
         eventId: cancellation.eventId,
