@@ -16,6 +16,10 @@ const plans = parsePlanCatalog({
       trial_credits: 10,
       limits: { generations_per_period: 5000, concurrent_generations: 500, credits_per_period: { limit: 20000, thresholds: [0.8, 1.0] } },
     },
+    // One limit each, to reach every limit's edge.
+    edge_credits: { trial_credits: 0, limits: { credits_per_period: 10 } },
+    edge_processing: { trial_credits: 0, limits: { processing_seconds_per_period: 5 } },
+    edge_concurrent: { trial_credits: 0, limits: { concurrent_generations: 2 } },
   },
 });
 
@@ -204,6 +208,37 @@ describe("usage limits: reservations against plan limits", () => {
     // Back on free: the usage counted stays counted, the reservation too.
     expect((await limitsOf(free)).byName.generations_per_period).toMatchObject({ limit: 20n, used: 20n, reserved: 1n, remaining: 0n, withinLimit: false });
     expect(await reconcile(userId)).toEqual([]);
+  });
+
+  it("decides every limit's edge the way the domain rule does, on the one-statement path as on the first call's", async () => {
+    // The first call of a subject in a period creates its counter rows (the transactional
+    // path); later calls take the one-statement path, which asserts its decision against the
+    // domain rule on every answer.
+    const anchor = "2027-03-01T00:00:00.000Z";
+    const credits = subject(newId(), "edge_credits", anchor);
+    await reserve(credits, newId(), 6n);
+    await reserve(credits, newId(), 4n); // 10 of 10: used + reserved + amount <= limit
+    expect((await refusal(reserve(credits, newId(), 1n))).details).toMatchObject({ limit_name: "credits_per_period", used: 0, reserved: 10, limit: 10 });
+    // A job priced 0 refuses once used + reserved reaches the limit.
+    expect((await refusal(reserve(credits, newId(), 0n))).details).toMatchObject({ limit_name: "credits_per_period" });
+
+    const processingId = newId();
+    const processing = subject(processingId, "edge_processing", anchor);
+    await recordCompletions(processingId, 1, () => new Date("2027-03-05T00:00:00.000Z"));
+    await recordUsage(service.orm, bed.subjects.completed, usageLogEntryFromCompleted(completedEvent(processingId, { occurredAt: new Date("2027-03-05T00:01:00.000Z"), processingTimeMs: 1_999n })));
+    await reserve(processing); // 4.999 s of 5 s used: still allowed
+    await reserve(processing); // nothing reserved against processing time: allowed again
+    await recordUsage(service.orm, bed.subjects.completed, usageLogEntryFromCompleted(completedEvent(processingId, { occurredAt: new Date("2027-03-05T00:02:00.000Z"), processingTimeMs: 1n })));
+    expect((await refusal(reserve(processing))).details).toMatchObject({ limit_name: "processing_seconds_per_period", used: 5, limit: 5 });
+
+    const concurrent = subject(newId(), "edge_concurrent", anchor);
+    const first = newId();
+    await reserve(concurrent, first);
+    await reserve(concurrent);
+    expect((await refusal(reserve(concurrent))).details).toMatchObject({ limit_name: "concurrent_generations", used: 2, limit: 2, resets_at: "" });
+    await client.releaseReservation(first);
+    await reserve(concurrent);
+    for (const s of [credits, processing, concurrent]) expect(await reconcile(s.id)).toEqual([]);
   });
 
   it("gives the quota back on a failure event and on a cancellation event (never logged nor dead-lettered)", async () => {

@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
-import { optionalDate, toBigInt, type Sql } from "@tally/platform";
-import type { ReservationStore } from "../domain/ports";
-import type { Reservation, ReservationStatus, SubjectKind } from "../domain/types";
+import { optionalDate, toBigInt, type LimitName, type Sql } from "@tally/platform";
+import type { QuickReserveAnswer, ReservationStore } from "../domain/ports";
+import type { Reservation, ReservationStatus, Subject, SubjectKind } from "../domain/types";
+import { dayFromRow, periodFromRow } from "./usage-counter-store";
 
 /** Quota reservations on `quota_reservations`, keyed by generation id; `active` ends exactly once. */
 export class SqlReservationStore implements ReservationStore {
@@ -44,6 +45,35 @@ export class SqlReservationStore implements ReservationStore {
     return inserted === 1;
   }
 
+  async checkAndReserve(r: Reservation, subject: Subject, limits: Partial<Record<LimitName, bigint>>): Promise<QuickReserveAnswer> {
+    // quota_check_and_reserve (migration 20261124000001): the lock, the checks and the
+    // reservation in one statement, so one round trip and no BEGIN/COMMIT.
+    const row = await this.sql.one<QuickReserveRow>(
+      `SELECT * FROM quota_check_and_reserve(?::uuid, ?, ?, ?::timestamptz, ?::uuid, ?::bigint, ?::timestamptz, ?::timestamptz, ?::timestamptz, ?::timestamptz, ?::jsonb)`,
+      [subject.id, subject.kind, subject.plan, subject.periodAnchor, r.generationId, r.credits, r.periodStart, r.day, r.expiresAt, r.createdAt,
+        JSON.stringify(Object.fromEntries(Object.entries(limits).map(([name, limit]) => [name, String(limit)])))],
+    );
+    assert.ok(row, "INV-10: quota_check_and_reserve answers one row");
+    if (row.outcome === "existing") {
+      assert.ok(row.reservation, "INV-10: an existing reservation is answered with its row");
+      return { outcome: "existing", reservation: reservationFromRow(row.reservation) };
+    }
+    if (row.outcome === "windows_missing") return { outcome: "windows_missing" };
+    const { period_end, generations, credits, processing_ms, reserved_generations, reserved_credits, day_generations, day_reserved_generations } = row;
+    assert.ok(
+      period_end !== null && generations !== null && credits !== null && processing_ms !== null && reserved_generations !== null &&
+        reserved_credits !== null && day_generations !== null && day_reserved_generations !== null,
+      "INV-10: a checked reservation is answered with the counters it was checked against",
+    );
+    return {
+      outcome: row.outcome,
+      reservation: row.reservation ? reservationFromRow(row.reservation) : null,
+      period: periodFromRow({ subject_id: subject.id, period_start: r.periodStart, period_end, generations, credits, processing_ms, reserved_generations, reserved_credits }),
+      day: dayFromRow({ subject_id: subject.id, day: r.day, generations: day_generations, reserved_generations: day_reserved_generations }),
+      activeReservations: Number(row.active_reservations),
+    };
+  }
+
   async end(generationId: string, status: Exclude<ReservationStatus, "active">, at: Date): Promise<Reservation | null> {
     // The status guard makes the transition happen once, whoever (consumer, release, expiry) comes first.
     const row = await this.sql.one<ReservationRow>(
@@ -64,6 +94,20 @@ export class SqlReservationStore implements ReservationStore {
     );
     return rows.map(reservationFromRow);
   }
+}
+
+interface QuickReserveRow {
+  outcome: "existing" | "windows_missing" | "reserved" | "refused";
+  reservation: ReservationRow | null;
+  period_end: Date | string | null;
+  generations: string | null;
+  credits: string | null;
+  processing_ms: string | null;
+  reserved_generations: string | null;
+  reserved_credits: string | null;
+  day_generations: string | null;
+  day_reserved_generations: string | null;
+  active_reservations: number;
 }
 
 export const RESERVATION_COLUMNS = "generation_id, subject_id, kind, plan, period_start, day, credits, status, expires_at, created_at, ended_at";

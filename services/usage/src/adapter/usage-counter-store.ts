@@ -168,7 +168,7 @@ export class SqlUsageCounterStore implements UsageCounterStore {
   }
 }
 
-interface PeriodRow {
+export interface PeriodRow {
   subject_id: string;
   period_start: Date | string;
   period_end: Date | string;
@@ -181,7 +181,7 @@ interface PeriodRow {
 
 type WindowsRow = PeriodRow & { day: Date | string; day_generations: string; day_reserved_generations: string };
 
-interface DayRow {
+export interface DayRow {
   subject_id: string;
   day: Date | string;
   generations: string;
@@ -203,7 +203,7 @@ function requiredDate(value: Date | string, column: string): Date {
   return date;
 }
 
-function periodFromRow(row: PeriodRow): PeriodCounters {
+export function periodFromRow(row: PeriodRow): PeriodCounters {
   return {
     subjectId: row.subject_id,
     periodStart: requiredDate(row.period_start, "period_usage.period_start"),
@@ -216,7 +216,7 @@ function periodFromRow(row: PeriodRow): PeriodCounters {
   };
 }
 
-function dayFromRow(row: DayRow): DayCounters {
+export function dayFromRow(row: DayRow): DayCounters {
   return {
     subjectId: row.subject_id,
     day: requiredDate(row.day, "daily_usage.day"),

@@ -37,6 +37,16 @@ export function windowsAt(anchor: Date, at: Date): { period: Window; day: Window
 
 const MS_PER_SECOND = 1_000n;
 
+/** The limits of `plan` usage enforces (USAGE_LIMITS), by name; a limit the plan does not set is absent (unlimited). */
+export function planLimits(plan: Plan): Partial<Record<LimitName, bigint>> {
+  const limits: Partial<Record<LimitName, bigint>> = {};
+  for (const name of USAGE_LIMITS) {
+    const limit = plan.limits[name];
+    if (limit) limits[name] = BigInt(limit.limit);
+  }
+  return limits;
+}
+
 /**
  * Every limit `plan` sets (except requests_per_minute), in LIMIT_NAMES order, with its used
  * and reserved amounts from `usage` and the amount one generation of `credits` credits adds.

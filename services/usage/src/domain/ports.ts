@@ -1,4 +1,4 @@
-import type { OutboxStore, UnitOfWork } from "@tally/platform";
+import type { LimitName, OutboxStore, UnitOfWork } from "@tally/platform";
 import type { UsageLogCursor } from "./usage-log-cursor";
 import type {
   CounterDifference,
@@ -117,6 +117,15 @@ export interface ReservationStore {
    * reservations. False when a reservation for its generation id already exists (nothing moves).
    */
   reserve(reservation: Reservation): Promise<boolean>;
+  /**
+   * CheckAndReserve in one statement (its own transaction; call it outside one): locks the
+   * subject (storing its kind, plan and anchor), answers an existing reservation of the
+   * generation, and otherwise checks every limit in `limits` against the counters of the
+   * request's windows and, when all allow it, inserts `reservation` and bumps the reserved
+   * counters (INV-10). `windows_missing` when the subject has no row for the period or the
+   * day yet (nothing reserved; the caller creates them from the usage log and checks again).
+   */
+  checkAndReserve(reservation: Reservation, subject: Subject, limits: Partial<Record<LimitName, bigint>>): Promise<QuickReserveAnswer>;
   /** Moves an ACTIVE reservation to `status` at `at` and returns it; null when it is not active (already ended) or unknown. */
   end(generationId: string, status: Exclude<ReservationStatus, "active">, at: Date): Promise<Reservation | null>;
   /** Up to `limit` active reservations whose expiry is at or before `now`, soonest first. */
@@ -168,3 +177,10 @@ export interface UsageStores {
 }
 
 export type UsageUnitOfWork = UnitOfWork<UsageStores>;
+
+/** What ReservationStore.checkAndReserve found and did. */
+export type QuickReserveAnswer =
+  | { outcome: "existing"; reservation: Reservation }
+  | { outcome: "windows_missing" }
+  /** The counters are as they were before this call (the reservation is not in them). */
+  | { outcome: "reserved" | "refused"; reservation: Reservation | null; period: PeriodCounters; day: DayCounters; activeReservations: number };

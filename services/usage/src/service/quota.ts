@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { DomainError, type PlanCatalog } from "@tally/platform";
 import type { CheckAndReserveInput, ReleaseReservationInput, SubjectInput } from "../domain/inputs";
-import { firstExceeded, limitExceededError, limitStatuses, windowsAt, type CurrentUsage } from "../domain/limits";
+import { firstExceeded, limitExceededError, limitStatuses, planLimits, windowsAt, type CurrentUsage } from "../domain/limits";
 import type { UsageStores, UsageUnitOfWork } from "../domain/ports";
 import type { Clock, LimitsReport, Reservation, StoredSubject, Window } from "../domain/types";
 import { endReservation } from "./quota-accounting";
@@ -38,7 +38,24 @@ export class QuotaService {
    * Errors: `plan_limit_exceeded` (user) / `guest_limit_exceeded` (guest) with details
    * limit_name, window, plan, used, reserved, limit, period_start, resets_at (domain/limits.ts).
    */
-  checkAndReserve(input: CheckAndReserveInput): Promise<Reservation> {
+  async checkAndReserve(input: CheckAndReserveInput): Promise<Reservation> {
+    const now = this.options.clock();
+    const { period, day } = windowsAt(input.subject.periodAnchor, now);
+    const draft = this.draftReservation(input, period, day.start, now);
+    // Usually one round trip (the store's single statement); the subject's first call in a
+    // period or a day takes the transactional path that creates those rows from the usage log.
+    const quick = await this.uow.withoutTransaction((stores) => stores.reservations.checkAndReserve(draft, input.subject, planLimits(input.plan)));
+    if (quick.outcome === "existing") return quick.reservation;
+    if (quick.outcome === "windows_missing") return this.checkAndReserveCreatingWindows(input);
+    const exceeded = firstExceeded(input.plan, { period: quick.period, day: quick.day, activeReservations: quick.activeReservations }, input.credits);
+    assert.equal(quick.outcome === "refused", exceeded !== undefined, "INV-10: the database's limit check agrees with the domain rule (domain/limits.ts allows)");
+    if (exceeded) throw limitExceededError(input.subject, exceeded, period);
+    assert.ok(quick.reservation, "INV-10: a reserved answer carries its reservation");
+    return quick.reservation;
+  }
+
+  /** CheckAndReserve in one transaction of three round trips, creating the period and day rows from the usage log when missing. */
+  private checkAndReserveCreatingWindows(input: CheckAndReserveInput): Promise<Reservation> {
     return this.uow.inTransaction(async (stores) => {
       // Three round trips: lock (+ earlier reservation), counters, reserve (+ counter bumps).
       const { subject: stored, existing } = await stores.subjects.lockForReservation(input.subject, input.generationId);
@@ -52,24 +69,29 @@ export class QuotaService {
         if (raced) return raced;
         throw limitExceededError(input.subject, exceeded, period);
       }
-      const reservation: Reservation = {
-        generationId: input.generationId,
-        subjectId: input.subject.id,
-        kind: input.subject.kind,
-        plan: input.subject.plan,
-        periodStart: period.start,
-        day: usage.day.day,
-        credits: input.credits,
-        status: "active",
-        expiresAt: new Date(now.getTime() + this.options.reservationTtlMs),
-        createdAt: now,
-        endedAt: null,
-      };
+      const reservation = this.draftReservation(input, period, usage.day.day, now);
       if (await stores.reservations.reserve(reservation)) return reservation;
       const raced = await stores.reservations.find(input.generationId);
       assert.ok(raced, "INV-10: a reservation that conflicted on its generation id exists");
       return raced;
     });
+  }
+
+  /** The active reservation `input` asks for, in `period` and on the UTC day starting at `day`, made at `now`. */
+  private draftReservation(input: CheckAndReserveInput, period: Window, day: Date, now: Date): Reservation {
+    return {
+      generationId: input.generationId,
+      subjectId: input.subject.id,
+      kind: input.subject.kind,
+      plan: input.subject.plan,
+      periodStart: period.start,
+      day,
+      credits: input.credits,
+      status: "active",
+      expiresAt: new Date(now.getTime() + this.options.reservationTtlMs),
+      createdAt: now,
+      endedAt: null,
+    };
   }
 
   /**

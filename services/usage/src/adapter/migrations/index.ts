@@ -2,10 +2,12 @@ import type { MigrationEntry } from "@tally/platform";
 import { Migration20261121000001 } from "./Migration20261121000001";
 import { Migration20261123000001 } from "./Migration20261123000001";
 import { Migration20261123000002 } from "./Migration20261123000002";
+import { Migration20261124000001 } from "./Migration20261124000001";
 
 /** The usage service's migrations, in order. */
 export const usageMigrations: MigrationEntry[] = [
   { name: "Migration20261121000001", class: Migration20261121000001 },
   { name: "Migration20261123000001", class: Migration20261123000001 },
   { name: "Migration20261123000002", class: Migration20261123000002 },
+  { name: "Migration20261124000001", class: Migration20261124000001 },
 ];
