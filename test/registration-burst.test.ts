@@ -51,7 +51,7 @@ function expectShed(answer: Answer): number {
 }
 
 /**
- * Sends BURST_SIZE sign-ups with distinct emails at once and checks what the issue asks:
+ * Sends BURST_SIZE sign-ups with distinct emails at once and checks the burst's promises:
  * 201 or 503 only; each 503 well-formed and without an account; each 201 with one (and a
  * sample of them signs in); then the refused ones, retried after Retry-After, all succeed and
  * the burst's emails have exactly BURST_SIZE accounts. Returns how many were shed.

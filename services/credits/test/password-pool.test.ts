@@ -90,9 +90,11 @@ describe("credits password hashing pool (real PostgreSQL, gRPC)", () => {
 
   it("creates no account when the caller's deadline expires while its password is hashed", async () => {
     const address = email();
-    // A deadline shorter than one hash: the caller gives up first; the service must not create the account afterwards.
+    // A deadline shorter than one hash: the caller gives up first (deadline_exceeded), or the
+    // service, seeing too little time left for the effect, sheds it first (unavailable),
+    // whichever answer arrives first on a busy machine; either way nothing may be created.
     const request = { requestId: newId(), email: address, password, plan: "", role: credits.Role.ROLE_UNSPECIFIED, adoptGuestId: "" };
-    expect(await reasonOf(callUnary(h.client.createAccount.bind(h.client), request, { timeoutMs: 20 }))).toBe("deadline_exceeded");
+    expect(["deadline_exceeded", "unavailable"]).toContain(await reasonOf(callUnary(h.client.createAccount.bind(h.client), request, { timeoutMs: 20 })));
     await poolIdle();
     await new Promise((resolve) => setTimeout(resolve, 200));
     expect((await h.sql.query("SELECT 1 FROM accounts WHERE email = $1", [address])).rows).toHaveLength(0);
