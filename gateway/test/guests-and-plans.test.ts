@@ -1,13 +1,13 @@
 /**
  * Guests, plans and limits at the gateway, with `inject` against the real credits, usage and
  * generations services (test/real-services.ts; real PostgreSQL and NATS) and a test plans file
- * with tiny limits: X-Guest-ID validation and guest principals, the admin-only plan route,
- * GET /v1/usage/limits and /v1/me limits, sign-up adopting a guest, and the problems
+ * with tiny limits: X-Guest-ID validation and guest principals, the admin-only plan and
+ * billing-anchor routes, GET /v1/usage/limits and /v1/me limits, sign-up adopting a guest, and the problems
  * plan_limit_exceeded / guest_limit_exceeded / unavailable (members and Retry-After).
  */
 import { randomUUID } from "node:crypto";
 import { credits } from "@tally/contracts";
-import { callUnary } from "@tally/platform";
+import { billingPeriodAt, callUnary } from "@tally/platform";
 import { eventually } from "@tally/platform/src/testing";
 import { bearer, startTestGateway, type TestGateway } from "./helpers";
 import { RealServices, writePlansFile } from "./real-services";
@@ -216,6 +216,60 @@ describe("plans and limits", () => {
     expect([retry.statusCode, retry.json().plan]).toEqual([200, "pro"]);
     expect((await getAccount(user.id)).plan).toBe("free");
   });
+
+  it("lets only admins re-anchor a billing period; /v1/usage/limits and new generations follow the new anchor at once", async () => {
+    const anchored = await register(gateways.main, `anchored-${services.suffix}@example.com`);
+    const put = (headers: Headers, body: object, id = anchored.id) => send("PUT", `/v1/admin/accounts/${id}/billing-anchor`, headers, body);
+    const limitsOfAnchored = async () => (await send("GET", "/v1/usage/limits", bearer(anchored.token))).json();
+    const generate = async (prompt: string) => {
+      const created = await send("POST", "/v1/generations", bearer(anchored.token), text(prompt));
+      expect(created.statusCode).toBe(201);
+      await waitUntilEnded(created.json().id, bearer(anchored.token));
+    };
+    const created = (await getAccount(anchored.id)).currentPeriodStart!;
+    await generate("before re-anchoring");
+    await eventually(async () => ((await limitsOfAnchored()).limits[0].used === 1 ? true : undefined), 20_000, 100);
+
+    const past = "2026-01-31T00:00:00Z";
+    expect((await put({}, { anchor: past })).statusCode).toBe(401);
+    const asUser = await put(bearer(anchored.token), { anchor: past });
+    expect([asUser.statusCode, asUser.json().code]).toEqual([403, "forbidden"]);
+    const future = new Date(Date.now() + 3_600_000).toISOString();
+    for (const body of [{}, { anchor: "yesterday" }, { anchor: "2026-02-30T00:00:00Z" }, { anchor: 1767225600 }, { anchor: future }, { anchor: "1969-12-31T23:00:00Z" }]) {
+      const refused = await put(bearer(adminToken), body);
+      expect([JSON.stringify(body), refused.statusCode, refused.json().code]).toEqual([JSON.stringify(body), 400, "validation"]);
+      expect(refused.headers["content-type"]).toMatch(/^application\/problem\+json/);
+    }
+    const guestId = randomUUID();
+    expect((await send("GET", "/v1/usage/limits", guest(guestId))).statusCode).toBe(200); // credits creates the guest's account
+    const ofGuest = await put(bearer(adminToken), { anchor: past }, guestId);
+    expect([ofGuest.statusCode, ofGuest.json().code]).toEqual([400, "validation"]);
+    expect((await put(bearer(adminToken), { anchor: past }, "not-a-uuid")).statusCode).toBe(404);
+    expect((await put(bearer(adminToken), { anchor: past }, randomUUID())).statusCode).toBe(404);
+    expect((await getAccount(anchored.id)).currentPeriodStart).toEqual(created); // none of those moved it
+
+    // Re-anchored now: the generation completed before lies outside the new period, so nothing is used in it.
+    const anchor = new Date();
+    const key = { ...bearer(adminToken), "idempotency-key": `anchor-${services.suffix}` };
+    const first = await put(key, { anchor: anchor.toISOString().replace("Z", "+00:00") });
+    expect([first.statusCode, first.json().current_period_start]).toEqual([200, anchor.toISOString()]);
+    expect((await getAccount(anchored.id)).currentPeriodStart).toEqual(anchor);
+    const limits = await limitsOfAnchored();
+    expect(limits.period).toEqual({ start: anchor.toISOString(), end: billingPeriodAt(anchor, anchor).end.toISOString() });
+    expect(limits.limits[0]).toMatchObject({ name: "generations_per_period", used: 0, reserved: 0, resets_at: limits.period.end });
+    // A retry with the key replays; the same key with another anchor is a conflict.
+    expect((await put(key, { anchor: anchor.toISOString() })).json()).toEqual(first.json());
+    const reused = await put(key, { anchor: past });
+    expect([reused.statusCode, reused.json().code]).toEqual([409, "idempotency_key_reused"]);
+
+    // generations reads the new anchor from credits: the next generation counts in the new period.
+    await generate("after re-anchoring");
+    const after = await eventually(async () => {
+      const current = await limitsOfAnchored();
+      return current.limits[0].used === 1 ? current : undefined;
+    }, 20_000, 100);
+    expect(after.period).toEqual(limits.period);
+  }, 60_000);
 
   it("refuses a demoted admin whose token still says admin", async () => {
     const demoted = await register(gateways.main, DEMOTED_EMAIL);

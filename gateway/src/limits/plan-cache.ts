@@ -2,7 +2,9 @@
  * An account's plan name, remembered for a short time: the rate limiter needs the plan of
  * every authenticated request, and asking credits each time would double the calls. A plan
  * change reaches the limiter within `ttlMs` (at once on the replica that made it, which
- * forgets the entry). Concurrent misses for one account share one lookup.
+ * forgets the entry). Concurrent misses for one account share one lookup. It holds no billing
+ * anchor: limit checks and listings read the account (plan and anchor) from credits each time,
+ * so a re-anchoring applies at once on every replica.
  */
 export class PlanCache {
   private readonly entries = new Map<string, { plan: Promise<string>; expiresAtMs: number }>();

@@ -5,7 +5,7 @@ import { credits } from "@tally/contracts";
 import { userOf } from "../auth/authenticate";
 import { presentAccount } from "./presenters";
 import { requestIdFor, type RouteContext } from "./context";
-import { accountParams, accountSchema, idempotencyHeaders, problemResponses, setPlanBody } from "./schemas";
+import { accountParams, accountSchema, idempotencyHeaders, problemResponses, setBillingAnchorBody, setPlanBody } from "./schemas";
 
 /**
  * Admins only: the token must say `admin`, and credits must still say so (a demoted admin's
@@ -21,51 +21,105 @@ async function requireAdmin(context: RouteContext, request: FastifyRequest): Pro
   return accountId;
 }
 
-/** `PUT /v1/admin/accounts/{user_id}/plan`. */
+/** `PUT /v1/admin/accounts/{user_id}/plan` and `PUT /v1/admin/accounts/{user_id}/billing-anchor`. */
 export function adminRoutes(context: RouteContext) {
   return async (app: FastifyInstance): Promise<void> => {
-    const routes = app.withTypeProvider<ZodTypeProvider>();
-    const { callFor, clients, catalog } = context;
-
-    /**
-     * Moves an account to another plan (credits SetPlan): the new plan's limits apply at once,
-     * usage already counted in the current billing period stays counted (docs/plans.md).
-     * 200 account; 400 `validation` for a plan the plans file does not name; 401 without a
-     * token; 403 `forbidden` unless the caller is an admin; 404 for an unknown account (or an
-     * id that is not a UUID). Idempotent with `Idempotency-Key` (scoped by the admin, INV-4).
-     */
-    routes.put(
-      "/v1/admin/accounts/:user_id/plan",
-      {
-        onRequest: context.hooks.user,
-        schema: {
-          tags: ["admin"],
-          summary: "Change an account's plan (admins)",
-          security: [{ bearerAuth: [] }],
-          headers: idempotencyHeaders,
-          params: accountParams,
-          body: setPlanBody,
-          response: { 200: accountSchema, ...problemResponses },
-        },
-      },
-      async (request) => {
-        const adminId = await requireAdmin(context, request);
-        const accountId = requireUuid(request.params.user_id, () => notFound(`account ${request.params.user_id} not found`));
-        const { plan } = request.body;
-        if (!(plan in catalog.plans)) {
-          const known = Object.keys(catalog.plans).sort();
-          throw validationError(`body.plan: unknown plan "${plan}" (plans: ${known.join(", ")})`, { field: "body.plan", known_plans: known });
-        }
-        const response = await callFor(request)(clients.credits.setPlan.bind(clients.credits), {
-          requestId: requestIdFor(request, { accountId: adminId }),
-          accountId,
-          plan,
-        });
-        const account = presentAccount(response.account);
-        // This replica limits the account at its new plan at once; others within PLAN_CACHE_TTL_MS.
-        context.planCache.remember(account.id, account.plan);
-        return account;
-      },
-    );
+    planRoute(app, context);
+    billingAnchorRoute(app, context);
   };
+}
+
+/** Registers `PUT /v1/admin/accounts/{user_id}/plan` on `app`. */
+function planRoute(app: FastifyInstance, context: RouteContext): void {
+  const routes = app.withTypeProvider<ZodTypeProvider>();
+  const { callFor, clients, catalog } = context;
+
+  /**
+   * Moves an account to another plan (credits SetPlan): the new plan's limits apply at once,
+   * usage already counted in the current billing period stays counted (docs/plans.md).
+   * 200 account; 400 `validation` for a plan the plans file does not name; 401 without a
+   * token; 403 `forbidden` unless the caller is an admin; 404 for an unknown account (or an
+   * id that is not a UUID). Idempotent with `Idempotency-Key` (scoped by the admin, INV-4).
+   */
+  routes.put(
+    "/v1/admin/accounts/:user_id/plan",
+    {
+      onRequest: context.hooks.user,
+      schema: {
+        tags: ["admin"],
+        summary: "Change an account's plan (admins)",
+        security: [{ bearerAuth: [] }],
+        headers: idempotencyHeaders,
+        params: accountParams,
+        body: setPlanBody,
+        response: { 200: accountSchema, ...problemResponses },
+      },
+    },
+    async (request) => {
+      const adminId = await requireAdmin(context, request);
+      const accountId = requireUuid(request.params.user_id, () => notFound(`account ${request.params.user_id} not found`));
+      const { plan } = request.body;
+      if (!(plan in catalog.plans)) {
+        const known = Object.keys(catalog.plans).sort();
+        throw validationError(`body.plan: unknown plan "${plan}" (plans: ${known.join(", ")})`, { field: "body.plan", known_plans: known });
+      }
+      const response = await callFor(request)(clients.credits.setPlan.bind(clients.credits), {
+        requestId: requestIdFor(request, { accountId: adminId }),
+        accountId,
+        plan,
+      });
+      const account = presentAccount(response.account);
+      // This replica limits the account at its new plan at once; others within PLAN_CACHE_TTL_MS.
+      context.planCache.remember(account.id, account.plan);
+      return account;
+    },
+  );
+}
+
+/** Registers `PUT /v1/admin/accounts/{user_id}/billing-anchor` on `app`. */
+function billingAnchorRoute(app: FastifyInstance, context: RouteContext): void {
+  const routes = app.withTypeProvider<ZodTypeProvider>();
+  const { callFor, clients } = context;
+
+  /**
+   * Re-anchors an account's billing period (credits SetBillingAnchor): `anchor` becomes its
+   * `current_period_start`, the current period is recomputed from it at once, and usage
+   * already counted stays in the period it was counted in (docs/plans.md). 200 account; 400
+   * `validation` for a body without an RFC 3339 `anchor`, an anchor in the future or before
+   * 1970, or a guest's account; 401 without a token; 403 `forbidden` unless the caller is an
+   * admin; 404 for an unknown account (or an id that is not a UUID). Idempotent with
+   * `Idempotency-Key` (scoped by the admin, INV-4).
+   */
+  routes.put(
+    "/v1/admin/accounts/:user_id/billing-anchor",
+    {
+      onRequest: context.hooks.user,
+      schema: {
+        tags: ["admin"],
+        summary: "Re-anchor an account's billing period (admins)",
+        security: [{ bearerAuth: [] }],
+        headers: idempotencyHeaders,
+        params: accountParams,
+        body: setBillingAnchorBody,
+        response: { 200: accountSchema, ...problemResponses },
+      },
+    },
+    async (request) => {
+      const adminId = await requireAdmin(context, request);
+      const accountId = requireUuid(request.params.user_id, () => notFound(`account ${request.params.user_id} not found`));
+      const anchor = new Date(request.body.anchor);
+      // Credits decides by its own clock too; this names the body's field for the caller.
+      if (anchor.getTime() > Date.now()) throw validationError("body.anchor: must not be in the future", { field: "body.anchor" });
+      const response = await callFor(request)(clients.credits.setBillingAnchor.bind(clients.credits), {
+        requestId: requestIdFor(request, { accountId: adminId }),
+        accountId,
+        anchor,
+      });
+      const account = presentAccount(response.account);
+      // The plan cache holds plans, not anchors (the anchor is read from credits on every
+      // limit check and listing): refresh this replica's entry as the plan route does.
+      context.planCache.remember(account.id, account.plan);
+      return account;
+    },
+  );
 }

@@ -166,6 +166,12 @@ export const setPlanBody = z.object({
   plan: z.string().min(1).max(64).regex(/^[a-z0-9][a-z0-9_-]*$/, "must be a plan name (a-z, 0-9, _ and -)").describe("a plan of the plans file"),
 });
 
+export const setBillingAnchorBody = z.object({
+  anchor: z.iso
+    .datetime({ offset: true })
+    .describe("RFC 3339 timestamp, not in the future: the account's new current_period_start (billing periods are monthly from it, UTC)"),
+});
+
 export const balanceResponse = z
   .object({
     trial_credits: z.number().int(),

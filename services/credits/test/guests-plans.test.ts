@@ -138,6 +138,44 @@ describe("credits guests, plans, roles and adoption (real PostgreSQL, gRPC)", ()
     expect(await reasonOf(h.call.setPlan({ accountId, plan: "pro", requestId: "" }))).toBe("validation");
   });
 
+  it("re-anchors a user's billing period, idempotently, and refuses future or missing anchors, guests and unknown accounts", async () => {
+    const accountId = await h.newAccount();
+    const before = (await h.call.getAccount({ accountId })).account!;
+    const anchor = new Date("2026-01-31T00:00:00.000Z");
+    const request = { requestId: newId(), accountId: accountId.toUpperCase(), anchor };
+    const moved = await h.call.setBillingAnchor(request);
+    expect(moved.account).toMatchObject({ ...before, currentPeriodStart: anchor });
+    expect((await h.call.getAccount({ accountId })).account!.currentPeriodStart).toEqual(anchor);
+    // A retry answers the first answer and moves nothing; the same key with another anchor is refused.
+    await h.sql.query("UPDATE accounts SET current_period_start = '2026-02-01T00:00:00Z' WHERE id = $1", [accountId]);
+    expect(await h.call.setBillingAnchor(request)).toEqual(moved);
+    expect((await h.call.getAccount({ accountId })).account!.currentPeriodStart).toEqual(new Date("2026-02-01T00:00:00.000Z"));
+    expect(await reasonOf(h.call.setBillingAnchor({ ...request, anchor: new Date("2026-03-01T00:00:00.000Z") }))).toBe("idempotency_key_reused");
+    // Nothing else of the account moves: plan, balance.
+    expect((await h.call.getBalance({ accountId })).balance!.availableCredits).toBe(10n);
+
+    const future = await errorOf(h.call.setBillingAnchor({ accountId, anchor: new Date(Date.now() + 60_000) }));
+    expect(future).toMatchObject({ reason: "validation", details: { field: "anchor" } });
+    expect(future.message).toContain("future");
+    expect(await errorOf(h.call.setBillingAnchor({ accountId }))).toMatchObject({ reason: "validation", details: { field: "anchor" } });
+    const ancient = await errorOf(h.call.setBillingAnchor({ accountId, anchor: new Date("1969-12-31T23:59:59.999Z") }));
+    expect(ancient).toMatchObject({ reason: "validation", details: { field: "anchor" } });
+    // Up to now is accepted: the clock's present instant is no future.
+    const now = new Date();
+    expect((await h.call.setBillingAnchor({ accountId, anchor: now })).account!.currentPeriodStart).toEqual(now);
+
+    const guestId = newId();
+    await h.call.ensureGuestAccount({ guestId });
+    const guest = await errorOf(h.call.setBillingAnchor({ accountId: guestId, anchor }));
+    expect(guest).toMatchObject({ reason: "validation", details: { field: "account_id" } });
+    expect((await h.call.getAccount({ accountId: guestId })).account!.currentPeriodStart).not.toEqual(anchor);
+    expect(await reasonOf(h.call.setBillingAnchor({ accountId: newId(), anchor }))).toBe("not_found");
+    expect(await reasonOf(h.call.setBillingAnchor({ accountId: "not-a-uuid", anchor }))).toBe("not_found");
+    expect(await reasonOf(h.call.setBillingAnchor({ accountId, anchor, requestId: "" }))).toBe("validation");
+    // None of the refusals moved the anchor.
+    expect((await h.call.getAccount({ accountId })).account!.currentPeriodStart).toEqual(now);
+  });
+
   it("creates accounts on a named plan and refuses an unknown one listing the known plans", async () => {
     const pro = await h.call.createAccount({ email: email(), password, plan: "pro" });
     expect(pro.account!.plan).toBe("pro");

@@ -41,6 +41,7 @@ interface Calls {
   listLedgerEntries(r: Partial<credits.ListLedgerEntriesRequest>): Promise<credits.ListLedgerEntriesResponse>;
   ensureGuestAccount(r: credits.EnsureGuestAccountRequest): Promise<credits.EnsureGuestAccountResponse>;
   setPlan(r: Partial<credits.SetPlanRequest>): Promise<credits.SetPlanResponse>;
+  setBillingAnchor(r: Partial<credits.SetBillingAnchorRequest>): Promise<credits.SetBillingAnchorResponse>;
   setRole(r: Partial<credits.SetRoleRequest>): Promise<credits.SetRoleResponse>;
 }
 
@@ -113,6 +114,7 @@ function callsOn(client: credits.CreditsServiceClient): Calls {
       callUnary(client.listLedgerEntries.bind(client), { accountId: "", pageSize: 0, pageToken: "", ...r }, options),
     ensureGuestAccount: (r) => callUnary(client.ensureGuestAccount.bind(client), r, options),
     setPlan: (r) => callUnary(client.setPlan.bind(client), { ...rid(), accountId: "", plan: "", ...r }, options),
+    setBillingAnchor: (r) => callUnary(client.setBillingAnchor.bind(client), { ...rid(), accountId: "", ...r }, options),
     setRole: (r) => callUnary(client.setRole.bind(client), { ...rid(), email: "", role: 0, ...r }, options),
   };
 }

@@ -241,6 +241,55 @@ describe("usage limits: reservations against plan limits", () => {
     for (const s of [credits, processing, concurrent]) expect(await reconcile(s.id)).toEqual([]);
   });
 
+  it("follows a re-anchored billing period at once: the new window is counted from the usage log, the old one keeps what it counted", async () => {
+    const userId = newId();
+    const periodRow = async (start: string) => {
+      const [row] = await sql<{ generations: number; period_end: string }>(
+        "SELECT generations::int AS generations, period_end FROM period_usage WHERE subject_id = ? AND period_start = ?::timestamptz",
+        [userId, start],
+      );
+      return row && { generations: row.generations, periodEnd: new Date(row.period_end) };
+    };
+    // Anchored on Jan 15 (period Feb 15 .. Mar 15 at now, Mar 10): 2 completions on Feb 20, 3 on Mar 2.
+    const before = subject(userId, "free", "2027-01-15T00:00:00.000Z");
+    await client.listLimits(before);
+    await recordCompletions(userId, 2, (i) => new Date(Date.UTC(2027, 1, 20, 9, i)));
+    await recordCompletions(userId, 3, (i) => new Date(Date.UTC(2027, 2, 2, 9, i)));
+    const old = await limitsOf(before);
+    expect([old.periodStart, old.periodEnd]).toEqual([new Date("2027-02-15T00:00:00.000Z"), new Date("2027-03-15T00:00:00.000Z")]);
+    expect(old.byName.generations_per_period).toMatchObject({ used: 5n, reserved: 0n });
+
+    // Re-anchored on Mar 1 (credits' SetBillingAnchor; callers pass the account's new anchor): the
+    // current period is Mar 1 .. Apr 1, and its used count is what the usage log holds in it (Mar 2's 3).
+    const after = subject(userId, "free", "2027-03-01T00:00:00.000Z");
+    const current = await limitsOf(after);
+    expect([current.periodStart, current.periodEnd]).toEqual([new Date("2027-03-01T00:00:00.000Z"), new Date("2027-04-01T00:00:00.000Z")]);
+    expect(current.byName.generations_per_period).toMatchObject({ used: 3n, reserved: 0n, remaining: 17n, resetsAt: new Date("2027-04-01T00:00:00.000Z") });
+    const [stored] = await sql<{ period_anchor: Date }>("SELECT period_anchor FROM subjects WHERE id = ?", [userId]);
+    expect(new Date(stored!.period_anchor)).toEqual(new Date("2027-03-01T00:00:00.000Z"));
+    expect(await reconcile(userId)).toEqual([]);
+
+    // CheckAndReserve reserves in the new period, and the completion counts there; the old period
+    // keeps its 5. (On Mar 20, after the old window's end: an entry inside a superseded window
+    // would leave that row short of the log, which reconciliation reports; see the usage README.)
+    now = new Date("2027-03-20T12:00:00.000Z");
+    const generationId = newId();
+    const { reservation } = await reserve(after, generationId);
+    expect(reservation?.periodStart).toEqual(new Date("2027-03-01T00:00:00.000Z"));
+    await bed.publishCompleted(completedEvent(userId, { generationId, occurredAt: now }));
+    await eventually(async () => ((await reservationStatus(generationId)) === "consumed" ? true : undefined));
+    expect((await limitsOf(after)).byName.generations_per_period).toMatchObject({ used: 4n, reserved: 0n });
+    expect(await periodRow("2027-03-01T00:00:00.000Z")).toEqual({ generations: 4, periodEnd: new Date("2027-04-01T00:00:00.000Z") });
+    expect(await periodRow("2027-02-15T00:00:00.000Z")).toEqual({ generations: 5, periodEnd: new Date("2027-03-15T00:00:00.000Z") });
+    expect(await reconcile(userId)).toEqual([]);
+
+    // Once the period ends, the next one (Apr 1 .. May 1) starts from the log: nothing yet.
+    now = new Date("2027-04-01T00:00:00.000Z");
+    const next = await limitsOf(after);
+    expect([next.periodStart, next.periodEnd]).toEqual([new Date("2027-04-01T00:00:00.000Z"), new Date("2027-05-01T00:00:00.000Z")]);
+    expect(next.byName.generations_per_period).toMatchObject({ used: 0n, reserved: 0n });
+  });
+
   it("gives the quota back on a failure event and on a cancellation event (never logged nor dead-lettered)", async () => {
     const userId = newId();
     const s = subject(userId, "free", "2027-01-15T00:00:00.000Z");

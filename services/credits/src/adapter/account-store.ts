@@ -100,6 +100,14 @@ export class SqlAccountStore implements AccountStore {
     return row ? toAccount(row) : null;
   }
 
+  async setBillingAnchor(accountId: string, anchor: Date): Promise<Account | null> {
+    const row = await this.sql.one<AccountRow>(
+      `UPDATE accounts SET current_period_start = ?::timestamptz WHERE id = ?::uuid AND kind = 'user' RETURNING ${ACCOUNT_COLUMNS}`,
+      [anchor, accountId],
+    );
+    return row ? toAccount(row) : null;
+  }
+
   async setRoleByEmail(email: string, role: Role): Promise<Account | null> {
     const row = await this.sql.one<AccountRow>(`UPDATE accounts SET role = ? WHERE email = ? RETURNING ${ACCOUNT_COLUMNS}`, [role, email]);
     return row ? toAccount(row) : null;

@@ -7,6 +7,7 @@ import {
   parseGuestId,
   parseListLedgerEntriesInput,
   parseReleaseHoldInput,
+  parseSetBillingAnchorInput,
   parseSetPlanInput,
   parseSetRoleInput,
 } from "./inputs";
@@ -45,13 +46,21 @@ describe("request parsers", () => {
     expect(reason(() => parseCreateAccountInput({ ...raw, adoptGuestId: "not-a-uuid" }, rules))).toBe("validation");
   });
 
-  it("checks guest ids, plan changes and role changes", () => {
+  it("checks guest ids, plan changes, billing anchors and role changes", () => {
     expect(parseGuestId(accountId)).toBe(accountId.toLowerCase());
     expect(reason(() => parseGuestId("guest-1"))).toBe("validation");
     expect(reason(() => parseGuestId(""))).toBe("validation");
     expect(parseSetPlanInput({ requestId: "r", accountId, plan: "pro" }, rules)).toEqual({ requestId: "r", accountId: accountId.toLowerCase(), plan: "pro" });
     expect(reason(() => parseSetPlanInput({ requestId: "r", accountId, plan: "gold" }, rules))).toBe("validation");
     expect(reason(() => parseSetPlanInput({ requestId: "r", accountId: "x", plan: "pro" }, rules))).toBe("not_found");
+    const nowMs = Date.parse("2026-11-21T10:00:00.000Z");
+    const anchor = new Date(nowMs);
+    expect(parseSetBillingAnchorInput({ requestId: "r", accountId, anchor }, nowMs)).toEqual({ requestId: "r", accountId: accountId.toLowerCase(), anchor });
+    expect(parseSetBillingAnchorInput({ requestId: "r", accountId, anchor: new Date(0) }, nowMs).anchor).toEqual(new Date(0));
+    for (const bad of [null, new Date(nowMs + 1), new Date(-1), new Date(Number.NaN)]) {
+      expect(reason(() => parseSetBillingAnchorInput({ requestId: "r", accountId, anchor: bad }, nowMs))).toBe("validation");
+    }
+    expect(reason(() => parseSetBillingAnchorInput({ requestId: "r", accountId: "x", anchor }, nowMs))).toBe("not_found");
     expect(parseSetRoleInput({ requestId: "r", email: " Ada@Example.com", role: "admin" }).email).toBe("ada@example.com");
     expect(reason(() => parseSetRoleInput({ requestId: "r", email: "nope", role: "admin" }))).toBe("validation");
   });

@@ -19,6 +19,7 @@ import {
 import { decodeLedgerCursor, type LedgerCursor } from "./ledger-cursor";
 import {
   accountNotFound,
+  BILLING_ANCHOR_EARLIEST_MS,
   couldBeStoredPassword,
   GENERATION_ID_LENGTH_MAX,
   holdNotFound,
@@ -104,6 +105,37 @@ export type SetPlanInput = SetPlanRequest;
 export function parseSetPlanInput(raw: SetPlanRequest, rules: Pick<CreditsRules, "plans">): SetPlanInput {
   const plan = planNamed(rules.plans, raw.plan.trim()).name;
   return { requestId: raw.requestId, accountId: parseAccountId(raw.accountId), plan };
+}
+
+export interface SetBillingAnchorRequest {
+  requestId: string;
+  accountId: string;
+  /** The new billing anchor; null when the request named none. */
+  anchor: Date | null;
+}
+
+export interface SetBillingAnchorInput {
+  requestId: string;
+  /** A UUID, lower-cased. */
+  accountId: string;
+  /** A valid instant from 1970-01-01T00:00:00Z up to now (not in the future). */
+  anchor: Date;
+}
+
+/**
+ * Checks a re-anchoring of a billing period. `nowMs` is the clock, in epoch milliseconds.
+ * Errors: `validation` (field `anchor`) for a missing or invalid anchor, one before
+ * 1970-01-01T00:00:00Z (BILLING_ANCHOR_EARLIEST_MS) or one after `nowMs`; `not_found` for an
+ * account id that is no UUID. Whether the account is a user's is the service's check.
+ */
+export function parseSetBillingAnchorInput(raw: SetBillingAnchorRequest, nowMs = Date.now()): SetBillingAnchorInput {
+  const anchorMs = raw.anchor?.getTime() ?? Number.NaN;
+  if (Number.isNaN(anchorMs)) throw validationError("anchor is required (a valid time)", { field: "anchor" });
+  if (anchorMs < BILLING_ANCHOR_EARLIEST_MS) {
+    throw validationError(`anchor must not be before ${new Date(BILLING_ANCHOR_EARLIEST_MS).toISOString()}`, { field: "anchor" });
+  }
+  if (anchorMs > nowMs) throw validationError("anchor must not be in the future", { field: "anchor" });
+  return { requestId: raw.requestId, accountId: parseAccountId(raw.accountId), anchor: new Date(anchorMs) };
 }
 
 export interface SetRoleRequest {

@@ -42,6 +42,11 @@ export interface AccountStore {
   adoptGuest(guestId: string, userId: string): Promise<boolean>;
   /** Sets an account's plan; null when there is no such account. */
   setPlan(accountId: string, plan: string): Promise<Account | null>;
+  /**
+   * Sets a user's billing anchor (`current_period_start`); null when there is no user's account
+   * with this id (none at all, or a guest's).
+   */
+  setBillingAnchor(accountId: string, anchor: Date): Promise<Account | null>;
   /** Sets the role of the account with this normalized email; null when there is none. */
   setRoleByEmail(email: string, role: Role): Promise<Account | null>;
   find(accountId: string): Promise<Account | null>;

@@ -97,6 +97,20 @@ export function validatePositiveAmount(amount: bigint, field: string, max: bigin
 export const accountNotFound = (accountId: string) =>
   new DomainError("not_found", "account not found", { account_id: accountId });
 
+/**
+ * The earliest billing anchor an admin may set (1970-01-01T00:00:00Z, epoch 0): billing periods
+ * are computed with `Date.UTC`, which reads the years 0..99 as 1900..1999, and no account
+ * predates it.
+ */
+export const BILLING_ANCHOR_EARLIEST_MS = 0;
+
+/** The error for a re-anchoring of a guest's account: a guest is limited per UTC day and has no billing period to move. */
+export const guestHasNoBillingAnchor = (accountId: string) =>
+  new DomainError("validation", "a guest's account has no billing period to re-anchor (guests are limited per UTC day)", {
+    field: "account_id",
+    account_id: accountId,
+  });
+
 /** The error for an email no account is registered with (SetRole). */
 export const noAccountWithEmail = () => new DomainError("not_found", "no account is registered with this email", { field: "email" });
 

@@ -14,6 +14,7 @@ import {
   holdWithBalanceToProto,
   ledgerEntryToProto,
   releaseHoldRequestFromProto,
+  setBillingAnchorRequestFromProto,
   setRoleRequestFromProto,
 } from "./mapping";
 
@@ -34,6 +35,7 @@ export type CreditsApi = Pick<
   | "listLedgerEntries"
   | "ensureGuestAccount"
   | "setPlan"
+  | "setBillingAnchor"
   | "setRole"
 >;
 
@@ -88,6 +90,10 @@ export function creditsHandlers(service: CreditsApi): AsyncService<credits.Credi
     /** SetPlan → account on its new plan (AccountsService.setPlan; INV-4). */
     async setPlan(req) {
       return { account: accountToProto(await service.setPlan({ requestId: req.requestId, accountId: req.accountId, plan: req.plan })) };
+    },
+    /** SetBillingAnchor → account with its new current_period_start (AccountsService.setBillingAnchor; INV-4). */
+    async setBillingAnchor(req) {
+      return { account: accountToProto(await service.setBillingAnchor(setBillingAnchorRequestFromProto(req))) };
     },
     /** SetRole → account with its new role, by email (AccountsService.setRole; INV-4). */
     async setRole(req) {

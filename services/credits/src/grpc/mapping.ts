@@ -11,6 +11,7 @@ import type {
   CreateGrantRequest,
   CreateHoldRequest,
   ReleaseHoldRequest,
+  SetBillingAnchorRequest,
   SetRoleRequest,
 } from "../domain/inputs";
 import type { Account, AccountKind, Balance, GuestAccount, Grant, GrantKind, Hold, HoldStatus, HoldWithBalance, LedgerEntry, LedgerEntryKind, Role } from "../domain/types";
@@ -58,6 +59,13 @@ export function setRoleRequestFromProto(req: credits.SetRoleRequest): SetRoleReq
   if (req.role === credits.Role.ROLE_UNSPECIFIED) throw validationError("role must be ROLE_USER or ROLE_ADMIN", { field: "role" });
   return { requestId: req.requestId, email: req.email, role: roleFromProto(req.role) };
 }
+
+/** An unset `anchor` is left null for domain/inputs.ts to refuse (`validation`, field `anchor`). */
+export const setBillingAnchorRequestFromProto = (req: credits.SetBillingAnchorRequest): SetBillingAnchorRequest => ({
+  requestId: req.requestId,
+  accountId: req.accountId,
+  anchor: req.anchor ?? null,
+});
 
 /**
  * A gRPC call's deadline as epoch milliseconds (Infinity when the caller set none), the form

@@ -3,16 +3,18 @@ import {
   parseAccountId,
   parseAuthenticateInput,
   parseCreateAccountInput,
+  parseSetBillingAnchorInput,
   parseSetPlanInput,
   parseSetRoleInput,
   type AuthenticateRequest,
   type CreateAccountInput,
   type CreateAccountRequest,
+  type SetBillingAnchorRequest,
   type SetPlanRequest,
   type SetRoleRequest,
 } from "../domain/inputs";
 import type { CreditsUnitOfWork } from "../domain/ports";
-import { accountNotFound, emailConflict, noAccountWithEmail, requestIdReused, requireTimeForEffect, signInFailed, type CreditsRules } from "../domain/rules";
+import { accountNotFound, emailConflict, guestHasNoBillingAnchor, noAccountWithEmail, requestIdReused, requireTimeForEffect, signInFailed, type CreditsRules } from "../domain/rules";
 import type { Account, AccountWithBalance } from "../domain/types";
 import type { GrantsService } from "./grants";
 import type { LedgerService } from "./ledger";
@@ -137,6 +139,32 @@ export class AccountsService {
         const account = await stores.accounts.setPlan(input.accountId, input.plan);
         if (!account) throw accountNotFound(input.accountId);
         return account;
+      }),
+    );
+  }
+
+  /**
+   * Re-anchors a user's billing period: `anchor` becomes the account's `current_period_start`
+   * (the only change of it after creation). Nothing is reset or moved: the usage service
+   * computes the current period from the anchor and the clock on its next check (callers pass
+   * the account's anchor), counts the new period's usage from its usage log, and leaves the
+   * usage already counted in the period it was counted in. Idempotent per `requestId` (INV-4;
+   * the fingerprint holds the anchor to the millisecond). `nowMs` is the clock, in epoch
+   * milliseconds. Errors: `validation` (anchor missing, before 1970-01-01T00:00:00Z or after
+   * `nowMs`, field `anchor`; a guest's account, field `account_id`; request_id), `not_found`,
+   * `idempotency_key_reused`.
+   */
+  async setBillingAnchor(request: SetBillingAnchorRequest, nowMs = Date.now()): Promise<Account> {
+    const input = parseSetBillingAnchorInput(request, nowMs);
+    const parameters = { accountId: input.accountId, anchor: input.anchor.toISOString() };
+    const call = { requestId: input.requestId, operation: "SetBillingAnchor", parameters, ...answerCodec<Account>() };
+    return this.uow.inTransaction((stores) =>
+      runIdempotent(stores.idempotency, call, async () => {
+        const account = await stores.accounts.setBillingAnchor(input.accountId, input.anchor);
+        if (account) return account;
+        // Nothing updated: no account, or a guest's (an account's kind never changes).
+        if (await stores.accounts.find(input.accountId)) throw guestHasNoBillingAnchor(input.accountId);
+        throw accountNotFound(input.accountId);
       }),
     );
   }

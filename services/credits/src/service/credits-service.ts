@@ -33,6 +33,8 @@ export class CreditsService {
   readonly authenticate: AccountsService["authenticate"] = (request, deadlineMs) => this.accounts.authenticate(request, deadlineMs);
   /** See AccountsService.setPlan. */
   readonly setPlan: AccountsService["setPlan"] = (request) => this.accounts.setPlan(request);
+  /** See AccountsService.setBillingAnchor. */
+  readonly setBillingAnchor: AccountsService["setBillingAnchor"] = (request, nowMs) => this.accounts.setBillingAnchor(request, nowMs);
   /** See AccountsService.setRole. */
   readonly setRole: AccountsService["setRole"] = (request) => this.accounts.setRole(request);
   /** See GuestsService.ensureGuestAccount. */

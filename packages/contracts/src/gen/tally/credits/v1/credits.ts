@@ -484,6 +484,18 @@ export interface SetPlanResponse {
   account?: Account | undefined;
 }
 
+export interface SetBillingAnchorRequest {
+  requestId: string;
+  accountId: string;
+  /** The new billing anchor (becomes the account's `current_period_start`); not in the future. */
+  anchor?: Date | undefined;
+}
+
+export interface SetBillingAnchorResponse {
+  /** The account with its new `current_period_start`. */
+  account?: Account | undefined;
+}
+
 export interface SetRoleRequest {
   requestId: string;
   email: string;
@@ -3751,6 +3763,184 @@ export const SetPlanResponse: MessageFns<SetPlanResponse> = {
   },
 };
 
+function createBaseSetBillingAnchorRequest(): SetBillingAnchorRequest {
+  return { requestId: "", accountId: "", anchor: undefined };
+}
+
+export const SetBillingAnchorRequest: MessageFns<SetBillingAnchorRequest> = {
+  encode(message: SetBillingAnchorRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.requestId !== "") {
+      writer.uint32(10).string(message.requestId);
+    }
+    if (message.accountId !== "") {
+      writer.uint32(18).string(message.accountId);
+    }
+    if (message.anchor !== undefined) {
+      Timestamp.encode(toTimestamp(message.anchor), writer.uint32(26).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SetBillingAnchorRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSetBillingAnchorRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.requestId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.accountId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.anchor = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SetBillingAnchorRequest {
+    return {
+      requestId: isSet(object.requestId)
+        ? globalThis.String(object.requestId)
+        : isSet(object.request_id)
+        ? globalThis.String(object.request_id)
+        : "",
+      accountId: isSet(object.accountId)
+        ? globalThis.String(object.accountId)
+        : isSet(object.account_id)
+        ? globalThis.String(object.account_id)
+        : "",
+      anchor: isSet(object.anchor) ? fromJsonTimestamp(object.anchor) : undefined,
+    };
+  },
+
+  toJSON(message: SetBillingAnchorRequest): unknown {
+    const obj: any = {};
+    if (message.requestId !== "") {
+      obj.requestId = message.requestId;
+    }
+    if (message.accountId !== "") {
+      obj.accountId = message.accountId;
+    }
+    if (message.anchor !== undefined) {
+      obj.anchor = message.anchor.toISOString();
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SetBillingAnchorRequest>, I>>(base?: I): SetBillingAnchorRequest {
+    return SetBillingAnchorRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SetBillingAnchorRequest>, I>>(object: I): SetBillingAnchorRequest {
+    const message = createBaseSetBillingAnchorRequest();
+    message.requestId = object.requestId ?? "";
+    message.accountId = object.accountId ?? "";
+    message.anchor = object.anchor ?? undefined;
+    return message;
+  },
+};
+
+function createBaseSetBillingAnchorResponse(): SetBillingAnchorResponse {
+  return { account: undefined };
+}
+
+export const SetBillingAnchorResponse: MessageFns<SetBillingAnchorResponse> = {
+  encode(message: SetBillingAnchorResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.account !== undefined) {
+      Account.encode(message.account, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SetBillingAnchorResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSetBillingAnchorResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.account = Account.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SetBillingAnchorResponse {
+    return { account: isSet(object.account) ? Account.fromJSON(object.account) : undefined };
+  },
+
+  toJSON(message: SetBillingAnchorResponse): unknown {
+    const obj: any = {};
+    if (message.account !== undefined) {
+      obj.account = Account.toJSON(message.account);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SetBillingAnchorResponse>, I>>(base?: I): SetBillingAnchorResponse {
+    return SetBillingAnchorResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SetBillingAnchorResponse>, I>>(object: I): SetBillingAnchorResponse {
+    const message = createBaseSetBillingAnchorResponse();
+    message.account = (object.account !== undefined && object.account !== null)
+      ? Account.fromPartial(object.account)
+      : undefined;
+    return message;
+  },
+};
+
 function createBaseSetRoleRequest(): SetRoleRequest {
   return { requestId: "", email: "", role: 0 };
 }
@@ -4081,6 +4271,24 @@ export const CreditsServiceService = {
     responseDeserialize: (value: Buffer): SetPlanResponse => SetPlanResponse.decode(value),
   },
   /**
+   * Re-anchors a user's billing period: `anchor` becomes the account's `current_period_start`,
+   * and the current period is computed from it (monthly, UTC, clamped at month end) on the
+   * next check. Usage already counted stays in the period it was counted in. Idempotent by
+   * `request_id`. Errors: INVALID_ARGUMENT `validation` (anchor missing, before 1970 or in the
+   * future; a guest's account, which has no billing period to move); NOT_FOUND `not_found`.
+   */
+  setBillingAnchor: {
+    path: "/tally.credits.v1.CreditsService/SetBillingAnchor" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: SetBillingAnchorRequest): Buffer =>
+      Buffer.from(SetBillingAnchorRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): SetBillingAnchorRequest => SetBillingAnchorRequest.decode(value),
+    responseSerialize: (value: SetBillingAnchorResponse): Buffer =>
+      Buffer.from(SetBillingAnchorResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): SetBillingAnchorResponse => SetBillingAnchorResponse.decode(value),
+  },
+  /**
    * Sets the role of the account with this email (e.g. promotes the first admin).
    * Idempotent by `request_id`. Errors: INVALID_ARGUMENT `validation`; NOT_FOUND `not_found`.
    */
@@ -4146,6 +4354,14 @@ export interface CreditsServiceServer extends UntypedServiceImplementation {
    * Errors: INVALID_ARGUMENT `validation` (unknown plan); NOT_FOUND `not_found`.
    */
   setPlan: handleUnaryCall<SetPlanRequest, SetPlanResponse>;
+  /**
+   * Re-anchors a user's billing period: `anchor` becomes the account's `current_period_start`,
+   * and the current period is computed from it (monthly, UTC, clamped at month end) on the
+   * next check. Usage already counted stays in the period it was counted in. Idempotent by
+   * `request_id`. Errors: INVALID_ARGUMENT `validation` (anchor missing, before 1970 or in the
+   * future; a guest's account, which has no billing period to move); NOT_FOUND `not_found`.
+   */
+  setBillingAnchor: handleUnaryCall<SetBillingAnchorRequest, SetBillingAnchorResponse>;
   /**
    * Sets the role of the account with this email (e.g. promotes the first admin).
    * Idempotent by `request_id`. Errors: INVALID_ARGUMENT `validation`; NOT_FOUND `not_found`.
@@ -4357,6 +4573,28 @@ export interface CreditsServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: SetPlanResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Re-anchors a user's billing period: `anchor` becomes the account's `current_period_start`,
+   * and the current period is computed from it (monthly, UTC, clamped at month end) on the
+   * next check. Usage already counted stays in the period it was counted in. Idempotent by
+   * `request_id`. Errors: INVALID_ARGUMENT `validation` (anchor missing, before 1970 or in the
+   * future; a guest's account, which has no billing period to move); NOT_FOUND `not_found`.
+   */
+  setBillingAnchor(
+    request: SetBillingAnchorRequest,
+    callback: (error: ServiceError | null, response: SetBillingAnchorResponse) => void,
+  ): ClientUnaryCall;
+  setBillingAnchor(
+    request: SetBillingAnchorRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: SetBillingAnchorResponse) => void,
+  ): ClientUnaryCall;
+  setBillingAnchor(
+    request: SetBillingAnchorRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: SetBillingAnchorResponse) => void,
   ): ClientUnaryCall;
   /**
    * Sets the role of the account with this email (e.g. promotes the first admin).
