@@ -8,9 +8,11 @@
  * hold → capture pairs from `BENCH_CONCURRENCY` (32) callers spread over 32 accounts, the same
  * on one hot account, and a sequential fresh CreateHold. Prints each side's median over
  * `BENCH_ROUNDS` (5) rounds of `BENCH_OPERATIONS` (600) pairs and the ratio this / baseline
- * (above 1 means this checkout is faster; for the latency, below 1).
+ * (above 1 means this checkout is faster; for the latency and the credits process's CPU time
+ * per pair, read from /proc, below 1).
  */
 import { spawn, type ChildProcess } from "node:child_process";
+import { readFileSync } from "node:fs";
 import path from "node:path";
 import { credits } from "@tally/contracts";
 import { callUnary, createGrpcClient, getFreePort, newId, REPOSITORY_ROOT, waitForGrpcServing } from "@tally/platform";
@@ -34,6 +36,8 @@ interface Side {
   spreadRates: number[];
   hotRates: number[];
   sequentialMs: number[];
+  /** The credits process's CPU time per spread pair, in milliseconds. */
+  cpuMsPerPair: number[];
 }
 
 /** Starts the credits service of the checkout at `root` on its own database and funds its accounts. */
@@ -61,7 +65,7 @@ async function startSide(label: string, root: string): Promise<Side> {
   const spread: string[] = [];
   for (let i = 0; i < SPREAD_ACCOUNTS; i++) spread.push(await account());
   return {
-    label, child, client, hot, spread, spreadRates: [], hotRates: [], sequentialMs: [],
+    label, child, client, hot, spread, spreadRates: [], hotRates: [], sequentialMs: [], cpuMsPerPair: [],
     async drop() {
       client.close();
       child.kill("SIGINT");
@@ -97,6 +101,13 @@ async function sequentialHoldMs(side: Side): Promise<number> {
   return Number(process.hrtime.bigint() - started) / 1e6 / SEQUENTIAL_CALLS;
 }
 
+/** CPU time (user + system) the process `pid` has used so far, in milliseconds (Linux /proc). */
+function cpuMs(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
+  // After "pid (comm) ": state is field 0, utime field 11, stime field 12, in clock ticks (100 per second).
+  return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100;
+}
+
 const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
 
 async function main(): Promise<void> {
@@ -110,7 +121,11 @@ async function main(): Promise<void> {
     for (let round = 0; round < ROUNDS; round++) {
       // Alternate which side goes first, so neither always runs right after the other.
       const order = round % 2 === 0 ? sides : [...sides].reverse();
-      for (const side of order) side.spreadRates.push(await pairsPerSecond(side, (i) => side.spread[i % SPREAD_ACCOUNTS]!));
+      for (const side of order) {
+        const cpuBefore = cpuMs(side.child.pid!);
+        side.spreadRates.push(await pairsPerSecond(side, (i) => side.spread[i % SPREAD_ACCOUNTS]!));
+        side.cpuMsPerPair.push((cpuMs(side.child.pid!) - cpuBefore) / OPERATIONS);
+      }
       for (const side of order) side.hotRates.push(await pairsPerSecond(side, () => side.hot));
       for (const side of order) side.sequentialMs.push(await sequentialHoldMs(side));
     }
@@ -125,6 +140,7 @@ async function main(): Promise<void> {
     row("spread over 32 accounts", current.spreadRates, baseline.spreadRates, "pairs/s");
     row("one hot account", current.hotRates, baseline.hotRates, "pairs/s");
     row("sequential fresh CreateHold", current.sequentialMs, baseline.sequentialMs, "ms");
+    row("credits CPU per spread pair", current.cpuMsPerPair, baseline.cpuMsPerPair, "ms");
   } finally {
     for (const side of sides) await side.drop();
   }

@@ -6,8 +6,10 @@
  * throw-away databases and a throw-away JetStream stream, with a plans file of two plans:
  * `bench_limited` (every period, day and concurrency limit set, far above what the run uses)
  * and `bench_unlimited` (no limits). Prints, from the same run:
- *   - the latency of usage's CheckAndReserve alone (p50 / p99), the check + reservation that
- *     keeps limits exact under concurrency;
+ *   - the latency of the check + reservation that keeps limits exact under concurrency (p50 /
+ *     p99): in this process (usage's QuotaService on the service's database, no RPC), and
+ *     through usage's CheckAndReserve RPC, beside an empty RPC's (the gRPC health check of
+ *     the same service, alternating call by call: the floor of any call on this machine);
  *   - CreateGeneration's latency for an account on each plan, alternating (p50 / p99), and
  *     the ratio limited / unlimited.
  * Goal: CheckAndReserve p99 <= 5 ms and the ratio <= 1.3. Environment: BENCH_CALLS (300).
@@ -15,8 +17,13 @@
 import { mkdtempSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
+import * as grpc from "@grpc/grpc-js";
+import { service as healthService } from "grpc-health-check";
 import { credits, generations, usage } from "@tally/contracts";
-import { callUnary, createGrpcClient, getFreePort, newId, spawnService, waitForGrpcServing, type ServiceProcess } from "@tally/platform";
+import { callUnary, createGrpcClient, createLogger, getFreePort, loadPlanCatalog, newId, openDatabase, spawnService, waitForGrpcServing, type ServiceProcess } from "@tally/platform";
+import { usageMigrations } from "../services/usage/src/adapter/migrations";
+import { buildUsageServices } from "../services/usage/src/app";
+import { parseCheckAndReserveInput } from "../services/usage/src/domain/inputs";
 import { createTestDatabase, testNatsUrl, uniqueSuffix } from "@tally/platform/src/testing";
 
 const CALLS = Number(process.env.BENCH_CALLS ?? 300);
@@ -38,6 +45,19 @@ plans:
       concurrent_generations: ${LIMIT_FAR_ABOVE}
 `;
 
+const healthClients = new Map<string, grpc.Client>();
+
+/** One call of the standard gRPC health check of the service at `address` (one client per address). */
+function checkHealth(address: string): Promise<void> {
+  let client = healthClients.get(address);
+  if (!client) {
+    client = new (grpc.makeClientConstructor(healthService as grpc.ServiceDefinition, "Health"))(address, grpc.credentials.createInsecure());
+    healthClients.set(address, client);
+  }
+  const check = (client as unknown as { check: (req: object, opts: object, cb: (error: unknown) => void) => void }).check.bind(client);
+  return new Promise((resolve, reject) => check({ service: "" }, { deadline: Date.now() + TIMEOUT_MS }, (error) => (error ? reject(error) : resolve())));
+}
+
 /** The p-th percentile (0..100) of `samples`, in the samples' unit. */
 function percentile(samples: number[], p: number): number {
   const sorted = [...samples].sort((a, b) => a - b);
@@ -53,6 +73,8 @@ async function timed(fn: () => Promise<unknown>): Promise<number> {
 interface Stack {
   processes: ServiceProcess[];
   addresses: { credits: string; usage: string; generations: string };
+  /** The usage service's database. */
+  usageDatabaseUrl: string;
   drop(): Promise<void>;
 }
 
@@ -83,6 +105,7 @@ async function startStack(plansFile: string): Promise<Stack> {
   return {
     processes,
     addresses,
+    usageDatabaseUrl: databases[1]!.url,
     async drop() {
       for (const service of processes.reverse()) await service.stop();
       await Promise.all(databases.map((database) => database.drop()));
@@ -117,7 +140,23 @@ async function main(): Promise<void> {
     const reserve = () => callUnary(usageClient.checkAndReserve.bind(usageClient), { subject, generationId: newId(), credits: 1n }, options);
     for (let i = 0; i < 20; i++) await reserve(); // warm-up
     const reserveMs: number[] = [];
-    for (let i = 0; i < CALLS; i++) reserveMs.push(await timed(reserve));
+    const healthMs: number[] = [];
+    // Alternating with the gRPC health check of the same service: the floor any RPC here pays.
+    for (let i = 0; i < CALLS; i++) {
+      reserveMs.push(await timed(reserve));
+      healthMs.push(await timed(() => checkHealth(stack.addresses.usage)));
+    }
+
+    // The check itself: usage's QuotaService in this process on the same database (no RPC).
+    const orm = await openDatabase({ url: stack.usageDatabaseUrl, entities: [], migrations: usageMigrations, logger: createLogger("bench", "warn"), migrate: false });
+    const catalog = loadPlanCatalog(plansFile);
+    const quota = buildUsageServices(orm, { plans: catalog }).quota;
+    const subjectInput = { id: limited.id, kind: "user" as const, plan: "bench_limited", periodAnchor: limited.currentPeriodStart! };
+    const reserveInProcess = () => quota.checkAndReserve(parseCheckAndReserveInput({ subject: subjectInput, generationId: newId(), credits: 1n }, catalog));
+    for (let i = 0; i < 20; i++) await reserveInProcess(); // warm-up
+    const inProcessMs: number[] = [];
+    for (let i = 0; i < CALLS; i++) inProcessMs.push(await timed(reserveInProcess));
+    await orm.close();
 
     // CreateGeneration, alternating the two accounts so both see the same machine.
     const create = (userId: string) => () =>
@@ -135,15 +174,18 @@ async function main(): Promise<void> {
       unlimitedMs.push(await timed(create(unlimited.id)));
     }
 
-    const p = (samples: number[]) => `p50 ${percentile(samples, 50).toFixed(2)} ms, p99 ${percentile(samples, 99).toFixed(2)} ms`;
+    const p = (samples: number[]) => `p50 ${percentile(samples, 50).toFixed(2)} ms, p95 ${percentile(samples, 95).toFixed(2)} ms, p99 ${percentile(samples, 99).toFixed(2)} ms`;
     console.log(`limits benchmark (${CALLS} sequential calls each)`);
+    console.log(`  check + reserve itself (in process):   ${p(inProcessMs)}`);
     console.log(`  CheckAndReserve alone:                 ${p(reserveMs)}`);
+    console.log(`  health check (an empty RPC), same run: ${p(healthMs)}`);
     console.log(`  CreateGeneration, plan with limits:    ${p(limitedMs)}`);
     console.log(`  CreateGeneration, plan without limits: ${p(unlimitedMs)}`);
     console.log(`  ratio with / without limits: p50 ${(percentile(limitedMs, 50) / percentile(unlimitedMs, 50)).toFixed(2)}, p99 ${(percentile(limitedMs, 99) / percentile(unlimitedMs, 99)).toFixed(2)}`);
   } finally {
     creditsClient.close();
     usageClient.close();
+    for (const client of healthClients.values()) client.close();
     generationsClient.close();
     await stack.drop();
   }

@@ -241,52 +241,60 @@ describe("usage limits: reservations against plan limits", () => {
     for (const s of [credits, processing, concurrent]) expect(await reconcile(s.id)).toEqual([]);
   });
 
-  it("follows a re-anchored billing period at once: the new window is counted from the usage log, the old one keeps what it counted", async () => {
+  it("follows a re-anchored billing period at once, there and back, with counters equal to the usage log and reservations carried over", async () => {
     const userId = newId();
-    const periodRow = async (start: string) => {
-      const [row] = await sql<{ generations: number; period_end: string }>(
-        "SELECT generations::int AS generations, period_end FROM period_usage WHERE subject_id = ? AND period_start = ?::timestamptz",
-        [userId, start],
-      );
-      return row && { generations: row.generations, periodEnd: new Date(row.period_end) };
-    };
-    // Anchored on Jan 15 (period Feb 15 .. Mar 15 at now, Mar 10): 2 completions on Feb 20, 3 on Mar 2.
+    const periodRows = async () =>
+      (await sql<{ period_start: string; generations: number; reserved_generations: number }>(
+        "SELECT period_start, generations::int AS generations, reserved_generations::int AS reserved_generations FROM period_usage WHERE subject_id = ? ORDER BY period_start",
+        [userId],
+      )).map((row) => ({ start: new Date(row.period_start).toISOString(), generations: row.generations, reserved: row.reserved_generations }));
+    // Anchored on Jan 15 (period Feb 15 .. Mar 15 at now, Mar 10): 2 completions on Feb 20, 3 on Mar 2, one job running.
     const before = subject(userId, "free", "2027-01-15T00:00:00.000Z");
     await client.listLimits(before);
     await recordCompletions(userId, 2, (i) => new Date(Date.UTC(2027, 1, 20, 9, i)));
     await recordCompletions(userId, 3, (i) => new Date(Date.UTC(2027, 2, 2, 9, i)));
+    const running = newId();
+    await reserve(before, running);
     const old = await limitsOf(before);
     expect([old.periodStart, old.periodEnd]).toEqual([new Date("2027-02-15T00:00:00.000Z"), new Date("2027-03-15T00:00:00.000Z")]);
-    expect(old.byName.generations_per_period).toMatchObject({ used: 5n, reserved: 0n });
+    expect(old.byName.generations_per_period).toMatchObject({ used: 5n, reserved: 1n });
 
     // Re-anchored on Mar 1 (credits' SetBillingAnchor; callers pass the account's new anchor): the
-    // current period is Mar 1 .. Apr 1, and its used count is what the usage log holds in it (Mar 2's 3).
+    // current period is Mar 1 .. Apr 1, counted from the usage log (Mar 2's 3), and the running
+    // job's reservation moved with it; the old anchor's rows are gone, not left behind stale.
     const after = subject(userId, "free", "2027-03-01T00:00:00.000Z");
     const current = await limitsOf(after);
     expect([current.periodStart, current.periodEnd]).toEqual([new Date("2027-03-01T00:00:00.000Z"), new Date("2027-04-01T00:00:00.000Z")]);
-    expect(current.byName.generations_per_period).toMatchObject({ used: 3n, reserved: 0n, remaining: 17n, resetsAt: new Date("2027-04-01T00:00:00.000Z") });
+    expect(current.byName.generations_per_period).toMatchObject({ used: 3n, reserved: 1n, remaining: 16n, resetsAt: new Date("2027-04-01T00:00:00.000Z") });
+    expect(await periodRows()).toEqual([{ start: "2027-03-01T00:00:00.000Z", generations: 3, reserved: 1 }]);
     const [stored] = await sql<{ period_anchor: Date }>("SELECT period_anchor FROM subjects WHERE id = ?", [userId]);
     expect(new Date(stored!.period_anchor)).toEqual(new Date("2027-03-01T00:00:00.000Z"));
     expect(await reconcile(userId)).toEqual([]);
 
-    // CheckAndReserve reserves in the new period, and the completion counts there; the old period
-    // keeps its 5. (On Mar 20, after the old window's end: an entry inside a superseded window
-    // would leave that row short of the log, which reconciliation reports; see the usage README.)
-    now = new Date("2027-03-20T12:00:00.000Z");
+    // The running job completes inside both windows (Mar 10); a new one is reserved (one statement) and completes too.
+    await bed.publishCompleted(completedEvent(userId, { generationId: running, occurredAt: now }));
+    await eventually(async () => ((await reservationStatus(running)) === "consumed" ? true : undefined));
     const generationId = newId();
     const { reservation } = await reserve(after, generationId);
     expect(reservation?.periodStart).toEqual(new Date("2027-03-01T00:00:00.000Z"));
     await bed.publishCompleted(completedEvent(userId, { generationId, occurredAt: now }));
     await eventually(async () => ((await reservationStatus(generationId)) === "consumed" ? true : undefined));
-    expect((await limitsOf(after)).byName.generations_per_period).toMatchObject({ used: 4n, reserved: 0n });
-    expect(await periodRow("2027-03-01T00:00:00.000Z")).toEqual({ generations: 4, periodEnd: new Date("2027-04-01T00:00:00.000Z") });
-    expect(await periodRow("2027-02-15T00:00:00.000Z")).toEqual({ generations: 5, periodEnd: new Date("2027-03-15T00:00:00.000Z") });
+    expect((await limitsOf(after)).byName.generations_per_period).toMatchObject({ used: 5n, reserved: 0n });
     expect(await reconcile(userId)).toEqual([]);
 
-    // Once the period ends, the next one (Apr 1 .. May 1) starts from the log: nothing yet.
-    now = new Date("2027-04-01T00:00:00.000Z");
-    const next = await limitsOf(after);
-    expect([next.periodStart, next.periodEnd]).toEqual([new Date("2027-04-01T00:00:00.000Z"), new Date("2027-05-01T00:00:00.000Z")]);
+    // Back to Jan 15: Feb 15 .. Mar 15 is counted again from the log (2 + 3 + the 2 of Mar 10), not
+    // taken from a row the first anchor left; the limit check (one statement) sees that count.
+    const back = await limitsOf(before);
+    expect(back.byName.generations_per_period).toMatchObject({ used: 7n, reserved: 0n });
+    expect(await periodRows()).toEqual([{ start: "2027-02-15T00:00:00.000Z", generations: 7, reserved: 0 }]);
+    await recordCompletions(userId, 13, (i) => new Date(Date.UTC(2027, 2, 3, 9, i)));
+    expect((await refusal(reserve(before))).details).toMatchObject({ limit_name: "generations_per_period", used: 20, limit: 20 });
+    expect(await reconcile(userId)).toEqual([]);
+
+    // Once the period ends, the next one (Mar 15 .. Apr 15) starts from the log: nothing yet.
+    now = new Date("2027-03-15T00:00:00.000Z");
+    const next = await limitsOf(before);
+    expect([next.periodStart, next.periodEnd]).toEqual([new Date("2027-03-15T00:00:00.000Z"), new Date("2027-04-15T00:00:00.000Z")]);
     expect(next.byName.generations_per_period).toMatchObject({ used: 0n, reserved: 0n });
   });
 

@@ -58,7 +58,7 @@ export class SqlReservationStore implements ReservationStore {
       assert.ok(row.reservation, "INV-10: an existing reservation is answered with its row");
       return { outcome: "existing", reservation: reservationFromRow(row.reservation) };
     }
-    if (row.outcome === "windows_missing") return { outcome: "windows_missing" };
+    if (row.outcome === "setup_needed") return { outcome: "setup_needed" };
     const { period_end, generations, credits, processing_ms, reserved_generations, reserved_credits, day_generations, day_reserved_generations } = row;
     assert.ok(
       period_end !== null && generations !== null && credits !== null && processing_ms !== null && reserved_generations !== null &&
@@ -85,6 +85,18 @@ export class SqlReservationStore implements ReservationStore {
     return row ? reservationFromRow(row) : null;
   }
 
+  async activeOf(subjectId: string): Promise<Reservation[]> {
+    const rows = await this.sql.query<ReservationRow>(
+      `SELECT ${RESERVATION_COLUMNS} FROM quota_reservations WHERE subject_id = ? AND status = 'active' ORDER BY generation_id`,
+      [subjectId],
+    );
+    return rows.map(reservationFromRow);
+  }
+
+  async movePeriod(generationId: string, periodStart: Date): Promise<void> {
+    await this.sql.query("UPDATE quota_reservations SET period_start = ?::timestamptz WHERE generation_id = ? AND status = 'active'", [periodStart, generationId]);
+  }
+
   async due(now: Date, limit: number): Promise<Reservation[]> {
     const rows = await this.sql.query<ReservationRow>(
       `SELECT ${RESERVATION_COLUMNS} FROM quota_reservations
@@ -97,7 +109,7 @@ export class SqlReservationStore implements ReservationStore {
 }
 
 interface QuickReserveRow {
-  outcome: "existing" | "windows_missing" | "reserved" | "refused";
+  outcome: "existing" | "setup_needed" | "reserved" | "refused";
   reservation: ReservationRow | null;
   period_end: Date | string | null;
   generations: string | null;

@@ -1,8 +1,7 @@
 import assert from "node:assert/strict";
 import { optionalDate, type Sql } from "@tally/platform";
 import type { SubjectStore } from "../domain/ports";
-import type { Reservation, StoredSubject, Subject, SubjectKind } from "../domain/types";
-import { RESERVATION_COLUMNS, reservationFromRow, type ReservationRow } from "./reservation-store";
+import type { StoredSubject, Subject, SubjectKind } from "../domain/types";
 
 /** Subjects on `subjects`: the row whose lock serialises every limit change of one subject. */
 export class SqlSubjectStore implements SubjectStore {
@@ -20,24 +19,6 @@ export class SqlSubjectStore implements SubjectStore {
     );
     assert.ok(row, "INV-10: an upsert … RETURNING of a subject returns the row");
     return subjectFromRow(row);
-  }
-
-  async lockForReservation(subject: Subject, generationId: string): Promise<{ subject: StoredSubject; existing: Reservation | null }> {
-    // The upsert locks like upsertAndLock; the reservation is read in the same round trip. When
-    // the lock was waited for, that read saw the statement's (older) snapshot: a reservation a
-    // concurrent retry inserted meanwhile is then found by reserve's conflict, not here.
-    const row = await this.sql.one<SubjectRow & { reservation: ReservationRow | null }>(
-      `WITH s AS (
-         INSERT INTO subjects AS s (id, kind, plan, period_anchor) VALUES (?, ?, ?, ?::timestamptz)
-         ON CONFLICT (id) DO UPDATE SET kind = excluded.kind, plan = excluded.plan, period_anchor = excluded.period_anchor,
-           updated_at = CASE WHEN (s.kind, s.plan, s.period_anchor) IS DISTINCT FROM (excluded.kind, excluded.plan, excluded.period_anchor)
-                             THEN now() ELSE s.updated_at END
-         RETURNING ${SUBJECT_COLUMNS})
-       SELECT s.*, (SELECT row_to_json(r) FROM (SELECT ${RESERVATION_COLUMNS} FROM quota_reservations WHERE generation_id = ?) r) AS reservation FROM s`,
-      [subject.id, subject.kind, subject.plan, subject.periodAnchor, generationId],
-    );
-    assert.ok(row, "INV-10: an upsert … RETURNING of a subject returns the row");
-    return { subject: subjectFromRow(row), existing: row.reservation ? reservationFromRow(row.reservation) : null };
   }
 
   async lockOrCreate(ids: readonly string[]): Promise<StoredSubject[]> {

@@ -35,6 +35,13 @@ function countedEntries(window: "period" | "day"): string {
     ) e`;
 }
 
+/**
+ * The active reservations a period row's reserved counters hold, for a row source
+ * `w(subject_id, start)`: none for a new window, those moved into it after a re-anchoring.
+ */
+const RESERVED_IN_PERIOD = `SELECT count(*)::bigint AS generations, coalesce(sum(q.credits), 0)::bigint AS credits FROM quota_reservations q
+  WHERE q.subject_id = w.subject_id AND q.period_start = w.start AND q.status = 'active'`;
+
 const PERIOD_COLUMNS = "subject_id, period_start, period_end, generations, credits, processing_ms, reserved_generations, reserved_credits";
 const DAY_COLUMNS = "subject_id, day, generations, reserved_generations";
 
@@ -49,8 +56,9 @@ export class SqlUsageCounterStore implements UsageCounterStore {
     if (found) return periodFromRow(found);
     const created = await this.sql.one<PeriodRow>(
       `WITH w AS (SELECT ?::uuid AS subject_id, ?::timestamptz AS start, ?::timestamptz AS finish)
-       INSERT INTO period_usage (subject_id, period_start, period_end, generations, credits, processing_ms)
-       SELECT w.subject_id, w.start, w.finish, c.generations, c.credits, c.processing_ms FROM w CROSS JOIN LATERAL (${countedEntries("period")}) c
+       INSERT INTO period_usage (subject_id, period_start, period_end, generations, credits, processing_ms, reserved_generations, reserved_credits)
+       SELECT w.subject_id, w.start, w.finish, c.generations, c.credits, c.processing_ms, r.generations, r.credits
+         FROM w CROSS JOIN LATERAL (${countedEntries("period")}) c CROSS JOIN LATERAL (${RESERVED_IN_PERIOD}) r
        RETURNING ${PERIOD_COLUMNS}`,
       [subjectId, period.start, period.end],
     );
@@ -86,8 +94,9 @@ export class SqlUsageCounterStore implements UsageCounterStore {
       `WITH wp AS (SELECT ?::uuid AS subject_id, ?::timestamptz AS start, ?::timestamptz AS finish),
             wd AS (SELECT ?::uuid AS subject_id, ?::timestamptz AS start, ?::timestamptz AS finish),
             pf AS (SELECT ${PERIOD_COLUMNS} FROM period_usage WHERE subject_id = (SELECT subject_id FROM wp) AND period_start = (SELECT start FROM wp)),
-            pn AS (INSERT INTO period_usage (subject_id, period_start, period_end, generations, credits, processing_ms)
-                   SELECT w.subject_id, w.start, w.finish, c.generations, c.credits, c.processing_ms FROM wp w CROSS JOIN LATERAL (${countedEntries("period")}) c
+            pn AS (INSERT INTO period_usage (subject_id, period_start, period_end, generations, credits, processing_ms, reserved_generations, reserved_credits)
+                   SELECT w.subject_id, w.start, w.finish, c.generations, c.credits, c.processing_ms, r.generations, r.credits
+                     FROM wp w CROSS JOIN LATERAL (${countedEntries("period")}) c CROSS JOIN LATERAL (${RESERVED_IN_PERIOD}) r
                     WHERE NOT EXISTS (SELECT 1 FROM pf)
                    RETURNING ${PERIOD_COLUMNS}),
             df AS (SELECT ${DAY_COLUMNS} FROM daily_usage WHERE subject_id = (SELECT subject_id FROM wd) AND day = (SELECT start FROM wd)),
@@ -114,6 +123,10 @@ export class SqlUsageCounterStore implements UsageCounterStore {
       [d.generations, d.credits, d.processingMs, d.reservedGenerations, d.reservedCredits, subjectId, periodStart],
     );
     assert.equal(rows.length, 1, "INV-6: a period row is read (created) before its counters move");
+  }
+
+  async dropPeriods(subjectId: string): Promise<void> {
+    await this.sql.query("DELETE FROM period_usage WHERE subject_id = ?", [subjectId]);
   }
 
   async addToDay(subjectId: string, day: Date, d: DayDelta): Promise<void> {

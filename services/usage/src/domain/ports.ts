@@ -69,11 +69,6 @@ export interface SubjectStore {
   /** Stores `subject`'s kind, plan and anchor (inserting it when new) and locks its row. */
   upsertAndLock(subject: Subject): Promise<StoredSubject>;
   /**
-   * `upsertAndLock` and, in the same round trip, the reservation of `generationId` if any. After a
-   * wait for the lock that read may miss a reservation committed meanwhile (reserve then says so).
-   */
-  lockForReservation(subject: Subject, generationId: string): Promise<{ subject: StoredSubject; existing: Reservation | null }>;
-  /**
    * Locks the rows of `ids` in id order (INV-9: so two transactions never wait on each other in a
    * cycle), first creating a bare row (kind user, no plan or anchor) for an id never seen.
    */
@@ -89,7 +84,8 @@ export interface UsageCounterStore {
   /**
    * The subject's counters in `period`, creating the row when missing with `used` counted from
    * the usage log for that window (so a new window, a re-anchoring or a subject first seen
-   * late still starts exact) and nothing reserved.
+   * late still starts exact) and `reserved` counted from the active reservations of that
+   * period (none, except those a re-anchoring moved into it).
    */
   period(subjectId: string, period: Window): Promise<PeriodCounters>;
   /** The subject's counters on the UTC day `day`, created like `period` when missing. */
@@ -100,6 +96,8 @@ export interface UsageCounterStore {
   addToPeriod(subjectId: string, periodStart: Date, delta: PeriodDelta): Promise<void>;
   /** Adds `delta` to an existing day row (the caller got it through `day`). */
   addToDay(subjectId: string, day: Date, delta: DayDelta): Promise<void>;
+  /** Deletes every period row of the subject (derived data: rows are created again, counted from the usage log, when next read). */
+  dropPeriods(subjectId: string): Promise<void>;
   /**
    * Every counter (of every subject, or of `subjectId`) that differs from what the usage log
    * and the active reservations say, read in ONE snapshot.
@@ -122,14 +120,19 @@ export interface ReservationStore {
    * subject (storing its kind, plan and anchor), answers an existing reservation of the
    * generation, and otherwise checks every limit in `limits` against the counters of the
    * request's windows and, when all allow it, inserts `reservation` and bumps the reserved
-   * counters (INV-10). `windows_missing` when the subject has no row for the period or the
-   * day yet (nothing reserved; the caller creates them from the usage log and checks again).
+   * counters (INV-10). `setup_needed` when the subject has no row for the period or the day
+   * yet, or its stored anchor is another (nothing reserved; the caller re-anchors or creates
+   * the rows from the usage log and checks again).
    */
   checkAndReserve(reservation: Reservation, subject: Subject, limits: Partial<Record<LimitName, bigint>>): Promise<QuickReserveAnswer>;
   /** Moves an ACTIVE reservation to `status` at `at` and returns it; null when it is not active (already ended) or unknown. */
   end(generationId: string, status: Exclude<ReservationStatus, "active">, at: Date): Promise<Reservation | null>;
   /** Up to `limit` active reservations whose expiry is at or before `now`, soonest first. */
   due(now: Date, limit: number): Promise<Reservation[]>;
+  /** The subject's active reservations. */
+  activeOf(subjectId: string): Promise<Reservation[]>;
+  /** Moves an active reservation to the billing period starting at `periodStart` (a re-anchored billing period). */
+  movePeriod(generationId: string, periodStart: Date): Promise<void>;
 }
 
 /** A guest adopted by a user: the windows its usage moved from and into. */
@@ -143,12 +146,18 @@ export interface GuestAdoption {
   /** The UTC day of the adoption (the guest's and the user's). */
   day: Date;
   generationsMoved: bigint;
+  /** When the adoption happened (the service's clock). */
+  adoptedAt: Date;
 }
 
 /** Guest adoptions, once per guest. */
 export interface AdoptionStore {
   find(guestId: string): Promise<GuestAdoption | null>;
   insert(adoption: GuestAdoption): Promise<void>;
+  /** The guests `userId` adopted. */
+  adoptedBy(userId: string): Promise<GuestAdoption[]>;
+  /** Moves the window the guest's usage counts in for its adopter (a re-anchored billing period). */
+  moveUserPeriod(guestId: string, userPeriod: Window): Promise<void>;
 }
 
 /** Threshold crossings, each announced once (a unique row per subject, limit, threshold and window start). */
@@ -181,6 +190,6 @@ export type UsageUnitOfWork = UnitOfWork<UsageStores>;
 /** What ReservationStore.checkAndReserve found and did. */
 export type QuickReserveAnswer =
   | { outcome: "existing"; reservation: Reservation }
-  | { outcome: "windows_missing" }
+  | { outcome: "setup_needed" }
   /** The counters are as they were before this call (the reservation is not in them). */
   | { outcome: "reserved" | "refused"; reservation: Reservation | null; period: PeriodCounters; day: DayCounters; activeReservations: number };

@@ -4,6 +4,7 @@ import type { AdoptGuestInput } from "../domain/inputs";
 import { windowsAt } from "../domain/limits";
 import type { UsageCounterStore, UsageUnitOfWork } from "../domain/ports";
 import type { Clock, PeriodCounters } from "../domain/types";
+import { lockAndStoreSubject } from "./quota-accounting";
 
 /**
  * Guest adoption: when a guest signs up, its usage in its current period and day moves to the
@@ -27,7 +28,7 @@ export class AdoptionService {
   adoptGuest(input: AdoptGuestInput): Promise<bigint> {
     return this.uow.inTransaction(async (stores) => {
       await stores.subjects.lockOrCreate([input.guestId, input.user.id]);
-      await stores.subjects.upsertAndLock(input.user);
+      await lockAndStoreSubject(stores, input.user);
       if (await stores.adoptions.find(input.guestId)) return 0n;
       const [guest] = await stores.subjects.lockOrCreate([input.guestId]);
       assert.ok(guest, "INV-6: the guest's subject row was just locked");
@@ -40,7 +41,15 @@ export class AdoptionService {
       const guestPeriod = guestPeriodWindow ? await stores.counters.period(guest.id, guestPeriodWindow) : null;
       const guestDay = await stores.counters.day(guest.id, user.day);
       const moved = guestPeriod?.generations ?? guestDay.generations;
-      await stores.adoptions.insert({ guestId: guest.id, userId: input.user.id, guestPeriod: guestPeriodWindow, userPeriod: user.period, day: user.day.start, generationsMoved: moved });
+      await stores.adoptions.insert({
+        guestId: guest.id,
+        userId: input.user.id,
+        guestPeriod: guestPeriodWindow,
+        userPeriod: user.period,
+        day: user.day.start,
+        generationsMoved: moved,
+        adoptedAt: now,
+      });
       if (guestPeriod) await movePeriodUsage(stores.counters, guestPeriod, input.user.id, user.period.start);
       const dayMove = guestDay.generations;
       await stores.counters.addToDay(input.user.id, user.day.start, { generations: dayMove, reservedGenerations: 0n });

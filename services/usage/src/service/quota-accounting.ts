@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { billingPeriodAt, utcDayAt } from "@tally/platform";
 import type { UsageStores } from "../domain/ports";
-import type { Reservation, ReservationStatus, StoredSubject, UsageLogEntryDraft, Window } from "../domain/types";
+import type { Reservation, ReservationStatus, StoredSubject, Subject, UsageLogEntryDraft, Window } from "../domain/types";
 
 /*
  * The counter moves the usage log, the reservations and the expiry share, each run inside the
@@ -9,6 +9,29 @@ import type { Reservation, ReservationStatus, StoredSubject, UsageLogEntryDraft,
  * subject is appended under that subject's lock, so a counter row created from the log (see
  * UsageCounterStore.period) and the moves after it add up to exactly what the log says.
  */
+
+/**
+ * Locks `subject`'s row (creating it when new) and stores the kind, plan and anchor the caller
+ * names. When the stored anchor is another (an admin re-anchored the billing period), first
+ * rebuilds what depends on it, under the same lock: the subject's period rows are dropped (and
+ * created again from the usage log when next read), and its active reservations and the guests
+ * it adopted move to the new anchor's periods containing the moments they were made; so the
+ * counters still equal the log (INV-6) and no check reads a period of the old anchor (INV-10).
+ */
+export async function lockAndStoreSubject(stores: UsageStores, subject: Subject): Promise<StoredSubject> {
+  const [current] = await stores.subjects.lockOrCreate([subject.id]);
+  assert.ok(current, "INV-10: the subject's row was just locked");
+  if (current.periodAnchor && current.periodAnchor.getTime() !== subject.periodAnchor.getTime()) {
+    await stores.counters.dropPeriods(subject.id);
+    for (const reservation of await stores.reservations.activeOf(subject.id)) {
+      await stores.reservations.movePeriod(reservation.generationId, billingPeriodAt(subject.periodAnchor, reservation.createdAt).start);
+    }
+    for (const adoption of await stores.adoptions.adoptedBy(subject.id)) {
+      await stores.adoptions.moveUserPeriod(adoption.guestId, billingPeriodAt(subject.periodAnchor, adoption.adoptedAt));
+    }
+  }
+  return stores.subjects.upsertAndLock(subject);
+}
 
 /** Where a completion's used counters go: the period (null when the subject has no anchor yet) and the UTC day. */
 export interface UsedTargets {

@@ -4,7 +4,7 @@ import type { CheckAndReserveInput, ReleaseReservationInput, SubjectInput } from
 import { firstExceeded, limitExceededError, limitStatuses, planLimits, windowsAt, type CurrentUsage } from "../domain/limits";
 import type { UsageStores, UsageUnitOfWork } from "../domain/ports";
 import type { Clock, LimitsReport, Reservation, StoredSubject, Window } from "../domain/types";
-import { endReservation } from "./quota-accounting";
+import { endReservation, lockAndStoreSubject } from "./quota-accounting";
 
 /** What the quota rules need besides the stores. */
 export interface QuotaOptions {
@@ -46,7 +46,7 @@ export class QuotaService {
     // period or a day takes the transactional path that creates those rows from the usage log.
     const quick = await this.uow.withoutTransaction((stores) => stores.reservations.checkAndReserve(draft, input.subject, planLimits(input.plan)));
     if (quick.outcome === "existing") return quick.reservation;
-    if (quick.outcome === "windows_missing") return this.checkAndReserveCreatingWindows(input);
+    if (quick.outcome === "setup_needed") return this.checkAndReserveCreatingWindows(input);
     const exceeded = firstExceeded(input.plan, { period: quick.period, day: quick.day, activeReservations: quick.activeReservations }, input.credits);
     assert.equal(quick.outcome === "refused", exceeded !== undefined, "INV-10: the database's limit check agrees with the domain rule (domain/limits.ts allows)");
     if (exceeded) throw limitExceededError(input.subject, exceeded, period);
@@ -54,21 +54,20 @@ export class QuotaService {
     return quick.reservation;
   }
 
-  /** CheckAndReserve in one transaction of three round trips, creating the period and day rows from the usage log when missing. */
+  /**
+   * CheckAndReserve in one transaction under the subject's lock (taken first, so the earlier
+   * reservation read after it sees every retry committed before), re-anchoring the subject
+   * when its anchor changed and creating the period and day rows from the usage log when missing.
+   */
   private checkAndReserveCreatingWindows(input: CheckAndReserveInput): Promise<Reservation> {
     return this.uow.inTransaction(async (stores) => {
-      // Three round trips: lock (+ earlier reservation), counters, reserve (+ counter bumps).
-      const { subject: stored, existing } = await stores.subjects.lockForReservation(input.subject, input.generationId);
+      const stored = await lockAndStoreSubject(stores, input.subject);
+      const existing = await stores.reservations.find(input.generationId);
       if (existing) return existing;
       const now = this.options.clock();
       const { usage, period } = await currentUsage(stores, stored, input.subject.periodAnchor, now);
       const exceeded = firstExceeded(input.plan, usage, input.credits);
-      if (exceeded) {
-        // A concurrent retry may have reserved while we waited for the lock: answer that one.
-        const raced = await stores.reservations.find(input.generationId);
-        if (raced) return raced;
-        throw limitExceededError(input.subject, exceeded, period);
-      }
+      if (exceeded) throw limitExceededError(input.subject, exceeded, period);
       const reservation = this.draftReservation(input, period, usage.day.day, now);
       if (await stores.reservations.reserve(reservation)) return reservation;
       const raced = await stores.reservations.find(input.generationId);
@@ -116,7 +115,7 @@ export class QuotaService {
    */
   listLimits(input: SubjectInput): Promise<LimitsReport> {
     return this.uow.inTransaction(async (stores) => {
-      const stored = await stores.subjects.upsertAndLock(input.subject);
+      const stored = await lockAndStoreSubject(stores, input.subject);
       const { usage, period } = await currentUsage(stores, stored, input.subject.periodAnchor, this.options.clock());
       return { plan: input.plan.name, period, limits: limitStatuses(input.plan, usage) };
     });

@@ -6,8 +6,9 @@ import { Migration } from "@mikro-orm/migrations";
  * the subject (storing its latest kind, plan and anchor), answer an existing reservation of
  * the generation, read the period and day counters, check every limit and, when all allow it,
  * insert the reservation and bump the reserved counters (INV-10). When the subject has no
- * period or day row yet, it answers `windows_missing` and the service takes the transactional
- * path that creates them from the usage log.
+ * period or day row yet, or its stored anchor is not the one given (a re-anchored billing
+ * period), it changes nothing but the new subject's row and answers `setup_needed`: the service
+ * then takes the transactional path that rebuilds and creates those rows from the usage log.
  *
  * `quota_allows` is the limit rule of the domain (services/usage/src/domain/limits.ts
  * `allows`): used + reserved + amount <= limit, or used + reserved < limit when the amount is
@@ -47,11 +48,19 @@ DECLARE
 BEGIN
   -- The lock: every later statement of this function takes a new snapshot, so it sees
   -- everything committed by whoever held the lock before us.
-  INSERT INTO subjects AS x (id, kind, plan, period_anchor) VALUES (p_subject_id, p_kind, p_plan, p_period_anchor)
-  ON CONFLICT (id) DO UPDATE SET kind = excluded.kind, plan = excluded.plan, period_anchor = excluded.period_anchor,
-    updated_at = CASE WHEN (x.kind, x.plan, x.period_anchor) IS DISTINCT FROM (excluded.kind, excluded.plan, excluded.period_anchor)
-                      THEN now() ELSE x.updated_at END
-  RETURNING * INTO s;
+  INSERT INTO subjects (id, kind, plan, period_anchor) VALUES (p_subject_id, p_kind, p_plan, p_period_anchor)
+  ON CONFLICT (id) DO NOTHING;
+  SELECT * INTO s FROM subjects WHERE id = p_subject_id FOR UPDATE;
+  IF s.period_anchor IS NOT NULL AND s.period_anchor <> p_period_anchor THEN
+    -- A re-anchored billing period: the service rebuilds the period counters first.
+    RETURN QUERY SELECT 'setup_needed'::text, NULL::jsonb,
+      NULL::timestamptz, NULL::text, NULL::text, NULL::text, NULL::text, NULL::text, NULL::text, NULL::text, s.active_reservations;
+    RETURN;
+  END IF;
+  IF (s.kind, s.plan, s.period_anchor) IS DISTINCT FROM (p_kind, p_plan, p_period_anchor) THEN
+    UPDATE subjects SET kind = p_kind, plan = p_plan, period_anchor = p_period_anchor, updated_at = now() WHERE id = p_subject_id
+    RETURNING * INTO s;
+  END IF;
 
   SELECT * INTO r FROM quota_reservations WHERE generation_id = p_generation_id;
   IF FOUND THEN
@@ -65,7 +74,7 @@ BEGIN
     SELECT * INTO d FROM daily_usage WHERE subject_id = p_subject_id AND day = p_day;
   END IF;
   IF p.subject_id IS NULL OR d.subject_id IS NULL THEN
-    RETURN QUERY SELECT 'windows_missing'::text, NULL::jsonb,
+    RETURN QUERY SELECT 'setup_needed'::text, NULL::jsonb,
       NULL::timestamptz, NULL::text, NULL::text, NULL::text, NULL::text, NULL::text, NULL::text, NULL::text, s.active_reservations;
     RETURN;
   END IF;
