@@ -113,6 +113,26 @@ async function startStack(plansFile: string): Promise<Stack> {
   };
 }
 
+/**
+ * The check itself: usage's QuotaService in this process on the usage service's database (no
+ * RPC), `CALLS` sequential reservations for `account` on bench_limited, in milliseconds.
+ */
+async function timeCheckInProcess(databaseUrl: string, plansFile: string, account: credits.Account): Promise<number[]> {
+  const orm = await openDatabase({ url: databaseUrl, entities: [], migrations: usageMigrations, logger: createLogger("bench", "warn"), migrate: false });
+  try {
+    const catalog = loadPlanCatalog(plansFile);
+    const quota = buildUsageServices(orm, { plans: catalog }).quota;
+    const subject = { id: account.id, kind: "user" as const, plan: "bench_limited", periodAnchor: account.currentPeriodStart! };
+    const reserve = () => quota.checkAndReserve(parseCheckAndReserveInput({ subject, generationId: newId(), credits: 1n }, catalog));
+    for (let i = 0; i < 20; i++) await reserve(); // warm-up
+    const samples: number[] = [];
+    for (let i = 0; i < CALLS; i++) samples.push(await timed(reserve));
+    return samples;
+  } finally {
+    await orm.close();
+  }
+}
+
 async function main(): Promise<void> {
   const dir = mkdtempSync(path.join(os.tmpdir(), "tally-bench-limits-"));
   const plansFile = path.join(dir, "plans.yaml");
@@ -147,16 +167,7 @@ async function main(): Promise<void> {
       healthMs.push(await timed(() => checkHealth(stack.addresses.usage)));
     }
 
-    // The check itself: usage's QuotaService in this process on the same database (no RPC).
-    const orm = await openDatabase({ url: stack.usageDatabaseUrl, entities: [], migrations: usageMigrations, logger: createLogger("bench", "warn"), migrate: false });
-    const catalog = loadPlanCatalog(plansFile);
-    const quota = buildUsageServices(orm, { plans: catalog }).quota;
-    const subjectInput = { id: limited.id, kind: "user" as const, plan: "bench_limited", periodAnchor: limited.currentPeriodStart! };
-    const reserveInProcess = () => quota.checkAndReserve(parseCheckAndReserveInput({ subject: subjectInput, generationId: newId(), credits: 1n }, catalog));
-    for (let i = 0; i < 20; i++) await reserveInProcess(); // warm-up
-    const inProcessMs: number[] = [];
-    for (let i = 0; i < CALLS; i++) inProcessMs.push(await timed(reserveInProcess));
-    await orm.close();
+    const inProcessMs = await timeCheckInProcess(stack.usageDatabaseUrl, plansFile, limited);
 
     // CreateGeneration, alternating the two accounts so both see the same machine.
     const create = (userId: string) => () =>

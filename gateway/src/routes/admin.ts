@@ -83,8 +83,8 @@ function billingAnchorRoute(app: FastifyInstance, context: RouteContext): void {
 
   /**
    * Re-anchors an account's billing period (credits SetBillingAnchor): `anchor` becomes its
-   * `current_period_start`, the current period is recomputed from it at once, and usage
-   * already counted stays in the period it was counted in (docs/plans.md). 200 account; 400
+   * `current_period_start`, the current period is recomputed from it at once and holds
+   * exactly the usage log's entries inside it (docs/plans.md). 200 account; 400
    * `validation` for a body without an RFC 3339 `anchor`, an anchor in the future or before
    * 1970, or a guest's account; 401 without a token; 403 `forbidden` unless the caller is an
    * admin; 404 for an unknown account (or an id that is not a UUID). Idempotent with

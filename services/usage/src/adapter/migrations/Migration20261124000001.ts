@@ -2,7 +2,7 @@ import { Migration } from "@mikro-orm/migrations";
 
 /**
  * CheckAndReserve in one round trip: `quota_check_and_reserve` does, in one statement (so one
- * transaction), what the service otherwise does in three statements inside BEGIN/COMMIT: lock
+ * transaction), what the service otherwise does in several statements inside BEGIN/COMMIT: lock
  * the subject (storing its latest kind, plan and anchor), answer an existing reservation of
  * the generation, read the period and day counters, check every limit and, when all allow it,
  * insert the reservation and bump the reserved counters (INV-10). When the subject has no

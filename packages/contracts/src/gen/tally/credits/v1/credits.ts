@@ -4273,8 +4273,8 @@ export const CreditsServiceService = {
   /**
    * Re-anchors a user's billing period: `anchor` becomes the account's `current_period_start`,
    * and the current period is computed from it (monthly, UTC, clamped at month end) on the
-   * next check. Usage already counted stays in the period it was counted in. Idempotent by
-   * `request_id`. Errors: INVALID_ARGUMENT `validation` (anchor missing, before 1970 or in the
+   * next check; every generation counts in the period (of the new anchor) of its occurred_at.
+   * Idempotent by `request_id`. Errors: INVALID_ARGUMENT `validation` (anchor missing, before 1970 or in the
    * future; a guest's account, which has no billing period to move); NOT_FOUND `not_found`.
    */
   setBillingAnchor: {
@@ -4357,8 +4357,8 @@ export interface CreditsServiceServer extends UntypedServiceImplementation {
   /**
    * Re-anchors a user's billing period: `anchor` becomes the account's `current_period_start`,
    * and the current period is computed from it (monthly, UTC, clamped at month end) on the
-   * next check. Usage already counted stays in the period it was counted in. Idempotent by
-   * `request_id`. Errors: INVALID_ARGUMENT `validation` (anchor missing, before 1970 or in the
+   * next check; every generation counts in the period (of the new anchor) of its occurred_at.
+   * Idempotent by `request_id`. Errors: INVALID_ARGUMENT `validation` (anchor missing, before 1970 or in the
    * future; a guest's account, which has no billing period to move); NOT_FOUND `not_found`.
    */
   setBillingAnchor: handleUnaryCall<SetBillingAnchorRequest, SetBillingAnchorResponse>;
@@ -4577,8 +4577,8 @@ export interface CreditsServiceClient extends Client {
   /**
    * Re-anchors a user's billing period: `anchor` becomes the account's `current_period_start`,
    * and the current period is computed from it (monthly, UTC, clamped at month end) on the
-   * next check. Usage already counted stays in the period it was counted in. Idempotent by
-   * `request_id`. Errors: INVALID_ARGUMENT `validation` (anchor missing, before 1970 or in the
+   * next check; every generation counts in the period (of the new anchor) of its occurred_at.
+   * Idempotent by `request_id`. Errors: INVALID_ARGUMENT `validation` (anchor missing, before 1970 or in the
    * future; a guest's account, which has no billing period to move); NOT_FOUND `not_found`.
    */
   setBillingAnchor(
