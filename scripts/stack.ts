@@ -6,6 +6,7 @@
  *
  * Environment (all optional): `PORT` (gateway, 8080), `DATABASE_URL`, `NATS_URL`,
  * `CREDITS_GRPC_PORT` (50051), `GENERATIONS_GRPC_PORT` (50052), `USAGE_GRPC_PORT` (50053),
+ * `CREDITS_METRICS_PORT` (9101), `GENERATIONS_METRICS_PORT` (9102), `USAGE_METRICS_PORT` (9103),
  * `TALLY_DATABASE_PREFIX` (`tally`: databases `<prefix>_credits`, …), `NATS_STREAM`,
  * `NATS_SUBJECT_PREFIX`, `JWT_SECRET` (else one is generated and kept in `.tally/`),
  * `FAULT_INJECTION_ENABLED`, `TALLY_STATE_DIR` (`.tally`), `LOG_LEVEL`, `PLANS_FILE` (the plan
@@ -53,6 +54,8 @@ interface StackPorts {
   generations: number;
   usage: number;
   gateway: number;
+  /** Each service's `/metrics` port. */
+  metrics: Record<ServiceName, number>;
 }
 
 /** The stack as it runs: the infrastructure and the processes started so far, in start order. */
@@ -71,6 +74,11 @@ async function choosePorts(): Promise<StackPorts> {
     generations: await portFor("GENERATIONS_GRPC_PORT", 50052),
     usage: await portFor("USAGE_GRPC_PORT", 50053),
     gateway: await portFor("PORT", 8080),
+    metrics: {
+      credits: await portFor("CREDITS_METRICS_PORT", 9101),
+      generations: await portFor("GENERATIONS_METRICS_PORT", 9102),
+      usage: await portFor("USAGE_METRICS_PORT", 9103),
+    },
   };
 }
 
@@ -99,12 +107,13 @@ async function startService(stack: Stack, ports: StackPorts, name: ServiceName, 
       ...env,
       DATABASE_URL: withDatabase(stack.infra.databaseUrl, `${prefix}_${name}`),
       GRPC_PORT: String(ports[name]),
+      METRICS_PORT: String(ports.metrics[name]),
     },
     { inheritOutput: true, prefix: true },
   );
   stack.processes.push(service);
   await waitForGrpcServing(grpcAddress(ports[name]), SERVICE_START_TIMEOUT_MS);
-  log(`${name} gRPC service listening on ${grpcAddress(ports[name])}`);
+  log(`${name} gRPC service listening on ${grpcAddress(ports[name])} (metrics: http://localhost:${ports.metrics[name]}/metrics)`);
 }
 
 const sharedEnvironment = (stack: Stack) => ({ NATS_URL: stack.infra.natsUrl, LOG_LEVEL: process.env.LOG_LEVEL ?? "info" });

@@ -14,7 +14,8 @@ const read = (file: string) => readFileSync(path.join(root, file), "utf8");
 /** Environment variables a workspace reads: names in its config schema and main.ts. */
 function variablesReadBy(workspace: string): Set<string> {
   const sources = ["src/config.ts", "main.ts"].filter((f) => existsSync(path.join(root, workspace, f)));
-  const text = sources.map((f) => read(path.join(workspace, f))).join("\n") + read("packages/platform/src/logger.ts");
+  // Platform's logger and shared config fields (METRICS_PORT, METRICS_HOST) are read by every service.
+  const text = sources.map((f) => read(path.join(workspace, f))).join("\n") + read("packages/platform/src/logger.ts") + read("packages/platform/src/config.ts");
   return new Set(text.match(/\b[A-Z][A-Z0-9_]{2,}\b/g) ?? []);
 }
 

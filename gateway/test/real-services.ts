@@ -27,6 +27,13 @@ export function writePlansFile(yaml: string): string {
   return file;
 }
 
+/** A started service: its gRPC address, its `/metrics` port (when METRICS_PORT was given) and what stops it. */
+export interface Serving {
+  address: string;
+  metricsPort?: number;
+  stop(): Promise<void>;
+}
+
 /** Started services, their addresses, and what stops them (in reverse order of start). */
 export class RealServices {
   readonly suffix = uniqueSuffix();
@@ -36,27 +43,27 @@ export class RealServices {
   constructor(private readonly plansFile: string) {}
 
   /** A credits service on a new database; `env` adds or overrides configuration. */
-  async startCredits(env: Record<string, string> = {}): Promise<{ address: string; stop(): Promise<void> }> {
+  async startCredits(env: Record<string, string> = {}): Promise<Serving> {
     const database = await this.database("gw_credits");
     const config = loadCreditsConfig({ DATABASE_URL: database.url, GRPC_HOST: "127.0.0.1", GRPC_PORT: "0", PLANS_FILE: this.plansFile, LOG_LEVEL: "silent", ...env });
     const running = await startCreditsService(config, logger);
     this.cleanups.push(() => running.stop());
-    return this.serving(running.grpcPort, () => running.stop());
+    return this.serving(running.grpcPort, () => running.stop(), running.metricsPort);
   }
 
-  /** A usage service on a new database, consuming the private stream. */
-  async startUsage(): Promise<{ address: string }> {
+  /** A usage service on a new database, consuming the private stream; `env` adds or overrides configuration. */
+  async startUsage(env: Record<string, string> = {}): Promise<Serving> {
     const database = await this.database("gw_usage");
     const config = loadUsageConfig({
-      ...this.nats, DATABASE_URL: database.url, GRPC_HOST: "127.0.0.1", GRPC_PORT: "0", NATS_CONSUMER: `usage_gw_${this.suffix}`, PLANS_FILE: this.plansFile, LOG_LEVEL: "silent",
+      ...this.nats, DATABASE_URL: database.url, GRPC_HOST: "127.0.0.1", GRPC_PORT: "0", NATS_CONSUMER: `usage_gw_${this.suffix}`, PLANS_FILE: this.plansFile, LOG_LEVEL: "silent", ...env,
     });
     const running = await startUsageService(config, logger);
     this.cleanups.push(() => running.stop());
-    return this.serving(running.grpcPort, () => running.stop());
+    return this.serving(running.grpcPort, () => running.stop(), running.metricsPort);
   }
 
   /** A generations service on a new database in front of `creditsAddress` and `usageAddress`. */
-  async startGenerations(creditsAddress: string, usageAddress: string, env: Record<string, string> = {}): Promise<{ address: string }> {
+  async startGenerations(creditsAddress: string, usageAddress: string, env: Record<string, string> = {}): Promise<Serving> {
     const database = await this.database("gw_generations");
     const config = loadGenerationsConfig({
       ...this.nats, DATABASE_URL: database.url, GRPC_HOST: "127.0.0.1", GRPC_PORT: "0", CREDITS_GRPC_ADDRESS: creditsAddress, USAGE_GRPC_ADDRESS: usageAddress,
@@ -64,7 +71,7 @@ export class RealServices {
     });
     const running = await startGenerationsService(config, logger);
     this.cleanups.push(() => running.stop());
-    return this.serving(running.grpcPort, () => running.stop());
+    return this.serving(running.grpcPort, () => running.stop(), running.metricsPort);
   }
 
   /** A credits gRPC client (closed by `stop()`), for setting accounts up and reading them back. */
@@ -88,9 +95,9 @@ export class RealServices {
     return database;
   }
 
-  private async serving(port: number, stop: () => Promise<void>) {
+  private async serving(port: number, stop: () => Promise<void>, metricsPort?: number): Promise<Serving> {
     const address = `127.0.0.1:${port}`;
     await waitForGrpcServing(address, START_TIMEOUT_MS);
-    return { address, stop };
+    return { address, stop, metricsPort };
   }
 }

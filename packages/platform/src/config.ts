@@ -19,3 +19,12 @@ export function loadConfig<S extends z.ZodType>(schema: S, env: NodeJS.ProcessEn
 
 /** An integer environment variable with a default (e.g. `GRPC_PORT`). */
 export const intFromEnv = (defaultValue: number) => z.coerce.number().int().default(defaultValue);
+
+/**
+ * The `/metrics` endpoint every service may serve (Prometheus text format): METRICS_PORT
+ * (unset: no endpoint; 0: a free port) and METRICS_HOST. Spread into a service's schema.
+ */
+export const metricsConfigFields = {
+  METRICS_PORT: z.coerce.number().int().min(0).max(65_535).optional(),
+  METRICS_HOST: z.string().min(1).default("0.0.0.0"),
+};

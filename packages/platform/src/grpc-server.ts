@@ -5,6 +5,7 @@ import { HealthImplementation } from "grpc-health-check";
 import { context, SpanStatusCode, trace } from "@opentelemetry/api";
 import { DomainError, toServiceError } from "./errors";
 import type { Logger } from "./logger";
+import { startMetricsServer, type ServiceMetrics } from "./metrics";
 import { contextFromMetadata, tracer } from "./telemetry";
 
 /** What a handler sees of its call besides the request. */
@@ -29,12 +30,20 @@ export type AsyncService<S> = {
 /**
  * Adapts an AsyncService to grpc-js handlers: each call runs in a span continuing the caller's
  * trace, a thrown DomainError becomes its gRPC code with the reason in trailers, and anything
- * else is logged as a bug and answered INTERNAL.
+ * else is logged as a bug and answered INTERNAL. With `metrics`, every answer is counted by
+ * method and status code and timed.
  */
-export function bindService<S extends grpc.UntypedServiceImplementation>(serviceName: string, implementation: AsyncService<S>, logger: Logger): S {
+export function bindService<S extends grpc.UntypedServiceImplementation>(
+  serviceName: string,
+  implementation: AsyncService<S>,
+  logger: Logger,
+  metrics?: ServiceMetrics,
+): S {
   const handlers: Record<string, grpc.handleUnaryCall<unknown, unknown>> = {};
   for (const [method, fn] of Object.entries(implementation) as [string, (req: unknown, ctx: CallContext) => Promise<unknown>][]) {
     handlers[method] = (call, callback) => {
+      const started = process.hrtime.bigint();
+      const record = (code: grpc.status) => metrics?.recordRpc(serviceName, method, grpc.status[code] ?? String(code), Number(process.hrtime.bigint() - started) / 1e9);
       const parent = contextFromMetadata(call.metadata);
       const span = tracer(serviceName).startSpan(`${serviceName}/${method}`, {}, parent);
       context
@@ -42,6 +51,7 @@ export function bindService<S extends grpc.UntypedServiceImplementation>(service
         .then(
           (response) => {
             span.end();
+            record(grpc.status.OK);
             callback(null, response);
           },
           (error: unknown) => {
@@ -52,7 +62,9 @@ export function bindService<S extends grpc.UntypedServiceImplementation>(service
               span.setStatus({ code: SpanStatusCode.ERROR });
             }
             span.end();
-            callback(toServiceError(error) as grpc.ServiceError, null);
+            const serviceError = toServiceError(error) as grpc.ServiceError;
+            record(serviceError.code);
+            callback(serviceError, null);
           },
         );
     };
@@ -69,6 +81,8 @@ export interface GrpcServerOptions {
   protoRoot: string;
   protoFiles: string[];
   logger: Logger;
+  /** Served at `GET /metrics` on METRICS_HOST:METRICS_PORT beside the gRPC port when `port` is set (0: a free port). */
+  metrics?: { metrics: ServiceMetrics; port?: number; host: string };
 }
 
 /** A started gRPC server with health (grpc.health.v1) and reflection. */
@@ -76,6 +90,8 @@ export interface RunningGrpcServer {
   server: grpc.Server;
   /** The bound port (useful when asked for 0). */
   port: number;
+  /** The `/metrics` port, when metrics are served. */
+  metricsPort?: number;
   /** Marks every service SERVING or NOT_SERVING in the health service. */
   setServing(serving: boolean): void;
   /** Stops taking calls, lets running ones finish for up to `timeoutMs`, then forces. */
@@ -108,16 +124,19 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<Runni
     ),
   );
   options.logger.info({ port }, "gRPC server listening");
+  const metricsServer =
+    options.metrics?.port === undefined ? undefined : await startMetricsServer(options.metrics.metrics, options.metrics.port, options.metrics.host, options.logger);
 
   return {
     server,
     port,
+    metricsPort: metricsServer?.port,
     setServing(serving) {
       for (const name of names) health.setStatus(name, serving ? "SERVING" : "NOT_SERVING");
     },
-    shutdown(timeoutMs) {
+    async shutdown(timeoutMs) {
       for (const name of names) health.setStatus(name, "NOT_SERVING");
-      return new Promise<void>((resolve) => {
+      await new Promise<void>((resolve) => {
         const timer = setTimeout(() => {
           server.forceShutdown();
           resolve();
@@ -127,6 +146,7 @@ export async function startGrpcServer(options: GrpcServerOptions): Promise<Runni
           resolve();
         });
       });
+      await metricsServer?.close();
     },
   };
 }

@@ -5,6 +5,7 @@ export * from "./errors";
 export * from "./telemetry";
 export * from "./ids";
 export * from "./grpc-server";
+export * from "./metrics";
 export * from "./grpc-client";
 export * from "./db";
 export * from "./idempotency";

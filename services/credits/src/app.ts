@@ -1,5 +1,15 @@
 import { credits, PROTO_FILES, PROTO_ROOT } from "@tally/contracts";
-import { loadPlanCatalog, openDatabase, startGrpcServer, type Logger, type Orm, type RunningGrpcServer } from "@tally/platform";
+import {
+  loadPlanCatalog,
+  openDatabase,
+  registerDatabasePoolGauges,
+  registerSqlGauge,
+  ServiceMetrics,
+  startGrpcServer,
+  type Logger,
+  type Orm,
+  type RunningGrpcServer,
+} from "@tally/platform";
 import { creditsMigrations } from "./adapter/migrations";
 import { createCreditsUnitOfWork } from "./adapter/unit-of-work";
 import type { CreditsConfig } from "./config";
@@ -12,6 +22,8 @@ import { PasswordHasher } from "./service/passwords";
 export interface RunningCreditsService {
   /** The bound gRPC port (useful when GRPC_PORT is 0). */
   grpcPort: number;
+  /** The `/metrics` port, when METRICS_PORT is set. */
+  metricsPort?: number;
   /** The service's rules, for in-process tests and tools. */
   service: CreditsService;
   /** The database handle, for in-process tests (e.g. to watch that a call opens no connection). */
@@ -27,6 +39,7 @@ interface CreditsApp {
   orm: Orm;
   service: CreditsService;
   sweeper: HoldExpirySweeper;
+  metrics: ServiceMetrics;
 }
 
 /**
@@ -62,7 +75,19 @@ async function buildCreditsApp(config: CreditsConfig, logger: Logger): Promise<C
     { intervalMs: config.HOLD_EXPIRY_SWEEP_INTERVAL_MS, batchSize: config.HOLD_EXPIRY_BATCH_SIZE },
     logger,
   );
-  return { orm, service, sweeper };
+  return { orm, service, sweeper, metrics: creditsMetrics(orm, logger) };
+}
+
+/** RPC metrics (bindService records them), the database pool, and active holds. */
+function creditsMetrics(orm: Orm, logger: Logger): ServiceMetrics {
+  const metrics = new ServiceMetrics("credits");
+  registerDatabasePoolGauges(metrics, orm, logger);
+  registerSqlGauge(metrics, orm, logger, {
+    name: "credits_active_holds",
+    help: "Holds now active (credits held for running generations)",
+    sql: "SELECT count(*)::bigint AS value FROM holds WHERE status = 'active'",
+  });
+  return metrics;
 }
 
 /** Serves gRPC (health and reflection included) and starts the sweeper; SERVING once both run. */
@@ -70,10 +95,11 @@ async function startCreditsApp(app: CreditsApp, config: CreditsConfig, logger: L
   const grpc = await startGrpcServer({
     host: config.GRPC_HOST,
     port: config.GRPC_PORT,
-    services: [{ name: CREDITS_SERVICE_NAME, definition: credits.CreditsServiceService, implementation: bindCreditsService(app.service, logger) }],
+    services: [{ name: CREDITS_SERVICE_NAME, definition: credits.CreditsServiceService, implementation: bindCreditsService(app.service, logger, app.metrics) }],
     protoRoot: PROTO_ROOT,
     protoFiles: [PROTO_FILES.credits],
     logger,
+    metrics: { metrics: app.metrics, port: config.METRICS_PORT, host: config.METRICS_HOST },
   });
   app.sweeper.start();
   grpc.setServing(true);
@@ -106,6 +132,7 @@ export async function startCreditsService(config: CreditsConfig, logger: Logger)
   let stopping: Promise<void> | undefined;
   return {
     grpcPort: grpc.port,
+    metricsPort: grpc.metricsPort,
     service: app.service,
     orm: app.orm,
     sweepExpiredHolds: () => app.sweeper.sweep(),

@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { intFromEnv, loadConfig, normalizeEmail, parseEmail } from "@tally/platform";
+import { intFromEnv, loadConfig, metricsConfigFields, normalizeEmail, parseEmail } from "@tally/platform";
 
 /**
  * `TALLY_ADMIN_EMAILS`: comma-separated emails, normalized as sign-up normalizes them (trimmed,
@@ -27,6 +27,7 @@ export const creditsConfigSchema = z.object({
   DATABASE_STATEMENT_TIMEOUT_MS: intFromEnv(15_000).pipe(z.number().min(1)),
   GRPC_HOST: z.string().min(1).default("0.0.0.0"),
   GRPC_PORT: intFromEnv(50051).pipe(z.number().min(0).max(65_535)),
+  ...metricsConfigFields,
   /** How long a graceful stop lets running calls finish before cutting them off. */
   GRPC_SHUTDOWN_TIMEOUT_MS: intFromEnv(10_000).pipe(z.number().min(0)),
   /** The plans file (YAML or JSON, docs/plans.md); unset: platform's built-in plans. Read and validated at start-up. */

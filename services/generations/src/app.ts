@@ -7,6 +7,10 @@ import {
   JetStreamEventPublisher,
   openDatabase,
   OutboxRelay,
+  registerDatabasePoolGauges,
+  registerOutboxGauges,
+  registerSqlGauge,
+  ServiceMetrics,
   startGrpcServer,
   type Logger,
   type NatsConnection,
@@ -37,6 +41,8 @@ export interface StartOptions {
 
 export interface RunningGenerationsService {
   grpcPort: number;
+  /** The `/metrics` port, when METRICS_PORT is set. */
+  metricsPort?: number;
   /** The outbox relay (tests read its counters). */
   relay: OutboxRelay;
   /** The worker, when WORKER_ENABLED. */
@@ -72,6 +78,7 @@ interface BuiltService {
   service: GenerationsService;
   worker: GenerationWorker | undefined;
   relay: OutboxRelay;
+  metrics: ServiceMetrics;
 }
 
 /**
@@ -97,6 +104,7 @@ export async function startGenerationsService(config: GenerationsConfig, logger:
     let stopped: Promise<void> | undefined;
     return {
       grpcPort: server.port,
+      metricsPort: server.metricsPort,
       relay: built.relay,
       worker: built.worker,
       stop: () => (stopped ??= stopService(config, logger, built, server)),
@@ -151,7 +159,21 @@ async function buildService(config: GenerationsConfig, logger: Logger, options: 
     publishTimeoutMs: config.NATS_PUBLISH_TIMEOUT_MS,
   };
   const relay = new OutboxRelay(uow, new JetStreamEventPublisher(nc, config.NATS_PUBLISH_TIMEOUT_MS), relayOptions, logger);
-  return { connections: { ...connections, nc }, service, worker, relay };
+  return { connections: { ...connections, nc }, service, worker, relay, metrics: generationsMetrics(orm, logger) };
+}
+
+/** RPC metrics (bindService records them), the database pool, jobs by status and the outbox. */
+function generationsMetrics(orm: Orm, logger: Logger): ServiceMetrics {
+  const metrics = new ServiceMetrics("generations");
+  registerDatabasePoolGauges(metrics, orm, logger);
+  registerOutboxGauges(metrics, orm, logger);
+  registerSqlGauge(metrics, orm, logger, {
+    name: "generations_jobs",
+    help: "Generations by status (pending, processing, completed, failed, cancelled)",
+    labelNames: ["status"],
+    sql: "SELECT status, count(*)::bigint AS value FROM generations GROUP BY status",
+  });
+  return metrics;
 }
 
 /** Starts the gRPC server, the worker and the relay, then answers SERVING. */
@@ -163,12 +185,13 @@ async function startService(config: GenerationsConfig, logger: Logger, built: Bu
       {
         name: SERVICE_NAME,
         definition: generations.GenerationsServiceService,
-        implementation: bindService<generations.GenerationsServiceServer>(SERVICE_NAME, generationsHandlers(built.service), logger),
+        implementation: bindService<generations.GenerationsServiceServer>(SERVICE_NAME, generationsHandlers(built.service), logger, built.metrics),
       },
     ],
     protoRoot: PROTO_ROOT,
     protoFiles: [PROTO_FILES.generations],
     logger,
+    metrics: { metrics: built.metrics, port: config.METRICS_PORT, host: config.METRICS_HOST },
   });
   built.worker?.start();
   built.relay.start();

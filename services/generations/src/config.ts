@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { loadConfig } from "@tally/platform";
+import { loadConfig, metricsConfigFields } from "@tally/platform";
 import { parsePricing } from "./domain/pricing";
 
 /** A boolean environment variable: "true"/"1" or "false"/"0" (z.coerce.boolean would read "false" as true). */
@@ -24,6 +24,7 @@ export const generationsConfigSchema = z.object({
   DATABASE_STATEMENT_TIMEOUT_MS: positiveInt(15_000),
   GRPC_HOST: z.string().default("0.0.0.0"),
   GRPC_PORT: nonNegativeInt(50052),
+  ...metricsConfigFields,
   /** How long in-flight calls may finish at shutdown before they are cut, in milliseconds. */
   GRPC_SHUTDOWN_TIMEOUT_MS: positiveInt(5_000),
   CREDITS_GRPC_ADDRESS: z.string().default("127.0.0.1:50051"),

@@ -5,6 +5,10 @@ import {
   OutboxRelay,
   loadPlanCatalog,
   openDatabase,
+  registerDatabasePoolGauges,
+  registerOutboxGauges,
+  registerSqlGauge,
+  ServiceMetrics,
   startGrpcServer,
   type Logger,
   type NatsConnection,
@@ -29,6 +33,8 @@ import { UsageLogService } from "./service/usage-log";
 export interface UsageService {
   /** The bound gRPC port (useful when configured as 0). */
   grpcPort: number;
+  /** The `/metrics` port, when METRICS_PORT is set. */
+  metricsPort?: number;
   /** The service's database (for tests and operations, e.g. reconciling stats with `buildUsageServices(orm).stats`). */
   orm: Orm;
   /** The service classes the running service uses (tests reconcile through them). */
@@ -111,6 +117,7 @@ export async function startUsageService(config: UsageConfig, logger: Logger, opt
   let stopped: Promise<void> | undefined;
   return {
     grpcPort: running.grpcServer.port,
+    metricsPort: running.grpcServer.metricsPort,
     orm,
     services,
     sweepReservations: () => running.expiry.wakeUp(),
@@ -121,13 +128,32 @@ export async function startUsageService(config: UsageConfig, logger: Logger, opt
   };
 }
 
+/** RPC metrics (bindService records them), the database pool, the outbox, dead letters and active reservations. */
+function usageMetrics(orm: Orm, logger: Logger): ServiceMetrics {
+  const metrics = new ServiceMetrics("usage");
+  registerDatabasePoolGauges(metrics, orm, logger);
+  registerOutboxGauges(metrics, orm, logger);
+  registerSqlGauge(metrics, orm, logger, {
+    name: "usage_dead_letters",
+    help: "Events set aside as dead letters (never recorded; see ListDeadLetters)",
+    sql: "SELECT count(*)::bigint AS value FROM dead_letters",
+  });
+  registerSqlGauge(metrics, orm, logger, {
+    name: "usage_active_reservations",
+    help: "Quota reservations now active (generations reserved for and not yet ended)",
+    sql: "SELECT count(*)::bigint AS value FROM quota_reservations WHERE status = 'active'",
+  });
+  return metrics;
+}
+
 /** Connects NATS, starts the gRPC server and the consumer over `orm`; undoes what it did when a step fails. */
 async function startRunning(config: UsageConfig, logger: Logger, orm: Orm, services: UsageServices): Promise<Running> {
   const cleanup: (() => Promise<unknown>)[] = [() => orm.close()];
   try {
     const nc = await connectNats(config.NATS_URL, "tally-usage", logger);
     cleanup.unshift(() => nc.drain());
-    const grpc = usageGrpcService(services, logger);
+    const metrics = usageMetrics(orm, logger);
+    const grpc = usageGrpcService(services, logger, metrics);
     const grpcServer = await startGrpcServer({
       port: config.GRPC_PORT,
       host: config.GRPC_HOST,
@@ -135,6 +161,7 @@ async function startRunning(config: UsageConfig, logger: Logger, orm: Orm, servi
       protoRoot: grpc.protoRoot,
       protoFiles: grpc.protoFiles,
       logger,
+      metrics: { metrics, port: config.METRICS_PORT, host: config.METRICS_HOST },
     });
     cleanup.unshift(() => grpcServer.shutdown(0));
     const consumer = await GenerationEventConsumer.start({ nc, usageLog: services.usageLog, deadLetters: services.deadLetters, config: consumerConfig(config), logger });

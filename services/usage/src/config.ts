@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { intFromEnv, loadConfig } from "@tally/platform";
+import { intFromEnv, loadConfig, metricsConfigFields } from "@tally/platform";
 
 const DAY_MS = 24 * 60 * 60 * 1000;
 
@@ -19,6 +19,7 @@ export const usageConfigSchema = z.object({
   DATABASE_STATEMENT_TIMEOUT_MS: intFromEnv(15_000).pipe(z.number().min(100)),
   GRPC_HOST: z.string().min(1).default("0.0.0.0"),
   GRPC_PORT: intFromEnv(50053).pipe(z.number().min(0).max(65_535)),
+  ...metricsConfigFields,
   /** How long running gRPC calls may finish during shutdown, in milliseconds. */
   GRPC_SHUTDOWN_TIMEOUT_MS: intFromEnv(5_000).pipe(z.number().min(0)),
   NATS_URL: z.string().min(1).default("nats://127.0.0.1:4222"),

@@ -1,5 +1,5 @@
 import { credits } from "@tally/contracts";
-import { bindService, type AsyncService, type Logger } from "@tally/platform";
+import { bindService, type AsyncService, type Logger, type ServiceMetrics } from "@tally/platform";
 import type { CreditsService } from "../service/credits-service";
 import {
   accountToProto,
@@ -107,6 +107,6 @@ export function creditsHandlers(service: CreditsApi): AsyncService<credits.Credi
   };
 }
 
-/** The bound grpc-js implementation of CreditsService, ready for `startGrpcServer`. */
-export const bindCreditsService = (service: CreditsApi, logger: Logger): credits.CreditsServiceServer =>
-  bindService<credits.CreditsServiceServer>(CREDITS_SERVICE_NAME, creditsHandlers(service), logger);
+/** The bound grpc-js implementation of CreditsService, ready for `startGrpcServer` (each RPC counted and timed in `metrics`). */
+export const bindCreditsService = (service: CreditsApi, logger: Logger, metrics?: ServiceMetrics): credits.CreditsServiceServer =>
+  bindService<credits.CreditsServiceServer>(CREDITS_SERVICE_NAME, creditsHandlers(service), logger, metrics);

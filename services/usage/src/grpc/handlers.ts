@@ -1,5 +1,5 @@
 import { PROTO_FILES, PROTO_ROOT, usage } from "@tally/contracts";
-import { bindService, type AsyncService, type Logger } from "@tally/platform";
+import { bindService, type AsyncService, type Logger, type ServiceMetrics } from "@tally/platform";
 import type { PlanCatalog } from "@tally/platform";
 import {
   parseAdoptGuestInput,
@@ -34,7 +34,7 @@ export interface UsageHandlerServices {
  * generation id or credits: INV-7; the limit errors below), mapped to gRPC codes by
  * `bindService`.
  */
-export function usageHandlers(services: UsageHandlerServices, logger: Logger): usage.UsageServiceServer {
+export function usageHandlers(services: UsageHandlerServices, logger: Logger, metrics?: ServiceMetrics): usage.UsageServiceServer {
   const implementation: AsyncService<usage.UsageServiceServer> = {
     /** GetUserStats(user_id) → lifetime stats (money in micro-units); zeros for a user with no usage yet. */
     async getUserStats(request) {
@@ -69,13 +69,13 @@ export function usageHandlers(services: UsageHandlerServices, logger: Logger): u
       return { generationsMoved: await services.adoption.adoptGuest(input) };
     },
   };
-  return bindService<usage.UsageServiceServer>(USAGE_SERVICE_NAME, implementation, logger);
+  return bindService<usage.UsageServiceServer>(USAGE_SERVICE_NAME, implementation, logger, metrics);
 }
 
-/** The UsageService as `startGrpcServer` takes it: name, definition, handlers, and the proto files reflection serves. */
-export function usageGrpcService(services: UsageHandlerServices, logger: Logger) {
+/** The UsageService as `startGrpcServer` takes it: name, definition, handlers (each RPC counted and timed in `metrics`), and the proto files reflection serves. */
+export function usageGrpcService(services: UsageHandlerServices, logger: Logger, metrics?: ServiceMetrics) {
   return {
-    service: { name: USAGE_SERVICE_NAME, definition: usage.UsageServiceService, implementation: usageHandlers(services, logger) },
+    service: { name: USAGE_SERVICE_NAME, definition: usage.UsageServiceService, implementation: usageHandlers(services, logger, metrics) },
     protoRoot: PROTO_ROOT,
     protoFiles: [PROTO_FILES.usage],
   };
