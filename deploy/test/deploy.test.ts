@@ -73,4 +73,16 @@ describe("deploy files", () => {
       expect(service.spec.selector).toEqual(deployment.spec.selector.matchLabels);
     }
   });
+
+  it("chart in the Grafana dashboard only metrics the code defines", () => {
+    const dashboard = JSON.parse(read("deploy/grafana/tally-dashboard.json")) as { panels: { title: string; targets: { expr: string }[] }[] };
+    const defined = ["packages/platform/src/metrics.ts", "gateway/src/metrics.ts", "services/credits/src/app.ts", "services/generations/src/app.ts", "services/usage/src/app.ts"]
+      .map(read)
+      .join("\n");
+    const histogramSuffix = /_(bucket|count|sum)$/;
+    const charted = dashboard.panels.flatMap((panel) => panel.targets.flatMap((target) => target.expr.replace(/\bby \([^)]*\)/g, "").match(/\b[a-z][a-z0-9_]*(?=\{|\[|\))/g) ?? []));
+    const metrics = [...new Set(charted.filter((name) => !["rate", "sum", "max", "by", "histogram_quantile"].includes(name)))];
+    expect(metrics.length).toBeGreaterThan(10);
+    for (const metric of metrics) expect({ metric, defined: defined.includes(`"${metric.replace(histogramSuffix, "")}"`) }).toEqual({ metric, defined: true });
+  });
 });

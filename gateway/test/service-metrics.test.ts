@@ -86,6 +86,9 @@ describe("service metrics", () => {
     const usage = await scrape("usage");
     expect(sample(usage, "usage_active_reservations")).toBe(1);
     expect(sample(usage, "usage_dead_letters")).toBe(0);
+    expect(sample(usage, "usage_consumer_messages", { state: "pending" })).toEqual(expect.any(Number));
+    expect(sample(usage, "usage_consumer_messages", { state: "redelivered" })).toBe(0);
+    expect(sample(usage, "usage_reconciliation_differences")).toBe(0);
     expect(sample(usage, "process_cpu_user_seconds_total")).toEqual(expect.any(Number));
   });
 });

@@ -5,7 +5,7 @@ import { describeError } from "./database-errors";
 export type Logger = pino.Logger;
 
 /**
- * Structured JSON logs (pino) with the service name and, inside a span, its trace id.
+ * Structured JSON logs (pino) with the service name and, inside a span, its trace and span ids.
  * Level from `LOG_LEVEL` (default `info`). Every `err` field goes through `describeError`, so no
  * log line carries a database statement or its parameters. `destination` defaults to stdout
  * (tests pass one to read what would be logged).
@@ -17,7 +17,9 @@ export function createLogger(service: string, level = process.env.LOG_LEVEL ?? "
     serializers: { err: describeError, cause: describeError },
     mixin() {
       const span = trace.getActiveSpan();
-      return span ? { trace_id: span.spanContext().traceId } : {};
+      if (!span) return {};
+      const { traceId, spanId } = span.spanContext();
+      return { trace_id: traceId, span_id: spanId };
     },
   };
   return destination ? pino(options, destination) : pino(options);

@@ -146,6 +146,44 @@ function usageMetrics(orm: Orm, logger: Logger): ServiceMetrics {
   return metrics;
 }
 
+/** How long a computed reconciliation count is reused by later scrapes, in milliseconds (it reads the whole usage log). */
+const RECONCILIATION_METRIC_MAX_AGE_MS = 60_000;
+
+/**
+ * The consumer's backlog (`usage_consumer_messages{state="pending"|"ack_pending"|"redelivered"}`)
+ * and `usage_reconciliation_differences`: how many stats and limit counters differ from what
+ * the usage log says (INV-6; 0 when all agree), recomputed at most once a minute.
+ */
+function registerConsumerGauges(metrics: ServiceMetrics, consumer: GenerationEventConsumer, services: UsageServices, logger: Logger): void {
+  metrics.gauge({
+    name: "usage_consumer_messages",
+    help: "Generation events of the durable consumer, by state: pending (not yet delivered), ack_pending (delivered, not yet acknowledged), redelivered",
+    labelNames: ["state"] as const,
+    logger,
+    collect: async () => {
+      const backlog = await consumer.backlog();
+      return [
+        { labels: { state: "pending" }, value: backlog.pending },
+        { labels: { state: "ack_pending" }, value: backlog.ackPending },
+        { labels: { state: "redelivered" }, value: backlog.redelivered },
+      ];
+    },
+  });
+  let last: { at: number; value: number } | undefined;
+  metrics.gauge({
+    name: "usage_reconciliation_differences",
+    help: "Stats and limit counters that differ from the usage log (0 when all agree; recomputed at most once a minute)",
+    logger,
+    collect: async () => {
+      if (!last || Date.now() - last.at > RECONCILIATION_METRIC_MAX_AGE_MS) {
+        const [stats, counters] = await Promise.all([services.stats.reconcile(), services.stats.reconcileCounters()]);
+        last = { at: Date.now(), value: stats.length + counters.length };
+      }
+      return last.value;
+    },
+  });
+}
+
 /** Connects NATS, starts the gRPC server and the consumer over `orm`; undoes what it did when a step fails. */
 async function startRunning(config: UsageConfig, logger: Logger, orm: Orm, services: UsageServices): Promise<Running> {
   const cleanup: (() => Promise<unknown>)[] = [() => orm.close()];
@@ -166,6 +204,7 @@ async function startRunning(config: UsageConfig, logger: Logger, orm: Orm, servi
     cleanup.unshift(() => grpcServer.shutdown(0));
     const consumer = await GenerationEventConsumer.start({ nc, usageLog: services.usageLog, deadLetters: services.deadLetters, config: consumerConfig(config), logger });
     cleanup.unshift(() => consumer.stop());
+    registerConsumerGauges(metrics, consumer, services, logger);
     const expiry = new ReservationExpiryRunner(services.quota, { intervalMs: config.RESERVATION_SWEEP_INTERVAL_MS, batchSize: config.RESERVATION_SWEEP_BATCH_SIZE }, logger);
     expiry.start();
     cleanup.unshift(() => expiry.stop());

@@ -107,6 +107,16 @@ export class GenerationEventConsumer {
   }
 
   /**
+   * The durable consumer's backlog as JetStream reports it: messages not yet delivered
+   * (`pending`), delivered and not yet acknowledged (`ackPending`), and delivered more than once
+   * so far (`redelivered`).
+   */
+  async backlog(): Promise<{ pending: number; ackPending: number; redelivered: number }> {
+    const info = await this.consumer.info();
+    return { pending: info.num_pending, ackPending: info.num_ack_pending, redelivered: info.num_redelivered };
+  }
+
+  /**
    * Stops pulling, finishes (commit + ack) the message in hand and gives back the rest of the
    * batch. Resolves once the current pull request has ended (at most `fetchExpiresMs`).
    */
