@@ -9,8 +9,11 @@
  * limit as a free user (403 with the limit's detail), an admin upgrades it and the next
  * request succeeds → Ctrl-C stops everything cleanly.
  */
-import { newId } from "@tally/platform";
+import { createLogger, newId, openDatabase, type Orm } from "@tally/platform";
 import { eventually, uniqueSuffix } from "@tally/platform/src/testing";
+import { Client } from "pg";
+import { buildUsageServices } from "../services/usage/src/app";
+import { usageMigrations } from "../services/usage/src/adapter/migrations";
 import { callGateway, startStack, type CallOptions, type StackUnderTest } from "./stack-under-test";
 
 const TRIAL_CREDITS = 10;
@@ -50,8 +53,26 @@ describe("Tally end to end (npm start, driven over HTTP)", () => {
   }, 150_000);
 
   afterAll(async () => {
+    await usageOrm?.close(true);
     await stack?.destroy();
   }, 60_000);
+
+  let usageOrm: Orm | undefined;
+  /** The usage service's reconciliation of lifetime stats with the usage and download logs, over the stack's usage database. */
+  const reconcileStats = async (userId?: string) => {
+    usageOrm ??= await openDatabase({ url: stack.databaseUrl("usage"), entities: [], migrations: usageMigrations, logger: createLogger("e2e", "silent"), migrate: false });
+    return buildUsageServices(usageOrm).stats.reconcile(userId);
+  };
+  /** Rows of the usage log of one subject, straight from the usage database. */
+  const usageLogOf = async (userId: string) => {
+    const db = new Client({ connectionString: stack.databaseUrl("usage") });
+    await db.connect();
+    try {
+      return (await db.query("SELECT * FROM usage_log WHERE user_id = $1 ORDER BY occurred_at", [userId])).rows;
+    } finally {
+      await db.end();
+    }
+  };
 
   const call = <T = any>(method: string, route: string, options: CallOptions = {}) => callGateway<T>(stack.base, method, route, options);
 
@@ -111,7 +132,8 @@ describe("Tally end to end (npm start, driven over HTTP)", () => {
     const completed = items.filter((g) => g.status === "completed");
     expect(completed).toHaveLength(TRIAL_CREDITS);
 
-    // Every output downloads as a real PNG.
+    // Every output downloads as a real PNG; each request counts as a download, a retry of one (same Idempotency-Key) once.
+    const outputBytes = new Map<string, number>();
     for (const generation of completed) {
       expect(generation.output_url).toMatch(/^https?:\/\//);
       const download = await fetch(generation.output_url, { headers: { authorization: `Bearer ${token}` } });
@@ -119,8 +141,15 @@ describe("Tally end to end (npm start, driven over HTTP)", () => {
       expect(download.headers.get("content-type")).toBe("image/png");
       const bytes = Buffer.from(await download.arrayBuffer());
       expect(bytes.subarray(0, 8).equals(PNG_SIGNATURE)).toBe(true);
+      outputBytes.set(generation.id, bytes.length);
     }
-    report.push(`${completed.length} completed (outputs downloaded as PNG), ${items.length - completed.length} failed`);
+    for (let i = 0; i < 2; i++) {
+      const again = await fetch(completed[0].output_url, { headers: { authorization: `Bearer ${token}`, "idempotency-key": `again-${suffix}` } });
+      expect(again.status).toBe(200);
+      await again.arrayBuffer();
+    }
+    const downloads = completed.length + 1;
+    report.push(`${completed.length} completed (outputs downloaded as PNG, then one twice with one Idempotency-Key), ${items.length - completed.length} failed`);
 
     // Balance, list and stats agree to the unit.
     const creditsSpent = completed.reduce((sum, g) => sum + g.credit_cost, 0);
@@ -130,14 +159,35 @@ describe("Tally end to end (npm start, driven over HTTP)", () => {
     expect(creditsSpent).toBe(TRIAL_CREDITS);
     const me = await eventually(async () => {
       const response = await call("GET", "/v1/me", { token });
-      return response.body?.stats?.total_generations === completed.length && response.body.stats.total_failed === 1 ? response.body : undefined;
+      const stats = response.body?.stats;
+      return stats?.total_generations === completed.length && stats.total_failed === 1 && stats.total_downloaded === downloads ? response.body : undefined;
     }, 30_000, 250);
     expect(me.stats).toEqual({
       total_generations: completed.length,
       total_failed: 1,
       total_cost_micros: costMicros,
       total_credits_spent: creditsSpent,
+      total_downloaded: downloads,
     });
+
+    // Each usage log entry carries the plan snapshot, the billing period, the classification, the output size and the subject kind.
+    const entries = await usageLogOf(alice.user.id);
+    expect(entries).toHaveLength(completed.length + 1);
+    for (const entry of entries) {
+      expect(entry).toMatchObject({
+        plan: "free",
+        plan_limits: { generations_per_period: FREE_PERIOD_LIMIT, concurrent_generations: 20, requests_per_minute: 1000 },
+        billing_classification: "original",
+        parent_generation_id: null,
+        subject_kind: "user",
+      });
+      expect(entry.period_start.getTime()).toBeLessThanOrEqual(entry.occurred_at.getTime());
+      expect(entry.period_end.getTime()).toBeGreaterThan(entry.occurred_at.getTime());
+      expect(Number(entry.output_bytes)).toBe(entry.outcome === "completed" ? outputBytes.get(entry.generation_id) : 0);
+    }
+    expect(entries.filter((e) => e.outcome === "completed").every((e) => Number(e.output_bytes) > 0)).toBe(true);
+    expect(await reconcileStats()).toEqual([]);
+    report.push(`usage log entries: plan free with its limits, period ${entries[0].period_start.toISOString()}..${entries[0].period_end.toISOString()}, original, output bytes = the downloads' sizes; reconciliation found no difference`);
     expect(me.id).toBe(alice.user.id);
     expect(me.last_login).toBeNull();
     report.push(`balance ${JSON.stringify(finalBalance.body)}; /v1/me stats ${JSON.stringify(me.stats)}; list sums: credits ${creditsSpent}, cost_micros ${costMicros}`);
@@ -214,6 +264,9 @@ describe("Tally end to end (npm start, driven over HTTP)", () => {
       return day.used === GUEST_DAILY_LIMIT ? day : undefined;
     }, 30_000, 250);
     expect(guestDaily).toMatchObject({ limit: GUEST_DAILY_LIMIT, used: GUEST_DAILY_LIMIT, reserved: 0, remaining: 0, within_limit: false });
+    const guestEntries = await usageLogOf(guestId);
+    expect(guestEntries.filter((e) => e.outcome === "completed")).toHaveLength(GUEST_DAILY_LIMIT);
+    for (const entry of guestEntries) expect(entry).toMatchObject({ subject_kind: "guest", plan: "guest", billing_classification: "original" });
     report.push(`a guest made ${GUEST_DAILY_LIMIT} generations, the next one answered 429 ${guestRefused.body.code} (Retry-After ${guestRefused.headers.get("retry-after")} s)`);
 
     // Signing up with the guest id adopts the guest: its generations and this period's usage move.

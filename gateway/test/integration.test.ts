@@ -172,6 +172,12 @@ describe("gateway against the real services", () => {
     expect(download.headers.get("content-type")).toBe("image/png");
     expect(Buffer.from(await download.arrayBuffer()).subarray(0, 8).equals(PNG_SIGNATURE)).toBe(true);
     expect((await fetch(completed.output_url)).status).toBe(401);
+    // Each download request counts once: a retry with the same Idempotency-Key is the same request.
+    for (let i = 0; i < 2; i++) {
+      const retried = await fetch(completed.output_url, { headers: { authorization: `Bearer ${alice.token}`, "idempotency-key": `download-${suffix}` } });
+      expect(retried.status).toBe(200);
+      await retried.arrayBuffer();
+    }
 
     // The failed job's 2 credits came back; the completed one's 1 was charged.
     const after = await call("GET", "/v1/credits/balance", { token: alice.token });
@@ -179,10 +185,11 @@ describe("gateway against the real services", () => {
 
     const me = await eventually(async () => {
       const response = await call("GET", "/v1/me", { token: alice.token });
-      return response.body.stats.total_generations === 1 && response.body.stats.total_failed === 1 ? response.body : undefined;
+      const { stats } = response.body;
+      return stats.total_generations === 1 && stats.total_failed === 1 && stats.total_downloaded === 2 ? response.body : undefined;
     }, 20_000, 100);
     expect(me).toMatchObject({ id: alice.id, email: `alice-${suffix}@example.com`, role: "user", plan: expect.any(String), last_login: null });
-    expect(me.stats).toEqual({ total_generations: 1, total_failed: 1, total_cost_micros: completed.cost_micros, total_credits_spent: 1 });
+    expect(me.stats).toEqual({ total_generations: 1, total_failed: 1, total_cost_micros: completed.cost_micros, total_credits_spent: 1, total_downloaded: 2 });
 
     const list = await call("GET", "/v1/generations?limit=1", { token: alice.token });
     expect(list.body).toMatchObject({ total: 2, limit: 1, offset: 0 });

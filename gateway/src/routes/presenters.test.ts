@@ -97,6 +97,6 @@ describe("account presenters", () => {
   });
 
   it("gives zeros for a user without usage", () => {
-    expect(presentStats(undefined)).toEqual({ total_generations: 0, total_failed: 0, total_cost_micros: 0, total_credits_spent: 0 });
+    expect(presentStats(undefined)).toEqual({ total_generations: 0, total_failed: 0, total_cost_micros: 0, total_credits_spent: 0, total_downloaded: 0 });
   });
 });

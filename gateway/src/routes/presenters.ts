@@ -99,6 +99,7 @@ export interface StatsJson {
   total_failed: number;
   total_cost_micros: number;
   total_credits_spent: number;
+  total_downloaded: number;
 }
 
 /** Lifetime stats; a user without usage has zeros (the usage service says so too). */
@@ -108,6 +109,7 @@ export function presentStats(stats: usage.UserStats | undefined): StatsJson {
     total_failed: toJsonInteger(stats?.totalFailed),
     total_cost_micros: toJsonInteger(stats?.totalCostMicros),
     total_credits_spent: toJsonInteger(stats?.totalCreditsSpent),
+    total_downloaded: toJsonInteger(stats?.totalDownloaded),
   };
 }
 

@@ -153,6 +153,7 @@ export const meResponse = accountSchema
       total_failed: z.number().int(),
       total_cost_micros: z.number().int(),
       total_credits_spent: z.number().int(),
+      total_downloaded: z.number().int().describe("download requests of the user's outputs (GET /v1/generations/{id}/output); not billable"),
     }),
     period: periodSchema,
     limits: z.array(limitSchema).describe("the plan's limits, as GET /v1/usage/limits lists them"),

@@ -71,5 +71,6 @@ export const generationSubjects = (prefix: string) => ({
   completed: `${prefix}.generation.completed`,
   failed: `${prefix}.generation.failed`,
   cancelled: `${prefix}.generation.cancelled`,
+  downloaded: `${prefix}.generation.downloaded`,
   all: `${prefix}.generation.>`,
 });

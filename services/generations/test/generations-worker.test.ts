@@ -148,13 +148,18 @@ describe("generation worker and outbox relay", () => {
         costMicros: completedJob.costMicros,
         processingTimeMs: completedJob.processingTimeMs,
         creditType: "trial",
+        outputBytes: BigInt((await api.output(userId, completed.id)).content.length),
+        billingClassification: "original",
+        billingReason: "",
+        parentGenerationId: "",
       });
+      expect(event.outputBytes).toBeGreaterThan(0n);
 
       const failedMessages = bySubject(`${config.NATS_SUBJECT_PREFIX}.generation.failed`)
         .map((m) => ({ message: m, event: events.GenerationFailed.decode(m.data) }))
         .filter(({ event }) => event.generationId === failed.id);
       expect(failedMessages).toHaveLength(1);
-      expect(failedMessages[0]!.event).toMatchObject({ userId, credits: 1n, errorCode: "provider_error", inputType: "text" });
+      expect(failedMessages[0]!.event).toMatchObject({ userId, credits: 1n, errorCode: "provider_error", inputType: "text", billingClassification: "original", parentGenerationId: "" });
       expect(failedMessages[0]!.message.headers?.get("Nats-Msg-Id")).toBe(failedMessages[0]!.event.eventId);
 
       // Re-publish a row (as after a crash between PubAck and commit): the stream drops it.
@@ -164,6 +169,47 @@ describe("generation worker and outbox relay", () => {
       const streamInfo = await (await jetstreamManager(nc)).streams.info(config.NATS_STREAM);
       expect(streamInfo.state.messages).toBe(endedCount);
       expect((await readAll()).length).toBe(endedCount);
+    } finally {
+      await db.end();
+    }
+  });
+
+  it("records one generation.downloaded event per download request, and none for a retry of a request", async () => {
+    const userId = await creditsService.createAccount();
+    const created = await api.create({ userId, inputType: InputType.INPUT_TYPE_TEXT, prompt: "download me" });
+    await waitUntilEnded(userId, created.id);
+    const size = BigInt((await api.output(userId, created.id)).content.length);
+
+    const first = await api.recordDownload(userId, created.id, "download-a");
+    const retried = await api.recordDownload(userId, created.id, "download-a");
+    const second = await api.recordDownload(userId, created.id, "download-b");
+    expect(first).toEqual({ eventId: retried.eventId, outputBytes: size });
+    expect(second.eventId).not.toBe(first.eventId);
+    // Another user's generation, a missing one or one without output is not found; a request id is required.
+    const other = await creditsService.createAccount();
+    await expect(api.recordDownload(other, created.id)).rejects.toMatchObject({ reason: "not_found" });
+    await expect(api.recordDownload(userId, "not-a-uuid")).rejects.toMatchObject({ reason: "not_found" });
+    await expect(api.recordDownload(userId, created.id, "")).rejects.toMatchObject({ reason: "validation" });
+
+    const db = new Client({ connectionString: database.url });
+    await db.connect();
+    try {
+      const subject = `${config.NATS_SUBJECT_PREFIX}.generation.downloaded`;
+      const { rows } = await db.query("SELECT event_id, subject FROM outbox WHERE subject = $1 ORDER BY id", [subject]);
+      expect(rows.map((r) => r.event_id).sort()).toEqual([first.eventId, second.eventId].sort());
+      await eventually(async () => {
+        const pending = await db.query("SELECT count(*) AS n FROM outbox WHERE published_at IS NULL");
+        return Number(pending.rows[0].n) === 0 ? true : undefined;
+      });
+      const consumer = await jetstream(nc).consumers.get(config.NATS_STREAM);
+      const downloads: events.GenerationDownloaded[] = [];
+      for (;;) {
+        const message = await consumer.next({ expires: 1_000 });
+        if (!message) break;
+        if (message.subject === subject) downloads.push(events.GenerationDownloaded.decode(message.data));
+      }
+      expect(downloads.map((d) => d.eventId).sort()).toEqual([first.eventId, second.eventId].sort());
+      expect(downloads[0]).toMatchObject({ userId, generationId: created.id, outputBytes: size });
     } finally {
       await db.end();
     }

@@ -195,6 +195,8 @@ export function generationsClient(port: number) {
       callUnary(client.cancelGeneration.bind(client), { requestId, userId, generationId }, options).then((r) => r.generation!),
     output: (userId: string, generationId: string) =>
       callUnary(client.getGenerationOutput.bind(client), { userId, generationId }, options),
+    recordDownload: (userId: string, generationId: string, requestId = `download-${uniqueSuffix()}`) =>
+      callUnary(client.recordDownload.bind(client), { requestId, userId, generationId }, options),
     adopt: (guestId: string, userId: string) =>
       callUnary(client.adoptGuestGenerations.bind(client), { guestId, userId }, options).then((r) => r.moved),
     close: () => client.close(),

@@ -1,5 +1,5 @@
 import { usage } from "@tally/contracts";
-import { newId } from "@tally/platform";
+import { loadPlanCatalog, newId } from "@tally/platform";
 import { eventually } from "@tally/platform/src/testing";
 import type { UsageService } from "../src/app";
 import { usageLogEntryFromCompleted } from "../src/domain/usage-log";
@@ -53,6 +53,7 @@ describe("usage service consuming generation events", () => {
       totalCostMicros: 250_000n,
       totalCreditsSpent: 7n,
       lastActivityAt: new Date("2026-11-20T09:00:00.000Z"),
+      totalDownloaded: 0n,
     });
     expect(await reconcileUserStats(service.orm, userId)).toEqual([]);
   });
@@ -132,7 +133,7 @@ describe("usage service consuming generation events", () => {
   it("answers zeros for a user with no usage and validation for a malformed id", async () => {
     const userId = newId();
     const { stats } = await client.getUserStats(userId);
-    expect(stats).toEqual({ userId, totalGenerations: 0n, totalFailed: 0n, totalCostMicros: 0n, totalCreditsSpent: 0n, lastActivityAt: undefined });
+    expect(stats).toEqual({ userId, totalGenerations: 0n, totalFailed: 0n, totalCostMicros: 0n, totalCreditsSpent: 0n, lastActivityAt: undefined, totalDownloaded: 0n });
     await expect(client.getUserStats("nope")).rejects.toMatchObject({ reason: "validation" });
   });
 
@@ -197,6 +198,102 @@ describe("usage service consuming generation events", () => {
     await em.execute("UPDATE user_stats SET total_credits_spent = total_credits_spent - 1 WHERE user_id = ?", [userId]);
     await em.execute("DELETE FROM user_stats WHERE user_id = ?", [statsOnly]);
     expect(await reconcileUserStats(service.orm)).toEqual([]);
+  });
+
+  it("records with each entry its subject's plan and limits, billing period, kind, classification and output size", async () => {
+    const userId = newId();
+    const guestId = newId();
+    const anchor = new Date("2026-10-15T00:00:00.000Z");
+    const plans = loadPlanCatalog(undefined);
+    const reserved = newId();
+    await client.checkAndReserve({
+      subject: { id: userId, kind: usage.SubjectKind.SUBJECT_KIND_USER, plan: plans.defaultPlan, periodAnchor: anchor },
+      generationId: reserved,
+      credits: 5n,
+    });
+    const guestGeneration = newId();
+    await client.checkAndReserve({
+      subject: { id: guestId, kind: usage.SubjectKind.SUBJECT_KIND_GUEST, plan: plans.guestPlan, periodAnchor: anchor },
+      generationId: guestGeneration,
+      credits: 1n,
+    });
+    const occurredAt = new Date("2026-11-20T08:00:00.000Z");
+    await bed.publishCompleted(completedEvent(userId, { generationId: reserved, occurredAt, outputBytes: 12_345n }));
+    await bed.publishFailed(failedEvent(userId, { occurredAt: new Date("2026-11-20T09:00:00.000Z") }));
+    await bed.publishCompleted(completedEvent(guestId, { generationId: guestGeneration, occurredAt }));
+    const parent = newId();
+    await bed.publishCompleted(
+      completedEvent(guestId, { occurredAt: new Date("2026-11-21T08:00:00.000Z"), billingClassification: "paid_regeneration", billingReason: "new run of a completed job", parentGenerationId: parent }),
+    );
+
+    const mine = await eventually(async () => {
+      const page = await client.listUsageLogEntries({ userId });
+      return page.entries.length === 2 ? page.entries : undefined;
+    });
+    const limitsOf = (plan: string) => JSON.stringify(Object.fromEntries(Object.entries(plans.plans[plan]!.limits).map(([name, limit]) => [name, limit!.limit])));
+    const period = { periodStart: new Date("2026-11-15T00:00:00.000Z"), periodEnd: new Date("2026-12-15T00:00:00.000Z") };
+    const [failure, completion] = mine;
+    expect(completion).toMatchObject({
+      generationId: reserved,
+      plan: plans.defaultPlan,
+      ...period,
+      billingClassification: "original",
+      billingReason: "",
+      parentGenerationId: "",
+      outputBytes: 12_345n,
+      subjectKind: "user",
+    });
+    expect(JSON.parse(completion!.planLimitsJson)).toEqual(JSON.parse(limitsOf(plans.defaultPlan)));
+    // A failure snapshots its subject too (no reservation here: the row stored by the earlier reserve), with no output.
+    expect(failure).toMatchObject({ outcome: usage.UsageOutcome.USAGE_OUTCOME_FAILED, plan: plans.defaultPlan, ...period, outputBytes: 0n, subjectKind: "user", billingClassification: "original" });
+
+    const guests = await eventually(async () => {
+      const page = await client.listUsageLogEntries({ userId: guestId });
+      return page.entries.length === 2 ? page.entries : undefined;
+    });
+    expect(guests[1]).toMatchObject({ subjectKind: "guest", plan: plans.guestPlan, ...period, billingClassification: "original", outputBytes: 2_048n });
+    expect(guests[0]).toMatchObject({ subjectKind: "guest", billingClassification: "paid_regeneration", billingReason: "new run of a completed job", parentGenerationId: parent });
+
+    // A subject usage has never seen: no plan, no period; an event usage's subjects table knows nothing of.
+    const stranger = newId();
+    await bed.publishFailed(failedEvent(stranger));
+    const [unknown] = await eventually(async () => {
+      const page = await client.listUsageLogEntries({ userId: stranger });
+      return page.entries.length === 1 ? page.entries : undefined;
+    });
+    expect(unknown).toMatchObject({ plan: "", planLimitsJson: "", periodStart: undefined, periodEnd: undefined, subjectKind: "" });
+    expect(await reconcileUserStats(service.orm)).toEqual([]);
+  });
+
+  it("counts each download once in the stats, not in the usage log or the limits, and reconciles it", async () => {
+    const userId = newId();
+    const generationId = newId();
+    const download = (eventId = newId()) => ({ eventId, occurredAt: new Date(), userId, generationId, outputBytes: 4_096n });
+    const first = download();
+    await bed.publishDownloaded(first);
+    await bed.publishDownloaded(download());
+    // The same event again under another Nats-Msg-Id: the stream lets it through, the inbox does not.
+    await bed.publishDownloaded(first, `${first.eventId}-again`);
+    const marker = completedEvent(userId);
+    await bed.publishCompleted(marker);
+
+    await eventually(async () => ((await usageLogRows(service, userId)).length === 1 ? true : undefined));
+    const { stats } = await client.getUserStats(userId);
+    expect(stats).toMatchObject({ totalDownloaded: 2n, totalGenerations: 1n, totalFailed: 0n, lastActivityAt: marker.occurredAt });
+    const rows = await service.orm.em.fork().execute<{ n: string }[]>("SELECT count(*) AS n FROM download_log WHERE user_id = ?", [userId]);
+    expect(rows[0]!.n).toBe("2");
+    expect(await reconcileUserStats(service.orm, userId)).toEqual([]);
+
+    // A planted difference is found, and a user with downloads only reconciles too.
+    const em = service.orm.em.fork();
+    await em.execute("UPDATE user_stats SET total_downloaded = total_downloaded + 1 WHERE user_id = ?", [userId]);
+    expect(await reconcileUserStats(service.orm, userId)).toMatchObject([{ userId, stored: { totalDownloaded: 3n }, fromUsageLog: { totalDownloaded: 2n } }]);
+    await em.execute("UPDATE user_stats SET total_downloaded = total_downloaded - 1 WHERE user_id = ?", [userId]);
+    const downloader = newId();
+    await bed.publishDownloaded({ ...download(), userId: downloader });
+    await eventually(async () => ((await getUserStats(service.orm, downloader)).totalDownloaded === 1n ? true : undefined));
+    expect(await reconcileUserStats(service.orm)).toEqual([]);
+    await expect(em.execute("DELETE FROM download_log")).rejects.toThrow(/immutable/);
   });
 
   it("refuses to update or delete a usage log entry", async () => {

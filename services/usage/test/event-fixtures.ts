@@ -17,6 +17,10 @@ export const completed = (overrides: Partial<GenerationCompletedFacts> = {}): Ge
   costMicros: 120_000n,
   processingTimeMs: 4_200n,
   creditType: "trial",
+  outputBytes: 2_048n,
+  billingClassification: "",
+  billingReason: "",
+  parentGenerationId: "",
   ...overrides,
 });
 
@@ -32,6 +36,9 @@ export const failed = (overrides: Partial<GenerationFailedFacts> = {}): Generati
   processingTimeMs: 900n,
   errorMessage: "provider timed out",
   errorCode: "provider_error",
+  billingClassification: "",
+  billingReason: "",
+  parentGenerationId: "",
   ...overrides,
 });
 

@@ -31,6 +31,7 @@ export interface UsageTestBed {
   publishCompleted(event: events.GenerationCompleted, msgId?: string): Promise<void>;
   publishFailed(event: events.GenerationFailed, msgId?: string): Promise<void>;
   publishCancelled(event: events.GenerationCancelled, msgId?: string): Promise<void>;
+  publishDownloaded(event: events.GenerationDownloaded, msgId?: string): Promise<void>;
   /** Publishes raw bytes; `headers` replace the generated `traceparent` when given. */
   publishRaw(subject: string, payload: Uint8Array, msgId?: string, headers?: Record<string, string>): Promise<void>;
   /** Stops the services still running, deletes the stream, closes NATS and drops the database. */
@@ -86,6 +87,8 @@ export async function createUsageTestBed(name: string, overrides: Partial<UsageC
     publishFailed: (event, msgId) => publishRaw(subjects.failed, events.GenerationFailed.encode(event).finish(), msgId ?? event.eventId),
     publishCancelled: (event, msgId) =>
       publishRaw(generationSubjects(config.NATS_SUBJECT_PREFIX).cancelled, events.GenerationCancelled.encode(event).finish(), msgId ?? event.eventId),
+    publishDownloaded: (event, msgId) =>
+      publishRaw(subjects.downloaded, events.GenerationDownloaded.encode(event).finish(), msgId ?? event.eventId),
     publishRaw,
     async close() {
       for (const service of [...running]) await service.stop();
@@ -110,6 +113,10 @@ export const completedEvent = (userId: string, overrides: Partial<events.Generat
   costMicros: 125_000n,
   processingTimeMs: 3_000n,
   creditType: "trial",
+  outputBytes: 2_048n,
+  billingClassification: "",
+  billingReason: "",
+  parentGenerationId: "",
   ...overrides,
 });
 
@@ -126,6 +133,9 @@ export const failedEvent = (userId: string, overrides: Partial<events.Generation
   processingTimeMs: 800n,
   errorMessage: "provider returned 500",
   errorCode: "provider_error",
+  billingClassification: "",
+  billingReason: "",
+  parentGenerationId: "",
   ...overrides,
 });
 

@@ -2,7 +2,7 @@ import { events } from "@tally/contracts";
 import { generationSubjects } from "@tally/platform";
 import { generationCancelledEventId, generationEndedEvent } from "../domain/events";
 import type { EncodedEvent, EventEncoder } from "../domain/ports";
-import type { GenerationRecord } from "../domain/types";
+import type { Download, GenerationRecord } from "../domain/types";
 
 /**
  * The events of finished and cancelled generations in the contract's encoding (events.proto), on the
@@ -16,7 +16,7 @@ export class ProtoEventEncoder implements EventEncoder {
   }
 
   /** GenerationCompleted (credits captured) or GenerationFailed (credits held and released). */
-  generationEnded(record: GenerationRecord, occurredAt: Date): EncodedEvent {
+  generationEnded(record: GenerationRecord, occurredAt: Date, outputBytes: bigint): EncodedEvent {
     const { kind, eventId } = generationEndedEvent(record);
     const common = {
       eventId,
@@ -28,13 +28,23 @@ export class ProtoEventEncoder implements EventEncoder {
       credits: record.creditCost,
       costMicros: record.costMicros,
       processingTimeMs: record.processingTimeMs,
+      // Every generation is an original today; a retry route will set these.
+      billingClassification: "original",
+      billingReason: "",
+      parentGenerationId: "",
     };
     if (kind === "completed") {
-      const message: events.GenerationCompleted = { ...common, creditType: record.creditType };
+      const message: events.GenerationCompleted = { ...common, creditType: record.creditType, outputBytes };
       return { eventId, subject: this.subjects.completed, payload: events.GenerationCompleted.encode(message).finish() };
     }
     const message: events.GenerationFailed = { ...common, errorMessage: record.errorMessage, errorCode: record.errorCode };
     return { eventId, subject: this.subjects.failed, payload: events.GenerationFailed.encode(message).finish() };
+  }
+
+  /** GenerationDownloaded (one download request; not billable). */
+  generationDownloaded(download: Download, occurredAt: Date): EncodedEvent {
+    const message: events.GenerationDownloaded = { ...download, occurredAt };
+    return { eventId: download.eventId, subject: this.subjects.downloaded, payload: events.GenerationDownloaded.encode(message).finish() };
   }
 
   /** GenerationCancelled (credits held and released; the usage service releases the quota reservation). */

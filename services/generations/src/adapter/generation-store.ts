@@ -125,6 +125,20 @@ export class SqlGenerationStore implements GenerationStore {
     return row ? { content: new Uint8Array(row.content), contentType: row.content_type } : null;
   }
 
+  async outputBytes(id: string): Promise<bigint> {
+    const row = await this.sql.one<{ bytes: string }>("SELECT octet_length(content) AS bytes FROM generation_outputs WHERE generation_id = ?", [id]);
+    return row ? toBigInt(row.bytes) : 0n;
+  }
+
+  async outputBytesOfUser(userId: string, id: string): Promise<bigint | null> {
+    const row = await this.sql.one<{ bytes: string }>(
+      `SELECT octet_length(o.content) AS bytes FROM generation_outputs o JOIN generations g ON g.id = o.generation_id
+       WHERE g.id = ? AND g.user_id = ? AND g.status = 'completed'`,
+      [id, userId],
+    );
+    return row ? toBigInt(row.bytes) : null;
+  }
+
   async cancel(userId: string, id: string, leaseMs: number): Promise<GenerationRecord | null> {
     const row = await this.sql.one<GenerationRow>(
       `UPDATE generations SET status = 'cancelled', settlement = 'release', completed_at = now(), updated_at = now(),

@@ -18,6 +18,16 @@ export function generationEndedEvent(generation: GenerationRecord): { kind: Gene
 }
 
 /**
+ * The id of the GenerationDownloaded event of download request `requestId` (the caller's
+ * idempotency key) of `userId`'s generation `generationId`: the same request always gives the
+ * same id, so the outbox, the stream and usage's inbox count it once however often it is
+ * retried (INV-4, INV-5); any other request gives another id.
+ */
+export function generationDownloadedEventId(userId: string, generationId: string, requestId: string): string {
+  return deterministicUuid("generation.downloaded", userId, generationId, requestId);
+}
+
+/**
  * The id of a cancelled generation's GenerationCancelled event, derived from the generation
  * (a generation is cancelled at most once), so the stream and consumers drop a re-publish (INV-5).
  */

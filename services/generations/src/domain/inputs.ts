@@ -184,6 +184,14 @@ export function parseCancelGenerationInput(raw: RawCancelGenerationInput): Cance
   return { requestId: raw.requestId, ref: parseGenerationRef(raw) };
 }
 
+/** Raw RecordDownload request: the same fields as a cancel. */
+export type RawRecordDownloadInput = RawCancelGenerationInput;
+
+/** Checks RecordDownload's request_id (its idempotency key, INV-4; `validation`) and its ids (`ref` null when malformed). */
+export function parseRecordDownloadInput(raw: RawRecordDownloadInput): CancelGenerationInput {
+  return parseCancelGenerationInput(raw);
+}
+
 /** Raw AdoptGuestGenerations request. */
 export interface RawAdoptGuestInput {
   guestId: string;

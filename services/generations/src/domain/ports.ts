@@ -1,5 +1,5 @@
 import type { IdempotencyStore, UnitOfWork } from "@tally/platform";
-import type { ClaimedJob, GenerationOutput, GenerationRecord, JobEnding, JobOutcome, NewGeneration } from "./types";
+import type { ClaimedJob, Download, GenerationOutput, GenerationRecord, JobEnding, JobOutcome, NewGeneration } from "./types";
 
 /**
  * The generations the rules need, bound to one transaction or to none (see
@@ -17,6 +17,10 @@ export interface GenerationStore {
   listOfUser(userId: string, limit: number, offset: number): Promise<{ generations: GenerationRecord[]; totalSize: number }>;
   /** The stored output of a completed generation of `userId`, or null. */
   findOutputOfUser(userId: string, id: string): Promise<GenerationOutput | null>;
+  /** The size in bytes of the stored output of generation `id` (0 when it has none). */
+  outputBytes(id: string): Promise<bigint>;
+  /** The size in bytes of the stored output of a completed generation of `userId`, or null when there is none. */
+  outputBytesOfUser(userId: string, id: string): Promise<bigint | null>;
   /**
    * Cancels a pending or processing generation whose ending has not started (no settlement):
    * status `cancelled`, settlement `release`. The lease (`leaseMs`) lets the worker's sweep
@@ -152,8 +156,14 @@ export interface UsagePort {
 
 /** Turns a generation's ending into an event for the outbox (an adapter encodes the contract's message). */
 export interface EventEncoder {
-  /** The GenerationCompleted or GenerationFailed event of a finished generation. */
-  generationEnded(generation: GenerationRecord, occurredAt: Date): EncodedEvent;
+  /**
+   * The GenerationCompleted or GenerationFailed event of a finished generation; `outputBytes`
+   * is the size of its stored output (0 for a failure). Every generation is billed as
+   * `original` today (no parent).
+   */
+  generationEnded(generation: GenerationRecord, occurredAt: Date, outputBytes: bigint): EncodedEvent;
+  /** The GenerationDownloaded event of one download request. */
+  generationDownloaded(download: Download, occurredAt: Date): EncodedEvent;
   /** The GenerationCancelled event of a cancelled generation. */
   generationCancelled(generation: GenerationRecord, occurredAt: Date): EncodedEvent;
 }

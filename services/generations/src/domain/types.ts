@@ -63,6 +63,15 @@ export interface GenerationPage {
   totalSize: number;
 }
 
+/** One download request of a completed generation's output: what its event tells. */
+export interface Download {
+  /** Derived from the user, the generation and the request id (generationDownloadedEventId). */
+  eventId: string;
+  userId: string;
+  generationId: string;
+  outputBytes: bigint;
+}
+
 /** The stored output of a completed generation. */
 export interface GenerationOutput {
   content: Uint8Array;

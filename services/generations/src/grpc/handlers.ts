@@ -37,6 +37,13 @@ export function generationsHandlers(service: GenerationsService): AsyncService<g
       const output = await service.output({ userId: request.userId, generationId: request.generationId });
       return { content: Buffer.from(output.content), contentType: output.contentType };
     },
+    /**
+     * Records one download of a completed generation: a GenerationDownloaded event through the
+     * outbox, once per request_id (INV-4, INV-5). Errors: validation (request_id), not_found.
+     */
+    async recordDownload(request) {
+      return await service.recordDownload({ requestId: request.requestId, userId: request.userId, generationId: request.generationId });
+    },
     /** Moves an adopted guest's generations to the user; `moved` is 0 on a retry. Errors: validation (malformed or equal ids). */
     async adoptGuestGenerations(request) {
       return { moved: await service.adoptGuest({ guestId: request.guestId, userId: request.userId }) };

@@ -14,13 +14,16 @@ import {
   parseGenerationRef,
   parseAdoptGuestInput,
   parseListGenerationsInput,
+  parseRecordDownloadInput,
   type GenerationRef,
   type InputLimits,
   type RawAdoptGuestInput,
   type RawCancelGenerationInput,
   type RawCreateGenerationInput,
   type RawListGenerationsInput,
+  type RawRecordDownloadInput,
 } from "../domain/inputs";
+import { generationDownloadedEventId } from "../domain/events";
 import {
   holdRequestIds,
   type CreditsPort,
@@ -238,6 +241,28 @@ export class GenerationsService {
     const output = ref && (await this.uow.withoutTransaction((stores) => stores.generations.findOutputOfUser(ref.userId, ref.generationId)));
     if (!output) throw notFound(`generation ${raw.generationId} has no output`);
     return output;
+  }
+
+  /**
+   * Records one download of the user's completed generation: appends its GenerationDownloaded
+   * event (id from the user, the generation and `requestId`, generationDownloadedEventId) to the
+   * outbox, so the usage service counts it once per request (INV-5): a retry with the same
+   * `requestId` appends nothing new (the outbox ignores a known event id, the stream and usage's
+   * inbox drop a re-publish). Returns the event id and the output's size in bytes.
+   * Errors: `validation` (request_id); `not_found` when the generation is missing, another
+   * user's, or has no output (INV-7).
+   */
+  async recordDownload(raw: RawRecordDownloadInput): Promise<{ eventId: string; outputBytes: bigint }> {
+    const { requestId, ref } = parseRecordDownloadInput(raw);
+    if (!ref) throw notFound(`generation ${raw.generationId} has no output`);
+    return this.uow.inTransaction(async (stores) => {
+      const outputBytes = await stores.generations.outputBytesOfUser(ref.userId, ref.generationId);
+      if (outputBytes === null) throw notFound(`generation ${ref.generationId} has no output`);
+      const eventId = generationDownloadedEventId(ref.userId, ref.generationId, requestId);
+      const event = this.encoder.generationDownloaded({ eventId, userId: ref.userId, generationId: ref.generationId, outputBytes }, new Date());
+      await stores.outbox.append({ ...event, traceparent: currentTraceCarrier().traceparent ?? null });
+      return { eventId, outputBytes };
+    });
   }
 
   /**

@@ -54,7 +54,8 @@ export class HoldSettlement {
     await this.uow.inTransaction(async (stores) => {
       const finished = await stores.generations.finishJob(generation.id, ending);
       if (!finished) return; // another worker finished it first
-      const event = this.events.generationEnded(finished, new Date());
+      const outputBytes = finished.status === "completed" ? await stores.generations.outputBytes(finished.id) : 0n;
+      const event = this.events.generationEnded(finished, new Date(), outputBytes);
       await stores.outbox.append({ ...event, traceparent: currentTraceCarrier().traceparent ?? traceparent });
       this.logger.info({ generation_id: finished.id, status: finished.status, event_id: event.eventId }, "generation ended");
     });

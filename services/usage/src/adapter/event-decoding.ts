@@ -1,7 +1,7 @@
 import { events } from "@tally/contracts";
 import { generationSubjects, validationError } from "@tally/platform";
-import { checkCancellation, type GenerationCancellation } from "../domain/generation-event";
-import type { UsageLogEntryDraft } from "../domain/types";
+import { checkCancellation, checkDownload, type GenerationCancellation } from "../domain/generation-event";
+import type { DownloadDraft, UsageLogEntryDraft } from "../domain/types";
 import { usageLogEntryFromCompleted, usageLogEntryFromFailed } from "../domain/usage-log";
 
 /**
@@ -26,6 +26,14 @@ export function decodeGenerationEvent(prefix: string, subject: string, payload: 
  */
 export function decodeCancelledEvent(subject: string, payload: Uint8Array): GenerationCancellation {
   return checkCancellation(decode(events.GenerationCancelled, payload, subject));
+}
+
+/**
+ * Decodes a `GenerationDownloaded` payload and checks it. Throws `validation` when it can never
+ * be processed (undecodable payload, malformed ids), so the consumer dead-letters it.
+ */
+export function decodeDownloadedEvent(subject: string, payload: Uint8Array): DownloadDraft {
+  return checkDownload(decode(events.GenerationDownloaded, payload, subject));
 }
 
 function decode<T>(codec: { decode(bytes: Uint8Array): T }, payload: Uint8Array, subject: string): T {

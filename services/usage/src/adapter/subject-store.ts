@@ -31,6 +31,11 @@ export class SqlSubjectStore implements SubjectStore {
     return rows.map(subjectFromRow);
   }
 
+  async find(id: string): Promise<StoredSubject | null> {
+    const row = await this.sql.one<SubjectRow>(`SELECT ${SUBJECT_COLUMNS} FROM subjects WHERE id = ?`, [id]);
+    return row ? subjectFromRow(row) : null;
+  }
+
   async addActiveReservations(id: string, delta: number): Promise<void> {
     const rows = await this.sql.query<{ id: string }>(
       "UPDATE subjects SET active_reservations = active_reservations + ?::integer WHERE id = ? RETURNING id",

@@ -1,25 +1,36 @@
 import assert from "node:assert/strict";
 import { toBigInt, type Sql } from "@tally/platform";
 import type { UsageLogStore } from "../domain/ports";
-import type { PagedUsageLogEntry, UsageLogEntry, UsageLogEntryDraft } from "../domain/types";
+import type {
+  BillingClassification,
+  DownloadDraft,
+  PagedUsageLogEntry,
+  SubjectKind,
+  SubjectSnapshot,
+  UsageLogEntry,
+  UsageLogEntryDraft,
+} from "../domain/types";
 import type { UsageLogCursor } from "../domain/usage-log-cursor";
 
 /*
- * The usage log on `usage_log`. Only ever INSERTed (INV-8; triggers reject UPDATE, DELETE and
- * TRUNCATE). PostgreSQL int8 arrives as a string and becomes a bigint.
+ * The usage log on `usage_log`, and the download log on `download_log`. Both only ever
+ * INSERTed (INV-8; triggers reject UPDATE, DELETE and TRUNCATE). PostgreSQL int8 arrives as a string and becomes a bigint.
  */
 
 const USAGE_LOG_COLUMNS = `id, event_id, user_id, generation_id, outcome, billable, input_type, provider, credit_type,
-  credits, cost_micros, processing_time_ms, error_message, error_code, occurred_at, recorded_at`;
+  credits, cost_micros, processing_time_ms, error_message, error_code, occurred_at, recorded_at, plan, plan_limits,
+  period_start, period_end, billing_classification, billing_reason, parent_generation_id, output_bytes, subject_kind`;
 
 export class SqlUsageLogStore implements UsageLogStore {
   constructor(private readonly sql: Sql) {}
 
-  async append(id: string, entry: UsageLogEntryDraft): Promise<UsageLogEntry> {
+  async append(id: string, entry: UsageLogEntryDraft, snapshot: SubjectSnapshot): Promise<UsageLogEntry> {
     const row = await this.sql.one<UsageLogRow>(
       `INSERT INTO usage_log (id, event_id, user_id, generation_id, outcome, billable, input_type, provider, credit_type,
-         credits, cost_micros, processing_time_ms, error_message, error_code, occurred_at)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?::bigint, ?::bigint, ?::bigint, ?, ?, ?::timestamptz)
+         credits, cost_micros, processing_time_ms, error_message, error_code, occurred_at, plan, plan_limits,
+         period_start, period_end, billing_classification, billing_reason, parent_generation_id, output_bytes, subject_kind)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?::bigint, ?::bigint, ?::bigint, ?, ?, ?::timestamptz, ?, ?::jsonb,
+         ?::timestamptz, ?::timestamptz, ?, ?, ?::uuid, ?::bigint, ?)
        RETURNING ${USAGE_LOG_COLUMNS}`,
       [
         id,
@@ -37,10 +48,27 @@ export class SqlUsageLogStore implements UsageLogStore {
         entry.errorMessage,
         entry.errorCode,
         entry.occurredAt,
+        snapshot.plan,
+        snapshot.planLimits === null ? null : JSON.stringify(snapshot.planLimits),
+        snapshot.period?.start ?? null,
+        snapshot.period?.end ?? null,
+        entry.billingClassification,
+        entry.billingReason,
+        entry.parentGenerationId,
+        entry.outputBytes,
+        snapshot.subjectKind,
       ],
     );
     assert.ok(row, "INV-8: an INSERT … RETURNING of a usage log entry returns the entry");
     return usageLogEntryFromRow(row);
+  }
+
+  async appendDownload(download: DownloadDraft): Promise<void> {
+    await this.sql.query(
+      `INSERT INTO download_log (event_id, user_id, generation_id, output_bytes, occurred_at)
+       VALUES (?, ?, ?, ?::bigint, ?::timestamptz)`,
+      [download.eventId, download.userId, download.generationId, download.outputBytes, download.occurredAt],
+    );
   }
 
   async page(userId: string, limit: number, after: UsageLogCursor | null): Promise<PagedUsageLogEntry[]> {
@@ -79,6 +107,15 @@ interface UsageLogRow {
   error_code: string | null;
   occurred_at: Date | string;
   recorded_at: Date | string;
+  plan: string | null;
+  plan_limits: Record<string, number> | string | null;
+  period_start: Date | string | null;
+  period_end: Date | string | null;
+  billing_classification: BillingClassification;
+  billing_reason: string | null;
+  parent_generation_id: string | null;
+  output_bytes: string;
+  subject_kind: SubjectKind | null;
 }
 
 function usageLogEntryFromRow(row: UsageLogRow): UsageLogEntry {
@@ -99,5 +136,13 @@ function usageLogEntryFromRow(row: UsageLogRow): UsageLogEntry {
     errorCode: row.error_code,
     occurredAt: new Date(row.occurred_at),
     recordedAt: new Date(row.recorded_at),
+    plan: row.plan,
+    planLimits: typeof row.plan_limits === "string" ? (JSON.parse(row.plan_limits) as Record<string, number>) : row.plan_limits,
+    period: row.period_start && row.period_end ? { start: new Date(row.period_start), end: new Date(row.period_end) } : null,
+    billingClassification: row.billing_classification,
+    billingReason: row.billing_reason,
+    parentGenerationId: row.parent_generation_id,
+    outputBytes: toBigInt(row.output_bytes),
+    subjectKind: row.subject_kind,
   };
 }

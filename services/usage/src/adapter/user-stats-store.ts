@@ -22,6 +22,14 @@ export class SqlUserStatsStore implements UserStatsStore {
     );
   }
 
+  async addDownload(userId: string): Promise<void> {
+    await this.sql.query(
+      `INSERT INTO user_stats AS s (user_id, total_downloaded) VALUES (?, 1)
+       ON CONFLICT (user_id) DO UPDATE SET total_downloaded = s.total_downloaded + 1, updated_at = now()`,
+      [userId],
+    );
+  }
+
   async find(userId: string): Promise<UserStats | null> {
     const row = await this.sql.one<UserStatsRow>(`SELECT ${USER_STATS_COLUMNS} FROM user_stats WHERE user_id = ?`, [userId]);
     return row ? userStatsFromRow(row) : null;
@@ -30,7 +38,8 @@ export class SqlUserStatsStore implements UserStatsStore {
   /**
    * One statement, hence one snapshot even under READ COMMITTED: the stored rows beside totals
    * recomputed from the usage log alone (completions count as generations with their cost and
-   * credits, failures as failures, last activity is the latest entry). Written independently
+   * credits, failures as failures, last activity is the latest entry) and the download log
+   * (each row one download). Written independently
    * of the domain's `statsDelta` so that reconciliation checks one against the other.
    */
   async besideUsageLog(userId?: string): Promise<StatsBesideUsageLog[]> {
@@ -38,7 +47,7 @@ export class SqlUserStatsStore implements UserStatsStore {
     const rows = await this.sql.query<BesideRow>(
       `WITH stored AS (
          SELECT ${USER_STATS_COLUMNS} FROM user_stats ${onlyUser}
-       ), from_log AS (
+       ), entries AS (
          SELECT user_id,
                 count(*) FILTER (WHERE outcome = 'completed') AS total_generations,
                 count(*) FILTER (WHERE outcome = 'failed') AS total_failed,
@@ -47,16 +56,26 @@ export class SqlUserStatsStore implements UserStatsStore {
                 max(occurred_at) AS last_activity_at
            FROM usage_log ${onlyUser}
           GROUP BY user_id
+       ), downloads AS (
+         SELECT user_id, count(*) AS total_downloaded FROM download_log ${onlyUser} GROUP BY user_id
+       ), from_log AS (
+         SELECT coalesce(e.user_id, d.user_id) AS user_id,
+                coalesce(e.total_generations, 0) AS total_generations, coalesce(e.total_failed, 0) AS total_failed,
+                coalesce(e.total_cost_micros, 0) AS total_cost_micros, coalesce(e.total_credits_spent, 0) AS total_credits_spent,
+                e.last_activity_at, coalesce(d.total_downloaded, 0) AS total_downloaded
+           FROM entries e FULL OUTER JOIN downloads d ON d.user_id = e.user_id
        )
        SELECT coalesce(s.user_id, l.user_id) AS user_id,
               s.user_id IS NOT NULL AS stored_found, s.total_generations AS stored_total_generations,
               s.total_failed AS stored_total_failed, s.total_cost_micros AS stored_total_cost_micros,
               s.total_credits_spent AS stored_total_credits_spent, s.last_activity_at AS stored_last_activity_at,
+              s.total_downloaded AS stored_total_downloaded,
               l.user_id IS NOT NULL AS log_found, l.total_generations AS log_total_generations,
               l.total_failed AS log_total_failed, l.total_cost_micros AS log_total_cost_micros,
-              l.total_credits_spent AS log_total_credits_spent, l.last_activity_at AS log_last_activity_at
+              l.total_credits_spent AS log_total_credits_spent, l.last_activity_at AS log_last_activity_at,
+              l.total_downloaded AS log_total_downloaded
          FROM stored s FULL OUTER JOIN from_log l ON l.user_id = s.user_id`,
-      userId === undefined ? [] : [userId, userId],
+      userId === undefined ? [] : [userId, userId, userId],
     );
     return rows.map((row) => ({
       userId: row.user_id,
@@ -66,7 +85,7 @@ export class SqlUserStatsStore implements UserStatsStore {
   }
 }
 
-const USER_STATS_COLUMNS = "user_id, total_generations, total_failed, total_cost_micros, total_credits_spent, last_activity_at";
+const USER_STATS_COLUMNS = "user_id, total_generations, total_failed, total_cost_micros, total_credits_spent, last_activity_at, total_downloaded";
 
 interface UserStatsRow {
   user_id: string;
@@ -75,6 +94,7 @@ interface UserStatsRow {
   total_cost_micros: string;
   total_credits_spent: string;
   last_activity_at: Date | string | null;
+  total_downloaded: string;
 }
 
 type StatsColumn = Exclude<keyof UserStatsRow, "user_id">;
@@ -94,6 +114,7 @@ function userStatsFromRow(row: UserStatsRow): UserStats {
     totalCostMicros: toBigInt(row.total_cost_micros),
     totalCreditsSpent: toBigInt(row.total_credits_spent),
     lastActivityAt: optionalDate(row.last_activity_at) ?? null,
+    totalDownloaded: toBigInt(row.total_downloaded),
   };
 }
 
@@ -107,5 +128,6 @@ function userStatsFromColumns(userId: string, row: BesideRow, prefix: "stored_" 
     total_cost_micros: column("total_cost_micros") as string,
     total_credits_spent: column("total_credits_spent") as string,
     last_activity_at: column("last_activity_at") as Date | string | null,
+    total_downloaded: column("total_downloaded") as string,
   });
 }

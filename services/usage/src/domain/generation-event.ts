@@ -1,5 +1,5 @@
 import { requireUuidField, validationError } from "@tally/platform";
-import type { UsageLogEntryDraft } from "./types";
+import { BILLING_CLASSIFICATIONS, type BillingClassification, type DownloadDraft, type UsageLogEntryDraft } from "./types";
 
 /*
  * A generation event as plain values (the adapter decodes the protobuf, see
@@ -19,12 +19,20 @@ export interface GenerationEventFacts {
   credits: bigint;
   costMicros: bigint;
   processingTimeMs: bigint;
+  /** "original", "free_retry" or "paid_regeneration"; "" means "original" (older producers send none). */
+  billingClassification: string;
+  /** "" when none. */
+  billingReason: string;
+  /** "" for an original. */
+  parentGenerationId: string;
 }
 
 /** A `GenerationCompleted` event. */
 export interface GenerationCompletedFacts extends GenerationEventFacts {
   /** "trial", "purchased" or "mixed"; "" when unknown. */
   creditType: string;
+  /** Size of the stored output, in bytes (0 from producers that do not send it). */
+  outputBytes: bigint;
 }
 
 /** A `GenerationFailed` event. */
@@ -45,7 +53,18 @@ const INT64_MAX = (1n << 63n) - 1n;
 /** The fields of a draft every event gives, checked. */
 export type CheckedEventFacts = Pick<
   UsageLogEntryDraft,
-  "eventId" | "userId" | "generationId" | "inputType" | "provider" | "credits" | "costMicros" | "processingTimeMs" | "occurredAt"
+  | "eventId"
+  | "userId"
+  | "generationId"
+  | "inputType"
+  | "provider"
+  | "credits"
+  | "costMicros"
+  | "processingTimeMs"
+  | "occurredAt"
+  | "billingClassification"
+  | "billingReason"
+  | "parentGenerationId"
 >;
 
 /**
@@ -65,7 +84,9 @@ export function checkEventFacts(event: GenerationEventFacts): CheckedEventFacts 
   checkAmount("credits", event.credits);
   checkAmount("cost_micros", event.costMicros);
   checkAmount("processing_time_ms", event.processingTimeMs);
+  const billing = checkBilling(event, generationId);
   return {
+    ...billing,
     eventId,
     userId,
     generationId,
@@ -88,10 +109,39 @@ export function checkStorableText(field: string, value: string, lengthMax: numbe
   if (value.includes("\u0000")) throw validationError(`${field} contains a NUL character`, { field });
 }
 
-function checkAmount(field: string, value: bigint): void {
+/**
+ * The event's billing classification: "" is `original`; anything else must be one of the
+ * three. A retry or regeneration names its parent (another generation); an original may not.
+ * Throws `validation` naming the field.
+ */
+function checkBilling(
+  event: GenerationEventFacts,
+  generationId: string,
+): Pick<UsageLogEntryDraft, "billingClassification" | "billingReason" | "parentGenerationId"> {
+  const classification = (event.billingClassification || "original") as BillingClassification;
+  if (!BILLING_CLASSIFICATIONS.includes(classification)) {
+    throw validationError(`billing_classification must be one of ${BILLING_CLASSIFICATIONS.join(", ")}`, { field: "billing_classification" });
+  }
+  checkStorableText("billing_reason", event.billingReason, SHORT_TEXT_LENGTH_MAX);
+  const parentGenerationId = event.parentGenerationId ? requireUuidField(event.parentGenerationId, "parent_generation_id") : null;
+  if (classification === "original" && parentGenerationId) {
+    throw validationError("an original generation has no parent_generation_id", { field: "parent_generation_id" });
+  }
+  if (classification !== "original" && !parentGenerationId) {
+    throw validationError(`a ${classification} names its parent_generation_id`, { field: "parent_generation_id" });
+  }
+  if (parentGenerationId === generationId) {
+    throw validationError("parent_generation_id is the generation itself", { field: "parent_generation_id" });
+  }
+  return { billingClassification: classification, billingReason: event.billingReason || null, parentGenerationId };
+}
+
+/** Checks an amount and returns it (exported for the download event's size). Throws `validation` naming `field`. */
+export function checkAmount(field: string, value: bigint): bigint {
   if (typeof value !== "bigint" || value < 0n || value > INT64_MAX) {
     throw validationError(`${field} must be a non-negative int64`, { field });
   }
+  return value;
 }
 
 /** A `GenerationCancelled` event as the adapter decodes it. */
@@ -117,4 +167,25 @@ export function checkCancellation(event: GenerationCancelledFacts): GenerationCa
   const generationId = requireUuidField(event.generationId, "generation_id");
   if (!event.occurredAt || Number.isNaN(event.occurredAt.getTime())) throw validationError("occurred_at is required");
   return { eventId, userId, generationId, occurredAt: event.occurredAt };
+}
+
+/** A `GenerationDownloaded` event as the adapter decodes it. */
+export interface GenerationDownloadedFacts {
+  eventId: string;
+  occurredAt?: Date;
+  userId: string;
+  generationId: string;
+  outputBytes: bigint;
+}
+
+/**
+ * Checks a download event: ids lower-cased (one event id is one inbox key, INV-5), a time,
+ * a size within int64. Throws `validation` naming the field (the message is poison).
+ */
+export function checkDownload(event: GenerationDownloadedFacts): DownloadDraft {
+  const eventId = requireUuidField(event.eventId, "event_id");
+  const userId = requireUuidField(event.userId, "user_id");
+  const generationId = requireUuidField(event.generationId, "generation_id");
+  if (!event.occurredAt || Number.isNaN(event.occurredAt.getTime())) throw validationError("occurred_at is required");
+  return { eventId, userId, generationId, outputBytes: checkAmount("output_bytes", event.outputBytes), occurredAt: event.occurredAt };
 }

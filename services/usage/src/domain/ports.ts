@@ -13,7 +13,9 @@ import type {
   ThresholdCrossing,
   Window,
   DeadLetter,
+  DownloadDraft,
   PagedUsageLogEntry,
+  SubjectSnapshot,
   StatsBesideUsageLog,
   UsageLogEntry,
   UsageLogEntryDraft,
@@ -37,8 +39,10 @@ export interface InboxStore {
 
 /** The usage log: append-only (INV-8), never updated or deleted. */
 export interface UsageLogStore {
-  /** Appends one entry with id `id` and returns it as stored. */
-  append(id: string, draft: UsageLogEntryDraft): Promise<UsageLogEntry>;
+  /** Appends one entry with id `id`, recording `snapshot` of its subject, and returns it as stored. */
+  append(id: string, draft: UsageLogEntryDraft, snapshot: SubjectSnapshot): Promise<UsageLogEntry>;
+  /** Appends one download to the download log (immutable like the usage log, INV-8; not billable, no limit counts it). */
+  appendDownload(download: DownloadDraft): Promise<void>;
   /** Up to `limit` of a user's entries, newest first (occurred_at, then id), after `after` when given. */
   page(userId: string, limit: number, after: UsageLogCursor | null): Promise<PagedUsageLogEntry[]>;
 }
@@ -47,6 +51,8 @@ export interface UsageLogStore {
 export interface UserStatsStore {
   /** Adds `delta` in one statement so concurrent events for one user never lose one; last activity only moves forward. */
   add(userId: string, delta: UserStatsDelta, occurredAt: Date): Promise<void>;
+  /** Adds one download to the user's stats (creating the row; last activity does not move). */
+  addDownload(userId: string): Promise<void>;
   /** A user's stored stats, or null when the user has none yet. */
   find(userId: string): Promise<UserStats | null>;
   /**
@@ -73,6 +79,8 @@ export interface SubjectStore {
    * cycle), first creating a bare row (kind user, no plan or anchor) for an id never seen.
    */
   lockOrCreate(ids: readonly string[]): Promise<StoredSubject[]>;
+  /** The subject's stored row, read without a lock; null when usage has none. */
+  find(id: string): Promise<StoredSubject | null>;
   /** Adds `delta` to the subject's active reservations. */
   addActiveReservations(id: string, delta: number): Promise<void>;
   /** Marks a guest as adopted by `userId`. */

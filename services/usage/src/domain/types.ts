@@ -8,6 +8,14 @@ import type { LimitName } from "@tally/platform";
 export type UsageOutcome = "completed" | "failed";
 
 /**
+ * How a generation is billed: `original` (a new job), `free_retry` (a retry of a failed job,
+ * free up to the plan's allowance) or `paid_regeneration` (a new run of a completed job,
+ * charged as usual).
+ */
+export type BillingClassification = "original" | "free_retry" | "paid_regeneration";
+export const BILLING_CLASSIFICATIONS: readonly BillingClassification[] = ["original", "free_retry", "paid_regeneration"];
+
+/**
  * A usage log entry before it is stored: the immutable fact (INV-8) that one generation
  * completed (billable) or failed (not billable).
  */
@@ -30,10 +38,31 @@ export interface UsageLogEntryDraft {
   errorMessage: string | null;
   errorCode: string | null;
   occurredAt: Date;
+  billingClassification: BillingClassification;
+  /** Why the classification applies; null when none. */
+  billingReason: string | null;
+  /** The generation this one retries or regenerates (lower-case UUID); null for an original. */
+  parentGenerationId: string | null;
+  /** Size of the stored output, in bytes (0 for a failure). */
+  outputBytes: bigint;
 }
 
-/** A usage log entry as stored, with its id and the time it was recorded. */
-export interface UsageLogEntry extends UsageLogEntryDraft {
+/**
+ * What usage knew of the entry's subject when it recorded the entry: its plan and that plan's
+ * limits, the billing period the entry counts in, and the subject's kind. Null where unknown
+ * (a subject never reserved for has no plan or anchor; entries from before these fields have
+ * none of them).
+ */
+export interface SubjectSnapshot {
+  plan: string | null;
+  /** The plan's limits by name, e.g. `{generations_per_period: 100}`; null when the plan is unknown. */
+  planLimits: Record<string, number> | null;
+  period: Window | null;
+  subjectKind: SubjectKind | null;
+}
+
+/** A usage log entry as stored, with its id, the subject snapshot and the time it was recorded. */
+export interface UsageLogEntry extends UsageLogEntryDraft, SubjectSnapshot {
   id: string;
   recordedAt: Date;
 }
@@ -55,8 +84,20 @@ export interface UserStats {
   totalFailed: bigint;
   totalCostMicros: bigint;
   totalCreditsSpent: bigint;
-  /** Null when the user has no usage yet. */
+  /** Null when the user has no usage yet (downloads do not move it). */
   lastActivityAt: Date | null;
+  /** Download requests of the user's outputs (not billable). */
+  totalDownloaded: bigint;
+}
+
+/** One download of a generation's output, as the `generation.downloaded` event tells it. */
+export interface DownloadDraft {
+  /** Lower-case UUID: the inbox key (INV-5) and the key of the download log row. */
+  eventId: string;
+  userId: string;
+  generationId: string;
+  outputBytes: bigint;
+  occurredAt: Date;
 }
 
 /** One user's stored stats beside the stats recomputed from the usage log; null where there are none. */

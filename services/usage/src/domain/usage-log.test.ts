@@ -1,7 +1,7 @@
-import { newId } from "@tally/platform";
+import { loadPlanCatalog, newId } from "@tally/platform";
 import type { GenerationCompletedFacts } from "./generation-event";
 import { completed, expectValidation, failed } from "../../test/event-fixtures";
-import { statsDelta, usageLogEntryFromCompleted, usageLogEntryFromFailed } from "./usage-log";
+import { statsDelta, subjectSnapshot, usageLogEntryFromCompleted, usageLogEntryFromFailed } from "./usage-log";
 
 describe("usage log entry from a GenerationCompleted", () => {
   it("is billable and carries the event's facts", () => {
@@ -22,7 +22,17 @@ describe("usage log entry from a GenerationCompleted", () => {
       errorMessage: null,
       errorCode: null,
       occurredAt: event.occurredAt,
+      billingClassification: "original",
+      billingReason: null,
+      parentGenerationId: null,
+      outputBytes: 2_048n,
     });
+  });
+
+  it("keeps a retry's classification, reason and parent", () => {
+    const parent = newId();
+    const entry = usageLogEntryFromCompleted(completed({ billingClassification: "free_retry", billingReason: "retry 1 of 2 free", parentGenerationId: parent.toUpperCase() }));
+    expect(entry).toMatchObject({ billingClassification: "free_retry", billingReason: "retry 1 of 2 free", parentGenerationId: parent });
   });
 
   it("counts one generation with its cost and credits", () => {
@@ -45,6 +55,10 @@ describe("usage log entry from a GenerationCompleted", () => {
     ["cost_micros", { costMicros: -5n }, /cost_micros must be a non-negative int64/],
     ["processing_time_ms", { processingTimeMs: -1n }, /processing_time_ms must be a non-negative int64/],
     ["NUL in provider", { provider: "a\u0000b" }, /provider contains a NUL character/],
+    ["output_bytes", { outputBytes: -1n }, /output_bytes must be a non-negative int64/],
+    ["billing_classification", { billingClassification: "gift" }, /billing_classification must be one of/],
+    ["parent of an original", { parentGenerationId: "0b6f3a52-0f7c-4c1e-9d55-7a3f2b3c4d5e" }, /an original generation has no parent_generation_id/],
+    ["retry without parent", { billingClassification: "paid_regeneration" }, /names its parent_generation_id/],
   ])("refuses an invalid %s", (_name, overrides, message) => {
     expectValidation(() => usageLogEntryFromCompleted(completed(overrides as Partial<GenerationCompletedFacts>)), message);
   });
@@ -74,5 +88,22 @@ describe("usage log entry from a GenerationFailed", () => {
 
   it("stores an empty error as null", () => {
     expect(usageLogEntryFromFailed(failed({ errorMessage: "", errorCode: "" }))).toMatchObject({ errorMessage: null, errorCode: null });
+  });
+});
+
+describe("the subject snapshot of an entry", () => {
+  const plans = loadPlanCatalog(undefined);
+  const subject = { id: newId(), kind: "guest" as const, plan: plans.guestPlan, periodAnchor: null, activeReservations: 0, adoptedBy: null };
+
+  it("names the plan, its limits by name, the period and the kind", () => {
+    const period = { start: new Date("2026-11-01T00:00:00Z"), end: new Date("2026-12-01T00:00:00Z") };
+    const snapshot = subjectSnapshot(subject, plans, period);
+    const limits = Object.fromEntries(Object.entries(plans.plans[plans.guestPlan]!.limits).map(([name, limit]) => [name, limit!.limit]));
+    expect(snapshot).toEqual({ plan: plans.guestPlan, planLimits: limits, period, subjectKind: "guest" });
+  });
+
+  it("is null where usage does not know (no row, no plan, a plan outside the catalogue)", () => {
+    expect(subjectSnapshot(null, plans, null)).toEqual({ plan: null, planLimits: null, period: null, subjectKind: null });
+    expect(subjectSnapshot({ ...subject, plan: "retired" }, plans, null)).toMatchObject({ plan: "retired", planLimits: null });
   });
 });

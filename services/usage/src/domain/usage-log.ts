@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { validationError } from "@tally/platform";
 import {
+  checkAmount,
   checkEventFacts,
   checkStorableText,
   ERROR_MESSAGE_LENGTH_MAX,
@@ -8,7 +9,8 @@ import {
   type GenerationCompletedFacts,
   type GenerationFailedFacts,
 } from "./generation-event";
-import type { StatsBesideUsageLog, StatsDifference, UsageLogEntryDraft, UserStats, UserStatsDelta } from "./types";
+import type { PlanCatalog } from "@tally/platform";
+import type { StatsBesideUsageLog, StatsDifference, StoredSubject, SubjectSnapshot, UsageLogEntryDraft, UserStats, UserStatsDelta, Window } from "./types";
 
 /*
  * The usage log's rules: which entry an event records (billing classification), how an entry
@@ -30,6 +32,7 @@ export function usageLogEntryFromCompleted(event: GenerationCompletedFacts): Usa
     creditType: event.creditType || null,
     errorMessage: null,
     errorCode: null,
+    outputBytes: checkAmount("output_bytes", event.outputBytes),
   };
 }
 
@@ -49,6 +52,7 @@ export function usageLogEntryFromFailed(event: GenerationFailedFacts): UsageLogE
     creditType: null,
     errorMessage: event.errorMessage || null,
     errorCode: event.errorCode || null,
+    outputBytes: 0n,
   };
 }
 
@@ -73,6 +77,7 @@ export const emptyUserStats = (userId: string): UserStats => ({
   totalCostMicros: 0n,
   totalCreditsSpent: 0n,
   lastActivityAt: null,
+  totalDownloaded: 0n,
 });
 
 /**
@@ -96,6 +101,22 @@ function sameStats(a: UserStats, b: UserStats): boolean {
     a.totalFailed === b.totalFailed &&
     a.totalCostMicros === b.totalCostMicros &&
     a.totalCreditsSpent === b.totalCreditsSpent &&
+    a.totalDownloaded === b.totalDownloaded &&
     (a.lastActivityAt?.getTime() ?? null) === (b.lastActivityAt?.getTime() ?? null)
   );
+}
+
+/**
+ * What an entry records of its subject: the subject's stored plan and that plan's limits from
+ * `plans` (null when the subject has no plan, the plan is not in the catalogue or there is no
+ * catalogue), the billing period `period` the entry counts in (null when the subject has no
+ * anchor) and the subject's kind (null when usage has no row for it).
+ */
+export function subjectSnapshot(subject: StoredSubject | null, plans: PlanCatalog | null, period: Window | null): SubjectSnapshot {
+  const plan = subject?.plan ?? null;
+  const known = plan && plans ? plans.plans[plan] : undefined;
+  const planLimits = known
+    ? Object.fromEntries(Object.entries(known.limits).flatMap(([name, limit]) => (limit ? [[name, limit.limit] as const] : [])))
+    : null;
+  return { plan, planLimits, period, subjectKind: subject?.kind ?? null };
 }

@@ -12,6 +12,7 @@ export function toUserStatsMessage(stats: UserStats): usage.UserStats {
     totalCostMicros: stats.totalCostMicros,
     totalCreditsSpent: stats.totalCreditsSpent,
     lastActivityAt: stats.lastActivityAt ?? undefined,
+    totalDownloaded: stats.totalDownloaded,
   };
 }
 
@@ -35,6 +36,15 @@ function toUsageLogEntryMessage(entry: UsageLogEntry): usage.UsageLogEntry {
     errorMessage: entry.errorMessage ?? "",
     occurredAt: entry.occurredAt,
     recordedAt: entry.recordedAt,
+    plan: entry.plan ?? "",
+    planLimitsJson: entry.planLimits === null ? "" : JSON.stringify(entry.planLimits),
+    periodStart: entry.period?.start,
+    periodEnd: entry.period?.end,
+    billingClassification: entry.billingClassification,
+    billingReason: entry.billingReason ?? "",
+    parentGenerationId: entry.parentGenerationId ?? "",
+    outputBytes: entry.outputBytes,
+    subjectKind: entry.subjectKind ?? "",
   };
 }
 

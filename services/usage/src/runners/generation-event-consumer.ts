@@ -12,7 +12,7 @@ import {
   type Logger,
   type NatsConnection,
 } from "@tally/platform";
-import { decodeCancelledEvent, decodeGenerationEvent } from "../adapter/event-decoding";
+import { decodeCancelledEvent, decodeDownloadedEvent, decodeGenerationEvent } from "../adapter/event-decoding";
 import type { DeadLetterService } from "../service/dead-letters";
 import type { UsageLogService } from "../service/usage-log";
 
@@ -198,8 +198,8 @@ export class GenerationEventConsumer {
 
   /**
    * Decodes a message into what recording it does: a completion or failure goes into the usage
-   * log (and the limits), a cancellation only releases its reservation (never the usage log).
-   * Throws `validation` for a message that can never be processed.
+   * log (and the limits), a cancellation only releases its reservation (never the usage log),
+   * a download goes into the download log and the user's stats only (not billable). Throws `validation` for a message that can never be processed.
    */
   private decode(msg: JsMsg): DecodedEvent {
     const { usageLog, config } = this.deps;
@@ -208,6 +208,13 @@ export class GenerationEventConsumer {
       return {
         eventId: cancellation.eventId,
         record: async () => ({ duplicate: (await usageLog.recordCancellation(msg.subject, cancellation)) === "duplicate", logged: { generation_id: cancellation.generationId } }),
+      };
+    }
+    if (msg.subject === generationSubjects(config.subjectPrefix).downloaded) {
+      const download = decodeDownloadedEvent(msg.subject, msg.data);
+      return {
+        eventId: download.eventId,
+        record: async () => ({ duplicate: (await usageLog.recordDownload(msg.subject, download)) === "duplicate", logged: { generation_id: download.generationId } }),
       };
     }
     const draft = decodeGenerationEvent(config.subjectPrefix, msg.subject, msg.data);

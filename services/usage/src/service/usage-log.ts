@@ -1,10 +1,10 @@
-import { newId, type PlanCatalog } from "@tally/platform";
+import { billingPeriodAt, newId, type PlanCatalog } from "@tally/platform";
 import type { ListUsageLogEntriesInput } from "../domain/inputs";
 import type { UsageUnitOfWork } from "../domain/ports";
 import type { GenerationCancellation } from "../domain/generation-event";
-import type { Clock, RecordOutcome, UsageLogEntryDraft, UsageLogPage } from "../domain/types";
+import type { Clock, DownloadDraft, RecordOutcome, UsageLogEntryDraft, UsageLogPage } from "../domain/types";
 import { encodeUsageLogCursor } from "../domain/usage-log-cursor";
-import { statsDelta } from "../domain/usage-log";
+import { statsDelta, subjectSnapshot } from "../domain/usage-log";
 import { countUsed, endReservation, lockEventSubjects, prepareUsedCounting } from "./quota-accounting";
 import { announceThresholds } from "./thresholds";
 
@@ -13,13 +13,14 @@ export class UsageLogService {
   constructor(
     private readonly uow: UsageUnitOfWork,
     private readonly clock: Clock = () => new Date(),
-    /** The plans whose soft thresholds a completion may cross; none announced without it. */
+    /** The plans whose soft thresholds a completion may cross (none announced without it) and whose limits entries snapshot (null without it). */
     private readonly plans: PlanCatalog | null = null,
   ) {}
 
   /**
    * Records one generation event, in ONE transaction: the event id goes into the inbox, the
-   * immutable usage log entry is appended (INV-8), the user's stats move by the entry's delta
+   * immutable usage log entry is appended (INV-8) with a snapshot of its subject (plan and
+   * limits, billing period, kind: `subjectSnapshot`), the user's stats move by the entry's delta
    * (INV-6), and the limits follow: a completion counts as used in the period (by the
    * subject's anchor) and UTC day of its `occurred_at`, and its reservation, if still active,
    * is consumed (and a soft threshold it reaches is announced once, service/thresholds.ts); a
@@ -40,7 +41,11 @@ export class UsageLogService {
       const locked = await lockEventSubjects(stores, draft.userId, completed, reservation);
       // The counter rows exist (counted from the log) BEFORE the entry is appended, so the entry counts once.
       const targets = completed ? await prepareUsedCounting(stores, locked, draft.userId, draft.occurredAt) : null;
-      const entry = await stores.usageLog.append(newId(), draft);
+      const stored = locked.get(draft.userId) ?? (await stores.subjects.find(draft.userId));
+      // The period the entry counts in: where a completion was counted (an adopted guest's may be
+      // its adopter's window), else the subject's own period by its anchor.
+      const period = targets ? (targets.period?.window ?? null) : stored?.periodAnchor ? billingPeriodAt(stored.periodAnchor, draft.occurredAt) : null;
+      const entry = await stores.usageLog.append(newId(), draft, subjectSnapshot(stored, this.plans, period));
       await stores.userStats.add(draft.userId, statsDelta(draft), draft.occurredAt);
       if (targets) await countUsed(stores, targets, draft);
       if (targets && this.plans) await announceThresholds(stores, this.plans, locked, targets, draft.occurredAt);
@@ -63,6 +68,22 @@ export class UsageLogService {
       if (!reservation) return "recorded";
       await lockEventSubjects(stores, event.userId, false, reservation);
       await endReservation(stores, event.generationId, "released", this.clock());
+      return "recorded";
+    });
+  }
+
+  /**
+   * Records a `generation.downloaded` event in ONE transaction: its id goes into the inbox, the
+   * download is appended to the immutable download log (INV-8) and the user's
+   * `totalDownloaded` grows by one (INV-6). Not billable: no usage log entry, no limit counter,
+   * no credits. Answers `duplicate` (and records nothing) for an event id already in the inbox,
+   * so each download request counts once (INV-5). Errors: database errors propagate.
+   */
+  recordDownload(subject: string, download: DownloadDraft): Promise<"recorded" | "duplicate"> {
+    return this.uow.inTransaction(async (stores) => {
+      if (!(await stores.inbox.claim(download.eventId, subject))) return "duplicate";
+      await stores.usageLog.appendDownload(download);
+      await stores.userStats.addDownload(download.userId);
       return "recorded";
     });
   }

@@ -27,6 +27,14 @@ export interface GenerationCompleted {
   processingTimeMs: bigint;
   /** "trial", "purchased" or "mixed". */
   creditType: string;
+  /** Size of the stored output, in bytes. */
+  outputBytes: bigint;
+  /** "original", "free_retry" or "paid_regeneration"; "" means "original". */
+  billingClassification: string;
+  /** Why the classification applies (free text, e.g. "retry 1 of 2 free"); "" when none. */
+  billingReason: string;
+  /** The generation this one retries or regenerates; "" for an original. */
+  parentGenerationId: string;
 }
 
 /** Published on `<prefix>.generation.failed` when a generation fails and its hold is released. */
@@ -44,6 +52,12 @@ export interface GenerationFailed {
   errorMessage: string;
   /** Stable reason of the failure, e.g. "provider_error". */
   errorCode: string;
+  /** "original", "free_retry" or "paid_regeneration"; "" means "original". */
+  billingClassification: string;
+  /** Why the classification applies; "" when none. */
+  billingReason: string;
+  /** The generation this one retries or regenerates; "" for an original. */
+  parentGenerationId: string;
 }
 
 /**
@@ -58,6 +72,20 @@ export interface GenerationCancelled {
   inputType: string;
   /** Credits that were held and have been released. */
   credits: bigint;
+}
+
+/**
+ * Published on `<prefix>.generation.downloaded` (through the generations outbox) once per
+ * download request of a completed generation's output; not billable. `event_id` is the
+ * download request's id, so a retried request publishes nothing new.
+ */
+export interface GenerationDownloaded {
+  eventId: string;
+  occurredAt?: Date | undefined;
+  userId: string;
+  generationId: string;
+  /** Size of the output served, in bytes. */
+  outputBytes: bigint;
 }
 
 /**
@@ -92,6 +120,10 @@ function createBaseGenerationCompleted(): GenerationCompleted {
     costMicros: 0n,
     processingTimeMs: 0n,
     creditType: "",
+    outputBytes: 0n,
+    billingClassification: "",
+    billingReason: "",
+    parentGenerationId: "",
   };
 }
 
@@ -135,6 +167,21 @@ export const GenerationCompleted: MessageFns<GenerationCompleted> = {
     }
     if (message.creditType !== "") {
       writer.uint32(82).string(message.creditType);
+    }
+    if (message.outputBytes !== 0n) {
+      if (BigInt.asIntN(64, message.outputBytes) !== message.outputBytes) {
+        throw new globalThis.Error("value provided for field message.outputBytes of type int64 too large");
+      }
+      writer.uint32(88).int64(message.outputBytes);
+    }
+    if (message.billingClassification !== "") {
+      writer.uint32(98).string(message.billingClassification);
+    }
+    if (message.billingReason !== "") {
+      writer.uint32(106).string(message.billingReason);
+    }
+    if (message.parentGenerationId !== "") {
+      writer.uint32(114).string(message.parentGenerationId);
     }
     return writer;
   },
@@ -232,6 +279,38 @@ export const GenerationCompleted: MessageFns<GenerationCompleted> = {
             message.creditType = reader.string();
             continue;
           }
+          case 11: {
+            if (tag !== 88) {
+              break;
+            }
+
+            message.outputBytes = reader.int64() as bigint;
+            continue;
+          }
+          case 12: {
+            if (tag !== 98) {
+              break;
+            }
+
+            message.billingClassification = reader.string();
+            continue;
+          }
+          case 13: {
+            if (tag !== 106) {
+              break;
+            }
+
+            message.billingReason = reader.string();
+            continue;
+          }
+          case 14: {
+            if (tag !== 114) {
+              break;
+            }
+
+            message.parentGenerationId = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -288,6 +367,26 @@ export const GenerationCompleted: MessageFns<GenerationCompleted> = {
         : isSet(object.credit_type)
         ? globalThis.String(object.credit_type)
         : "",
+      outputBytes: isSet(object.outputBytes)
+        ? BigInt(object.outputBytes)
+        : isSet(object.output_bytes)
+        ? BigInt(object.output_bytes)
+        : 0n,
+      billingClassification: isSet(object.billingClassification)
+        ? globalThis.String(object.billingClassification)
+        : isSet(object.billing_classification)
+        ? globalThis.String(object.billing_classification)
+        : "",
+      billingReason: isSet(object.billingReason)
+        ? globalThis.String(object.billingReason)
+        : isSet(object.billing_reason)
+        ? globalThis.String(object.billing_reason)
+        : "",
+      parentGenerationId: isSet(object.parentGenerationId)
+        ? globalThis.String(object.parentGenerationId)
+        : isSet(object.parent_generation_id)
+        ? globalThis.String(object.parent_generation_id)
+        : "",
     };
   },
 
@@ -323,6 +422,18 @@ export const GenerationCompleted: MessageFns<GenerationCompleted> = {
     if (message.creditType !== "") {
       obj.creditType = message.creditType;
     }
+    if (message.outputBytes !== 0n) {
+      obj.outputBytes = message.outputBytes.toString();
+    }
+    if (message.billingClassification !== "") {
+      obj.billingClassification = message.billingClassification;
+    }
+    if (message.billingReason !== "") {
+      obj.billingReason = message.billingReason;
+    }
+    if (message.parentGenerationId !== "") {
+      obj.parentGenerationId = message.parentGenerationId;
+    }
     return obj;
   },
 
@@ -345,6 +456,12 @@ export const GenerationCompleted: MessageFns<GenerationCompleted> = {
       ? BigInt(object.processingTimeMs)
       : 0n;
     message.creditType = object.creditType ?? "";
+    message.outputBytes = (object.outputBytes !== undefined && object.outputBytes !== null)
+      ? BigInt(object.outputBytes)
+      : 0n;
+    message.billingClassification = object.billingClassification ?? "";
+    message.billingReason = object.billingReason ?? "";
+    message.parentGenerationId = object.parentGenerationId ?? "";
     return message;
   },
 };
@@ -362,6 +479,9 @@ function createBaseGenerationFailed(): GenerationFailed {
     processingTimeMs: 0n,
     errorMessage: "",
     errorCode: "",
+    billingClassification: "",
+    billingReason: "",
+    parentGenerationId: "",
   };
 }
 
@@ -408,6 +528,15 @@ export const GenerationFailed: MessageFns<GenerationFailed> = {
     }
     if (message.errorCode !== "") {
       writer.uint32(90).string(message.errorCode);
+    }
+    if (message.billingClassification !== "") {
+      writer.uint32(98).string(message.billingClassification);
+    }
+    if (message.billingReason !== "") {
+      writer.uint32(106).string(message.billingReason);
+    }
+    if (message.parentGenerationId !== "") {
+      writer.uint32(114).string(message.parentGenerationId);
     }
     return writer;
   },
@@ -513,6 +642,30 @@ export const GenerationFailed: MessageFns<GenerationFailed> = {
             message.errorCode = reader.string();
             continue;
           }
+          case 12: {
+            if (tag !== 98) {
+              break;
+            }
+
+            message.billingClassification = reader.string();
+            continue;
+          }
+          case 13: {
+            if (tag !== 106) {
+              break;
+            }
+
+            message.billingReason = reader.string();
+            continue;
+          }
+          case 14: {
+            if (tag !== 114) {
+              break;
+            }
+
+            message.parentGenerationId = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -574,6 +727,21 @@ export const GenerationFailed: MessageFns<GenerationFailed> = {
         : isSet(object.error_code)
         ? globalThis.String(object.error_code)
         : "",
+      billingClassification: isSet(object.billingClassification)
+        ? globalThis.String(object.billingClassification)
+        : isSet(object.billing_classification)
+        ? globalThis.String(object.billing_classification)
+        : "",
+      billingReason: isSet(object.billingReason)
+        ? globalThis.String(object.billingReason)
+        : isSet(object.billing_reason)
+        ? globalThis.String(object.billing_reason)
+        : "",
+      parentGenerationId: isSet(object.parentGenerationId)
+        ? globalThis.String(object.parentGenerationId)
+        : isSet(object.parent_generation_id)
+        ? globalThis.String(object.parent_generation_id)
+        : "",
     };
   },
 
@@ -612,6 +780,15 @@ export const GenerationFailed: MessageFns<GenerationFailed> = {
     if (message.errorCode !== "") {
       obj.errorCode = message.errorCode;
     }
+    if (message.billingClassification !== "") {
+      obj.billingClassification = message.billingClassification;
+    }
+    if (message.billingReason !== "") {
+      obj.billingReason = message.billingReason;
+    }
+    if (message.parentGenerationId !== "") {
+      obj.parentGenerationId = message.parentGenerationId;
+    }
     return obj;
   },
 
@@ -635,6 +812,9 @@ export const GenerationFailed: MessageFns<GenerationFailed> = {
       : 0n;
     message.errorMessage = object.errorMessage ?? "";
     message.errorCode = object.errorCode ?? "";
+    message.billingClassification = object.billingClassification ?? "";
+    message.billingReason = object.billingReason ?? "";
+    message.parentGenerationId = object.parentGenerationId ?? "";
     return message;
   },
 };
@@ -807,6 +987,164 @@ export const GenerationCancelled: MessageFns<GenerationCancelled> = {
     message.generationId = object.generationId ?? "";
     message.inputType = object.inputType ?? "";
     message.credits = (object.credits !== undefined && object.credits !== null) ? BigInt(object.credits) : 0n;
+    return message;
+  },
+};
+
+function createBaseGenerationDownloaded(): GenerationDownloaded {
+  return { eventId: "", occurredAt: undefined, userId: "", generationId: "", outputBytes: 0n };
+}
+
+export const GenerationDownloaded: MessageFns<GenerationDownloaded> = {
+  encode(message: GenerationDownloaded, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.eventId !== "") {
+      writer.uint32(10).string(message.eventId);
+    }
+    if (message.occurredAt !== undefined) {
+      Timestamp.encode(toTimestamp(message.occurredAt), writer.uint32(18).fork()).join();
+    }
+    if (message.userId !== "") {
+      writer.uint32(26).string(message.userId);
+    }
+    if (message.generationId !== "") {
+      writer.uint32(34).string(message.generationId);
+    }
+    if (message.outputBytes !== 0n) {
+      if (BigInt.asIntN(64, message.outputBytes) !== message.outputBytes) {
+        throw new globalThis.Error("value provided for field message.outputBytes of type int64 too large");
+      }
+      writer.uint32(40).int64(message.outputBytes);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GenerationDownloaded {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGenerationDownloaded();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.eventId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.occurredAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.userId = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.generationId = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.outputBytes = reader.int64() as bigint;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GenerationDownloaded {
+    return {
+      eventId: isSet(object.eventId)
+        ? globalThis.String(object.eventId)
+        : isSet(object.event_id)
+        ? globalThis.String(object.event_id)
+        : "",
+      occurredAt: isSet(object.occurredAt)
+        ? fromJsonTimestamp(object.occurredAt)
+        : isSet(object.occurred_at)
+        ? fromJsonTimestamp(object.occurred_at)
+        : undefined,
+      userId: isSet(object.userId)
+        ? globalThis.String(object.userId)
+        : isSet(object.user_id)
+        ? globalThis.String(object.user_id)
+        : "",
+      generationId: isSet(object.generationId)
+        ? globalThis.String(object.generationId)
+        : isSet(object.generation_id)
+        ? globalThis.String(object.generation_id)
+        : "",
+      outputBytes: isSet(object.outputBytes)
+        ? BigInt(object.outputBytes)
+        : isSet(object.output_bytes)
+        ? BigInt(object.output_bytes)
+        : 0n,
+    };
+  },
+
+  toJSON(message: GenerationDownloaded): unknown {
+    const obj: any = {};
+    if (message.eventId !== "") {
+      obj.eventId = message.eventId;
+    }
+    if (message.occurredAt !== undefined) {
+      obj.occurredAt = message.occurredAt.toISOString();
+    }
+    if (message.userId !== "") {
+      obj.userId = message.userId;
+    }
+    if (message.generationId !== "") {
+      obj.generationId = message.generationId;
+    }
+    if (message.outputBytes !== 0n) {
+      obj.outputBytes = message.outputBytes.toString();
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<GenerationDownloaded>, I>>(base?: I): GenerationDownloaded {
+    return GenerationDownloaded.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GenerationDownloaded>, I>>(object: I): GenerationDownloaded {
+    const message = createBaseGenerationDownloaded();
+    message.eventId = object.eventId ?? "";
+    message.occurredAt = object.occurredAt ?? undefined;
+    message.userId = object.userId ?? "";
+    message.generationId = object.generationId ?? "";
+    message.outputBytes = (object.outputBytes !== undefined && object.outputBytes !== null)
+      ? BigInt(object.outputBytes)
+      : 0n;
     return message;
   },
 };

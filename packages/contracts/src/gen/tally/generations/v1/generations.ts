@@ -257,6 +257,23 @@ export interface GetGenerationOutputResponse {
   contentType: string;
 }
 
+export interface RecordDownloadRequest {
+  /**
+   * The download request's idempotency key (like CancelGeneration's request_id): the event id
+   * is derived from it, the user and the generation.
+   */
+  requestId: string;
+  userId: string;
+  generationId: string;
+}
+
+export interface RecordDownloadResponse {
+  /** The `generation.downloaded` event's id (the same for every retry of one request). */
+  eventId: string;
+  /** Size of the output, in bytes. */
+  outputBytes: bigint;
+}
+
 export interface AdoptGuestGenerationsRequest {
   guestId: string;
   userId: string;
@@ -1704,6 +1721,217 @@ export const GetGenerationOutputResponse: MessageFns<GetGenerationOutputResponse
   },
 };
 
+function createBaseRecordDownloadRequest(): RecordDownloadRequest {
+  return { requestId: "", userId: "", generationId: "" };
+}
+
+export const RecordDownloadRequest: MessageFns<RecordDownloadRequest> = {
+  encode(message: RecordDownloadRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.requestId !== "") {
+      writer.uint32(10).string(message.requestId);
+    }
+    if (message.userId !== "") {
+      writer.uint32(18).string(message.userId);
+    }
+    if (message.generationId !== "") {
+      writer.uint32(26).string(message.generationId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RecordDownloadRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRecordDownloadRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.requestId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.userId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.generationId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RecordDownloadRequest {
+    return {
+      requestId: isSet(object.requestId)
+        ? globalThis.String(object.requestId)
+        : isSet(object.request_id)
+        ? globalThis.String(object.request_id)
+        : "",
+      userId: isSet(object.userId)
+        ? globalThis.String(object.userId)
+        : isSet(object.user_id)
+        ? globalThis.String(object.user_id)
+        : "",
+      generationId: isSet(object.generationId)
+        ? globalThis.String(object.generationId)
+        : isSet(object.generation_id)
+        ? globalThis.String(object.generation_id)
+        : "",
+    };
+  },
+
+  toJSON(message: RecordDownloadRequest): unknown {
+    const obj: any = {};
+    if (message.requestId !== "") {
+      obj.requestId = message.requestId;
+    }
+    if (message.userId !== "") {
+      obj.userId = message.userId;
+    }
+    if (message.generationId !== "") {
+      obj.generationId = message.generationId;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RecordDownloadRequest>, I>>(base?: I): RecordDownloadRequest {
+    return RecordDownloadRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RecordDownloadRequest>, I>>(object: I): RecordDownloadRequest {
+    const message = createBaseRecordDownloadRequest();
+    message.requestId = object.requestId ?? "";
+    message.userId = object.userId ?? "";
+    message.generationId = object.generationId ?? "";
+    return message;
+  },
+};
+
+function createBaseRecordDownloadResponse(): RecordDownloadResponse {
+  return { eventId: "", outputBytes: 0n };
+}
+
+export const RecordDownloadResponse: MessageFns<RecordDownloadResponse> = {
+  encode(message: RecordDownloadResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.eventId !== "") {
+      writer.uint32(10).string(message.eventId);
+    }
+    if (message.outputBytes !== 0n) {
+      if (BigInt.asIntN(64, message.outputBytes) !== message.outputBytes) {
+        throw new globalThis.Error("value provided for field message.outputBytes of type int64 too large");
+      }
+      writer.uint32(16).int64(message.outputBytes);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RecordDownloadResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRecordDownloadResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.eventId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.outputBytes = reader.int64() as bigint;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RecordDownloadResponse {
+    return {
+      eventId: isSet(object.eventId)
+        ? globalThis.String(object.eventId)
+        : isSet(object.event_id)
+        ? globalThis.String(object.event_id)
+        : "",
+      outputBytes: isSet(object.outputBytes)
+        ? BigInt(object.outputBytes)
+        : isSet(object.output_bytes)
+        ? BigInt(object.output_bytes)
+        : 0n,
+    };
+  },
+
+  toJSON(message: RecordDownloadResponse): unknown {
+    const obj: any = {};
+    if (message.eventId !== "") {
+      obj.eventId = message.eventId;
+    }
+    if (message.outputBytes !== 0n) {
+      obj.outputBytes = message.outputBytes.toString();
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RecordDownloadResponse>, I>>(base?: I): RecordDownloadResponse {
+    return RecordDownloadResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RecordDownloadResponse>, I>>(object: I): RecordDownloadResponse {
+    const message = createBaseRecordDownloadResponse();
+    message.eventId = object.eventId ?? "";
+    message.outputBytes = (object.outputBytes !== undefined && object.outputBytes !== null)
+      ? BigInt(object.outputBytes)
+      : 0n;
+    return message;
+  },
+};
+
 function createBaseAdoptGuestGenerationsRequest(): AdoptGuestGenerationsRequest {
   return { guestId: "", userId: "" };
 }
@@ -1940,6 +2168,23 @@ export const GenerationsServiceService = {
       Buffer.from(GetGenerationOutputResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): GetGenerationOutputResponse => GetGenerationOutputResponse.decode(value),
   },
+  /**
+   * Records one download of a completed generation's output: a `generation.downloaded` event
+   * through the outbox, once per `request_id` (a retry with the same id records nothing new).
+   * Errors: INVALID_ARGUMENT `validation`; NOT_FOUND `not_found` (missing, another user's, or
+   * no output).
+   */
+  recordDownload: {
+    path: "/tally.generations.v1.GenerationsService/RecordDownload" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: RecordDownloadRequest): Buffer =>
+      Buffer.from(RecordDownloadRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): RecordDownloadRequest => RecordDownloadRequest.decode(value),
+    responseSerialize: (value: RecordDownloadResponse): Buffer =>
+      Buffer.from(RecordDownloadResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): RecordDownloadResponse => RecordDownloadResponse.decode(value),
+  },
   /** Moves every generation of an adopted guest to the user who adopted it. Idempotent. */
   adoptGuestGenerations: {
     path: "/tally.generations.v1.GenerationsService/AdoptGuestGenerations" as const,
@@ -1972,6 +2217,13 @@ export interface GenerationsServiceServer extends UntypedServiceImplementation {
   cancelGeneration: handleUnaryCall<CancelGenerationRequest, CancelGenerationResponse>;
   /** Reads a completed generation's output bytes. Errors: NOT_FOUND `not_found`. */
   getGenerationOutput: handleUnaryCall<GetGenerationOutputRequest, GetGenerationOutputResponse>;
+  /**
+   * Records one download of a completed generation's output: a `generation.downloaded` event
+   * through the outbox, once per `request_id` (a retry with the same id records nothing new).
+   * Errors: INVALID_ARGUMENT `validation`; NOT_FOUND `not_found` (missing, another user's, or
+   * no output).
+   */
+  recordDownload: handleUnaryCall<RecordDownloadRequest, RecordDownloadResponse>;
   /** Moves every generation of an adopted guest to the user who adopted it. Idempotent. */
   adoptGuestGenerations: handleUnaryCall<AdoptGuestGenerationsRequest, AdoptGuestGenerationsResponse>;
 }
@@ -2063,6 +2315,27 @@ export interface GenerationsServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: GetGenerationOutputResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Records one download of a completed generation's output: a `generation.downloaded` event
+   * through the outbox, once per `request_id` (a retry with the same id records nothing new).
+   * Errors: INVALID_ARGUMENT `validation`; NOT_FOUND `not_found` (missing, another user's, or
+   * no output).
+   */
+  recordDownload(
+    request: RecordDownloadRequest,
+    callback: (error: ServiceError | null, response: RecordDownloadResponse) => void,
+  ): ClientUnaryCall;
+  recordDownload(
+    request: RecordDownloadRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: RecordDownloadResponse) => void,
+  ): ClientUnaryCall;
+  recordDownload(
+    request: RecordDownloadRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: RecordDownloadResponse) => void,
   ): ClientUnaryCall;
   /** Moves every generation of an adopted guest to the user who adopted it. Idempotent. */
   adoptGuestGenerations(

@@ -197,7 +197,11 @@ export interface UserStats {
   totalCostMicros: bigint;
   totalCreditsSpent: bigint;
   /** Unset when the user has no usage yet. */
-  lastActivityAt?: Date | undefined;
+  lastActivityAt?:
+    | Date
+    | undefined;
+  /** Download requests of the user's outputs (not billable; not counted in last_activity_at). */
+  totalDownloaded: bigint;
 }
 
 /** An immutable fact that a generation completed (billable) or failed (not billable). */
@@ -215,7 +219,28 @@ export interface UsageLogEntry {
   processingTimeMs: bigint;
   errorMessage: string;
   occurredAt?: Date | undefined;
-  recordedAt?: Date | undefined;
+  recordedAt?:
+    | Date
+    | undefined;
+  /** The subject's plan when the entry was recorded; "" when usage did not know it. */
+  plan: string;
+  /** That plan's limits as a JSON object (e.g. {"generations_per_period": 100}); "" when unknown. */
+  planLimitsJson: string;
+  /** The billing period the entry counts in, by the subject's anchor; unset when it had none. */
+  periodStart?: Date | undefined;
+  periodEnd?:
+    | Date
+    | undefined;
+  /** "original", "free_retry" or "paid_regeneration". */
+  billingClassification: string;
+  /** "" when none. */
+  billingReason: string;
+  /** "" for an original. */
+  parentGenerationId: string;
+  /** Size of the output, in bytes (0 for a failure). */
+  outputBytes: bigint;
+  /** "user" or "guest". */
+  subjectKind: string;
 }
 
 export interface GetUserStatsRequest {
@@ -787,6 +812,7 @@ function createBaseUserStats(): UserStats {
     totalCostMicros: 0n,
     totalCreditsSpent: 0n,
     lastActivityAt: undefined,
+    totalDownloaded: 0n,
   };
 }
 
@@ -821,6 +847,12 @@ export const UserStats: MessageFns<UserStats> = {
     }
     if (message.lastActivityAt !== undefined) {
       Timestamp.encode(toTimestamp(message.lastActivityAt), writer.uint32(50).fork()).join();
+    }
+    if (message.totalDownloaded !== 0n) {
+      if (BigInt.asIntN(64, message.totalDownloaded) !== message.totalDownloaded) {
+        throw new globalThis.Error("value provided for field message.totalDownloaded of type int64 too large");
+      }
+      writer.uint32(56).int64(message.totalDownloaded);
     }
     return writer;
   },
@@ -886,6 +918,14 @@ export const UserStats: MessageFns<UserStats> = {
             message.lastActivityAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
             continue;
           }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.totalDownloaded = reader.int64() as bigint;
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -930,6 +970,11 @@ export const UserStats: MessageFns<UserStats> = {
         : isSet(object.last_activity_at)
         ? fromJsonTimestamp(object.last_activity_at)
         : undefined,
+      totalDownloaded: isSet(object.totalDownloaded)
+        ? BigInt(object.totalDownloaded)
+        : isSet(object.total_downloaded)
+        ? BigInt(object.total_downloaded)
+        : 0n,
     };
   },
 
@@ -953,6 +998,9 @@ export const UserStats: MessageFns<UserStats> = {
     if (message.lastActivityAt !== undefined) {
       obj.lastActivityAt = message.lastActivityAt.toISOString();
     }
+    if (message.totalDownloaded !== 0n) {
+      obj.totalDownloaded = message.totalDownloaded.toString();
+    }
     return obj;
   },
 
@@ -975,6 +1023,9 @@ export const UserStats: MessageFns<UserStats> = {
       ? BigInt(object.totalCreditsSpent)
       : 0n;
     message.lastActivityAt = object.lastActivityAt ?? undefined;
+    message.totalDownloaded = (object.totalDownloaded !== undefined && object.totalDownloaded !== null)
+      ? BigInt(object.totalDownloaded)
+      : 0n;
     return message;
   },
 };
@@ -995,6 +1046,15 @@ function createBaseUsageLogEntry(): UsageLogEntry {
     errorMessage: "",
     occurredAt: undefined,
     recordedAt: undefined,
+    plan: "",
+    planLimitsJson: "",
+    periodStart: undefined,
+    periodEnd: undefined,
+    billingClassification: "",
+    billingReason: "",
+    parentGenerationId: "",
+    outputBytes: 0n,
+    subjectKind: "",
   };
 }
 
@@ -1050,6 +1110,36 @@ export const UsageLogEntry: MessageFns<UsageLogEntry> = {
     }
     if (message.recordedAt !== undefined) {
       Timestamp.encode(toTimestamp(message.recordedAt), writer.uint32(114).fork()).join();
+    }
+    if (message.plan !== "") {
+      writer.uint32(122).string(message.plan);
+    }
+    if (message.planLimitsJson !== "") {
+      writer.uint32(130).string(message.planLimitsJson);
+    }
+    if (message.periodStart !== undefined) {
+      Timestamp.encode(toTimestamp(message.periodStart), writer.uint32(138).fork()).join();
+    }
+    if (message.periodEnd !== undefined) {
+      Timestamp.encode(toTimestamp(message.periodEnd), writer.uint32(146).fork()).join();
+    }
+    if (message.billingClassification !== "") {
+      writer.uint32(154).string(message.billingClassification);
+    }
+    if (message.billingReason !== "") {
+      writer.uint32(162).string(message.billingReason);
+    }
+    if (message.parentGenerationId !== "") {
+      writer.uint32(170).string(message.parentGenerationId);
+    }
+    if (message.outputBytes !== 0n) {
+      if (BigInt.asIntN(64, message.outputBytes) !== message.outputBytes) {
+        throw new globalThis.Error("value provided for field message.outputBytes of type int64 too large");
+      }
+      writer.uint32(176).int64(message.outputBytes);
+    }
+    if (message.subjectKind !== "") {
+      writer.uint32(186).string(message.subjectKind);
     }
     return writer;
   },
@@ -1179,6 +1269,78 @@ export const UsageLogEntry: MessageFns<UsageLogEntry> = {
             message.recordedAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
             continue;
           }
+          case 15: {
+            if (tag !== 122) {
+              break;
+            }
+
+            message.plan = reader.string();
+            continue;
+          }
+          case 16: {
+            if (tag !== 130) {
+              break;
+            }
+
+            message.planLimitsJson = reader.string();
+            continue;
+          }
+          case 17: {
+            if (tag !== 138) {
+              break;
+            }
+
+            message.periodStart = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 18: {
+            if (tag !== 146) {
+              break;
+            }
+
+            message.periodEnd = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 19: {
+            if (tag !== 154) {
+              break;
+            }
+
+            message.billingClassification = reader.string();
+            continue;
+          }
+          case 20: {
+            if (tag !== 162) {
+              break;
+            }
+
+            message.billingReason = reader.string();
+            continue;
+          }
+          case 21: {
+            if (tag !== 170) {
+              break;
+            }
+
+            message.parentGenerationId = reader.string();
+            continue;
+          }
+          case 22: {
+            if (tag !== 176) {
+              break;
+            }
+
+            message.outputBytes = reader.int64() as bigint;
+            continue;
+          }
+          case 23: {
+            if (tag !== 186) {
+              break;
+            }
+
+            message.subjectKind = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1243,6 +1405,47 @@ export const UsageLogEntry: MessageFns<UsageLogEntry> = {
         : isSet(object.recorded_at)
         ? fromJsonTimestamp(object.recorded_at)
         : undefined,
+      plan: isSet(object.plan) ? globalThis.String(object.plan) : "",
+      planLimitsJson: isSet(object.planLimitsJson)
+        ? globalThis.String(object.planLimitsJson)
+        : isSet(object.plan_limits_json)
+        ? globalThis.String(object.plan_limits_json)
+        : "",
+      periodStart: isSet(object.periodStart)
+        ? fromJsonTimestamp(object.periodStart)
+        : isSet(object.period_start)
+        ? fromJsonTimestamp(object.period_start)
+        : undefined,
+      periodEnd: isSet(object.periodEnd)
+        ? fromJsonTimestamp(object.periodEnd)
+        : isSet(object.period_end)
+        ? fromJsonTimestamp(object.period_end)
+        : undefined,
+      billingClassification: isSet(object.billingClassification)
+        ? globalThis.String(object.billingClassification)
+        : isSet(object.billing_classification)
+        ? globalThis.String(object.billing_classification)
+        : "",
+      billingReason: isSet(object.billingReason)
+        ? globalThis.String(object.billingReason)
+        : isSet(object.billing_reason)
+        ? globalThis.String(object.billing_reason)
+        : "",
+      parentGenerationId: isSet(object.parentGenerationId)
+        ? globalThis.String(object.parentGenerationId)
+        : isSet(object.parent_generation_id)
+        ? globalThis.String(object.parent_generation_id)
+        : "",
+      outputBytes: isSet(object.outputBytes)
+        ? BigInt(object.outputBytes)
+        : isSet(object.output_bytes)
+        ? BigInt(object.output_bytes)
+        : 0n,
+      subjectKind: isSet(object.subjectKind)
+        ? globalThis.String(object.subjectKind)
+        : isSet(object.subject_kind)
+        ? globalThis.String(object.subject_kind)
+        : "",
     };
   },
 
@@ -1290,6 +1493,33 @@ export const UsageLogEntry: MessageFns<UsageLogEntry> = {
     if (message.recordedAt !== undefined) {
       obj.recordedAt = message.recordedAt.toISOString();
     }
+    if (message.plan !== "") {
+      obj.plan = message.plan;
+    }
+    if (message.planLimitsJson !== "") {
+      obj.planLimitsJson = message.planLimitsJson;
+    }
+    if (message.periodStart !== undefined) {
+      obj.periodStart = message.periodStart.toISOString();
+    }
+    if (message.periodEnd !== undefined) {
+      obj.periodEnd = message.periodEnd.toISOString();
+    }
+    if (message.billingClassification !== "") {
+      obj.billingClassification = message.billingClassification;
+    }
+    if (message.billingReason !== "") {
+      obj.billingReason = message.billingReason;
+    }
+    if (message.parentGenerationId !== "") {
+      obj.parentGenerationId = message.parentGenerationId;
+    }
+    if (message.outputBytes !== 0n) {
+      obj.outputBytes = message.outputBytes.toString();
+    }
+    if (message.subjectKind !== "") {
+      obj.subjectKind = message.subjectKind;
+    }
     return obj;
   },
 
@@ -1316,6 +1546,17 @@ export const UsageLogEntry: MessageFns<UsageLogEntry> = {
     message.errorMessage = object.errorMessage ?? "";
     message.occurredAt = object.occurredAt ?? undefined;
     message.recordedAt = object.recordedAt ?? undefined;
+    message.plan = object.plan ?? "";
+    message.planLimitsJson = object.planLimitsJson ?? "";
+    message.periodStart = object.periodStart ?? undefined;
+    message.periodEnd = object.periodEnd ?? undefined;
+    message.billingClassification = object.billingClassification ?? "";
+    message.billingReason = object.billingReason ?? "";
+    message.parentGenerationId = object.parentGenerationId ?? "";
+    message.outputBytes = (object.outputBytes !== undefined && object.outputBytes !== null)
+      ? BigInt(object.outputBytes)
+      : 0n;
+    message.subjectKind = object.subjectKind ?? "";
     return message;
   },
 };
