@@ -30,7 +30,9 @@ export class QuotaService {
    * Reserves quota for one generation when EVERY limit of the subject's plan (period, day and
    * concurrent windows) allows it: used + reserved + amount <= limit (amount: 1 generation,
    * `credits` credits, 0 processing seconds, which refuse only once used >= limit). One
-   * transaction under the subject's row lock, so concurrent calls cannot all slip past. The
+   * transaction under the subject's row lock, so concurrent calls cannot all slip past (INV-10):
+   * usually the single statement `quota_check_and_reserve`, whose decision is checked against
+   * `firstExceeded` on every answer. The
    * subject's kind, plan and anchor are stored as given (a plan change applies at once; usage
    * already counted stays counted). Idempotent on the generation id: a retry answers the
    * existing reservation, whatever its status, and reserves nothing.
