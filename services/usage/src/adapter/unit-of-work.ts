@@ -3,6 +3,7 @@ import type { UsageUnitOfWork } from "../domain/ports";
 import { SqlAdoptionStore } from "./adoption-store";
 import { SqlDeadLetterStore } from "./dead-letter-store";
 import { SqlInboxStore } from "./inbox-store";
+import { SqlMonthlyAnalyticsStore } from "./monthly-analytics-store";
 import { SqlReservationStore } from "./reservation-store";
 import { SqlSubjectStore } from "./subject-store";
 import { SqlThresholdStore, thresholdCrossedSubject } from "./threshold-store";
@@ -23,6 +24,7 @@ export function createUsageUnitOfWork(orm: Orm, options: { subjectPrefix?: strin
     inbox: new SqlInboxStore(sql),
     usageLog: new SqlUsageLogStore(sql),
     userStats: new SqlUserStatsStore(sql),
+    monthlyAnalytics: new SqlMonthlyAnalyticsStore(sql),
     deadLetters: new SqlDeadLetterStore(sql),
     subjects: new SqlSubjectStore(sql),
     counters: new SqlUsageCounterStore(sql),

@@ -14,6 +14,8 @@ import type {
   Window,
   DeadLetter,
   DownloadDraft,
+  MonthlyAnalytics,
+  MonthlyAnalyticsDifference,
   PagedUsageLogEntry,
   SubjectSnapshot,
   StatsBesideUsageLog,
@@ -178,11 +180,27 @@ export interface ThresholdStore {
   record(crossing: ThresholdCrossing): Promise<boolean>;
 }
 
+/** Monthly analytics per subject and UTC month, derived from the usage log (INV-6). */
+export interface MonthlyAnalyticsStore {
+  /** Adds the usage log entry `entryId` (appended in this transaction) to its subject's month. */
+  addEntry(entryId: string): Promise<void>;
+  /**
+   * Recomputes every month from the usage log, replacing what is stored; returns the rows
+   * written. Safe while entries are recorded: writers wait for it and then add themselves.
+   */
+  rebuild(): Promise<number>;
+  /** The months (of `subjectId`, or all) whose stored analytics differ from the usage log's. */
+  differences(subjectId?: string): Promise<MonthlyAnalyticsDifference[]>;
+  /** The subject's months from `from` to `to` (`YYYY-MM`, inclusive), newest first; months without usage are absent. */
+  months(subjectId: string, from: string, to: string): Promise<MonthlyAnalytics[]>;
+}
+
 /** Every store of the usage service, bound to one unit of work. */
 export interface UsageStores {
   inbox: InboxStore;
   usageLog: UsageLogStore;
   userStats: UserStatsStore;
+  monthlyAnalytics: MonthlyAnalyticsStore;
   deadLetters: DeadLetterStore;
   subjects: SubjectStore;
   counters: UsageCounterStore;

@@ -287,3 +287,42 @@ export interface ThresholdCrossing {
   /** Start of the period or UTC day the limit counts in. */
   windowStart: Date;
 }
+
+/** Completed and failed generations under one key of a breakdown. */
+export interface OutcomeCounts {
+  completed: bigint;
+  failed: bigint;
+}
+
+/**
+ * One subject's usage in one UTC month, derived from the usage log (INV-6). Credits, cost,
+ * processing time and output bytes are those of completed generations.
+ */
+export interface MonthlyAnalytics {
+  subjectId: string;
+  /** `YYYY-MM` (UTC). */
+  month: string;
+  generations: bigint;
+  failed: bigint;
+  credits: bigint;
+  costMicros: bigint;
+  processingMs: bigint;
+  outputBytes: bigint;
+  byInputType: Record<string, OutcomeCounts>;
+  byProvider: Record<string, OutcomeCounts>;
+  /** By billing classification (`original`, `free_retry`, `paid_regeneration`). */
+  byClassification: Record<string, OutcomeCounts>;
+  /** The plans in force on the month's entries, sorted. */
+  plans: string[];
+  /** More than one plan was in force during the month. */
+  planChanged: boolean;
+}
+
+/** A month whose stored analytics differ from what the usage log says (a missing side is null). */
+export interface MonthlyAnalyticsDifference {
+  subjectId: string;
+  month: string;
+  stored: MonthlyAnalytics | null;
+  expected: MonthlyAnalytics | null;
+}
+

@@ -1,7 +1,8 @@
-import { requireUuidField } from "@tally/platform";
+import { DomainError, requireUuidField } from "@tally/platform";
 import type { GetUserStatsInput } from "../domain/inputs";
 import type { UsageUnitOfWork } from "../domain/ports";
-import type { CounterDifference, StatsDifference, UserStats } from "../domain/types";
+import type { CounterDifference, MonthlyAnalytics, MonthlyAnalyticsDifference, StatsDifference, UserStats } from "../domain/types";
+import { emptyMonth, lastMonths, MONTHS_MAX } from "../domain/monthly-analytics";
 import { emptyUserStats, statsDifferences } from "../domain/usage-log";
 
 /** Users' lifetime stats: reading them, and checking them against the usage log (INV-6). */
@@ -37,5 +38,39 @@ export class StatsService {
   async reconcileCounters(subjectId?: string): Promise<CounterDifference[]> {
     const id = subjectId === undefined ? undefined : requireUuidField(subjectId, "subject_id");
     return await this.uow.withoutTransaction((stores) => stores.counters.differences(id));
+  }
+
+  /**
+   * Checks the monthly analytics against the usage log (INV-6), for every subject or for
+   * `subjectId`, in one statement (one snapshot): returns each month whose stored row differs
+   * from what the log gives (or exists on one side only); an empty list means they agree.
+   * Errors: `validation` when `subjectId` is given and is not a UUID.
+   */
+  async reconcileAnalytics(subjectId?: string): Promise<MonthlyAnalyticsDifference[]> {
+    const id = subjectId === undefined ? undefined : requireUuidField(subjectId, "subject_id");
+    return await this.uow.withoutTransaction((stores) => stores.monthlyAnalytics.differences(id));
+  }
+
+  /**
+   * Recomputes every month's analytics from the usage log, replacing what is stored (for a
+   * migration, a backfill or a repair), in one transaction; safe while events are recorded
+   * (they wait for it, then add themselves). Returns the rows written.
+   */
+  rebuildAnalytics(): Promise<number> {
+    return this.uow.inTransaction((stores) => stores.monthlyAnalytics.rebuild());
+  }
+
+  /**
+   * The subject's last `months` UTC months up to the one containing `now`, newest first, each
+   * from its stored analytics or zeros when it had no usage (so a chart has every month).
+   * Errors: `validation` for a subject id that is not a UUID or `months` outside 1..24.
+   */
+  async monthlyAnalytics(subjectId: string, months: number, now: Date): Promise<MonthlyAnalytics[]> {
+    const id = requireUuidField(subjectId, "subject_id");
+    if (!Number.isInteger(months) || months < 1 || months > MONTHS_MAX) throw new DomainError("validation", `months must be 1..${MONTHS_MAX}`, { field: "months" });
+    const wanted = lastMonths(now, months);
+    const stored = await this.uow.withoutTransaction((stores) => stores.monthlyAnalytics.months(id, wanted[wanted.length - 1]!, wanted[0]!));
+    const byMonth = new Map(stored.map((row) => [row.month, row]));
+    return wanted.map((month) => byMonth.get(month) ?? emptyMonth(id, month));
   }
 }

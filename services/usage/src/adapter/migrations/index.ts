@@ -4,6 +4,7 @@ import { Migration20261123000001 } from "./Migration20261123000001";
 import { Migration20261123000002 } from "./Migration20261123000002";
 import { Migration20261124000001 } from "./Migration20261124000001";
 import { Migration20261125000001 } from "./Migration20261125000001";
+import { Migration20261126000001 } from "./Migration20261126000001";
 
 /** The usage service's migrations, in order. */
 export const usageMigrations: MigrationEntry[] = [
@@ -12,4 +13,5 @@ export const usageMigrations: MigrationEntry[] = [
   { name: "Migration20261123000002", class: Migration20261123000002 },
   { name: "Migration20261124000001", class: Migration20261124000001 },
   { name: "Migration20261125000001", class: Migration20261125000001 },
+  { name: "Migration20261126000001", class: Migration20261126000001 },
 ];

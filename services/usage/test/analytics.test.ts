@@ -1,0 +1,96 @@
+/**
+ * Monthly analytics on real PostgreSQL and NATS: written in the transaction of each usage log
+ * entry (a late event lands in its own month), equal to what the usage log says, checked by the
+ * reconciliation (which finds a difference planted by hand), and rebuilt from the log exactly,
+ * also while events are being recorded.
+ */
+import { usage } from "@tally/contracts";
+import { newId, parsePlanCatalog } from "@tally/platform";
+import type { UsageService } from "../src/app";
+import { usageLogEntryFromCompleted, usageLogEntryFromFailed } from "../src/domain/usage-log";
+import { completedEvent, createUsageTestBed, failedEvent, recordUsage, usageClient, type UsageTestBed } from "./helpers";
+
+const plans = parsePlanCatalog({
+  default_plan: "free",
+  guest_plan: "guest",
+  plans: { guest: { trial_credits: 1, limits: {} }, free: { trial_credits: 10, limits: {} }, pro: { trial_credits: 10, limits: {} } },
+});
+
+describe("monthly analytics", () => {
+  let bed: UsageTestBed;
+  let service: UsageService;
+  let client: ReturnType<typeof usageClient>;
+  const now = new Date("2027-03-20T12:00:00.000Z");
+
+  beforeAll(async () => {
+    bed = await createUsageTestBed("analytics");
+    service = await bed.start({}, { plans, clock: () => now });
+    client = usageClient(service.grpcPort);
+  });
+  afterAll(async () => {
+    client?.close();
+    await bed?.close();
+  });
+
+  const stats = () => service.services.stats;
+  const completed = (userId: string, at: string, overrides: Parameters<typeof completedEvent>[1] = {}) =>
+    recordUsage(service.orm, bed.subjects.completed, usageLogEntryFromCompleted(completedEvent(userId, { occurredAt: new Date(at), ...overrides })));
+  const failed = (userId: string, at: string) => recordUsage(service.orm, bed.subjects.failed, usageLogEntryFromFailed(failedEvent(userId, { occurredAt: new Date(at) })));
+  /** Stores the subject's plan (as a limit check would), so the next entries snapshot it. */
+  const onPlan = (userId: string, plan: string) =>
+    client.listLimits({ id: userId, kind: usage.SubjectKind.SUBJECT_KIND_USER, plan, periodAnchor: new Date("2027-01-01T00:00:00.000Z") });
+
+  it("adds each entry to its subject's UTC month in the entry's transaction, with breakdowns and the plans in force", async () => {
+    const userId = newId();
+    await onPlan(userId, "free");
+    await completed(userId, "2027-03-02T10:00:00.000Z", { inputType: "photo", provider: "builtin-renderer", credits: 2n, costMicros: 100n, processingTimeMs: 1_500n, outputBytes: 1_000n });
+    await completed(userId, "2027-03-03T10:00:00.000Z", { inputType: "text", provider: "builtin-renderer", credits: 1n, costMicros: 50n, processingTimeMs: 500n, outputBytes: 600n });
+    await failed(userId, "2027-03-04T10:00:00.000Z");
+    await onPlan(userId, "pro");
+    await completed(userId, "2027-03-05T10:00:00.000Z", { inputType: "text", provider: "other-provider", credits: 1n, costMicros: 50n, processingTimeMs: 500n, outputBytes: 400n });
+    // A late event of February lands in February, not in the month it arrived.
+    await completed(userId, "2027-02-28T23:59:59.000Z", { inputType: "text", credits: 3n, costMicros: 10n, processingTimeMs: 100n, outputBytes: 10n });
+
+    const [march, february, january] = await stats().monthlyAnalytics(userId, 3, now);
+    expect(march).toMatchObject({
+      month: "2027-03", generations: 3n, failed: 1n, credits: 4n, costMicros: 200n, processingMs: 2_500n, outputBytes: 2_000n,
+      byInputType: { photo: { completed: 1n, failed: 0n }, text: { completed: 2n, failed: 1n } },
+      byProvider: { "builtin-renderer": { completed: 2n, failed: 1n }, "other-provider": { completed: 1n, failed: 0n } },
+      byClassification: { original: { completed: 3n, failed: 1n } },
+      plans: ["free", "pro"], planChanged: true,
+    });
+    expect(february).toMatchObject({ month: "2027-02", generations: 1n, credits: 3n, plans: ["pro"], planChanged: false });
+    expect(january).toMatchObject({ month: "2027-01", generations: 0n, failed: 0n, plans: [] });
+    expect(await stats().reconcileAnalytics(userId)).toEqual([]);
+    await expect(stats().monthlyAnalytics(userId, 25, now)).rejects.toMatchObject({ reason: "validation" });
+  });
+
+  it("finds a difference planted by hand, and the rebuild restores what the log says", async () => {
+    const userId = newId();
+    await completed(userId, "2027-03-06T10:00:00.000Z");
+    await failed(userId, "2027-03-07T10:00:00.000Z");
+    const before = await stats().monthlyAnalytics(userId, 1, now);
+    await service.orm.em.fork().execute("UPDATE monthly_analytics SET generations = generations + 1 WHERE subject_id = ?", [userId]);
+    const differences = await stats().reconcileAnalytics(userId);
+    expect(differences).toHaveLength(1);
+    expect(differences[0]).toMatchObject({ subjectId: userId, month: "2027-03", stored: { generations: 2n }, expected: { generations: 1n } });
+    // A month missing from the table is a difference too.
+    const other = newId();
+    await completed(other, "2027-03-08T10:00:00.000Z");
+    await service.orm.em.fork().execute("DELETE FROM monthly_analytics WHERE subject_id = ?", [other]);
+    expect(await stats().reconcileAnalytics(other)).toMatchObject([{ subjectId: other, stored: null, expected: { generations: 1n } }]);
+
+    expect(await stats().rebuildAnalytics()).toBeGreaterThanOrEqual(2);
+    expect(await stats().reconcileAnalytics()).toEqual([]);
+    expect(await stats().monthlyAnalytics(userId, 1, now)).toEqual(before);
+  });
+
+  it("rebuilds while events are being recorded, losing none and counting none twice", async () => {
+    const userId = newId();
+    const recording = Promise.all(Array.from({ length: 40 }, (_, i) => completed(userId, `2027-03-10T10:${String(i).padStart(2, "0")}:00.000Z`)));
+    const rebuilds = Promise.all([stats().rebuildAnalytics(), stats().rebuildAnalytics()]);
+    await Promise.all([recording, rebuilds]);
+    expect((await stats().monthlyAnalytics(userId, 1, now))[0]).toMatchObject({ generations: 40n });
+    expect(await stats().reconcileAnalytics()).toEqual([]);
+  });
+});
