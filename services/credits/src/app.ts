@@ -1,7 +1,20 @@
 import { credits, PROTO_FILES, PROTO_ROOT } from "@tally/contracts";
-import { loadPlanCatalog, openDatabase, startGrpcServer, type Logger, type Orm, type RunningGrpcServer } from "@tally/platform";
+import {
+  connectNats,
+  ensureStream,
+  JetStreamEventPublisher,
+  loadPlanCatalog,
+  openDatabase,
+  OutboxRelay,
+  startGrpcServer,
+  type Logger,
+  type NatsConnection,
+  type Orm,
+  type RunningGrpcServer,
+} from "@tally/platform";
+import { accountSubjects } from "./adapter/account-event-store";
 import { creditsMigrations } from "./adapter/migrations";
-import { createCreditsUnitOfWork } from "./adapter/unit-of-work";
+import { createCreditsOutboxUnitOfWork, createCreditsUnitOfWork } from "./adapter/unit-of-work";
 import type { CreditsConfig } from "./config";
 import type { CreditsRules } from "./domain/rules";
 import { bindCreditsService, CREDITS_SERVICE_NAME } from "./grpc/handlers";
@@ -16,18 +29,26 @@ export interface RunningCreditsService {
   service: CreditsService;
   /** The database handle, for in-process tests (e.g. to watch that a call opens no connection). */
   orm: Orm;
+  /** The relay publishing credits' outbox (account events) to NATS; tests read its counters. */
+  relay: OutboxRelay;
   /** Runs an expiry sweep now (tests, ops); the background sweeper keeps running. Returns how many holds expired. */
   sweepExpiredHolds(): Promise<number>;
-  /** Stops taking calls, drains running ones, stops the sweeper and closes the database. */
+  /** Stops taking calls, drains running ones, stops the sweeper and the relay, closes NATS and the database. */
   stop(): Promise<void>;
 }
 
 /** The wired service before anything listens or runs. */
 interface CreditsApp {
   orm: Orm;
+  nc: NatsConnection;
   service: CreditsService;
   sweeper: HoldExpirySweeper;
+  relay: OutboxRelay;
 }
+
+/** How often the relay deletes published rows past retention, and its longest back-off while NATS fails, in milliseconds. */
+const OUTBOX_PRUNE_INTERVAL_MS = 60_000;
+const OUTBOX_BACKOFF_MAX_MS = 5_000;
 
 /**
  * The configured rules, from the configuration's named values. Reads and validates the plans
@@ -41,7 +62,10 @@ const rulesFrom = (config: CreditsConfig): CreditsRules => ({
   creditAmountMax: BigInt(config.CREDIT_AMOUNT_MAX),
 });
 
-/** Opens (and migrates) the database and wires the service and its sweeper; starts nothing. */
+/**
+ * Opens (and migrates) the database, connects NATS (ensuring the account events stream) and
+ * wires the service, its sweeper and its outbox relay; starts nothing.
+ */
 async function buildCreditsApp(config: CreditsConfig, logger: Logger): Promise<CreditsApp> {
   // The plans file first: a bad one stops start-up before anything is opened.
   const rules = rulesFrom(config);
@@ -56,13 +80,40 @@ async function buildCreditsApp(config: CreditsConfig, logger: Logger): Promise<C
     { memoryKib: config.PASSWORD_HASH_MEMORY_KIB, timeCost: config.PASSWORD_HASH_TIME_COST },
     { concurrency: config.PASSWORD_HASH_CONCURRENCY, queueMax: config.PASSWORD_HASH_QUEUE_MAX },
   );
-  const service = new CreditsService(createCreditsUnitOfWork(orm), rules, passwords);
+  let nc: NatsConnection;
+  try {
+    nc = await connectNats(config.NATS_URL, "tally-credits", logger);
+    await ensureStream(nc, {
+      name: config.NATS_ACCOUNT_STREAM,
+      subjects: [accountSubjects(config.NATS_SUBJECT_PREFIX)],
+      duplicateWindowMs: config.NATS_DUPLICATE_WINDOW_MS,
+      maxAgeMs: config.NATS_STREAM_MAX_AGE_MS,
+    });
+  } catch (error) {
+    await orm.close();
+    throw error;
+  }
+  const relay = new OutboxRelay(
+    createCreditsOutboxUnitOfWork(orm),
+    new JetStreamEventPublisher(nc, config.OUTBOX_PUBLISH_TIMEOUT_MS),
+    {
+      name: "credits outbox relay",
+      pollIntervalMs: config.OUTBOX_POLL_INTERVAL_MS,
+      batchSize: config.OUTBOX_BATCH_SIZE,
+      retentionMs: config.OUTBOX_RETENTION_MS,
+      pruneIntervalMs: OUTBOX_PRUNE_INTERVAL_MS,
+      backoffMaxMs: OUTBOX_BACKOFF_MAX_MS,
+      publishTimeoutMs: config.OUTBOX_PUBLISH_TIMEOUT_MS,
+    },
+    logger,
+  );
+  const service = new CreditsService(createCreditsUnitOfWork(orm, { subjectPrefix: config.NATS_SUBJECT_PREFIX }), rules, passwords);
   const sweeper = new HoldExpirySweeper(
     service.holds,
     { intervalMs: config.HOLD_EXPIRY_SWEEP_INTERVAL_MS, batchSize: config.HOLD_EXPIRY_BATCH_SIZE },
     logger,
   );
-  return { orm, service, sweeper };
+  return { orm, nc, service, sweeper, relay };
 }
 
 /** Serves gRPC (health and reflection included) and starts the sweeper; SERVING once both run. */
@@ -76,15 +127,18 @@ async function startCreditsApp(app: CreditsApp, config: CreditsConfig, logger: L
     logger,
   });
   app.sweeper.start();
+  app.relay.start();
   grpc.setServing(true);
   logger.info({ port: grpc.port }, "credits service serving");
   return grpc;
 }
 
-/** Stops in order: take no more calls and drain (up to GRPC_SHUTDOWN_TIMEOUT_MS), stop the sweeper, close the pool. */
+/** Stops in order: take no more calls and drain (up to GRPC_SHUTDOWN_TIMEOUT_MS), stop the sweeper and the relay, close NATS and the pool. */
 async function stopCreditsApp(app: CreditsApp, grpc: RunningGrpcServer | undefined, config: CreditsConfig, logger: Logger): Promise<void> {
   if (grpc) await grpc.shutdown(config.GRPC_SHUTDOWN_TIMEOUT_MS);
   await app.sweeper.stop();
+  await app.relay.stop();
+  await app.nc.drain().catch(() => app.nc.close());
   await app.orm.close();
   logger.info("credits service stopped");
 }
@@ -108,6 +162,7 @@ export async function startCreditsService(config: CreditsConfig, logger: Logger)
     grpcPort: grpc.port,
     service: app.service,
     orm: app.orm,
+    relay: app.relay,
     sweepExpiredHolds: () => app.sweeper.sweep(),
     stop() {
       stopping ??= stopCreditsApp(app, grpc, config, logger);
