@@ -73,3 +73,9 @@ export const generationSubjects = (prefix: string) => ({
   cancelled: `${prefix}.generation.cancelled`,
   all: `${prefix}.generation.>`,
 });
+
+/** The subjects of account events under `prefix` (credits publishes them, through its outbox). */
+export const accountSubjects = (prefix: string) => ({
+  deleted: `${prefix}.account.deleted`,
+  all: `${prefix}.account.>`,
+});

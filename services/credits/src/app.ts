@@ -1,5 +1,6 @@
 import { credits, PROTO_FILES, PROTO_ROOT } from "@tally/contracts";
 import {
+  accountSubjects,
   connectNats,
   ensureStream,
   JetStreamEventPublisher,
@@ -12,7 +13,6 @@ import {
   type Orm,
   type RunningGrpcServer,
 } from "@tally/platform";
-import { accountSubjects } from "./adapter/account-event-store";
 import { creditsMigrations } from "./adapter/migrations";
 import { createCreditsOutboxUnitOfWork, createCreditsUnitOfWork } from "./adapter/unit-of-work";
 import type { CreditsConfig } from "./config";
@@ -85,7 +85,7 @@ async function buildCreditsApp(config: CreditsConfig, logger: Logger): Promise<C
     nc = await connectNats(config.NATS_URL, "tally-credits", logger);
     await ensureStream(nc, {
       name: config.NATS_ACCOUNT_STREAM,
-      subjects: [accountSubjects(config.NATS_SUBJECT_PREFIX)],
+      subjects: [accountSubjects(config.NATS_SUBJECT_PREFIX).all],
       duplicateWindowMs: config.NATS_DUPLICATE_WINDOW_MS,
       maxAgeMs: config.NATS_STREAM_MAX_AGE_MS,
     });

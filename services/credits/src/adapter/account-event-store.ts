@@ -1,14 +1,9 @@
 /** Account events on credits' `outbox` (platform SqlOutboxStore), in the caller's transaction. */
 import { events } from "@tally/contracts";
-import { newId, SqlOutboxStore, type Sql } from "@tally/platform";
+import { accountSubjects, newId, SqlOutboxStore, type Sql } from "@tally/platform";
 import type { AccountEventStore } from "../domain/ports";
 
-/** The subject `account.deleted` events go on: `<subjectPrefix>.account.deleted`. */
-export const accountDeletedSubject = (subjectPrefix: string): string => `${subjectPrefix}.account.deleted`;
-
-/** All account subjects (the credits stream's filter): `<subjectPrefix>.account.>`. */
-export const accountSubjects = (subjectPrefix: string): string => `${subjectPrefix}.account.>`;
-
+/** Encodes events.proto AccountDeleted onto `<subjectPrefix>.account.deleted`. */
 export class SqlAccountEventStore implements AccountEventStore {
   private readonly outbox: SqlOutboxStore;
 
@@ -23,6 +18,6 @@ export class SqlAccountEventStore implements AccountEventStore {
     const eventId = newId();
     const message: events.AccountDeleted = { eventId, occurredAt: event.occurredAt, accountId: event.accountId };
     const payload = events.AccountDeleted.encode(message).finish();
-    await this.outbox.append({ eventId, subject: accountDeletedSubject(this.subjectPrefix), payload, traceparent: null });
+    await this.outbox.append({ eventId, subject: accountSubjects(this.subjectPrefix).deleted, payload, traceparent: null });
   }
 }

@@ -4,7 +4,7 @@
  * for a bug.
  */
 import assert from "node:assert/strict";
-import { isUniqueViolation, toBigInt, type Sql } from "@tally/platform";
+import { FORGET_ANSWERS_MENTIONING_SQL, isUniqueViolation, textArrayLiteral, toBigInt, type Sql } from "@tally/platform";
 import type { AccountStore, BalanceChange } from "../domain/ports";
 import { emailConflict } from "../domain/rules";
 import type { Account, AccountKind, Credentials, LockedAccount, Role, StoredBalances } from "../domain/types";
@@ -193,6 +193,12 @@ export class SqlAccountStore implements AccountStore {
     );
     assert.ok(row, `account ${accountId} is a live user's, locked by this transaction, so it is deleted exactly once`);
     return new Date(row.deleted_at);
+  }
+
+  async forgetStoredAnswers(accountId: string): Promise<number> {
+    const operations = textArrayLiteral(["CreateAccount", "Authenticate", "SetPlan", "SetBillingAnchor", "SetRole"]);
+    const rows = await this.sql.query<{ request_id: string }>(`${FORGET_ANSWERS_MENTIONING_SQL} RETURNING request_id`, [operations, accountId]);
+    return rows.length;
   }
 
   async lockSkipLocked(accountIds: readonly string[]): Promise<string[]> {

@@ -79,6 +79,12 @@ export interface AccountStore {
    * (the schema's CHECK refuses a deleted account that keeps either). Returns the deletion time.
    */
   markDeleted(accountId: string): Promise<Date>;
+  /**
+   * Forgets the stored idempotent answers that carry the account (with its email): those of
+   * CreateAccount, Authenticate, SetPlan, SetBillingAnchor and SetRole (erasure; a retry of
+   * such a key runs anew). Returns how many.
+   */
+  forgetStoredAnswers(accountId: string): Promise<number>;
   /** Locks those of `accountIds` nobody holds now, in id order (SKIP LOCKED); returns them. */
   lockSkipLocked(accountIds: readonly string[]): Promise<string[]>;
 }

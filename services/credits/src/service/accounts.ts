@@ -133,7 +133,7 @@ export class AccountsService {
    * Deletes a user's account, in one transaction: the account row is locked (INV-9), its
    * remaining credits are written off (each grant's remaining to zero, one WRITE_OFF ledger
    * entry per grant; INV-2 then counts them as written off), its email and password hash are
-   * erased and `deleted_at` set (sign-in stops at once: Authenticate finds no credentials,
+   * erased and `deleted_at` set, stored idempotent answers that carry them are forgotten (sign-in stops at once: Authenticate finds no credentials,
    * GetAccount answers `not_found`), and an `account.deleted` event goes to the outbox
    * (published once; INV-5). Ledger entries, grants and holds stay, attributed to the
    * anonymous account id (INV-8, INV-11). An account with active holds is refused: its
@@ -155,6 +155,7 @@ export class AccountsService {
         if (activeHolds > 0) throw accountBusy(accountId, activeHolds);
         const writtenOffCredits = await this.writeOff(stores, accountId);
         const deletedAt = await stores.accounts.markDeleted(accountId);
+        await stores.accounts.forgetStoredAnswers(accountId);
         await stores.accountEvents.appendAccountDeleted({ accountId, occurredAt: deletedAt });
         return { deleted: true, writtenOffCredits, deletedAt };
       }),
