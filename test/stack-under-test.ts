@@ -53,7 +53,6 @@ export async function startStack(plans: string, env: Record<string, string> = {}
       TALLY_STATE_DIR: stateDir,
       NATS_STREAM: `E2E_${suffix}`,
       NATS_USAGE_STREAM: `E2E_USAGE_${suffix}`,
-      NATS_ACCOUNT_STREAM: `E2E_ACCOUNTS_${suffix}`,
       NATS_SUBJECT_PREFIX: `e2e_${suffix}`,
       NATS_CONSUMER: `usage_e2e_${suffix}`,
       PLANS_FILE: plansFile,

@@ -79,3 +79,10 @@ export const accountSubjects = (prefix: string) => ({
   deleted: `${prefix}.account.deleted`,
   all: `${prefix}.account.>`,
 });
+
+/**
+ * The account events stream's name when NATS_ACCOUNT_STREAM is unset: `<PREFIX>_ACCOUNT_EVENTS`
+ * (`TALLY_ACCOUNT_EVENTS` for the default prefix), so that producer and consumers agree on it
+ * from the subject prefix alone and two prefixes never share (and fight over) one stream.
+ */
+export const defaultAccountStream = (prefix: string): string => `${prefix.toUpperCase().replace(/[^A-Z0-9_-]/g, "_")}_ACCOUNT_EVENTS`;

@@ -2,6 +2,7 @@ import { credits, PROTO_FILES, PROTO_ROOT } from "@tally/contracts";
 import {
   accountSubjects,
   connectNats,
+  defaultAccountStream,
   ensureStream,
   JetStreamEventPublisher,
   loadPlanCatalog,
@@ -84,7 +85,7 @@ async function buildCreditsApp(config: CreditsConfig, logger: Logger): Promise<C
   try {
     nc = await connectNats(config.NATS_URL, "tally-credits", logger);
     await ensureStream(nc, {
-      name: config.NATS_ACCOUNT_STREAM,
+      name: config.NATS_ACCOUNT_STREAM ?? defaultAccountStream(config.NATS_SUBJECT_PREFIX),
       subjects: [accountSubjects(config.NATS_SUBJECT_PREFIX).all],
       duplicateWindowMs: config.NATS_DUPLICATE_WINDOW_MS,
       maxAgeMs: config.NATS_STREAM_MAX_AGE_MS,

@@ -51,8 +51,8 @@ export const creditsConfigSchema = z.object({
   NATS_URL: z.string().min(1).default("nats://127.0.0.1:4222"),
   /** Subjects are `<prefix>.account.*` (e.g. `tally.account.deleted`). */
   NATS_SUBJECT_PREFIX: z.string().min(1).default("tally"),
-  /** The stream credits publishes account events to (subjects `<prefix>.account.>`). */
-  NATS_ACCOUNT_STREAM: z.string().min(1).default("TALLY_ACCOUNT_EVENTS"),
+  /** The stream credits publishes account events to (subjects `<prefix>.account.>`); unset: `<PREFIX>_ACCOUNT_EVENTS`. */
+  NATS_ACCOUNT_STREAM: z.string().min(1).optional(),
   /** JetStream de-duplicates re-published outbox rows by Nats-Msg-Id within this window, in milliseconds. */
   NATS_DUPLICATE_WINDOW_MS: intFromEnv(120_000).pipe(z.number().min(1_000)),
   /** How long the stream keeps events, in milliseconds (0 = forever). */

@@ -2,6 +2,7 @@ import { generations, PROTO_FILES, PROTO_ROOT } from "@tally/contracts";
 import {
   bindService,
   connectNats,
+  defaultAccountStream,
   ensureStream,
   generationSubjects,
   JetStreamEventPublisher,
@@ -183,7 +184,7 @@ async function startService(config: GenerationsConfig, logger: Logger, built: Bu
       built.connections.nc,
       built.erasure,
       {
-        stream: config.NATS_ACCOUNT_STREAM,
+        stream: config.NATS_ACCOUNT_STREAM ?? defaultAccountStream(config.NATS_SUBJECT_PREFIX),
         subjectPrefix: config.NATS_SUBJECT_PREFIX,
         consumerName: config.NATS_ACCOUNT_CONSUMER,
         duplicateWindowMs: config.NATS_DUPLICATE_WINDOW_MS,
