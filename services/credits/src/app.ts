@@ -81,7 +81,7 @@ async function buildCreditsApp(config: CreditsConfig, logger: Logger): Promise<C
     { memoryKib: config.PASSWORD_HASH_MEMORY_KIB, timeCost: config.PASSWORD_HASH_TIME_COST },
     { concurrency: config.PASSWORD_HASH_CONCURRENCY, queueMax: config.PASSWORD_HASH_QUEUE_MAX },
   );
-  let nc: NatsConnection;
+  let nc: NatsConnection | undefined;
   try {
     nc = await connectNats(config.NATS_URL, "tally-credits", logger);
     await ensureStream(nc, {
@@ -91,6 +91,7 @@ async function buildCreditsApp(config: CreditsConfig, logger: Logger): Promise<C
       maxAgeMs: config.NATS_STREAM_MAX_AGE_MS,
     });
   } catch (error) {
+    await nc?.close().catch(() => undefined);
     await orm.close();
     throw error;
   }
@@ -146,7 +147,8 @@ async function stopCreditsApp(app: CreditsApp, grpc: RunningGrpcServer | undefin
 
 /**
  * Starts the credits service: migrates its database, serves `tally.credits.v1.CreditsService`
- * over gRPC (with health and reflection) and runs the hold expiry sweeper. Reports SERVING only
+ * over gRPC (with health and reflection), runs the hold expiry sweeper and the outbox relay
+ * that publishes account events (`account.deleted`) to NATS. Reports SERVING only
  * once all of that is up; a failed start closes what it opened and rethrows.
  */
 export async function startCreditsService(config: CreditsConfig, logger: Logger): Promise<RunningCreditsService> {
