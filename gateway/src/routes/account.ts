@@ -23,6 +23,7 @@ export async function deleteAccountFor(context: RouteContext, request: FastifyRe
 /** `GET /v1/me`, `DELETE /v1/me` and `GET /v1/credits/balance`. */
 export function accountRoutes(context: RouteContext) {
   return async (app: FastifyInstance): Promise<void> => {
+    deleteMeRoute(app, context);
     const routes = app.withTypeProvider<ZodTypeProvider>();
     const { callFor, clients } = context;
     const onRequest = context.hooks.user;
@@ -50,32 +51,6 @@ export function accountRoutes(context: RouteContext) {
       },
     );
 
-    /**
-     * Deletes the signed-in user's account (deleteAccountFor): 204, also for a repeat with the
-     * same (now dead) token, so a retry answers as the first call did; 401 without a valid
-     * token; 409 `conflict` while a generation of the account is running (try again once it
-     * has finished). Idempotent with `Idempotency-Key` (INV-4).
-     */
-    routes.delete(
-      "/v1/me",
-      {
-        onRequest: context.hooks.userToken,
-        schema: {
-          tags: ["accounts"],
-          summary: "Delete the signed-in account (erases personal data, keeps usage facts)",
-          security: [{ bearerAuth: [] }],
-          headers: idempotencyHeaders,
-          response: { 204: noContentResponse, ...problemResponses },
-        },
-      },
-      async (request, reply) => {
-        const { accountId } = userOf(request);
-        await deleteAccountFor(context, request, accountId, accountId);
-        context.planCache.forget(accountId);
-        return reply.code(204).send(null);
-      },
-    );
-
     /** `{trial_credits, token_balance, held, total_available}` of the signed-in account. */
     routes.get(
       "/v1/credits/balance",
@@ -91,4 +66,35 @@ export function accountRoutes(context: RouteContext) {
       },
     );
   };
+}
+
+/** Registers `DELETE /v1/me` on `app`. */
+function deleteMeRoute(app: FastifyInstance, context: RouteContext): void {
+  const routes = app.withTypeProvider<ZodTypeProvider>();
+
+  /**
+   * Deletes the signed-in user's account (deleteAccountFor): 204, also for a repeat with the
+   * same (now dead) token, so a retry answers as the first call did; 401 without a valid
+   * token; 409 `conflict` while a generation of the account is running (try again once it
+   * has finished). Idempotent with `Idempotency-Key` (INV-4).
+   */
+  routes.delete(
+    "/v1/me",
+    {
+      onRequest: context.hooks.userToken,
+      schema: {
+        tags: ["accounts"],
+        summary: "Delete the signed-in account (erases personal data, keeps usage facts)",
+        security: [{ bearerAuth: [] }],
+        headers: idempotencyHeaders,
+        response: { 204: noContentResponse, ...problemResponses },
+      },
+    },
+    async (request, reply) => {
+      const { accountId } = userOf(request);
+      await deleteAccountFor(context, request, accountId, accountId);
+      context.planCache.forget(accountId);
+      return reply.code(204).send(null);
+    },
+  );
 }
