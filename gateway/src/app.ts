@@ -3,7 +3,7 @@ import fastifySwagger from "@fastify/swagger";
 import fastifySwaggerUi from "@fastify/swagger-ui";
 import { jsonSchemaTransform, jsonSchemaTransformObject, serializerCompiler, validatorCompiler } from "fastify-type-provider-zod";
 import { loadPlanCatalog, type Logger } from "@tally/platform";
-import { authenticate, authenticateUserOrGuest } from "./auth/authenticate";
+import { authenticate, authenticateUserOrGuest, requireLiveAccount } from "./auth/authenticate";
 import { guestAccounts } from "./auth/guest";
 import { AccessTokens } from "./auth/tokens";
 import { downstreamCaller, type GatewayClients } from "./clients";
@@ -109,9 +109,11 @@ async function buildRouteContext(app: FastifyInstance, config: GatewayConfig, cl
   const requestsPerMinuteOf = requestsPerMinuteResolver({ catalog, cache: planCache, loadPlan, logger });
   const rateLimits = await installRateLimits(app, { config, tokens, requestsPerMinuteOf, logger });
   const ensureGuest = guestAccounts(clients, callFor, planCache);
+  const liveAccount = requireLiveAccount(loadPlan, (accountId, plan) => planCache.remember(accountId, plan), logger);
   const hooks = {
-    user: [authenticate(tokens), rateLimits.accountHook],
-    userOrGuest: [authenticateUserOrGuest(tokens, ensureGuest), rateLimits.accountHook],
+    user: [authenticate(tokens), liveAccount, rateLimits.accountHook],
+    userOrGuest: [authenticateUserOrGuest(tokens, ensureGuest), liveAccount, rateLimits.accountHook],
+    userToken: [authenticate(tokens), rateLimits.accountHook],
   };
   return { config, clients, callFor, tokens, logger, catalog, planCache, rateLimits, hooks };
 }

@@ -31,6 +31,8 @@ type Statuses = Record<Caller, number>;
 /** What a row needs to build its request: user A's ids and a fresh suffix. */
 interface Fixture {
   userA: { id: string; email: string };
+  /** An account only the admin-delete row deletes. */
+  victimId: string;
   generationA: string;
   unique(): string;
 }
@@ -42,6 +44,8 @@ interface Row {
   url(f: Fixture): string;
   /** A valid body, when the route takes one. */
   body?(f: Fixture): object;
+  /** Runs before the row's calls (e.g. waits until the callers' jobs have ended). */
+  before?(): Promise<void>;
   expected: Statuses;
 }
 
@@ -77,6 +81,14 @@ const MATRIX: Row[] = [
     body: () => ({ anchor: "2026-01-31T00:00:00.000Z" }),
     expected: usersOnly({ userA: 403, userB: 403, admin: 200 }),
   },
+  // Deleting accounts comes late: an admin deletes a fourth account; then each caller deletes
+  // itself (once its jobs have ended: an account with credits still held cannot be deleted).
+  {
+    route: "DELETE /v1/admin/accounts/{user_id}",
+    url: (f) => `/v1/admin/accounts/${f.victimId}`,
+    expected: usersOnly({ userA: 403, userB: 403, admin: 204 }),
+  },
+  { route: "DELETE /v1/me", url: () => "/v1/me", before: () => jobsEnded(), expected: usersOnly({ userA: 204, userB: 204, admin: 204 }) },
   // Last: a guest's sign-up adopts the guest (its id stops working), so no row may follow it.
   { route: "POST /v1/auth/register", url: () => "/v1/auth/register", body: (f) => ({ email: `new-${f.unique()}@example.com`, password: PASSWORD }), expected: all(201) },
 ];
@@ -100,6 +112,7 @@ beforeAll(async () => {
     return { token: answer.json().access_token as string, id: answer.json().user.id as string, email };
   };
   const [userA, userB, admin] = [await register(`a-${services.suffix}@example.com`), await register(`b-${services.suffix}@example.com`), await register(ADMIN_EMAIL)];
+  const victim = await register(`victim-${services.suffix}@example.com`);
   Object.assign(headers, { userA: bearer(userA.token), userB: bearer(userB.token), admin: bearer(admin.token) });
   const created = await gateway.app.inject({ method: "POST", url: "/v1/generations", headers: headers.userA, payload: { input_type: "text", prompt: "a harbour" } });
   expect(created.statusCode).toBe(201);
@@ -109,13 +122,23 @@ beforeAll(async () => {
     return status === "completed" ? status : undefined;
   }, 30_000, 100);
   let counter = 0;
-  fixture = { userA: { id: userA.id, email: userA.email }, generationA, unique: () => `${services.suffix}-${(counter += 1)}` };
+  fixture = { userA: { id: userA.id, email: userA.email }, victimId: victim.id, generationA, unique: () => `${services.suffix}-${(counter += 1)}` };
 }, 120_000);
 
 afterAll(async () => {
   await gateway?.close();
   await services.stop();
 }, 60_000);
+
+/** Resolves once no generation of user A, user B or the admin is pending or processing. */
+async function jobsEnded(): Promise<void> {
+  for (const caller of ["userA", "userB", "admin"] as const) {
+    await eventually(async () => {
+      const items = (await gateway.app.inject({ method: "GET", url: "/v1/generations?limit=100", headers: headers[caller] })).json().items as { status: string }[];
+      return items.every((g) => ["completed", "failed", "cancelled"].includes(g.status)) ? true : undefined;
+    }, 30_000, 100);
+  }
+}
 
 describe("the authorization matrix", () => {
   it("has one row for every route of the OpenAPI document, and none for a route that is gone", () => {
@@ -129,10 +152,11 @@ describe("the authorization matrix", () => {
     const expected: Record<string, Statuses> = {};
     const badErrors: string[] = [];
     for (const row of MATRIX) {
+      await row.before?.();
       expected[row.route] = row.expected;
       actual[row.route] = {} as Statuses;
       for (const caller of CALLERS) {
-        const [method, url] = [row.route.split(" ")[0] as "GET" | "POST" | "PUT", row.url(fixture)];
+        const [method, url] = [row.route.split(" ")[0] as "GET" | "POST" | "PUT" | "DELETE", row.url(fixture)];
         const answer = await gateway.app.inject({ method, url, headers: headers[caller], ...(row.body ? { payload: row.body(fixture) } : {}) });
         actual[row.route]![caller] = answer.statusCode;
         if (answer.statusCode >= 400) {

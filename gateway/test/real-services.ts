@@ -8,7 +8,7 @@ import os from "node:os";
 import path from "node:path";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { credits } from "@tally/contracts";
-import { connectNats, createGrpcClient, createLogger, waitForGrpcServing } from "@tally/platform";
+import { connectNats, createGrpcClient, createLogger, defaultAccountStream, waitForGrpcServing } from "@tally/platform";
 import { createTestDatabase, testNatsUrl, uniqueSuffix } from "@tally/platform/src/testing";
 import { startCreditsService } from "../../services/credits/src/app";
 import { loadCreditsConfig } from "../../services/credits/src/config";
@@ -45,7 +45,7 @@ export class RealServices {
   /** A credits service on a new database; `env` adds or overrides configuration. */
   async startCredits(env: Record<string, string> = {}): Promise<Serving> {
     const database = await this.database("gw_credits");
-    const config = loadCreditsConfig({ DATABASE_URL: database.url, GRPC_HOST: "127.0.0.1", GRPC_PORT: "0", PLANS_FILE: this.plansFile, LOG_LEVEL: "silent", ...env });
+    const config = loadCreditsConfig({ ...this.nats, DATABASE_URL: database.url, GRPC_HOST: "127.0.0.1", GRPC_PORT: "0", PLANS_FILE: this.plansFile, LOG_LEVEL: "silent", ...env });
     const running = await startCreditsService(config, logger);
     this.cleanups.push(() => running.stop());
     return this.serving(running.grpcPort, () => running.stop(), running.metricsPort);
@@ -86,6 +86,7 @@ export class RealServices {
     for (const cleanup of this.cleanups.reverse()) await cleanup().catch(() => undefined);
     const nc = await connectNats(this.nats.NATS_URL, "gateway-test-cleanup", logger);
     await (await jetstreamManager(nc)).streams.delete(this.nats.NATS_STREAM).catch(() => undefined);
+    await (await jetstreamManager(nc)).streams.delete(defaultAccountStream(this.nats.NATS_SUBJECT_PREFIX)).catch(() => undefined);
     await nc.close();
   }
 

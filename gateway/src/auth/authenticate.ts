@@ -1,6 +1,6 @@
 import assert from "node:assert";
 import type { FastifyReply, FastifyRequest } from "fastify";
-import { DomainError } from "@tally/platform";
+import { DomainError, type Logger } from "@tally/platform";
 import { guestIdOf } from "./guest";
 import type { AccessTokens, GuestPrincipal, Principal, UserPrincipal } from "./tokens";
 
@@ -75,6 +75,40 @@ export function authenticate(tokens: AccessTokens) {
       throw new DomainError("unauthenticated", "missing bearer token (Authorization: Bearer <access token>)");
     }
     acceptBearer(check, request, reply);
+  };
+}
+
+/** Credits' GetAccount on behalf of `request`: the account's plan, or a rejection (`not_found` for an unknown or deleted account). */
+export type LoadAccountPlan = (request: FastifyRequest, accountId: string) => Promise<string>;
+
+/**
+ * An `onRequest` hook, after `authenticate` or `authenticateUserOrGuest`: a signed-up user's
+ * account must still exist in credits, asked on every request (no cache), so that the token
+ * of a deleted account stops working at once on every replica (credits answers `not_found`
+ * for a deleted account): 401 `unauthenticated`, challenge `invalid_token`. When credits
+ * cannot answer (down, deadline), the request goes on, logged: the route's own calls answer
+ * for the outage (a check must not turn a credits outage into one of every route, nor hide a
+ * route's 400 or 404), and a deleted account has no credits, credentials or personal data left
+ * to reach. The plan of the answer is handed to `remember` (the rate limiter's plan cache), so
+ * the check costs no extra call there. Guests pass (their account was checked by
+ * EnsureGuestAccount).
+ */
+export function requireLiveAccount(loadPlan: LoadAccountPlan, remember: (accountId: string, plan: string) => void, logger: Logger) {
+  return async (request: FastifyRequest, reply: FastifyReply): Promise<void> => {
+    const principal = principalOf(request);
+    if (principal.kind !== "user") return;
+    let plan: string;
+    try {
+      plan = await loadPlan(request, principal.accountId);
+    } catch (error) {
+      if (error instanceof DomainError && error.reason === "not_found") {
+        reply.header("www-authenticate", `${BEARER_CHALLENGE}, error="invalid_token"`);
+        throw new DomainError("unauthenticated", "the account of this access token no longer exists");
+      }
+      logger.warn({ err: error instanceof Error ? error.message : String(error), account_id: principal.accountId }, "account check failed; request goes on");
+      return;
+    }
+    remember(principal.accountId, plan);
   };
 }
 

@@ -38,6 +38,11 @@ export class PlanCache {
     this.store(accountId, Promise.resolve(plan), this.nowMs());
   }
 
+  /** Forgets an account's plan (a deleted account). */
+  forget(accountId: string): void {
+    this.entries.delete(accountId);
+  }
+
   private store(accountId: string, plan: Promise<string>, now: number): void {
     if (this.ttlMs === 0) return;
     this.entries.delete(accountId);

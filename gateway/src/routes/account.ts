@@ -1,14 +1,29 @@
-import type { FastifyInstance } from "fastify";
+import type { FastifyInstance, FastifyRequest } from "fastify";
 import type { ZodTypeProvider } from "fastify-type-provider-zod";
 import { userOf } from "../auth/authenticate";
 import { presentAccount, presentBalance, presentStats } from "./presenters";
-import type { RouteContext } from "./context";
+import { requestIdFor, type RouteContext } from "./context";
 import { limitsOf } from "./limits";
-import { balanceResponse, meResponse, problemResponses } from "./schemas";
+import { balanceResponse, idempotencyHeaders, meResponse, noContentResponse, problemResponses } from "./schemas";
 
-/** `GET /v1/me` and `GET /v1/credits/balance`. */
+/**
+ * Deletes `accountId`'s account (credits DeleteAccount) on behalf of `request`, whose caller
+ * (`callerId`) scopes its Idempotency-Key: sign-in stops at once, remaining credits are written
+ * off, every service erases the account's personal data once (`account.deleted`), and every
+ * fact (usage log, analytics, ledger) stays under the anonymous account id (INV-11). An account
+ * already deleted answers as the first deletion did. Errors: `not_found` (no user's account
+ * with this id), `conflict` while a generation of the account is running (details
+ * `active_holds`).
+ */
+export async function deleteAccountFor(context: RouteContext, request: FastifyRequest, callerId: string, accountId: string): Promise<void> {
+  const creditsClient = context.clients.credits;
+  await context.callFor(request)(creditsClient.deleteAccount.bind(creditsClient), { requestId: requestIdFor(request, { accountId: callerId }), accountId });
+}
+
+/** `GET /v1/me`, `DELETE /v1/me` and `GET /v1/credits/balance`. */
 export function accountRoutes(context: RouteContext) {
   return async (app: FastifyInstance): Promise<void> => {
+    deleteMeRoute(app, context);
     const routes = app.withTypeProvider<ZodTypeProvider>();
     const { callFor, clients } = context;
     const onRequest = context.hooks.user;
@@ -51,4 +66,35 @@ export function accountRoutes(context: RouteContext) {
       },
     );
   };
+}
+
+/** Registers `DELETE /v1/me` on `app`. */
+function deleteMeRoute(app: FastifyInstance, context: RouteContext): void {
+  const routes = app.withTypeProvider<ZodTypeProvider>();
+
+  /**
+   * Deletes the signed-in user's account (deleteAccountFor): 204, also for a repeat with the
+   * same (now dead) token, so a retry answers as the first call did; 401 without a valid
+   * token; 409 `conflict` while a generation of the account is running (try again once it
+   * has finished). Idempotent with `Idempotency-Key` (INV-4).
+   */
+  routes.delete(
+    "/v1/me",
+    {
+      onRequest: context.hooks.userToken,
+      schema: {
+        tags: ["accounts"],
+        summary: "Delete the signed-in account (erases personal data, keeps usage facts)",
+        security: [{ bearerAuth: [] }],
+        headers: idempotencyHeaders,
+        response: { 204: noContentResponse, ...problemResponses },
+      },
+    },
+    async (request, reply) => {
+      const { accountId } = userOf(request);
+      await deleteAccountFor(context, request, accountId, accountId);
+      context.planCache.forget(accountId);
+      return reply.code(204).send(null);
+    },
+  );
 }

@@ -5,7 +5,8 @@ import { credits } from "@tally/contracts";
 import { userOf } from "../auth/authenticate";
 import { presentAccount } from "./presenters";
 import { requestIdFor, type RouteContext } from "./context";
-import { accountParams, accountSchema, idempotencyHeaders, problemResponses, setBillingAnchorBody, setPlanBody } from "./schemas";
+import { deleteAccountFor } from "./account";
+import { accountParams, accountSchema, idempotencyHeaders, noContentResponse, problemResponses, setBillingAnchorBody, setPlanBody } from "./schemas";
 
 /**
  * Admins only: the token must say `admin`, and credits must still say so (a demoted admin's
@@ -21,12 +22,50 @@ async function requireAdmin(context: RouteContext, request: FastifyRequest): Pro
   return accountId;
 }
 
-/** `PUT /v1/admin/accounts/{user_id}/plan` and `PUT /v1/admin/accounts/{user_id}/billing-anchor`. */
+/**
+ * `PUT /v1/admin/accounts/{user_id}/plan`, `PUT /v1/admin/accounts/{user_id}/billing-anchor`
+ * and `DELETE /v1/admin/accounts/{user_id}`.
+ */
 export function adminRoutes(context: RouteContext) {
   return async (app: FastifyInstance): Promise<void> => {
     planRoute(app, context);
     billingAnchorRoute(app, context);
+    deleteAccountRoute(app, context);
   };
+}
+
+/** Registers `DELETE /v1/admin/accounts/{user_id}` on `app`. */
+function deleteAccountRoute(app: FastifyInstance, context: RouteContext): void {
+  const routes = app.withTypeProvider<ZodTypeProvider>();
+
+  /**
+   * Deletes a user's account (deleteAccountFor in account.ts): 204, also when it was deleted
+   * before (idempotent); 401 without a token; 403 `forbidden` unless the caller is an admin;
+   * 404 for an id that never named a user's account (unknown, not a UUID, or a guest's); 409
+   * `conflict` while a generation of the account is running. Idempotent with
+   * `Idempotency-Key` (scoped by the admin, INV-4).
+   */
+  routes.delete(
+    "/v1/admin/accounts/:user_id",
+    {
+      onRequest: context.hooks.user,
+      schema: {
+        tags: ["admin"],
+        summary: "Delete a user's account (admins; erases personal data, keeps usage facts)",
+        security: [{ bearerAuth: [] }],
+        headers: idempotencyHeaders,
+        params: accountParams,
+        response: { 204: noContentResponse, ...problemResponses },
+      },
+    },
+    async (request, reply) => {
+      const adminId = await requireAdmin(context, request);
+      const accountId = requireUuid(request.params.user_id, () => notFound(`account ${request.params.user_id} not found`));
+      await deleteAccountFor(context, request, adminId, accountId);
+      context.planCache.forget(accountId);
+      return reply.code(204).send(null);
+    },
+  );
 }
 
 /** Registers `PUT /v1/admin/accounts/{user_id}/plan` on `app`. */

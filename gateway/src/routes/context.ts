@@ -25,10 +25,12 @@ export interface RouteContext {
   rateLimits: RateLimits;
   /**
    * The `onRequest` hooks of routes that act for someone: authentication, then the account's
-   * requests_per_minute. `user`: signed-up users only; `userOrGuest`: users, or guests by
-   * `X-Guest-ID`.
+   * requests_per_minute. `user`: signed-up users only, whose account must still exist (a
+   * deleted account's token answers 401 at once); `userOrGuest`: users (the same), or guests
+   * by `X-Guest-ID`; `userToken`: a valid token suffices, even of a deleted account (only
+   * `DELETE /v1/me` uses it, so that a repeated deletion answers as the first).
    */
-  hooks: { user: RequestHook[]; userOrGuest: RequestHook[] };
+  hooks: { user: RequestHook[]; userOrGuest: RequestHook[]; userToken: RequestHook[] };
 }
 
 /** Who a mutating request is made by, which scopes its `Idempotency-Key`. */

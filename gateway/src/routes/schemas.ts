@@ -248,3 +248,6 @@ export const listQuery = z.object({
 
 /** A path id; non-UUIDs are answered 404 by the route (an id that cannot exist is not found). */
 export const idParams = z.object({ id: z.string() });
+
+/** The empty answer of a deletion (204 No Content). */
+export const noContentResponse = z.null().describe("Deleted (or deleted before): no content");

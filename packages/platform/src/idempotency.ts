@@ -114,3 +114,15 @@ export const answerCodec = <T>() => ({
   encode: (value: T) => storedAnswerCodec.encode(value),
   decode: (bytes: Uint8Array) => storedAnswerCodec.decode<T>(bytes),
 });
+
+/**
+ * SQL that deletes the stored answers (`idempotency_keys` rows) of `operations` whose answer
+ * mentions a text (parameters: operations as a text[] literal, then the text), for erasure:
+ * a stored answer may hold personal data (an account's email, a generation's prompt). A retry
+ * of a forgotten key runs anew. Scans the table; erasure is rare.
+ */
+export const FORGET_ANSWERS_MENTIONING_SQL =
+  "DELETE FROM idempotency_keys WHERE operation = ANY(?::text[]) AND response IS NOT NULL AND position(convert_to(?, 'UTF8') in response) > 0";
+
+/** A PostgreSQL text[] literal of plain identifiers (no quoting needed). */
+export const textArrayLiteral = (values: readonly string[]): string => `{${values.join(",")}}`;

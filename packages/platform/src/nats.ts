@@ -74,3 +74,16 @@ export const generationSubjects = (prefix: string) => ({
   downloaded: `${prefix}.generation.downloaded`,
   all: `${prefix}.generation.>`,
 });
+
+/** The subjects of account events under `prefix` (credits publishes them, through its outbox). */
+export const accountSubjects = (prefix: string) => ({
+  deleted: `${prefix}.account.deleted`,
+  all: `${prefix}.account.>`,
+});
+
+/**
+ * The account events stream's name when NATS_ACCOUNT_STREAM is unset: `<PREFIX>_ACCOUNT_EVENTS`
+ * (`TALLY_ACCOUNT_EVENTS` for the default prefix), so that producer and consumers agree on it
+ * from the subject prefix alone and two prefixes never share (and fight over) one stream.
+ */
+export const defaultAccountStream = (prefix: string): string => `${prefix.toUpperCase().replace(/[^A-Z0-9_-]/g, "_")}_ACCOUNT_EVENTS`;

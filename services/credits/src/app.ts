@@ -1,17 +1,25 @@
 import { credits, PROTO_FILES, PROTO_ROOT } from "@tally/contracts";
 import {
+  accountSubjects,
+  connectNats,
+  defaultAccountStream,
+  ensureStream,
+  JetStreamEventPublisher,
   loadPlanCatalog,
   openDatabase,
+  OutboxRelay,
   registerDatabasePoolGauges,
+  registerOutboxGauges,
   registerSqlGauge,
   ServiceMetrics,
   startGrpcServer,
   type Logger,
+  type NatsConnection,
   type Orm,
   type RunningGrpcServer,
 } from "@tally/platform";
 import { creditsMigrations } from "./adapter/migrations";
-import { createCreditsUnitOfWork } from "./adapter/unit-of-work";
+import { createCreditsOutboxUnitOfWork, createCreditsUnitOfWork } from "./adapter/unit-of-work";
 import type { CreditsConfig } from "./config";
 import type { CreditsRules } from "./domain/rules";
 import { bindCreditsService, CREDITS_SERVICE_NAME } from "./grpc/handlers";
@@ -28,19 +36,27 @@ export interface RunningCreditsService {
   service: CreditsService;
   /** The database handle, for in-process tests (e.g. to watch that a call opens no connection). */
   orm: Orm;
+  /** The relay publishing credits' outbox (account events) to NATS; tests read its counters. */
+  relay: OutboxRelay;
   /** Runs an expiry sweep now (tests, ops); the background sweeper keeps running. Returns how many holds expired. */
   sweepExpiredHolds(): Promise<number>;
-  /** Stops taking calls, drains running ones, stops the sweeper and closes the database. */
+  /** Stops taking calls, drains running ones, stops the sweeper and the relay, closes NATS and the database. */
   stop(): Promise<void>;
 }
 
 /** The wired service before anything listens or runs. */
 interface CreditsApp {
   orm: Orm;
+  nc: NatsConnection;
   service: CreditsService;
   sweeper: HoldExpirySweeper;
   metrics: ServiceMetrics;
+  relay: OutboxRelay;
 }
+
+/** How often the relay deletes published rows past retention, and its longest back-off while NATS fails, in milliseconds. */
+const OUTBOX_PRUNE_INTERVAL_MS = 60_000;
+const OUTBOX_BACKOFF_MAX_MS = 5_000;
 
 /**
  * The configured rules, from the configuration's named values. Reads and validates the plans
@@ -54,7 +70,10 @@ const rulesFrom = (config: CreditsConfig): CreditsRules => ({
   creditAmountMax: BigInt(config.CREDIT_AMOUNT_MAX),
 });
 
-/** Opens (and migrates) the database and wires the service and its sweeper; starts nothing. */
+/**
+ * Opens (and migrates) the database, connects NATS (ensuring the account events stream) and
+ * wires the service, its sweeper and its outbox relay; starts nothing.
+ */
 async function buildCreditsApp(config: CreditsConfig, logger: Logger): Promise<CreditsApp> {
   // The plans file first: a bad one stops start-up before anything is opened.
   const rules = rulesFrom(config);
@@ -69,19 +88,48 @@ async function buildCreditsApp(config: CreditsConfig, logger: Logger): Promise<C
     { memoryKib: config.PASSWORD_HASH_MEMORY_KIB, timeCost: config.PASSWORD_HASH_TIME_COST },
     { concurrency: config.PASSWORD_HASH_CONCURRENCY, queueMax: config.PASSWORD_HASH_QUEUE_MAX },
   );
-  const service = new CreditsService(createCreditsUnitOfWork(orm), rules, passwords);
+  let nc: NatsConnection | undefined;
+  try {
+    nc = await connectNats(config.NATS_URL, "tally-credits", logger);
+    await ensureStream(nc, {
+      name: config.NATS_ACCOUNT_STREAM ?? defaultAccountStream(config.NATS_SUBJECT_PREFIX),
+      subjects: [accountSubjects(config.NATS_SUBJECT_PREFIX).all],
+      duplicateWindowMs: config.NATS_DUPLICATE_WINDOW_MS,
+      maxAgeMs: config.NATS_STREAM_MAX_AGE_MS,
+    });
+  } catch (error) {
+    await nc?.close().catch(() => undefined);
+    await orm.close();
+    throw error;
+  }
+  const relay = new OutboxRelay(
+    createCreditsOutboxUnitOfWork(orm),
+    new JetStreamEventPublisher(nc, config.OUTBOX_PUBLISH_TIMEOUT_MS),
+    {
+      name: "credits outbox relay",
+      pollIntervalMs: config.OUTBOX_POLL_INTERVAL_MS,
+      batchSize: config.OUTBOX_BATCH_SIZE,
+      retentionMs: config.OUTBOX_RETENTION_MS,
+      pruneIntervalMs: OUTBOX_PRUNE_INTERVAL_MS,
+      backoffMaxMs: OUTBOX_BACKOFF_MAX_MS,
+      publishTimeoutMs: config.OUTBOX_PUBLISH_TIMEOUT_MS,
+    },
+    logger,
+  );
+  const service = new CreditsService(createCreditsUnitOfWork(orm, { subjectPrefix: config.NATS_SUBJECT_PREFIX }), rules, passwords);
   const sweeper = new HoldExpirySweeper(
     service.holds,
     { intervalMs: config.HOLD_EXPIRY_SWEEP_INTERVAL_MS, batchSize: config.HOLD_EXPIRY_BATCH_SIZE },
     logger,
   );
-  return { orm, service, sweeper, metrics: creditsMetrics(orm, logger) };
+  return { orm, nc, service, sweeper, relay, metrics: creditsMetrics(orm, logger) };
 }
 
-/** RPC metrics (bindService records them), the database pool, and active holds. */
+/** RPC metrics (bindService records them), the database pool, active holds and the outbox (account events). */
 function creditsMetrics(orm: Orm, logger: Logger): ServiceMetrics {
   const metrics = new ServiceMetrics("credits");
   registerDatabasePoolGauges(metrics, orm, logger);
+  registerOutboxGauges(metrics, orm, logger);
   registerSqlGauge(metrics, orm, logger, {
     name: "credits_active_holds",
     help: "Holds now active (credits held for running generations)",
@@ -102,22 +150,26 @@ async function startCreditsApp(app: CreditsApp, config: CreditsConfig, logger: L
     metrics: { metrics: app.metrics, port: config.METRICS_PORT, host: config.METRICS_HOST },
   });
   app.sweeper.start();
+  app.relay.start();
   grpc.setServing(true);
   logger.info({ port: grpc.port }, "credits service serving");
   return grpc;
 }
 
-/** Stops in order: take no more calls and drain (up to GRPC_SHUTDOWN_TIMEOUT_MS), stop the sweeper, close the pool. */
+/** Stops in order: take no more calls and drain (up to GRPC_SHUTDOWN_TIMEOUT_MS), stop the sweeper and the relay, close NATS and the pool. */
 async function stopCreditsApp(app: CreditsApp, grpc: RunningGrpcServer | undefined, config: CreditsConfig, logger: Logger): Promise<void> {
   if (grpc) await grpc.shutdown(config.GRPC_SHUTDOWN_TIMEOUT_MS);
   await app.sweeper.stop();
+  await app.relay.stop();
+  await app.nc.drain().catch(() => app.nc.close());
   await app.orm.close();
   logger.info("credits service stopped");
 }
 
 /**
  * Starts the credits service: migrates its database, serves `tally.credits.v1.CreditsService`
- * over gRPC (with health and reflection) and runs the hold expiry sweeper. Reports SERVING only
+ * over gRPC (with health and reflection), runs the hold expiry sweeper and the outbox relay
+ * that publishes account events (`account.deleted`) to NATS. Reports SERVING only
  * once all of that is up; a failed start closes what it opened and rethrows.
  */
 export async function startCreditsService(config: CreditsConfig, logger: Logger): Promise<RunningCreditsService> {
@@ -135,6 +187,7 @@ export async function startCreditsService(config: CreditsConfig, logger: Logger)
     metricsPort: grpc.metricsPort,
     service: app.service,
     orm: app.orm,
+    relay: app.relay,
     sweepExpiredHolds: () => app.sweeper.sweep(),
     stop() {
       stopping ??= stopCreditsApp(app, grpc, config, logger);

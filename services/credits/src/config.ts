@@ -49,6 +49,23 @@ export const creditsConfigSchema = z.object({
   PASSWORD_HASH_CONCURRENCY: intFromEnv(4).pipe(z.number().min(1)),
   /** Most hashes waiting for a slot; beyond that a sign-up or sign-in is shed with `unavailable`. */
   PASSWORD_HASH_QUEUE_MAX: intFromEnv(64).pipe(z.number().min(0)),
+  NATS_URL: z.string().min(1).default("nats://127.0.0.1:4222"),
+  /** Subjects are `<prefix>.account.*` (e.g. `tally.account.deleted`). */
+  NATS_SUBJECT_PREFIX: z.string().min(1).default("tally"),
+  /** The stream credits publishes account events to (subjects `<prefix>.account.>`); unset: `<PREFIX>_ACCOUNT_EVENTS`. */
+  NATS_ACCOUNT_STREAM: z.string().min(1).optional(),
+  /** JetStream de-duplicates re-published outbox rows by Nats-Msg-Id within this window, in milliseconds. */
+  NATS_DUPLICATE_WINDOW_MS: intFromEnv(120_000).pipe(z.number().min(1_000)),
+  /** How long the stream keeps events, in milliseconds (0 = forever). */
+  NATS_STREAM_MAX_AGE_MS: intFromEnv(7 * 24 * 60 * 60 * 1000).pipe(z.number().min(0)),
+  /** Wait of the outbox relay between polls when the outbox is empty, in milliseconds. */
+  OUTBOX_POLL_INTERVAL_MS: intFromEnv(200).pipe(z.number().min(10)),
+  /** Outbox rows the relay claims per batch. */
+  OUTBOX_BATCH_SIZE: intFromEnv(100).pipe(z.number().min(1).max(10_000)),
+  /** Published outbox rows are kept this long (for replay), in milliseconds. */
+  OUTBOX_RETENTION_MS: intFromEnv(7 * 24 * 60 * 60 * 1000).pipe(z.number().min(0)),
+  /** How long the relay waits for one PubAck, in milliseconds. */
+  OUTBOX_PUBLISH_TIMEOUT_MS: intFromEnv(5_000).pipe(z.number().min(100)),
   LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
 });
 

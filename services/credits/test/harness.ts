@@ -43,6 +43,7 @@ interface Calls {
   setPlan(r: Partial<credits.SetPlanRequest>): Promise<credits.SetPlanResponse>;
   setBillingAnchor(r: Partial<credits.SetBillingAnchorRequest>): Promise<credits.SetBillingAnchorResponse>;
   setRole(r: Partial<credits.SetRoleRequest>): Promise<credits.SetRoleResponse>;
+  deleteAccount(r: Partial<credits.DeleteAccountRequest>): Promise<credits.DeleteAccountResponse>;
 }
 
 /** Writes a plans document (docs/plans.md) to a fresh temporary file and returns its path, for PLANS_FILE. */
@@ -116,6 +117,7 @@ function callsOn(client: credits.CreditsServiceClient): Calls {
     setPlan: (r) => callUnary(client.setPlan.bind(client), { ...rid(), accountId: "", plan: "", ...r }, options),
     setBillingAnchor: (r) => callUnary(client.setBillingAnchor.bind(client), { ...rid(), accountId: "", ...r }, options),
     setRole: (r) => callUnary(client.setRole.bind(client), { ...rid(), email: "", role: 0, ...r }, options),
+    deleteAccount: (r) => callUnary(client.deleteAccount.bind(client), { ...rid(), accountId: "", ...r }, options),
   };
 }
 
@@ -127,6 +129,7 @@ async function checkInvariants(sql: Client): Promise<void> {
     held: string;
     captured: string;
     expired: string;
+    written_off: string;
     granted: string;
     remaining: string;
     active_held: string;
@@ -134,11 +137,12 @@ async function checkInvariants(sql: Client): Promise<void> {
     ledger_held: string;
     ledger_captured: string;
     ledger_expired: string;
+    ledger_written_off: string;
     last_balance_after: string | null;
     last_held_after: string | null;
   }>(`
     SELECT a.id, a.available_credits AS available, a.held_credits AS held, a.captured_credits AS captured,
-           a.expired_credits AS expired,
+           a.expired_credits AS expired, a.written_off_credits AS written_off,
            (SELECT coalesce(sum(amount), 0) FROM grants g WHERE g.account_id = a.id) AS granted,
            (SELECT coalesce(sum(remaining_amount), 0) FROM grants g WHERE g.account_id = a.id) AS remaining,
            (SELECT coalesce(sum(amount), 0) FROM holds h WHERE h.account_id = a.id AND h.status = 'active') AS active_held,
@@ -146,6 +150,7 @@ async function checkInvariants(sql: Client): Promise<void> {
            (SELECT coalesce(sum(held_change), 0) FROM ledger_entries l WHERE l.account_id = a.id) AS ledger_held,
            (SELECT coalesce(sum(captured_change), 0) FROM ledger_entries l WHERE l.account_id = a.id) AS ledger_captured,
            (SELECT coalesce(sum(expired_change), 0) FROM ledger_entries l WHERE l.account_id = a.id) AS ledger_expired,
+           (SELECT coalesce(sum(written_off_change), 0) FROM ledger_entries l WHERE l.account_id = a.id) AS ledger_written_off,
            (SELECT balance_after FROM ledger_entries l WHERE l.account_id = a.id ORDER BY position DESC LIMIT 1) AS last_balance_after,
            (SELECT held_after FROM ledger_entries l WHERE l.account_id = a.id ORDER BY position DESC LIMIT 1) AS last_held_after
     FROM accounts a`);
@@ -153,10 +158,10 @@ async function checkInvariants(sql: Client): Promise<void> {
     const n = (v: string | null) => BigInt(v ?? 0);
     const context = `account ${row.id}: ${JSON.stringify(row)}`;
     expect({ context, ok: n(row.available) >= 0n && n(row.held) >= 0n }).toEqual({ context, ok: true });
-    // Conservation: sum of grants = available + held + captured + expired.
+    // Conservation: sum of grants = available + held + captured + expired + written off.
     expect({ context, granted: n(row.granted) }).toEqual({
       context,
-      granted: n(row.available) + n(row.held) + n(row.captured) + n(row.expired),
+      granted: n(row.available) + n(row.held) + n(row.captured) + n(row.expired) + n(row.written_off),
     });
     expect({ context, remaining: n(row.remaining), activeHeld: n(row.active_held) }).toEqual({
       context,
@@ -170,6 +175,7 @@ async function checkInvariants(sql: Client): Promise<void> {
       held: n(row.ledger_held),
       captured: n(row.ledger_captured),
       expired: n(row.ledger_expired),
+      writtenOff: n(row.ledger_written_off),
       lastBalanceAfter: n(row.last_balance_after),
       lastHeldAfter: n(row.last_held_after),
     }).toEqual({
@@ -178,6 +184,7 @@ async function checkInvariants(sql: Client): Promise<void> {
       held: n(row.held),
       captured: n(row.captured),
       expired: n(row.expired),
+      writtenOff: n(row.written_off),
       lastBalanceAfter: n(row.available),
       lastHeldAfter: n(row.held),
     });

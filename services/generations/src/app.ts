@@ -2,6 +2,7 @@ import { generations, PROTO_FILES, PROTO_ROOT } from "@tally/contracts";
 import {
   bindService,
   connectNats,
+  defaultAccountStream,
   ensureStream,
   generationSubjects,
   JetStreamEventPublisher,
@@ -27,7 +28,9 @@ import { generationsHandlers } from "./grpc/handlers";
 import { FaultInjectionProvider } from "./providers/fault-injection-provider";
 import { LocalFractalRenderer } from "./providers/local-fractal-renderer";
 import type { GenerationProvider } from "./providers/provider";
+import { AccountEventConsumer } from "./runners/account-event-consumer";
 import { GenerationWorker } from "./runners/generation-worker";
+import { ErasureService } from "./service/erasure";
 import { GenerationsService } from "./service/generations";
 import { JobLeases } from "./service/job-leases";
 import { HoldSettlement } from "./service/settlement";
@@ -79,11 +82,15 @@ interface BuiltService {
   worker: GenerationWorker | undefined;
   relay: OutboxRelay;
   metrics: ServiceMetrics;
+  erasure: ErasureService;
+  /** Set once started (when ACCOUNT_EVENTS_ENABLED). */
+  accountEvents?: AccountEventConsumer;
 }
 
 /**
- * Starts the generations service: database (migrated), NATS stream, gRPC server, worker and
- * outbox relay. Marks itself SERVING once everything is up.
+ * Starts the generations service: database (migrated), NATS stream, gRPC server, worker,
+ * outbox relay and the consumer of `account.deleted` (erasure). Marks itself SERVING once
+ * everything is up.
  */
 export async function startGenerationsService(config: GenerationsConfig, logger: Logger, options: StartOptions = {}): Promise<RunningGenerationsService> {
   const orm = await openDatabase({
@@ -159,7 +166,7 @@ async function buildService(config: GenerationsConfig, logger: Logger, options: 
     publishTimeoutMs: config.NATS_PUBLISH_TIMEOUT_MS,
   };
   const relay = new OutboxRelay(uow, new JetStreamEventPublisher(nc, config.NATS_PUBLISH_TIMEOUT_MS), relayOptions, logger);
-  return { connections: { ...connections, nc }, service, worker, relay, metrics: generationsMetrics(orm, logger) };
+  return { connections: { ...connections, nc }, service, worker, relay, erasure: new ErasureService(uow), metrics: generationsMetrics(orm, logger) };
 }
 
 /** RPC metrics (bindService records them), the database pool, jobs by status and the outbox. */
@@ -176,7 +183,7 @@ function generationsMetrics(orm: Orm, logger: Logger): ServiceMetrics {
   return metrics;
 }
 
-/** Starts the gRPC server, the worker and the relay, then answers SERVING. */
+/** Starts the gRPC server, the worker, the relay and the account events consumer (erasure), then answers SERVING. */
 async function startService(config: GenerationsConfig, logger: Logger, built: BuiltService): Promise<RunningGrpcServer> {
   const server = await startGrpcServer({
     port: config.GRPC_PORT,
@@ -195,16 +202,31 @@ async function startService(config: GenerationsConfig, logger: Logger, built: Bu
   });
   built.worker?.start();
   built.relay.start();
+  if (config.ACCOUNT_EVENTS_ENABLED) {
+    built.accountEvents = await AccountEventConsumer.start(
+      built.connections.nc,
+      built.erasure,
+      {
+        stream: config.NATS_ACCOUNT_STREAM ?? defaultAccountStream(config.NATS_SUBJECT_PREFIX),
+        subjectPrefix: config.NATS_SUBJECT_PREFIX,
+        consumerName: config.NATS_ACCOUNT_CONSUMER,
+        duplicateWindowMs: config.NATS_DUPLICATE_WINDOW_MS,
+        streamMaxAgeMs: config.NATS_STREAM_MAX_AGE_MS,
+      },
+      logger,
+    );
+  }
   server.setServing(true);
   logger.info({ port: server.port, worker: Boolean(built.worker) }, "generations service ready");
   return server;
 }
 
-/** Stops in order: no new calls, no new claims (running jobs finish or go back to their lease), the relay, then the connections. */
+/** Stops in order: no new calls, no new claims (running jobs finish or go back to their lease), the relay, the account events consumer, then the connections. */
 async function stopService(config: GenerationsConfig, logger: Logger, built: BuiltService, server: RunningGrpcServer): Promise<void> {
   await server.shutdown(config.GRPC_SHUTDOWN_TIMEOUT_MS);
   await built.worker?.stop();
   await built.relay.stop();
+  await built.accountEvents?.stop();
   await closeConnections(built.connections, false);
   logger.info("generations service stopped");
 }

@@ -47,6 +47,12 @@ export const generationsConfigSchema = z.object({
   NATS_STREAM_MAX_AGE_MS: nonNegativeInt(7 * DAY_MS),
   /** How long the relay waits for one PubAck, in milliseconds. */
   NATS_PUBLISH_TIMEOUT_MS: positiveInt(5_000),
+  /** The credits service's account events stream (subjects `<prefix>.account.>`), consumed for `account.deleted`; unset: `<PREFIX>_ACCOUNT_EVENTS`. */
+  NATS_ACCOUNT_STREAM: z.string().min(1).optional(),
+  /** The durable consumer of account events (replicas share it). */
+  NATS_ACCOUNT_CONSUMER: z.string().min(1).default("generations-account-events"),
+  /** Whether this replica consumes account events (erasure); off only in tests of other things. */
+  ACCOUNT_EVENTS_ENABLED: booleanFromEnv(true),
 
   /** Credits per input type, JSON: {"text":1,"photo":2,"address":2}. */
   PRICING_CREDITS: z

@@ -4,6 +4,7 @@ import path from "node:path";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { credits, generations, usage } from "@tally/contracts";
 import {
+  defaultAccountStream,
   callUnary,
   connectNats,
   createGrpcClient,
@@ -210,6 +211,7 @@ export async function deleteStream(config: GenerationsConfig): Promise<void> {
   const nc = await connectNats(config.NATS_URL, "generations-test-cleanup", silentLogger());
   try {
     await (await jetstreamManager(nc)).streams.delete(config.NATS_STREAM).catch(() => undefined);
+    await (await jetstreamManager(nc)).streams.delete(defaultAccountStream(config.NATS_SUBJECT_PREFIX)).catch(() => undefined);
   } finally {
     await nc.close();
   }

@@ -4,10 +4,10 @@
  * for a bug.
  */
 import assert from "node:assert/strict";
-import { isUniqueViolation, toBigInt, type Sql } from "@tally/platform";
+import { FORGET_ANSWERS_MENTIONING_SQL, isUniqueViolation, textArrayLiteral, toBigInt, type Sql } from "@tally/platform";
 import type { AccountStore, BalanceChange } from "../domain/ports";
 import { emailConflict } from "../domain/rules";
-import type { Account, AccountKind, Credentials, Role, StoredBalances } from "../domain/types";
+import type { Account, AccountKind, Credentials, LockedAccount, Role, StoredBalances } from "../domain/types";
 
 interface AccountRow {
   id: string;
@@ -19,9 +19,10 @@ interface AccountRow {
   created_at: Date;
   last_login_at: Date | null;
   current_period_start: Date;
+  deleted_at: Date | null;
 }
 
-const ACCOUNT_COLUMNS = "id, kind, email, plan, role, adopted_by, created_at, last_login_at, current_period_start";
+const ACCOUNT_COLUMNS = "id, kind, email, plan, role, adopted_by, created_at, last_login_at, current_period_start, deleted_at";
 
 const toAccount = (row: AccountRow): Account => ({
   id: row.id,
@@ -33,6 +34,7 @@ const toAccount = (row: AccountRow): Account => ({
   createdAt: new Date(row.created_at),
   lastLoginAt: row.last_login_at === null ? null : new Date(row.last_login_at),
   currentPeriodStart: new Date(row.current_period_start),
+  deletedAt: row.deleted_at === null ? null : new Date(row.deleted_at),
 });
 
 /** The stored balance columns, as PostgreSQL returns int8 (decimal strings). */
@@ -41,15 +43,17 @@ export interface BalancesRow {
   held_credits: string;
   captured_credits: string;
   expired_credits: string;
+  written_off_credits: string;
 }
 
-export const BALANCE_COLUMNS = "available_credits, held_credits, captured_credits, expired_credits";
+export const BALANCE_COLUMNS = "available_credits, held_credits, captured_credits, expired_credits, written_off_credits";
 
 export const toBalances = (row: BalancesRow): StoredBalances => ({
   available: toBigInt(row.available_credits),
   held: toBigInt(row.held_credits),
   captured: toBigInt(row.captured_credits),
   expired: toBigInt(row.expired_credits),
+  writtenOff: toBigInt(row.written_off_credits),
 });
 
 /** A PostgreSQL array literal of uuids (they contain no characters that need quoting). */
@@ -96,13 +100,13 @@ export class SqlAccountStore implements AccountStore {
   }
 
   async setPlan(accountId: string, plan: string): Promise<Account | null> {
-    const row = await this.sql.one<AccountRow>(`UPDATE accounts SET plan = ? WHERE id = ?::uuid RETURNING ${ACCOUNT_COLUMNS}`, [plan, accountId]);
+    const row = await this.sql.one<AccountRow>(`UPDATE accounts SET plan = ? WHERE id = ?::uuid AND deleted_at IS NULL RETURNING ${ACCOUNT_COLUMNS}`, [plan, accountId]);
     return row ? toAccount(row) : null;
   }
 
   async setBillingAnchor(accountId: string, anchor: Date): Promise<Account | null> {
     const row = await this.sql.one<AccountRow>(
-      `UPDATE accounts SET current_period_start = ?::timestamptz WHERE id = ?::uuid AND kind = 'user' RETURNING ${ACCOUNT_COLUMNS}`,
+      `UPDATE accounts SET current_period_start = ?::timestamptz WHERE id = ?::uuid AND kind = 'user' AND deleted_at IS NULL RETURNING ${ACCOUNT_COLUMNS}`,
       [anchor, accountId],
     );
     return row ? toAccount(row) : null;
@@ -148,7 +152,7 @@ export class SqlAccountStore implements AccountStore {
   async reserveCredits(accountId: string, amount: bigint): Promise<StoredBalances | null> {
     const row = await this.sql.one<BalancesRow>(
       `UPDATE accounts SET available_credits = available_credits - ?::bigint, held_credits = held_credits + ?::bigint
-       WHERE id = ?::uuid AND available_credits >= ?::bigint RETURNING ${BALANCE_COLUMNS}`,
+       WHERE id = ?::uuid AND deleted_at IS NULL AND available_credits >= ?::bigint RETURNING ${BALANCE_COLUMNS}`,
       [amount, amount, accountId, amount],
     );
     return row ? toBalances(row) : null;
@@ -157,17 +161,44 @@ export class SqlAccountStore implements AccountStore {
   async changeBalances(accountId: string, change: BalanceChange): Promise<StoredBalances> {
     const row = await this.sql.one<BalancesRow>(
       `UPDATE accounts SET available_credits = available_credits + ?::bigint, held_credits = held_credits + ?::bigint,
-         captured_credits = captured_credits + ?::bigint, expired_credits = expired_credits + ?::bigint
+         captured_credits = captured_credits + ?::bigint, expired_credits = expired_credits + ?::bigint,
+         written_off_credits = written_off_credits + ?::bigint
        WHERE id = ?::uuid RETURNING ${BALANCE_COLUMNS}`,
-      [change.available ?? 0n, change.held ?? 0n, change.captured ?? 0n, change.expired ?? 0n, accountId],
+      [change.available ?? 0n, change.held ?? 0n, change.captured ?? 0n, change.expired ?? 0n, change.writtenOff ?? 0n, accountId],
     );
     assert.ok(row, `INV-2: account ${accountId} cannot vanish inside its own movement (accounts are never deleted)`);
     return toBalances(row);
   }
 
+  /** A deleted account is not locked for a movement: it answers null, as a missing one. */
   async lock(accountId: string): Promise<StoredBalances | null> {
-    const row = await this.sql.one<BalancesRow>(`SELECT ${BALANCE_COLUMNS} FROM accounts WHERE id = ?::uuid FOR UPDATE`, [accountId]);
+    const row = await this.sql.one<BalancesRow>(`SELECT ${BALANCE_COLUMNS} FROM accounts WHERE id = ?::uuid AND deleted_at IS NULL FOR UPDATE`, [accountId]);
     return row ? toBalances(row) : null;
+  }
+
+  async lockForDeletion(accountId: string): Promise<LockedAccount | null> {
+    const row = await this.sql.one<BalancesRow & { kind: AccountKind; deleted_at: Date | null }>(
+      `SELECT kind, deleted_at, ${BALANCE_COLUMNS} FROM accounts WHERE id = ?::uuid FOR UPDATE`,
+      [accountId],
+    );
+    if (!row) return null;
+    return { kind: row.kind, deletedAt: row.deleted_at === null ? null : new Date(row.deleted_at), balances: toBalances(row) };
+  }
+
+  async markDeleted(accountId: string): Promise<Date> {
+    const row = await this.sql.one<{ deleted_at: Date }>(
+      `UPDATE accounts SET deleted_at = clock_timestamp(), email = NULL, password_hash = NULL
+       WHERE id = ?::uuid AND kind = 'user' AND deleted_at IS NULL RETURNING deleted_at`,
+      [accountId],
+    );
+    assert.ok(row, `account ${accountId} is a live user's, locked by this transaction, so it is deleted exactly once`);
+    return new Date(row.deleted_at);
+  }
+
+  async forgetStoredAnswers(accountId: string): Promise<number> {
+    const operations = textArrayLiteral(["CreateAccount", "Authenticate", "SetPlan", "SetBillingAnchor", "SetRole"]);
+    const rows = await this.sql.query<{ request_id: string }>(`${FORGET_ANSWERS_MENTIONING_SQL} RETURNING request_id`, [operations, accountId]);
+    return rows.length;
   }
 
   async lockSkipLocked(accountIds: readonly string[]): Promise<string[]> {

@@ -51,6 +51,14 @@ export class SqlGrantStore implements GrantStore {
     return rows.map(toGrant);
   }
 
+  async lockRemaining(accountId: string): Promise<Grant[]> {
+    const rows = await this.sql.query<GrantRow>(
+      `SELECT ${GRANT_COLUMNS} FROM grants WHERE account_id = ?::uuid AND remaining_amount > 0 ORDER BY id FOR UPDATE`,
+      [accountId],
+    );
+    return rows.map(toGrant);
+  }
+
   async changeRemaining(deltas: readonly { grantId: string; delta: bigint }[]): Promise<void> {
     if (deltas.length === 0) return;
     const values = deltas.map(() => "(?::uuid, ?::bigint)").join(", ");

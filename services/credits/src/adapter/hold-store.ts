@@ -102,6 +102,11 @@ export class SqlHoldStore implements HoldStore {
     return toHold(row);
   }
 
+  async countActive(accountId: string): Promise<number> {
+    const row = await this.sql.one<{ count: string }>("SELECT count(*) AS count FROM holds WHERE account_id = ?::uuid AND status = 'active'", [accountId]);
+    return Number(row?.count ?? 0);
+  }
+
   async findAccountsWithExpired(limit: number): Promise<string[]> {
     const rows = await this.sql.query<{ account_id: string }>(
       `SELECT DISTINCT account_id FROM (

@@ -50,7 +50,7 @@ interface SnapshotRow extends BalancesRow {
 // same snapshot even outside a transaction (two statements at READ COMMITTED could straddle a
 // concurrent movement). The newest entry is one probe of ledger_entries_account_position.
 const BALANCE_SNAPSHOT_SQL = `
-  SELECT a.available_credits, a.held_credits, a.captured_credits, a.expired_credits,
+  SELECT a.available_credits, a.held_credits, a.captured_credits, a.expired_credits, a.written_off_credits,
          coalesce(g.trial_remaining, 0) AS trial_remaining, coalesce(g.token_remaining, 0) AS token_remaining,
          coalesce(g.granted, 0) AS granted,
          l.balance_after AS last_balance_after, l.held_after AS last_held_after
@@ -72,9 +72,9 @@ export class SqlLedgerStore implements LedgerStore {
   async insert(entry: NewLedgerEntry): Promise<void> {
     await this.sql.query(
       `INSERT INTO ledger_entries (id, account_id, kind, amount, held_change, captured_change, expired_change,
-         grant_kind, grant_id, hold_id, generation_id, reason, balance_after, held_after, created_at)
-       VALUES (?::uuid, ?::uuid, ?, ?::bigint, ?::bigint, ?::bigint, ?::bigint, ?, ?::uuid, ?::uuid, ?, ?, ?::bigint, ?::bigint,
-         clock_timestamp())`,
+         written_off_change, grant_kind, grant_id, hold_id, generation_id, reason, balance_after, held_after, created_at)
+       VALUES (?::uuid, ?::uuid, ?, ?::bigint, ?::bigint, ?::bigint, ?::bigint, ?::bigint, ?, ?::uuid, ?::uuid, ?, ?, ?::bigint,
+         ?::bigint, clock_timestamp())`,
       [
         entry.id,
         entry.accountId,
@@ -83,6 +83,7 @@ export class SqlLedgerStore implements LedgerStore {
         entry.heldChange,
         entry.capturedChange,
         entry.expiredChange,
+        entry.writtenOffChange,
         entry.grantKind,
         entry.grantId,
         entry.holdId,

@@ -12,6 +12,7 @@ import type {
   Grant,
   GrantKind,
   Hold,
+  LockedAccount,
   HoldStatus,
   NewLedgerEntry,
   PositionedLedgerEntry,
@@ -25,6 +26,7 @@ export interface BalanceChange {
   held?: bigint;
   captured?: bigint;
   expired?: bigint;
+  writtenOff?: bigint;
 }
 
 export interface AccountStore {
@@ -67,6 +69,22 @@ export interface AccountStore {
   changeBalances(accountId: string, change: BalanceChange): Promise<StoredBalances>;
   /** Locks the account row (first in the lock order of INV-9). Null when missing. */
   lock(accountId: string): Promise<StoredBalances | null>;
+  /**
+   * Locks an account row for its deletion (INV-9: account first) and reads its kind, deletion
+   * mark and balances; null when there is no account with this id.
+   */
+  lockForDeletion(accountId: string): Promise<LockedAccount | null>;
+  /**
+   * Marks a locked, live user's account deleted now and erases its email and password hash
+   * (the schema's CHECK refuses a deleted account that keeps either). Returns the deletion time.
+   */
+  markDeleted(accountId: string): Promise<Date>;
+  /**
+   * Forgets the stored idempotent answers that carry the account (with its email): those of
+   * CreateAccount, Authenticate, SetPlan, SetBillingAnchor and SetRole (erasure; a retry of
+   * such a key runs anew). Returns how many.
+   */
+  forgetStoredAnswers(accountId: string): Promise<number>;
   /** Locks those of `accountIds` nobody holds now, in id order (SKIP LOCKED); returns them. */
   lockSkipLocked(accountIds: readonly string[]): Promise<string[]>;
 }
@@ -76,6 +94,8 @@ export interface GrantStore {
   insert(grant: { id: string; accountId: string; kind: GrantKind; amount: bigint; expiresAt: Date | null }): Promise<Grant>;
   /** Locks the account's grants that have credits left, in consumption order. */
   lockForConsumption(accountId: string): Promise<AllocatableGrant[]>;
+  /** Locks the account's grants that have credits left (any order), for a write-off. */
+  lockRemaining(accountId: string): Promise<Grant[]>;
   /** Adds signed `delta`s to grants' remaining credits (the schema keeps 0 <= remaining <= amount). */
   changeRemaining(deltas: readonly { grantId: string; delta: bigint }[]): Promise<void>;
 }
@@ -99,6 +119,8 @@ export interface HoldStore {
   readAllocations(holdId: string): Promise<Allocation[]>;
   /** Ends an active hold (locked by this transaction) as captured, released or expired. */
   end(holdId: string, end: { status: Exclude<HoldStatus, "active">; capturedAmount: bigint; reason: string | null }): Promise<Hold>;
+  /** How many active holds the account has. */
+  countActive(accountId: string): Promise<number>;
   /** Accounts with active holds past their deadline, at most `limit` holds' worth (no lock). */
   findAccountsWithExpired(limit: number): Promise<string[]>;
   /** Locks up to `limit` active holds past their deadline of `accountIds` (already locked). */
@@ -118,11 +140,18 @@ export interface LedgerStore {
   readBalanceSnapshot(accountId: string): Promise<BalanceSnapshot | null>;
 }
 
+/** Events about accounts, written to the outbox in the caller's transaction (INV-5, producer half). */
+export interface AccountEventStore {
+  /** Appends an `account.deleted` event (events.proto AccountDeleted) with a new event id. */
+  appendAccountDeleted(event: { accountId: string; occurredAt: Date }): Promise<void>;
+}
+
 export interface CreditsStores {
   accounts: AccountStore;
   grants: GrantStore;
   holds: HoldStore;
   ledger: LedgerStore;
+  accountEvents: AccountEventStore;
   idempotency: IdempotencyStore;
 }
 

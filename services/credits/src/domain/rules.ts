@@ -20,6 +20,7 @@ export const NO_LEDGER_CHANGE = {
   heldChange: 0n,
   capturedChange: 0n,
   expiredChange: 0n,
+  writtenOffChange: 0n,
   grantKind: null,
   grantId: null,
   holdId: null,
@@ -115,6 +116,19 @@ export const guestHasNoBillingAnchor = (accountId: string) =>
 export const noAccountWithEmail = () => new DomainError("not_found", "no account is registered with this email", { field: "email" });
 
 /** The error for a hold that does not exist (or an id that cannot name one). */
+/** Reason recorded on WRITE_OFF entries. */
+export const ACCOUNT_DELETED_REASON = "account_deleted";
+
+/**
+ * DeleteAccount refuses an account with active holds (a generation of it is running): the
+ * caller tries again once its generations have finished. `conflict` (HTTP 409).
+ */
+export const accountBusy = (accountId: string, activeHolds: number) =>
+  new DomainError("conflict", "the account has generations in progress; delete it once they have finished", {
+    account_id: accountId,
+    active_holds: activeHolds,
+  });
+
 export const holdNotFound = (holdId: string) => new DomainError("not_found", "hold not found", { hold_id: holdId });
 
 /** The error for a second hold of one generation (INV-3: one hold per generation). */

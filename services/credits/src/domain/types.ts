@@ -14,7 +14,8 @@ export type GrantKind = "trial" | "purchased" | "promotional";
 
 export type HoldStatus = "active" | "captured" | "released" | "expired";
 
-export type LedgerEntryKind = "grant" | "hold" | "capture" | "release" | "expiry" | "adjustment";
+/** `write_off`: remaining credits written off when the account was deleted. */
+export type LedgerEntryKind = "grant" | "hold" | "capture" | "release" | "expiry" | "adjustment" | "write_off";
 
 export interface Account {
   id: string;
@@ -29,6 +30,8 @@ export interface Account {
   /** Null until the first sign-in. */
   lastLoginAt: Date | null;
   currentPeriodStart: Date;
+  /** When the account was deleted (DeleteAccount); null for a live account. */
+  deletedAt: Date | null;
 }
 
 /** An account's balance, in credits. */
@@ -95,6 +98,8 @@ export interface StoredBalances {
   held: bigint;
   captured: bigint;
   expired: bigint;
+  /** Written off by the account's deletion. */
+  writtenOff: bigint;
 }
 
 /** Sums of an account's grants: remaining credits by kind family and the total ever granted. */
@@ -137,6 +142,8 @@ export interface NewLedgerEntry {
   heldChange: bigint;
   capturedChange: bigint;
   expiredChange: bigint;
+  /** Signed change of written-off credits (WRITE_OFF entries only). */
+  writtenOffChange: bigint;
   grantKind: GrantKind | null;
   grantId: string | null;
   holdId: string | null;
@@ -179,4 +186,20 @@ export interface LedgerPage {
   entries: LedgerEntry[];
   /** Empty when there is no further page. */
   nextPageToken: string;
+}
+
+/** What DeleteAccount answers. */
+export interface AccountDeletion {
+  /** True when this call deleted the account; false when it had been deleted before. */
+  deleted: boolean;
+  /** Credits written off by this call (0 when the account was deleted before). */
+  writtenOffCredits: bigint;
+  deletedAt: Date;
+}
+
+/** The row DeleteAccount locks: the account's kind, deletion mark and balances. */
+export interface LockedAccount {
+  kind: AccountKind;
+  deletedAt: Date | null;
+  balances: StoredBalances;
 }

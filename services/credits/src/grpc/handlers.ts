@@ -37,6 +37,7 @@ export type CreditsApi = Pick<
   | "setPlan"
   | "setBillingAnchor"
   | "setRole"
+  | "deleteAccount"
 >;
 
 /**
@@ -98,6 +99,11 @@ export function creditsHandlers(service: CreditsApi): AsyncService<credits.Credi
     /** SetRole → account with its new role, by email (AccountsService.setRole; INV-4). */
     async setRole(req) {
       return { account: accountToProto(await service.setRole(setRoleRequestFromProto(req))) };
+    },
+    /** DeleteAccount → deleted, written_off_credits, deleted_at (AccountsService.deleteAccount; INV-2, INV-4, INV-5). */
+    async deleteAccount(req) {
+      const result = await service.deleteAccount({ requestId: req.requestId, accountId: req.accountId });
+      return { deleted: result.deleted, writtenOffCredits: result.writtenOffCredits, deletedAt: result.deletedAt };
     },
     /** ListLedgerEntries → entries newest first and next_page_token (LedgerService.listLedgerEntries). */
     async listLedgerEntries(req) {

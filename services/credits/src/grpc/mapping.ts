@@ -128,6 +128,7 @@ const LEDGER_KIND_TO_PROTO: Record<LedgerEntryKind, credits.LedgerEntryKind> = {
   release: credits.LedgerEntryKind.LEDGER_ENTRY_KIND_RELEASE,
   expiry: credits.LedgerEntryKind.LEDGER_ENTRY_KIND_EXPIRY,
   adjustment: credits.LedgerEntryKind.LEDGER_ENTRY_KIND_ADJUSTMENT,
+  write_off: credits.LedgerEntryKind.LEDGER_ENTRY_KIND_WRITE_OFF,
 };
 
 /** A guest's email and a missing adopter are empty strings in the proto. */

@@ -14,8 +14,9 @@ import {
   type SetRoleRequest,
 } from "../domain/inputs";
 import type { CreditsUnitOfWork } from "../domain/ports";
-import { accountNotFound, emailConflict, guestHasNoBillingAnchor, noAccountWithEmail, requestIdReused, requireTimeForEffect, signInFailed, type CreditsRules } from "../domain/rules";
-import type { Account, AccountWithBalance } from "../domain/types";
+import { ACCOUNT_DELETED_REASON, accountBusy, accountNotFound, NO_LEDGER_CHANGE, emailConflict, guestHasNoBillingAnchor, noAccountWithEmail, requestIdReused, requireTimeForEffect, signInFailed, type CreditsRules } from "../domain/rules";
+import type { Account, AccountDeletion, AccountWithBalance } from "../domain/types";
+import type { CreditsStores } from "../domain/ports";
 import type { GrantsService } from "./grants";
 import type { LedgerService } from "./ledger";
 import { NO_DEADLINE, type PasswordHasher } from "./passwords";
@@ -117,12 +118,73 @@ export class AccountsService {
     );
   }
 
-  /** Reads an account. Errors: `not_found` for an unknown or malformed id. */
+  /**
+   * Reads an account. Errors: `not_found` for an unknown or malformed id, and for a deleted
+   * account (so a deleted user's access token stops working at once: the gateway asks here).
+   */
   async getAccount(rawAccountId: string): Promise<Account> {
     const accountId = parseAccountId(rawAccountId);
     const account = await this.uow.withoutTransaction((stores) => stores.accounts.find(accountId));
-    if (!account) throw accountNotFound(rawAccountId);
+    if (!account || account.deletedAt !== null) throw accountNotFound(rawAccountId);
     return account;
+  }
+
+  /**
+   * Deletes a user's account, in one transaction: the account row is locked (INV-9), its
+   * remaining credits are written off (each grant's remaining to zero, one WRITE_OFF ledger
+   * entry per grant; INV-2 then counts them as written off), its email and password hash are
+   * erased and `deleted_at` set, stored idempotent answers that carry them are forgotten (sign-in stops at once: Authenticate finds no credentials,
+   * GetAccount answers `not_found`), and an `account.deleted` event goes to the outbox
+   * (published once; INV-5). Ledger entries, grants and holds stay, attributed to the
+   * anonymous account id (INV-8, INV-11). An account with active holds is refused: its
+   * generations are running, and settling them needs the account. Idempotent per `requestId`
+   * (INV-4); a new request for an account already deleted answers `deleted: false`, nothing
+   * written off, and its first `deletedAt`. Errors: `validation` (request_id), `not_found`
+   * (no account with this id, or a guest's), `conflict` while the account has active holds
+   * (details `active_holds`), `idempotency_key_reused`.
+   */
+  async deleteAccount(request: { requestId: string; accountId: string }): Promise<AccountDeletion> {
+    const accountId = parseAccountId(request.accountId);
+    const call = { requestId: request.requestId, operation: "DeleteAccount", parameters: { accountId }, ...answerCodec<AccountDeletion>() };
+    return this.uow.inTransaction((stores) =>
+      runIdempotent(stores.idempotency, call, async () => {
+        const locked = await stores.accounts.lockForDeletion(accountId);
+        if (!locked || locked.kind !== "user") throw accountNotFound(accountId);
+        if (locked.deletedAt !== null) return { deleted: false, writtenOffCredits: 0n, deletedAt: locked.deletedAt };
+        const activeHolds = await stores.holds.countActive(accountId);
+        if (activeHolds > 0) throw accountBusy(accountId, activeHolds);
+        const writtenOffCredits = await this.writeOff(stores, accountId);
+        const deletedAt = await stores.accounts.markDeleted(accountId);
+        await stores.accounts.forgetStoredAnswers(accountId);
+        await stores.accountEvents.appendAccountDeleted({ accountId, occurredAt: deletedAt });
+        return { deleted: true, writtenOffCredits, deletedAt };
+      }),
+    );
+  }
+
+  /** Writes off every grant's remaining credits of a locked account, one WRITE_OFF entry per grant (INV-2). Returns the total. */
+  private async writeOff(stores: CreditsStores, accountId: string): Promise<bigint> {
+    let total = 0n;
+    for (const grant of await stores.grants.lockRemaining(accountId)) {
+      const amount = grant.remainingAmount;
+      await stores.grants.changeRemaining([{ grantId: grant.id, delta: -amount }]);
+      const after = await stores.accounts.changeBalances(accountId, { available: -amount, writtenOff: amount });
+      await stores.ledger.insert({
+        ...NO_LEDGER_CHANGE,
+        id: newId(),
+        accountId,
+        kind: "write_off",
+        amount: -amount,
+        writtenOffChange: amount,
+        grantKind: grant.kind,
+        grantId: grant.id,
+        reason: ACCOUNT_DELETED_REASON,
+        balanceAfter: after.available,
+        heldAfter: after.held,
+      });
+      total += amount;
+    }
+    return total;
   }
 
   /**
@@ -162,8 +224,9 @@ export class AccountsService {
       runIdempotent(stores.idempotency, call, async () => {
         const account = await stores.accounts.setBillingAnchor(input.accountId, input.anchor);
         if (account) return account;
-        // Nothing updated: no account, or a guest's (an account's kind never changes).
-        if (await stores.accounts.find(input.accountId)) throw guestHasNoBillingAnchor(input.accountId);
+        // Nothing updated: no account, a deleted one, or a guest's (an account's kind never changes).
+        const found = await stores.accounts.find(input.accountId);
+        if (found?.kind === "guest") throw guestHasNoBillingAnchor(input.accountId);
         throw accountNotFound(input.accountId);
       }),
     );

@@ -35,6 +35,8 @@ export class CreditsService {
   readonly setPlan: AccountsService["setPlan"] = (request) => this.accounts.setPlan(request);
   /** See AccountsService.setBillingAnchor. */
   readonly setBillingAnchor: AccountsService["setBillingAnchor"] = (request, nowMs) => this.accounts.setBillingAnchor(request, nowMs);
+  /** See AccountsService.deleteAccount. */
+  readonly deleteAccount: AccountsService["deleteAccount"] = (request) => this.accounts.deleteAccount(request);
   /** See AccountsService.setRole. */
   readonly setRole: AccountsService["setRole"] = (request) => this.accounts.setRole(request);
   /** See GuestsService.ensureGuestAccount. */

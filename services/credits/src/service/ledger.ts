@@ -54,8 +54,8 @@ export class LedgerService {
     );
     assert.equal(
       totals.granted,
-      stored.available + stored.held + stored.captured + stored.expired,
-      `INV-2: account ${accountId}: everything granted is available, held, captured or expired`,
+      stored.available + stored.held + stored.captured + stored.expired + stored.writtenOff,
+      `INV-2: account ${accountId}: everything granted is available, held, captured, expired or written off`,
     );
     // An account without entries has never moved a credit: its balances are still zero.
     const lastEntry = snapshot.lastEntry ?? { balanceAfter: 0n, heldAfter: 0n };

@@ -1,5 +1,5 @@
 import assert from "node:assert";
-import { optionalDate, toBigInt, type Sql } from "@tally/platform";
+import { FORGET_ANSWERS_MENTIONING_SQL, optionalDate, textArrayLiteral, toBigInt, type Sql } from "@tally/platform";
 import type { GenerationStore } from "../domain/ports";
 import type {
   ClaimedJob,
@@ -274,6 +274,21 @@ export class SqlGenerationStore implements GenerationStore {
       toUserId,
       fromUserId,
     ]);
+    return rows.length;
+  }
+
+  async eraseUser(userId: string): Promise<number> {
+    await this.sql.query(
+      "DELETE FROM generation_outputs WHERE generation_id IN (SELECT id FROM generations WHERE user_id = ?::uuid)",
+      [userId],
+    );
+    // Stored answers of CreateGeneration and CancelGeneration carry the generation's inputs.
+    await this.sql.query(FORGET_ANSWERS_MENTIONING_SQL, [textArrayLiteral(["CreateGeneration", "CancelGeneration"]), userId]);
+    const rows = await this.sql.query<{ id: string }>(
+      `UPDATE generations SET prompt = '', photo_url = '', address = '', style = '', erased_at = clock_timestamp(), updated_at = now()
+       WHERE user_id = ?::uuid AND erased_at IS NULL RETURNING id`,
+      [userId],
+    );
     return rows.length;
   }
 }

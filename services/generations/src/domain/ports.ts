@@ -59,6 +59,18 @@ export interface GenerationStore {
   finishJob(id: string, ending: JobEnding): Promise<GenerationRecord | null>;
   /** Gives every generation of `fromUserId` to `toUserId`; returns how many moved. */
   moveToUser(fromUserId: string, toUserId: string): Promise<number>;
+  /**
+   * Erases the personal data of every generation of `userId` (prompt, photo URL, address,
+   * style, stored output, and the stored idempotent answers that carry them), keeping ids, statuses, credits, costs and timestamps; marks them
+   * `erased_at`. Returns how many generations were erased now (0 when none or all were before).
+   */
+  eraseUser(userId: string): Promise<number>;
+}
+
+/** The inbox of consumed events (INV-5, consumer half). */
+export interface InboxStore {
+  /** Records an event id in the caller's transaction: true the first time, false for a duplicate. */
+  claim(eventId: string, subject: string): Promise<boolean>;
 }
 
 // The transactional outbox's types are the platform's (packages/platform/src/outbox.ts), shared
@@ -70,6 +82,7 @@ import type { EncodedEvent, OutboxStore } from "@tally/platform";
 export interface GenerationsStores {
   generations: GenerationStore;
   outbox: OutboxStore;
+  inbox: InboxStore;
   idempotency: IdempotencyStore;
 }
 

@@ -1,9 +1,11 @@
 import type { MigrationEntry } from "@tally/platform";
 import { Migration20261121000001 } from "./Migration20261121000001";
 import { Migration20261122000001 } from "./Migration20261122000001";
+import { Migration20261124000001 } from "./Migration20261124000001";
 
 /** The generations database's migrations, in order. */
 export const GENERATIONS_MIGRATIONS: MigrationEntry[] = [
   { name: "Migration20261121000001", class: Migration20261121000001 },
   { name: "Migration20261122000001", class: Migration20261122000001 },
+  { name: "Migration20261124000001", class: Migration20261124000001 },
 ];

@@ -207,6 +207,8 @@ export enum LedgerEntryKind {
   LEDGER_ENTRY_KIND_RELEASE = 4,
   LEDGER_ENTRY_KIND_EXPIRY = 5,
   LEDGER_ENTRY_KIND_ADJUSTMENT = 6,
+  /** LEDGER_ENTRY_KIND_WRITE_OFF - Remaining credits written off when the account was deleted. */
+  LEDGER_ENTRY_KIND_WRITE_OFF = 7,
   UNRECOGNIZED = -1,
 }
 
@@ -233,6 +235,9 @@ export function ledgerEntryKindFromJSON(object: any): LedgerEntryKind {
     case 6:
     case "LEDGER_ENTRY_KIND_ADJUSTMENT":
       return LedgerEntryKind.LEDGER_ENTRY_KIND_ADJUSTMENT;
+    case 7:
+    case "LEDGER_ENTRY_KIND_WRITE_OFF":
+      return LedgerEntryKind.LEDGER_ENTRY_KIND_WRITE_OFF;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -256,6 +261,8 @@ export function ledgerEntryKindToJSON(object: LedgerEntryKind): string {
       return "LEDGER_ENTRY_KIND_EXPIRY";
     case LedgerEntryKind.LEDGER_ENTRY_KIND_ADJUSTMENT:
       return "LEDGER_ENTRY_KIND_ADJUSTMENT";
+    case LedgerEntryKind.LEDGER_ENTRY_KIND_WRITE_OFF:
+      return "LEDGER_ENTRY_KIND_WRITE_OFF";
     case LedgerEntryKind.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";
@@ -504,6 +511,19 @@ export interface SetRoleRequest {
 
 export interface SetRoleResponse {
   account?: Account | undefined;
+}
+
+export interface DeleteAccountRequest {
+  requestId: string;
+  accountId: string;
+}
+
+export interface DeleteAccountResponse {
+  /** True when this call deleted the account; false when it had been deleted before. */
+  deleted: boolean;
+  /** Credits written off by the deletion (0 for an account already deleted). */
+  writtenOffCredits: bigint;
+  deletedAt?: Date | undefined;
 }
 
 function createBaseAccount(): Account {
@@ -4115,6 +4135,213 @@ export const SetRoleResponse: MessageFns<SetRoleResponse> = {
   },
 };
 
+function createBaseDeleteAccountRequest(): DeleteAccountRequest {
+  return { requestId: "", accountId: "" };
+}
+
+export const DeleteAccountRequest: MessageFns<DeleteAccountRequest> = {
+  encode(message: DeleteAccountRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.requestId !== "") {
+      writer.uint32(10).string(message.requestId);
+    }
+    if (message.accountId !== "") {
+      writer.uint32(18).string(message.accountId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DeleteAccountRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDeleteAccountRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.requestId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.accountId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DeleteAccountRequest {
+    return {
+      requestId: isSet(object.requestId)
+        ? globalThis.String(object.requestId)
+        : isSet(object.request_id)
+        ? globalThis.String(object.request_id)
+        : "",
+      accountId: isSet(object.accountId)
+        ? globalThis.String(object.accountId)
+        : isSet(object.account_id)
+        ? globalThis.String(object.account_id)
+        : "",
+    };
+  },
+
+  toJSON(message: DeleteAccountRequest): unknown {
+    const obj: any = {};
+    if (message.requestId !== "") {
+      obj.requestId = message.requestId;
+    }
+    if (message.accountId !== "") {
+      obj.accountId = message.accountId;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<DeleteAccountRequest>, I>>(base?: I): DeleteAccountRequest {
+    return DeleteAccountRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<DeleteAccountRequest>, I>>(object: I): DeleteAccountRequest {
+    const message = createBaseDeleteAccountRequest();
+    message.requestId = object.requestId ?? "";
+    message.accountId = object.accountId ?? "";
+    return message;
+  },
+};
+
+function createBaseDeleteAccountResponse(): DeleteAccountResponse {
+  return { deleted: false, writtenOffCredits: 0n, deletedAt: undefined };
+}
+
+export const DeleteAccountResponse: MessageFns<DeleteAccountResponse> = {
+  encode(message: DeleteAccountResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.deleted !== false) {
+      writer.uint32(8).bool(message.deleted);
+    }
+    if (message.writtenOffCredits !== 0n) {
+      if (BigInt.asIntN(64, message.writtenOffCredits) !== message.writtenOffCredits) {
+        throw new globalThis.Error("value provided for field message.writtenOffCredits of type int64 too large");
+      }
+      writer.uint32(16).int64(message.writtenOffCredits);
+    }
+    if (message.deletedAt !== undefined) {
+      Timestamp.encode(toTimestamp(message.deletedAt), writer.uint32(26).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DeleteAccountResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDeleteAccountResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.deleted = reader.bool();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.writtenOffCredits = reader.int64() as bigint;
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.deletedAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DeleteAccountResponse {
+    return {
+      deleted: isSet(object.deleted) ? globalThis.Boolean(object.deleted) : false,
+      writtenOffCredits: isSet(object.writtenOffCredits)
+        ? BigInt(object.writtenOffCredits)
+        : isSet(object.written_off_credits)
+        ? BigInt(object.written_off_credits)
+        : 0n,
+      deletedAt: isSet(object.deletedAt)
+        ? fromJsonTimestamp(object.deletedAt)
+        : isSet(object.deleted_at)
+        ? fromJsonTimestamp(object.deleted_at)
+        : undefined,
+    };
+  },
+
+  toJSON(message: DeleteAccountResponse): unknown {
+    const obj: any = {};
+    if (message.deleted !== false) {
+      obj.deleted = message.deleted;
+    }
+    if (message.writtenOffCredits !== 0n) {
+      obj.writtenOffCredits = message.writtenOffCredits.toString();
+    }
+    if (message.deletedAt !== undefined) {
+      obj.deletedAt = message.deletedAt.toISOString();
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<DeleteAccountResponse>, I>>(base?: I): DeleteAccountResponse {
+    return DeleteAccountResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<DeleteAccountResponse>, I>>(object: I): DeleteAccountResponse {
+    const message = createBaseDeleteAccountResponse();
+    message.deleted = object.deleted ?? false;
+    message.writtenOffCredits = (object.writtenOffCredits !== undefined && object.writtenOffCredits !== null)
+      ? BigInt(object.writtenOffCredits)
+      : 0n;
+    message.deletedAt = object.deletedAt ?? undefined;
+    return message;
+  },
+};
+
 /**
  * CreditsService owns accounts, sign-in credentials, grants, holds and the credit ledger.
  *
@@ -4301,6 +4528,26 @@ export const CreditsServiceService = {
     responseSerialize: (value: SetRoleResponse): Buffer => Buffer.from(SetRoleResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): SetRoleResponse => SetRoleResponse.decode(value),
   },
+  /**
+   * Deletes a user's account in one transaction: sign-in stops at once (Authenticate answers
+   * as for unknown credentials, GetAccount answers NOT_FOUND), the email and password hash are
+   * erased, the remaining credits are written off with WRITE_OFF ledger entries, and an
+   * `account.deleted` event is published once through the outbox. Ledger entries, grants and
+   * holds stay, attributed to the (now anonymous) account id. Idempotent by `request_id`; a
+   * new request for an account already deleted answers as the first one did (deleted = false).
+   * Errors: NOT_FOUND `not_found` (no such user account: unknown id or a guest's);
+   * FAILED_PRECONDITION `account_busy` while the account has active holds (a generation runs).
+   */
+  deleteAccount: {
+    path: "/tally.credits.v1.CreditsService/DeleteAccount" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: DeleteAccountRequest): Buffer => Buffer.from(DeleteAccountRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): DeleteAccountRequest => DeleteAccountRequest.decode(value),
+    responseSerialize: (value: DeleteAccountResponse): Buffer =>
+      Buffer.from(DeleteAccountResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): DeleteAccountResponse => DeleteAccountResponse.decode(value),
+  },
 } as const;
 
 export interface CreditsServiceServer extends UntypedServiceImplementation {
@@ -4367,6 +4614,17 @@ export interface CreditsServiceServer extends UntypedServiceImplementation {
    * Idempotent by `request_id`. Errors: INVALID_ARGUMENT `validation`; NOT_FOUND `not_found`.
    */
   setRole: handleUnaryCall<SetRoleRequest, SetRoleResponse>;
+  /**
+   * Deletes a user's account in one transaction: sign-in stops at once (Authenticate answers
+   * as for unknown credentials, GetAccount answers NOT_FOUND), the email and password hash are
+   * erased, the remaining credits are written off with WRITE_OFF ledger entries, and an
+   * `account.deleted` event is published once through the outbox. Ledger entries, grants and
+   * holds stay, attributed to the (now anonymous) account id. Idempotent by `request_id`; a
+   * new request for an account already deleted answers as the first one did (deleted = false).
+   * Errors: NOT_FOUND `not_found` (no such user account: unknown id or a guest's);
+   * FAILED_PRECONDITION `account_busy` while the account has active holds (a generation runs).
+   */
+  deleteAccount: handleUnaryCall<DeleteAccountRequest, DeleteAccountResponse>;
 }
 
 export interface CreditsServiceClient extends Client {
@@ -4614,6 +4872,31 @@ export interface CreditsServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: SetRoleResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Deletes a user's account in one transaction: sign-in stops at once (Authenticate answers
+   * as for unknown credentials, GetAccount answers NOT_FOUND), the email and password hash are
+   * erased, the remaining credits are written off with WRITE_OFF ledger entries, and an
+   * `account.deleted` event is published once through the outbox. Ledger entries, grants and
+   * holds stay, attributed to the (now anonymous) account id. Idempotent by `request_id`; a
+   * new request for an account already deleted answers as the first one did (deleted = false).
+   * Errors: NOT_FOUND `not_found` (no such user account: unknown id or a guest's);
+   * FAILED_PRECONDITION `account_busy` while the account has active holds (a generation runs).
+   */
+  deleteAccount(
+    request: DeleteAccountRequest,
+    callback: (error: ServiceError | null, response: DeleteAccountResponse) => void,
+  ): ClientUnaryCall;
+  deleteAccount(
+    request: DeleteAccountRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: DeleteAccountResponse) => void,
+  ): ClientUnaryCall;
+  deleteAccount(
+    request: DeleteAccountRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: DeleteAccountResponse) => void,
   ): ClientUnaryCall;
 }
 
