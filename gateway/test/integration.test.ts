@@ -191,6 +191,18 @@ describe("gateway against the real services", () => {
     expect(me).toMatchObject({ id: alice.id, email: `alice-${suffix}@example.com`, role: "user", plan: expect.any(String), last_login: null });
     expect(me.stats).toEqual({ total_generations: 1, total_failed: 1, total_cost_micros: completed.cost_micros, total_credits_spent: 1, total_downloaded: 2 });
 
+    // This month's analytics count the same two generations (written with their usage log entries).
+    const analytics = await call("GET", "/v1/usage/analytics", { token: alice.token });
+    expect(analytics.status).toBe(200);
+    expect(analytics.body.months).toHaveLength(12);
+    expect(analytics.body.months[0]).toMatchObject({
+      month: new Date().toISOString().slice(0, 7), generations: 1, failed: 1, credits: 1, cost_micros: completed.cost_micros,
+      by_input_type: { text: { completed: 1, failed: 0 }, address: { completed: 0, failed: 1 } },
+      by_billing_classification: { original: { completed: 1, failed: 1 } },
+      plans: [me.plan], plan_changed: false,
+    });
+    expect(analytics.body.months[0].output_bytes).toBeGreaterThan(0);
+
     const list = await call("GET", "/v1/generations?limit=1", { token: alice.token });
     expect(list.body).toMatchObject({ total: 2, limit: 1, offset: 0 });
     expect(list.body.items.map((g: Json) => g.id)).toEqual([failing.body.id]); // newest first

@@ -146,6 +146,31 @@ export const limitsResponse = z
   .object({ plan: z.string(), period: periodSchema, limits: z.array(limitSchema) })
   .meta({ id: "Limits" });
 
+const outcomeCounts = z.record(z.string(), z.object({ completed: z.number().int(), failed: z.number().int() }));
+
+export const monthlyAnalyticsResponse = z
+  .object({
+    months: z
+      .array(
+        z.object({
+          month: z.string().describe("YYYY-MM (UTC)"),
+          generations: z.number().int().describe("completed generations"),
+          failed: z.number().int(),
+          credits: z.number().int().describe("credits charged for completed generations"),
+          cost_micros: z.number().int(),
+          processing_time_ms: z.number().int(),
+          output_bytes: z.number().int(),
+          by_input_type: outcomeCounts,
+          by_provider: outcomeCounts,
+          by_billing_classification: outcomeCounts.describe("original, free_retry, paid_regeneration"),
+          plans: z.array(z.string()).describe("the plans in force on the month's generations, sorted"),
+          plan_changed: z.boolean().describe("more than one plan was in force during the month"),
+        }),
+      )
+      .describe("the last 12 UTC months, newest first; a month without usage has zeros"),
+  })
+  .meta({ id: "MonthlyAnalytics" });
+
 export const meResponse = accountSchema
   .extend({
     stats: z.object({

@@ -1,11 +1,37 @@
 import type { FastifyInstance } from "fastify";
 import type { ZodTypeProvider } from "fastify-type-provider-zod";
+import type { usage } from "@tally/contracts";
 import { principalOf } from "../auth/authenticate";
 import type { RouteContext } from "./context";
 import { limitsOf } from "./limits";
-import { limitsResponse, problemResponses, userOrGuestSecurity } from "./schemas";
+import { toJsonInteger } from "./presenters";
+import { limitsResponse, monthlyAnalyticsResponse, problemResponses, userOrGuestSecurity } from "./schemas";
 
-/** `GET /v1/usage/limits`, for users and guests. */
+/** Months `GET /v1/usage/analytics` answers. */
+const ANALYTICS_MONTHS = 12;
+
+const presentCounts = (map: Record<string, usage.OutcomeCounts>) =>
+  Object.fromEntries(Object.entries(map).map(([key, counts]) => [key, { completed: toJsonInteger(counts.completed), failed: toJsonInteger(counts.failed) }]));
+
+/** One month of usage's analytics as public JSON. */
+function presentMonth(month: usage.MonthlyAnalytics) {
+  return {
+    month: month.month,
+    generations: toJsonInteger(month.generations),
+    failed: toJsonInteger(month.failed),
+    credits: toJsonInteger(month.credits),
+    cost_micros: toJsonInteger(month.costMicros),
+    processing_time_ms: toJsonInteger(month.processingTimeMs),
+    output_bytes: toJsonInteger(month.outputBytes),
+    by_input_type: presentCounts(month.byInputType),
+    by_provider: presentCounts(month.byProvider),
+    by_billing_classification: presentCounts(month.byBillingClassification),
+    plans: month.plans,
+    plan_changed: month.planChanged,
+  };
+}
+
+/** `GET /v1/usage/limits` and `GET /v1/usage/analytics`, for users and guests. */
 export function usageRoutes(context: RouteContext) {
   return async (app: FastifyInstance): Promise<void> => {
     const routes = app.withTypeProvider<ZodTypeProvider>();
@@ -32,6 +58,30 @@ export function usageRoutes(context: RouteContext) {
         const { accountId } = principalOf(request);
         const response = await callFor(request)(clients.credits.getAccount.bind(clients.credits), { accountId });
         return limitsOf(context, request, response.account);
+      },
+    );
+
+    /**
+     * The caller's last 12 UTC months, newest first (usage GetMonthlyAnalytics): completed and
+     * failed generations, credits, cost, processing time, output bytes, breakdowns by input
+     * type, provider and billing classification, and the plans in force. A month without usage
+     * has zeros. Only the caller's own analytics (INV-7).
+     */
+    routes.get(
+      "/v1/usage/analytics",
+      {
+        onRequest: context.hooks.userOrGuest,
+        schema: {
+          tags: ["usage"],
+          summary: "Monthly usage analytics of the last 12 months",
+          security: userOrGuestSecurity,
+          response: { 200: monthlyAnalyticsResponse, ...problemResponses },
+        },
+      },
+      async (request) => {
+        const { accountId } = principalOf(request);
+        const response = await callFor(request)(clients.usage.getMonthlyAnalytics.bind(clients.usage), { subjectId: accountId, months: ANALYTICS_MONTHS });
+        return { months: response.months.map(presentMonth) };
       },
     );
   };

@@ -13,7 +13,7 @@ import type { AdoptionService } from "../service/adoption";
 import type { QuotaService } from "../service/quota";
 import type { StatsService } from "../service/stats";
 import type { UsageLogService } from "../service/usage-log";
-import { fromSubjectMessage, toListLimitsResponse, toListUsageLogEntriesResponse, toReservationMessage, toUserStatsMessage } from "./mapping";
+import { fromSubjectMessage, toListLimitsResponse, toListUsageLogEntriesResponse, toMonthlyAnalyticsMessage, toReservationMessage, toUserStatsMessage } from "./mapping";
 
 /** Fully qualified name of the service, as health and reflection report it. */
 export const USAGE_SERVICE_NAME = "tally.usage.v1.UsageService";
@@ -62,6 +62,10 @@ export function usageHandlers(services: UsageHandlerServices, logger: Logger, me
     async listLimits(request) {
       const input = parseListLimitsInput({ subject: fromSubjectMessage(request.subject) }, services.plans);
       return toListLimitsResponse(await services.quota.listLimits(input));
+    },
+    /** GetMonthlyAnalytics(subject_id, months) → the last months, newest first (StatsService.monthlyAnalytics). Errors: `validation`. */
+    async getMonthlyAnalytics(request) {
+      return { months: (await services.stats.monthlyAnalytics(request.subjectId, request.months)).map(toMonthlyAnalyticsMessage) };
     },
     /** AdoptGuest(guest_id, user) → generations moved (0 on a retry). Errors: `validation`. */
     async adoptGuest(request) {

@@ -1,6 +1,6 @@
 import { usage } from "@tally/contracts";
 import type { RawSubject } from "../domain/inputs";
-import type { LimitsReport, Reservation, ReservationStatus, UsageLogEntry, UsageLogPage, UserStats } from "../domain/types";
+import type { LimitsReport, MonthlyAnalytics, OutcomeCounts, Reservation, ReservationStatus, UsageLogEntry, UsageLogPage, UserStats } from "../domain/types";
 
 /** Proto ⇄ domain for the UsageService: requests to plain values, answers to messages. Absent values become proto defaults ("" or unset). */
 
@@ -88,5 +88,26 @@ export function toListLimitsResponse(report: LimitsReport): usage.ListLimitsResp
       withinLimit: limit.withinLimit,
       resetsAt: limit.resetsAt ?? undefined,
     })),
+  };
+}
+
+const toOutcomeCounts = (map: Record<string, OutcomeCounts>): Record<string, usage.OutcomeCounts> =>
+  Object.fromEntries(Object.entries(map).map(([key, counts]) => [key, { completed: counts.completed, failed: counts.failed }]));
+
+/** One month of analytics as its proto message. */
+export function toMonthlyAnalyticsMessage(month: MonthlyAnalytics): usage.MonthlyAnalytics {
+  return {
+    month: month.month,
+    generations: month.generations,
+    failed: month.failed,
+    credits: month.credits,
+    costMicros: month.costMicros,
+    processingTimeMs: month.processingMs,
+    outputBytes: month.outputBytes,
+    byInputType: toOutcomeCounts(month.byInputType),
+    byProvider: toOutcomeCounts(month.byProvider),
+    byBillingClassification: toOutcomeCounts(month.byClassification),
+    plans: month.plans,
+    planChanged: month.planChanged,
   };
 }

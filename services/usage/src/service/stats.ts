@@ -1,13 +1,17 @@
 import { DomainError, requireUuidField } from "@tally/platform";
 import type { GetUserStatsInput } from "../domain/inputs";
 import type { UsageUnitOfWork } from "../domain/ports";
-import type { CounterDifference, MonthlyAnalytics, MonthlyAnalyticsDifference, StatsDifference, UserStats } from "../domain/types";
+import type { Clock, CounterDifference, MonthlyAnalytics, MonthlyAnalyticsDifference, StatsDifference, UserStats } from "../domain/types";
 import { emptyMonth, lastMonths, MONTHS_MAX } from "../domain/monthly-analytics";
 import { emptyUserStats, statsDifferences } from "../domain/usage-log";
 
 /** Users' lifetime stats: reading them, and checking them against the usage log (INV-6). */
 export class StatsService {
-  constructor(private readonly uow: UsageUnitOfWork) {}
+  constructor(
+    private readonly uow: UsageUnitOfWork,
+    /** The current time, for "the last N months" (tests set it). */
+    private readonly clock: Clock = () => new Date(),
+  ) {}
 
   /** A user's lifetime stats; a user with no usage yet has zeros, not an error. */
   get(input: GetUserStatsInput): Promise<UserStats> {
@@ -61,14 +65,14 @@ export class StatsService {
   }
 
   /**
-   * The subject's last `months` UTC months up to the one containing `now`, newest first, each
+   * The subject's last `months` UTC months up to the current one (by the clock), newest first, each
    * from its stored analytics or zeros when it had no usage (so a chart has every month).
    * Errors: `validation` for a subject id that is not a UUID or `months` outside 1..24.
    */
-  async monthlyAnalytics(subjectId: string, months: number, now: Date): Promise<MonthlyAnalytics[]> {
+  async monthlyAnalytics(subjectId: string, months: number): Promise<MonthlyAnalytics[]> {
     const id = requireUuidField(subjectId, "subject_id");
     if (!Number.isInteger(months) || months < 1 || months > MONTHS_MAX) throw new DomainError("validation", `months must be 1..${MONTHS_MAX}`, { field: "months" });
-    const wanted = lastMonths(now, months);
+    const wanted = lastMonths(this.clock(), months);
     const stored = await this.uow.withoutTransaction((stores) => stores.monthlyAnalytics.months(id, wanted[wanted.length - 1]!, wanted[0]!));
     const byMonth = new Map(stored.map((row) => [row.month, row]));
     return wanted.map((month) => byMonth.get(month) ?? emptyMonth(id, month));

@@ -305,6 +305,62 @@ export interface AdoptGuestResponse {
   generationsMoved: bigint;
 }
 
+export interface GetMonthlyAnalyticsRequest {
+  /** The user's or guest's account id. */
+  subjectId: string;
+  /** How many months, ending with the current one (1..24). */
+  months: number;
+}
+
+export interface GetMonthlyAnalyticsResponse {
+  /** Newest first. */
+  months: MonthlyAnalytics[];
+}
+
+/** Completed and failed generations under one key of a breakdown. */
+export interface OutcomeCounts {
+  completed: bigint;
+  failed: bigint;
+}
+
+/**
+ * One subject's usage in one UTC month. Credits, cost, processing time and output bytes are
+ * those of completed generations.
+ */
+export interface MonthlyAnalytics {
+  /** YYYY-MM (UTC). */
+  month: string;
+  generations: bigint;
+  failed: bigint;
+  credits: bigint;
+  costMicros: bigint;
+  processingTimeMs: bigint;
+  outputBytes: bigint;
+  byInputType: { [key: string]: OutcomeCounts };
+  byProvider: { [key: string]: OutcomeCounts };
+  /** By billing classification: original, free_retry, paid_regeneration. */
+  byBillingClassification: { [key: string]: OutcomeCounts };
+  /** The plans in force on the month's entries, sorted. */
+  plans: string[];
+  /** More than one plan was in force during the month. */
+  planChanged: boolean;
+}
+
+export interface MonthlyAnalytics_ByInputTypeEntry {
+  key: string;
+  value?: OutcomeCounts | undefined;
+}
+
+export interface MonthlyAnalytics_ByProviderEntry {
+  key: string;
+  value?: OutcomeCounts | undefined;
+}
+
+export interface MonthlyAnalytics_ByBillingClassificationEntry {
+  key: string;
+  value?: OutcomeCounts | undefined;
+}
+
 function createBaseSubject(): Subject {
   return { id: "", kind: 0, plan: "", periodAnchor: undefined };
 }
@@ -2605,6 +2661,966 @@ export const AdoptGuestResponse: MessageFns<AdoptGuestResponse> = {
   },
 };
 
+function createBaseGetMonthlyAnalyticsRequest(): GetMonthlyAnalyticsRequest {
+  return { subjectId: "", months: 0 };
+}
+
+export const GetMonthlyAnalyticsRequest: MessageFns<GetMonthlyAnalyticsRequest> = {
+  encode(message: GetMonthlyAnalyticsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.subjectId !== "") {
+      writer.uint32(10).string(message.subjectId);
+    }
+    if (message.months !== 0) {
+      writer.uint32(16).int32(message.months);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetMonthlyAnalyticsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetMonthlyAnalyticsRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.subjectId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.months = reader.int32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetMonthlyAnalyticsRequest {
+    return {
+      subjectId: isSet(object.subjectId)
+        ? globalThis.String(object.subjectId)
+        : isSet(object.subject_id)
+        ? globalThis.String(object.subject_id)
+        : "",
+      months: isSet(object.months) ? globalThis.Number(object.months) : 0,
+    };
+  },
+
+  toJSON(message: GetMonthlyAnalyticsRequest): unknown {
+    const obj: any = {};
+    if (message.subjectId !== "") {
+      obj.subjectId = message.subjectId;
+    }
+    if (message.months !== 0) {
+      obj.months = Math.round(message.months);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<GetMonthlyAnalyticsRequest>, I>>(base?: I): GetMonthlyAnalyticsRequest {
+    return GetMonthlyAnalyticsRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GetMonthlyAnalyticsRequest>, I>>(object: I): GetMonthlyAnalyticsRequest {
+    const message = createBaseGetMonthlyAnalyticsRequest();
+    message.subjectId = object.subjectId ?? "";
+    message.months = object.months ?? 0;
+    return message;
+  },
+};
+
+function createBaseGetMonthlyAnalyticsResponse(): GetMonthlyAnalyticsResponse {
+  return { months: [] };
+}
+
+export const GetMonthlyAnalyticsResponse: MessageFns<GetMonthlyAnalyticsResponse> = {
+  encode(message: GetMonthlyAnalyticsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.months) {
+      MonthlyAnalytics.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetMonthlyAnalyticsResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetMonthlyAnalyticsResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.months.push(MonthlyAnalytics.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetMonthlyAnalyticsResponse {
+    return {
+      months: globalThis.Array.isArray(object?.months)
+        ? object.months.map((e: any) => MonthlyAnalytics.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: GetMonthlyAnalyticsResponse): unknown {
+    const obj: any = {};
+    if (message.months?.length) {
+      obj.months = message.months.map((e) => MonthlyAnalytics.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<GetMonthlyAnalyticsResponse>, I>>(base?: I): GetMonthlyAnalyticsResponse {
+    return GetMonthlyAnalyticsResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GetMonthlyAnalyticsResponse>, I>>(object: I): GetMonthlyAnalyticsResponse {
+    const message = createBaseGetMonthlyAnalyticsResponse();
+    message.months = object.months?.map((e) => MonthlyAnalytics.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseOutcomeCounts(): OutcomeCounts {
+  return { completed: 0n, failed: 0n };
+}
+
+export const OutcomeCounts: MessageFns<OutcomeCounts> = {
+  encode(message: OutcomeCounts, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.completed !== 0n) {
+      if (BigInt.asIntN(64, message.completed) !== message.completed) {
+        throw new globalThis.Error("value provided for field message.completed of type int64 too large");
+      }
+      writer.uint32(8).int64(message.completed);
+    }
+    if (message.failed !== 0n) {
+      if (BigInt.asIntN(64, message.failed) !== message.failed) {
+        throw new globalThis.Error("value provided for field message.failed of type int64 too large");
+      }
+      writer.uint32(16).int64(message.failed);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): OutcomeCounts {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseOutcomeCounts();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.completed = reader.int64() as bigint;
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.failed = reader.int64() as bigint;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): OutcomeCounts {
+    return {
+      completed: isSet(object.completed) ? BigInt(object.completed) : 0n,
+      failed: isSet(object.failed) ? BigInt(object.failed) : 0n,
+    };
+  },
+
+  toJSON(message: OutcomeCounts): unknown {
+    const obj: any = {};
+    if (message.completed !== 0n) {
+      obj.completed = message.completed.toString();
+    }
+    if (message.failed !== 0n) {
+      obj.failed = message.failed.toString();
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<OutcomeCounts>, I>>(base?: I): OutcomeCounts {
+    return OutcomeCounts.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<OutcomeCounts>, I>>(object: I): OutcomeCounts {
+    const message = createBaseOutcomeCounts();
+    message.completed = (object.completed !== undefined && object.completed !== null) ? BigInt(object.completed) : 0n;
+    message.failed = (object.failed !== undefined && object.failed !== null) ? BigInt(object.failed) : 0n;
+    return message;
+  },
+};
+
+function createBaseMonthlyAnalytics(): MonthlyAnalytics {
+  return {
+    month: "",
+    generations: 0n,
+    failed: 0n,
+    credits: 0n,
+    costMicros: 0n,
+    processingTimeMs: 0n,
+    outputBytes: 0n,
+    byInputType: {},
+    byProvider: {},
+    byBillingClassification: {},
+    plans: [],
+    planChanged: false,
+  };
+}
+
+export const MonthlyAnalytics: MessageFns<MonthlyAnalytics> = {
+  encode(message: MonthlyAnalytics, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.month !== "") {
+      writer.uint32(10).string(message.month);
+    }
+    if (message.generations !== 0n) {
+      if (BigInt.asIntN(64, message.generations) !== message.generations) {
+        throw new globalThis.Error("value provided for field message.generations of type int64 too large");
+      }
+      writer.uint32(16).int64(message.generations);
+    }
+    if (message.failed !== 0n) {
+      if (BigInt.asIntN(64, message.failed) !== message.failed) {
+        throw new globalThis.Error("value provided for field message.failed of type int64 too large");
+      }
+      writer.uint32(24).int64(message.failed);
+    }
+    if (message.credits !== 0n) {
+      if (BigInt.asIntN(64, message.credits) !== message.credits) {
+        throw new globalThis.Error("value provided for field message.credits of type int64 too large");
+      }
+      writer.uint32(32).int64(message.credits);
+    }
+    if (message.costMicros !== 0n) {
+      if (BigInt.asIntN(64, message.costMicros) !== message.costMicros) {
+        throw new globalThis.Error("value provided for field message.costMicros of type int64 too large");
+      }
+      writer.uint32(40).int64(message.costMicros);
+    }
+    if (message.processingTimeMs !== 0n) {
+      if (BigInt.asIntN(64, message.processingTimeMs) !== message.processingTimeMs) {
+        throw new globalThis.Error("value provided for field message.processingTimeMs of type int64 too large");
+      }
+      writer.uint32(48).int64(message.processingTimeMs);
+    }
+    if (message.outputBytes !== 0n) {
+      if (BigInt.asIntN(64, message.outputBytes) !== message.outputBytes) {
+        throw new globalThis.Error("value provided for field message.outputBytes of type int64 too large");
+      }
+      writer.uint32(56).int64(message.outputBytes);
+    }
+    globalThis.Object.entries(message.byInputType).forEach(([key, value]: [string, OutcomeCounts]) => {
+      MonthlyAnalytics_ByInputTypeEntry.encode({ key: key as any, value }, writer.uint32(66).fork()).join();
+    });
+    globalThis.Object.entries(message.byProvider).forEach(([key, value]: [string, OutcomeCounts]) => {
+      MonthlyAnalytics_ByProviderEntry.encode({ key: key as any, value }, writer.uint32(74).fork()).join();
+    });
+    globalThis.Object.entries(message.byBillingClassification).forEach(([key, value]: [string, OutcomeCounts]) => {
+      MonthlyAnalytics_ByBillingClassificationEntry.encode({ key: key as any, value }, writer.uint32(82).fork()).join();
+    });
+    for (const v of message.plans) {
+      writer.uint32(90).string(v!);
+    }
+    if (message.planChanged !== false) {
+      writer.uint32(96).bool(message.planChanged);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): MonthlyAnalytics {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseMonthlyAnalytics();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.month = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.generations = reader.int64() as bigint;
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.failed = reader.int64() as bigint;
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.credits = reader.int64() as bigint;
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.costMicros = reader.int64() as bigint;
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.processingTimeMs = reader.int64() as bigint;
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.outputBytes = reader.int64() as bigint;
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            const entry8 = MonthlyAnalytics_ByInputTypeEntry.decode(reader, reader.uint32());
+            if (entry8.value !== undefined) {
+              message.byInputType[entry8.key] = entry8.value;
+            }
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            const entry9 = MonthlyAnalytics_ByProviderEntry.decode(reader, reader.uint32());
+            if (entry9.value !== undefined) {
+              message.byProvider[entry9.key] = entry9.value;
+            }
+            continue;
+          }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            const entry10 = MonthlyAnalytics_ByBillingClassificationEntry.decode(reader, reader.uint32());
+            if (entry10.value !== undefined) {
+              message.byBillingClassification[entry10.key] = entry10.value;
+            }
+            continue;
+          }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.plans.push(reader.string());
+            continue;
+          }
+          case 12: {
+            if (tag !== 96) {
+              break;
+            }
+
+            message.planChanged = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): MonthlyAnalytics {
+    return {
+      month: isSet(object.month) ? globalThis.String(object.month) : "",
+      generations: isSet(object.generations) ? BigInt(object.generations) : 0n,
+      failed: isSet(object.failed) ? BigInt(object.failed) : 0n,
+      credits: isSet(object.credits) ? BigInt(object.credits) : 0n,
+      costMicros: isSet(object.costMicros)
+        ? BigInt(object.costMicros)
+        : isSet(object.cost_micros)
+        ? BigInt(object.cost_micros)
+        : 0n,
+      processingTimeMs: isSet(object.processingTimeMs)
+        ? BigInt(object.processingTimeMs)
+        : isSet(object.processing_time_ms)
+        ? BigInt(object.processing_time_ms)
+        : 0n,
+      outputBytes: isSet(object.outputBytes)
+        ? BigInt(object.outputBytes)
+        : isSet(object.output_bytes)
+        ? BigInt(object.output_bytes)
+        : 0n,
+      byInputType: isObject(object.byInputType)
+        ? (globalThis.Object.entries(object.byInputType) as [string, any][]).reduce(
+          (acc: { [key: string]: OutcomeCounts }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: OutcomeCounts.fromJSON(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : isObject(object.by_input_type)
+        ? (globalThis.Object.entries(object.by_input_type) as [string, any][]).reduce(
+          (acc: { [key: string]: OutcomeCounts }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: OutcomeCounts.fromJSON(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
+      byProvider: isObject(object.byProvider)
+        ? (globalThis.Object.entries(object.byProvider) as [string, any][]).reduce(
+          (acc: { [key: string]: OutcomeCounts }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: OutcomeCounts.fromJSON(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : isObject(object.by_provider)
+        ? (globalThis.Object.entries(object.by_provider) as [string, any][]).reduce(
+          (acc: { [key: string]: OutcomeCounts }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: OutcomeCounts.fromJSON(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
+      byBillingClassification: isObject(object.byBillingClassification)
+        ? (globalThis.Object.entries(object.byBillingClassification) as [string, any][]).reduce(
+          (acc: { [key: string]: OutcomeCounts }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: OutcomeCounts.fromJSON(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : isObject(object.by_billing_classification)
+        ? (globalThis.Object.entries(object.by_billing_classification) as [string, any][]).reduce(
+          (acc: { [key: string]: OutcomeCounts }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: OutcomeCounts.fromJSON(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
+      plans: globalThis.Array.isArray(object?.plans)
+        ? object.plans.map((e: any) => globalThis.String(e))
+        : [],
+      planChanged: isSet(object.planChanged)
+        ? globalThis.Boolean(object.planChanged)
+        : isSet(object.plan_changed)
+        ? globalThis.Boolean(object.plan_changed)
+        : false,
+    };
+  },
+
+  toJSON(message: MonthlyAnalytics): unknown {
+    const obj: any = {};
+    if (message.month !== "") {
+      obj.month = message.month;
+    }
+    if (message.generations !== 0n) {
+      obj.generations = message.generations.toString();
+    }
+    if (message.failed !== 0n) {
+      obj.failed = message.failed.toString();
+    }
+    if (message.credits !== 0n) {
+      obj.credits = message.credits.toString();
+    }
+    if (message.costMicros !== 0n) {
+      obj.costMicros = message.costMicros.toString();
+    }
+    if (message.processingTimeMs !== 0n) {
+      obj.processingTimeMs = message.processingTimeMs.toString();
+    }
+    if (message.outputBytes !== 0n) {
+      obj.outputBytes = message.outputBytes.toString();
+    }
+    if (message.byInputType) {
+      const entries = globalThis.Object.entries(message.byInputType) as [string, OutcomeCounts][];
+      if (entries.length > 0) {
+        obj.byInputType = {};
+        entries.forEach(([k, v]) => {
+          obj.byInputType[k] = OutcomeCounts.toJSON(v);
+        });
+      }
+    }
+    if (message.byProvider) {
+      const entries = globalThis.Object.entries(message.byProvider) as [string, OutcomeCounts][];
+      if (entries.length > 0) {
+        obj.byProvider = {};
+        entries.forEach(([k, v]) => {
+          obj.byProvider[k] = OutcomeCounts.toJSON(v);
+        });
+      }
+    }
+    if (message.byBillingClassification) {
+      const entries = globalThis.Object.entries(message.byBillingClassification) as [string, OutcomeCounts][];
+      if (entries.length > 0) {
+        obj.byBillingClassification = {};
+        entries.forEach(([k, v]) => {
+          obj.byBillingClassification[k] = OutcomeCounts.toJSON(v);
+        });
+      }
+    }
+    if (message.plans?.length) {
+      obj.plans = message.plans;
+    }
+    if (message.planChanged !== false) {
+      obj.planChanged = message.planChanged;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<MonthlyAnalytics>, I>>(base?: I): MonthlyAnalytics {
+    return MonthlyAnalytics.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<MonthlyAnalytics>, I>>(object: I): MonthlyAnalytics {
+    const message = createBaseMonthlyAnalytics();
+    message.month = object.month ?? "";
+    message.generations = (object.generations !== undefined && object.generations !== null)
+      ? BigInt(object.generations)
+      : 0n;
+    message.failed = (object.failed !== undefined && object.failed !== null) ? BigInt(object.failed) : 0n;
+    message.credits = (object.credits !== undefined && object.credits !== null) ? BigInt(object.credits) : 0n;
+    message.costMicros = (object.costMicros !== undefined && object.costMicros !== null)
+      ? BigInt(object.costMicros)
+      : 0n;
+    message.processingTimeMs = (object.processingTimeMs !== undefined && object.processingTimeMs !== null)
+      ? BigInt(object.processingTimeMs)
+      : 0n;
+    message.outputBytes = (object.outputBytes !== undefined && object.outputBytes !== null)
+      ? BigInt(object.outputBytes)
+      : 0n;
+    message.byInputType = (globalThis.Object.entries(object.byInputType ?? {}) as [string, OutcomeCounts][]).reduce(
+      (acc: { [key: string]: OutcomeCounts }, [key, value]: [string, OutcomeCounts]) => {
+        if (value !== undefined) {
+          acc[key] = OutcomeCounts.fromPartial(value);
+        }
+        return acc;
+      },
+      {},
+    );
+    message.byProvider = (globalThis.Object.entries(object.byProvider ?? {}) as [string, OutcomeCounts][]).reduce(
+      (acc: { [key: string]: OutcomeCounts }, [key, value]: [string, OutcomeCounts]) => {
+        if (value !== undefined) {
+          acc[key] = OutcomeCounts.fromPartial(value);
+        }
+        return acc;
+      },
+      {},
+    );
+    message.byBillingClassification =
+      (globalThis.Object.entries(object.byBillingClassification ?? {}) as [string, OutcomeCounts][]).reduce(
+        (acc: { [key: string]: OutcomeCounts }, [key, value]: [string, OutcomeCounts]) => {
+          if (value !== undefined) {
+            acc[key] = OutcomeCounts.fromPartial(value);
+          }
+          return acc;
+        },
+        {},
+      );
+    message.plans = object.plans?.map((e) => e) || [];
+    message.planChanged = object.planChanged ?? false;
+    return message;
+  },
+};
+
+function createBaseMonthlyAnalytics_ByInputTypeEntry(): MonthlyAnalytics_ByInputTypeEntry {
+  return { key: "", value: undefined };
+}
+
+export const MonthlyAnalytics_ByInputTypeEntry: MessageFns<MonthlyAnalytics_ByInputTypeEntry> = {
+  encode(message: MonthlyAnalytics_ByInputTypeEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== undefined) {
+      OutcomeCounts.encode(message.value, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): MonthlyAnalytics_ByInputTypeEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseMonthlyAnalytics_ByInputTypeEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = OutcomeCounts.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): MonthlyAnalytics_ByInputTypeEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object.value) ? OutcomeCounts.fromJSON(object.value) : undefined,
+    };
+  },
+
+  toJSON(message: MonthlyAnalytics_ByInputTypeEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== undefined) {
+      obj.value = OutcomeCounts.toJSON(message.value);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<MonthlyAnalytics_ByInputTypeEntry>, I>>(
+    base?: I,
+  ): MonthlyAnalytics_ByInputTypeEntry {
+    return MonthlyAnalytics_ByInputTypeEntry.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<MonthlyAnalytics_ByInputTypeEntry>, I>>(
+    object: I,
+  ): MonthlyAnalytics_ByInputTypeEntry {
+    const message = createBaseMonthlyAnalytics_ByInputTypeEntry();
+    message.key = object.key ?? "";
+    message.value = (object.value !== undefined && object.value !== null)
+      ? OutcomeCounts.fromPartial(object.value)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseMonthlyAnalytics_ByProviderEntry(): MonthlyAnalytics_ByProviderEntry {
+  return { key: "", value: undefined };
+}
+
+export const MonthlyAnalytics_ByProviderEntry: MessageFns<MonthlyAnalytics_ByProviderEntry> = {
+  encode(message: MonthlyAnalytics_ByProviderEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== undefined) {
+      OutcomeCounts.encode(message.value, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): MonthlyAnalytics_ByProviderEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseMonthlyAnalytics_ByProviderEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = OutcomeCounts.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): MonthlyAnalytics_ByProviderEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object.value) ? OutcomeCounts.fromJSON(object.value) : undefined,
+    };
+  },
+
+  toJSON(message: MonthlyAnalytics_ByProviderEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== undefined) {
+      obj.value = OutcomeCounts.toJSON(message.value);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<MonthlyAnalytics_ByProviderEntry>, I>>(
+    base?: I,
+  ): MonthlyAnalytics_ByProviderEntry {
+    return MonthlyAnalytics_ByProviderEntry.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<MonthlyAnalytics_ByProviderEntry>, I>>(
+    object: I,
+  ): MonthlyAnalytics_ByProviderEntry {
+    const message = createBaseMonthlyAnalytics_ByProviderEntry();
+    message.key = object.key ?? "";
+    message.value = (object.value !== undefined && object.value !== null)
+      ? OutcomeCounts.fromPartial(object.value)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseMonthlyAnalytics_ByBillingClassificationEntry(): MonthlyAnalytics_ByBillingClassificationEntry {
+  return { key: "", value: undefined };
+}
+
+export const MonthlyAnalytics_ByBillingClassificationEntry: MessageFns<MonthlyAnalytics_ByBillingClassificationEntry> =
+  {
+    encode(
+      message: MonthlyAnalytics_ByBillingClassificationEntry,
+      writer: BinaryWriter = new BinaryWriter(),
+    ): BinaryWriter {
+      if (message.key !== "") {
+        writer.uint32(10).string(message.key);
+      }
+      if (message.value !== undefined) {
+        OutcomeCounts.encode(message.value, writer.uint32(18).fork()).join();
+      }
+      return writer;
+    },
+
+    decode(input: BinaryReader | Uint8Array, length?: number): MonthlyAnalytics_ByBillingClassificationEntry {
+      const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+      const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+      if (previousRecursionDepth >= 100) {
+        throw new globalThis.Error("protobuf decode recursion limit exceeded");
+      }
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+      try {
+        const end = length === undefined ? reader.len : reader.pos + length;
+        const message = createBaseMonthlyAnalytics_ByBillingClassificationEntry();
+        while (reader.pos < end) {
+          const tag = reader.uint32();
+          switch (tag >>> 3) {
+            case 1: {
+              if (tag !== 10) {
+                break;
+              }
+
+              message.key = reader.string();
+              continue;
+            }
+            case 2: {
+              if (tag !== 18) {
+                break;
+              }
+
+              message.value = OutcomeCounts.decode(reader, reader.uint32());
+              continue;
+            }
+          }
+          if ((tag & 7) === 4 || tag === 0) {
+            break;
+          }
+          reader.skip(tag & 7);
+        }
+        return message;
+      } finally {
+        (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+      }
+    },
+
+    fromJSON(object: any): MonthlyAnalytics_ByBillingClassificationEntry {
+      return {
+        key: isSet(object.key) ? globalThis.String(object.key) : "",
+        value: isSet(object.value) ? OutcomeCounts.fromJSON(object.value) : undefined,
+      };
+    },
+
+    toJSON(message: MonthlyAnalytics_ByBillingClassificationEntry): unknown {
+      const obj: any = {};
+      if (message.key !== "") {
+        obj.key = message.key;
+      }
+      if (message.value !== undefined) {
+        obj.value = OutcomeCounts.toJSON(message.value);
+      }
+      return obj;
+    },
+
+    create<I extends Exact<DeepPartial<MonthlyAnalytics_ByBillingClassificationEntry>, I>>(
+      base?: I,
+    ): MonthlyAnalytics_ByBillingClassificationEntry {
+      return MonthlyAnalytics_ByBillingClassificationEntry.fromPartial(base ?? ({} as any));
+    },
+    fromPartial<I extends Exact<DeepPartial<MonthlyAnalytics_ByBillingClassificationEntry>, I>>(
+      object: I,
+    ): MonthlyAnalytics_ByBillingClassificationEntry {
+      const message = createBaseMonthlyAnalytics_ByBillingClassificationEntry();
+      message.key = object.key ?? "";
+      message.value = (object.value !== undefined && object.value !== null)
+        ? OutcomeCounts.fromPartial(object.value)
+        : undefined;
+      return message;
+    },
+  };
+
 /**
  * UsageService owns the usage log (immutable facts of completed and failed generations) and
  * the aggregates derived from it, starting with lifetime user stats.
@@ -2693,6 +3709,22 @@ export const UsageServiceService = {
     responseSerialize: (value: AdoptGuestResponse): Buffer => Buffer.from(AdoptGuestResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): AdoptGuestResponse => AdoptGuestResponse.decode(value),
   },
+  /**
+   * The subject's last `months` UTC months (1..24), newest first, derived from the usage log and
+   * written in the transaction of each entry; a month without usage comes as zeros. Errors:
+   * INVALID_ARGUMENT `validation` (subject id not a UUID, months out of range).
+   */
+  getMonthlyAnalytics: {
+    path: "/tally.usage.v1.UsageService/GetMonthlyAnalytics" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: GetMonthlyAnalyticsRequest): Buffer =>
+      Buffer.from(GetMonthlyAnalyticsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): GetMonthlyAnalyticsRequest => GetMonthlyAnalyticsRequest.decode(value),
+    responseSerialize: (value: GetMonthlyAnalyticsResponse): Buffer =>
+      Buffer.from(GetMonthlyAnalyticsResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): GetMonthlyAnalyticsResponse => GetMonthlyAnalyticsResponse.decode(value),
+  },
 } as const;
 
 export interface UsageServiceServer extends UntypedServiceImplementation {
@@ -2723,6 +3755,12 @@ export interface UsageServiceServer extends UntypedServiceImplementation {
    * adopted it (limits are not reset by signing up). Idempotent per guest.
    */
   adoptGuest: handleUnaryCall<AdoptGuestRequest, AdoptGuestResponse>;
+  /**
+   * The subject's last `months` UTC months (1..24), newest first, derived from the usage log and
+   * written in the transaction of each entry; a month without usage comes as zeros. Errors:
+   * INVALID_ARGUMENT `validation` (subject id not a UUID, months out of range).
+   */
+  getMonthlyAnalytics: handleUnaryCall<GetMonthlyAnalyticsRequest, GetMonthlyAnalyticsResponse>;
 }
 
 export interface UsageServiceClient extends Client {
@@ -2837,6 +3875,26 @@ export interface UsageServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: AdoptGuestResponse) => void,
   ): ClientUnaryCall;
+  /**
+   * The subject's last `months` UTC months (1..24), newest first, derived from the usage log and
+   * written in the transaction of each entry; a month without usage comes as zeros. Errors:
+   * INVALID_ARGUMENT `validation` (subject id not a UUID, months out of range).
+   */
+  getMonthlyAnalytics(
+    request: GetMonthlyAnalyticsRequest,
+    callback: (error: ServiceError | null, response: GetMonthlyAnalyticsResponse) => void,
+  ): ClientUnaryCall;
+  getMonthlyAnalytics(
+    request: GetMonthlyAnalyticsRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: GetMonthlyAnalyticsResponse) => void,
+  ): ClientUnaryCall;
+  getMonthlyAnalytics(
+    request: GetMonthlyAnalyticsRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: GetMonthlyAnalyticsResponse) => void,
+  ): ClientUnaryCall;
 }
 
 export const UsageServiceClient = makeGenericClientConstructor(
@@ -2880,6 +3938,10 @@ function fromJsonTimestamp(o: any): Date {
   } else {
     return fromTimestamp(Timestamp.fromJSON(o));
   }
+}
+
+function isObject(value: any): boolean {
+  return typeof value === "object" && value !== null;
 }
 
 function isSet(value: any): boolean {
