@@ -88,10 +88,10 @@ describe("account erasure keeps every fact (npm start, driven over HTTP)", () =>
     expect(output.status).toBe(200);
 
     // What the gateway shows before, and the usage facts (once the usage log has all 4 entries).
-    // The usage service records the events a moment after the jobs end: wait for all four.
+    // The usage service records the events a moment after the jobs end and the download: wait for all five.
     const meBefore = await eventually(async () => {
       const body = (await call("GET", "/v1/me", { token })).body;
-      return body.stats.total_generations + body.stats.total_failed === 4 ? body : undefined;
+      return body.stats.total_generations + body.stats.total_failed === 4 && body.stats.total_downloaded === 1 ? body : undefined;
     }, 20_000, 100);
     expect(meBefore.stats).toMatchObject({ total_generations: 3, total_failed: 1, total_credits_spent: 5 });
     const limitsBefore = (await call("GET", "/v1/usage/limits", { token })).body;

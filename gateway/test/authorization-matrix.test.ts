@@ -64,6 +64,7 @@ const MATRIX: Row[] = [
   { route: "GET /v1/credits/balance", url: () => "/v1/credits/balance", expected: usersOnly({ userA: 200, userB: 200, admin: 200 }) },
   { route: "GET /v1/usage/limits", url: () => "/v1/usage/limits", expected: { ...all(200), anonymous: 401 } },
   { route: "GET /v1/usage/analytics", url: () => "/v1/usage/analytics", expected: { ...all(200), anonymous: 401 } },
+  { route: "GET /v1/usage/history", url: () => "/v1/usage/history", expected: { ...all(200), anonymous: 401 } },
   { route: "GET /v1/generations", url: () => "/v1/generations", expected: { ...all(200), anonymous: 401 } },
   { route: "GET /v1/generations/{id}", url: (f) => `/v1/generations/${f.generationA}`, expected: ownerOnly(200) },
   { route: "GET /v1/generations/{id}/output", url: (f) => `/v1/generations/${f.generationA}/output`, expected: ownerOnly(200) },

@@ -203,6 +203,25 @@ describe("gateway against the real services", () => {
     });
     expect(analytics.body.months[0].output_bytes).toBeGreaterThan(0);
 
+    // The usage history: both entries, newest first, a page at a time; and the same as CSV.
+    const history = await call("GET", "/v1/usage/history?months=1&limit=1", { token: alice.token });
+    expect(history.status).toBe(200);
+    expect(history.body.entries).toHaveLength(1);
+    expect(history.body.next_cursor).toEqual(expect.any(String));
+    const rest = await call("GET", `/v1/usage/history?months=1&limit=1&cursor=${encodeURIComponent(history.body.next_cursor)}`, { token: alice.token });
+    expect(rest.body).toMatchObject({ entries: [expect.any(Object)], next_cursor: null });
+    const entries = [...history.body.entries, ...rest.body.entries];
+    expect(entries.map((e: Json) => e.generation_id).sort()).toEqual([completed.id, failing.body.id].sort());
+    expect(entries.find((e: Json) => e.outcome === "completed")).toMatchObject({ generation_id: completed.id, billable: true, credits: 1, billing_classification: "original", plan: me.plan });
+    const csv = await fetch(`${base}/v1/usage/history?months=1`, { headers: { authorization: `Bearer ${alice.token}`, accept: "text/csv" } });
+    expect(csv.status).toBe(200);
+    expect(csv.headers.get("content-type")).toContain("text/csv");
+    const lines = (await csv.text()).trim().split("\n");
+    expect(lines[0]).toMatch(/^id,generation_id,outcome,billable,/);
+    expect(lines).toHaveLength(3);
+    expect(lines.slice(1).map((line) => line.split(",")[1]).sort()).toEqual([completed.id, failing.body.id].sort());
+    expect((await call("GET", "/v1/usage/history?cursor=not-a-cursor", { token: alice.token })).status).toBe(400);
+
     const list = await call("GET", "/v1/generations?limit=1", { token: alice.token });
     expect(list.body).toMatchObject({ total: 2, limit: 1, offset: 0 });
     expect(list.body.items.map((g: Json) => g.id)).toEqual([failing.body.id]); // newest first

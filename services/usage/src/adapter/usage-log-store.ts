@@ -71,17 +71,18 @@ export class SqlUsageLogStore implements UsageLogStore {
     );
   }
 
-  async page(userId: string, limit: number, after: UsageLogCursor | null): Promise<PagedUsageLogEntry[]> {
+  async page(userId: string, limit: number, after: UsageLogCursor | null, since: Date | null = null): Promise<PagedUsageLogEntry[]> {
     // Integer microseconds added to the epoch: exact, unlike a floating-point to_timestamp.
     const afterCursor = after
       ? "AND (occurred_at, id) < (timestamptz 'epoch' + ?::bigint * interval '1 microsecond', ?::uuid)"
       : "";
-    const params = after ? [userId, after.occurredAtMicros, after.id, limit] : [userId, limit];
+    const sinceFilter = since ? "AND occurred_at >= ?::timestamptz" : "";
+    const params = [userId, ...(after ? [after.occurredAtMicros, after.id] : []), ...(since ? [since] : []), limit];
     const rows = await this.sql.query<UsageLogRow & { occurred_at_micros: string }>(
       `SELECT ${USAGE_LOG_COLUMNS},
               (extract(epoch FROM occurred_at) * 1000000)::bigint AS occurred_at_micros
          FROM usage_log
-        WHERE user_id = ? ${afterCursor}
+        WHERE user_id = ? ${afterCursor} ${sinceFilter}
         ORDER BY occurred_at DESC, id DESC
         LIMIT ?`,
       params,

@@ -23,18 +23,22 @@ export interface ListUsageLogEntriesInput {
   userId: string;
   pageSize: number;
   after: UsageLogCursor | null;
+  /** Only entries that occurred at or after it; null: all. */
+  occurredSince: Date | null;
 }
 
 /**
  * Checks a ListUsageLogEntries request: `userId` a UUID, `pageSize` 0 (means 20) or 1..100
- * (platform PAGE_SIZE_RULE), `pageToken` "" or a token this listing issued for this user.
+ * (platform PAGE_SIZE_RULE), `pageToken` "" or a token this listing issued for this user,
+ * `occurredSince` (optional) a valid time: only entries that occurred at or after it.
  * Throws `validation` naming `user_id`, `page_size` or `page_token`, checked in that order.
  */
-export function parseListUsageLogEntriesInput(raw: { userId: string; pageSize: number; pageToken: string }): ListUsageLogEntriesInput {
+export function parseListUsageLogEntriesInput(raw: { userId: string; pageSize: number; pageToken: string; occurredSince?: Date }): ListUsageLogEntriesInput {
   const userId = requireUuidField(raw.userId, "user_id");
   const pageSize = resolvePageSize(raw.pageSize);
   const after = raw.pageToken ? decodeUsageLogCursor(raw.pageToken, userId) : null;
-  return { userId, pageSize, after };
+  if (raw.occurredSince && Number.isNaN(raw.occurredSince.getTime())) throw validationError("occurred_since is not a valid time", { field: "occurred_since" });
+  return { userId, pageSize, after, occurredSince: raw.occurredSince ?? null };
 }
 
 /** A Subject as the request carries it (the kind already "user", "guest" or "" for unspecified). */

@@ -45,8 +45,8 @@ export interface UsageLogStore {
   append(id: string, draft: UsageLogEntryDraft, snapshot: SubjectSnapshot): Promise<UsageLogEntry>;
   /** Appends one download to the download log (immutable like the usage log, INV-8; not billable, no limit counts it). */
   appendDownload(download: DownloadDraft): Promise<void>;
-  /** Up to `limit` of a user's entries, newest first (occurred_at, then id), after `after` when given. */
-  page(userId: string, limit: number, after: UsageLogCursor | null): Promise<PagedUsageLogEntry[]>;
+  /** Up to `limit` of a user's entries, newest first (occurred_at, then id), after `after` and at or after `since` when given. */
+  page(userId: string, limit: number, after: UsageLogCursor | null, since?: Date | null): Promise<PagedUsageLogEntry[]>;
 }
 
 /** Each user's lifetime stats, kept equal to the usage log (INV-6). */

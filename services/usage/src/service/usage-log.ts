@@ -97,7 +97,7 @@ export class UsageLogService {
   list(input: ListUsageLogEntriesInput): Promise<UsageLogPage> {
     return this.uow.withoutTransaction(async (stores) => {
       // One row more than the page tells whether another page follows.
-      const rows = await stores.usageLog.page(input.userId, input.pageSize + 1, input.after);
+      const rows = await stores.usageLog.page(input.userId, input.pageSize + 1, input.after, input.occurredSince);
       const page = rows.slice(0, input.pageSize);
       const last = page[page.length - 1];
       const nextPageToken =

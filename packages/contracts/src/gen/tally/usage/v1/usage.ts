@@ -256,6 +256,8 @@ export interface ListUsageLogEntriesRequest {
   /** 1..100; 0 means 20. */
   pageSize: number;
   pageToken: string;
+  /** When set, only entries that occurred at or after it. */
+  occurredSince?: Date | undefined;
 }
 
 export interface ListUsageLogEntriesResponse {
@@ -1760,7 +1762,7 @@ export const GetUserStatsResponse: MessageFns<GetUserStatsResponse> = {
 };
 
 function createBaseListUsageLogEntriesRequest(): ListUsageLogEntriesRequest {
-  return { userId: "", pageSize: 0, pageToken: "" };
+  return { userId: "", pageSize: 0, pageToken: "", occurredSince: undefined };
 }
 
 export const ListUsageLogEntriesRequest: MessageFns<ListUsageLogEntriesRequest> = {
@@ -1773,6 +1775,9 @@ export const ListUsageLogEntriesRequest: MessageFns<ListUsageLogEntriesRequest> 
     }
     if (message.pageToken !== "") {
       writer.uint32(26).string(message.pageToken);
+    }
+    if (message.occurredSince !== undefined) {
+      Timestamp.encode(toTimestamp(message.occurredSince), writer.uint32(34).fork()).join();
     }
     return writer;
   },
@@ -1814,6 +1819,14 @@ export const ListUsageLogEntriesRequest: MessageFns<ListUsageLogEntriesRequest> 
             message.pageToken = reader.string();
             continue;
           }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.occurredSince = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1843,6 +1856,11 @@ export const ListUsageLogEntriesRequest: MessageFns<ListUsageLogEntriesRequest> 
         : isSet(object.page_token)
         ? globalThis.String(object.page_token)
         : "",
+      occurredSince: isSet(object.occurredSince)
+        ? fromJsonTimestamp(object.occurredSince)
+        : isSet(object.occurred_since)
+        ? fromJsonTimestamp(object.occurred_since)
+        : undefined,
     };
   },
 
@@ -1857,6 +1875,9 @@ export const ListUsageLogEntriesRequest: MessageFns<ListUsageLogEntriesRequest> 
     if (message.pageToken !== "") {
       obj.pageToken = message.pageToken;
     }
+    if (message.occurredSince !== undefined) {
+      obj.occurredSince = message.occurredSince.toISOString();
+    }
     return obj;
   },
 
@@ -1868,6 +1889,7 @@ export const ListUsageLogEntriesRequest: MessageFns<ListUsageLogEntriesRequest> 
     message.userId = object.userId ?? "";
     message.pageSize = object.pageSize ?? 0;
     message.pageToken = object.pageToken ?? "";
+    message.occurredSince = object.occurredSince ?? undefined;
     return message;
   },
 };

@@ -1,0 +1,17 @@
+import { historyStart, prefersCsv } from "./usage-history";
+
+describe("usage history", () => {
+  it("starts at the first instant of the UTC month months - 1 before now", () => {
+    expect(historyStart(new Date("2027-03-20T12:00:00Z"), 1)).toEqual(new Date("2027-03-01T00:00:00Z"));
+    expect(historyStart(new Date("2027-03-20T12:00:00Z"), 3)).toEqual(new Date("2027-01-01T00:00:00Z"));
+    expect(historyStart(new Date("2027-01-31T23:59:59Z"), 12)).toEqual(new Date("2026-02-01T00:00:00Z"));
+  });
+
+  it("answers CSV only when Accept asks for text/csv ahead of JSON", () => {
+    expect(prefersCsv("text/csv")).toBe(true);
+    expect(prefersCsv("text/csv, application/json;q=0.5")).toBe(true);
+    expect(prefersCsv("application/json, text/csv")).toBe(false);
+    expect(prefersCsv("*/*")).toBe(false);
+    expect(prefersCsv(undefined)).toBe(false);
+  });
+});
