@@ -65,6 +65,7 @@ const MATRIX: Row[] = [
   { route: "GET /v1/usage/limits", url: () => "/v1/usage/limits", expected: { ...all(200), anonymous: 401 } },
   { route: "GET /v1/usage/analytics", url: () => "/v1/usage/analytics", expected: { ...all(200), anonymous: 401 } },
   { route: "GET /v1/usage/history", url: () => "/v1/usage/history", expected: { ...all(200), anonymous: 401 } },
+  { route: "GET /v1/usage/summary", url: () => "/v1/usage/summary", expected: { ...all(200), anonymous: 401 } },
   { route: "GET /v1/generations", url: () => "/v1/generations", expected: { ...all(200), anonymous: 401 } },
   { route: "GET /v1/generations/{id}", url: (f) => `/v1/generations/${f.generationA}`, expected: ownerOnly(200) },
   { route: "GET /v1/generations/{id}/output", url: (f) => `/v1/generations/${f.generationA}/output`, expected: ownerOnly(200) },

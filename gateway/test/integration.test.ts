@@ -222,6 +222,17 @@ describe("gateway against the real services", () => {
     expect(lines.slice(1).map((line) => line.split(",")[1]).sort()).toEqual([completed.id, failing.body.id].sort());
     expect((await call("GET", "/v1/usage/history?cursor=not-a-cursor", { token: alice.token })).status).toBe(400);
 
+    // The summary: plan, this period's totals (the same two entries), limits, lifetime and the newest entries.
+    const summary = await call("GET", "/v1/usage/summary", { token: alice.token });
+    expect(summary.status).toBe(200);
+    expect(summary.body).toMatchObject({
+      plan: me.plan,
+      period: { start: me.period.start, end: me.period.end, generations: 1, failed: 1, credits: 1, cost_micros: completed.cost_micros },
+      lifetime: me.stats,
+    });
+    expect(summary.body.limits.map((l: Json) => l.name)).toEqual(me.limits.map((l: Json) => l.name));
+    expect(summary.body.recent.map((e: Json) => e.id)).toEqual(entries.map((e: Json) => e.id));
+
     const list = await call("GET", "/v1/generations?limit=1", { token: alice.token });
     expect(list.body).toMatchObject({ total: 2, limit: 1, offset: 0 });
     expect(list.body.items.map((g: Json) => g.id)).toEqual([failing.body.id]); // newest first

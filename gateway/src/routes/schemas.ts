@@ -171,15 +171,32 @@ export const monthlyAnalyticsResponse = z
   })
   .meta({ id: "MonthlyAnalytics" });
 
+/** Lifetime stats (GET /v1/me `stats`, GET /v1/usage/summary `lifetime`). */
+export const lifetimeStatsSchema = z.object({
+  total_generations: z.number().int(),
+  total_failed: z.number().int(),
+  total_cost_micros: z.number().int(),
+  total_credits_spent: z.number().int(),
+  total_downloaded: z.number().int().describe("download requests of the user's outputs (GET /v1/generations/{id}/output); not billable"),
+});
+
+/** The current billing period with the totals of its usage log entries (GET /v1/usage/summary). */
+export const periodTotalsSchema = z
+  .object({
+    start: nullableTimestamp,
+    end: nullableTimestamp,
+    generations: z.number().int().describe("completed generations in the period"),
+    failed: z.number().int(),
+    credits: z.number().int(),
+    cost_micros: z.number().int(),
+    processing_time_ms: z.number().int(),
+    output_bytes: z.number().int(),
+  })
+  .describe("the current billing period, [start, end), and the totals of the caller's usage log entries in it");
+
 export const meResponse = accountSchema
   .extend({
-    stats: z.object({
-      total_generations: z.number().int(),
-      total_failed: z.number().int(),
-      total_cost_micros: z.number().int(),
-      total_credits_spent: z.number().int(),
-      total_downloaded: z.number().int().describe("download requests of the user's outputs (GET /v1/generations/{id}/output); not billable"),
-    }),
+    stats: lifetimeStatsSchema,
     period: periodSchema,
     limits: z.array(limitSchema).describe("the plan's limits, as GET /v1/usage/limits lists them"),
   })

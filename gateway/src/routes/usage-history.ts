@@ -24,7 +24,8 @@ const historyQuery = z.object({
   cursor: z.string().max(CURSOR_LENGTH_MAX).optional().describe("next_cursor of the previous page"),
 });
 
-const entrySchema = z.object({
+/** A usage log entry as public JSON. */
+export const entrySchema = z.object({
   id: z.string(),
   generation_id: z.string(),
   outcome: z.enum(["completed", "failed"]),
@@ -53,7 +54,7 @@ const historyResponse = z
 type EntryJson = z.infer<typeof entrySchema>;
 
 /** A usage log entry as public JSON (and as a CSV row, in this key order). */
-function presentEntry(entry: usage.UsageLogEntry): EntryJson {
+export function presentEntry(entry: usage.UsageLogEntry): EntryJson {
   const orNull = (value: string) => (value === "" ? null : value);
   return {
     id: entry.id,

@@ -5,6 +5,7 @@ import { principalOf } from "../auth/authenticate";
 import type { RouteContext } from "./context";
 import { limitsOf } from "./limits";
 import { usageHistoryRoute } from "./usage-history";
+import { usageSummaryRoute } from "./usage-summary";
 import { toJsonInteger } from "./presenters";
 import { limitsResponse, monthlyAnalyticsResponse, problemResponses, userOrGuestSecurity } from "./schemas";
 
@@ -32,12 +33,13 @@ function presentMonth(month: usage.MonthlyAnalytics) {
   };
 }
 
-/** `GET /v1/usage/limits`, `GET /v1/usage/analytics` and `GET /v1/usage/history`, for users and guests. */
+/** `GET /v1/usage/limits`, `/analytics`, `/history` and `/summary`, for users and guests. */
 export function usageRoutes(context: RouteContext) {
   return async (app: FastifyInstance): Promise<void> => {
     const routes = app.withTypeProvider<ZodTypeProvider>();
     const { callFor, clients } = context;
     usageHistoryRoute(app, context);
+    usageSummaryRoute(app, context);
 
     /**
      * The caller's plan, its current billing period `{start, end}` and every limit of the plan

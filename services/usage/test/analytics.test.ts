@@ -65,6 +65,19 @@ describe("monthly analytics", () => {
     await expect(stats().monthlyAnalytics(userId, 25)).rejects.toMatchObject({ reason: "validation" });
   });
 
+  it("totals a user's entries in a window [since, before), and refuses a window that is not one", async () => {
+    const userId = newId();
+    await completed(userId, "2027-03-01T00:00:00.000Z", { credits: 2n, costMicros: 30n, processingTimeMs: 700n, outputBytes: 5n });
+    await failed(userId, "2027-03-15T00:00:00.000Z");
+    await completed(userId, "2027-04-01T00:00:00.000Z", { credits: 9n });
+    const log = service.services.usageLog;
+    expect(await log.totals(userId, new Date("2027-03-01T00:00:00.000Z"), new Date("2027-04-01T00:00:00.000Z"))).toEqual({
+      generations: 1n, failed: 1n, credits: 2n, costMicros: 30n, processingMs: 700n, outputBytes: 5n,
+    });
+    await expect(log.totals(userId, new Date("2027-04-01T00:00:00.000Z"), new Date("2027-03-01T00:00:00.000Z"))).rejects.toMatchObject({ reason: "validation" });
+    await expect(log.totals("not-a-uuid", new Date(0), new Date())).rejects.toMatchObject({ reason: "validation" });
+  });
+
   it("finds a difference planted by hand, and the rebuild restores what the log says", async () => {
     const userId = newId();
     await completed(userId, "2027-03-06T10:00:00.000Z");

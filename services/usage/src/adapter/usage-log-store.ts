@@ -9,6 +9,8 @@ import type {
   SubjectSnapshot,
   UsageLogEntry,
   UsageLogEntryDraft,
+  UsageTotals,
+  Window,
 } from "../domain/types";
 import type { UsageLogCursor } from "../domain/usage-log-cursor";
 
@@ -69,6 +71,26 @@ export class SqlUsageLogStore implements UsageLogStore {
        VALUES (?, ?, ?, ?::bigint, ?::timestamptz)`,
       [download.eventId, download.userId, download.generationId, download.outputBytes, download.occurredAt],
     );
+  }
+
+  async totals(userId: string, window: Window): Promise<UsageTotals> {
+    const row = await this.sql.one<Record<"generations" | "failed" | "credits" | "cost_micros" | "processing_ms" | "output_bytes", string>>(
+      `SELECT count(*) FILTER (WHERE outcome = 'completed') AS generations, count(*) FILTER (WHERE outcome = 'failed') AS failed,
+              coalesce(sum(credits) FILTER (WHERE outcome = 'completed'), 0) AS credits,
+              coalesce(sum(cost_micros) FILTER (WHERE outcome = 'completed'), 0) AS cost_micros,
+              coalesce(sum(processing_time_ms) FILTER (WHERE outcome = 'completed'), 0) AS processing_ms,
+              coalesce(sum(output_bytes) FILTER (WHERE outcome = 'completed'), 0) AS output_bytes
+         FROM usage_log WHERE user_id = ? AND occurred_at >= ?::timestamptz AND occurred_at < ?::timestamptz`,
+      [userId, window.start, window.end],
+    );
+    return {
+      generations: toBigInt(row?.generations ?? "0"),
+      failed: toBigInt(row?.failed ?? "0"),
+      credits: toBigInt(row?.credits ?? "0"),
+      costMicros: toBigInt(row?.cost_micros ?? "0"),
+      processingMs: toBigInt(row?.processing_ms ?? "0"),
+      outputBytes: toBigInt(row?.output_bytes ?? "0"),
+    };
   }
 
   async page(userId: string, limit: number, after: UsageLogCursor | null, since: Date | null = null): Promise<PagedUsageLogEntry[]> {

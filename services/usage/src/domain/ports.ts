@@ -16,6 +16,7 @@ import type {
   DownloadDraft,
   MonthlyAnalytics,
   MonthlyAnalyticsDifference,
+  UsageTotals,
   PagedUsageLogEntry,
   SubjectSnapshot,
   StatsBesideUsageLog,
@@ -41,6 +42,8 @@ export interface InboxStore {
 
 /** The usage log: append-only (INV-8), never updated or deleted. */
 export interface UsageLogStore {
+  /** Totals of the user's entries that occurred in `window` ([start, end)); completions bring their credits, cost, processing time and output bytes. */
+  totals(userId: string, window: Window): Promise<UsageTotals>;
   /** Appends one entry with id `id`, recording `snapshot` of its subject, and returns it as stored. */
   append(id: string, draft: UsageLogEntryDraft, snapshot: SubjectSnapshot): Promise<UsageLogEntry>;
   /** Appends one download to the download log (immutable like the usage log, INV-8; not billable, no limit counts it). */

@@ -326,3 +326,12 @@ export interface MonthlyAnalyticsDifference {
   expected: MonthlyAnalytics | null;
 }
 
+/** Totals of a user's usage log entries in a window; credits, cost, processing time and output bytes of completed generations. */
+export interface UsageTotals {
+  generations: bigint;
+  failed: bigint;
+  credits: bigint;
+  costMicros: bigint;
+  processingMs: bigint;
+  outputBytes: bigint;
+}

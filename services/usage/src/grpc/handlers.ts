@@ -63,6 +63,11 @@ export function usageHandlers(services: UsageHandlerServices, logger: Logger, me
       const input = parseListLimitsInput({ subject: fromSubjectMessage(request.subject) }, services.plans);
       return toListLimitsResponse(await services.quota.listLimits(input));
     },
+    /** GetUsageTotals(user_id, occurred_since, occurred_before) → totals of that window (UsageLogService.totals). Errors: `validation`. */
+    async getUsageTotals(request) {
+      const t = await services.usageLog.totals(request.userId, request.occurredSince, request.occurredBefore);
+      return { generations: t.generations, failed: t.failed, credits: t.credits, costMicros: t.costMicros, processingTimeMs: t.processingMs, outputBytes: t.outputBytes };
+    },
     /** GetMonthlyAnalytics(subject_id, months) → the last months, newest first (StatsService.monthlyAnalytics). Errors: `validation`. */
     async getMonthlyAnalytics(request) {
       return { months: (await services.stats.monthlyAnalytics(request.subjectId, request.months)).map(toMonthlyAnalyticsMessage) };

@@ -1,8 +1,8 @@
-import { billingPeriodAt, newId, type PlanCatalog } from "@tally/platform";
+import { billingPeriodAt, newId, requireUuidField, validationError, type PlanCatalog } from "@tally/platform";
 import type { ListUsageLogEntriesInput } from "../domain/inputs";
 import type { UsageUnitOfWork } from "../domain/ports";
 import type { GenerationCancellation } from "../domain/generation-event";
-import type { Clock, DownloadDraft, RecordOutcome, UsageLogEntryDraft, UsageLogPage } from "../domain/types";
+import type { Clock, DownloadDraft, RecordOutcome, UsageLogEntryDraft, UsageLogPage, UsageTotals } from "../domain/types";
 import { encodeUsageLogCursor } from "../domain/usage-log-cursor";
 import { statsDelta, subjectSnapshot } from "../domain/usage-log";
 import { countUsed, endReservation, lockEventSubjects, prepareUsedCounting } from "./quota-accounting";
@@ -87,6 +87,21 @@ export class UsageLogService {
       await stores.userStats.addDownload(download.userId);
       return "recorded";
     });
+  }
+
+  /**
+   * Totals of the user's usage log entries that occurred in [`since`, `before`) (completions
+   * bring their credits, cost, processing time and output bytes; failures are counted).
+   * Errors: `validation` for a user id that is not a UUID (`user_id`), or a window that is
+   * missing a bound or not after its start (`occurred_before`).
+   */
+  async totals(userId: string, since: Date | undefined, before: Date | undefined): Promise<UsageTotals> {
+    const id = requireUuidField(userId, "user_id");
+    if (!since || Number.isNaN(since.getTime())) throw validationError("occurred_since is required", { field: "occurred_since" });
+    if (!before || Number.isNaN(before.getTime()) || before <= since) {
+      throw validationError("occurred_before is required and must be after occurred_since", { field: "occurred_before" });
+    }
+    return await this.uow.withoutTransaction((stores) => stores.usageLog.totals(id, { start: since, end: before }));
   }
 
   /**

@@ -363,6 +363,22 @@ export interface MonthlyAnalytics_ByBillingClassificationEntry {
   value?: OutcomeCounts | undefined;
 }
 
+export interface GetUsageTotalsRequest {
+  userId: string;
+  occurredSince?: Date | undefined;
+  occurredBefore?: Date | undefined;
+}
+
+/** Credits, cost, processing time and output bytes are those of completed generations. */
+export interface GetUsageTotalsResponse {
+  generations: bigint;
+  failed: bigint;
+  credits: bigint;
+  costMicros: bigint;
+  processingTimeMs: bigint;
+  outputBytes: bigint;
+}
+
 function createBaseSubject(): Subject {
   return { id: "", kind: 0, plan: "", periodAnchor: undefined };
 }
@@ -3643,6 +3659,306 @@ export const MonthlyAnalytics_ByBillingClassificationEntry: MessageFns<MonthlyAn
     },
   };
 
+function createBaseGetUsageTotalsRequest(): GetUsageTotalsRequest {
+  return { userId: "", occurredSince: undefined, occurredBefore: undefined };
+}
+
+export const GetUsageTotalsRequest: MessageFns<GetUsageTotalsRequest> = {
+  encode(message: GetUsageTotalsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.userId !== "") {
+      writer.uint32(10).string(message.userId);
+    }
+    if (message.occurredSince !== undefined) {
+      Timestamp.encode(toTimestamp(message.occurredSince), writer.uint32(18).fork()).join();
+    }
+    if (message.occurredBefore !== undefined) {
+      Timestamp.encode(toTimestamp(message.occurredBefore), writer.uint32(26).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetUsageTotalsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetUsageTotalsRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.userId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.occurredSince = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.occurredBefore = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetUsageTotalsRequest {
+    return {
+      userId: isSet(object.userId)
+        ? globalThis.String(object.userId)
+        : isSet(object.user_id)
+        ? globalThis.String(object.user_id)
+        : "",
+      occurredSince: isSet(object.occurredSince)
+        ? fromJsonTimestamp(object.occurredSince)
+        : isSet(object.occurred_since)
+        ? fromJsonTimestamp(object.occurred_since)
+        : undefined,
+      occurredBefore: isSet(object.occurredBefore)
+        ? fromJsonTimestamp(object.occurredBefore)
+        : isSet(object.occurred_before)
+        ? fromJsonTimestamp(object.occurred_before)
+        : undefined,
+    };
+  },
+
+  toJSON(message: GetUsageTotalsRequest): unknown {
+    const obj: any = {};
+    if (message.userId !== "") {
+      obj.userId = message.userId;
+    }
+    if (message.occurredSince !== undefined) {
+      obj.occurredSince = message.occurredSince.toISOString();
+    }
+    if (message.occurredBefore !== undefined) {
+      obj.occurredBefore = message.occurredBefore.toISOString();
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<GetUsageTotalsRequest>, I>>(base?: I): GetUsageTotalsRequest {
+    return GetUsageTotalsRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GetUsageTotalsRequest>, I>>(object: I): GetUsageTotalsRequest {
+    const message = createBaseGetUsageTotalsRequest();
+    message.userId = object.userId ?? "";
+    message.occurredSince = object.occurredSince ?? undefined;
+    message.occurredBefore = object.occurredBefore ?? undefined;
+    return message;
+  },
+};
+
+function createBaseGetUsageTotalsResponse(): GetUsageTotalsResponse {
+  return { generations: 0n, failed: 0n, credits: 0n, costMicros: 0n, processingTimeMs: 0n, outputBytes: 0n };
+}
+
+export const GetUsageTotalsResponse: MessageFns<GetUsageTotalsResponse> = {
+  encode(message: GetUsageTotalsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.generations !== 0n) {
+      if (BigInt.asIntN(64, message.generations) !== message.generations) {
+        throw new globalThis.Error("value provided for field message.generations of type int64 too large");
+      }
+      writer.uint32(8).int64(message.generations);
+    }
+    if (message.failed !== 0n) {
+      if (BigInt.asIntN(64, message.failed) !== message.failed) {
+        throw new globalThis.Error("value provided for field message.failed of type int64 too large");
+      }
+      writer.uint32(16).int64(message.failed);
+    }
+    if (message.credits !== 0n) {
+      if (BigInt.asIntN(64, message.credits) !== message.credits) {
+        throw new globalThis.Error("value provided for field message.credits of type int64 too large");
+      }
+      writer.uint32(24).int64(message.credits);
+    }
+    if (message.costMicros !== 0n) {
+      if (BigInt.asIntN(64, message.costMicros) !== message.costMicros) {
+        throw new globalThis.Error("value provided for field message.costMicros of type int64 too large");
+      }
+      writer.uint32(32).int64(message.costMicros);
+    }
+    if (message.processingTimeMs !== 0n) {
+      if (BigInt.asIntN(64, message.processingTimeMs) !== message.processingTimeMs) {
+        throw new globalThis.Error("value provided for field message.processingTimeMs of type int64 too large");
+      }
+      writer.uint32(40).int64(message.processingTimeMs);
+    }
+    if (message.outputBytes !== 0n) {
+      if (BigInt.asIntN(64, message.outputBytes) !== message.outputBytes) {
+        throw new globalThis.Error("value provided for field message.outputBytes of type int64 too large");
+      }
+      writer.uint32(48).int64(message.outputBytes);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetUsageTotalsResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetUsageTotalsResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.generations = reader.int64() as bigint;
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.failed = reader.int64() as bigint;
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.credits = reader.int64() as bigint;
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.costMicros = reader.int64() as bigint;
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.processingTimeMs = reader.int64() as bigint;
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.outputBytes = reader.int64() as bigint;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetUsageTotalsResponse {
+    return {
+      generations: isSet(object.generations) ? BigInt(object.generations) : 0n,
+      failed: isSet(object.failed) ? BigInt(object.failed) : 0n,
+      credits: isSet(object.credits) ? BigInt(object.credits) : 0n,
+      costMicros: isSet(object.costMicros)
+        ? BigInt(object.costMicros)
+        : isSet(object.cost_micros)
+        ? BigInt(object.cost_micros)
+        : 0n,
+      processingTimeMs: isSet(object.processingTimeMs)
+        ? BigInt(object.processingTimeMs)
+        : isSet(object.processing_time_ms)
+        ? BigInt(object.processing_time_ms)
+        : 0n,
+      outputBytes: isSet(object.outputBytes)
+        ? BigInt(object.outputBytes)
+        : isSet(object.output_bytes)
+        ? BigInt(object.output_bytes)
+        : 0n,
+    };
+  },
+
+  toJSON(message: GetUsageTotalsResponse): unknown {
+    const obj: any = {};
+    if (message.generations !== 0n) {
+      obj.generations = message.generations.toString();
+    }
+    if (message.failed !== 0n) {
+      obj.failed = message.failed.toString();
+    }
+    if (message.credits !== 0n) {
+      obj.credits = message.credits.toString();
+    }
+    if (message.costMicros !== 0n) {
+      obj.costMicros = message.costMicros.toString();
+    }
+    if (message.processingTimeMs !== 0n) {
+      obj.processingTimeMs = message.processingTimeMs.toString();
+    }
+    if (message.outputBytes !== 0n) {
+      obj.outputBytes = message.outputBytes.toString();
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<GetUsageTotalsResponse>, I>>(base?: I): GetUsageTotalsResponse {
+    return GetUsageTotalsResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GetUsageTotalsResponse>, I>>(object: I): GetUsageTotalsResponse {
+    const message = createBaseGetUsageTotalsResponse();
+    message.generations = (object.generations !== undefined && object.generations !== null)
+      ? BigInt(object.generations)
+      : 0n;
+    message.failed = (object.failed !== undefined && object.failed !== null) ? BigInt(object.failed) : 0n;
+    message.credits = (object.credits !== undefined && object.credits !== null) ? BigInt(object.credits) : 0n;
+    message.costMicros = (object.costMicros !== undefined && object.costMicros !== null)
+      ? BigInt(object.costMicros)
+      : 0n;
+    message.processingTimeMs = (object.processingTimeMs !== undefined && object.processingTimeMs !== null)
+      ? BigInt(object.processingTimeMs)
+      : 0n;
+    message.outputBytes = (object.outputBytes !== undefined && object.outputBytes !== null)
+      ? BigInt(object.outputBytes)
+      : 0n;
+    return message;
+  },
+};
+
 /**
  * UsageService owns the usage log (immutable facts of completed and failed generations) and
  * the aggregates derived from it, starting with lifetime user stats.
@@ -3747,6 +4063,22 @@ export const UsageServiceService = {
       Buffer.from(GetMonthlyAnalyticsResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): GetMonthlyAnalyticsResponse => GetMonthlyAnalyticsResponse.decode(value),
   },
+  /**
+   * Totals of a user's usage log entries that occurred in [occurred_since, occurred_before)
+   * (e.g. the current billing period). Errors: INVALID_ARGUMENT `validation` (user id not a
+   * UUID, a bound missing, or the window empty or reversed).
+   */
+  getUsageTotals: {
+    path: "/tally.usage.v1.UsageService/GetUsageTotals" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: GetUsageTotalsRequest): Buffer =>
+      Buffer.from(GetUsageTotalsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): GetUsageTotalsRequest => GetUsageTotalsRequest.decode(value),
+    responseSerialize: (value: GetUsageTotalsResponse): Buffer =>
+      Buffer.from(GetUsageTotalsResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): GetUsageTotalsResponse => GetUsageTotalsResponse.decode(value),
+  },
 } as const;
 
 export interface UsageServiceServer extends UntypedServiceImplementation {
@@ -3783,6 +4115,12 @@ export interface UsageServiceServer extends UntypedServiceImplementation {
    * INVALID_ARGUMENT `validation` (subject id not a UUID, months out of range).
    */
   getMonthlyAnalytics: handleUnaryCall<GetMonthlyAnalyticsRequest, GetMonthlyAnalyticsResponse>;
+  /**
+   * Totals of a user's usage log entries that occurred in [occurred_since, occurred_before)
+   * (e.g. the current billing period). Errors: INVALID_ARGUMENT `validation` (user id not a
+   * UUID, a bound missing, or the window empty or reversed).
+   */
+  getUsageTotals: handleUnaryCall<GetUsageTotalsRequest, GetUsageTotalsResponse>;
 }
 
 export interface UsageServiceClient extends Client {
@@ -3916,6 +4254,26 @@ export interface UsageServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: GetMonthlyAnalyticsResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Totals of a user's usage log entries that occurred in [occurred_since, occurred_before)
+   * (e.g. the current billing period). Errors: INVALID_ARGUMENT `validation` (user id not a
+   * UUID, a bound missing, or the window empty or reversed).
+   */
+  getUsageTotals(
+    request: GetUsageTotalsRequest,
+    callback: (error: ServiceError | null, response: GetUsageTotalsResponse) => void,
+  ): ClientUnaryCall;
+  getUsageTotals(
+    request: GetUsageTotalsRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: GetUsageTotalsResponse) => void,
+  ): ClientUnaryCall;
+  getUsageTotals(
+    request: GetUsageTotalsRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: GetUsageTotalsResponse) => void,
   ): ClientUnaryCall;
 }
 

@@ -1,0 +1,75 @@
+import { z } from "zod";
+import type { FastifyInstance } from "fastify";
+import type { ZodTypeProvider } from "fastify-type-provider-zod";
+import { principalOf } from "../auth/authenticate";
+import type { RouteContext } from "./context";
+import { limitsOf } from "./limits";
+import { presentStats, toJsonInteger } from "./presenters";
+import { lifetimeStatsSchema, limitSchema, periodTotalsSchema, problemResponses, userOrGuestSecurity } from "./schemas";
+import { entrySchema, presentEntry } from "./usage-history";
+
+/** How many of the newest usage log entries the summary shows. */
+const RECENT_ENTRIES = 10;
+
+const summaryResponse = z
+  .object({
+    plan: z.string(),
+    period: periodTotalsSchema,
+    limits: z.array(limitSchema).describe("the plan's limits, as GET /v1/usage/limits lists them"),
+    lifetime: lifetimeStatsSchema,
+    recent: z.array(entrySchema).describe(`the ${RECENT_ENTRIES} newest usage log entries, newest first`),
+  })
+  .meta({ id: "UsageSummary" });
+
+/**
+ * `GET /v1/usage/summary`: the caller's plan; the current billing period with the totals of its
+ * usage log entries in it (usage GetUsageTotals) and every limit (as `GET /v1/usage/limits`);
+ * the lifetime stats; and the 10 newest usage log entries. Users and guests, their own usage
+ * only (INV-7). Errors: 401; 503 when credits or usage is down.
+ */
+export function usageSummaryRoute(app: FastifyInstance, context: RouteContext): void {
+  const routes = app.withTypeProvider<ZodTypeProvider>();
+  const { callFor, clients } = context;
+  routes.get(
+    "/v1/usage/summary",
+    {
+      onRequest: context.hooks.userOrGuest,
+      schema: {
+        tags: ["usage"],
+        summary: "The plan, the current billing period's usage and limits, lifetime totals and the newest entries",
+        security: userOrGuestSecurity,
+        response: { 200: summaryResponse, ...problemResponses },
+      },
+    },
+    async (request) => {
+      const { accountId } = principalOf(request);
+      const call = callFor(request);
+      const { account } = await call(clients.credits.getAccount.bind(clients.credits), { accountId });
+      const limits = await limitsOf(context, request, account);
+      const [start, end] = [limits.period.start, limits.period.end];
+      const [totals, stats, recent] = await Promise.all([
+        start && end
+          ? call(clients.usage.getUsageTotals.bind(clients.usage), { userId: accountId, occurredSince: new Date(start), occurredBefore: new Date(end) })
+          : undefined,
+        call(clients.usage.getUserStats.bind(clients.usage), { userId: accountId }),
+        call(clients.usage.listUsageLogEntries.bind(clients.usage), { userId: accountId, pageSize: RECENT_ENTRIES, pageToken: "" }),
+      ]);
+      return {
+        plan: limits.plan,
+        period: {
+          start,
+          end,
+          generations: toJsonInteger(totals?.generations),
+          failed: toJsonInteger(totals?.failed),
+          credits: toJsonInteger(totals?.credits),
+          cost_micros: toJsonInteger(totals?.costMicros),
+          processing_time_ms: toJsonInteger(totals?.processingTimeMs),
+          output_bytes: toJsonInteger(totals?.outputBytes),
+        },
+        limits: limits.limits,
+        lifetime: presentStats(stats.stats),
+        recent: recent.entries.map(presentEntry),
+      };
+    },
+  );
+}
