@@ -84,6 +84,11 @@ const MATRIX: Row[] = [
     body: () => ({ anchor: "2026-01-31T00:00:00.000Z" }),
     expected: usersOnly({ userA: 403, userB: 403, admin: 200 }),
   },
+  {
+    route: "GET /v1/admin/users/{user_id}/usage",
+    url: (f) => `/v1/admin/users/${f.userA.id}/usage`,
+    expected: usersOnly({ userA: 403, userB: 403, admin: 200 }),
+  },
   // Deleting accounts comes late: an admin deletes a fourth account; then each caller deletes
   // itself (once its jobs have ended: an account with credits still held cannot be deleted).
   {

@@ -382,6 +382,16 @@ describe("gateway against the real services: guests, limits and plans", () => {
     const upgraded = await call("POST", "/v1/generations", { token: dave.token, body: text("after the upgrade") });
     expect(upgraded.status).toBe(201);
     await waitUntilEnded(dave.token, upgraded.body.id);
+
+    // Support sees what dave sees of his usage, with his account; dave cannot look at anyone's.
+    const support = await eventually(async () => {
+      const answer = await call("GET", `/v1/admin/users/${dave.id}/usage`, { token: adminToken });
+      return answer.body.summary?.lifetime?.total_generations === 2 ? answer : undefined;
+    }, 20_000, 100);
+    const own = await call("GET", "/v1/usage/summary", { token: dave.token });
+    expect(support.body).toEqual({ account: expect.objectContaining({ id: dave.id, plan: "pro" }), summary: { ...own.body, limits: expect.any(Array) } });
+    expect((await call("GET", `/v1/admin/users/${dave.id}/usage`, { token: dave.token })).status).toBe(403);
+    expect((await call("GET", "/v1/admin/users/not-a-uuid/usage", { token: adminToken })).status).toBe(404);
   }, 60_000);
 });
 

@@ -1,18 +1,20 @@
 import type { FastifyInstance, FastifyRequest } from "fastify";
 import type { ZodTypeProvider } from "fastify-type-provider-zod";
+import { z } from "zod";
 import { DomainError, notFound, requireUuid, validationError } from "@tally/platform";
 import { credits } from "@tally/contracts";
 import { userOf } from "../auth/authenticate";
 import { presentAccount } from "./presenters";
 import { requestIdFor, type RouteContext } from "./context";
 import { deleteAccountFor } from "./account";
+import { summaryOf, summaryResponse } from "./usage-summary";
 import { accountParams, accountSchema, idempotencyHeaders, noContentResponse, problemResponses, setBillingAnchorBody, setPlanBody } from "./schemas";
 
 /**
  * Admins only: the token must say `admin`, and credits must still say so (a demoted admin's
  * token, valid until it expires, no longer works). Errors: 403 `forbidden`.
  */
-async function requireAdmin(context: RouteContext, request: FastifyRequest): Promise<string> {
+export async function requireAdmin(context: RouteContext, request: FastifyRequest): Promise<string> {
   const { accountId, role } = userOf(request);
   const forbidden = () => new DomainError("forbidden", "this route is for admins only");
   if (role !== "admin") throw forbidden();
@@ -23,15 +25,45 @@ async function requireAdmin(context: RouteContext, request: FastifyRequest): Pro
 }
 
 /**
- * `PUT /v1/admin/accounts/{user_id}/plan`, `PUT /v1/admin/accounts/{user_id}/billing-anchor`
- * and `DELETE /v1/admin/accounts/{user_id}`.
+ * `PUT /v1/admin/accounts/{user_id}/plan`, `PUT /v1/admin/accounts/{user_id}/billing-anchor`,
+ * `DELETE /v1/admin/accounts/{user_id}` and `GET /v1/admin/users/{user_id}/usage`.
  */
 export function adminRoutes(context: RouteContext) {
   return async (app: FastifyInstance): Promise<void> => {
     planRoute(app, context);
     billingAnchorRoute(app, context);
     deleteAccountRoute(app, context);
+    userUsageRoute(app, context);
   };
+}
+
+/** Registers `GET /v1/admin/users/{user_id}/usage` on `app`. */
+function userUsageRoute(app: FastifyInstance, context: RouteContext): void {
+  const routes = app.withTypeProvider<ZodTypeProvider>();
+  /**
+   * For support: a user's account and usage summary (as `GET /v1/usage/summary` answers the user
+   * itself). Admins only: 401 without a token, 403 `forbidden` for anyone else; 404 for an
+   * unknown account or an id that is not a UUID.
+   */
+  routes.get(
+    "/v1/admin/users/:user_id/usage",
+    {
+      onRequest: context.hooks.user,
+      schema: {
+        tags: ["admin"],
+        summary: "A user's account and usage summary (admins, for support)",
+        security: [{ bearerAuth: [] }],
+        params: accountParams,
+        response: { 200: z.object({ account: accountSchema, summary: summaryResponse }).meta({ id: "UserUsage" }), ...problemResponses },
+      },
+    },
+    async (request) => {
+      await requireAdmin(context, request);
+      const accountId = requireUuid(request.params.user_id, () => notFound(`account ${request.params.user_id} not found`));
+      const { summary, account } = await summaryOf(context, request, accountId);
+      return { account: presentAccount(account), summary };
+    },
+  );
 }
 
 /** Registers `DELETE /v1/admin/accounts/{user_id}` on `app`. */

@@ -1,5 +1,5 @@
 import { z } from "zod";
-import type { FastifyInstance } from "fastify";
+import type { FastifyInstance, FastifyRequest } from "fastify";
 import type { ZodTypeProvider } from "fastify-type-provider-zod";
 import { principalOf } from "../auth/authenticate";
 import type { RouteContext } from "./context";
@@ -11,7 +11,7 @@ import { entrySchema, presentEntry } from "./usage-history";
 /** How many of the newest usage log entries the summary shows. */
 const RECENT_ENTRIES = 10;
 
-const summaryResponse = z
+export const summaryResponse = z
   .object({
     plan: z.string(),
     period: periodTotalsSchema,
@@ -29,7 +29,6 @@ const summaryResponse = z
  */
 export function usageSummaryRoute(app: FastifyInstance, context: RouteContext): void {
   const routes = app.withTypeProvider<ZodTypeProvider>();
-  const { callFor, clients } = context;
   routes.get(
     "/v1/usage/summary",
     {
@@ -41,35 +40,43 @@ export function usageSummaryRoute(app: FastifyInstance, context: RouteContext): 
         response: { 200: summaryResponse, ...problemResponses },
       },
     },
-    async (request) => {
-      const { accountId } = principalOf(request);
-      const call = callFor(request);
-      const { account } = await call(clients.credits.getAccount.bind(clients.credits), { accountId });
-      const limits = await limitsOf(context, request, account);
-      const [start, end] = [limits.period.start, limits.period.end];
-      const [totals, stats, recent] = await Promise.all([
-        start && end
-          ? call(clients.usage.getUsageTotals.bind(clients.usage), { userId: accountId, occurredSince: new Date(start), occurredBefore: new Date(end) })
-          : undefined,
-        call(clients.usage.getUserStats.bind(clients.usage), { userId: accountId }),
-        call(clients.usage.listUsageLogEntries.bind(clients.usage), { userId: accountId, pageSize: RECENT_ENTRIES, pageToken: "" }),
-      ]);
-      return {
-        plan: limits.plan,
-        period: {
-          start,
-          end,
-          generations: toJsonInteger(totals?.generations),
-          failed: toJsonInteger(totals?.failed),
-          credits: toJsonInteger(totals?.credits),
-          cost_micros: toJsonInteger(totals?.costMicros),
-          processing_time_ms: toJsonInteger(totals?.processingTimeMs),
-          output_bytes: toJsonInteger(totals?.outputBytes),
-        },
-        limits: limits.limits,
-        lifetime: presentStats(stats.stats),
-        recent: recent.entries.map(presentEntry),
-      };
-    },
+    async (request) => (await summaryOf(context, request, principalOf(request).accountId)).summary,
   );
+}
+
+/**
+ * The usage summary of `accountId` (GET /v1/usage/summary's answer) and its credits account:
+ * credits GetAccount, usage ListLimits, GetUsageTotals for the current billing period,
+ * GetUserStats and the newest ListUsageLogEntries. Errors: `not_found` for an unknown account.
+ */
+export async function summaryOf(context: RouteContext, request: FastifyRequest, accountId: string) {
+  const call = context.callFor(request);
+  const { clients } = context;
+  const { account } = await call(clients.credits.getAccount.bind(clients.credits), { accountId });
+  const limits = await limitsOf(context, request, account);
+  const [start, end] = [limits.period.start, limits.period.end];
+  const [totals, stats, recent] = await Promise.all([
+    start && end
+      ? call(clients.usage.getUsageTotals.bind(clients.usage), { userId: accountId, occurredSince: new Date(start), occurredBefore: new Date(end) })
+      : undefined,
+    call(clients.usage.getUserStats.bind(clients.usage), { userId: accountId }),
+    call(clients.usage.listUsageLogEntries.bind(clients.usage), { userId: accountId, pageSize: RECENT_ENTRIES, pageToken: "" }),
+  ]);
+  const summary = {
+    plan: limits.plan,
+    period: {
+      start,
+      end,
+      generations: toJsonInteger(totals?.generations),
+      failed: toJsonInteger(totals?.failed),
+      credits: toJsonInteger(totals?.credits),
+      cost_micros: toJsonInteger(totals?.costMicros),
+      processing_time_ms: toJsonInteger(totals?.processingTimeMs),
+      output_bytes: toJsonInteger(totals?.outputBytes),
+    },
+    limits: limits.limits,
+    lifetime: presentStats(stats.stats),
+    recent: recent.entries.map(presentEntry),
+  };
+  return { summary, account };
 }
