@@ -89,6 +89,7 @@ const MATRIX: Row[] = [
     url: (f) => `/v1/admin/users/${f.userA.id}/usage`,
     expected: usersOnly({ userA: 403, userB: 403, admin: 200 }),
   },
+  { route: "GET /v1/admin/usage/analytics", url: () => "/v1/admin/usage/analytics", expected: usersOnly({ userA: 403, userB: 403, admin: 200 }) },
   // Deleting accounts comes late: an admin deletes a fourth account; then each caller deletes
   // itself (once its jobs have ended: an account with credits still held cannot be deleted).
   {

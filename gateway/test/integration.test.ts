@@ -392,6 +392,16 @@ describe("gateway against the real services: guests, limits and plans", () => {
     expect(support.body).toEqual({ account: expect.objectContaining({ id: dave.id, plan: "pro" }), summary: { ...own.body, limits: expect.any(Array) } });
     expect((await call("GET", `/v1/admin/users/${dave.id}/usage`, { token: dave.token })).status).toBe(403);
     expect((await call("GET", "/v1/admin/users/not-a-uuid/usage", { token: adminToken })).status).toBe(404);
+
+    // The business view: today's figures count dave's generations under their plans (others' too).
+    const today = new Date().toISOString().slice(0, 10);
+    const platform = await call("GET", `/v1/admin/usage/analytics?start_date=${today}&end_date=${today}&plan=pro`, { token: adminToken });
+    expect(platform.status).toBe(200);
+    expect(platform.body).toMatchObject({ start_date: today, end_date: today, plan: "pro", by_plan: { pro: { completed: expect.any(Number) } } });
+    expect(platform.body.generations).toBeGreaterThanOrEqual(1);
+    expect(Object.keys(platform.body.by_plan)).toEqual(["pro"]);
+    expect((await call("GET", "/v1/admin/usage/analytics?start_date=2026-13-01", { token: adminToken })).status).toBe(400);
+    expect((await call("GET", "/v1/admin/usage/analytics", { token: dave.token })).status).toBe(403);
   }, 60_000);
 });
 

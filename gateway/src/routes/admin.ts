@@ -7,6 +7,7 @@ import { userOf } from "../auth/authenticate";
 import { presentAccount } from "./presenters";
 import { requestIdFor, type RouteContext } from "./context";
 import { deleteAccountFor } from "./account";
+import { adminUsageAnalyticsRoute } from "./usage-admin";
 import { summaryOf, summaryResponse } from "./usage-summary";
 import { accountParams, accountSchema, idempotencyHeaders, noContentResponse, problemResponses, setBillingAnchorBody, setPlanBody } from "./schemas";
 
@@ -26,7 +27,8 @@ export async function requireAdmin(context: RouteContext, request: FastifyReques
 
 /**
  * `PUT /v1/admin/accounts/{user_id}/plan`, `PUT /v1/admin/accounts/{user_id}/billing-anchor`,
- * `DELETE /v1/admin/accounts/{user_id}` and `GET /v1/admin/users/{user_id}/usage`.
+ * `DELETE /v1/admin/accounts/{user_id}`, `GET /v1/admin/users/{user_id}/usage` and
+ * `GET /v1/admin/usage/analytics`.
  */
 export function adminRoutes(context: RouteContext) {
   return async (app: FastifyInstance): Promise<void> => {
@@ -34,6 +36,7 @@ export function adminRoutes(context: RouteContext) {
     billingAnchorRoute(app, context);
     deleteAccountRoute(app, context);
     userUsageRoute(app, context);
+    adminUsageAnalyticsRoute(app, context, (request) => requireAdmin(context, request));
   };
 }
 

@@ -78,6 +78,30 @@ describe("monthly analytics", () => {
     await expect(log.totals("not-a-uuid", new Date(0), new Date())).rejects.toMatchObject({ reason: "validation" });
   });
 
+  it("gives platform-wide figures of a window, by plan, provider and input type, optionally of one plan", async () => {
+    // A window of its own (2031), so the other tests' entries stay out.
+    const [user, guest] = [newId(), newId()];
+    await onPlan(user, "free");
+    await completed(user, "2031-05-01T00:00:00.000Z", { inputType: "text", provider: "p1", credits: 2n, costMicros: 100n });
+    await onPlan(user, "pro");
+    await completed(user, "2031-05-02T00:00:00.000Z", { inputType: "photo", provider: "p2", credits: 3n, costMicros: 201n });
+    await failed(user, "2031-05-03T00:00:00.000Z");
+    await client.listLimits({ id: guest, kind: usage.SubjectKind.SUBJECT_KIND_GUEST, plan: "guest", periodAnchor: new Date("2031-01-01T00:00:00.000Z") });
+    await completed(guest, "2031-05-04T00:00:00.000Z", { inputType: "text", provider: "p1", credits: 1n, costMicros: 30n });
+    await completed(user, "2031-06-01T00:00:00.000Z"); // after the window
+    const [since, before] = [new Date("2031-05-01T00:00:00.000Z"), new Date("2031-06-01T00:00:00.000Z")];
+    const all = await stats().platformAnalytics(since, before, null);
+    expect(all).toMatchObject({
+      generations: 3n, failed: 1n, credits: 6n, costMicros: 331n, averageCostMicros: 110n, uniqueUsers: 1n, uniqueGuests: 1n,
+      byPlan: { free: { completed: 1n, failed: 0n }, pro: { completed: 1n, failed: 1n }, guest: { completed: 1n, failed: 0n } },
+      byProvider: { p1: { completed: 2n, failed: 0n }, p2: { completed: 1n, failed: 0n } },
+      byInputType: { text: { completed: 2n, failed: 1n }, photo: { completed: 1n, failed: 0n } },
+    });
+    expect(await stats().platformAnalytics(since, before, "pro")).toMatchObject({ generations: 1n, failed: 1n, credits: 3n, uniqueUsers: 1n, uniqueGuests: 0n, byPlan: { pro: { completed: 1n, failed: 1n } } });
+    expect(await stats().platformAnalytics(new Date("2040-01-01T00:00:00.000Z"), new Date("2040-02-01T00:00:00.000Z"), null)).toMatchObject({ generations: 0n, averageCostMicros: 0n, byPlan: {} });
+    await expect(stats().platformAnalytics(before, since, null)).rejects.toMatchObject({ reason: "validation" });
+  });
+
   it("finds a difference planted by hand, and the rebuild restores what the log says", async () => {
     const userId = newId();
     await completed(userId, "2027-03-06T10:00:00.000Z");

@@ -9,6 +9,7 @@ import type {
   SubjectSnapshot,
   UsageLogEntry,
   UsageLogEntryDraft,
+  PlatformAnalytics,
   UsageTotals,
   Window,
 } from "../domain/types";
@@ -90,6 +91,40 @@ export class SqlUsageLogStore implements UsageLogStore {
       costMicros: toBigInt(row?.cost_micros ?? "0"),
       processingMs: toBigInt(row?.processing_ms ?? "0"),
       outputBytes: toBigInt(row?.output_bytes ?? "0"),
+    };
+  }
+
+  async platform(window: Window, plan: string | null): Promise<PlatformAnalytics> {
+    // One scan: the totals row (kind 'total') and one row per plan, provider and input type.
+    const rows = await this.sql.query<{ kind: string; key: string | null; generations: string; failed: string; credits: string; cost_micros: string; users: string; guests: string }>(
+      `WITH e AS (SELECT * FROM usage_log WHERE occurred_at >= ?::timestamptz AND occurred_at < ?::timestamptz AND (?::text IS NULL OR plan = ?::text))
+       SELECT CASE WHEN GROUPING(plan) = 0 THEN 'plan' WHEN GROUPING(provider) = 0 THEN 'provider' WHEN GROUPING(input_type) = 0 THEN 'input_type' ELSE 'total' END AS kind,
+              coalesce(plan, provider, input_type) AS key,
+              count(*) FILTER (WHERE outcome = 'completed') AS generations, count(*) FILTER (WHERE outcome = 'failed') AS failed,
+              coalesce(sum(credits) FILTER (WHERE outcome = 'completed'), 0) AS credits,
+              coalesce(sum(cost_micros) FILTER (WHERE outcome = 'completed'), 0) AS cost_micros,
+              count(DISTINCT user_id) FILTER (WHERE subject_kind IS DISTINCT FROM 'guest') AS users,
+              count(DISTINCT user_id) FILTER (WHERE subject_kind = 'guest') AS guests
+         FROM e GROUP BY GROUPING SETS ((), (plan), (provider), (input_type))`,
+      [window.start, window.end, plan, plan],
+    );
+    const empty = { generations: "0", failed: "0", credits: "0", cost_micros: "0", users: "0", guests: "0" };
+    const total = rows.find((row) => row.kind === "total") ?? empty;
+    const breakdown = (kind: string) =>
+      Object.fromEntries(rows.filter((row) => row.kind === kind).map((row) => [row.key ?? "", { completed: toBigInt(row.generations), failed: toBigInt(row.failed) }]));
+    const generations = toBigInt(total.generations);
+    const costMicros = toBigInt(total.cost_micros);
+    return {
+      generations,
+      failed: toBigInt(total.failed),
+      credits: toBigInt(total.credits),
+      costMicros,
+      averageCostMicros: generations > 0n ? costMicros / generations : 0n,
+      uniqueUsers: toBigInt(total.users),
+      uniqueGuests: toBigInt(total.guests),
+      byPlan: breakdown("plan"),
+      byProvider: breakdown("provider"),
+      byInputType: breakdown("input_type"),
     };
   }
 

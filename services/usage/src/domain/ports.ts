@@ -17,6 +17,7 @@ import type {
   MonthlyAnalytics,
   MonthlyAnalyticsDifference,
   UsageTotals,
+  PlatformAnalytics,
   PagedUsageLogEntry,
   SubjectSnapshot,
   StatsBesideUsageLog,
@@ -44,6 +45,8 @@ export interface InboxStore {
 export interface UsageLogStore {
   /** Totals of the user's entries that occurred in `window` ([start, end)); completions bring their credits, cost, processing time and output bytes. */
   totals(userId: string, window: Window): Promise<UsageTotals>;
+  /** Platform-wide figures of the entries in `window`, of `plan` only when given. */
+  platform(window: Window, plan: string | null): Promise<PlatformAnalytics>;
   /** Appends one entry with id `id`, recording `snapshot` of its subject, and returns it as stored. */
   append(id: string, draft: UsageLogEntryDraft, snapshot: SubjectSnapshot): Promise<UsageLogEntry>;
   /** Appends one download to the download log (immutable like the usage log, INV-8; not billable, no limit counts it). */

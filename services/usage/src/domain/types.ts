@@ -335,3 +335,19 @@ export interface UsageTotals {
   processingMs: bigint;
   outputBytes: bigint;
 }
+
+/** Platform-wide figures of the usage log entries in a window (admin analytics). */
+export interface PlatformAnalytics {
+  generations: bigint;
+  failed: bigint;
+  credits: bigint;
+  costMicros: bigint;
+  /** costMicros / generations, rounded down; 0 without completed generations. */
+  averageCostMicros: bigint;
+  uniqueUsers: bigint;
+  uniqueGuests: bigint;
+  /** By the plan recorded with each entry ("" when unknown). */
+  byPlan: Record<string, OutcomeCounts>;
+  byProvider: Record<string, OutcomeCounts>;
+  byInputType: Record<string, OutcomeCounts>;
+}

@@ -13,7 +13,7 @@ import type { AdoptionService } from "../service/adoption";
 import type { QuotaService } from "../service/quota";
 import type { StatsService } from "../service/stats";
 import type { UsageLogService } from "../service/usage-log";
-import { fromSubjectMessage, toListLimitsResponse, toListUsageLogEntriesResponse, toMonthlyAnalyticsMessage, toReservationMessage, toUserStatsMessage } from "./mapping";
+import { fromSubjectMessage, toListLimitsResponse, toListUsageLogEntriesResponse, toMonthlyAnalyticsMessage, toPlatformAnalyticsResponse, toReservationMessage, toUserStatsMessage } from "./mapping";
 
 /** Fully qualified name of the service, as health and reflection report it. */
 export const USAGE_SERVICE_NAME = "tally.usage.v1.UsageService";
@@ -67,6 +67,10 @@ export function usageHandlers(services: UsageHandlerServices, logger: Logger, me
     async getUsageTotals(request) {
       const t = await services.usageLog.totals(request.userId, request.occurredSince, request.occurredBefore);
       return { generations: t.generations, failed: t.failed, credits: t.credits, costMicros: t.costMicros, processingTimeMs: t.processingMs, outputBytes: t.outputBytes };
+    },
+    /** GetPlatformAnalytics(occurred_since, occurred_before, plan) → platform-wide figures (StatsService.platformAnalytics). Errors: `validation`. */
+    async getPlatformAnalytics(request) {
+      return toPlatformAnalyticsResponse(await services.stats.platformAnalytics(request.occurredSince, request.occurredBefore, request.plan || null));
     },
     /** GetMonthlyAnalytics(subject_id, months) → the last months, newest first (StatsService.monthlyAnalytics). Errors: `validation`. */
     async getMonthlyAnalytics(request) {

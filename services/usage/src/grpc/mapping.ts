@@ -1,6 +1,6 @@
 import { usage } from "@tally/contracts";
 import type { RawSubject } from "../domain/inputs";
-import type { LimitsReport, MonthlyAnalytics, OutcomeCounts, Reservation, ReservationStatus, UsageLogEntry, UsageLogPage, UserStats } from "../domain/types";
+import type { LimitsReport, MonthlyAnalytics, OutcomeCounts, PlatformAnalytics, Reservation, ReservationStatus, UsageLogEntry, UsageLogPage, UserStats } from "../domain/types";
 
 /** Proto ⇄ domain for the UsageService: requests to plain values, answers to messages. Absent values become proto defaults ("" or unset). */
 
@@ -109,5 +109,21 @@ export function toMonthlyAnalyticsMessage(month: MonthlyAnalytics): usage.Monthl
     byBillingClassification: toOutcomeCounts(month.byClassification),
     plans: month.plans,
     planChanged: month.planChanged,
+  };
+}
+
+/** Platform analytics as its proto answer. */
+export function toPlatformAnalyticsResponse(a: PlatformAnalytics): usage.GetPlatformAnalyticsResponse {
+  return {
+    generations: a.generations,
+    failed: a.failed,
+    credits: a.credits,
+    costMicros: a.costMicros,
+    averageCostMicros: a.averageCostMicros,
+    uniqueUsers: a.uniqueUsers,
+    uniqueGuests: a.uniqueGuests,
+    byPlan: toOutcomeCounts(a.byPlan),
+    byProvider: toOutcomeCounts(a.byProvider),
+    byInputType: toOutcomeCounts(a.byInputType),
   };
 }

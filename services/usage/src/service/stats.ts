@@ -1,7 +1,7 @@
 import { DomainError, requireUuidField } from "@tally/platform";
 import type { GetUserStatsInput } from "../domain/inputs";
 import type { UsageUnitOfWork } from "../domain/ports";
-import type { Clock, CounterDifference, MonthlyAnalytics, MonthlyAnalyticsDifference, StatsDifference, UserStats } from "../domain/types";
+import type { Clock, CounterDifference, MonthlyAnalytics, PlatformAnalytics, MonthlyAnalyticsDifference, StatsDifference, UserStats } from "../domain/types";
 import { emptyMonth, lastMonths, MONTHS_MAX } from "../domain/monthly-analytics";
 import { emptyUserStats, statsDifferences } from "../domain/usage-log";
 
@@ -62,6 +62,20 @@ export class StatsService {
    */
   rebuildAnalytics(): Promise<number> {
     return this.uow.inTransaction((stores) => stores.monthlyAnalytics.rebuild());
+  }
+
+  /**
+   * Platform-wide figures of the usage log entries in [`since`, `before`), of `plan` only when
+   * given (admin analytics): totals, breakdowns by plan, provider and input type, unique users
+   * and guests, average cost per completed generation. One statement (one snapshot).
+   * Errors: `validation` for a missing bound or a window not after its start (`occurred_before`).
+   */
+  async platformAnalytics(since: Date | undefined, before: Date | undefined, plan: string | null): Promise<PlatformAnalytics> {
+    if (!since || Number.isNaN(since.getTime())) throw new DomainError("validation", "occurred_since is required", { field: "occurred_since" });
+    if (!before || Number.isNaN(before.getTime()) || before <= since) {
+      throw new DomainError("validation", "occurred_before is required and must be after occurred_since", { field: "occurred_before" });
+    }
+    return await this.uow.withoutTransaction((stores) => stores.usageLog.platform({ start: since, end: before }, plan));
   }
 
   /**

@@ -379,6 +379,46 @@ export interface GetUsageTotalsResponse {
   outputBytes: bigint;
 }
 
+export interface GetPlatformAnalyticsRequest {
+  occurredSince?: Date | undefined;
+  occurredBefore?:
+    | Date
+    | undefined;
+  /** Only entries recorded under this plan; "" for all. */
+  plan: string;
+}
+
+export interface GetPlatformAnalyticsResponse {
+  /** Completed generations (billable) and failed ones (not billable). */
+  generations: bigint;
+  failed: bigint;
+  credits: bigint;
+  costMicros: bigint;
+  /** cost_micros / generations, rounded down; 0 without completed generations. */
+  averageCostMicros: bigint;
+  uniqueUsers: bigint;
+  uniqueGuests: bigint;
+  /** By the plan recorded with each entry ("" when unknown). */
+  byPlan: { [key: string]: OutcomeCounts };
+  byProvider: { [key: string]: OutcomeCounts };
+  byInputType: { [key: string]: OutcomeCounts };
+}
+
+export interface GetPlatformAnalyticsResponse_ByPlanEntry {
+  key: string;
+  value?: OutcomeCounts | undefined;
+}
+
+export interface GetPlatformAnalyticsResponse_ByProviderEntry {
+  key: string;
+  value?: OutcomeCounts | undefined;
+}
+
+export interface GetPlatformAnalyticsResponse_ByInputTypeEntry {
+  key: string;
+  value?: OutcomeCounts | undefined;
+}
+
 function createBaseSubject(): Subject {
   return { id: "", kind: 0, plan: "", periodAnchor: undefined };
 }
@@ -3959,6 +3999,795 @@ export const GetUsageTotalsResponse: MessageFns<GetUsageTotalsResponse> = {
   },
 };
 
+function createBaseGetPlatformAnalyticsRequest(): GetPlatformAnalyticsRequest {
+  return { occurredSince: undefined, occurredBefore: undefined, plan: "" };
+}
+
+export const GetPlatformAnalyticsRequest: MessageFns<GetPlatformAnalyticsRequest> = {
+  encode(message: GetPlatformAnalyticsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.occurredSince !== undefined) {
+      Timestamp.encode(toTimestamp(message.occurredSince), writer.uint32(10).fork()).join();
+    }
+    if (message.occurredBefore !== undefined) {
+      Timestamp.encode(toTimestamp(message.occurredBefore), writer.uint32(18).fork()).join();
+    }
+    if (message.plan !== "") {
+      writer.uint32(26).string(message.plan);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetPlatformAnalyticsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetPlatformAnalyticsRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.occurredSince = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.occurredBefore = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.plan = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetPlatformAnalyticsRequest {
+    return {
+      occurredSince: isSet(object.occurredSince)
+        ? fromJsonTimestamp(object.occurredSince)
+        : isSet(object.occurred_since)
+        ? fromJsonTimestamp(object.occurred_since)
+        : undefined,
+      occurredBefore: isSet(object.occurredBefore)
+        ? fromJsonTimestamp(object.occurredBefore)
+        : isSet(object.occurred_before)
+        ? fromJsonTimestamp(object.occurred_before)
+        : undefined,
+      plan: isSet(object.plan) ? globalThis.String(object.plan) : "",
+    };
+  },
+
+  toJSON(message: GetPlatformAnalyticsRequest): unknown {
+    const obj: any = {};
+    if (message.occurredSince !== undefined) {
+      obj.occurredSince = message.occurredSince.toISOString();
+    }
+    if (message.occurredBefore !== undefined) {
+      obj.occurredBefore = message.occurredBefore.toISOString();
+    }
+    if (message.plan !== "") {
+      obj.plan = message.plan;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<GetPlatformAnalyticsRequest>, I>>(base?: I): GetPlatformAnalyticsRequest {
+    return GetPlatformAnalyticsRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GetPlatformAnalyticsRequest>, I>>(object: I): GetPlatformAnalyticsRequest {
+    const message = createBaseGetPlatformAnalyticsRequest();
+    message.occurredSince = object.occurredSince ?? undefined;
+    message.occurredBefore = object.occurredBefore ?? undefined;
+    message.plan = object.plan ?? "";
+    return message;
+  },
+};
+
+function createBaseGetPlatformAnalyticsResponse(): GetPlatformAnalyticsResponse {
+  return {
+    generations: 0n,
+    failed: 0n,
+    credits: 0n,
+    costMicros: 0n,
+    averageCostMicros: 0n,
+    uniqueUsers: 0n,
+    uniqueGuests: 0n,
+    byPlan: {},
+    byProvider: {},
+    byInputType: {},
+  };
+}
+
+export const GetPlatformAnalyticsResponse: MessageFns<GetPlatformAnalyticsResponse> = {
+  encode(message: GetPlatformAnalyticsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.generations !== 0n) {
+      if (BigInt.asIntN(64, message.generations) !== message.generations) {
+        throw new globalThis.Error("value provided for field message.generations of type int64 too large");
+      }
+      writer.uint32(8).int64(message.generations);
+    }
+    if (message.failed !== 0n) {
+      if (BigInt.asIntN(64, message.failed) !== message.failed) {
+        throw new globalThis.Error("value provided for field message.failed of type int64 too large");
+      }
+      writer.uint32(16).int64(message.failed);
+    }
+    if (message.credits !== 0n) {
+      if (BigInt.asIntN(64, message.credits) !== message.credits) {
+        throw new globalThis.Error("value provided for field message.credits of type int64 too large");
+      }
+      writer.uint32(24).int64(message.credits);
+    }
+    if (message.costMicros !== 0n) {
+      if (BigInt.asIntN(64, message.costMicros) !== message.costMicros) {
+        throw new globalThis.Error("value provided for field message.costMicros of type int64 too large");
+      }
+      writer.uint32(32).int64(message.costMicros);
+    }
+    if (message.averageCostMicros !== 0n) {
+      if (BigInt.asIntN(64, message.averageCostMicros) !== message.averageCostMicros) {
+        throw new globalThis.Error("value provided for field message.averageCostMicros of type int64 too large");
+      }
+      writer.uint32(40).int64(message.averageCostMicros);
+    }
+    if (message.uniqueUsers !== 0n) {
+      if (BigInt.asIntN(64, message.uniqueUsers) !== message.uniqueUsers) {
+        throw new globalThis.Error("value provided for field message.uniqueUsers of type int64 too large");
+      }
+      writer.uint32(48).int64(message.uniqueUsers);
+    }
+    if (message.uniqueGuests !== 0n) {
+      if (BigInt.asIntN(64, message.uniqueGuests) !== message.uniqueGuests) {
+        throw new globalThis.Error("value provided for field message.uniqueGuests of type int64 too large");
+      }
+      writer.uint32(56).int64(message.uniqueGuests);
+    }
+    globalThis.Object.entries(message.byPlan).forEach(([key, value]: [string, OutcomeCounts]) => {
+      GetPlatformAnalyticsResponse_ByPlanEntry.encode({ key: key as any, value }, writer.uint32(66).fork()).join();
+    });
+    globalThis.Object.entries(message.byProvider).forEach(([key, value]: [string, OutcomeCounts]) => {
+      GetPlatformAnalyticsResponse_ByProviderEntry.encode({ key: key as any, value }, writer.uint32(74).fork()).join();
+    });
+    globalThis.Object.entries(message.byInputType).forEach(([key, value]: [string, OutcomeCounts]) => {
+      GetPlatformAnalyticsResponse_ByInputTypeEntry.encode({ key: key as any, value }, writer.uint32(82).fork()).join();
+    });
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetPlatformAnalyticsResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetPlatformAnalyticsResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.generations = reader.int64() as bigint;
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.failed = reader.int64() as bigint;
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.credits = reader.int64() as bigint;
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.costMicros = reader.int64() as bigint;
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.averageCostMicros = reader.int64() as bigint;
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.uniqueUsers = reader.int64() as bigint;
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.uniqueGuests = reader.int64() as bigint;
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            const entry8 = GetPlatformAnalyticsResponse_ByPlanEntry.decode(reader, reader.uint32());
+            if (entry8.value !== undefined) {
+              message.byPlan[entry8.key] = entry8.value;
+            }
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            const entry9 = GetPlatformAnalyticsResponse_ByProviderEntry.decode(reader, reader.uint32());
+            if (entry9.value !== undefined) {
+              message.byProvider[entry9.key] = entry9.value;
+            }
+            continue;
+          }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            const entry10 = GetPlatformAnalyticsResponse_ByInputTypeEntry.decode(reader, reader.uint32());
+            if (entry10.value !== undefined) {
+              message.byInputType[entry10.key] = entry10.value;
+            }
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetPlatformAnalyticsResponse {
+    return {
+      generations: isSet(object.generations) ? BigInt(object.generations) : 0n,
+      failed: isSet(object.failed) ? BigInt(object.failed) : 0n,
+      credits: isSet(object.credits) ? BigInt(object.credits) : 0n,
+      costMicros: isSet(object.costMicros)
+        ? BigInt(object.costMicros)
+        : isSet(object.cost_micros)
+        ? BigInt(object.cost_micros)
+        : 0n,
+      averageCostMicros: isSet(object.averageCostMicros)
+        ? BigInt(object.averageCostMicros)
+        : isSet(object.average_cost_micros)
+        ? BigInt(object.average_cost_micros)
+        : 0n,
+      uniqueUsers: isSet(object.uniqueUsers)
+        ? BigInt(object.uniqueUsers)
+        : isSet(object.unique_users)
+        ? BigInt(object.unique_users)
+        : 0n,
+      uniqueGuests: isSet(object.uniqueGuests)
+        ? BigInt(object.uniqueGuests)
+        : isSet(object.unique_guests)
+        ? BigInt(object.unique_guests)
+        : 0n,
+      byPlan: isObject(object.byPlan)
+        ? (globalThis.Object.entries(object.byPlan) as [string, any][]).reduce(
+          (acc: { [key: string]: OutcomeCounts }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: OutcomeCounts.fromJSON(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : isObject(object.by_plan)
+        ? (globalThis.Object.entries(object.by_plan) as [string, any][]).reduce(
+          (acc: { [key: string]: OutcomeCounts }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: OutcomeCounts.fromJSON(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
+      byProvider: isObject(object.byProvider)
+        ? (globalThis.Object.entries(object.byProvider) as [string, any][]).reduce(
+          (acc: { [key: string]: OutcomeCounts }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: OutcomeCounts.fromJSON(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : isObject(object.by_provider)
+        ? (globalThis.Object.entries(object.by_provider) as [string, any][]).reduce(
+          (acc: { [key: string]: OutcomeCounts }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: OutcomeCounts.fromJSON(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
+      byInputType: isObject(object.byInputType)
+        ? (globalThis.Object.entries(object.byInputType) as [string, any][]).reduce(
+          (acc: { [key: string]: OutcomeCounts }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: OutcomeCounts.fromJSON(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : isObject(object.by_input_type)
+        ? (globalThis.Object.entries(object.by_input_type) as [string, any][]).reduce(
+          (acc: { [key: string]: OutcomeCounts }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: OutcomeCounts.fromJSON(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
+    };
+  },
+
+  toJSON(message: GetPlatformAnalyticsResponse): unknown {
+    const obj: any = {};
+    if (message.generations !== 0n) {
+      obj.generations = message.generations.toString();
+    }
+    if (message.failed !== 0n) {
+      obj.failed = message.failed.toString();
+    }
+    if (message.credits !== 0n) {
+      obj.credits = message.credits.toString();
+    }
+    if (message.costMicros !== 0n) {
+      obj.costMicros = message.costMicros.toString();
+    }
+    if (message.averageCostMicros !== 0n) {
+      obj.averageCostMicros = message.averageCostMicros.toString();
+    }
+    if (message.uniqueUsers !== 0n) {
+      obj.uniqueUsers = message.uniqueUsers.toString();
+    }
+    if (message.uniqueGuests !== 0n) {
+      obj.uniqueGuests = message.uniqueGuests.toString();
+    }
+    if (message.byPlan) {
+      const entries = globalThis.Object.entries(message.byPlan) as [string, OutcomeCounts][];
+      if (entries.length > 0) {
+        obj.byPlan = {};
+        entries.forEach(([k, v]) => {
+          obj.byPlan[k] = OutcomeCounts.toJSON(v);
+        });
+      }
+    }
+    if (message.byProvider) {
+      const entries = globalThis.Object.entries(message.byProvider) as [string, OutcomeCounts][];
+      if (entries.length > 0) {
+        obj.byProvider = {};
+        entries.forEach(([k, v]) => {
+          obj.byProvider[k] = OutcomeCounts.toJSON(v);
+        });
+      }
+    }
+    if (message.byInputType) {
+      const entries = globalThis.Object.entries(message.byInputType) as [string, OutcomeCounts][];
+      if (entries.length > 0) {
+        obj.byInputType = {};
+        entries.forEach(([k, v]) => {
+          obj.byInputType[k] = OutcomeCounts.toJSON(v);
+        });
+      }
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<GetPlatformAnalyticsResponse>, I>>(base?: I): GetPlatformAnalyticsResponse {
+    return GetPlatformAnalyticsResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GetPlatformAnalyticsResponse>, I>>(object: I): GetPlatformAnalyticsResponse {
+    const message = createBaseGetPlatformAnalyticsResponse();
+    message.generations = (object.generations !== undefined && object.generations !== null)
+      ? BigInt(object.generations)
+      : 0n;
+    message.failed = (object.failed !== undefined && object.failed !== null) ? BigInt(object.failed) : 0n;
+    message.credits = (object.credits !== undefined && object.credits !== null) ? BigInt(object.credits) : 0n;
+    message.costMicros = (object.costMicros !== undefined && object.costMicros !== null)
+      ? BigInt(object.costMicros)
+      : 0n;
+    message.averageCostMicros = (object.averageCostMicros !== undefined && object.averageCostMicros !== null)
+      ? BigInt(object.averageCostMicros)
+      : 0n;
+    message.uniqueUsers = (object.uniqueUsers !== undefined && object.uniqueUsers !== null)
+      ? BigInt(object.uniqueUsers)
+      : 0n;
+    message.uniqueGuests = (object.uniqueGuests !== undefined && object.uniqueGuests !== null)
+      ? BigInt(object.uniqueGuests)
+      : 0n;
+    message.byPlan = (globalThis.Object.entries(object.byPlan ?? {}) as [string, OutcomeCounts][]).reduce(
+      (acc: { [key: string]: OutcomeCounts }, [key, value]: [string, OutcomeCounts]) => {
+        if (value !== undefined) {
+          acc[key] = OutcomeCounts.fromPartial(value);
+        }
+        return acc;
+      },
+      {},
+    );
+    message.byProvider = (globalThis.Object.entries(object.byProvider ?? {}) as [string, OutcomeCounts][]).reduce(
+      (acc: { [key: string]: OutcomeCounts }, [key, value]: [string, OutcomeCounts]) => {
+        if (value !== undefined) {
+          acc[key] = OutcomeCounts.fromPartial(value);
+        }
+        return acc;
+      },
+      {},
+    );
+    message.byInputType = (globalThis.Object.entries(object.byInputType ?? {}) as [string, OutcomeCounts][]).reduce(
+      (acc: { [key: string]: OutcomeCounts }, [key, value]: [string, OutcomeCounts]) => {
+        if (value !== undefined) {
+          acc[key] = OutcomeCounts.fromPartial(value);
+        }
+        return acc;
+      },
+      {},
+    );
+    return message;
+  },
+};
+
+function createBaseGetPlatformAnalyticsResponse_ByPlanEntry(): GetPlatformAnalyticsResponse_ByPlanEntry {
+  return { key: "", value: undefined };
+}
+
+export const GetPlatformAnalyticsResponse_ByPlanEntry: MessageFns<GetPlatformAnalyticsResponse_ByPlanEntry> = {
+  encode(message: GetPlatformAnalyticsResponse_ByPlanEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== undefined) {
+      OutcomeCounts.encode(message.value, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetPlatformAnalyticsResponse_ByPlanEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetPlatformAnalyticsResponse_ByPlanEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = OutcomeCounts.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetPlatformAnalyticsResponse_ByPlanEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object.value) ? OutcomeCounts.fromJSON(object.value) : undefined,
+    };
+  },
+
+  toJSON(message: GetPlatformAnalyticsResponse_ByPlanEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== undefined) {
+      obj.value = OutcomeCounts.toJSON(message.value);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<GetPlatformAnalyticsResponse_ByPlanEntry>, I>>(
+    base?: I,
+  ): GetPlatformAnalyticsResponse_ByPlanEntry {
+    return GetPlatformAnalyticsResponse_ByPlanEntry.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GetPlatformAnalyticsResponse_ByPlanEntry>, I>>(
+    object: I,
+  ): GetPlatformAnalyticsResponse_ByPlanEntry {
+    const message = createBaseGetPlatformAnalyticsResponse_ByPlanEntry();
+    message.key = object.key ?? "";
+    message.value = (object.value !== undefined && object.value !== null)
+      ? OutcomeCounts.fromPartial(object.value)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseGetPlatformAnalyticsResponse_ByProviderEntry(): GetPlatformAnalyticsResponse_ByProviderEntry {
+  return { key: "", value: undefined };
+}
+
+export const GetPlatformAnalyticsResponse_ByProviderEntry: MessageFns<GetPlatformAnalyticsResponse_ByProviderEntry> = {
+  encode(
+    message: GetPlatformAnalyticsResponse_ByProviderEntry,
+    writer: BinaryWriter = new BinaryWriter(),
+  ): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== undefined) {
+      OutcomeCounts.encode(message.value, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetPlatformAnalyticsResponse_ByProviderEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetPlatformAnalyticsResponse_ByProviderEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = OutcomeCounts.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetPlatformAnalyticsResponse_ByProviderEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object.value) ? OutcomeCounts.fromJSON(object.value) : undefined,
+    };
+  },
+
+  toJSON(message: GetPlatformAnalyticsResponse_ByProviderEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== undefined) {
+      obj.value = OutcomeCounts.toJSON(message.value);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<GetPlatformAnalyticsResponse_ByProviderEntry>, I>>(
+    base?: I,
+  ): GetPlatformAnalyticsResponse_ByProviderEntry {
+    return GetPlatformAnalyticsResponse_ByProviderEntry.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GetPlatformAnalyticsResponse_ByProviderEntry>, I>>(
+    object: I,
+  ): GetPlatformAnalyticsResponse_ByProviderEntry {
+    const message = createBaseGetPlatformAnalyticsResponse_ByProviderEntry();
+    message.key = object.key ?? "";
+    message.value = (object.value !== undefined && object.value !== null)
+      ? OutcomeCounts.fromPartial(object.value)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseGetPlatformAnalyticsResponse_ByInputTypeEntry(): GetPlatformAnalyticsResponse_ByInputTypeEntry {
+  return { key: "", value: undefined };
+}
+
+export const GetPlatformAnalyticsResponse_ByInputTypeEntry: MessageFns<GetPlatformAnalyticsResponse_ByInputTypeEntry> =
+  {
+    encode(
+      message: GetPlatformAnalyticsResponse_ByInputTypeEntry,
+      writer: BinaryWriter = new BinaryWriter(),
+    ): BinaryWriter {
+      if (message.key !== "") {
+        writer.uint32(10).string(message.key);
+      }
+      if (message.value !== undefined) {
+        OutcomeCounts.encode(message.value, writer.uint32(18).fork()).join();
+      }
+      return writer;
+    },
+
+    decode(input: BinaryReader | Uint8Array, length?: number): GetPlatformAnalyticsResponse_ByInputTypeEntry {
+      const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+      const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+      if (previousRecursionDepth >= 100) {
+        throw new globalThis.Error("protobuf decode recursion limit exceeded");
+      }
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+      try {
+        const end = length === undefined ? reader.len : reader.pos + length;
+        const message = createBaseGetPlatformAnalyticsResponse_ByInputTypeEntry();
+        while (reader.pos < end) {
+          const tag = reader.uint32();
+          switch (tag >>> 3) {
+            case 1: {
+              if (tag !== 10) {
+                break;
+              }
+
+              message.key = reader.string();
+              continue;
+            }
+            case 2: {
+              if (tag !== 18) {
+                break;
+              }
+
+              message.value = OutcomeCounts.decode(reader, reader.uint32());
+              continue;
+            }
+          }
+          if ((tag & 7) === 4 || tag === 0) {
+            break;
+          }
+          reader.skip(tag & 7);
+        }
+        return message;
+      } finally {
+        (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+      }
+    },
+
+    fromJSON(object: any): GetPlatformAnalyticsResponse_ByInputTypeEntry {
+      return {
+        key: isSet(object.key) ? globalThis.String(object.key) : "",
+        value: isSet(object.value) ? OutcomeCounts.fromJSON(object.value) : undefined,
+      };
+    },
+
+    toJSON(message: GetPlatformAnalyticsResponse_ByInputTypeEntry): unknown {
+      const obj: any = {};
+      if (message.key !== "") {
+        obj.key = message.key;
+      }
+      if (message.value !== undefined) {
+        obj.value = OutcomeCounts.toJSON(message.value);
+      }
+      return obj;
+    },
+
+    create<I extends Exact<DeepPartial<GetPlatformAnalyticsResponse_ByInputTypeEntry>, I>>(
+      base?: I,
+    ): GetPlatformAnalyticsResponse_ByInputTypeEntry {
+      return GetPlatformAnalyticsResponse_ByInputTypeEntry.fromPartial(base ?? ({} as any));
+    },
+    fromPartial<I extends Exact<DeepPartial<GetPlatformAnalyticsResponse_ByInputTypeEntry>, I>>(
+      object: I,
+    ): GetPlatformAnalyticsResponse_ByInputTypeEntry {
+      const message = createBaseGetPlatformAnalyticsResponse_ByInputTypeEntry();
+      message.key = object.key ?? "";
+      message.value = (object.value !== undefined && object.value !== null)
+        ? OutcomeCounts.fromPartial(object.value)
+        : undefined;
+      return message;
+    },
+  };
+
 /**
  * UsageService owns the usage log (immutable facts of completed and failed generations) and
  * the aggregates derived from it, starting with lifetime user stats.
@@ -4079,6 +4908,23 @@ export const UsageServiceService = {
       Buffer.from(GetUsageTotalsResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): GetUsageTotalsResponse => GetUsageTotalsResponse.decode(value),
   },
+  /**
+   * Platform-wide figures of the usage log entries that occurred in [occurred_since,
+   * occurred_before), optionally of one plan: totals, breakdowns by plan, provider and input
+   * type, billable vs not, unique users and guests, average cost per completed generation.
+   * Errors: INVALID_ARGUMENT `validation` (a bound missing, the window empty or reversed).
+   */
+  getPlatformAnalytics: {
+    path: "/tally.usage.v1.UsageService/GetPlatformAnalytics" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: GetPlatformAnalyticsRequest): Buffer =>
+      Buffer.from(GetPlatformAnalyticsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): GetPlatformAnalyticsRequest => GetPlatformAnalyticsRequest.decode(value),
+    responseSerialize: (value: GetPlatformAnalyticsResponse): Buffer =>
+      Buffer.from(GetPlatformAnalyticsResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): GetPlatformAnalyticsResponse => GetPlatformAnalyticsResponse.decode(value),
+  },
 } as const;
 
 export interface UsageServiceServer extends UntypedServiceImplementation {
@@ -4121,6 +4967,13 @@ export interface UsageServiceServer extends UntypedServiceImplementation {
    * UUID, a bound missing, or the window empty or reversed).
    */
   getUsageTotals: handleUnaryCall<GetUsageTotalsRequest, GetUsageTotalsResponse>;
+  /**
+   * Platform-wide figures of the usage log entries that occurred in [occurred_since,
+   * occurred_before), optionally of one plan: totals, breakdowns by plan, provider and input
+   * type, billable vs not, unique users and guests, average cost per completed generation.
+   * Errors: INVALID_ARGUMENT `validation` (a bound missing, the window empty or reversed).
+   */
+  getPlatformAnalytics: handleUnaryCall<GetPlatformAnalyticsRequest, GetPlatformAnalyticsResponse>;
 }
 
 export interface UsageServiceClient extends Client {
@@ -4274,6 +5127,27 @@ export interface UsageServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: GetUsageTotalsResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Platform-wide figures of the usage log entries that occurred in [occurred_since,
+   * occurred_before), optionally of one plan: totals, breakdowns by plan, provider and input
+   * type, billable vs not, unique users and guests, average cost per completed generation.
+   * Errors: INVALID_ARGUMENT `validation` (a bound missing, the window empty or reversed).
+   */
+  getPlatformAnalytics(
+    request: GetPlatformAnalyticsRequest,
+    callback: (error: ServiceError | null, response: GetPlatformAnalyticsResponse) => void,
+  ): ClientUnaryCall;
+  getPlatformAnalytics(
+    request: GetPlatformAnalyticsRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: GetPlatformAnalyticsResponse) => void,
+  ): ClientUnaryCall;
+  getPlatformAnalytics(
+    request: GetPlatformAnalyticsRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: GetPlatformAnalyticsResponse) => void,
   ): ClientUnaryCall;
 }
 

@@ -1,0 +1,107 @@
+import { z } from "zod";
+import type { FastifyInstance, FastifyRequest } from "fastify";
+import type { ZodTypeProvider } from "fastify-type-provider-zod";
+import type { usage } from "@tally/contracts";
+import { validationError } from "@tally/platform";
+import type { RouteContext } from "./context";
+import { toJsonInteger } from "./presenters";
+import { problemResponses } from "./schemas";
+
+/** The default window of admin analytics, and the longest one, in days. */
+const DEFAULT_DAYS = 90;
+const MAX_DAYS = 731;
+const DAY_MS = 86_400_000;
+
+const isoDate = z
+  .string()
+  .regex(/^\d{4}-\d{2}-\d{2}$/, "a date YYYY-MM-DD")
+  .refine((value) => !Number.isNaN(Date.parse(`${value}T00:00:00Z`)) && new Date(`${value}T00:00:00Z`).toISOString().startsWith(value), "a real calendar date");
+
+const analyticsQuery = z.object({
+  start_date: isoDate.optional().describe("first day (UTC), inclusive; default: 89 days before end_date"),
+  end_date: isoDate.optional().describe("last day (UTC), inclusive; default: today"),
+  plan: z.string().min(1).max(100).optional().describe("only generations recorded under this plan"),
+});
+
+const counts = z.record(z.string(), z.object({ completed: z.number().int(), failed: z.number().int() }));
+
+const analyticsResponse = z
+  .object({
+    start_date: z.string(),
+    end_date: z.string(),
+    plan: z.string().nullable(),
+    generations: z.number().int().describe("completed generations (billable)"),
+    failed: z.number().int().describe("failed generations (not billable)"),
+    credits: z.number().int(),
+    cost_micros: z.number().int(),
+    average_cost_micros: z.number().int().describe("cost per completed generation, rounded down"),
+    unique_users: z.number().int(),
+    unique_guests: z.number().int(),
+    by_plan: counts.describe('by the plan recorded with each generation ("" when unknown)'),
+    by_provider: counts,
+    by_input_type: counts,
+  })
+  .meta({ id: "PlatformAnalytics" });
+
+/** The window [start, end + 1 day) of the query's dates (UTC), with the defaults applied and checked. */
+export function analyticsWindow(query: { start_date?: string; end_date?: string }, today: Date): { startDate: string; endDate: string; since: Date; before: Date } {
+  const endDate = query.end_date ?? today.toISOString().slice(0, 10);
+  const end = new Date(`${endDate}T00:00:00Z`);
+  const startDate = query.start_date ?? new Date(end.getTime() - (DEFAULT_DAYS - 1) * DAY_MS).toISOString().slice(0, 10);
+  const since = new Date(`${startDate}T00:00:00Z`);
+  if (since > end) throw validationError("query.start_date: must not be after end_date", { field: "query.start_date" });
+  if ((end.getTime() - since.getTime()) / DAY_MS + 1 > MAX_DAYS) throw validationError(`query.start_date: the window is at most ${MAX_DAYS} days`, { field: "query.start_date" });
+  return { startDate, endDate, since, before: new Date(end.getTime() + DAY_MS) };
+}
+
+const presentCounts = (map: Record<string, usage.OutcomeCounts>) =>
+  Object.fromEntries(Object.entries(map).map(([key, c]) => [key, { completed: toJsonInteger(c.completed), failed: toJsonInteger(c.failed) }]));
+
+/**
+ * Registers `GET /v1/admin/usage/analytics?start_date&end_date&plan` (admins only, `requireAdmin`
+ * passed in by the admin routes): platform totals over the UTC days [start_date, end_date]
+ * (default the last 90 days), optionally of one plan, from usage GetPlatformAnalytics. Errors:
+ * 400 `validation` (a date that is not YYYY-MM-DD, start after end, more than 731 days); 401;
+ * 403 `forbidden`; 503.
+ */
+export function adminUsageAnalyticsRoute(app: FastifyInstance, context: RouteContext, requireAdmin: (request: FastifyRequest) => Promise<string>): void {
+  const routes = app.withTypeProvider<ZodTypeProvider>();
+  routes.get(
+    "/v1/admin/usage/analytics",
+    {
+      onRequest: context.hooks.user,
+      schema: {
+        tags: ["admin"],
+        summary: "Platform usage analytics (admins)",
+        security: [{ bearerAuth: [] }],
+        querystring: analyticsQuery,
+        response: { 200: analyticsResponse, ...problemResponses },
+      },
+    },
+    async (request) => {
+      await requireAdmin(request);
+      const window = analyticsWindow(request.query, new Date());
+      const usageClient = context.clients.usage;
+      const a = await context.callFor(request)(usageClient.getPlatformAnalytics.bind(usageClient), {
+        occurredSince: window.since,
+        occurredBefore: window.before,
+        plan: request.query.plan ?? "",
+      });
+      return {
+        start_date: window.startDate,
+        end_date: window.endDate,
+        plan: request.query.plan ?? null,
+        generations: toJsonInteger(a.generations),
+        failed: toJsonInteger(a.failed),
+        credits: toJsonInteger(a.credits),
+        cost_micros: toJsonInteger(a.costMicros),
+        average_cost_micros: toJsonInteger(a.averageCostMicros),
+        unique_users: toJsonInteger(a.uniqueUsers),
+        unique_guests: toJsonInteger(a.uniqueGuests),
+        by_plan: presentCounts(a.byPlan),
+        by_provider: presentCounts(a.byProvider),
+        by_input_type: presentCounts(a.byInputType),
+      };
+    },
+  );
+}
