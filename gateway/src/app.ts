@@ -2,6 +2,7 @@ import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyRequ
 import fastifySwagger from "@fastify/swagger";
 import fastifySwaggerUi from "@fastify/swagger-ui";
 import { jsonSchemaTransform, jsonSchemaTransformObject, serializerCompiler, validatorCompiler } from "fastify-type-provider-zod";
+import type { credits } from "@tally/contracts";
 import { loadPlanCatalog, type Logger } from "@tally/platform";
 import { authenticate, authenticateUserOrGuest, requireLiveAccount } from "./auth/authenticate";
 import { guestAccounts } from "./auth/guest";
@@ -102,10 +103,18 @@ async function buildRouteContext(app: FastifyInstance, config: GatewayConfig, cl
   const tokens = new AccessTokens({ secret: config.JWT_SECRET, issuer: config.JWT_ISSUER, ttlSeconds: config.ACCESS_TOKEN_TTL_SECONDS });
   const catalog = loadPlanCatalog(config.PLANS_FILE);
   const planCache = new PlanCache(config.PLAN_CACHE_TTL_MS);
-  const loadPlan = async (request: FastifyRequest, accountId: string) => {
-    const response = await callFor(request)(clients.credits.getAccount.bind(clients.credits), { accountId });
-    return presentAccount(response.account).plan;
+  const accountCalls = new WeakMap<FastifyRequest, Map<string, Promise<credits.Account | undefined>>>();
+  const accountOf = (request: FastifyRequest, accountId: string) => {
+    let calls = accountCalls.get(request);
+    if (!calls) accountCalls.set(request, (calls = new Map()));
+    let call = calls.get(accountId);
+    if (!call) {
+      call = callFor(request)(clients.credits.getAccount.bind(clients.credits), { accountId }).then((response) => response.account);
+      calls.set(accountId, call);
+    }
+    return call;
   };
+  const loadPlan = async (request: FastifyRequest, accountId: string) => presentAccount(await accountOf(request, accountId)).plan;
   const requestsPerMinuteOf = requestsPerMinuteResolver({ catalog, cache: planCache, loadPlan, logger });
   const rateLimits = await installRateLimits(app, { config, tokens, requestsPerMinuteOf, logger });
   const ensureGuest = guestAccounts(clients, callFor, planCache);
@@ -115,5 +124,5 @@ async function buildRouteContext(app: FastifyInstance, config: GatewayConfig, cl
     userOrGuest: [authenticateUserOrGuest(tokens, ensureGuest), liveAccount, rateLimits.accountHook],
     userToken: [authenticate(tokens), rateLimits.accountHook],
   };
-  return { config, clients, callFor, tokens, logger, catalog, planCache, rateLimits, hooks };
+  return { config, clients, callFor, accountOf, tokens, logger, catalog, planCache, rateLimits, hooks };
 }

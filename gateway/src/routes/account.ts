@@ -43,11 +43,11 @@ export function accountRoutes(context: RouteContext) {
         const call = callFor(request);
         const { accountId } = userOf(request);
         const [account, stats] = await Promise.all([
-          call(clients.credits.getAccount.bind(clients.credits), { accountId }),
+          context.accountOf(request, accountId),
           call(clients.usage.getUserStats.bind(clients.usage), { userId: accountId }),
         ]);
-        const limits = await limitsOf(context, request, account.account);
-        return { ...presentAccount(account.account), stats: presentStats(stats.stats), period: limits.period, limits: limits.limits };
+        const limits = await limitsOf(context, request, account);
+        return { ...presentAccount(account), stats: presentStats(stats.stats), period: limits.period, limits: limits.limits };
       },
     );
 

@@ -19,9 +19,7 @@ export async function requireAdmin(context: RouteContext, request: FastifyReques
   const { accountId, role } = userOf(request);
   const forbidden = () => new DomainError("forbidden", "this route is for admins only");
   if (role !== "admin") throw forbidden();
-  const creditsClient = context.clients.credits;
-  const response = await context.callFor(request)(creditsClient.getAccount.bind(creditsClient), { accountId });
-  if (response.account?.role !== credits.Role.ROLE_ADMIN) throw forbidden();
+  if ((await context.accountOf(request, accountId))?.role !== credits.Role.ROLE_ADMIN) throw forbidden();
   return accountId;
 }
 

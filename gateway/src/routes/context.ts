@@ -1,5 +1,6 @@
 import { createHash } from "node:crypto";
 import type { FastifyReply, FastifyRequest } from "fastify";
+import type { credits } from "@tally/contracts";
 import { deterministicUuid, newId, type Logger, type PlanCatalog } from "@tally/platform";
 import type { AccessTokens } from "../auth/tokens";
 import type { DownstreamCall, GatewayClients } from "../clients";
@@ -16,6 +17,12 @@ export interface RouteContext {
   clients: GatewayClients;
   /** Unary calls on behalf of `request`: the downstream deadline and the request's trace context. */
   callFor(request: FastifyRequest): DownstreamCall;
+  /**
+   * Credits GetAccount of `accountId` on behalf of `request`, asked at most once per request
+   * and account (the live-account check, the rate limiter and the route share the answer).
+   * Rejects as the call does (`not_found` for an unknown or deleted account, `unavailable`…).
+   */
+  accountOf(request: FastifyRequest, accountId: string): Promise<credits.Account | undefined>;
   tokens: AccessTokens;
   logger: Logger;
   /** The plans file (PLANS_FILE, else the built-in plans): names and requests_per_minute. */

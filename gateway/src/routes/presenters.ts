@@ -182,3 +182,8 @@ export function presentGeneration(generation: generations.Generation | undefined
     completed_at: toTimestamp(generation.completedAt),
   };
 }
+
+/** A breakdown `{key: {completed, failed}}` of usage's OutcomeCounts as public JSON. */
+export function presentOutcomeCounts(map: Record<string, usage.OutcomeCounts>): Record<string, { completed: number; failed: number }> {
+  return Object.fromEntries(Object.entries(map).map(([key, counts]) => [key, { completed: toJsonInteger(counts.completed), failed: toJsonInteger(counts.failed) }]));
+}

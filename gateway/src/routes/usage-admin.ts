@@ -1,10 +1,9 @@
 import { z } from "zod";
 import type { FastifyInstance, FastifyRequest } from "fastify";
 import type { ZodTypeProvider } from "fastify-type-provider-zod";
-import type { usage } from "@tally/contracts";
 import { validationError } from "@tally/platform";
 import type { RouteContext } from "./context";
-import { toJsonInteger } from "./presenters";
+import { presentOutcomeCounts, toJsonInteger } from "./presenters";
 import { problemResponses } from "./schemas";
 
 /** The default window of admin analytics, and the longest one, in days. */
@@ -54,9 +53,6 @@ export function analyticsWindow(query: { start_date?: string; end_date?: string 
   return { startDate, endDate, since, before: new Date(end.getTime() + DAY_MS) };
 }
 
-const presentCounts = (map: Record<string, usage.OutcomeCounts>) =>
-  Object.fromEntries(Object.entries(map).map(([key, c]) => [key, { completed: toJsonInteger(c.completed), failed: toJsonInteger(c.failed) }]));
-
 /**
  * Registers `GET /v1/admin/usage/analytics?start_date&end_date&plan` (admins only, `requireAdmin`
  * passed in by the admin routes): platform totals over the UTC days [start_date, end_date]
@@ -98,9 +94,9 @@ export function adminUsageAnalyticsRoute(app: FastifyInstance, context: RouteCon
         average_cost_micros: toJsonInteger(a.averageCostMicros),
         unique_users: toJsonInteger(a.uniqueUsers),
         unique_guests: toJsonInteger(a.uniqueGuests),
-        by_plan: presentCounts(a.byPlan),
-        by_provider: presentCounts(a.byProvider),
-        by_input_type: presentCounts(a.byInputType),
+        by_plan: presentOutcomeCounts(a.byPlan),
+        by_provider: presentOutcomeCounts(a.byProvider),
+        by_input_type: presentOutcomeCounts(a.byInputType),
       };
     },
   );

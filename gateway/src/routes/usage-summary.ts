@@ -52,7 +52,7 @@ export function usageSummaryRoute(app: FastifyInstance, context: RouteContext): 
 export async function summaryOf(context: RouteContext, request: FastifyRequest, accountId: string) {
   const call = context.callFor(request);
   const { clients } = context;
-  const { account } = await call(clients.credits.getAccount.bind(clients.credits), { accountId });
+  const account = await context.accountOf(request, accountId);
   const limits = await limitsOf(context, request, account);
   const [start, end] = [limits.period.start, limits.period.end];
   const [totals, stats, recent] = await Promise.all([

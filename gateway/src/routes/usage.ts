@@ -6,14 +6,11 @@ import type { RouteContext } from "./context";
 import { limitsOf } from "./limits";
 import { usageHistoryRoute } from "./usage-history";
 import { usageSummaryRoute } from "./usage-summary";
-import { toJsonInteger } from "./presenters";
+import { presentOutcomeCounts, toJsonInteger } from "./presenters";
 import { limitsResponse, monthlyAnalyticsResponse, problemResponses, userOrGuestSecurity } from "./schemas";
 
 /** Months `GET /v1/usage/analytics` answers. */
 const ANALYTICS_MONTHS = 12;
-
-const presentCounts = (map: Record<string, usage.OutcomeCounts>) =>
-  Object.fromEntries(Object.entries(map).map(([key, counts]) => [key, { completed: toJsonInteger(counts.completed), failed: toJsonInteger(counts.failed) }]));
 
 /** One month of usage's analytics as public JSON. */
 function presentMonth(month: usage.MonthlyAnalytics) {
@@ -25,9 +22,9 @@ function presentMonth(month: usage.MonthlyAnalytics) {
     cost_micros: toJsonInteger(month.costMicros),
     processing_time_ms: toJsonInteger(month.processingTimeMs),
     output_bytes: toJsonInteger(month.outputBytes),
-    by_input_type: presentCounts(month.byInputType),
-    by_provider: presentCounts(month.byProvider),
-    by_billing_classification: presentCounts(month.byBillingClassification),
+    by_input_type: presentOutcomeCounts(month.byInputType),
+    by_provider: presentOutcomeCounts(month.byProvider),
+    by_billing_classification: presentOutcomeCounts(month.byBillingClassification),
     plans: month.plans,
     plan_changed: month.planChanged,
   };
@@ -60,8 +57,7 @@ export function usageRoutes(context: RouteContext) {
       },
       async (request) => {
         const { accountId } = principalOf(request);
-        const response = await callFor(request)(clients.credits.getAccount.bind(clients.credits), { accountId });
-        return limitsOf(context, request, response.account);
+        return limitsOf(context, request, await context.accountOf(request, accountId));
       },
     );
 

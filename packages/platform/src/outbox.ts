@@ -13,6 +13,26 @@ import type { UnitOfWork } from "./unit-of-work";
  * it afterwards with no transaction open (INV-9).
  */
 
+/**
+ * DDL of the outbox table `SqlOutboxStore` and `OutboxRelay` work on, one statement per
+ * element: a migration of each service that publishes events runs them. `outbox_unpublished`
+ * serves the relay's claims, `outbox_published_at` its pruning of published rows.
+ */
+export const OUTBOX_TABLE_SQL: readonly string[] = [
+  `CREATE TABLE outbox (
+  id bigserial PRIMARY KEY,
+  event_id uuid NOT NULL UNIQUE,
+  subject text NOT NULL,
+  payload bytea NOT NULL,
+  traceparent text,
+  created_at timestamptz NOT NULL DEFAULT now(),
+  claimed_until timestamptz,
+  published_at timestamptz
+)`,
+  "CREATE INDEX outbox_unpublished ON outbox (id) WHERE published_at IS NULL",
+  "CREATE INDEX outbox_published_at ON outbox (published_at) WHERE published_at IS NOT NULL",
+];
+
 /** One event in the contract's encoding, with the NATS subject it goes on. */
 export interface EncodedEvent {
   eventId: string;

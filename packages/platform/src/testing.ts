@@ -1,5 +1,8 @@
+import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
+import path from "node:path";
 import { dropDatabase, ensureDatabase, withDatabase } from "./db";
+import { REPOSITORY_ROOT } from "./process";
 
 /** PostgreSQL server the tests use: `DATABASE_URL`, else the local default. */
 export const testServerUrl = (): string => process.env.DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/postgres";
@@ -35,3 +38,25 @@ export async function eventually<T>(probe: () => Promise<T | undefined>, timeout
     await new Promise((resolve) => setTimeout(resolve, intervalMs));
   }
 }
+
+/**
+ * Runs the repository script `script` (e.g. `scripts/admin.ts`) as an operator would, in a
+ * child process (`node --import tsx`) with `args` and `env` over this process's environment;
+ * resolves with its exit code and everything it printed.
+ */
+export function runRepositoryScript(script: string, args: string[], env: Record<string, string>): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ["--import", "tsx", path.join(REPOSITORY_ROOT, script), ...args], {
+      cwd: REPOSITORY_ROOT,
+      env: { ...process.env, ...env },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.on("data", (chunk: Buffer) => void (stdout += chunk.toString()));
+    child.stderr.on("data", (chunk: Buffer) => void (stderr += chunk.toString()));
+    child.once("error", reject);
+    child.once("exit", (code) => resolve({ code, stdout, stderr }));
+  });
+}
+

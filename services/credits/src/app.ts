@@ -97,32 +97,34 @@ async function buildCreditsApp(config: CreditsConfig, logger: Logger): Promise<C
       duplicateWindowMs: config.NATS_DUPLICATE_WINDOW_MS,
       maxAgeMs: config.NATS_STREAM_MAX_AGE_MS,
     });
+    const relay = new OutboxRelay(
+      createCreditsOutboxUnitOfWork(orm),
+      new JetStreamEventPublisher(nc, config.OUTBOX_PUBLISH_TIMEOUT_MS),
+      {
+        name: "credits outbox relay",
+        pollIntervalMs: config.OUTBOX_POLL_INTERVAL_MS,
+        batchSize: config.OUTBOX_BATCH_SIZE,
+        retentionMs: config.OUTBOX_RETENTION_MS,
+        pruneIntervalMs: OUTBOX_PRUNE_INTERVAL_MS,
+        // Never below the poll interval: the back-off starts from it.
+        backoffMaxMs: Math.max(config.OUTBOX_POLL_INTERVAL_MS, OUTBOX_BACKOFF_MAX_MS),
+        publishTimeoutMs: config.OUTBOX_PUBLISH_TIMEOUT_MS,
+      },
+      logger,
+    );
+    const service = new CreditsService(createCreditsUnitOfWork(orm, { subjectPrefix: config.NATS_SUBJECT_PREFIX }), rules, passwords);
+    const sweeper = new HoldExpirySweeper(
+      service.holds,
+      { intervalMs: config.HOLD_EXPIRY_SWEEP_INTERVAL_MS, batchSize: config.HOLD_EXPIRY_BATCH_SIZE },
+      logger,
+    );
+    return { orm, nc, service, sweeper, relay, metrics: creditsMetrics(orm, logger) };
   } catch (error) {
+    // Whatever was opened is closed again: a failed start leaves no connection behind.
     await nc?.close().catch(() => undefined);
     await orm.close();
     throw error;
   }
-  const relay = new OutboxRelay(
-    createCreditsOutboxUnitOfWork(orm),
-    new JetStreamEventPublisher(nc, config.OUTBOX_PUBLISH_TIMEOUT_MS),
-    {
-      name: "credits outbox relay",
-      pollIntervalMs: config.OUTBOX_POLL_INTERVAL_MS,
-      batchSize: config.OUTBOX_BATCH_SIZE,
-      retentionMs: config.OUTBOX_RETENTION_MS,
-      pruneIntervalMs: OUTBOX_PRUNE_INTERVAL_MS,
-      backoffMaxMs: OUTBOX_BACKOFF_MAX_MS,
-      publishTimeoutMs: config.OUTBOX_PUBLISH_TIMEOUT_MS,
-    },
-    logger,
-  );
-  const service = new CreditsService(createCreditsUnitOfWork(orm, { subjectPrefix: config.NATS_SUBJECT_PREFIX }), rules, passwords);
-  const sweeper = new HoldExpirySweeper(
-    service.holds,
-    { intervalMs: config.HOLD_EXPIRY_SWEEP_INTERVAL_MS, batchSize: config.HOLD_EXPIRY_BATCH_SIZE },
-    logger,
-  );
-  return { orm, nc, service, sweeper, relay, metrics: creditsMetrics(orm, logger) };
 }
 
 /** RPC metrics (bindService records them), the database pool, active holds and the outbox (account events). */

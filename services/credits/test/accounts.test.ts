@@ -7,7 +7,9 @@ describe("credits accounts, sign-in and ledger (real PostgreSQL, gRPC)", () => {
 
   beforeAll(async () => {
     const plans = { default_plan: "free", guest_plan: "guest", plans: { guest: { trial_credits: 3 }, free: { trial_credits: 10 }, pro: { trial_credits: 0 }, team: { trial_credits: 50 } } };
-    h = await startHarness("credits_accounts", { PLANS_FILE: writePlansFile(plans) });
+    // The background loops (outbox relay, hold expiry sweeper) kept quiet: a test below checks
+    // that a call makes no database call, which their passes would blur.
+    h = await startHarness("credits_accounts", { PLANS_FILE: writePlansFile(plans), OUTBOX_POLL_INTERVAL_MS: "600000", HOLD_EXPIRY_SWEEP_INTERVAL_MS: "600000" });
   });
   afterAll(async () => {
     await h?.close();

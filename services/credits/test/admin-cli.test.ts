@@ -1,25 +1,10 @@
-import { spawn } from "node:child_process";
-import path from "node:path";
 import { credits } from "@tally/contracts";
-import { newId, REPOSITORY_ROOT } from "@tally/platform";
+import { newId } from "@tally/platform";
+import { runRepositoryScript } from "@tally/platform/src/testing";
 import { startHarness, type Harness } from "./harness";
 
 /** Runs `npm run admin -- <args>` as an operator would (node --import tsx scripts/admin.ts). */
-function runAdmin(args: string[], env: Record<string, string>): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ["--import", "tsx", path.join(REPOSITORY_ROOT, "scripts/admin.ts"), ...args], {
-      cwd: REPOSITORY_ROOT,
-      env: { ...process.env, ...env },
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (chunk: Buffer) => void (stdout += chunk.toString()));
-    child.stderr.on("data", (chunk: Buffer) => void (stderr += chunk.toString()));
-    child.once("error", reject);
-    child.once("exit", (code) => resolve({ code, stdout, stderr }));
-  });
-}
+const runAdmin = (args: string[], env: Record<string, string>) => runRepositoryScript("scripts/admin.ts", args, env);
 
 describe("npm run admin -- promote <email> (against the harness' credits service)", () => {
   let h: Harness;

@@ -3,28 +3,14 @@
  * process) against a usage database on real PostgreSQL: reconcile reports a difference planted
  * by hand (exit 3) and nothing once the rebuild has restored what the log says (exit 0).
  */
-import { spawn } from "node:child_process";
-import path from "node:path";
-import { newId, REPOSITORY_ROOT } from "@tally/platform";
+import { newId } from "@tally/platform";
+import { runRepositoryScript } from "@tally/platform/src/testing";
 import type { UsageService } from "../src/app";
 import { usageLogEntryFromCompleted } from "../src/domain/usage-log";
 import { completedEvent, createUsageTestBed, recordUsage, type UsageTestBed } from "./helpers";
 
-function runUsageAdmin(args: string[], databaseUrl: string): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ["--import", "tsx", path.join(REPOSITORY_ROOT, "scripts/usage-admin.ts"), ...args], {
-      cwd: REPOSITORY_ROOT,
-      env: { ...process.env, DATABASE_URL: databaseUrl },
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (chunk: Buffer) => void (stdout += chunk.toString()));
-    child.stderr.on("data", (chunk: Buffer) => void (stderr += chunk.toString()));
-    child.once("error", reject);
-    child.once("exit", (code) => resolve({ code, stdout, stderr }));
-  });
-}
+/** Runs `npm run usage-admin -- <args>` as an operator would, on the usage database `databaseUrl`. */
+const runUsageAdmin = (args: string[], databaseUrl: string) => runRepositoryScript("scripts/usage-admin.ts", args, { DATABASE_URL: databaseUrl });
 
 describe("npm run usage-admin", () => {
   let bed: UsageTestBed;

@@ -1,4 +1,5 @@
 import { Migration } from "@mikro-orm/migrations";
+import { OUTBOX_TABLE_SQL } from "@tally/platform";
 
 /**
  * Account erasure (DeleteAccount). `deleted_at` marks a deleted user's account: the CHECK now
@@ -28,18 +29,6 @@ export class Migration20261124000001 extends Migration {
     this.addSql(`
       ALTER TABLE ledger_entries ADD CONSTRAINT ledger_entries_kind_check
         CHECK (kind IN ('grant', 'hold', 'capture', 'release', 'expiry', 'adjustment', 'write_off'))`);
-    this.addSql(`
-      CREATE TABLE outbox (
-        id bigserial PRIMARY KEY,
-        event_id uuid NOT NULL UNIQUE,
-        subject text NOT NULL,
-        payload bytea NOT NULL,
-        traceparent text,
-        created_at timestamptz NOT NULL DEFAULT now(),
-        claimed_until timestamptz,
-        published_at timestamptz
-      )`);
-    this.addSql("CREATE INDEX outbox_unpublished ON outbox (id) WHERE published_at IS NULL");
-    this.addSql("CREATE INDEX outbox_published_at ON outbox (published_at) WHERE published_at IS NOT NULL");
+    for (const statement of OUTBOX_TABLE_SQL) this.addSql(statement);
   }
 }
