@@ -35,6 +35,7 @@ interface Calls {
   getAccount(r: credits.GetAccountRequest): Promise<credits.GetAccountResponse>;
   getBalance(r: credits.GetBalanceRequest): Promise<credits.GetBalanceResponse>;
   createGrant(r: Partial<credits.CreateGrantRequest>): Promise<credits.CreateGrantResponse>;
+  voidGrant(r: Partial<credits.VoidGrantRequest>): Promise<credits.VoidGrantResponse>;
   createHold(r: Partial<credits.CreateHoldRequest>): Promise<credits.CreateHoldResponse>;
   captureHold(r: Partial<credits.CaptureHoldRequest>): Promise<credits.CaptureHoldResponse>;
   releaseHold(r: Partial<credits.ReleaseHoldRequest>): Promise<credits.ReleaseHoldResponse>;
@@ -106,7 +107,8 @@ function callsOn(client: credits.CreditsServiceClient): Calls {
     authenticate: (r) => callUnary(client.authenticate.bind(client), { ...rid(), email: "", password: "", ...r }, options),
     getAccount: (r) => callUnary(client.getAccount.bind(client), r, options),
     getBalance: (r) => callUnary(client.getBalance.bind(client), r, options),
-    createGrant: (r) => callUnary(client.createGrant.bind(client), { ...rid(), accountId: "", kind: 0, amount: 0n, ...r }, options),
+    createGrant: (r) => callUnary(client.createGrant.bind(client), { ...rid(), accountId: "", kind: 0, amount: 0n, reference: "", ...r } as credits.CreateGrantRequest, options),
+    voidGrant: (r) => callUnary(client.voidGrant.bind(client), { ...rid(), accountId: "", grantId: "", reason: "", ...r } as credits.VoidGrantRequest, options),
     createHold: (r) =>
       callUnary(client.createHold.bind(client), { ...rid(), accountId: "", generationId: newId(), amount: 0n, ttlMs: 0n, ...r }, options),
     captureHold: (r) => callUnary(client.captureHold.bind(client), { ...rid(), holdId: "", ...r }, options),

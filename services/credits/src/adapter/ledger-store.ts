@@ -19,9 +19,11 @@ interface LedgerRow {
   balance_after: string;
   held_after: string;
   created_at: Date;
+  grant_id: string | null;
+  reason: string | null;
 }
 
-const LEDGER_COLUMNS = "id, position, account_id, kind, amount, grant_kind, hold_id, generation_id, balance_after, held_after, created_at";
+const LEDGER_COLUMNS = "id, position, account_id, kind, amount, grant_kind, hold_id, generation_id, balance_after, held_after, created_at, grant_id, reason";
 
 const toLedgerEntry = (row: LedgerRow): PositionedLedgerEntry => ({
   id: row.id,
@@ -35,6 +37,8 @@ const toLedgerEntry = (row: LedgerRow): PositionedLedgerEntry => ({
   balanceAfter: toBigInt(row.balance_after),
   heldAfter: toBigInt(row.held_after),
   createdAt: new Date(row.created_at),
+  grantId: row.grant_id,
+  reason: row.reason,
 });
 
 interface SnapshotRow extends BalancesRow {

@@ -89,9 +89,26 @@ export interface AccountStore {
   lockSkipLocked(accountIds: readonly string[]): Promise<string[]>;
 }
 
+/** A grant to insert; `priority` null or absent: its kind's (GRANT_KIND_PRIORITY); `reference` null or absent: none. */
+export interface NewGrant {
+  id: string;
+  accountId: string;
+  kind: GrantKind;
+  amount: bigint;
+  expiresAt: Date | null;
+  priority?: number | null;
+  reference?: string | null;
+}
+
 export interface GrantStore {
   /** Inserts a grant with all of it remaining. */
-  insert(grant: { id: string; accountId: string; kind: GrantKind; amount: bigint; expiresAt: Date | null }): Promise<Grant>;
+  insert(grant: NewGrant): Promise<Grant>;
+  /** The account's grant made for `reference`, if any. */
+  findByReference(accountId: string, reference: string): Promise<Grant | null>;
+  /** Locks one grant of the account; null when the account has no such grant. */
+  lockOne(accountId: string, grantId: string): Promise<Grant | null>;
+  /** Marks a locked, unused grant voided: nothing of it remains (the caller writes the VOID entry). */
+  markVoided(grantId: string): Promise<Grant>;
   /** Locks the account's grants that have credits left, in consumption order. */
   lockForConsumption(accountId: string): Promise<AllocatableGrant[]>;
   /** Locks the account's grants that have credits left (any order), for a write-off. */

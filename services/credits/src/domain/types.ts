@@ -15,7 +15,7 @@ export type GrantKind = "trial" | "purchased" | "promotional";
 export type HoldStatus = "active" | "captured" | "released" | "expired";
 
 /** `write_off`: remaining credits written off when the account was deleted. */
-export type LedgerEntryKind = "grant" | "hold" | "capture" | "release" | "expiry" | "adjustment" | "write_off";
+export type LedgerEntryKind = "grant" | "hold" | "capture" | "release" | "expiry" | "adjustment" | "write_off" | "void";
 
 export interface Account {
   id: string;
@@ -55,6 +55,12 @@ export interface Grant {
   /** Null when the grant does not expire. */
   expiresAt: Date | null;
   createdAt: Date;
+  /** Consumption rank, lowest first (domain/allocation.ts). */
+  priority: number;
+  /** The outside reference it was granted for (e.g. a payment id), unique per account; null when none. */
+  reference: string | null;
+  /** When an admin voided it (its credits written off); null while it is not voided. */
+  voidedAt: Date | null;
 }
 
 export interface Hold {
@@ -90,6 +96,10 @@ export interface LedgerEntry {
   /** Held credits after this entry. */
   heldAfter: bigint;
   createdAt: Date;
+  /** The grant whose credits moved; null when the movement touched several grants or none. */
+  grantId: string | null;
+  /** Why (a release's, write-off's or void's reason); null when none. */
+  reason: string | null;
 }
 
 /** The balances stored on an account row, in credits. */
@@ -169,10 +179,15 @@ export interface GuestAccount {
   created: boolean;
 }
 
-/** A grant with the account's balance after it, as CreateGrant answers. */
+/** A grant with the account's balance after it, as VoidGrant answers. */
 export interface GrantWithBalance {
   grant: Grant;
   balance: Balance;
+}
+
+/** CreateGrant's answer: `created` false when the request's reference named an earlier grant, which is answered. */
+export interface CreatedGrant extends GrantWithBalance {
+  created: boolean;
 }
 
 /** A hold with the account's balance after its movement, as CreateHold, CaptureHold and ReleaseHold answer. */

@@ -9,13 +9,14 @@ import {
   createGrantRequestFromProto,
   createHoldRequestFromProto,
   deadlineMsFromCall,
-  grantToProto,
+  grantWithBalanceToProto,
   guestAccountToProto,
   holdWithBalanceToProto,
   ledgerEntryToProto,
   releaseHoldRequestFromProto,
   setBillingAnchorRequestFromProto,
   setRoleRequestFromProto,
+  voidGrantRequestFromProto,
 } from "./mapping";
 
 /** Full name of the gRPC service (health and reflection). */
@@ -38,6 +39,7 @@ export type CreditsApi = Pick<
   | "setBillingAnchor"
   | "setRole"
   | "deleteAccount"
+  | "voidGrant"
 >;
 
 /**
@@ -67,10 +69,14 @@ export function creditsHandlers(service: CreditsApi): AsyncService<credits.Credi
     async getBalance(req) {
       return { balance: balanceToProto(await service.getBalance(req.accountId)) };
     },
-    /** CreateGrant → grant and balance (GrantsService.createGrant; INV-2, INV-4). */
+    /** CreateGrant → grant, balance and whether it was made now (GrantsService.createGrant; INV-2, INV-4). */
     async createGrant(req) {
       const result = await service.createGrant(createGrantRequestFromProto(req));
-      return { grant: grantToProto(result.grant), balance: balanceToProto(result.balance) };
+      return { ...grantWithBalanceToProto(result), created: result.created };
+    },
+    /** VoidGrant → the voided grant and the balance (GrantsService.voidGrant; INV-2, INV-4, INV-9). */
+    async voidGrant(req) {
+      return grantWithBalanceToProto(await service.voidGrant(voidGrantRequestFromProto(req)));
     },
     /** CreateHold → hold and balance (HoldsService.createHold; INV-1, INV-3, INV-4). */
     async createHold(req) {

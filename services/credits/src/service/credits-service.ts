@@ -49,6 +49,8 @@ export class CreditsService {
   readonly listLedgerEntries: LedgerService["listLedgerEntries"] = (request) => this.ledger.listLedgerEntries(request);
   /** See GrantsService.createGrant. */
   readonly createGrant: GrantsService["createGrant"] = (request) => this.grants.createGrant(request);
+  /** See GrantsService.voidGrant. */
+  readonly voidGrant: GrantsService["voidGrant"] = (request) => this.grants.voidGrant(request);
   /** See HoldsService.createHold. */
   readonly createHold: HoldsService["createHold"] = (request) => this.holds.createHold(request);
   /** See HoldsService.captureHold. */

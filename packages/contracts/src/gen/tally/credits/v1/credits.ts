@@ -209,6 +209,8 @@ export enum LedgerEntryKind {
   LEDGER_ENTRY_KIND_ADJUSTMENT = 6,
   /** LEDGER_ENTRY_KIND_WRITE_OFF - Remaining credits written off when the account was deleted. */
   LEDGER_ENTRY_KIND_WRITE_OFF = 7,
+  /** LEDGER_ENTRY_KIND_VOID - An unused grant written off when an admin voided it. */
+  LEDGER_ENTRY_KIND_VOID = 8,
   UNRECOGNIZED = -1,
 }
 
@@ -238,6 +240,9 @@ export function ledgerEntryKindFromJSON(object: any): LedgerEntryKind {
     case 7:
     case "LEDGER_ENTRY_KIND_WRITE_OFF":
       return LedgerEntryKind.LEDGER_ENTRY_KIND_WRITE_OFF;
+    case 8:
+    case "LEDGER_ENTRY_KIND_VOID":
+      return LedgerEntryKind.LEDGER_ENTRY_KIND_VOID;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -263,6 +268,8 @@ export function ledgerEntryKindToJSON(object: LedgerEntryKind): string {
       return "LEDGER_ENTRY_KIND_ADJUSTMENT";
     case LedgerEntryKind.LEDGER_ENTRY_KIND_WRITE_OFF:
       return "LEDGER_ENTRY_KIND_WRITE_OFF";
+    case LedgerEntryKind.LEDGER_ENTRY_KIND_VOID:
+      return "LEDGER_ENTRY_KIND_VOID";
     case LedgerEntryKind.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";
@@ -312,7 +319,15 @@ export interface Grant {
   amount: bigint;
   remainingAmount: bigint;
   expiresAt?: Date | undefined;
-  createdAt?: Date | undefined;
+  createdAt?:
+    | Date
+    | undefined;
+  /** Consumption rank, lowest first (trial 1, purchased 2, promotional 3 unless given). */
+  priority: number;
+  /** The outside reference it was granted for (e.g. a payment id); "" when none. */
+  reference: string;
+  /** When it was voided; unset while it is not. */
+  voidedAt?: Date | undefined;
 }
 
 /** Credits set aside for one generation. */
@@ -348,7 +363,13 @@ export interface LedgerEntry {
   balanceAfter: bigint;
   /** Held credits after this entry. */
   heldAfter: bigint;
-  createdAt?: Date | undefined;
+  createdAt?:
+    | Date
+    | undefined;
+  /** The grant the entry moved credits of ("" when it moved several or none). */
+  grantId: string;
+  /** Why (a release's or write-off's reason); "" when none. */
+  reason: string;
 }
 
 export interface CreateAccountRequest {
@@ -406,10 +427,33 @@ export interface CreateGrantRequest {
   /** Credits, > 0. */
   amount: bigint;
   /** Unset means the grant does not expire. */
-  expiresAt?: Date | undefined;
+  expiresAt?:
+    | Date
+    | undefined;
+  /** An outside reference (e.g. a payment id), unique per account; "" for none. 1..200 characters. */
+  reference: string;
+  /** Consumption rank 0..1000, lowest first; unset means the kind's (trial 1, purchased 2, promotional 3). */
+  priority?: number | undefined;
 }
 
 export interface CreateGrantResponse {
+  grant?: Grant | undefined;
+  balance?:
+    | Balance
+    | undefined;
+  /** False when the reference named a grant made before, which is answered instead. */
+  created: boolean;
+}
+
+export interface VoidGrantRequest {
+  requestId: string;
+  accountId: string;
+  grantId: string;
+  /** Why (kept on the VOID ledger entry); "" for none. */
+  reason: string;
+}
+
+export interface VoidGrantResponse {
   grant?: Grant | undefined;
   balance?: Balance | undefined;
 }
@@ -911,6 +955,9 @@ function createBaseGrant(): Grant {
     remainingAmount: 0n,
     expiresAt: undefined,
     createdAt: undefined,
+    priority: 0,
+    reference: "",
+    voidedAt: undefined,
   };
 }
 
@@ -942,6 +989,15 @@ export const Grant: MessageFns<Grant> = {
     }
     if (message.createdAt !== undefined) {
       Timestamp.encode(toTimestamp(message.createdAt), writer.uint32(58).fork()).join();
+    }
+    if (message.priority !== 0) {
+      writer.uint32(64).int32(message.priority);
+    }
+    if (message.reference !== "") {
+      writer.uint32(74).string(message.reference);
+    }
+    if (message.voidedAt !== undefined) {
+      Timestamp.encode(toTimestamp(message.voidedAt), writer.uint32(82).fork()).join();
     }
     return writer;
   },
@@ -1015,6 +1071,30 @@ export const Grant: MessageFns<Grant> = {
             message.createdAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
             continue;
           }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.priority = reader.int32();
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.reference = reader.string();
+            continue;
+          }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.voidedAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1052,6 +1132,13 @@ export const Grant: MessageFns<Grant> = {
         : isSet(object.created_at)
         ? fromJsonTimestamp(object.created_at)
         : undefined,
+      priority: isSet(object.priority) ? globalThis.Number(object.priority) : 0,
+      reference: isSet(object.reference) ? globalThis.String(object.reference) : "",
+      voidedAt: isSet(object.voidedAt)
+        ? fromJsonTimestamp(object.voidedAt)
+        : isSet(object.voided_at)
+        ? fromJsonTimestamp(object.voided_at)
+        : undefined,
     };
   },
 
@@ -1078,6 +1165,15 @@ export const Grant: MessageFns<Grant> = {
     if (message.createdAt !== undefined) {
       obj.createdAt = message.createdAt.toISOString();
     }
+    if (message.priority !== 0) {
+      obj.priority = Math.round(message.priority);
+    }
+    if (message.reference !== "") {
+      obj.reference = message.reference;
+    }
+    if (message.voidedAt !== undefined) {
+      obj.voidedAt = message.voidedAt.toISOString();
+    }
     return obj;
   },
 
@@ -1095,6 +1191,9 @@ export const Grant: MessageFns<Grant> = {
       : 0n;
     message.expiresAt = object.expiresAt ?? undefined;
     message.createdAt = object.createdAt ?? undefined;
+    message.priority = object.priority ?? 0;
+    message.reference = object.reference ?? "";
+    message.voidedAt = object.voidedAt ?? undefined;
     return message;
   },
 };
@@ -1402,6 +1501,8 @@ function createBaseLedgerEntry(): LedgerEntry {
     balanceAfter: 0n,
     heldAfter: 0n,
     createdAt: undefined,
+    grantId: "",
+    reason: "",
   };
 }
 
@@ -1445,6 +1546,12 @@ export const LedgerEntry: MessageFns<LedgerEntry> = {
     }
     if (message.createdAt !== undefined) {
       Timestamp.encode(toTimestamp(message.createdAt), writer.uint32(82).fork()).join();
+    }
+    if (message.grantId !== "") {
+      writer.uint32(90).string(message.grantId);
+    }
+    if (message.reason !== "") {
+      writer.uint32(98).string(message.reason);
     }
     return writer;
   },
@@ -1542,6 +1649,22 @@ export const LedgerEntry: MessageFns<LedgerEntry> = {
             message.createdAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
             continue;
           }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.grantId = reader.string();
+            continue;
+          }
+          case 12: {
+            if (tag !== 98) {
+              break;
+            }
+
+            message.reason = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1594,6 +1717,12 @@ export const LedgerEntry: MessageFns<LedgerEntry> = {
         : isSet(object.created_at)
         ? fromJsonTimestamp(object.created_at)
         : undefined,
+      grantId: isSet(object.grantId)
+        ? globalThis.String(object.grantId)
+        : isSet(object.grant_id)
+        ? globalThis.String(object.grant_id)
+        : "",
+      reason: isSet(object.reason) ? globalThis.String(object.reason) : "",
     };
   },
 
@@ -1629,6 +1758,12 @@ export const LedgerEntry: MessageFns<LedgerEntry> = {
     if (message.createdAt !== undefined) {
       obj.createdAt = message.createdAt.toISOString();
     }
+    if (message.grantId !== "") {
+      obj.grantId = message.grantId;
+    }
+    if (message.reason !== "") {
+      obj.reason = message.reason;
+    }
     return obj;
   },
 
@@ -1649,6 +1784,8 @@ export const LedgerEntry: MessageFns<LedgerEntry> = {
       : 0n;
     message.heldAfter = (object.heldAfter !== undefined && object.heldAfter !== null) ? BigInt(object.heldAfter) : 0n;
     message.createdAt = object.createdAt ?? undefined;
+    message.grantId = object.grantId ?? "";
+    message.reason = object.reason ?? "";
     return message;
   },
 };
@@ -2358,7 +2495,15 @@ export const GetBalanceResponse: MessageFns<GetBalanceResponse> = {
 };
 
 function createBaseCreateGrantRequest(): CreateGrantRequest {
-  return { requestId: "", accountId: "", kind: 0, amount: 0n, expiresAt: undefined };
+  return {
+    requestId: "",
+    accountId: "",
+    kind: 0,
+    amount: 0n,
+    expiresAt: undefined,
+    reference: "",
+    priority: undefined,
+  };
 }
 
 export const CreateGrantRequest: MessageFns<CreateGrantRequest> = {
@@ -2380,6 +2525,12 @@ export const CreateGrantRequest: MessageFns<CreateGrantRequest> = {
     }
     if (message.expiresAt !== undefined) {
       Timestamp.encode(toTimestamp(message.expiresAt), writer.uint32(42).fork()).join();
+    }
+    if (message.reference !== "") {
+      writer.uint32(50).string(message.reference);
+    }
+    if (message.priority !== undefined) {
+      writer.uint32(56).int32(message.priority);
     }
     return writer;
   },
@@ -2437,6 +2588,22 @@ export const CreateGrantRequest: MessageFns<CreateGrantRequest> = {
             message.expiresAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
             continue;
           }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.reference = reader.string();
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.priority = reader.int32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2468,6 +2635,8 @@ export const CreateGrantRequest: MessageFns<CreateGrantRequest> = {
         : isSet(object.expires_at)
         ? fromJsonTimestamp(object.expires_at)
         : undefined,
+      reference: isSet(object.reference) ? globalThis.String(object.reference) : "",
+      priority: isSet(object.priority) ? globalThis.Number(object.priority) : undefined,
     };
   },
 
@@ -2488,6 +2657,12 @@ export const CreateGrantRequest: MessageFns<CreateGrantRequest> = {
     if (message.expiresAt !== undefined) {
       obj.expiresAt = message.expiresAt.toISOString();
     }
+    if (message.reference !== "") {
+      obj.reference = message.reference;
+    }
+    if (message.priority !== undefined) {
+      obj.priority = Math.round(message.priority);
+    }
     return obj;
   },
 
@@ -2501,12 +2676,14 @@ export const CreateGrantRequest: MessageFns<CreateGrantRequest> = {
     message.kind = object.kind ?? 0;
     message.amount = (object.amount !== undefined && object.amount !== null) ? BigInt(object.amount) : 0n;
     message.expiresAt = object.expiresAt ?? undefined;
+    message.reference = object.reference ?? "";
+    message.priority = object.priority ?? undefined;
     return message;
   },
 };
 
 function createBaseCreateGrantResponse(): CreateGrantResponse {
-  return { grant: undefined, balance: undefined };
+  return { grant: undefined, balance: undefined, created: false };
 }
 
 export const CreateGrantResponse: MessageFns<CreateGrantResponse> = {
@@ -2516,6 +2693,9 @@ export const CreateGrantResponse: MessageFns<CreateGrantResponse> = {
     }
     if (message.balance !== undefined) {
       Balance.encode(message.balance, writer.uint32(18).fork()).join();
+    }
+    if (message.created !== false) {
+      writer.uint32(24).bool(message.created);
     }
     return writer;
   },
@@ -2549,6 +2729,14 @@ export const CreateGrantResponse: MessageFns<CreateGrantResponse> = {
             message.balance = Balance.decode(reader, reader.uint32());
             continue;
           }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.created = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2565,6 +2753,7 @@ export const CreateGrantResponse: MessageFns<CreateGrantResponse> = {
     return {
       grant: isSet(object.grant) ? Grant.fromJSON(object.grant) : undefined,
       balance: isSet(object.balance) ? Balance.fromJSON(object.balance) : undefined,
+      created: isSet(object.created) ? globalThis.Boolean(object.created) : false,
     };
   },
 
@@ -2576,6 +2765,9 @@ export const CreateGrantResponse: MessageFns<CreateGrantResponse> = {
     if (message.balance !== undefined) {
       obj.balance = Balance.toJSON(message.balance);
     }
+    if (message.created !== false) {
+      obj.created = message.created;
+    }
     return obj;
   },
 
@@ -2584,6 +2776,223 @@ export const CreateGrantResponse: MessageFns<CreateGrantResponse> = {
   },
   fromPartial<I extends Exact<DeepPartial<CreateGrantResponse>, I>>(object: I): CreateGrantResponse {
     const message = createBaseCreateGrantResponse();
+    message.grant = (object.grant !== undefined && object.grant !== null) ? Grant.fromPartial(object.grant) : undefined;
+    message.balance = (object.balance !== undefined && object.balance !== null)
+      ? Balance.fromPartial(object.balance)
+      : undefined;
+    message.created = object.created ?? false;
+    return message;
+  },
+};
+
+function createBaseVoidGrantRequest(): VoidGrantRequest {
+  return { requestId: "", accountId: "", grantId: "", reason: "" };
+}
+
+export const VoidGrantRequest: MessageFns<VoidGrantRequest> = {
+  encode(message: VoidGrantRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.requestId !== "") {
+      writer.uint32(10).string(message.requestId);
+    }
+    if (message.accountId !== "") {
+      writer.uint32(18).string(message.accountId);
+    }
+    if (message.grantId !== "") {
+      writer.uint32(26).string(message.grantId);
+    }
+    if (message.reason !== "") {
+      writer.uint32(34).string(message.reason);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): VoidGrantRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseVoidGrantRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.requestId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.accountId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.grantId = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.reason = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): VoidGrantRequest {
+    return {
+      requestId: isSet(object.requestId)
+        ? globalThis.String(object.requestId)
+        : isSet(object.request_id)
+        ? globalThis.String(object.request_id)
+        : "",
+      accountId: isSet(object.accountId)
+        ? globalThis.String(object.accountId)
+        : isSet(object.account_id)
+        ? globalThis.String(object.account_id)
+        : "",
+      grantId: isSet(object.grantId)
+        ? globalThis.String(object.grantId)
+        : isSet(object.grant_id)
+        ? globalThis.String(object.grant_id)
+        : "",
+      reason: isSet(object.reason) ? globalThis.String(object.reason) : "",
+    };
+  },
+
+  toJSON(message: VoidGrantRequest): unknown {
+    const obj: any = {};
+    if (message.requestId !== "") {
+      obj.requestId = message.requestId;
+    }
+    if (message.accountId !== "") {
+      obj.accountId = message.accountId;
+    }
+    if (message.grantId !== "") {
+      obj.grantId = message.grantId;
+    }
+    if (message.reason !== "") {
+      obj.reason = message.reason;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<VoidGrantRequest>, I>>(base?: I): VoidGrantRequest {
+    return VoidGrantRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<VoidGrantRequest>, I>>(object: I): VoidGrantRequest {
+    const message = createBaseVoidGrantRequest();
+    message.requestId = object.requestId ?? "";
+    message.accountId = object.accountId ?? "";
+    message.grantId = object.grantId ?? "";
+    message.reason = object.reason ?? "";
+    return message;
+  },
+};
+
+function createBaseVoidGrantResponse(): VoidGrantResponse {
+  return { grant: undefined, balance: undefined };
+}
+
+export const VoidGrantResponse: MessageFns<VoidGrantResponse> = {
+  encode(message: VoidGrantResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.grant !== undefined) {
+      Grant.encode(message.grant, writer.uint32(10).fork()).join();
+    }
+    if (message.balance !== undefined) {
+      Balance.encode(message.balance, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): VoidGrantResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseVoidGrantResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.grant = Grant.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.balance = Balance.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): VoidGrantResponse {
+    return {
+      grant: isSet(object.grant) ? Grant.fromJSON(object.grant) : undefined,
+      balance: isSet(object.balance) ? Balance.fromJSON(object.balance) : undefined,
+    };
+  },
+
+  toJSON(message: VoidGrantResponse): unknown {
+    const obj: any = {};
+    if (message.grant !== undefined) {
+      obj.grant = Grant.toJSON(message.grant);
+    }
+    if (message.balance !== undefined) {
+      obj.balance = Balance.toJSON(message.balance);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<VoidGrantResponse>, I>>(base?: I): VoidGrantResponse {
+    return VoidGrantResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<VoidGrantResponse>, I>>(object: I): VoidGrantResponse {
+    const message = createBaseVoidGrantResponse();
     message.grant = (object.grant !== undefined && object.grant !== null) ? Grant.fromPartial(object.grant) : undefined;
     message.balance = (object.balance !== undefined && object.balance !== null)
       ? Balance.fromPartial(object.balance)
@@ -4403,7 +4812,14 @@ export const CreditsServiceService = {
     responseSerialize: (value: GetBalanceResponse): Buffer => Buffer.from(GetBalanceResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): GetBalanceResponse => GetBalanceResponse.decode(value),
   },
-  /** Adds a grant (trial, purchased or promotional credits) to an account. */
+  /**
+   * Adds a grant (trial, purchased or promotional credits) to an account, with a GRANT ledger
+   * entry (INV-2). Idempotent by `request_id` (INV-4); a `reference` is unique per account, so a
+   * second request naming it (any `request_id`) answers the grant it made (`created` false)
+   * when it asks for the same grant. Errors: INVALID_ARGUMENT `validation` (amount, expiry not
+   * in the future, priority, reference); NOT_FOUND `not_found`; ALREADY_EXISTS
+   * `conflict` when the reference names a different grant; ABORTED `idempotency_key_reused`.
+   */
   createGrant: {
     path: "/tally.credits.v1.CreditsService/CreateGrant" as const,
     requestStream: false as const,
@@ -4548,6 +4964,21 @@ export const CreditsServiceService = {
       Buffer.from(DeleteAccountResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): DeleteAccountResponse => DeleteAccountResponse.decode(value),
   },
+  /**
+   * Voids an unused grant (nothing of it held, captured or expired): its credits are written
+   * off at once with a VOID ledger entry (INV-2). Voiding a voided grant answers it unchanged.
+   * Idempotent by `request_id` (INV-4). Errors: NOT_FOUND `not_found` (no such grant of the
+   * account); ALREADY_EXISTS `conflict` when part of it was held, spent or expired.
+   */
+  voidGrant: {
+    path: "/tally.credits.v1.CreditsService/VoidGrant" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: VoidGrantRequest): Buffer => Buffer.from(VoidGrantRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): VoidGrantRequest => VoidGrantRequest.decode(value),
+    responseSerialize: (value: VoidGrantResponse): Buffer => Buffer.from(VoidGrantResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): VoidGrantResponse => VoidGrantResponse.decode(value),
+  },
 } as const;
 
 export interface CreditsServiceServer extends UntypedServiceImplementation {
@@ -4567,7 +4998,14 @@ export interface CreditsServiceServer extends UntypedServiceImplementation {
   getAccount: handleUnaryCall<GetAccountRequest, GetAccountResponse>;
   /** Reads the account's balance: trial and token credits available, held, total available. */
   getBalance: handleUnaryCall<GetBalanceRequest, GetBalanceResponse>;
-  /** Adds a grant (trial, purchased or promotional credits) to an account. */
+  /**
+   * Adds a grant (trial, purchased or promotional credits) to an account, with a GRANT ledger
+   * entry (INV-2). Idempotent by `request_id` (INV-4); a `reference` is unique per account, so a
+   * second request naming it (any `request_id`) answers the grant it made (`created` false)
+   * when it asks for the same grant. Errors: INVALID_ARGUMENT `validation` (amount, expiry not
+   * in the future, priority, reference); NOT_FOUND `not_found`; ALREADY_EXISTS
+   * `conflict` when the reference names a different grant; ABORTED `idempotency_key_reused`.
+   */
   createGrant: handleUnaryCall<CreateGrantRequest, CreateGrantResponse>;
   /**
    * Sets credits aside for one generation: trial credits first, then purchased ones, earlier
@@ -4625,6 +5063,13 @@ export interface CreditsServiceServer extends UntypedServiceImplementation {
    * FAILED_PRECONDITION `account_busy` while the account has active holds (a generation runs).
    */
   deleteAccount: handleUnaryCall<DeleteAccountRequest, DeleteAccountResponse>;
+  /**
+   * Voids an unused grant (nothing of it held, captured or expired): its credits are written
+   * off at once with a VOID ledger entry (INV-2). Voiding a voided grant answers it unchanged.
+   * Idempotent by `request_id` (INV-4). Errors: NOT_FOUND `not_found` (no such grant of the
+   * account); ALREADY_EXISTS `conflict` when part of it was held, spent or expired.
+   */
+  voidGrant: handleUnaryCall<VoidGrantRequest, VoidGrantResponse>;
 }
 
 export interface CreditsServiceClient extends Client {
@@ -4700,7 +5145,14 @@ export interface CreditsServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: GetBalanceResponse) => void,
   ): ClientUnaryCall;
-  /** Adds a grant (trial, purchased or promotional credits) to an account. */
+  /**
+   * Adds a grant (trial, purchased or promotional credits) to an account, with a GRANT ledger
+   * entry (INV-2). Idempotent by `request_id` (INV-4); a `reference` is unique per account, so a
+   * second request naming it (any `request_id`) answers the grant it made (`created` false)
+   * when it asks for the same grant. Errors: INVALID_ARGUMENT `validation` (amount, expiry not
+   * in the future, priority, reference); NOT_FOUND `not_found`; ALREADY_EXISTS
+   * `conflict` when the reference names a different grant; ABORTED `idempotency_key_reused`.
+   */
   createGrant(
     request: CreateGrantRequest,
     callback: (error: ServiceError | null, response: CreateGrantResponse) => void,
@@ -4897,6 +5349,27 @@ export interface CreditsServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: DeleteAccountResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Voids an unused grant (nothing of it held, captured or expired): its credits are written
+   * off at once with a VOID ledger entry (INV-2). Voiding a voided grant answers it unchanged.
+   * Idempotent by `request_id` (INV-4). Errors: NOT_FOUND `not_found` (no such grant of the
+   * account); ALREADY_EXISTS `conflict` when part of it was held, spent or expired.
+   */
+  voidGrant(
+    request: VoidGrantRequest,
+    callback: (error: ServiceError | null, response: VoidGrantResponse) => void,
+  ): ClientUnaryCall;
+  voidGrant(
+    request: VoidGrantRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: VoidGrantResponse) => void,
+  ): ClientUnaryCall;
+  voidGrant(
+    request: VoidGrantRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: VoidGrantResponse) => void,
   ): ClientUnaryCall;
 }
 

@@ -1,0 +1,26 @@
+import { Migration } from "@mikro-orm/migrations";
+
+/**
+ * Top-ups and voids (CreateGrant with a reference and a priority, VoidGrant).
+ * - `grants.reference`: an outside reference of a grant (a payment id), unique per account, so
+ *   two requests for one payment grant once whatever their idempotency keys.
+ * - `grants.voided_at`: when an unused grant was voided (its credits written off at once).
+ * - Ledger kind `void`: the write-off of a voided grant (`written_off_change` = its amount), so
+ *   INV-2 stays: everything granted is available, held, captured, expired or written off.
+ * - `grants.priority` stays the consumption rank; an explicit priority may now tie with
+ *   another kind's, and the order then goes on by expiry and kind (domain/allocation.ts).
+ */
+export class Migration20261126000001 extends Migration {
+  override async up(): Promise<void> {
+    this.addSql(`
+      ALTER TABLE grants
+        ADD COLUMN reference text CHECK (length(reference) BETWEEN 1 AND 200),
+        ADD COLUMN voided_at timestamptz,
+        ADD CONSTRAINT grants_voided_without_remaining CHECK (voided_at IS NULL OR remaining_amount = 0)`);
+    this.addSql("CREATE UNIQUE INDEX grants_account_reference ON grants (account_id, reference) WHERE reference IS NOT NULL");
+    this.addSql("ALTER TABLE ledger_entries DROP CONSTRAINT ledger_entries_kind_check");
+    this.addSql(`
+      ALTER TABLE ledger_entries ADD CONSTRAINT ledger_entries_kind_check
+        CHECK (kind IN ('grant', 'hold', 'capture', 'release', 'expiry', 'adjustment', 'write_off', 'void'))`);
+  }
+}
