@@ -38,10 +38,20 @@ export interface RunningCreditsService {
   orm: Orm;
   /** The relay publishing credits' outbox (account events) to NATS; tests read its counters. */
   relay: OutboxRelay;
-  /** Runs an expiry sweep now (tests, ops); the background sweeper keeps running. Returns how many holds expired. */
+  /**
+   * Runs an expiry sweep now (tests, ops): due holds back to their grants, due grants written
+   * off; the background sweeper keeps running. Returns the larger of the holds expired and the
+   * accounts whose grants were visited, per batch, summed.
+   */
   sweepExpiredHolds(): Promise<number>;
   /** Stops taking calls, drains running ones, stops the sweeper and the relay, closes NATS and the database. */
   stop(): Promise<void>;
+}
+
+/** What tests may inject into the credits service. */
+export interface CreditsServiceOptions {
+  /** The clock grant expiry is decided by (default: the system clock). */
+  now?: () => Date;
 }
 
 /** The wired service before anything listens or runs. */
@@ -74,7 +84,7 @@ const rulesFrom = (config: CreditsConfig): CreditsRules => ({
  * Opens (and migrates) the database, connects NATS (ensuring the account events stream) and
  * wires the service, its sweeper and its outbox relay; starts nothing.
  */
-async function buildCreditsApp(config: CreditsConfig, logger: Logger): Promise<CreditsApp> {
+async function buildCreditsApp(config: CreditsConfig, logger: Logger, options: CreditsServiceOptions): Promise<CreditsApp> {
   // The plans file first: a bad one stops start-up before anything is opened.
   const rules = rulesFrom(config);
   const orm = await openDatabase({
@@ -112,9 +122,14 @@ async function buildCreditsApp(config: CreditsConfig, logger: Logger): Promise<C
       },
       logger,
     );
-    const service = new CreditsService(createCreditsUnitOfWork(orm, { subjectPrefix: config.NATS_SUBJECT_PREFIX }), rules, passwords);
+    const service = new CreditsService(createCreditsUnitOfWork(orm, { subjectPrefix: config.NATS_SUBJECT_PREFIX }), rules, passwords, options.now);
+    // One sweeper for both deadlines: due holds go back to their grants, then due grants are
+    // written off; the larger batch tells the loop whether more may be due.
+    const expiry = {
+      expireDueHolds: async (batchSize: number) => Math.max(await service.holds.expireDueHolds(batchSize), await service.grants.expireDueGrants(batchSize)),
+    };
     const sweeper = new HoldExpirySweeper(
-      service.holds,
+      expiry,
       { intervalMs: config.HOLD_EXPIRY_SWEEP_INTERVAL_MS, batchSize: config.HOLD_EXPIRY_BATCH_SIZE },
       logger,
     );
@@ -174,8 +189,8 @@ async function stopCreditsApp(app: CreditsApp, grpc: RunningGrpcServer | undefin
  * that publishes account events (`account.deleted`) to NATS. Reports SERVING only
  * once all of that is up; a failed start closes what it opened and rethrows.
  */
-export async function startCreditsService(config: CreditsConfig, logger: Logger): Promise<RunningCreditsService> {
-  const app = await buildCreditsApp(config, logger);
+export async function startCreditsService(config: CreditsConfig, logger: Logger, options: CreditsServiceOptions = {}): Promise<RunningCreditsService> {
+  const app = await buildCreditsApp(config, logger, options);
   let grpc: RunningGrpcServer;
   try {
     grpc = await startCreditsApp(app, config, logger);

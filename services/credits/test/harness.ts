@@ -9,7 +9,7 @@ import { Client } from "pg";
 import { credits } from "@tally/contracts";
 import { callUnary, createGrpcClient, createLogger, DomainError, getFreePort, newId } from "@tally/platform";
 import { createTestDatabase } from "@tally/platform/src/testing";
-import { startCreditsService, type RunningCreditsService } from "../src/app";
+import { startCreditsService, type CreditsServiceOptions, type RunningCreditsService } from "../src/app";
 import { loadCreditsConfig } from "../src/config";
 
 const CALL_TIMEOUT_MS = 15_000;
@@ -54,8 +54,8 @@ export function writePlansFile(document: unknown, name = "plans.json"): string {
   return file;
 }
 
-/** Starts the service with `env` over test defaults (silent logs, cheap password hashing). */
-export async function startHarness(prefix: string, env: Record<string, string> = {}): Promise<Harness> {
+/** Starts the service with `env` over test defaults (silent logs, cheap password hashing) and `options` (e.g. an injected clock). */
+export async function startHarness(prefix: string, env: Record<string, string> = {}, options: CreditsServiceOptions = {}): Promise<Harness> {
   const database = await createTestDatabase(prefix);
   const config = loadCreditsConfig({
     DATABASE_URL: database.url,
@@ -67,7 +67,7 @@ export async function startHarness(prefix: string, env: Record<string, string> =
     PASSWORD_HASH_TIME_COST: "1",
     ...env,
   });
-  const running = await startCreditsService(config, createLogger("credits-test", config.LOG_LEVEL));
+  const running = await startCreditsService(config, createLogger("credits-test", config.LOG_LEVEL), options);
   const client = createGrpcClient(credits.CreditsServiceClient, `127.0.0.1:${running.grpcPort}`);
   const sql = new Client({ connectionString: database.url });
   await sql.connect();

@@ -78,6 +78,32 @@ export class SqlGrantStore implements GrantStore {
     return toGrant(row);
   }
 
+  async hasDue(accountId: string, now: Date): Promise<boolean> {
+    const row = await this.sql.one<{ due: boolean }>(
+      "SELECT EXISTS (SELECT 1 FROM grants WHERE account_id = ?::uuid AND remaining_amount > 0 AND expires_at <= ?::timestamptz) AS due",
+      [accountId, now],
+    );
+    return row?.due === true;
+  }
+
+  async lockDue(accountId: string, now: Date): Promise<Grant[]> {
+    const rows = await this.sql.query<GrantRow>(
+      `SELECT ${GRANT_COLUMNS} FROM grants WHERE account_id = ?::uuid AND remaining_amount > 0 AND expires_at <= ?::timestamptz ORDER BY id FOR UPDATE`,
+      [accountId, now],
+    );
+    return rows.map(toGrant);
+  }
+
+  async findAccountsWithDue(now: Date, limit: number): Promise<string[]> {
+    const rows = await this.sql.query<{ account_id: string }>(
+      `SELECT DISTINCT account_id FROM (
+         SELECT account_id FROM grants WHERE remaining_amount > 0 AND expires_at <= ?::timestamptz ORDER BY expires_at LIMIT ?
+       ) AS due`,
+      [now, limit],
+    );
+    return rows.map((r) => r.account_id);
+  }
+
   async lockRemaining(accountId: string): Promise<Grant[]> {
     const rows = await this.sql.query<GrantRow>(
       `SELECT ${GRANT_COLUMNS} FROM grants WHERE account_id = ?::uuid AND remaining_amount > 0 ORDER BY id FOR UPDATE`,

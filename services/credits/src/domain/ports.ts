@@ -109,6 +109,12 @@ export interface GrantStore {
   lockOne(accountId: string, grantId: string): Promise<Grant | null>;
   /** Marks a locked, unused grant voided: nothing of it remains (the caller writes the VOID entry). */
   markVoided(grantId: string): Promise<Grant>;
+  /** Whether the account has a grant past its expiry at `now` with credits left (no lock). */
+  hasDue(accountId: string, now: Date): Promise<boolean>;
+  /** Locks the account's grants past their expiry at `now` with credits left (the caller holds the account's lock, INV-9). */
+  lockDue(accountId: string, now: Date): Promise<Grant[]>;
+  /** Accounts with grants past their expiry at `now` and credits left, the earliest due first, at most `limit`. */
+  findAccountsWithDue(now: Date, limit: number): Promise<string[]>;
   /** Locks the account's grants that have credits left, in consumption order. */
   lockForConsumption(accountId: string): Promise<AllocatableGrant[]>;
   /** Locks the account's grants that have credits left (any order), for a write-off. */

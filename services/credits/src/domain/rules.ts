@@ -14,6 +14,8 @@ export const CAPTURE_REST_REASON = "capture_rest";
 export const RELEASE_REASON_DEFAULT = "released";
 /** Reason recorded on EXPIRY entries. */
 export const EXPIRY_REASON = "hold_expired";
+/** The reason on the EXPIRY entry that writes off a grant's remaining credits past its `expires_at`. */
+export const GRANT_EXPIRED_REASON = "grant_expired";
 
 /** Ledger fields most movements leave at their zero value; each movement sets the ones it changes. */
 export const NO_LEDGER_CHANGE = {

@@ -1,7 +1,7 @@
 import { answerCodec, newId, runIdempotent } from "@tally/platform";
 import { parseCreateGrantInput, parseVoidGrantInput, type CreateGrantInput, type CreateGrantRequest, type VoidGrantRequest } from "../domain/inputs";
 import type { CreditsStores, CreditsUnitOfWork, NewGrant } from "../domain/ports";
-import { accountNotFound, grantInUse, grantNotFound, grantReferenceConflict, NO_LEDGER_CHANGE, type CreditsRules } from "../domain/rules";
+import { accountNotFound, GRANT_EXPIRED_REASON, grantInUse, grantNotFound, grantReferenceConflict, NO_LEDGER_CHANGE, type CreditsRules } from "../domain/rules";
 import type { CreatedGrant, Grant, GrantKind, GrantWithBalance } from "../domain/types";
 import type { LedgerService } from "./ledger";
 
@@ -34,6 +34,8 @@ export class GrantsService {
     private readonly uow: CreditsUnitOfWork,
     private readonly rules: Pick<CreditsRules, "creditAmountMax">,
     private readonly ledger: LedgerService,
+    /** The clock grant expiry is decided by (tests inject one). */
+    private readonly now: () => Date = () => new Date(),
   ) {}
 
   /**
@@ -47,7 +49,7 @@ export class GrantsService {
    * `conflict` (the reference names a grant with other terms), `idempotency_key_reused`.
    */
   async createGrant(request: CreateGrantRequest): Promise<CreatedGrant> {
-    const input = parseCreateGrantInput(request, this.rules);
+    const input = parseCreateGrantInput(request, this.rules, this.now().getTime());
     const { requestId: _requestId, ...parameters } = input;
     const call = { requestId: input.requestId, operation: "CreateGrant", parameters, ...answerCodec<CreatedGrant>() };
     return this.uow.inTransaction((stores) =>
@@ -100,6 +102,69 @@ export class GrantsService {
         return { grant: voided, balance: await this.ledger.readBalance(stores, input.accountId) };
       }),
     );
+  }
+
+  /**
+   * Writes off every grant of a locked account that is past its `expires_at` and still has
+   * credits, each with one EXPIRY ledger entry (amount −remaining, `expired_change`
+   * +remaining; INV-2), exactly once: the grant is left with nothing, so a second call finds
+   * nothing. Credits already held from such a grant stay with their hold (a capture still
+   * charges them); what a release gives back to it later is written off by the next call
+   * (HoldsService calls this after every give-back). The caller holds the account's row lock
+   * (INV-9). Returns how many grants expired.
+   */
+  async expireDueGrantsOf(stores: CreditsStores, accountId: string): Promise<number> {
+    const due = await stores.grants.lockDue(accountId, this.now());
+    for (const grant of due) {
+      const amount = grant.remainingAmount;
+      await stores.grants.changeRemaining([{ grantId: grant.id, delta: -amount }]);
+      const after = await stores.accounts.changeBalances(accountId, { available: -amount, expired: amount });
+      await stores.ledger.insert({
+        ...NO_LEDGER_CHANGE,
+        id: newId(),
+        accountId,
+        kind: "expiry",
+        amount: -amount,
+        expiredChange: amount,
+        grantKind: grant.kind,
+        grantId: grant.id,
+        reason: GRANT_EXPIRED_REASON,
+        balanceAfter: after.available,
+        heldAfter: after.held,
+      });
+    }
+    return due.length;
+  }
+
+  /**
+   * The lazy half of grant expiry, before credits are used: when the account has a grant due
+   * (one index probe, no lock), locks the account (INV-9) and writes the due grants off, on the
+   * caller's transaction. So a hold never takes, and a balance never shows, expired credits even
+   * while the sweeper is behind.
+   */
+  async expireBeforeUse(stores: CreditsStores, accountId: string): Promise<void> {
+    if (!(await stores.grants.hasDue(accountId, this.now()))) return;
+    if (await stores.accounts.lock(accountId)) await this.expireDueGrantsOf(stores, accountId);
+  }
+
+  /** `expireBeforeUse` in a transaction of its own, when the account has a grant due (a balance read's lazy expiry). */
+  async expireIfDue(accountId: string): Promise<void> {
+    const due = await this.uow.withoutTransaction((stores) => stores.grants.hasDue(accountId, this.now()));
+    if (due) await this.uow.inTransaction((stores) => this.expireBeforeUse(stores, accountId));
+  }
+
+  /**
+   * The sweeper's pass: writes off the due grants of up to `batchSize` accounts (earliest due
+   * first) in one transaction. Accounts are locked with SKIP LOCKED, so a busy account waits
+   * for a later pass (or its own next hold or read expires it). Returns how many accounts were
+   * visited (`batchSize` means more may be due).
+   */
+  async expireDueGrants(batchSize: number): Promise<number> {
+    return this.uow.inTransaction(async (stores) => {
+      const candidates = await stores.grants.findAccountsWithDue(this.now(), batchSize);
+      for (const accountId of await stores.accounts.lockSkipLocked(candidates)) await this.expireDueGrantsOf(stores, accountId);
+      return candidates.length;
+    });
   }
 
   /**

@@ -21,6 +21,7 @@ import {
   type CreditsRules,
 } from "../domain/rules";
 import type { Hold, HoldWithBalance } from "../domain/types";
+import type { GrantsService } from "./grants";
 import type { LedgerService } from "./ledger";
 
 /**
@@ -34,6 +35,7 @@ export class HoldsService {
     private readonly uow: CreditsUnitOfWork,
     private readonly rules: CreditsRules,
     private readonly ledger: LedgerService,
+    private readonly grants: Pick<GrantsService, "expireBeforeUse" | "expireDueGrantsOf">,
   ) {}
 
   /**
@@ -57,6 +59,8 @@ export class HoldsService {
    * are decided by the unique index (the store's insert throws `conflict`).
    */
   private async reserveHold(stores: CreditsStores, input: CreateHoldInput): Promise<HoldWithBalance> {
+    // Expired credits are written off first, so the hold can never take them.
+    await this.grants.expireBeforeUse(stores, input.accountId);
     const reserved = await stores.accounts.reserveCredits(input.accountId, input.amount);
     if (!reserved) {
       const current = await stores.accounts.lock(input.accountId);
@@ -180,7 +184,7 @@ export class HoldsService {
     return hold;
   }
 
-  /** Returns `allocations` to their grants and the account's available balance, with one entry (INV-2). */
+  /** Returns `allocations` to their grants and the account's available balance, with one entry (INV-2); then writes off what went back to an expired grant. */
   private async giveBack(stores: CreditsStores, hold: Hold, allocations: readonly Allocation[], kind: "release" | "expiry", reason: string): Promise<void> {
     const amount = allocations.reduce((sum, a) => sum + a.amount, 0n);
     assert.ok(amount > 0n, "INV-2: a give-back returns a positive amount");
@@ -200,5 +204,7 @@ export class HoldsService {
       balanceAfter: after.available,
       heldAfter: after.held,
     });
+    // What went back to a grant that has expired meanwhile is written off at once.
+    await this.grants.expireDueGrantsOf(stores, hold.accountId);
   }
 }
