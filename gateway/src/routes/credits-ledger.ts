@@ -24,7 +24,7 @@ const GRANT_KINDS: Record<credits.GrantKind, string | null> = {
   [credits.GrantKind.UNRECOGNIZED]: null,
 };
 
-const LEDGER_KINDS = ["grant", "hold", "capture", "release", "expiry", "adjustment", "write_off", "void"] as const;
+const LEDGER_KINDS = ["grant", "hold", "capture", "release", "expiry", "adjustment", "write_off", "void", "extension"] as const;
 const LEDGER_KIND_NAMES: Partial<Record<credits.LedgerEntryKind, (typeof LEDGER_KINDS)[number]>> = {
   [credits.LedgerEntryKind.LEDGER_ENTRY_KIND_GRANT]: "grant",
   [credits.LedgerEntryKind.LEDGER_ENTRY_KIND_HOLD]: "hold",
@@ -34,6 +34,7 @@ const LEDGER_KIND_NAMES: Partial<Record<credits.LedgerEntryKind, (typeof LEDGER_
   [credits.LedgerEntryKind.LEDGER_ENTRY_KIND_ADJUSTMENT]: "adjustment",
   [credits.LedgerEntryKind.LEDGER_ENTRY_KIND_WRITE_OFF]: "write_off",
   [credits.LedgerEntryKind.LEDGER_ENTRY_KIND_VOID]: "void",
+  [credits.LedgerEntryKind.LEDGER_ENTRY_KIND_EXTENSION]: "extension",
 };
 
 const orNull = (value: string) => (value === "" ? null : value);
@@ -65,6 +66,7 @@ const ledgerEntrySchema = z.object({
   balance_after: z.number().int().describe("available credits after the entry"),
   held_after: z.number().int().describe("held credits after the entry"),
   reason: z.string().nullable(),
+  hold_deadline: z.string().nullable().describe("the hold's deadline after a hold or extension entry"),
   created_at: z.string().nullable(),
 });
 
@@ -121,6 +123,7 @@ function presentLedgerEntry(entry: credits.LedgerEntry): z.infer<typeof ledgerEn
     balance_after: toJsonInteger(entry.balanceAfter),
     held_after: toJsonInteger(entry.heldAfter),
     reason: orNull(entry.reason),
+    hold_deadline: toTimestamp(entry.holdDeadline),
     created_at: toTimestamp(entry.createdAt),
   };
 }

@@ -36,6 +36,7 @@ interface Calls {
   getBalance(r: credits.GetBalanceRequest): Promise<credits.GetBalanceResponse>;
   createGrant(r: Partial<credits.CreateGrantRequest>): Promise<credits.CreateGrantResponse>;
   voidGrant(r: Partial<credits.VoidGrantRequest>): Promise<credits.VoidGrantResponse>;
+  extendHold(r: Partial<credits.ExtendHoldRequest>): Promise<credits.ExtendHoldResponse>;
   createHold(r: Partial<credits.CreateHoldRequest>): Promise<credits.CreateHoldResponse>;
   captureHold(r: Partial<credits.CaptureHoldRequest>): Promise<credits.CaptureHoldResponse>;
   releaseHold(r: Partial<credits.ReleaseHoldRequest>): Promise<credits.ReleaseHoldResponse>;
@@ -109,6 +110,7 @@ function callsOn(client: credits.CreditsServiceClient): Calls {
     getBalance: (r) => callUnary(client.getBalance.bind(client), r, options),
     createGrant: (r) => callUnary(client.createGrant.bind(client), { ...rid(), accountId: "", kind: 0, amount: 0n, reference: "", ...r } as credits.CreateGrantRequest, options),
     voidGrant: (r) => callUnary(client.voidGrant.bind(client), { ...rid(), accountId: "", grantId: "", reason: "", ...r } as credits.VoidGrantRequest, options),
+    extendHold: (r) => callUnary(client.extendHold.bind(client), { ...rid(), holdId: "", ttlMs: 0n, ...r }, options),
     createHold: (r) =>
       callUnary(client.createHold.bind(client), { ...rid(), accountId: "", generationId: newId(), amount: 0n, ttlMs: 0n, ...r }, options),
     captureHold: (r) => callUnary(client.captureHold.bind(client), { ...rid(), holdId: "", ...r }, options),

@@ -21,9 +21,10 @@ interface LedgerRow {
   created_at: Date;
   grant_id: string | null;
   reason: string | null;
+  hold_deadline: Date | null;
 }
 
-const LEDGER_COLUMNS = "id, position, account_id, kind, amount, grant_kind, hold_id, generation_id, balance_after, held_after, created_at, grant_id, reason";
+const LEDGER_COLUMNS = "id, position, account_id, kind, amount, grant_kind, hold_id, generation_id, balance_after, held_after, created_at, grant_id, reason, hold_deadline";
 
 const toLedgerEntry = (row: LedgerRow): PositionedLedgerEntry => ({
   id: row.id,
@@ -39,6 +40,7 @@ const toLedgerEntry = (row: LedgerRow): PositionedLedgerEntry => ({
   createdAt: new Date(row.created_at),
   grantId: row.grant_id,
   reason: row.reason,
+  holdDeadline: row.hold_deadline === null ? null : new Date(row.hold_deadline),
 });
 
 interface SnapshotRow extends BalancesRow {
@@ -76,9 +78,9 @@ export class SqlLedgerStore implements LedgerStore {
   async insert(entry: NewLedgerEntry): Promise<void> {
     await this.sql.query(
       `INSERT INTO ledger_entries (id, account_id, kind, amount, held_change, captured_change, expired_change,
-         written_off_change, grant_kind, grant_id, hold_id, generation_id, reason, balance_after, held_after, created_at)
+         written_off_change, grant_kind, grant_id, hold_id, generation_id, reason, balance_after, held_after, hold_deadline, created_at)
        VALUES (?::uuid, ?::uuid, ?, ?::bigint, ?::bigint, ?::bigint, ?::bigint, ?::bigint, ?, ?::uuid, ?::uuid, ?, ?, ?::bigint,
-         ?::bigint, clock_timestamp())`,
+         ?::bigint, ?::timestamptz, clock_timestamp())`,
       [
         entry.id,
         entry.accountId,
@@ -95,6 +97,7 @@ export class SqlLedgerStore implements LedgerStore {
         entry.reason,
         entry.balanceAfter,
         entry.heldAfter,
+        entry.holdDeadline ?? null,
       ],
     );
   }

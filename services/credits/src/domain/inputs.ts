@@ -321,6 +321,29 @@ export function parseReleaseHoldInput(raw: ReleaseHoldRequest): ReleaseHoldInput
   return { requestId: raw.requestId, holdId, reason };
 }
 
+export interface ExtendHoldRequest {
+  requestId: string;
+  holdId: string;
+  /** Requested time to live from now, in milliseconds; 0 means HOLD_TTL_MS. */
+  ttlMs: bigint;
+}
+
+export interface ExtendHoldInput {
+  requestId: string;
+  holdId: string;
+  /** The time to live the hold gets from now (defaulted and capped at HOLD_TTL_MS_MAX), in milliseconds. */
+  ttlMs: number;
+  /** As asked for (part of the idempotency fingerprint), in milliseconds. */
+  requestedTtlMs: bigint;
+}
+
+/** Checks an extension. Errors: `validation` (ttl_ms negative), `not_found` for a hold id that is no UUID. */
+export function parseExtendHoldInput(raw: ExtendHoldRequest, rules: CreditsRules): ExtendHoldInput {
+  const ttlMs = resolveHoldTtlMs(raw.ttlMs, rules.holdTtlMs, rules.holdTtlMsMax);
+  const holdId = requireUuid(raw.holdId, () => holdNotFound(raw.holdId));
+  return { requestId: raw.requestId, holdId, ttlMs, requestedTtlMs: raw.ttlMs };
+}
+
 export interface ListLedgerEntriesRequest {
   accountId: string;
   /** 0 means 20, else 1..100. */

@@ -142,6 +142,8 @@ export interface HoldStore {
   readAllocations(holdId: string): Promise<Allocation[]>;
   /** Ends an active hold (locked by this transaction) as captured, released or expired. */
   end(holdId: string, end: { status: Exclude<HoldStatus, "active">; capturedAmount: bigint; reason: string | null }): Promise<Hold>;
+  /** Moves a locked, active hold's deadline to now + `ttlMs` when that is later, and answers the hold. */
+  extend(holdId: string, ttlMs: number): Promise<Hold>;
   /** How many active holds the account has. */
   countActive(accountId: string): Promise<number>;
   /** Accounts with active holds past their deadline, at most `limit` holds' worth (no lock). */

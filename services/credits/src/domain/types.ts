@@ -15,7 +15,7 @@ export type GrantKind = "trial" | "purchased" | "promotional";
 export type HoldStatus = "active" | "captured" | "released" | "expired";
 
 /** `write_off`: remaining credits written off when the account was deleted. */
-export type LedgerEntryKind = "grant" | "hold" | "capture" | "release" | "expiry" | "adjustment" | "write_off" | "void";
+export type LedgerEntryKind = "grant" | "hold" | "capture" | "release" | "expiry" | "adjustment" | "write_off" | "void" | "extension";
 
 export interface Account {
   id: string;
@@ -100,6 +100,8 @@ export interface LedgerEntry {
   grantId: string | null;
   /** Why (a release's, write-off's or void's reason); null when none. */
   reason: string | null;
+  /** The hold's deadline after this entry (HOLD and EXTENSION entries); null for others. */
+  holdDeadline: Date | null;
 }
 
 /** The balances stored on an account row, in credits. */
@@ -161,6 +163,8 @@ export interface NewLedgerEntry {
   reason: string | null;
   balanceAfter: bigint;
   heldAfter: bigint;
+  /** The hold's deadline after this entry (HOLD and EXTENSION entries); absent or null for others. */
+  holdDeadline?: Date | null;
 }
 
 /** A ledger entry with its keyset position (the adapter's order; never leaves the service). */

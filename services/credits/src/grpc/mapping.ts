@@ -10,6 +10,7 @@ import type {
   CreateAccountRequest,
   CreateGrantRequest,
   CreateHoldRequest,
+  ExtendHoldRequest,
   ReleaseHoldRequest,
   SetBillingAnchorRequest,
   SetRoleRequest,
@@ -107,6 +108,12 @@ export const captureHoldRequestFromProto = (req: credits.CaptureHoldRequest): Ca
   amount: req.amount,
 });
 
+export const extendHoldRequestFromProto = (req: credits.ExtendHoldRequest): ExtendHoldRequest => ({
+  requestId: req.requestId,
+  holdId: req.holdId,
+  ttlMs: req.ttlMs,
+});
+
 export const releaseHoldRequestFromProto = (req: credits.ReleaseHoldRequest): ReleaseHoldRequest => ({
   requestId: req.requestId,
   holdId: req.holdId,
@@ -140,6 +147,7 @@ const LEDGER_KIND_TO_PROTO: Record<LedgerEntryKind, credits.LedgerEntryKind> = {
   adjustment: credits.LedgerEntryKind.LEDGER_ENTRY_KIND_ADJUSTMENT,
   write_off: credits.LedgerEntryKind.LEDGER_ENTRY_KIND_WRITE_OFF,
   void: credits.LedgerEntryKind.LEDGER_ENTRY_KIND_VOID,
+  extension: credits.LedgerEntryKind.LEDGER_ENTRY_KIND_EXTENSION,
 };
 
 /** A guest's email and a missing adopter are empty strings in the proto. */
@@ -214,4 +222,5 @@ export const ledgerEntryToProto = (e: LedgerEntry): credits.LedgerEntry => ({
   createdAt: e.createdAt,
   grantId: e.grantId ?? "",
   reason: e.reason ?? "",
+  holdDeadline: e.holdDeadline ?? undefined,
 });

@@ -54,6 +54,8 @@ export class CreditsService {
   readonly listLedgerEntries: LedgerService["listLedgerEntries"] = (request) => this.ledger.listLedgerEntries(request);
   /** See GrantsService.createGrant. */
   readonly createGrant: GrantsService["createGrant"] = (request) => this.grants.createGrant(request);
+  /** See HoldsService.extendHold. */
+  readonly extendHold: HoldsService["extendHold"] = (request) => this.holds.extendHold(request);
   /** See GrantsService.voidGrant. */
   readonly voidGrant: GrantsService["voidGrant"] = (request) => this.grants.voidGrant(request);
   /** See HoldsService.createHold. */

@@ -4,10 +4,12 @@ import { allocate, amountsByFamily, singleKind, splitCapture, type Allocation } 
 import {
   parseCaptureHoldInput,
   parseCreateHoldInput,
+  parseExtendHoldInput,
   parseReleaseHoldInput,
   type CaptureHoldRequest,
   type CreateHoldInput,
   type CreateHoldRequest,
+  type ExtendHoldRequest,
   type ReleaseHoldRequest,
 } from "../domain/inputs";
 import type { CreditsStores, CreditsUnitOfWork } from "../domain/ports";
@@ -89,6 +91,7 @@ export class HoldsService {
       generationId: hold.generationId,
       balanceAfter: reserved.available,
       heldAfter: reserved.held,
+      holdDeadline: hold.expiresAt,
     });
     return { hold, balance: await this.ledger.readBalance(stores, input.accountId) };
   }
@@ -148,6 +151,44 @@ export class HoldsService {
         await this.giveBack(stores, hold, await stores.holds.readAllocations(hold.id), "release", input.reason);
         const ended = await stores.holds.end(hold.id, { status: "released", capturedAmount: 0n, reason: input.reason });
         return { hold: ended, balance: await this.ledger.readBalance(stores, hold.accountId) };
+      }),
+    );
+  }
+
+  /**
+   * Keeps a running job's hold alive (the worker calls this as it renews its lease): the
+   * deadline becomes now + `ttlMs` (0: HOLD_TTL_MS; capped at HOLD_TTL_MS_MAX) when that is
+   * later, with an EXTENSION ledger entry holding the new deadline (no credit moves; INV-2
+   * untouched). `extended` false: the deadline was already as late and nothing was written.
+   * A hold past its deadline that the sweeper has not expired yet may still be extended (as
+   * it may still be captured). Idempotent per `requestId` (INV-4). Errors: `validation`
+   * (ttl_ms), `not_found`, `hold_not_active` (INV-3: an ended hold stays ended),
+   * `idempotency_key_reused`.
+   */
+  async extendHold(request: ExtendHoldRequest): Promise<HoldWithBalance & { extended: boolean }> {
+    const input = parseExtendHoldInput(request, this.rules);
+    const call = { requestId: input.requestId, operation: "ExtendHold", parameters: { holdId: input.holdId, ttlMs: input.requestedTtlMs }, ...answerCodec<HoldWithBalance & { extended: boolean }>() };
+    return this.uow.inTransaction((stores) =>
+      runIdempotent(stores.idempotency, call, async () => {
+        const hold = await this.lockActiveHold(stores, input.holdId);
+        const extended = await stores.holds.extend(hold.id, input.ttlMs);
+        const moved = extended.expiresAt.getTime() > hold.expiresAt.getTime();
+        const balance = await this.ledger.readBalance(stores, hold.accountId);
+        if (moved) {
+          await stores.ledger.insert({
+            ...NO_LEDGER_CHANGE,
+            id: newId(),
+            accountId: hold.accountId,
+            kind: "extension",
+            amount: 0n,
+            holdId: hold.id,
+            generationId: hold.generationId,
+            balanceAfter: balance.availableCredits,
+            heldAfter: balance.heldCredits,
+            holdDeadline: extended.expiresAt,
+          });
+        }
+        return { hold: extended, balance, extended: moved };
       }),
     );
   }

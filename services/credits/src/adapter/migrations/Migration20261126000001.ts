@@ -7,6 +7,9 @@ import { Migration } from "@mikro-orm/migrations";
  * - `grants.voided_at`: when an unused grant was voided (its credits written off at once).
  * - Ledger kind `void`: the write-off of a voided grant (`written_off_change` = its amount), so
  *   INV-2 stays: everything granted is available, held, captured, expired or written off.
+ * - Ledger kind `extension` and `ledger_entries.hold_deadline`: a hold's deadline is on its HOLD
+ *   entry, and each ExtendHold that moves it later writes an EXTENSION entry (no credit moves)
+ *   with the new deadline, so the ledger shows how long every hold was meant to live.
  * - `grants_due`: grants with credits left and an expiry, by expiry, so the sweeper and the
  *   lazy check before a hold or a balance read find due grants with one index probe.
  * - `grants.priority` stays the consumption rank; an explicit priority may now tie with
@@ -25,6 +28,7 @@ export class Migration20261126000001 extends Migration {
     this.addSql("ALTER TABLE ledger_entries DROP CONSTRAINT ledger_entries_kind_check");
     this.addSql(`
       ALTER TABLE ledger_entries ADD CONSTRAINT ledger_entries_kind_check
-        CHECK (kind IN ('grant', 'hold', 'capture', 'release', 'expiry', 'adjustment', 'write_off', 'void'))`);
+        CHECK (kind IN ('grant', 'hold', 'capture', 'release', 'expiry', 'adjustment', 'write_off', 'void', 'extension'))`);
+    this.addSql("ALTER TABLE ledger_entries ADD COLUMN hold_deadline timestamptz");
   }
 }

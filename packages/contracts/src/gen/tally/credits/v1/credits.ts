@@ -211,6 +211,8 @@ export enum LedgerEntryKind {
   LEDGER_ENTRY_KIND_WRITE_OFF = 7,
   /** LEDGER_ENTRY_KIND_VOID - An unused grant written off when an admin voided it. */
   LEDGER_ENTRY_KIND_VOID = 8,
+  /** LEDGER_ENTRY_KIND_EXTENSION - A hold's deadline moved later (ExtendHold); no credit moves. */
+  LEDGER_ENTRY_KIND_EXTENSION = 9,
   UNRECOGNIZED = -1,
 }
 
@@ -243,6 +245,9 @@ export function ledgerEntryKindFromJSON(object: any): LedgerEntryKind {
     case 8:
     case "LEDGER_ENTRY_KIND_VOID":
       return LedgerEntryKind.LEDGER_ENTRY_KIND_VOID;
+    case 9:
+    case "LEDGER_ENTRY_KIND_EXTENSION":
+      return LedgerEntryKind.LEDGER_ENTRY_KIND_EXTENSION;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -270,6 +275,8 @@ export function ledgerEntryKindToJSON(object: LedgerEntryKind): string {
       return "LEDGER_ENTRY_KIND_WRITE_OFF";
     case LedgerEntryKind.LEDGER_ENTRY_KIND_VOID:
       return "LEDGER_ENTRY_KIND_VOID";
+    case LedgerEntryKind.LEDGER_ENTRY_KIND_EXTENSION:
+      return "LEDGER_ENTRY_KIND_EXTENSION";
     case LedgerEntryKind.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";
@@ -370,6 +377,8 @@ export interface LedgerEntry {
   grantId: string;
   /** Why (a release's or write-off's reason); "" when none. */
   reason: string;
+  /** The hold's deadline after this entry (HOLD and EXTENSION entries); unset for others. */
+  holdDeadline?: Date | undefined;
 }
 
 export interface CreateAccountRequest {
@@ -496,6 +505,22 @@ export interface ReleaseHoldRequest {
 export interface ReleaseHoldResponse {
   hold?: Hold | undefined;
   balance?: Balance | undefined;
+}
+
+export interface ExtendHoldRequest {
+  requestId: string;
+  holdId: string;
+  /** How long from now the hold should live, in milliseconds; 0 means HOLD_TTL_MS. */
+  ttlMs: bigint;
+}
+
+export interface ExtendHoldResponse {
+  hold?: Hold | undefined;
+  balance?:
+    | Balance
+    | undefined;
+  /** False when the hold's deadline was already as late (nothing written). */
+  extended: boolean;
 }
 
 export interface ListLedgerEntriesRequest {
@@ -1503,6 +1528,7 @@ function createBaseLedgerEntry(): LedgerEntry {
     createdAt: undefined,
     grantId: "",
     reason: "",
+    holdDeadline: undefined,
   };
 }
 
@@ -1552,6 +1578,9 @@ export const LedgerEntry: MessageFns<LedgerEntry> = {
     }
     if (message.reason !== "") {
       writer.uint32(98).string(message.reason);
+    }
+    if (message.holdDeadline !== undefined) {
+      Timestamp.encode(toTimestamp(message.holdDeadline), writer.uint32(106).fork()).join();
     }
     return writer;
   },
@@ -1665,6 +1694,14 @@ export const LedgerEntry: MessageFns<LedgerEntry> = {
             message.reason = reader.string();
             continue;
           }
+          case 13: {
+            if (tag !== 106) {
+              break;
+            }
+
+            message.holdDeadline = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1723,6 +1760,11 @@ export const LedgerEntry: MessageFns<LedgerEntry> = {
         ? globalThis.String(object.grant_id)
         : "",
       reason: isSet(object.reason) ? globalThis.String(object.reason) : "",
+      holdDeadline: isSet(object.holdDeadline)
+        ? fromJsonTimestamp(object.holdDeadline)
+        : isSet(object.hold_deadline)
+        ? fromJsonTimestamp(object.hold_deadline)
+        : undefined,
     };
   },
 
@@ -1764,6 +1806,9 @@ export const LedgerEntry: MessageFns<LedgerEntry> = {
     if (message.reason !== "") {
       obj.reason = message.reason;
     }
+    if (message.holdDeadline !== undefined) {
+      obj.holdDeadline = message.holdDeadline.toISOString();
+    }
     return obj;
   },
 
@@ -1786,6 +1831,7 @@ export const LedgerEntry: MessageFns<LedgerEntry> = {
     message.createdAt = object.createdAt ?? undefined;
     message.grantId = object.grantId ?? "";
     message.reason = object.reason ?? "";
+    message.holdDeadline = object.holdDeadline ?? undefined;
     return message;
   },
 };
@@ -3634,6 +3680,221 @@ export const ReleaseHoldResponse: MessageFns<ReleaseHoldResponse> = {
   },
 };
 
+function createBaseExtendHoldRequest(): ExtendHoldRequest {
+  return { requestId: "", holdId: "", ttlMs: 0n };
+}
+
+export const ExtendHoldRequest: MessageFns<ExtendHoldRequest> = {
+  encode(message: ExtendHoldRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.requestId !== "") {
+      writer.uint32(10).string(message.requestId);
+    }
+    if (message.holdId !== "") {
+      writer.uint32(18).string(message.holdId);
+    }
+    if (message.ttlMs !== 0n) {
+      if (BigInt.asIntN(64, message.ttlMs) !== message.ttlMs) {
+        throw new globalThis.Error("value provided for field message.ttlMs of type int64 too large");
+      }
+      writer.uint32(24).int64(message.ttlMs);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ExtendHoldRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseExtendHoldRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.requestId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.holdId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.ttlMs = reader.int64() as bigint;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ExtendHoldRequest {
+    return {
+      requestId: isSet(object.requestId)
+        ? globalThis.String(object.requestId)
+        : isSet(object.request_id)
+        ? globalThis.String(object.request_id)
+        : "",
+      holdId: isSet(object.holdId)
+        ? globalThis.String(object.holdId)
+        : isSet(object.hold_id)
+        ? globalThis.String(object.hold_id)
+        : "",
+      ttlMs: isSet(object.ttlMs) ? BigInt(object.ttlMs) : isSet(object.ttl_ms) ? BigInt(object.ttl_ms) : 0n,
+    };
+  },
+
+  toJSON(message: ExtendHoldRequest): unknown {
+    const obj: any = {};
+    if (message.requestId !== "") {
+      obj.requestId = message.requestId;
+    }
+    if (message.holdId !== "") {
+      obj.holdId = message.holdId;
+    }
+    if (message.ttlMs !== 0n) {
+      obj.ttlMs = message.ttlMs.toString();
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ExtendHoldRequest>, I>>(base?: I): ExtendHoldRequest {
+    return ExtendHoldRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ExtendHoldRequest>, I>>(object: I): ExtendHoldRequest {
+    const message = createBaseExtendHoldRequest();
+    message.requestId = object.requestId ?? "";
+    message.holdId = object.holdId ?? "";
+    message.ttlMs = (object.ttlMs !== undefined && object.ttlMs !== null) ? BigInt(object.ttlMs) : 0n;
+    return message;
+  },
+};
+
+function createBaseExtendHoldResponse(): ExtendHoldResponse {
+  return { hold: undefined, balance: undefined, extended: false };
+}
+
+export const ExtendHoldResponse: MessageFns<ExtendHoldResponse> = {
+  encode(message: ExtendHoldResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.hold !== undefined) {
+      Hold.encode(message.hold, writer.uint32(10).fork()).join();
+    }
+    if (message.balance !== undefined) {
+      Balance.encode(message.balance, writer.uint32(18).fork()).join();
+    }
+    if (message.extended !== false) {
+      writer.uint32(24).bool(message.extended);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ExtendHoldResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseExtendHoldResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.hold = Hold.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.balance = Balance.decode(reader, reader.uint32());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.extended = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ExtendHoldResponse {
+    return {
+      hold: isSet(object.hold) ? Hold.fromJSON(object.hold) : undefined,
+      balance: isSet(object.balance) ? Balance.fromJSON(object.balance) : undefined,
+      extended: isSet(object.extended) ? globalThis.Boolean(object.extended) : false,
+    };
+  },
+
+  toJSON(message: ExtendHoldResponse): unknown {
+    const obj: any = {};
+    if (message.hold !== undefined) {
+      obj.hold = Hold.toJSON(message.hold);
+    }
+    if (message.balance !== undefined) {
+      obj.balance = Balance.toJSON(message.balance);
+    }
+    if (message.extended !== false) {
+      obj.extended = message.extended;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ExtendHoldResponse>, I>>(base?: I): ExtendHoldResponse {
+    return ExtendHoldResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ExtendHoldResponse>, I>>(object: I): ExtendHoldResponse {
+    const message = createBaseExtendHoldResponse();
+    message.hold = (object.hold !== undefined && object.hold !== null) ? Hold.fromPartial(object.hold) : undefined;
+    message.balance = (object.balance !== undefined && object.balance !== null)
+      ? Balance.fromPartial(object.balance)
+      : undefined;
+    message.extended = object.extended ?? false;
+    return message;
+  },
+};
+
 function createBaseListLedgerEntriesRequest(): ListLedgerEntriesRequest {
   return { accountId: "", pageSize: 0, pageToken: "" };
 }
@@ -4870,6 +5131,23 @@ export const CreditsServiceService = {
     responseSerialize: (value: ReleaseHoldResponse): Buffer => Buffer.from(ReleaseHoldResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): ReleaseHoldResponse => ReleaseHoldResponse.decode(value),
   },
+  /**
+   * Keeps a running job's hold alive: its deadline becomes now + `ttl_ms` (0: HOLD_TTL_MS;
+   * capped at HOLD_TTL_MS_MAX) when that is later than the deadline it has, with an EXTENSION
+   * ledger entry recording the new deadline (no credit moves); an earlier deadline is kept.
+   * A hold past its deadline that the sweeper has not expired yet may still be extended.
+   * Idempotent by `request_id`. Errors: ABORTED `hold_not_active` when the hold has ended;
+   * NOT_FOUND `not_found`; INVALID_ARGUMENT `validation` (ttl_ms negative).
+   */
+  extendHold: {
+    path: "/tally.credits.v1.CreditsService/ExtendHold" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ExtendHoldRequest): Buffer => Buffer.from(ExtendHoldRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ExtendHoldRequest => ExtendHoldRequest.decode(value),
+    responseSerialize: (value: ExtendHoldResponse): Buffer => Buffer.from(ExtendHoldResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ExtendHoldResponse => ExtendHoldResponse.decode(value),
+  },
   /** Lists the account's ledger entries, newest first. */
   listLedgerEntries: {
     path: "/tally.credits.v1.CreditsService/ListLedgerEntries" as const,
@@ -5024,6 +5302,15 @@ export interface CreditsServiceServer extends UntypedServiceImplementation {
    * Errors: ABORTED `hold_not_active` when the hold was captured or expired; NOT_FOUND.
    */
   releaseHold: handleUnaryCall<ReleaseHoldRequest, ReleaseHoldResponse>;
+  /**
+   * Keeps a running job's hold alive: its deadline becomes now + `ttl_ms` (0: HOLD_TTL_MS;
+   * capped at HOLD_TTL_MS_MAX) when that is later than the deadline it has, with an EXTENSION
+   * ledger entry recording the new deadline (no credit moves); an earlier deadline is kept.
+   * A hold past its deadline that the sweeper has not expired yet may still be extended.
+   * Idempotent by `request_id`. Errors: ABORTED `hold_not_active` when the hold has ended;
+   * NOT_FOUND `not_found`; INVALID_ARGUMENT `validation` (ttl_ms negative).
+   */
+  extendHold: handleUnaryCall<ExtendHoldRequest, ExtendHoldResponse>;
   /** Lists the account's ledger entries, newest first. */
   listLedgerEntries: handleUnaryCall<ListLedgerEntriesRequest, ListLedgerEntriesResponse>;
   /**
@@ -5226,6 +5513,29 @@ export interface CreditsServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ReleaseHoldResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Keeps a running job's hold alive: its deadline becomes now + `ttl_ms` (0: HOLD_TTL_MS;
+   * capped at HOLD_TTL_MS_MAX) when that is later than the deadline it has, with an EXTENSION
+   * ledger entry recording the new deadline (no credit moves); an earlier deadline is kept.
+   * A hold past its deadline that the sweeper has not expired yet may still be extended.
+   * Idempotent by `request_id`. Errors: ABORTED `hold_not_active` when the hold has ended;
+   * NOT_FOUND `not_found`; INVALID_ARGUMENT `validation` (ttl_ms negative).
+   */
+  extendHold(
+    request: ExtendHoldRequest,
+    callback: (error: ServiceError | null, response: ExtendHoldResponse) => void,
+  ): ClientUnaryCall;
+  extendHold(
+    request: ExtendHoldRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ExtendHoldResponse) => void,
+  ): ClientUnaryCall;
+  extendHold(
+    request: ExtendHoldRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ExtendHoldResponse) => void,
   ): ClientUnaryCall;
   /** Lists the account's ledger entries, newest first. */
   listLedgerEntries(
