@@ -25,6 +25,9 @@ function generation(overrides: Partial<generations.Generation> = {}): generation
     createdAt: new Date("2026-11-21T10:00:00.000Z"),
     startedAt: undefined,
     completedAt: undefined,
+    parentGenerationId: "",
+    billingClassification: "original",
+    billingReason: "",
     ...overrides,
   };
 }
