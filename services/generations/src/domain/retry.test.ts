@@ -28,7 +28,7 @@ describe("classifyRetry", () => {
   it.each(["pending", "processing", "cancelled"] as const)("refuses a %s generation with generation_not_retryable", (status) => {
     const attempt = () => classifyRetry({ id: "g1", status }, 0, 3);
     expect(attempt).toThrow(DomainError);
-    expect(attempt).toThrow(expect.objectContaining({ reason: "generation_not_retryable", details: { generation_id: "g1", status } }));
+    expect(attempt).toThrow(expect.objectContaining({ reason: "generation_not_retryable", details: { generation_id: "g1", generation_status: status } }));
   });
 });
 

@@ -37,7 +37,7 @@ export function classifyRetry(parent: Pick<GenerationRecord, "id" | "status">, f
       throw new DomainError(
         "generation_not_retryable",
         `generation ${parent.id} is ${parent.status}: only a failed or completed generation can be retried`,
-        { generation_id: parent.id, status: parent.status },
+        { generation_id: parent.id, generation_status: parent.status },
       );
   }
 }
