@@ -7,7 +7,9 @@
  * Two generations services: one with the worker (fault injection fails the jobs whose prompt
  * carries the marker) and one without (its jobs stay pending).
  */
-import { DomainError, loadPlanCatalog, openDatabase, type Orm } from "@tally/platform";
+import { Client } from "pg";
+import { events } from "@tally/contracts";
+import { DomainError, loadPlanCatalog, newId, openDatabase, type Orm } from "@tally/platform";
 import { createTestDatabase, eventually } from "@tally/platform/src/testing";
 import { GrpcCreditsClient } from "../src/adapter/credits-client";
 import { ProtoEventEncoder } from "../src/adapter/event-encoding";
@@ -58,6 +60,7 @@ describe("RetryGeneration", () => {
   let idle: ReturnType<typeof generationsClient>;
   let orm: Orm;
   let workingUrl: string;
+  let idleUrl: string;
 
   beforeAll(async () => {
     plans = writePlansFile(PLANS);
@@ -67,6 +70,7 @@ describe("RetryGeneration", () => {
     const idleDatabase = await createTestDatabase("generations_retry_idle");
     databases.push(working, idleDatabase);
     workingUrl = working.url;
+    idleUrl = idleDatabase.url;
     config = testConfig(working.url, creditsService.address, usageService, { FAULT_INJECTION_ENABLED: "true", PLANS_FILE: plans.path });
     service = await startGenerationsService(config, silentLogger());
     api = generationsClient(service.grpcPort);
@@ -141,6 +145,30 @@ describe("RetryGeneration", () => {
     const ended = await waitUntilEnded(userId, retry.id);
     expect(ended).toMatchObject({ status: GenerationStatus.GENERATION_STATUS_FAILED, billingClassification: "free_retry", parentGenerationId: original.id });
     expect(await creditsService.balance(userId)).toEqual(before);
+  }, 60_000);
+
+  it("completes a free retry without charging anything, and its completed event says credits 0", async () => {
+    const userId = await creditsService.createAccount();
+    // A failed original whose input renders fine (a provider outage failed it), stored as the worker leaves one.
+    const originalId = newId();
+    const db = new Client({ connectionString: workingUrl });
+    await db.connect();
+    try {
+      await db.query(
+        `INSERT INTO generations (id, user_id, status, input_type, prompt, credit_cost, credit_type, hold_id, settlement, settled_at, completed_at, error_code)
+         VALUES ($1, $2, 'failed', 'text', 'a calm sea', 1, 'trial', 'hold-of-the-original', 'release', now(), now(), 'provider_error')`,
+        [originalId, userId],
+      );
+      const retry = await api.retry(userId, originalId);
+      const ended = await waitUntilEnded(userId, retry.id);
+      expect(ended).toMatchObject({ status: GenerationStatus.GENERATION_STATUS_COMPLETED, billingClassification: "free_retry", creditCost: 0n, outputContentType: "image/png" });
+      expect(await creditsService.balance(userId)).toMatchObject({ heldCredits: 0n, availableCredits: BigInt(TRIAL_CREDITS) });
+      const outbox = await db.query<{ payload: Buffer }>("SELECT payload FROM outbox WHERE subject LIKE '%.generation.completed'");
+      const event = outbox.rows.map((row) => events.GenerationCompleted.decode(row.payload)).find((candidate) => candidate.generationId === retry.id);
+      expect(event).toMatchObject({ credits: 0n, creditType: "", billingClassification: "free_retry", billingReason: `free retry 1 of ${FREE_RETRIES}`, parentGenerationId: originalId });
+    } finally {
+      await db.end();
+    }
   }, 60_000);
 
   it("counts free retries per original job (a retry of a retry too), then charges, saying why", async () => {
@@ -271,6 +299,55 @@ describe("RetryGeneration", () => {
     expect(await reasonOf(api.retry(stranger, original.id))).toBe("not_found");
     expect(await reasonOf(api.retry(userId, "not-a-uuid"))).toBe("not_found");
     expect(await reasonOf(api.retry(userId, original.id, ""))).toBe("validation");
+  }, 60_000);
+
+  it("cancels a free retry without calling credits: it is settled at once and nothing was ever held", async () => {
+    const userId = await creditsService.createAccount();
+    // A failed original stored as the worker leaves one, in the idle database (no worker: the retry stays pending).
+    const originalId = newId();
+    const db = new Client({ connectionString: idleUrl });
+    await db.connect();
+    const idleOrm = await openDatabase({ url: idleUrl, entities: [], migrations: GENERATIONS_MIGRATIONS, logger: silentLogger() });
+    const realCredits = new GrpcCreditsClient(creditsService.address, CALL_TIMEOUT_MS);
+    const realUsage = new GrpcUsageClient(usageService.address, CALL_TIMEOUT_MS);
+    const holdCalls: string[] = [];
+    try {
+      await db.query(
+        `INSERT INTO generations (id, user_id, status, input_type, prompt, credit_cost, credit_type, hold_id, settlement, settled_at, completed_at)
+         VALUES ($1, $2, 'failed', 'text', 'a failed storm', 1, 'trial', 'hold-of-the-original', 'release', now(), now())`,
+        [originalId, userId],
+      );
+      const creditsPort = {
+        getAccount: (id: string) => realCredits.getAccount(id),
+        createHold: (request: Parameters<typeof realCredits.createHold>[0]) => (holdCalls.push("createHold"), realCredits.createHold(request)),
+        captureHold: (request: Parameters<typeof realCredits.captureHold>[0]) => (holdCalls.push("captureHold"), realCredits.captureHold(request)),
+        releaseHold: (request: Parameters<typeof realCredits.releaseHold>[0]) => (holdCalls.push("releaseHold"), realCredits.releaseHold(request)),
+      };
+      const uow = createGenerationsUnitOfWork(idleOrm);
+      const encoder = new ProtoEventEncoder(config.NATS_SUBJECT_PREFIX);
+      const options = {
+        pricing: config.PRICING_CREDITS,
+        inputLimits: { promptLengthMax: 100, photoUrlLengthMax: 100, addressLengthMax: 100, styleLengthMax: 100 },
+        holdTtlMs: 0,
+        leaseMs: 60_000,
+        plans: loadPlanCatalog(plans.path),
+      };
+      const logger = silentLogger();
+      const spied = new GenerationsService(uow, { credits: creditsPort, usage: realUsage }, new HoldSettlement(uow, creditsPort, encoder, logger), options, logger, encoder);
+      const retry = await spied.retry({ requestId: `free-${originalId}`, userId, generationId: originalId });
+      expect(retry).toMatchObject({ billingClassification: "free_retry", holdId: "", creditCost: 0n, status: "pending" });
+      const cancelled = await spied.cancel({ requestId: `cancel-${originalId}`, userId, generationId: retry.id });
+      expect(cancelled.status).toBe("cancelled");
+      expect(holdCalls).toEqual([]);
+      const row = await db.query("SELECT settled_at IS NOT NULL AS settled, root_generation_id FROM generations WHERE id = $1", [retry.id]);
+      expect(row.rows[0]).toEqual({ settled: true, root_generation_id: originalId });
+      expect(await creditsService.balance(userId)).toMatchObject({ heldCredits: 0n, availableCredits: BigInt(TRIAL_CREDITS) });
+    } finally {
+      await db.end();
+      await idleOrm.close();
+      realCredits.close();
+      realUsage.close();
+    }
   }, 60_000);
 
   it("answers a replay with the first retry, taking nothing again; the same key for another parent is refused", async () => {

@@ -25,7 +25,7 @@ import {
   type RawRecordDownloadInput,
   type RawRetryGenerationInput,
 } from "../domain/inputs";
-import { classifyRetry, retryBilling } from "../domain/retry";
+import { checkRetryable, classifyRetry, retryBilling } from "../domain/retry";
 import { generationDownloadedEventId } from "../domain/events";
 import {
   type CreditsPort,
@@ -170,7 +170,7 @@ export class GenerationsService {
       );
     }
     const parent = await this.uow.withoutTransaction((stores) => findOwned(stores, ref));
-    classifyRetry(parent, 0, 0); // refuses a pending, processing or cancelled parent before any remote call
+    checkRetryable(parent); // before any remote call
     const account = await this.credits.getAccount(ref.userId);
     const freeRetries = this.freeRetriesOf(account.plan);
     const rootId = parent.rootGenerationId ?? parent.id;
