@@ -1,3 +1,4 @@
+import assert from "node:assert";
 import { currentTraceCarrier, DomainError, runIdempotent, type IdempotentCall, type Logger } from "@tally/platform";
 import { creditTypeOfHold } from "../domain/credit-type";
 import { holdRequestIds, type AccountView, type CreditsPort, type GenerationsStores, type GenerationsUnitOfWork, type HoldView, type UsagePort } from "../domain/ports";
@@ -19,7 +20,8 @@ export interface StartingJob {
 
 /** Thrown inside the storing transaction (rolling it back) when a retry can no longer be free and holds nothing yet. */
 class FreeRetryTaken extends Error {
-  constructor() {
+  /** The charged billing decided under the lock. */
+  constructor(readonly billing: Billing) {
     super("the last free retry of this job was taken by a concurrent retry");
     this.name = "FreeRetryTaken";
   }
@@ -63,7 +65,7 @@ export class JobStarter {
       if (error instanceof FreeRetryTaken) {
         // A concurrent retry took the last free one: this one is charged (a hold, taken with no transaction open).
         hold = await this.takeHold(job);
-        return await this.storeOrRedecide(job, hold).catch(async (failure: unknown) => {
+        return await this.storeOrRedecide({ ...job, billing: error.billing }, hold).catch(async (failure: unknown) => {
           if (!(failure instanceof DomainError)) await this.giveBackUnstored(generationId, hold?.id ?? null, failure);
           throw failure;
         });
@@ -97,8 +99,10 @@ export class JobStarter {
     const stored = await this.uow.inTransaction((stores) =>
       runIdempotent(stores.idempotency, job.call, async () => {
         let billing = job.decideUnderLock ? await job.decideUnderLock(stores) : job.billing;
-        if (billing.billingClassification === "free_retry" && hold) billing = job.billing; // a hold taken stays a charged job
-        if (billing.billingClassification !== "free_retry" && !hold) throw new FreeRetryTaken();
+        // A job held for stays charged (free retries of a job only ever get fewer, so the lock cannot make a charged one free).
+        if (billing.billingClassification === "free_retry" && hold) billing = job.billing;
+        if (billing.billingClassification !== "free_retry" && !hold) throw new FreeRetryTaken(billing);
+        assert.equal(billing.billingClassification === "free_retry", hold === null, "a free retry holds nothing; every other job holds its price (INV-3)");
         return this.store(stores, job, billing, hold);
       }),
     );
