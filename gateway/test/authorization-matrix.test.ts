@@ -75,6 +75,8 @@ const MATRIX: Row[] = [
   { route: "GET /v1/generations/{id}/output", url: (f) => `/v1/generations/${f.generationA}/output`, expected: ownerOnly(200) },
   // A's generation has completed: its owner reaches it and learns it can no longer be cancelled.
   { route: "POST /v1/generations/{id}/cancel", url: (f) => `/v1/generations/${f.generationA}/cancel`, expected: ownerOnly(409) },
+  // A's generation has completed: its owner regenerates it (a paid_regeneration), nobody else finds it.
+  { route: "POST /v1/generations/{id}/retry", url: (f) => `/v1/generations/${f.generationA}/retry`, expected: ownerOnly(201) },
   { route: "POST /v1/generations", url: () => "/v1/generations", body: () => ({ input_type: "text", prompt: "a lighthouse" }), expected: { ...all(201), anonymous: 401 } },
   {
     route: "PUT /v1/admin/accounts/{user_id}/plan",

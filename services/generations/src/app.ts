@@ -7,6 +7,7 @@ import {
   generationSubjects,
   JetStreamEventPublisher,
   openDatabase,
+  loadPlanCatalog,
   OutboxRelay,
   registerDatabasePoolGauges,
   registerOutboxGauges,
@@ -142,7 +143,13 @@ async function buildService(config: GenerationsConfig, logger: Logger, options: 
     addressLengthMax: config.ADDRESS_LENGTH_MAX,
     styleLengthMax: config.STYLE_LENGTH_MAX,
   };
-  const serviceOptions = { pricing: config.PRICING_CREDITS, inputLimits, holdTtlMs: config.HOLD_TTL_MS, leaseMs: config.WORKER_LEASE_MS };
+  const serviceOptions = {
+    pricing: config.PRICING_CREDITS,
+    inputLimits,
+    holdTtlMs: config.HOLD_TTL_MS,
+    leaseMs: config.WORKER_LEASE_MS,
+    plans: loadPlanCatalog(config.PLANS_FILE),
+  };
   const service = new GenerationsService(uow, { credits, usage }, settlement, serviceOptions, logger, encoder);
   const workerOptions = {
     concurrency: config.WORKER_CONCURRENCY,

@@ -54,6 +54,12 @@ export const generationsConfigSchema = z.object({
   /** Whether this replica consumes account events (erasure); off only in tests of other things. */
   ACCOUNT_EVENTS_ENABLED: booleanFromEnv(true),
 
+  /** The plans file (YAML or JSON, docs/plans.md): each plan's free_retries per job; unset or empty = the built-in plans. Validated at start-up. */
+  PLANS_FILE: z
+    .string()
+    .optional()
+    .transform((value) => value || undefined),
+
   /** Credits per input type, JSON: {"text":1,"photo":2,"address":2}. */
   PRICING_CREDITS: z
     .string()

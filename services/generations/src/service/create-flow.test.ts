@@ -3,7 +3,7 @@
  * database, no network): account → reservation → hold → insert; a limit refusal holds nothing;
  * a refused hold releases the reservation; an unstored job releases the hold and the reservation.
  */
-import { createLogger, DomainError, type IdempotencyStore } from "@tally/platform";
+import { createLogger, DomainError, loadPlanCatalog, type IdempotencyStore } from "@tally/platform";
 import type { AccountView, CreditsPort, EventEncoder, GenerationsStores, GenerationsUnitOfWork, HoldView, UsagePort } from "../domain/ports";
 import type { GenerationRecord, NewGeneration } from "../domain/types";
 import { GenerationsService } from "./generations";
@@ -53,6 +53,7 @@ function fakes(failures: { reserve?: Error; hold?: Error; insert?: Error } = {})
     inputLimits: { promptLengthMax: 100, photoUrlLengthMax: 100, addressLengthMax: 100, styleLengthMax: 100 },
     holdTtlMs: 0,
     leaseMs: 1_000,
+    plans: loadPlanCatalog(undefined),
   };
   const service = new GenerationsService(uow, { credits, usage }, {} as HoldSettlement, options, createLogger("test", "silent"), {} as EventEncoder);
   const create = () => service.create({ requestId: "r-1", userId, inputType: "text", prompt: "a cat", photoUrl: "", address: "", style: "" });
