@@ -23,8 +23,8 @@ export interface Harness {
   newAccount(): Promise<string>;
   /** Adds a grant and returns its id. */
   grant(accountId: string, kind: credits.GrantKind, amount: bigint, expiresAt?: Date): Promise<string>;
-  /** INV-1 and INV-2 over every account, from the stored rows. */
-  checkInvariants(): Promise<void>;
+  /** INV-1 and INV-2 over every account (or only `accountId`), from the stored rows. */
+  checkInvariants(accountId?: string): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -88,7 +88,7 @@ export async function startHarness(prefix: string, env: Record<string, string> =
       const { grant } = await call.createGrant({ accountId, kind, amount, expiresAt });
       return grant!.id;
     },
-    checkInvariants: () => checkInvariants(sql),
+    checkInvariants: (accountId?: string) => checkInvariants(sql, accountId),
     async close() {
       client.close();
       await running.stop();
@@ -126,7 +126,7 @@ function callsOn(client: credits.CreditsServiceClient): Calls {
 }
 
 /** INV-1 and INV-2 over every account, from the stored rows (the ledger replays to the stored balances). */
-async function checkInvariants(sql: Client): Promise<void> {
+async function checkInvariants(sql: Client, accountId?: string): Promise<void> {
   const { rows } = await sql.query<{
     id: string;
     available: string;
@@ -157,7 +157,7 @@ async function checkInvariants(sql: Client): Promise<void> {
            (SELECT coalesce(sum(written_off_change), 0) FROM ledger_entries l WHERE l.account_id = a.id) AS ledger_written_off,
            (SELECT balance_after FROM ledger_entries l WHERE l.account_id = a.id ORDER BY position DESC LIMIT 1) AS last_balance_after,
            (SELECT held_after FROM ledger_entries l WHERE l.account_id = a.id ORDER BY position DESC LIMIT 1) AS last_held_after
-    FROM accounts a`);
+    FROM accounts a WHERE $1::uuid IS NULL OR a.id = $1`, [accountId ?? null]);
   for (const row of rows) {
     const n = (v: string | null) => BigInt(v ?? 0);
     const context = `account ${row.id}: ${JSON.stringify(row)}`;

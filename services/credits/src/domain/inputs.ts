@@ -209,17 +209,24 @@ export interface CreateGrantInput extends Omit<CreateGrantRequest, "reference" |
  * Checks a grant. Errors: `validation` (amount 1..`rules.creditAmountMax`, expiry not in the
  * future), `not_found` for an account id that is no UUID.
  */
-export function parseCreateGrantInput(raw: CreateGrantRequest, rules: Pick<CreditsRules, "creditAmountMax">, nowMs = Date.now()): CreateGrantInput {
+export function parseCreateGrantInput(raw: CreateGrantRequest, rules: Pick<CreditsRules, "creditAmountMax">, nowMs: number | null = Date.now()): CreateGrantInput {
   validatePositiveAmount(raw.amount, "amount", rules.creditAmountMax);
-  if (raw.expiresAt !== null && raw.expiresAt.getTime() <= nowMs) {
-    throw validationError("expires_at must be in the future", { field: "expires_at" });
-  }
+  if (nowMs !== null) requireFutureExpiry(raw.expiresAt, nowMs);
   if (raw.priority !== null && (!Number.isInteger(raw.priority) || raw.priority < 0 || raw.priority > GRANT_PRIORITY_MAX)) {
     throw validationError(`priority must be an integer 0..${GRANT_PRIORITY_MAX}`, { field: "priority" });
   }
   const reference = requireText(raw.reference, "reference", { kind: "identifier", lengthMax: GRANT_REFERENCE_LENGTH_MAX, required: false });
   const accountId = parseAccountId(raw.accountId);
   return { ...raw, accountId, reference: reference || null, priority: raw.priority ?? GRANT_KIND_PRIORITY[raw.kind] };
+}
+
+/**
+ * Checks that a grant's expiry (null: none) is after `nowMs`. Errors: `validation`. The
+ * service checks it inside the idempotent call, so a retry after the expiry has passed still
+ * gets the first answer (INV-4).
+ */
+export function requireFutureExpiry(expiresAt: Date | null, nowMs: number): void {
+  if (expiresAt !== null && expiresAt.getTime() <= nowMs) throw validationError("expires_at must be in the future", { field: "expires_at" });
 }
 
 export interface VoidGrantRequest {

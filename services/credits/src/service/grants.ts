@@ -1,5 +1,5 @@
 import { answerCodec, newId, runIdempotent } from "@tally/platform";
-import { parseCreateGrantInput, parseVoidGrantInput, type CreateGrantInput, type CreateGrantRequest, type VoidGrantRequest } from "../domain/inputs";
+import { parseCreateGrantInput, parseVoidGrantInput, requireFutureExpiry, type CreateGrantInput, type CreateGrantRequest, type VoidGrantRequest } from "../domain/inputs";
 import type { CreditsStores, CreditsUnitOfWork, NewGrant } from "../domain/ports";
 import { accountNotFound, GRANT_EXPIRED_REASON, grantInUse, grantNotFound, grantReferenceConflict, NO_LEDGER_CHANGE, type CreditsRules } from "../domain/rules";
 import type { CreatedGrant, Grant, GrantKind, GrantWithBalance } from "../domain/types";
@@ -49,13 +49,15 @@ export class GrantsService {
    * `conflict` (the reference names a grant with other terms), `idempotency_key_reused`.
    */
   async createGrant(request: CreateGrantRequest): Promise<CreatedGrant> {
-    const input = parseCreateGrantInput(request, this.rules, this.now().getTime());
+    // The expiry is checked inside the idempotent call: a retry once it has passed still gets the first answer (INV-4).
+    const input = parseCreateGrantInput(request, this.rules, null);
     const { requestId: _requestId, ...parameters } = input;
     const call = { requestId: input.requestId, operation: "CreateGrant", parameters, ...answerCodec<CreatedGrant>() };
     return this.uow.inTransaction((stores) =>
       runIdempotent(stores.idempotency, call, async () => {
         // INV-9: the account row is locked before anything of it moves; it also serializes
         // two requests for one reference, so the second finds the first's grant.
+        requireFutureExpiry(input.expiresAt, this.now().getTime());
         if (!(await stores.accounts.lock(input.accountId))) throw accountNotFound(input.accountId);
         const earlier = input.reference === null ? null : await stores.grants.findByReference(input.accountId, input.reference);
         if (earlier && !sameTerms(earlier, input)) throw grantReferenceConflict(input.reference!, earlier.id);
