@@ -13,6 +13,7 @@ import {
   guestAccountToProto,
   holdWithBalanceToProto,
   ledgerEntryToProto,
+  reconciliationToProto,
   releaseHoldRequestFromProto,
   setBillingAnchorRequestFromProto,
   setRoleRequestFromProto,
@@ -38,6 +39,7 @@ export type CreditsApi = Pick<
   | "setBillingAnchor"
   | "setRole"
   | "deleteAccount"
+  | "reconcile"
 >;
 
 /**
@@ -104,6 +106,10 @@ export function creditsHandlers(service: CreditsApi): AsyncService<credits.Credi
     async deleteAccount(req) {
       const result = await service.deleteAccount({ requestId: req.requestId, accountId: req.accountId });
       return { deleted: result.deleted, writtenOffCredits: result.writtenOffCredits, deletedAt: result.deletedAt };
+    },
+    /** Reconcile → how many INV-2 equalities fail and the first of them (LedgerService.reconcile; read only). */
+    async reconcile() {
+      return reconciliationToProto(await service.reconcile());
     },
     /** ListLedgerEntries → entries newest first and next_page_token (LedgerService.listLedgerEntries). */
     async listLedgerEntries(req) {

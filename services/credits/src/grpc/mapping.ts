@@ -14,7 +14,7 @@ import type {
   SetBillingAnchorRequest,
   SetRoleRequest,
 } from "../domain/inputs";
-import type { Account, AccountKind, Balance, GuestAccount, Grant, GrantKind, Hold, HoldStatus, HoldWithBalance, LedgerEntry, LedgerEntryKind, Role } from "../domain/types";
+import type { Account, AccountKind, Balance, CreditsReconciliation, GuestAccount, Grant, GrantKind, Hold, HoldStatus, HoldWithBalance, LedgerEntry, LedgerEntryKind, Role } from "../domain/types";
 
 // ---------------------------------------------------------------- proto → domain
 
@@ -195,4 +195,10 @@ export const ledgerEntryToProto = (e: LedgerEntry): credits.LedgerEntry => ({
   balanceAfter: e.balanceAfter,
   heldAfter: e.heldAfter,
   createdAt: e.createdAt,
+});
+
+/** The reconciliation's answer; a per-account difference has grant_id "". */
+export const reconciliationToProto = (r: CreditsReconciliation): credits.ReconcileResponse => ({
+  differencesTotal: BigInt(r.differencesTotal),
+  differences: r.differences.map((d) => ({ check: d.check, accountId: d.accountId, grantId: d.grantId ?? "", expected: d.expected, actual: d.actual })),
 });

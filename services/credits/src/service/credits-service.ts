@@ -47,6 +47,8 @@ export class CreditsService {
   readonly getBalance: LedgerService["getBalance"] = (accountId) => this.ledger.getBalance(accountId);
   /** See LedgerService.listLedgerEntries. */
   readonly listLedgerEntries: LedgerService["listLedgerEntries"] = (request) => this.ledger.listLedgerEntries(request);
+  /** See LedgerService.reconcile. */
+  readonly reconcile: LedgerService["reconcile"] = () => this.ledger.reconcile();
   /** See GrantsService.createGrant. */
   readonly createGrant: GrantsService["createGrant"] = (request) => this.grants.createGrant(request);
   /** See HoldsService.createHold. */

@@ -4,6 +4,7 @@ import type { UsageUnitOfWork } from "../domain/ports";
 import type { Clock, CounterDifference, MonthlyAnalytics, PlatformAnalytics, MonthlyAnalyticsDifference, StatsDifference, UserStats } from "../domain/types";
 import { emptyMonth, lastMonths, MONTHS_MAX } from "../domain/monthly-analytics";
 import { emptyUserStats, statsDifferences } from "../domain/usage-log";
+import { usageReconciliation, type UsageReconciliation } from "../domain/reconciliation";
 
 /** Users' lifetime stats: reading them, and checking them against the usage log (INV-6). */
 export class StatsService {
@@ -53,6 +54,17 @@ export class StatsService {
   async reconcileAnalytics(subjectId?: string): Promise<MonthlyAnalyticsDifference[]> {
     const id = subjectId === undefined ? undefined : requireUuidField(subjectId, "subject_id");
     return await this.uow.withoutTransaction((stores) => stores.monthlyAnalytics.differences(id));
+  }
+
+  /**
+   * Every table derived from the usage log checked against it (INV-6; the Reconcile RPC): user
+   * stats (with download totals), the limit counters and the monthly analytics, each in one
+   * snapshot (`reconcile`, `reconcileCounters`, `reconcileAnalytics`), flattened into differing
+   * figures (domain/reconciliation.ts): how many there are and the first 100. Read only.
+   */
+  async reconcileAll(): Promise<UsageReconciliation> {
+    const [stats, counters, analytics] = await Promise.all([this.reconcile(), this.reconcileCounters(), this.reconcileAnalytics()]);
+    return usageReconciliation(stats, counters, analytics);
   }
 
   /**
