@@ -8,6 +8,7 @@ import { presentAccount } from "./presenters";
 import { requestIdFor, type RouteContext } from "./context";
 import { deleteAccountFor } from "./account";
 import { adminUsageAnalyticsRoute } from "./usage-admin";
+import { adminReconciliationRoute } from "./reconciliation";
 import { summaryOf, summaryResponse } from "./usage-summary";
 import { accountParams, accountSchema, idempotencyHeaders, noContentResponse, problemResponses, setBillingAnchorBody, setPlanBody } from "./schemas";
 
@@ -25,8 +26,8 @@ export async function requireAdmin(context: RouteContext, request: FastifyReques
 
 /**
  * `PUT /v1/admin/accounts/{user_id}/plan`, `PUT /v1/admin/accounts/{user_id}/billing-anchor`,
- * `DELETE /v1/admin/accounts/{user_id}`, `GET /v1/admin/users/{user_id}/usage` and
- * `GET /v1/admin/usage/analytics`.
+ * `DELETE /v1/admin/accounts/{user_id}`, `GET /v1/admin/users/{user_id}/usage`,
+ * `GET /v1/admin/usage/analytics` and `GET /v1/admin/reconciliation`.
  */
 export function adminRoutes(context: RouteContext) {
   return async (app: FastifyInstance): Promise<void> => {
@@ -35,6 +36,7 @@ export function adminRoutes(context: RouteContext) {
     deleteAccountRoute(app, context);
     userUsageRoute(app, context);
     adminUsageAnalyticsRoute(app, context, (request) => requireAdmin(context, request));
+    adminReconciliationRoute(app, context, (request) => requireAdmin(context, request));
   };
 }
 
