@@ -24,6 +24,11 @@ import { buildUsageServices } from "../services/usage/src/app";
 const DEFAULT_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/tally_usage";
 const USAGE = "usage: npm run usage-admin -- reconcile | rebuild | rebuild-analytics";
 const COMMANDS = new Set(["reconcile", "rebuild", "rebuild-analytics"]);
+/**
+ * The statement timeout of these commands, in milliseconds: each reads (and `rebuild` rewrites)
+ * whole tables, far longer than a service call may take (the services' 15 s default).
+ */
+const ADMIN_STATEMENT_TIMEOUT_MS = 3_600_000;
 /** Exit code of a reconciliation that found differences. */
 const EXIT_DIFFERENCES = 3;
 
@@ -37,7 +42,14 @@ async function main(argv: string[]): Promise<number> {
   }
   const logger = createLogger("usage-admin", "warn");
   // The service migrates its own database; this tool never does.
-  const orm = await openDatabase({ url: process.env.DATABASE_URL || DEFAULT_DATABASE_URL, entities: [], migrations: usageMigrations, logger, migrate: false });
+  const orm = await openDatabase({
+    url: process.env.DATABASE_URL || DEFAULT_DATABASE_URL,
+    entities: [],
+    migrations: usageMigrations,
+    logger,
+    migrate: false,
+    limits: { poolMax: 4, statementTimeoutMs: ADMIN_STATEMENT_TIMEOUT_MS },
+  });
   try {
     const { stats } = buildUsageServices(orm);
     if (command === "rebuild-analytics") {
