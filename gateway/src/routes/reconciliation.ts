@@ -2,6 +2,7 @@ import { z } from "zod";
 import type { FastifyInstance, FastifyRequest } from "fastify";
 import type { ZodTypeProvider } from "fastify-type-provider-zod";
 import type { credits, usage } from "@tally/contracts";
+import { downstreamCaller } from "../clients";
 import type { RouteContext } from "./context";
 import { toJsonInteger } from "./presenters";
 import { problemResponses } from "./schemas";
@@ -64,7 +65,8 @@ export const presentUsageReconciliation = (r: usage.ReconcileResponse) => ({
  * routes): credits Reconcile (INV-2: the ledger replays to the balances; grants and holds
  * account for every credit) and usage Reconcile (INV-6: every derived table equals the usage
  * log), asked at once; answers both, each with its count and first 100 differences, and their
- * sum. Read only. Errors: 401; 403 `forbidden`; 503 when either service is down.
+ * sum. Read only; both calls have the deadline `RECONCILIATION_TIMEOUT_MS`. Errors: 401; 403
+ * `forbidden`; 503 when either service is down; 504 past the deadline.
  */
 export function adminReconciliationRoute(app: FastifyInstance, context: RouteContext, requireAdmin: (request: FastifyRequest) => Promise<string>): void {
   const routes = app.withTypeProvider<ZodTypeProvider>();
@@ -82,7 +84,8 @@ export function adminReconciliationRoute(app: FastifyInstance, context: RouteCon
     async (request) => {
       await requireAdmin(request);
       const checkedAt = new Date();
-      const call = context.callFor(request);
+      // Their own deadline: each reads whole tables, longer than an ordinary call may take.
+      const call = downstreamCaller(context.config.RECONCILIATION_TIMEOUT_MS, request.traceContext);
       const { credits: creditsClient, usage: usageClient } = context.clients;
       const [creditsAnswer, usageAnswer] = await Promise.all([
         call(creditsClient.reconcile.bind(creditsClient), {}),

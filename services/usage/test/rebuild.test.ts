@@ -123,6 +123,23 @@ describe("usage: full rebuild of the derived tables, and Reconcile", () => {
     expect(await client.reconcile()).toEqual({ differencesTotal: 0n, differences: [] });
   }, 120_000);
 
+  it("derives the months from the log set-based exactly as the per-entry contributions add up (Migration20261130000001)", async () => {
+    await seed();
+    // The view as Migration20261126000001 defined it: every entry's contribution folded by the merge aggregates.
+    const folded = `SELECT c.subject_id, c.month, sum(c.generations)::bigint AS generations, sum(c.failed)::bigint AS failed,
+         sum(c.credits)::bigint AS credits, sum(c.cost_micros)::bigint AS cost_micros, sum(c.processing_ms)::bigint AS processing_ms,
+         sum(c.output_bytes)::bigint AS output_bytes, usage_counts_sum(c.by_input_type) AS by_input_type,
+         usage_counts_sum(c.by_provider) AS by_provider, usage_counts_sum(c.by_classification) AS by_classification, usage_plans_sum(c.plans) AS plans
+       FROM usage_log e CROSS JOIN LATERAL usage_month_contribution(e) c GROUP BY c.subject_id, c.month`;
+    const [onlyFolded, onlyView, months] = await Promise.all([
+      sql<{ n: number }>(`SELECT count(*)::int AS n FROM (${folded} EXCEPT SELECT * FROM monthly_analytics_from_log) x`),
+      sql<{ n: number }>(`SELECT count(*)::int AS n FROM (SELECT * FROM monthly_analytics_from_log EXCEPT ${folded}) x`),
+      sql<{ n: number }>("SELECT count(*)::int AS n FROM monthly_analytics_from_log"),
+    ]);
+    expect([onlyFolded[0]!.n, onlyView[0]!.n]).toEqual([0, 0]);
+    expect(months[0]!.n).toBeGreaterThan(4);
+  });
+
   it("is safe while events are recorded concurrently: nothing lost or counted twice", async () => {
     const users = Array.from({ length: 4 }, () => subject(newId()));
     const outcomes = ["completed", "failed", "running", "completed"] as const;
