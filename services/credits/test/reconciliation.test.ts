@@ -1,6 +1,7 @@
 /**
  * Reconcile against real PostgreSQL: INV-2 checked over every account and grant in one
- * statement. A clean ledger has no difference; a difference planted by hand in SQL (a bumped
+ * statement. A clean ledger (holds captured in part, active, released and expired; an account
+ * deleted with a write-off) has no difference; a difference planted by hand in SQL (a bumped
  * balance, a grant's remaining credits, a captured hold's amount) is reported exactly, with
  * the check's name, the account, the grant and both figures, and the metrics gauge counts it.
  */
@@ -42,11 +43,17 @@ describe("credits Reconcile (real PostgreSQL, gRPC)", () => {
     return Number(line?.split(" ").at(-1));
   };
 
-  it("finds no difference in a clean ledger (holds captured in part, active, released; an account deleted)", async () => {
+  it("finds no difference in a clean ledger (holds captured in part, active, released, expired; an account deleted)", async () => {
     await busyAccount();
     const deleted = await h.newAccount();
     await h.grant(deleted, credits.GrantKind.GRANT_KIND_PROMOTIONAL, 5n);
     await h.call.deleteAccount({ accountId: deleted });
+    // A hold that expires: its credits go back to the grants they came from.
+    const expiring = await h.newAccount();
+    const { hold } = await h.call.createHold({ accountId: expiring, amount: 4n, ttlMs: 100n });
+    await new Promise((resolve) => setTimeout(resolve, 150));
+    await h.running.sweepExpiredHolds();
+    expect((await h.sql.query("SELECT status FROM holds WHERE id = $1", [hold!.id])).rows[0]).toEqual({ status: "expired" });
     expect(await h.call.reconcile()).toEqual({ differencesTotal: 0n, differences: [] });
   });
 
