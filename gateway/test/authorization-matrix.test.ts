@@ -111,6 +111,7 @@ const MATRIX: Row[] = [
     body: () => ({ reason: "refunded" }),
     expected: usersOnly({ userA: 403, userB: 403, admin: 200 }),
   },
+  { route: "GET /v1/admin/reconciliation", url: () => "/v1/admin/reconciliation", expected: usersOnly({ userA: 403, userB: 403, admin: 200 }) },
   // Deleting accounts comes late: an admin deletes a fourth account; then each caller deletes
   // itself (once its jobs have ended: an account with credits still held cannot be deleted).
   {

@@ -133,7 +133,7 @@ async function buildCreditsApp(config: CreditsConfig, logger: Logger, options: C
       { intervalMs: config.HOLD_EXPIRY_SWEEP_INTERVAL_MS, batchSize: config.HOLD_EXPIRY_BATCH_SIZE },
       logger,
     );
-    return { orm, nc, service, sweeper, relay, metrics: creditsMetrics(orm, logger) };
+    return { orm, nc, service, sweeper, relay, metrics: creditsMetrics(orm, logger, service) };
   } catch (error) {
     // Whatever was opened is closed again: a failed start leaves no connection behind.
     await nc?.close().catch(() => undefined);
@@ -142,8 +142,15 @@ async function buildCreditsApp(config: CreditsConfig, logger: Logger, options: C
   }
 }
 
-/** RPC metrics (bindService records them), the database pool, active holds and the outbox (account events). */
-function creditsMetrics(orm: Orm, logger: Logger): ServiceMetrics {
+/** How long a computed reconciliation count is reused by later scrapes, in milliseconds (it reads the whole ledger). */
+const RECONCILIATION_METRIC_MAX_AGE_MS = 60_000;
+
+/**
+ * RPC metrics (bindService records them), the database pool, active holds, the outbox (account
+ * events) and `credits_reconciliation_differences`: how many INV-2 equalities fail over every
+ * account and grant (Reconcile; 0 when the books balance), recomputed at most once a minute.
+ */
+function creditsMetrics(orm: Orm, logger: Logger, service: CreditsService): ServiceMetrics {
   const metrics = new ServiceMetrics("credits");
   registerDatabasePoolGauges(metrics, orm, logger);
   registerOutboxGauges(metrics, orm, logger);
@@ -151,6 +158,16 @@ function creditsMetrics(orm: Orm, logger: Logger): ServiceMetrics {
     name: "credits_active_holds",
     help: "Holds now active (credits held for running generations)",
     sql: "SELECT count(*)::bigint AS value FROM holds WHERE status = 'active'",
+  });
+  let last: { at: number; value: number } | undefined;
+  metrics.gauge({
+    name: "credits_reconciliation_differences",
+    help: "INV-2 equalities (ledger replay, grants, holds) that fail over every account and grant (0 when all agree; recomputed at most once a minute)",
+    logger,
+    collect: async () => {
+      if (!last || Date.now() - last.at > RECONCILIATION_METRIC_MAX_AGE_MS) last = { at: Date.now(), value: (await service.reconcile()).differencesTotal };
+      return last.value;
+    },
   });
   return metrics;
 }

@@ -46,6 +46,7 @@ interface Calls {
   setBillingAnchor(r: Partial<credits.SetBillingAnchorRequest>): Promise<credits.SetBillingAnchorResponse>;
   setRole(r: Partial<credits.SetRoleRequest>): Promise<credits.SetRoleResponse>;
   deleteAccount(r: Partial<credits.DeleteAccountRequest>): Promise<credits.DeleteAccountResponse>;
+  reconcile(): Promise<credits.ReconcileResponse>;
 }
 
 /** Writes a plans document (docs/plans.md) to a fresh temporary file and returns its path, for PLANS_FILE. */
@@ -122,6 +123,7 @@ function callsOn(client: credits.CreditsServiceClient): Calls {
     setBillingAnchor: (r) => callUnary(client.setBillingAnchor.bind(client), { ...rid(), accountId: "", ...r }, options),
     setRole: (r) => callUnary(client.setRole.bind(client), { ...rid(), email: "", role: 0, ...r }, options),
     deleteAccount: (r) => callUnary(client.deleteAccount.bind(client), { ...rid(), accountId: "", ...r }, options),
+    reconcile: () => callUnary(client.reconcile.bind(client), {}, options),
   };
 }
 

@@ -8,7 +8,8 @@
  * available never goes negative; everything granted is available, held, captured, expired or
  * written off; the ledger replays to the stored balances (the harness's `checkInvariants`,
  * INV-1, INV-2); and at the end of a sequence every hold's status is the model's (INV-3: each
- * ended exactly once). `LEDGER_PROPERTY_RUNS` sets the number of sequences (default 1,000;
+ * ended exactly once); at the end the credits `Reconcile` RPC finds no difference in any account
+ * or grant. `LEDGER_PROPERTY_RUNS` sets the number of sequences (default 1,000;
  * `npm run test:long` runs 10,000) and `LEDGER_PROPERTY_SEED` replays a failing seed.
  */
 import fc from "fast-check";
@@ -282,6 +283,8 @@ it(`keeps the ledger equal to a model over ${RUNS} random sequences (seed ${SEED
     }),
     { numRuns: RUNS, seed: SEED },
   );
+  // The service's own reconciliation (the same equalities, over every account and grant) agrees.
+  expect(await h.call.reconcile()).toEqual({ differencesTotal: 0n, differences: [] });
   // eslint-disable-next-line no-console
   console.log(`ledger properties: ${sequences} sequences, ${steps} steps checked against the model (seed ${SEED})`);
 }, 3_600_000);

@@ -8,6 +8,7 @@ import type { AllocatableGrant, Allocation } from "./allocation";
 import type {
   Account,
   BalanceSnapshot,
+  CreditsReconciliation,
   Credentials,
   Grant,
   GrantKind,
@@ -171,11 +172,21 @@ export interface AccountEventStore {
   appendAccountDeleted(event: { accountId: string; occurredAt: Date }): Promise<void>;
 }
 
+/** INV-2 checked over every account and grant (Reconcile). */
+export interface ReconciliationStore {
+  /**
+   * Every equality of INV-2 that fails, over all accounts and grants, read in ONE statement (one
+   * snapshot): the total and the first `limit` differences by account, grant and check.
+   */
+  differences(limit: number): Promise<CreditsReconciliation>;
+}
+
 export interface CreditsStores {
   accounts: AccountStore;
   grants: GrantStore;
   holds: HoldStore;
   ledger: LedgerStore;
+  reconciliation: ReconciliationStore;
   accountEvents: AccountEventStore;
   idempotency: IdempotencyStore;
 }

@@ -222,3 +222,22 @@ export interface LockedAccount {
   deletedAt: Date | null;
   balances: StoredBalances;
 }
+
+/**
+ * One INV-2 equality that does not hold (Reconcile): `expected` is what the sources say (the
+ * ledger, the grants, the holds), `actual` the stored figure checked against them, in credits.
+ * `check` names the equality (docs/invariants.md, INV-2); `grantId` is set for a per-grant check.
+ */
+export interface ReconciliationDifference {
+  check: string;
+  accountId: string;
+  grantId: string | null;
+  expected: bigint;
+  actual: bigint;
+}
+
+/** A reconciliation's answer: how many equalities fail, and the first of them (bounded). */
+export interface CreditsReconciliation {
+  differencesTotal: number;
+  differences: ReconciliationDifference[];
+}

@@ -14,6 +14,7 @@ import {
   guestAccountToProto,
   holdWithBalanceToProto,
   ledgerEntryToProto,
+  reconciliationToProto,
   releaseHoldRequestFromProto,
   setBillingAnchorRequestFromProto,
   setRoleRequestFromProto,
@@ -42,6 +43,7 @@ export type CreditsApi = Pick<
   | "deleteAccount"
   | "voidGrant"
   | "extendHold"
+  | "reconcile"
 >;
 
 /**
@@ -130,6 +132,10 @@ function movementHandlers(service: CreditsApi): Omit<Handlers, keyof ReturnType<
     /** ReleaseHold → ended hold and balance (HoldsService.releaseHold; INV-3, INV-4, INV-9). */
     async releaseHold(req) {
       return holdWithBalanceToProto(await service.releaseHold(releaseHoldRequestFromProto(req)));
+    },
+    /** Reconcile → how many INV-2 equalities fail and the first of them (LedgerService.reconcile; read only). */
+    async reconcile() {
+      return reconciliationToProto(await service.reconcile());
     },
     /** ListLedgerEntries → entries newest first and next_page_token (LedgerService.listLedgerEntries). */
     async listLedgerEntries(req) {

@@ -16,7 +16,7 @@ import type {
   SetRoleRequest,
   VoidGrantRequest,
 } from "../domain/inputs";
-import type { Account, AccountKind, Balance, GuestAccount, Grant, GrantKind, GrantWithBalance, Hold, HoldStatus, HoldWithBalance, LedgerEntry, LedgerEntryKind, Role } from "../domain/types";
+import type { Account, AccountKind, Balance, CreditsReconciliation, GuestAccount, Grant, GrantKind, GrantWithBalance, Hold, HoldStatus, HoldWithBalance, LedgerEntry, LedgerEntryKind, Role } from "../domain/types";
 
 // ---------------------------------------------------------------- proto → domain
 
@@ -223,4 +223,10 @@ export const ledgerEntryToProto = (e: LedgerEntry): credits.LedgerEntry => ({
   grantId: e.grantId ?? "",
   reason: e.reason ?? "",
   holdDeadline: e.holdDeadline ?? undefined,
+});
+
+/** The reconciliation's answer; a per-account difference has grant_id "". */
+export const reconciliationToProto = (r: CreditsReconciliation): credits.ReconcileResponse => ({
+  differencesTotal: BigInt(r.differencesTotal),
+  differences: r.differences.map((d) => ({ check: d.check, accountId: d.accountId, grantId: d.grantId ?? "", expected: d.expected, actual: d.actual })),
 });

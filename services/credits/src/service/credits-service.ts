@@ -52,6 +52,8 @@ export class CreditsService {
   };
   /** See LedgerService.listLedgerEntries. */
   readonly listLedgerEntries: LedgerService["listLedgerEntries"] = (request) => this.ledger.listLedgerEntries(request);
+  /** See LedgerService.reconcile. */
+  readonly reconcile: LedgerService["reconcile"] = () => this.ledger.reconcile();
   /** See GrantsService.createGrant. */
   readonly createGrant: GrantsService["createGrant"] = (request) => this.grants.createGrant(request);
   /** See HoldsService.extendHold. */

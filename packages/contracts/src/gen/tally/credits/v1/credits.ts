@@ -595,6 +595,34 @@ export interface DeleteAccountResponse {
   deletedAt?: Date | undefined;
 }
 
+export interface ReconcileRequest {
+}
+
+/**
+ * One equality of INV-2 that does not hold: `expected` is what the sources say (the ledger, the
+ * grants, the holds), `actual` the stored figure checked against them, in credits.
+ */
+export interface ReconciliationDifference {
+  /**
+   * The check: ledger_available, ledger_held, ledger_captured, ledger_expired,
+   * ledger_written_off, last_entry_available, last_entry_held, grants_remaining, active_holds,
+   * captured_holds, granted_total (per account) or grant_parts (per grant).
+   */
+  check: string;
+  accountId: string;
+  /** The grant of a per-grant check; "" for a per-account one. */
+  grantId: string;
+  expected: bigint;
+  actual: bigint;
+}
+
+export interface ReconcileResponse {
+  /** Every difference found (0: all agree). */
+  differencesTotal: bigint;
+  /** The first differences, ordered by account, grant and check (at most 100). */
+  differences: ReconciliationDifference[];
+}
+
 function createBaseAccount(): Account {
   return {
     id: "",
@@ -5012,6 +5040,301 @@ export const DeleteAccountResponse: MessageFns<DeleteAccountResponse> = {
   },
 };
 
+function createBaseReconcileRequest(): ReconcileRequest {
+  return {};
+}
+
+export const ReconcileRequest: MessageFns<ReconcileRequest> = {
+  encode(_: ReconcileRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ReconcileRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseReconcileRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): ReconcileRequest {
+    return {};
+  },
+
+  toJSON(_: ReconcileRequest): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ReconcileRequest>, I>>(base?: I): ReconcileRequest {
+    return ReconcileRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ReconcileRequest>, I>>(_: I): ReconcileRequest {
+    const message = createBaseReconcileRequest();
+    return message;
+  },
+};
+
+function createBaseReconciliationDifference(): ReconciliationDifference {
+  return { check: "", accountId: "", grantId: "", expected: 0n, actual: 0n };
+}
+
+export const ReconciliationDifference: MessageFns<ReconciliationDifference> = {
+  encode(message: ReconciliationDifference, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.check !== "") {
+      writer.uint32(10).string(message.check);
+    }
+    if (message.accountId !== "") {
+      writer.uint32(18).string(message.accountId);
+    }
+    if (message.grantId !== "") {
+      writer.uint32(26).string(message.grantId);
+    }
+    if (message.expected !== 0n) {
+      if (BigInt.asIntN(64, message.expected) !== message.expected) {
+        throw new globalThis.Error("value provided for field message.expected of type int64 too large");
+      }
+      writer.uint32(32).int64(message.expected);
+    }
+    if (message.actual !== 0n) {
+      if (BigInt.asIntN(64, message.actual) !== message.actual) {
+        throw new globalThis.Error("value provided for field message.actual of type int64 too large");
+      }
+      writer.uint32(40).int64(message.actual);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ReconciliationDifference {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseReconciliationDifference();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.check = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.accountId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.grantId = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.expected = reader.int64() as bigint;
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.actual = reader.int64() as bigint;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ReconciliationDifference {
+    return {
+      check: isSet(object.check) ? globalThis.String(object.check) : "",
+      accountId: isSet(object.accountId)
+        ? globalThis.String(object.accountId)
+        : isSet(object.account_id)
+        ? globalThis.String(object.account_id)
+        : "",
+      grantId: isSet(object.grantId)
+        ? globalThis.String(object.grantId)
+        : isSet(object.grant_id)
+        ? globalThis.String(object.grant_id)
+        : "",
+      expected: isSet(object.expected) ? BigInt(object.expected) : 0n,
+      actual: isSet(object.actual) ? BigInt(object.actual) : 0n,
+    };
+  },
+
+  toJSON(message: ReconciliationDifference): unknown {
+    const obj: any = {};
+    if (message.check !== "") {
+      obj.check = message.check;
+    }
+    if (message.accountId !== "") {
+      obj.accountId = message.accountId;
+    }
+    if (message.grantId !== "") {
+      obj.grantId = message.grantId;
+    }
+    if (message.expected !== 0n) {
+      obj.expected = message.expected.toString();
+    }
+    if (message.actual !== 0n) {
+      obj.actual = message.actual.toString();
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ReconciliationDifference>, I>>(base?: I): ReconciliationDifference {
+    return ReconciliationDifference.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ReconciliationDifference>, I>>(object: I): ReconciliationDifference {
+    const message = createBaseReconciliationDifference();
+    message.check = object.check ?? "";
+    message.accountId = object.accountId ?? "";
+    message.grantId = object.grantId ?? "";
+    message.expected = (object.expected !== undefined && object.expected !== null) ? BigInt(object.expected) : 0n;
+    message.actual = (object.actual !== undefined && object.actual !== null) ? BigInt(object.actual) : 0n;
+    return message;
+  },
+};
+
+function createBaseReconcileResponse(): ReconcileResponse {
+  return { differencesTotal: 0n, differences: [] };
+}
+
+export const ReconcileResponse: MessageFns<ReconcileResponse> = {
+  encode(message: ReconcileResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.differencesTotal !== 0n) {
+      if (BigInt.asIntN(64, message.differencesTotal) !== message.differencesTotal) {
+        throw new globalThis.Error("value provided for field message.differencesTotal of type int64 too large");
+      }
+      writer.uint32(8).int64(message.differencesTotal);
+    }
+    for (const v of message.differences) {
+      ReconciliationDifference.encode(v!, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ReconcileResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseReconcileResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.differencesTotal = reader.int64() as bigint;
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.differences.push(ReconciliationDifference.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ReconcileResponse {
+    return {
+      differencesTotal: isSet(object.differencesTotal)
+        ? BigInt(object.differencesTotal)
+        : isSet(object.differences_total)
+        ? BigInt(object.differences_total)
+        : 0n,
+      differences: globalThis.Array.isArray(object?.differences)
+        ? object.differences.map((e: any) => ReconciliationDifference.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: ReconcileResponse): unknown {
+    const obj: any = {};
+    if (message.differencesTotal !== 0n) {
+      obj.differencesTotal = message.differencesTotal.toString();
+    }
+    if (message.differences?.length) {
+      obj.differences = message.differences.map((e) => ReconciliationDifference.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ReconcileResponse>, I>>(base?: I): ReconcileResponse {
+    return ReconcileResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ReconcileResponse>, I>>(object: I): ReconcileResponse {
+    const message = createBaseReconcileResponse();
+    message.differencesTotal = (object.differencesTotal !== undefined && object.differencesTotal !== null)
+      ? BigInt(object.differencesTotal)
+      : 0n;
+    message.differences = object.differences?.map((e) => ReconciliationDifference.fromPartial(e)) || [];
+    return message;
+  },
+};
+
 /**
  * CreditsService owns accounts, sign-in credentials, grants, holds and the credit ledger.
  *
@@ -5257,6 +5580,25 @@ export const CreditsServiceService = {
     responseSerialize: (value: VoidGrantResponse): Buffer => Buffer.from(VoidGrantResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): VoidGrantResponse => VoidGrantResponse.decode(value),
   },
+  /**
+   * Checks every account and grant against the ledger and the holds (INV-2), in one statement
+   * (one snapshot): per account, the ledger replays to the stored balances (each balance kind
+   * sums its ledger column; the newest entry states available and held), the grants' remaining
+   * credits are the available balance, the active holds the held balance, the captured holds
+   * the captured balance, and everything granted is available + held + captured + expired +
+   * written off; per grant, its amount is its remaining credits + what active holds took from it
+   * + what captured holds charged it + expired + written off. Answers how many differ and the
+   * first `RECONCILIATION_DIFFERENCES_MAX` (100), by account, grant and check. Read only.
+   */
+  reconcile: {
+    path: "/tally.credits.v1.CreditsService/Reconcile" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ReconcileRequest): Buffer => Buffer.from(ReconcileRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ReconcileRequest => ReconcileRequest.decode(value),
+    responseSerialize: (value: ReconcileResponse): Buffer => Buffer.from(ReconcileResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ReconcileResponse => ReconcileResponse.decode(value),
+  },
 } as const;
 
 export interface CreditsServiceServer extends UntypedServiceImplementation {
@@ -5357,6 +5699,17 @@ export interface CreditsServiceServer extends UntypedServiceImplementation {
    * account); ALREADY_EXISTS `conflict` when part of it was held, spent or expired.
    */
   voidGrant: handleUnaryCall<VoidGrantRequest, VoidGrantResponse>;
+  /**
+   * Checks every account and grant against the ledger and the holds (INV-2), in one statement
+   * (one snapshot): per account, the ledger replays to the stored balances (each balance kind
+   * sums its ledger column; the newest entry states available and held), the grants' remaining
+   * credits are the available balance, the active holds the held balance, the captured holds
+   * the captured balance, and everything granted is available + held + captured + expired +
+   * written off; per grant, its amount is its remaining credits + what active holds took from it
+   * + what captured holds charged it + expired + written off. Answers how many differ and the
+   * first `RECONCILIATION_DIFFERENCES_MAX` (100), by account, grant and check. Read only.
+   */
+  reconcile: handleUnaryCall<ReconcileRequest, ReconcileResponse>;
 }
 
 export interface CreditsServiceClient extends Client {
@@ -5680,6 +6033,31 @@ export interface CreditsServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: VoidGrantResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Checks every account and grant against the ledger and the holds (INV-2), in one statement
+   * (one snapshot): per account, the ledger replays to the stored balances (each balance kind
+   * sums its ledger column; the newest entry states available and held), the grants' remaining
+   * credits are the available balance, the active holds the held balance, the captured holds
+   * the captured balance, and everything granted is available + held + captured + expired +
+   * written off; per grant, its amount is its remaining credits + what active holds took from it
+   * + what captured holds charged it + expired + written off. Answers how many differ and the
+   * first `RECONCILIATION_DIFFERENCES_MAX` (100), by account, grant and check. Read only.
+   */
+  reconcile(
+    request: ReconcileRequest,
+    callback: (error: ServiceError | null, response: ReconcileResponse) => void,
+  ): ClientUnaryCall;
+  reconcile(
+    request: ReconcileRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ReconcileResponse) => void,
+  ): ClientUnaryCall;
+  reconcile(
+    request: ReconcileRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ReconcileResponse) => void,
   ): ClientUnaryCall;
 }
 
