@@ -393,6 +393,9 @@ describe("Tally end to end (npm start, driven over HTTP)", () => {
       cost_micros: after.cost_micros - before.cost_micros, unique_users: after.unique_users - before.unique_users,
     }).toEqual({ generations: 4, failed: 1, credits: 4, cost_micros: sum("cost_micros"), unique_users: 1 });
     expect((await call<Problem>("GET", "/v1/admin/usage/analytics", { token })).status).toBe(403);
+    // And the books agree: every derived usage table with the log, the credits ledger with the balances.
+    const reconciliation = await call("GET", "/v1/admin/reconciliation", { token: adminToken });
+    expect(reconciliation.body).toMatchObject({ differences: 0, credits: { differences: 0 }, usage: { differences: 0 } });
     report.push(`admin analytics grew by 4 generations, 1 failure, 4 credits and 1 user (now ${after.generations} generations, ${after.unique_users} users)`);
 
     // eslint-disable-next-line no-console
