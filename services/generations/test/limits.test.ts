@@ -193,6 +193,7 @@ describe("generations under plan limits", () => {
       createHold: (request) => realCredits.createHold(request),
       captureHold: (request) => realCredits.captureHold(request),
       releaseHold: (request) => realCredits.releaseHold(request),
+      extendHold: (request) => realCredits.extendHold(request),
       ...steps.credits,
     };
     const usagePort: UsagePort = {

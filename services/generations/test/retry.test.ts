@@ -322,6 +322,7 @@ describe("RetryGeneration", () => {
         createHold: (request: Parameters<typeof realCredits.createHold>[0]) => (holdCalls.push("createHold"), realCredits.createHold(request)),
         captureHold: (request: Parameters<typeof realCredits.captureHold>[0]) => (holdCalls.push("captureHold"), realCredits.captureHold(request)),
         releaseHold: (request: Parameters<typeof realCredits.releaseHold>[0]) => (holdCalls.push("releaseHold"), realCredits.releaseHold(request)),
+        extendHold: (request: Parameters<typeof realCredits.extendHold>[0]) => (holdCalls.push("extendHold"), realCredits.extendHold(request)),
       };
       const uow = createGenerationsUnitOfWork(idleOrm);
       const encoder = new ProtoEventEncoder(config.NATS_SUBJECT_PREFIX);

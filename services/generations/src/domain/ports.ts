@@ -106,6 +106,8 @@ export interface HoldView {
   /** Of amount, credits from purchased and promotional grants. */
   tokenAmount: bigint;
   capturedAmount: bigint;
+  /** When the hold expires unless extended. */
+  expiresAt: Date;
 }
 
 /** Whether an account is a signed-up user or a guest (its limits answer with a different reason). */
@@ -132,6 +134,8 @@ export interface CreditsPort {
   createHold(request: { requestId: string; accountId: string; generationId: string; amount: bigint; ttlMs: number }): Promise<HoldView>;
   captureHold(request: { requestId: string; holdId: string }): Promise<HoldView>;
   releaseHold(request: { requestId: string; holdId: string; reason: string }): Promise<HoldView>;
+  /** Moves an active hold's deadline to now + `ttlMs` (0: credits' HOLD_TTL_MS) when later. Errors: `hold_not_active`, `not_found`. */
+  extendHold(request: { requestId: string; holdId: string; ttlMs: number }): Promise<HoldView>;
 }
 
 /**

@@ -11,7 +11,7 @@ import type { HoldSettlement } from "./settlement";
 
 const userId = "0b7c3a52-1f5e-4c1e-9a51-6f0f6f0c2a11";
 const account: AccountView = { id: userId, kind: "user", plan: "free", periodAnchor: new Date("2026-01-31T00:00:00Z") };
-const hold: HoldView = { id: "hold-1", amount: 1n, trialAmount: 1n, tokenAmount: 0n, capturedAmount: 0n };
+const hold: HoldView = { id: "hold-1", amount: 1n, trialAmount: 1n, tokenAmount: 0n, capturedAmount: 0n, expiresAt: new Date("2026-01-31T01:00:00Z") };
 
 /** Records every remote call in order; `failures` makes a named call reject. */
 function fakes(failures: { reserve?: Error; hold?: Error; insert?: Error } = {}) {
@@ -25,6 +25,7 @@ function fakes(failures: { reserve?: Error; hold?: Error; insert?: Error } = {})
     },
     captureHold: async () => hold,
     releaseHold: async (request) => (calls.push(`releaseHold:${request.reason}`), hold),
+    extendHold: async () => hold,
   };
   const usage: UsagePort = {
     checkAndReserve: async (subject, generationId, amount) => {
