@@ -69,6 +69,7 @@ it("tops a user up once per payment, burns trial credits before tokens, and list
   expect(await inject("POST", grants, { ...bearer(user.token), "idempotency-key": "self-service" }, topUp)).toMatchObject({ status: 403, body: { code: "forbidden" } });
   const balance = await inject("GET", "/v1/credits/balance", bearer(user.token));
   expect(balance.body).toEqual({ trial_credits: TRIAL_CREDITS, token_balance: 3, held: 0, total_available: TRIAL_CREDITS + 3 });
+  const toppedUpAt = new Date().toISOString();
 
   // Jobs burn the trial credits first, then the tokens.
   const creditTypes: string[] = [];
@@ -92,6 +93,11 @@ it("tops a user up once per payment, burns trial credits before tokens, and list
   const after = (await inject("GET", "/v1/credits/balance", bearer(user.token))).body;
   expect(after).toEqual({ trial_credits: 0, token_balance: 1, held: 0, total_available: 1 });
   expect(entries.reduce((sum, e) => sum + e.amount, 0)).toBe(after.total_available);
+  // The balance at a past moment is what it was then; the future is refused.
+  expect((await inject("GET", `/v1/credits/balance?at=${encodeURIComponent(toppedUpAt)}`, bearer(user.token))).body).toEqual(balance.body);
+  expect((await inject("GET", `/v1/credits/balance?at=${encodeURIComponent("2000-01-01T00:00:00Z")}`, bearer(user.token))).body).toEqual({ trial_credits: 0, token_balance: 0, held: 0, total_available: 0 });
+  expect(await inject("GET", `/v1/credits/balance?at=${encodeURIComponent("2999-01-01T00:00:00Z")}`, bearer(user.token))).toMatchObject({ status: 400, body: { code: "validation" } });
+  expect(await inject("GET", "/v1/credits/balance?at=yesterday", bearer(user.token))).toMatchObject({ status: 400, body: { code: "validation" } });
   expect(entries[0]).toMatchObject({ balance_after: after.total_available, held_after: 0 });
   expect(entries.map((e) => e.kind).sort()).toEqual([...Array(TRIAL_CREDITS + 2).fill("hold"), ...Array(TRIAL_CREDITS + 2).fill("capture"), "grant", "grant"].sort());
   expect(entries.find((e) => e.kind === "grant" && e.grant_kind === "purchased")).toMatchObject({ grant_id: first.body.grant.id, amount: 3, reason: topUp.reference });

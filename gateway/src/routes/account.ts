@@ -1,5 +1,6 @@
 import type { FastifyInstance, FastifyRequest } from "fastify";
 import type { ZodTypeProvider } from "fastify-type-provider-zod";
+import { z } from "zod";
 import { userOf } from "../auth/authenticate";
 import { presentAccount, presentBalance, presentStats } from "./presenters";
 import { requestIdFor, type RouteContext } from "./context";
@@ -19,6 +20,10 @@ export async function deleteAccountFor(context: RouteContext, request: FastifyRe
   const creditsClient = context.clients.credits;
   await context.callFor(request)(creditsClient.deleteAccount.bind(creditsClient), { requestId: requestIdFor(request, { accountId: callerId }), accountId });
 }
+
+const balanceQuery = z.object({
+  at: z.iso.datetime({ offset: true }).optional().describe("RFC 3339: the balance as it stood at this moment (not in the future)"),
+});
 
 /** `GET /v1/me`, `DELETE /v1/me` and `GET /v1/credits/balance`. */
 export function accountRoutes(context: RouteContext) {
@@ -51,17 +56,28 @@ export function accountRoutes(context: RouteContext) {
       },
     );
 
-    /** `{trial_credits, token_balance, held, total_available}` of the signed-in account. */
+    /**
+     * `{trial_credits, token_balance, held, total_available}` of the signed-in account, now or,
+     * with `at` (RFC 3339, not in the future: 400 `validation`), as it stood then (replayed by
+     * credits from its grants, holds and ledger).
+     */
     routes.get(
       "/v1/credits/balance",
       {
         onRequest,
-        schema: { tags: ["credits"], summary: "Credit balance", security: [{ bearerAuth: [] }], response: { 200: balanceResponse, ...problemResponses } },
+        schema: {
+          tags: ["credits"],
+          summary: "Credit balance, now or at a past moment",
+          security: [{ bearerAuth: [] }],
+          querystring: balanceQuery,
+          response: { 200: balanceResponse, ...problemResponses },
+        },
       },
       async (request) => {
         const call = callFor(request);
         const { accountId } = userOf(request);
-        const response = await call(clients.credits.getBalance.bind(clients.credits), { accountId });
+        const at = request.query.at === undefined ? undefined : new Date(request.query.at);
+        const response = await call(clients.credits.getBalance.bind(clients.credits), { accountId, at });
         return presentBalance(response.balance);
       },
     );

@@ -8,7 +8,7 @@
  * available never goes negative; everything granted is available, held, captured, expired or
  * written off; the ledger replays to the stored balances (the harness's `checkInvariants`,
  * INV-1, INV-2); and at the end of a sequence every hold's status is the model's (INV-3: each
- * ended exactly once); at the end the credits `Reconcile` RPC finds no difference in any account
+ * ended exactly once); the balance at each past moment (GetBalance `at`) is what was read then; at the end the credits `Reconcile` RPC finds no difference in any account
  * or grant. `LEDGER_PROPERTY_RUNS` sets the number of sequences (default 1,000;
  * `npm run test:long` runs 10,000) and `LEDGER_PROPERTY_SEED` replays a failing seed.
  */
@@ -52,6 +52,8 @@ interface Model {
   captured: bigint;
   /** The last mutating call, for a retry with its request id. */
   last?: { call: (requestId: string) => Promise<unknown>; requestId: string; answer: unknown };
+  /** The balance after each step, with the moment it was read (for the balance at a past moment). */
+  moments: { at: Date; balance: credits.Balance }[];
 }
 
 interface Real {
@@ -251,6 +253,7 @@ async function checkStep(model: Model, { h, accountId }: Real): Promise<void> {
   const trial = model.grants.filter((g) => g.kind === "trial").reduce((sum, g) => sum + g.remaining, 0n);
   const held = model.holds.filter((hold) => hold.status === "active").reduce((sum, hold) => sum + hold.amount, 0n);
   expect(balance).toEqual({ trialCredits: trial, tokenCredits: available(model) - trial, heldCredits: held, availableCredits: available(model) });
+  model.moments.push({ at: new Date(), balance: balance! });
   const stored = await h.sql.query("SELECT captured_credits, expired_credits, written_off_credits FROM accounts WHERE id = $1", [accountId]);
   const row = stored.rows[0];
   expect([BigInt(row.captured_credits), BigInt(row.expired_credits), BigInt(row.written_off_credits)]).toEqual([model.captured, model.expired, model.writtenOff]);
@@ -274,9 +277,12 @@ it(`keeps the ledger equal to a model over ${RUNS} random sequences (seed ${SEED
         expired: 0n,
         writtenOff: 0n,
         captured: 0n,
+        moments: [],
       };
       const real = { h, accountId };
       await fc.asyncModelRun(() => ({ model, real }), sequence);
+      // The balance at each past moment, replayed from the records, is what was read then.
+      for (const { at, balance } of model.moments) expect({ at, balance: (await h.call.getBalance({ accountId, at })).balance }).toEqual({ at, balance });
       const stored = (await h.sql.query("SELECT id, status FROM holds WHERE account_id = $1", [accountId])).rows;
       expect(Object.fromEntries(stored.map((row) => [row.id, row.status]))).toEqual(Object.fromEntries(model.holds.map((hold) => [hold.id, hold.status])));
       sequences += 1;

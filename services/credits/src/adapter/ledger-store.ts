@@ -4,7 +4,7 @@
  */
 import { toBigInt, type Sql } from "@tally/platform";
 import type { LedgerStore } from "../domain/ports";
-import type { BalanceSnapshot, GrantKind, LedgerEntryKind, NewLedgerEntry, PositionedLedgerEntry } from "../domain/types";
+import type { Balance, BalanceSnapshot, GrantKind, LedgerEntryKind, NewLedgerEntry, PositionedLedgerEntry } from "../domain/types";
 import { toBalances, type BalancesRow } from "./account-store";
 
 interface LedgerRow {
@@ -72,6 +72,35 @@ const BALANCE_SNAPSHOT_SQL = `
   ) l ON true
   WHERE a.id = ?::uuid`;
 
+// The balance at a moment, in ONE statement (one snapshot), per kind family (trial or token):
+// granted by then − taken by holds made by then + given back by holds ended by then (all of a
+// release or an expiry; of a capture, what the charge left of each allocation, charged in the
+// order taken) − written off by then (expiry, write-off and void entries naming a grant); held =
+// holds made by then and not ended by then. The account row says whether the account exists.
+const BALANCE_AT_SQL = `
+  WITH allocations AS (
+    SELECT g.kind = 'trial' AS trial, a.amount, h.status, h.ended_at, h.captured_amount,
+           sum(a.amount) OVER (PARTITION BY a.hold_id ORDER BY a.sequence) AS taken_through
+    FROM holds h JOIN hold_allocations a ON a.hold_id = h.id JOIN grants g ON g.id = a.grant_id
+    WHERE h.account_id = ?::uuid AND h.created_at <= ?::timestamptz
+  ), movements AS (
+    SELECT kind = 'trial' AS trial, amount AS change FROM grants WHERE account_id = ?::uuid AND created_at <= ?::timestamptz
+    UNION ALL
+    SELECT trial, -amount + CASE
+        WHEN ended_at IS NULL OR ended_at > ?::timestamptz THEN 0
+        WHEN status = 'captured' THEN greatest(0, least(amount, taken_through - captured_amount))
+        ELSE amount END
+    FROM allocations
+    UNION ALL
+    SELECT l.grant_kind = 'trial', l.amount FROM ledger_entries l
+    WHERE l.account_id = ?::uuid AND l.created_at <= ?::timestamptz AND l.grant_id IS NOT NULL AND l.kind IN ('expiry', 'write_off', 'void')
+  )
+  SELECT (SELECT coalesce(sum(change) FILTER (WHERE trial), 0) FROM movements) AS trial_credits,
+         (SELECT coalesce(sum(change) FILTER (WHERE NOT trial), 0) FROM movements) AS token_credits,
+         (SELECT coalesce(sum(amount), 0) FROM holds WHERE account_id = ?::uuid AND created_at <= ?::timestamptz
+            AND (ended_at IS NULL OR ended_at > ?::timestamptz)) AS held_credits
+  FROM accounts WHERE id = ?::uuid`;
+
 export class SqlLedgerStore implements LedgerStore {
   constructor(private readonly sql: Sql) {}
 
@@ -115,6 +144,15 @@ export class SqlLedgerStore implements LedgerStore {
             [accountId, beforePosition, limit],
           );
     return rows.map(toLedgerEntry);
+  }
+
+  async readBalanceAt(accountId: string, at: Date): Promise<Balance | null> {
+    const row = await this.sql.one<{ trial_credits: string; token_credits: string; held_credits: string }>(BALANCE_AT_SQL, [
+      accountId, at, accountId, at, at, accountId, at, accountId, at, at, accountId,
+    ]);
+    if (!row) return null;
+    const [trialCredits, tokenCredits] = [toBigInt(row.trial_credits), toBigInt(row.token_credits)];
+    return { trialCredits, tokenCredits, heldCredits: toBigInt(row.held_credits), availableCredits: trialCredits + tokenCredits };
   }
 
   async readBalanceSnapshot(accountId: string): Promise<BalanceSnapshot | null> {

@@ -7,6 +7,7 @@ import type { IdempotencyStore, UnitOfWork } from "@tally/platform";
 import type { AllocatableGrant, Allocation } from "./allocation";
 import type {
   Account,
+  Balance,
   BalanceSnapshot,
   CreditsReconciliation,
   Credentials,
@@ -164,6 +165,13 @@ export interface LedgerStore {
    * account does not exist.
    */
   readBalanceSnapshot(accountId: string): Promise<BalanceSnapshot | null>;
+  /**
+   * The account's balance as it stood at `at`, replayed from what is recorded: grants made by
+   * then, less what holds made by then took from them (given back by releases, expiries and the
+   * uncharged rest of captures ended by then), less what expiries, write-offs and voids took by
+   * then; held = holds made by then and not yet ended. Null when the account does not exist.
+   */
+  readBalanceAt(accountId: string, at: Date): Promise<Balance | null>;
 }
 
 /** Events about accounts, written to the outbox in the caller's transaction (INV-5, producer half). */

@@ -44,6 +44,7 @@ export type CreditsApi = Pick<
   | "voidGrant"
   | "extendHold"
   | "reconcile"
+  | "getBalanceAt"
 >;
 
 /**
@@ -103,9 +104,10 @@ function accountHandlers(service: CreditsApi): Pick<Handlers, "createAccount" | 
 /** Credit movements and reads: balance, grants, holds and the ledger. */
 function movementHandlers(service: CreditsApi): Omit<Handlers, keyof ReturnType<typeof accountHandlers>> {
   return {
-    /** GetBalance → balance in credits (LedgerService.getBalance; INV-2 asserted). */
+    /** GetBalance → balance in credits now (LedgerService.getBalance; INV-2 asserted), or at `at` (LedgerService.getBalanceAt). */
     async getBalance(req) {
-      return { balance: balanceToProto(await service.getBalance(req.accountId)) };
+      const balance = req.at ? await service.getBalanceAt(req.accountId, req.at) : await service.getBalance(req.accountId);
+      return { balance: balanceToProto(balance) };
     },
     /** CreateGrant → grant, balance and whether it was made now (GrantsService.createGrant; INV-2, INV-4). */
     async createGrant(req) {

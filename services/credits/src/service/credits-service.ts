@@ -50,6 +50,8 @@ export class CreditsService {
     await this.grants.expireIfDue(parseAccountId(accountId));
     return this.ledger.getBalance(accountId);
   };
+  /** See LedgerService.getBalanceAt. */
+  readonly getBalanceAt: LedgerService["getBalanceAt"] = (accountId, at, nowMs) => this.ledger.getBalanceAt(accountId, at, nowMs);
   /** See LedgerService.listLedgerEntries. */
   readonly listLedgerEntries: LedgerService["listLedgerEntries"] = (request) => this.ledger.listLedgerEntries(request);
   /** See LedgerService.reconcile. */

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { validationError } from "@tally/platform";
 import { encodeLedgerCursor } from "../domain/ledger-cursor";
 import { parseAccountId, parseListLedgerEntriesInput, type ListLedgerEntriesRequest } from "../domain/inputs";
 import type { CreditsStores, CreditsUnitOfWork } from "../domain/ports";
@@ -32,6 +33,19 @@ export class LedgerService {
       const nextPageToken = rows.length > pageSize && last ? encodeLedgerCursor({ accountId, position: last.position }) : "";
       return { entries: page.map(({ position: _position, ...entry }) => entry), nextPageToken };
     });
+  }
+
+  /**
+   * The account's balance as it stood at `at` (not after `nowMs`), replayed from its grants,
+   * holds and ledger entries (LedgerStore.readBalanceAt); at a moment after the last movement it
+   * equals the current balance. Errors: `validation` (`at` in the future), `not_found`.
+   */
+  async getBalanceAt(rawAccountId: string, at: Date, nowMs = Date.now()): Promise<Balance> {
+    const accountId = parseAccountId(rawAccountId);
+    if (at.getTime() > nowMs) throw validationError("at must not be in the future", { field: "at" });
+    const balance = await this.uow.withoutTransaction((stores) => stores.ledger.readBalanceAt(accountId, at));
+    if (!balance) throw accountNotFound(accountId);
+    return balance;
   }
 
   /** Reads an account's balance (INV-2 asserted). Errors: `not_found` for an unknown or malformed id. */

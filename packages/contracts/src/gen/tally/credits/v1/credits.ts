@@ -423,6 +423,11 @@ export interface GetAccountResponse {
 
 export interface GetBalanceRequest {
   accountId: string;
+  /**
+   * The moment to answer for (replayed from grants, holds and ledger entries); unset means now.
+   * Errors: INVALID_ARGUMENT `validation` when it is in the future.
+   */
+  at?: Date | undefined;
 }
 
 export interface GetBalanceResponse {
@@ -2427,13 +2432,16 @@ export const GetAccountResponse: MessageFns<GetAccountResponse> = {
 };
 
 function createBaseGetBalanceRequest(): GetBalanceRequest {
-  return { accountId: "" };
+  return { accountId: "", at: undefined };
 }
 
 export const GetBalanceRequest: MessageFns<GetBalanceRequest> = {
   encode(message: GetBalanceRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.accountId !== "") {
       writer.uint32(10).string(message.accountId);
+    }
+    if (message.at !== undefined) {
+      Timestamp.encode(toTimestamp(message.at), writer.uint32(18).fork()).join();
     }
     return writer;
   },
@@ -2459,6 +2467,14 @@ export const GetBalanceRequest: MessageFns<GetBalanceRequest> = {
             message.accountId = reader.string();
             continue;
           }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.at = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2478,6 +2494,7 @@ export const GetBalanceRequest: MessageFns<GetBalanceRequest> = {
         : isSet(object.account_id)
         ? globalThis.String(object.account_id)
         : "",
+      at: isSet(object.at) ? fromJsonTimestamp(object.at) : undefined,
     };
   },
 
@@ -2485,6 +2502,9 @@ export const GetBalanceRequest: MessageFns<GetBalanceRequest> = {
     const obj: any = {};
     if (message.accountId !== "") {
       obj.accountId = message.accountId;
+    }
+    if (message.at !== undefined) {
+      obj.at = message.at.toISOString();
     }
     return obj;
   },
@@ -2495,6 +2515,7 @@ export const GetBalanceRequest: MessageFns<GetBalanceRequest> = {
   fromPartial<I extends Exact<DeepPartial<GetBalanceRequest>, I>>(object: I): GetBalanceRequest {
     const message = createBaseGetBalanceRequest();
     message.accountId = object.accountId ?? "";
+    message.at = object.at ?? undefined;
     return message;
   },
 };
