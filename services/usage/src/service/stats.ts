@@ -1,7 +1,7 @@
 import { DomainError, requireUuidField } from "@tally/platform";
 import type { GetUserStatsInput } from "../domain/inputs";
 import type { UsageUnitOfWork } from "../domain/ports";
-import type { Clock, CounterDifference, MonthlyAnalytics, PlatformAnalytics, MonthlyAnalyticsDifference, StatsDifference, UserStats } from "../domain/types";
+import type { Clock, CounterDifference, MonthlyAnalytics, PlatformAnalytics, MonthlyAnalyticsDifference, RollupDifference, StatsDifference, UserStats } from "../domain/types";
 import { emptyMonth, lastMonths, MONTHS_MAX } from "../domain/monthly-analytics";
 import { emptyUserStats, statsDifferences } from "../domain/usage-log";
 
@@ -65,9 +65,28 @@ export class StatsService {
   }
 
   /**
+   * Checks the platform rollups (`platform_daily_usage`, `subject_activity`) against the usage
+   * log (INV-6), in one statement (one snapshot): returns each rollup row found on one side only
+   * (a row whose values differ shows on both sides); an empty list means they agree.
+   */
+  reconcileRollups(): Promise<RollupDifference[]> {
+    return this.uow.withoutTransaction((stores) => stores.rollups.differences());
+  }
+
+  /**
+   * Recomputes the platform rollups from the usage log, replacing what is stored, in one
+   * transaction; safe while events are recorded (they wait for it, then add themselves).
+   * Returns the rows written.
+   */
+  rebuildRollups(): Promise<number> {
+    return this.uow.inTransaction((stores) => stores.rollups.rebuild());
+  }
+
+  /**
    * Platform-wide figures of the usage log entries in [`since`, `before`), of `plan` only when
    * given (admin analytics): totals, breakdowns by plan, provider and input type, unique users
-   * and guests, average cost per completed generation. One statement (one snapshot).
+   * and guests, average cost per completed generation. Exact, in one statement (one snapshot):
+   * the whole UTC days from the platform rollups, the partial days at the edges from the log.
    * Errors: `validation` for a missing bound or a window not after its start (`occurred_before`).
    */
   async platformAnalytics(since: Date | undefined, before: Date | undefined, plan: string | null): Promise<PlatformAnalytics> {
@@ -75,7 +94,7 @@ export class StatsService {
     if (!before || Number.isNaN(before.getTime()) || before <= since) {
       throw new DomainError("validation", "occurred_before is required and must be after occurred_since", { field: "occurred_before" });
     }
-    return await this.uow.withoutTransaction((stores) => stores.usageLog.platform({ start: since, end: before }, plan));
+    return await this.uow.withoutTransaction((stores) => stores.rollups.platform({ start: since, end: before }, plan));
   }
 
   /**
