@@ -59,6 +59,9 @@ describe("platform rollups", () => {
     }
     await onPlan(user, "pro");
     for (const at of hours.slice(3)) await record(user, at, i++);
+    // Recorded out of order, with gaps: each new day before, after or between the days already marked.
+    const late = newId();
+    for (const at of [hours[3]!, hours[6]!, hours[0]!, hours[2]!, hours[5]!]) await record(late, at, i++);
 
     const windows: [string, string][] = [
       ["2032-12-30T00:00:00.000Z", "2033-01-04T00:00:00.000Z"], // whole days across the year's end
@@ -75,7 +78,7 @@ describe("platform rollups", () => {
       }
     }
     const all = await stats().platformAnalytics(new Date(windows[0]![0]), new Date(windows[0]![1]), null);
-    expect(all).toMatchObject({ uniqueUsers: 2n, uniqueGuests: 1n });
+    expect(all).toMatchObject({ uniqueUsers: 3n, uniqueGuests: 1n });
     expect(Object.keys(all.byPlan).sort()).toEqual(["", "free", "guest", "pro"]);
     expect(await stats().reconcileRollups()).toEqual([]);
   });
@@ -94,8 +97,15 @@ describe("platform rollups", () => {
       ["platform_daily_usage", "log"],
       ["platform_daily_usage", "stored"],
       ["subject_activity", "log"],
+      ["subject_activity", "log"],
     ]);
-    expect(differences[2]!.row).toMatchObject({ subject_id: userId, year: 2034 });
+    // Its row for all plans and its row for the plan it had (none: the service never heard of its plan).
+    expect(differences.slice(2).map((d) => d.row)).toEqual(
+      expect.arrayContaining([
+        expect.objectContaining({ subject_id: userId, all_plans: true, plan: null, first_day: "2034-03-03", days: "11" }),
+        expect.objectContaining({ subject_id: userId, all_plans: false, plan: null, first_day: "2034-03-03", days: "11" }),
+      ]),
+    );
     expect(await stats().platformAnalytics(...window, null)).not.toEqual(before);
 
     expect(await stats().rebuildRollups()).toBeGreaterThanOrEqual(3);

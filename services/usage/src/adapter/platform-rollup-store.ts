@@ -5,8 +5,8 @@ import type { PlatformAnalytics, RollupDifference, Window } from "../domain/type
 
 /*
  * The platform rollups (Migration20261129000001): `platform_daily_usage` (per UTC day, plan,
- * provider, input type and outcome) and `subject_activity` (per subject, plan, kind and UTC year,
- * a bitmap of its active days). `usage_rollups_add` moves both for the entries of a
+ * provider, input type and outcome) and `subject_activity` (per subject and kind, for all plans
+ * and per plan, a bitmap of its active days). `usage_rollups_add` moves both for the entries of a
  * transaction; the views `platform_daily_usage_from_log` and `subject_activity_from_log` are
  * what the log says, for the rebuild and the reconciliation.
  */
@@ -51,13 +51,13 @@ const NO_DAYS = { from: "1970-01-01", to: "1970-01-01" };
 /*
  * One statement (one snapshot). `edge`: the log's entries in the partial days (by
  * usage_log_occurred_at); `e`: the rollup rows of the whole days with the edge entries as rows
- * of one entry; `masks`: per UTC year the whole days' bits; `subjects`: each (subject, kind) with
- * a bit in a mask or an edge entry. Params: edge bounds (4), plan (2), days (2), plan (2),
- * days (4), plan (2).
+ * of one entry; `counted`: the subjects (rows of their plan scope) active in the whole days;
+ * `extra`: the subjects of the edges not among them. Params: edge bounds (4), plan (2),
+ * days (2), plan (2), plan (2), days (2), plan (2), days (2).
  */
 const PLATFORM_SQL = `
 WITH edge AS MATERIALIZED (
-  SELECT user_id, subject_kind, plan, provider, input_type, outcome, credits, cost_micros FROM usage_log
+  SELECT user_id, subject_kind IS NOT DISTINCT FROM 'guest' AS guest, plan, provider, input_type, outcome, credits, cost_micros FROM usage_log
    WHERE ((occurred_at >= ?::timestamptz AND occurred_at < ?::timestamptz) OR (occurred_at >= ?::timestamptz AND occurred_at < ?::timestamptz))
      AND (?::text IS NULL OR plan = ?::text)
 ), e AS (
@@ -65,17 +65,19 @@ WITH edge AS MATERIALIZED (
    WHERE day >= ?::date AND day < ?::date AND (?::text IS NULL OR plan = ?::text)
   UNION ALL
   SELECT plan, provider, input_type, outcome, 1, credits, cost_micros FROM edge
-), masks AS (
-  SELECT y AS year, (repeat('0', s) || repeat('1', e - s) || repeat('0', 366 - e))::bit(366) AS mask
-    FROM (SELECT y, greatest(?::date, make_date(y, 1, 1)) - make_date(y, 1, 1) AS s, least(?::date, make_date(y + 1, 1, 1)) - make_date(y, 1, 1) AS e
-            FROM generate_series(extract(year FROM ?::date)::int, extract(year FROM ?::date - 1)::int) y) b
-), subjects AS (
-  SELECT DISTINCT subject_id, guest FROM (
-    SELECT a.subject_id, a.guest FROM subject_activity a JOIN masks m ON a.year = m.year
-     WHERE (?::text IS NULL OR a.plan = ?::text) AND bit_count(a.days & m.mask) > 0
-    UNION ALL
-    SELECT user_id, subject_kind IS NOT DISTINCT FROM 'guest' FROM edge
-  ) s
+), scope AS MATERIALIZED (
+  SELECT ?::text IS NULL AS all_plans, ?::text AS plan, ?::date AS from_day, ?::date AS to_day
+), counted AS (
+  SELECT count(*) FILTER (WHERE NOT a.guest) AS users, count(*) FILTER (WHERE a.guest) AS guests
+    FROM subject_activity a, scope
+   WHERE a.all_plans = scope.all_plans AND (scope.all_plans OR a.plan = scope.plan)
+     AND usage_active_between(a.first_day, a.days, scope.from_day, scope.to_day)
+), extra AS (
+  SELECT count(*) FILTER (WHERE NOT x.guest) AS users, count(*) FILTER (WHERE x.guest) AS guests
+    FROM (SELECT DISTINCT user_id, guest FROM edge) x, scope
+   WHERE NOT EXISTS (SELECT 1 FROM subject_activity a
+                      WHERE a.subject_id = x.user_id AND a.guest = x.guest AND a.all_plans = scope.all_plans AND a.plan IS NOT DISTINCT FROM scope.plan
+                        AND usage_active_between(a.first_day, a.days, scope.from_day, scope.to_day))
 )
 SELECT CASE WHEN GROUPING(plan) = 0 THEN 'plan' WHEN GROUPING(provider) = 0 THEN 'provider' WHEN GROUPING(input_type) = 0 THEN 'input_type' ELSE 'total' END AS kind,
        coalesce(plan, provider, input_type) AS key,
@@ -83,8 +85,8 @@ SELECT CASE WHEN GROUPING(plan) = 0 THEN 'plan' WHEN GROUPING(provider) = 0 THEN
        coalesce(sum(entries) FILTER (WHERE outcome = 'failed'), 0) AS failed,
        coalesce(sum(credits) FILTER (WHERE outcome = 'completed'), 0) AS credits,
        coalesce(sum(cost_micros) FILTER (WHERE outcome = 'completed'), 0) AS cost_micros,
-       (SELECT count(*) FROM subjects WHERE NOT guest) AS users,
-       (SELECT count(*) FROM subjects WHERE guest) AS guests
+       (SELECT counted.users + extra.users FROM counted, extra) AS users,
+       (SELECT counted.guests + extra.guests FROM counted, extra) AS guests
   FROM e GROUP BY GROUPING SETS ((), (plan), (provider), (input_type))`;
 
 export class SqlPlatformRollupStore implements PlatformRollupStore {
@@ -98,7 +100,7 @@ export class SqlPlatformRollupStore implements PlatformRollupStore {
     const { days, edges } = splitAtUtcDays(window);
     const [first, second] = [edges[0] ?? { start: window.start, end: window.start }, edges[1] ?? { start: window.start, end: window.start }];
     const { from, to } = days ?? NO_DAYS;
-    const rows = await this.sql.query<PlatformRow>(PLATFORM_SQL, [first.start, first.end, second.start, second.end, plan, plan, from, to, plan, plan, from, to, from, to, plan, plan]);
+    const rows = await this.sql.query<PlatformRow>(PLATFORM_SQL, [first.start, first.end, second.start, second.end, plan, plan, from, to, plan, plan, plan, plan, from, to]);
     return platformAnalyticsFromRows(rows);
   }
 

@@ -7,10 +7,11 @@ import { Migration } from "@mikro-orm/migrations";
  * - `platform_daily_usage`: one row per UTC day, plan (null for entries recorded without one),
  *   provider, input type and outcome (billable iff completed): the entries, their credits and
  *   their cost. Sums over any set of whole days are the log's sums.
- * - `subject_activity`: one row per subject, plan, kind (`guest` or not) and UTC year, whose
- *   `days` bitmap (bit n = day n of the year, 0-based, bit 0 leftmost) marks the days the subject
- *   has an entry of that plan and kind. Unique users and guests of a range of days are the
- *   subjects with a bit set in it: exact, and about one row per subject and year to read.
+ * - `subject_activity`: per subject and kind (`guest` or not), one row for all plans
+ *   (`all_plans`) and one per plan, whose bitmap `days` (bit i = `first_day` + i days, bit 0
+ *   leftmost; its last bit is the last active day) marks the UTC days the subject has an entry
+ *   of that kind (and plan). Unique users and guests of a range of days are the rows with a day
+ *   in it: exact, one row per subject to read and no DISTINCT (`usage_active_between`).
  *
  * Both are moved in the transaction that appends each entry by `usage_rollups_add(ids)` (one
  * statement per table, for one entry or a batch: rows are aggregated per key first and locked
@@ -35,20 +36,48 @@ CREATE TABLE platform_daily_usage (
   CONSTRAINT platform_daily_usage_key UNIQUE NULLS NOT DISTINCT (day, plan, provider, input_type, outcome)
 )`);
 
+    // all_plans: the subject's days whatever the plan (plan null); else its days on `plan`.
     this.addSql(`
 CREATE TABLE subject_activity (
   subject_id uuid NOT NULL,
-  plan text,
   guest boolean NOT NULL,
-  year integer NOT NULL,
-  days bit(366) NOT NULL,
-  CONSTRAINT subject_activity_key UNIQUE NULLS NOT DISTINCT (year, plan, guest, subject_id)
+  all_plans boolean NOT NULL,
+  plan text,
+  first_day date NOT NULL,
+  days varbit NOT NULL CHECK (length(days) > 0),
+  CONSTRAINT subject_activity_key UNIQUE NULLS NOT DISTINCT (subject_id, guest, all_plans, plan),
+  CONSTRAINT subject_activity_all_plans_without_plan CHECK (NOT all_plans OR plan IS NULL)
 )`);
 
-    // A day of the year as a one-bit bitmap (0-based: January 1st is bit 0).
+    // The bitmap of days in [first_day, last_day] (bit i = first_day + i) with the days `active` set.
     this.addSql(`
-CREATE FUNCTION usage_day_bit(at timestamptz) RETURNS bit(366) LANGUAGE sql IMMUTABLE AS $fn$
-  SELECT set_bit(repeat('0', 366)::bit(366), extract(doy FROM at AT TIME ZONE 'UTC')::int - 1, 1)
+CREATE FUNCTION usage_days_bitmap(first_day date, last_day date, active date[]) RETURNS varbit LANGUAGE plpgsql IMMUTABLE AS $fn$
+DECLARE
+  bitmap varbit := repeat('0', last_day - first_day + 1)::varbit;
+  d date;
+BEGIN
+  FOREACH d IN ARRAY active LOOP
+    bitmap := set_bit(bitmap, d - first_day, 1);
+  END LOOP;
+  RETURN bitmap;
+END
+$fn$`);
+    // Two bitmaps (each from its first day) as one from the earlier first day (OR of both).
+    this.addSql(`
+CREATE FUNCTION usage_days_merge(f1 date, d1 varbit, f2 date, d2 varbit) RETURNS varbit LANGUAGE sql IMMUTABLE AS $fn$
+  SELECT (repeat('0', f1 - f) || d1::text || repeat('0', l - (f1 + length(d1) - 1)))::varbit
+       | (repeat('0', f2 - f) || d2::text || repeat('0', l - (f2 + length(d2) - 1)))::varbit
+    FROM (SELECT least(f1, f2) AS f, greatest(f1 + length(d1) - 1, f2 + length(d2) - 1) AS l) b
+$fn$`);
+    // Whether a bitmap from first_day has a day in [from_day, to_day). Inlined by the planner:
+    // a subject whose whole activity lies inside the range needs no bit read.
+    this.addSql(`
+CREATE FUNCTION usage_active_between(first_day date, days varbit, from_day date, to_day date) RETURNS boolean LANGUAGE sql IMMUTABLE AS $fn$
+  SELECT CASE
+    WHEN first_day >= to_day OR first_day + length(days) <= from_day THEN false
+    WHEN first_day >= from_day AND first_day + length(days) <= to_day THEN true
+    ELSE bit_count(substring(days FROM greatest(from_day - first_day, 0) + 1
+                                  FOR least(to_day - first_day, length(days)) - greatest(from_day - first_day, 0))) > 0 END
 $fn$`);
 
     // The rollups as the usage log says they are (the backfill and a rebuild write these; the reconciliation compares with them).
@@ -60,10 +89,15 @@ CREATE VIEW platform_daily_usage_from_log AS
    GROUP BY 1, 2, 3, 4, 5`);
     this.addSql(`
 CREATE VIEW subject_activity_from_log AS
-  SELECT user_id AS subject_id, plan, subject_kind IS NOT DISTINCT FROM 'guest' AS guest,
-         extract(year FROM occurred_at AT TIME ZONE 'UTC')::int AS year, bit_or(usage_day_bit(occurred_at)) AS days
-    FROM usage_log
-   GROUP BY 1, 2, 3, 4`);
+  WITH days AS (
+    SELECT DISTINCT user_id, subject_kind IS NOT DISTINCT FROM 'guest' AS guest, plan, (occurred_at AT TIME ZONE 'UTC')::date AS day FROM usage_log
+  ), scoped AS (
+    SELECT user_id, guest, true AS all_plans, NULL::text AS plan, day FROM days
+    UNION
+    SELECT user_id, guest, false, plan, day FROM days
+  )
+  SELECT user_id AS subject_id, guest, all_plans, plan, min(day) AS first_day, usage_days_bitmap(min(day), max(day), array_agg(day)) AS days
+    FROM scoped GROUP BY 1, 2, 3, 4`);
 
     // What the entries `p_entry_ids` (appended in the caller's transaction) add to the rollups.
     // Call it once per entry or once per batch, in the transaction that appends them (INV-6).
@@ -75,13 +109,16 @@ CREATE FUNCTION usage_rollups_add(p_entry_ids uuid[]) RETURNS void LANGUAGE sql 
    GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 2, 3, 4, 5
   ON CONFLICT ON CONSTRAINT platform_daily_usage_key DO UPDATE SET
     entries = t.entries + excluded.entries, credits = t.credits + excluded.credits, cost_micros = t.cost_micros + excluded.cost_micros;
-  INSERT INTO subject_activity AS a (subject_id, plan, guest, year, days)
-  SELECT user_id, plan, subject_kind IS NOT DISTINCT FROM 'guest', extract(year FROM occurred_at AT TIME ZONE 'UTC')::int,
-         bit_or(usage_day_bit(occurred_at))
-    FROM usage_log WHERE id = ANY (p_entry_ids)
-   GROUP BY 1, 2, 3, 4 ORDER BY 4, 2, 3, 1
-  ON CONFLICT ON CONSTRAINT subject_activity_key DO UPDATE SET days = a.days | excluded.days
-   WHERE a.days | excluded.days <> a.days;
+  INSERT INTO subject_activity AS a (subject_id, guest, all_plans, plan, first_day, days)
+  SELECT user_id, guest, all_plans, plan, min(day), usage_days_bitmap(min(day), max(day), array_agg(day))
+    FROM (SELECT user_id, subject_kind IS NOT DISTINCT FROM 'guest' AS guest, s.all_plans, CASE WHEN s.all_plans THEN NULL ELSE e.plan END AS plan,
+                 (occurred_at AT TIME ZONE 'UTC')::date AS day
+            FROM usage_log e CROSS JOIN (VALUES (true), (false)) s (all_plans) WHERE e.id = ANY (p_entry_ids)) x
+   GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4
+  ON CONFLICT ON CONSTRAINT subject_activity_key DO UPDATE SET
+    first_day = least(a.first_day, excluded.first_day),
+    days = usage_days_merge(a.first_day, a.days, excluded.first_day, excluded.days)
+   WHERE excluded.first_day < a.first_day OR usage_days_merge(a.first_day, a.days, excluded.first_day, excluded.days) <> a.days;
 $fn$`);
 
     // Admin analytics' partial days at a window's edges read the log by time.

@@ -1,0 +1,420 @@
+/**
+ * Benchmark: the usage service at scale (issue 7).
+ *
+ * Starts a real usage service (a child process, as ops would run it) on a throw-away database
+ * (migrated by the service at start-up) and a throw-away JetStream stream, then:
+ *   1. seeds `entries` usage log entries (default 10,000,000) for `subjects` subjects (default
+ *      100,000; one in five a guest) over the 24 months before now, in SQL (INSERT … SELECT over
+ *      generate_series, in chunks): skewed activity (a few heavy subjects, a long tail), plans
+ *      by subject (free, pro, business; guests on guest; some users move to pro half-way),
+ *      providers, input types, about 8 % failures, billing classifications, credits, cost,
+ *      processing time, output bytes, billing periods and plan snapshots. Indexes on the log
+ *      that are not constraints are dropped before and rebuilt after (faster than maintaining
+ *      them row by row; the same indexes);
+ *   2. fills what the service derives from the log with set-based SQL, as its rebuilds do:
+ *      `user_stats` (the reconciliation's aggregate), `monthly_analytics` (the view
+ *      `monthly_analytics_from_log`), the platform rollups (`platform_daily_usage_from_log`,
+ *      `subject_activity_from_log`); then ANALYZE;
+ *   3. measures through the service's gRPC API, sequential calls for random subjects (p50 / p99):
+ *      what the gateway calls for GET /v1/usage/summary (GetUsageTotals of the current UTC
+ *      month, GetUserStats and ListUsageLogEntries of the 10 newest, concurrently, as
+ *      gateway/src/routes/usage-summary.ts does), GET /v1/usage/analytics (GetMonthlyAnalytics,
+ *      12 months) and GET /v1/usage/history (ListUsageLogEntries, first page of 100, months=3);
+ *      GetPlatformAnalytics over the last 90 UTC days and the last 12 months (p50 / max of
+ *      several runs);
+ *   4. ingest: publishes `ingest` generation events (default 20,000; completions and failures
+ *      of seeded subjects, occurring now) to the service's JetStream subjects as the generations
+ *      outbox relay does, and times until all are in the usage log (events/s);
+ *   5. optionally (`--reconcile`, BENCH_USAGE_RECONCILE=1) checks that user stats, monthly
+ *      analytics and the platform rollups still equal the log (reads the whole log).
+ * Prints a table with each figure beside its goal: ingest >= 5,000 events/s; summary and
+ * analytics p99 <= 10 ms; admin analytics <= 200 ms.
+ *
+ * Options (flag or environment): --entries / BENCH_USAGE_ENTRIES (10,000,000), --subjects /
+ * BENCH_USAGE_SUBJECTS (100,000, at most entries), --samples / BENCH_USAGE_SAMPLES (calls per
+ * user-facing figure, 1,000), --platform-runs / BENCH_USAGE_PLATFORM_RUNS (7), --ingest /
+ * BENCH_USAGE_INGEST (20,000), --reconcile / BENCH_USAGE_RECONCILE, --keep (keep the database
+ * and print its URL, for EXPLAIN ANALYZE).
+ */
+import { headers as natsHeaders } from "@nats-io/transport-node";
+import { jetstream, jetstreamManager } from "@nats-io/jetstream";
+import pg from "pg";
+import { events, usage } from "@tally/contracts";
+import { callUnary, connectNats, createGrpcClient, createLogger, generationSubjects, getFreePort, newId, spawnService, waitForGrpcServing } from "@tally/platform";
+import { createTestDatabase, testNatsUrl, uniqueSuffix } from "@tally/platform/src/testing";
+
+const TIMEOUT_MS = 30_000;
+const DAY_MS = 24 * 60 * 60 * 1000;
+/** Rows per seeding statement (progress is printed after each). */
+const SEED_CHUNK = 1_000_000;
+/** Events published at once (awaiting their PubAcks together). */
+const PUBLISH_CONCURRENCY = 500;
+
+export interface UsageScaleOptions {
+  entries: number;
+  subjects: number;
+  samples: number;
+  platformRuns: number;
+  ingest: number;
+  reconcile: boolean;
+  keep: boolean;
+  /** Progress lines (default: stdout). */
+  log?: (line: string) => void;
+}
+
+/** Latencies in milliseconds. */
+export interface Distribution {
+  p50: number;
+  p99: number;
+  max: number;
+}
+
+export interface UsageScaleFigures {
+  entries: number;
+  subjects: number;
+  seconds: { seed: number; indexes: number; derived: number; analyze: number };
+  summary: Distribution;
+  analytics: Distribution;
+  history: Distribution;
+  platform90Days: Distribution;
+  platform12Months: Distribution;
+  ingestEventsPerSecond: number;
+  /** Rows of derived tables that differ from the log after the run (null: not checked). */
+  reconcileDifferences: number | null;
+}
+
+/** The subject id of seeded subject number `n` (SQL expression over an integer `n`). */
+const subjectUuidSql = (n: string) => `('00000000-0000-4000-a000-' || lpad(to_hex(${n}), 12, '0'))::uuid`;
+const subjectUuid = (n: number) => `00000000-0000-4000-a000-${n.toString(16).padStart(12, "0")}`;
+
+/**
+ * INSERT … SELECT of entries [lo, hi) of `total`, over 24 months ending at `end`. Per entry n:
+ * time grows with n (as a log fills); the subject is skewed (random()^2: subject 0 busiest);
+ * ids are n-derived (sequential, so the primary keys append). Guests: subject % 5 = 0.
+ */
+function seedSql(lo: number, hi: number, total: number, subjects: number, end: Date): string {
+  const spanSeconds = Math.round((end.getTime() - Date.UTC(end.getUTCFullYear() - 2, end.getUTCMonth(), end.getUTCDate())) / 1000);
+  return `
+INSERT INTO usage_log (id, event_id, user_id, generation_id, outcome, billable, input_type, provider, credit_type, credits, cost_micros,
+  processing_time_ms, error_message, error_code, occurred_at, recorded_at, plan, plan_limits, period_start, period_end,
+  billing_classification, billing_reason, parent_generation_id, output_bytes, subject_kind)
+SELECT ('00000000-0000-4000-8000-' || lpad(to_hex(n), 12, '0'))::uuid,
+       ('00000000-0000-4000-9000-' || lpad(to_hex(n), 12, '0'))::uuid,
+       ${subjectUuidSql("s")},
+       ('00000000-0000-4000-b000-' || lpad(to_hex(n), 12, '0'))::uuid,
+       CASE WHEN failed THEN 'failed' ELSE 'completed' END, NOT failed, input_type, provider,
+       CASE WHEN guest OR r3 < 0.4 THEN 'trial' ELSE 'purchased' END,
+       credits, credits * 9000 + (r4 * 5000)::bigint, processing_ms,
+       CASE WHEN failed THEN 'provider returned an error' END, CASE WHEN failed THEN 'provider_error' END,
+       at, at + interval '2 seconds', plan,
+       CASE plan WHEN 'guest' THEN '{"generations_per_day": 5}'::jsonb WHEN 'free' THEN '{"generations_per_day": 50, "credits_per_period": 500}'::jsonb END,
+       date_trunc('month', at), date_trunc('month', at) + interval '1 month',
+       classification, CASE classification WHEN 'free_retry' THEN 'provider_error_retry' WHEN 'paid_regeneration' THEN 'user_regeneration' END,
+       CASE WHEN classification <> 'original' THEN ('00000000-0000-4000-b000-' || lpad(to_hex(greatest(n - 1, 0)), 12, '0'))::uuid END,
+       CASE WHEN failed THEN 0 ELSE 20000 + (r4 * 2000000)::bigint END,
+       CASE WHEN guest THEN 'guest' ELSE 'user' END
+  FROM (
+    SELECT n, s, at, r3, r4, guest, failed, input_type, provider, classification,
+           CASE WHEN guest THEN 'guest'
+                WHEN s % 7 = 1 AND n > ${Math.floor(total / 2)} THEN 'pro'
+                ELSE (ARRAY['free', 'free', 'free', 'free', 'free', 'free', 'pro', 'pro', 'pro', 'business'])[s % 10 + 1] END AS plan,
+           CASE input_type WHEN 'text' THEN 1 WHEN 'photo' THEN 2 ELSE 2 END * (1 + (r3 * 4)::int) AS credits,
+           (500 + r4 * 60000)::bigint AS processing_ms
+      FROM (
+        SELECT n, s, s % 5 = 0 AS guest, at, r3, r4, r1 < 0.08 AS failed,
+               CASE WHEN r2 < 0.55 THEN 'text' WHEN r2 < 0.9 THEN 'photo' ELSE 'address' END AS input_type,
+               CASE WHEN r5 < 0.5 THEN 'builtin-renderer' WHEN r5 < 0.75 THEN 'openai-images' WHEN r5 < 0.9 THEN 'stability' ELSE 'replicate' END AS provider,
+               CASE WHEN r6 < 0.9 THEN 'original' WHEN r6 < 0.97 THEN 'free_retry' ELSE 'paid_regeneration' END AS classification
+          FROM (
+            SELECT n, floor(power(random(), 2) * ${subjects})::bigint AS s,
+                   timestamptz '${end.toISOString()}' - make_interval(secs => ${spanSeconds}::float8 * (${total} - n) / ${total} - random()) AS at,
+                   random() AS r1, random() AS r2, random() AS r3, random() AS r4, random() AS r5, random() AS r6
+              FROM generate_series(${lo}, ${hi - 1}) n
+          ) raw
+      ) picked
+  ) e`;
+}
+
+/** Sets a session up for bulk work: more memory for sorts and index builds, no wait on each commit. */
+const BULK_SESSION = ["SET timezone = 'UTC'", "SET maintenance_work_mem = '1GB'", "SET work_mem = '256MB'", "SET synchronous_commit = off", "SET max_parallel_maintenance_workers = 2"];
+
+async function seed(db: pg.Client, options: UsageScaleOptions, end: Date, log: (line: string) => void): Promise<{ seed: number; indexes: number }> {
+  for (const statement of BULK_SESSION) await db.query(statement);
+  // Indexes that are not constraints: dropped for the load, rebuilt after, exactly as defined.
+  const { rows: indexes } = await db.query<{ name: string; definition: string }>(
+    `SELECT i.relname AS name, pg_get_indexdef(i.oid) AS definition FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid
+      WHERE x.indrelid = 'usage_log'::regclass AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = i.oid)`,
+  );
+  for (const index of indexes) await db.query(`DROP INDEX ${index.name}`);
+  const seedStarted = Date.now();
+  for (let lo = 0; lo < options.entries; lo += SEED_CHUNK) {
+    const hi = Math.min(options.entries, lo + SEED_CHUNK);
+    await db.query(seedSql(lo, hi, options.entries, options.subjects, end));
+    log(`  seeded ${hi.toLocaleString("en")} entries (${((Date.now() - seedStarted) / 1000).toFixed(0)} s)`);
+  }
+  const seedSeconds = (Date.now() - seedStarted) / 1000;
+  const indexStarted = Date.now();
+  for (const index of indexes) await db.query(index.definition);
+  return { seed: seedSeconds, indexes: (Date.now() - indexStarted) / 1000 };
+}
+
+/** The tables the service derives from the log, filled from it with set-based SQL (what its rebuilds write). */
+const DERIVED_SQL = [
+  `INSERT INTO user_stats (user_id, total_generations, total_failed, total_cost_micros, total_credits_spent, last_activity_at)
+   SELECT user_id, count(*) FILTER (WHERE outcome = 'completed'), count(*) FILTER (WHERE outcome = 'failed'),
+          coalesce(sum(cost_micros) FILTER (WHERE outcome = 'completed'), 0), coalesce(sum(credits) FILTER (WHERE outcome = 'completed'), 0), max(occurred_at)
+     FROM usage_log GROUP BY user_id`,
+  // What the view monthly_analytics_from_log gives (the service's rebuild), one hash
+  // aggregate per part instead of merging each entry's JSON contribution (the --reconcile check
+  // compares the two): totals, then {completed, failed} by input type, provider and
+  // classification, joined per subject and month.
+  `CREATE TEMP TABLE bench_month_totals AS
+   SELECT user_id, date_trunc('month', occurred_at AT TIME ZONE 'UTC')::date AS month,
+          count(*) FILTER (WHERE outcome = 'completed') AS generations, count(*) FILTER (WHERE outcome = 'failed') AS failed,
+          coalesce(sum(credits) FILTER (WHERE outcome = 'completed'), 0) AS credits, coalesce(sum(cost_micros) FILTER (WHERE outcome = 'completed'), 0) AS cost_micros,
+          coalesce(sum(processing_time_ms) FILTER (WHERE outcome = 'completed'), 0) AS processing_ms, coalesce(sum(output_bytes) FILTER (WHERE outcome = 'completed'), 0) AS output_bytes,
+          coalesce(array_agg(DISTINCT plan ORDER BY plan) FILTER (WHERE plan IS NOT NULL), '{}') AS plans
+     FROM usage_log GROUP BY 1, 2`,
+  ...["input_type", "provider", "billing_classification"].map(
+    (column) => `CREATE TEMP TABLE bench_month_${column} AS
+     SELECT user_id, month, jsonb_object_agg(key, jsonb_build_object('completed', completed, 'failed', failed)) AS counts
+       FROM (SELECT user_id, date_trunc('month', occurred_at AT TIME ZONE 'UTC')::date AS month, ${column} AS key,
+                    count(*) FILTER (WHERE outcome = 'completed') AS completed, count(*) FILTER (WHERE outcome = 'failed') AS failed
+               FROM usage_log GROUP BY 1, 2, 3) g
+      GROUP BY 1, 2`,
+  ),
+  "ANALYZE bench_month_totals, bench_month_input_type, bench_month_provider, bench_month_billing_classification",
+  `INSERT INTO monthly_analytics (subject_id, month, generations, failed, credits, cost_micros, processing_ms, output_bytes, by_input_type, by_provider, by_classification, plans)
+   SELECT t.user_id, t.month, t.generations, t.failed, t.credits, t.cost_micros, t.processing_ms, t.output_bytes, i.counts, p.counts, c.counts, t.plans
+     FROM bench_month_totals t
+     JOIN bench_month_input_type i USING (user_id, month)
+     JOIN bench_month_provider p USING (user_id, month)
+     JOIN bench_month_billing_classification c USING (user_id, month)`,
+  "INSERT INTO platform_daily_usage SELECT * FROM platform_daily_usage_from_log",
+  "INSERT INTO subject_activity SELECT * FROM subject_activity_from_log",
+];
+
+/** The p-th percentile (0..100) of `samples`. */
+function percentile(samples: number[], p: number): number {
+  const sorted = [...samples].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]!;
+}
+
+const distribution = (samples: number[]): Distribution => ({ p50: percentile(samples, 50), p99: percentile(samples, 99), max: Math.max(...samples) });
+
+async function timed(fn: () => Promise<unknown>): Promise<number> {
+  const started = process.hrtime.bigint();
+  await fn();
+  return Number(process.hrtime.bigint() - started) / 1e6;
+}
+
+async function sample(calls: number, fn: (i: number) => Promise<unknown>): Promise<number[]> {
+  for (let i = 0; i < Math.min(50, calls); i++) await fn(i); // warm-up
+  const samples: number[] = [];
+  for (let i = 0; i < calls; i++) samples.push(await timed(() => fn(i)));
+  return samples;
+}
+
+type UsageClient = InstanceType<typeof usage.UsageServiceClient>;
+
+/** The read figures, through gRPC, for random seeded subjects. */
+async function measureReads(client: UsageClient, options: UsageScaleOptions, now: Date) {
+  const call = { timeoutMs: TIMEOUT_MS };
+  const randomSubject = () => subjectUuid(Math.floor(Math.random() * options.subjects));
+  const monthStart = new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth(), 1));
+  const monthEnd = new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth() + 1, 1));
+  const historySince = new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth() - 2, 1));
+  const summary = await sample(options.samples, () => {
+    const userId = randomSubject();
+    return Promise.all([
+      callUnary(client.getUsageTotals.bind(client), { userId, occurredSince: monthStart, occurredBefore: monthEnd }, call),
+      callUnary(client.getUserStats.bind(client), { userId }, call),
+      callUnary(client.listUsageLogEntries.bind(client), { userId, pageSize: 10, pageToken: "" }, call),
+    ]);
+  });
+  const analytics = await sample(options.samples, () => callUnary(client.getMonthlyAnalytics.bind(client), { subjectId: randomSubject(), months: 12 }, call));
+  const history = await sample(options.samples, () =>
+    callUnary(client.listUsageLogEntries.bind(client), { userId: randomSubject(), pageSize: 100, pageToken: "", occurredSince: historySince }, call),
+  );
+  // Admin analytics as the gateway asks: whole UTC days up to today's end.
+  const before = new Date(Math.floor(now.getTime() / DAY_MS) * DAY_MS + DAY_MS);
+  const platform = (since: Date) => () => callUnary(client.getPlatformAnalytics.bind(client), { occurredSince: since, occurredBefore: before, plan: "" }, call);
+  const runs = async (fn: () => Promise<unknown>) => {
+    await fn(); // warm-up
+    const samples: number[] = [];
+    for (let i = 0; i < options.platformRuns; i++) samples.push(await timed(fn));
+    return samples;
+  };
+  const platform90Days = await runs(platform(new Date(before.getTime() - 90 * DAY_MS)));
+  const platform12Months = await runs(platform(new Date(Date.UTC(before.getUTCFullYear() - 1, before.getUTCMonth(), before.getUTCDate()))));
+  return { summary, analytics, history, platform90Days, platform12Months };
+}
+
+/** Publishes `count` events as the generations relay does and resolves with events/s until all are in the log. */
+async function measureIngest(db: pg.Client, nats: { url: string; prefix: string }, options: UsageScaleOptions): Promise<number> {
+  const nc = await connectNats(nats.url, "bench-usage-publisher", createLogger("bench", "warn"));
+  const js = jetstream(nc);
+  const subjects = generationSubjects(nats.prefix);
+  const { rows } = await db.query<{ n: string }>("SELECT count(*) AS n FROM usage_log");
+  const target = Number(rows[0]!.n) + options.ingest;
+  const publishOne = (i: number) => {
+    const common = {
+      eventId: newId(), occurredAt: new Date(), userId: subjectUuid(Math.floor(Math.random() * options.subjects)), generationId: newId(),
+      inputType: i % 3 === 0 ? "photo" : "text", provider: "builtin-renderer", credits: 2n, costMicros: 20_000n, processingTimeMs: 3_000n,
+      billingClassification: "", billingReason: "", parentGenerationId: "",
+    };
+    const h = natsHeaders();
+    h.set("traceparent", `00-${newId().replace(/-/g, "")}-${newId().replace(/-/g, "").slice(0, 16)}-01`);
+    const [subject, payload] = i % 12 === 11
+      ? [subjects.failed, events.GenerationFailed.encode({ ...common, errorMessage: "provider returned 500", errorCode: "provider_error" }).finish()]
+      : [subjects.completed, events.GenerationCompleted.encode({ ...common, creditType: "trial", outputBytes: 4_096n }).finish()];
+    return js.publish(subject, payload, { msgID: common.eventId, headers: h });
+  };
+  try {
+    const started = Date.now();
+    for (let i = 0; i < options.ingest; i += PUBLISH_CONCURRENCY) {
+      await Promise.all(Array.from({ length: Math.min(PUBLISH_CONCURRENCY, options.ingest - i) }, (_, j) => publishOne(i + j)));
+    }
+    for (;;) {
+      const { rows: now } = await db.query<{ n: string }>("SELECT count(*) AS n FROM usage_log");
+      if (Number(now[0]!.n) >= target) break;
+      if (Date.now() - started > 30 * 60_000) throw new Error("ingest: the log did not fill within 30 minutes");
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    return options.ingest / ((Date.now() - started) / 1000);
+  } finally {
+    await nc.drain();
+  }
+}
+
+/** Rows of user_stats, monthly_analytics and the platform rollups that differ from the log (SQL of the services' reconciliations). */
+async function reconcile(db: pg.Client): Promise<number> {
+  const { rows } = await db.query<{ n: string }>(
+    `SELECT (SELECT count(*) FROM (
+               (SELECT user_id, total_generations, total_failed, total_cost_micros, total_credits_spent, last_activity_at FROM user_stats
+                EXCEPT ALL
+                SELECT user_id, count(*) FILTER (WHERE outcome = 'completed'), count(*) FILTER (WHERE outcome = 'failed'),
+                       coalesce(sum(cost_micros) FILTER (WHERE outcome = 'completed'), 0), coalesce(sum(credits) FILTER (WHERE outcome = 'completed'), 0), max(occurred_at)
+                  FROM usage_log GROUP BY user_id)) d)
+          + (SELECT count(*) FROM (SELECT to_jsonb(m) FROM monthly_analytics m EXCEPT ALL SELECT to_jsonb(x) FROM monthly_analytics_from_log x) d)
+          + (SELECT count(*) FROM (SELECT * FROM platform_daily_usage EXCEPT ALL SELECT * FROM platform_daily_usage_from_log) d)
+          + (SELECT count(*) FROM (SELECT * FROM platform_daily_usage_from_log EXCEPT ALL SELECT * FROM platform_daily_usage) d)
+          + (SELECT count(*) FROM (SELECT * FROM subject_activity EXCEPT ALL SELECT * FROM subject_activity_from_log) d)
+          + (SELECT count(*) FROM (SELECT * FROM subject_activity_from_log EXCEPT ALL SELECT * FROM subject_activity) d) AS n`,
+  );
+  return Number(rows[0]!.n);
+}
+
+/** Runs the whole benchmark (see the file's comment) and returns its figures; prints progress and the table. */
+export async function runUsageScale(options: UsageScaleOptions): Promise<UsageScaleFigures> {
+  const log = options.log ?? ((line: string) => console.log(line));
+  const database = await createTestDatabase("bench_usage_scale");
+  const port = await getFreePort();
+  const suffix = uniqueSuffix();
+  const nats = { url: testNatsUrl(), stream: `BENCH_USAGE_${suffix.toUpperCase()}`, prefix: `benchusage${suffix}` };
+  const service = spawnService("usage", "services/usage/main.ts", {
+    DATABASE_URL: database.url, GRPC_PORT: String(port), GRPC_HOST: "127.0.0.1", LOG_LEVEL: "warn", DATABASE_POOL_MAX: "10",
+    NATS_URL: nats.url, NATS_STREAM: nats.stream, NATS_USAGE_STREAM: `${nats.stream}_OUT`, NATS_SUBJECT_PREFIX: nats.prefix, NATS_CONSUMER: `bench-usage-${suffix}`,
+    CONSUMER_BATCH_SIZE: "500", DATABASE_STATEMENT_TIMEOUT_MS: "600000",
+  });
+  const db = new pg.Client({ connectionString: database.url });
+  let client: UsageClient | undefined;
+  try {
+    await waitForGrpcServing(`127.0.0.1:${port}`, 120_000); // migrated by the service at start-up
+    await db.connect();
+    const now = new Date();
+    log(`usage scale benchmark: ${options.entries.toLocaleString("en")} entries, ${options.subjects.toLocaleString("en")} subjects, 24 months to ${now.toISOString()}`);
+    const seeded = await seed(db, options, now, log);
+    const derivedStarted = Date.now();
+    for (const statement of DERIVED_SQL) {
+      const started = Date.now();
+      await db.query(statement);
+      log(`  ${statement.trim().split(/\s+/).slice(0, 3).join(" ")}: ${((Date.now() - started) / 1000).toFixed(0)} s`);
+    }
+    const derived = (Date.now() - derivedStarted) / 1000;
+    const analyzeStarted = Date.now();
+    await db.query("VACUUM ANALYZE");
+    const analyze = (Date.now() - analyzeStarted) / 1000;
+    log(`  seed ${seeded.seed.toFixed(0)} s, indexes ${seeded.indexes.toFixed(0)} s, derived tables ${derived.toFixed(0)} s, vacuum analyze ${analyze.toFixed(0)} s`);
+
+    client = createGrpcClient(usage.UsageServiceClient, `127.0.0.1:${port}`);
+    const reads = await measureReads(client, options, now);
+    const ingestEventsPerSecond = await measureIngest(db, nats, options);
+    const reconcileDifferences = options.reconcile ? await reconcile(db) : null;
+    const figures: UsageScaleFigures = {
+      entries: options.entries,
+      subjects: options.subjects,
+      seconds: { ...seeded, derived, analyze },
+      summary: distribution(reads.summary),
+      analytics: distribution(reads.analytics),
+      history: distribution(reads.history),
+      platform90Days: distribution(reads.platform90Days),
+      platform12Months: distribution(reads.platform12Months),
+      ingestEventsPerSecond,
+      reconcileDifferences,
+    };
+    printTable(figures, options, log);
+    if (options.keep) log(`  database kept: ${database.url}`);
+    return figures;
+  } finally {
+    client?.close();
+    await db.end().catch(() => undefined);
+    await service.stop();
+    const nc = await connectNats(nats.url, "bench-usage-cleanup", createLogger("bench", "warn"));
+    const jsm = await jetstreamManager(nc);
+    await jsm.streams.delete(nats.stream).catch(() => undefined);
+    await jsm.streams.delete(`${nats.stream}_OUT`).catch(() => undefined);
+    await nc.drain();
+    if (!options.keep) await database.drop();
+  }
+}
+
+function printTable(f: UsageScaleFigures, options: UsageScaleOptions, log: (line: string) => void): void {
+  const ms = (value: number) => `${value.toFixed(2)} ms`;
+  const rows: [string, string, string, boolean | null][] = [
+    ["ingest through NATS into the log", `${f.ingestEventsPerSecond.toFixed(0)} events/s (${options.ingest.toLocaleString("en")} events)`, ">= 5,000 events/s", f.ingestEventsPerSecond >= 5_000],
+    ["summary (totals + stats + 10 newest), p50 / p99", `${ms(f.summary.p50)} / ${ms(f.summary.p99)}`, "p99 <= 10 ms", f.summary.p99 <= 10],
+    ["analytics (12 months), p50 / p99", `${ms(f.analytics.p50)} / ${ms(f.analytics.p99)}`, "p99 <= 10 ms", f.analytics.p99 <= 10],
+    ["history (first page of 100, 3 months), p50 / p99", `${ms(f.history.p50)} / ${ms(f.history.p99)}`, "(none)", null],
+    [`admin analytics 90 days, p50 / max of ${options.platformRuns}`, `${ms(f.platform90Days.p50)} / ${ms(f.platform90Days.max)}`, "<= 200 ms", f.platform90Days.max <= 200],
+    [`admin analytics 12 months, p50 / max of ${options.platformRuns}`, `${ms(f.platform12Months.p50)} / ${ms(f.platform12Months.max)}`, "<= 200 ms", f.platform12Months.max <= 200],
+  ];
+  if (f.reconcileDifferences !== null) rows.push(["derived rows differing from the log after the run", String(f.reconcileDifferences), "0", f.reconcileDifferences === 0]);
+  log(`\n| figure (${f.entries.toLocaleString("en")} entries, ${f.subjects.toLocaleString("en")} subjects, ${options.samples} calls each) | value | goal | met |`);
+  log("| --- | --- | --- | --- |");
+  for (const [name, value, goal, met] of rows) log(`| ${name} | ${value} | ${goal} | ${met === null ? "" : met ? "yes" : "NO"} |`);
+}
+
+/** Options from flags (`--entries 1000000`) and the environment (`BENCH_USAGE_ENTRIES`), flags first. */
+export function usageScaleOptions(argv: string[], env: NodeJS.ProcessEnv = process.env): UsageScaleOptions {
+  const flag = (name: string) => {
+    const i = argv.indexOf(`--${name}`);
+    return i >= 0 ? argv[i + 1] : undefined;
+  };
+  const number = (name: string, fallback: number) => {
+    const raw = flag(name) ?? env[`BENCH_USAGE_${name.toUpperCase().replace(/-/g, "_")}`];
+    const value = raw === undefined ? fallback : Number(raw.replace(/_/g, ""));
+    if (!Number.isInteger(value) || value < 1) throw new Error(`--${name} must be a positive integer, got ${raw}`);
+    return value;
+  };
+  const entries = number("entries", 10_000_000);
+  return {
+    entries,
+    subjects: Math.min(entries, number("subjects", 100_000)),
+    samples: number("samples", 1_000),
+    platformRuns: number("platform-runs", 7),
+    ingest: number("ingest", 20_000),
+    reconcile: argv.includes("--reconcile") || env.BENCH_USAGE_RECONCILE === "1",
+    keep: argv.includes("--keep"),
+  };
+}
+
+if (require.main === module) {
+  runUsageScale(usageScaleOptions(process.argv.slice(2))).then(
+    () => process.exit(0),
+    (error: unknown) => {
+      console.error(error);
+      process.exit(1);
+    },
+  );
+}
