@@ -62,6 +62,9 @@ describe("platform rollups", () => {
     // Recorded out of order, with gaps: each new day before, after or between the days already marked.
     const late = newId();
     for (const at of [hours[3]!, hours[6]!, hours[0]!, hours[2]!, hours[5]!]) await record(late, at, i++);
+    // Active on the first and last days only: windows strictly between are not its.
+    const gap = newId();
+    for (const at of [hours[6]!, hours[0]!]) await record(gap, at, i++);
 
     const windows: [string, string][] = [
       ["2032-12-30T00:00:00.000Z", "2033-01-04T00:00:00.000Z"], // whole days across the year's end
@@ -78,7 +81,8 @@ describe("platform rollups", () => {
       }
     }
     const all = await stats().platformAnalytics(new Date(windows[0]![0]), new Date(windows[0]![1]), null);
-    expect(all).toMatchObject({ uniqueUsers: 3n, uniqueGuests: 1n });
+    expect(all).toMatchObject({ uniqueUsers: 4n, uniqueGuests: 1n });
+    expect((await stats().platformAnalytics(new Date("2032-12-31T00:00:00.000Z"), new Date("2033-01-01T00:00:00.000Z"), null)).uniqueUsers).toBe(3n);
     expect(Object.keys(all.byPlan).sort()).toEqual(["", "free", "guest", "pro"]);
     expect(await stats().reconcileRollups()).toEqual([]);
   });

@@ -69,15 +69,15 @@ CREATE FUNCTION usage_days_merge(f1 date, d1 varbit, f2 date, d2 varbit) RETURNS
        | (repeat('0', f2 - f) || d2::text || repeat('0', l - (f2 + length(d2) - 1)))::varbit
     FROM (SELECT least(f1, f2) AS f, greatest(f1 + length(d1) - 1, f2 + length(d2) - 1) AS l) b
 $fn$`);
-    // Whether a bitmap from first_day has a day in [from_day, to_day). Inlined by the planner:
-    // a subject whose whole activity lies inside the range needs no bit read.
+    // Whether a bitmap from first_day has a day in [from_day, to_day). Its first and last bits
+    // are set (the first and last active days), so only a range strictly inside the active span
+    // reads bits. Inlined by the planner.
     this.addSql(`
 CREATE FUNCTION usage_active_between(first_day date, days varbit, from_day date, to_day date) RETURNS boolean LANGUAGE sql IMMUTABLE AS $fn$
   SELECT CASE
     WHEN first_day >= to_day OR first_day + length(days) <= from_day THEN false
-    WHEN first_day >= from_day AND first_day + length(days) <= to_day THEN true
-    ELSE bit_count(substring(days FROM greatest(from_day - first_day, 0) + 1
-                                  FOR least(to_day - first_day, length(days)) - greatest(from_day - first_day, 0))) > 0 END
+    WHEN first_day >= from_day OR first_day + length(days) <= to_day THEN true
+    ELSE bit_count(substring(days FROM from_day - first_day + 1 FOR to_day - from_day)) > 0 END
 $fn$`);
 
     // The rollups as the usage log says they are (the backfill and a rebuild write these; the reconciliation compares with them).
