@@ -128,7 +128,7 @@ async function sample(calls: number, fn: (i: number) => Promise<unknown>): Promi
 type UsageClient = InstanceType<typeof usage.UsageServiceClient>;
 
 /** The read figures, through gRPC, for random seeded subjects. */
-async function measureReads(client: UsageClient, options: UsageScaleOptions, now: Date) {
+export async function measureReads(client: UsageClient, options: UsageScaleOptions, now: Date) {
   const call = { timeoutMs: TIMEOUT_MS };
   const randomSubject = () => subjectUuid(Math.floor(Math.random() * options.subjects));
   const monthStart = new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth(), 1));

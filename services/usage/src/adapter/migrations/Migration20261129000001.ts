@@ -18,7 +18,8 @@ import { Migration } from "@mikro-orm/migrations";
  * in key order), filled here from the entries recorded before, and compared with the log by the
  * reconciliation through the views `platform_daily_usage_from_log` and
  * `subject_activity_from_log` (which a rebuild writes). `usage_log_occurred_at` serves the
- * partial days at a window's edges. (No `?` in this SQL: the migration runner would read it as
+ * partial days at a window's edges; `usage_log_user_totals` makes a user's totals of a window
+ * an index-only scan. (No `?` in this SQL: the migration runner would read it as
  * a bind parameter.)
  */
 export class Migration20261129000001 extends Migration {
@@ -123,6 +124,9 @@ $fn$`);
 
     // Admin analytics' partial days at a window's edges read the log by time.
     this.addSql("CREATE INDEX usage_log_occurred_at ON usage_log (occurred_at)");
+    // GetUsageTotals (the summary's billing period) as an index-only scan: a busy user's month
+    // is a few index pages instead of one heap page per entry (16 ms → 0.3 ms cold on 10M entries).
+    this.addSql("CREATE INDEX usage_log_user_totals ON usage_log (user_id, occurred_at) INCLUDE (outcome, credits, cost_micros, processing_time_ms, output_bytes)");
     this.addSql("INSERT INTO platform_daily_usage SELECT * FROM platform_daily_usage_from_log");
     this.addSql("INSERT INTO subject_activity SELECT * FROM subject_activity_from_log");
   }
