@@ -18,7 +18,8 @@ async function main(): Promise<void> {
   let failed = false;
   try {
     for (const bench of benches) {
-      const result = spawnSync(process.execPath, ["--import", "tsx", path.join(__dirname, bench)], {
+      // Arguments after the benchmark's name go to it (`npm run bench usage-scale -- --entries 1000000`).
+      const result = spawnSync(process.execPath, ["--import", "tsx", path.join(__dirname, bench), ...(only ? process.argv.slice(3) : [])], {
         stdio: "inherit",
         env: { ...process.env, DATABASE_URL: infra.databaseUrl, NATS_URL: infra.natsUrl },
       });

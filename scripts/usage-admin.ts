@@ -4,15 +4,16 @@
  *
  *   npm run usage-admin -- reconcile           compares every derived table with the usage log
  *   npm run usage-admin -- rebuild             recomputes EVERY derived table from the logs
- *   npm run usage-admin -- rebuild-analytics   recomputes the monthly analytics from the log
+ *   npm run usage-admin -- rebuild-analytics   recomputes the monthly analytics and platform rollups from the log
  *
- * `reconcile` prints the differences of the user stats, the limit counters and the monthly
- * analytics as JSON and exits 0 when there are none, 3 when there are some (INV-6).
- * `rebuild-analytics` replaces `monthly_analytics` with what the usage log says, in one
+ * `reconcile` prints the differences of the user stats, the limit counters, the monthly
+ * analytics and the platform rollups as JSON and exits 0 when there are none, 3 when there are some (INV-6).
+ * `rebuild-analytics` replaces `monthly_analytics`, then the platform rollups
+ * (`platform_daily_usage`, `subject_activity`) with what the usage log says, each in one
  * transaction (entries recorded meanwhile wait and then add themselves), prints the rows
  * written and exits 0. `rebuild` rewrites every derived table (user stats with download totals,
  * the period and day counters — used from the log, reserved from the active reservations —,
- * the subjects' active reservation counts, the monthly analytics) in one transaction that locks
+ * the subjects' active reservation counts, the monthly analytics, the platform rollups) in one transaction that locks
  * them first (events recorded meanwhile wait, then apply on top), prints the rows written per
  * table and exits 0. Environment: `DATABASE_URL` (the usage database; default
  * `postgres://postgres@127.0.0.1:5432/tally_usage`). Errors go to stderr with exit 1.
@@ -53,18 +54,22 @@ async function main(argv: string[]): Promise<number> {
   try {
     const { stats } = buildUsageServices(orm);
     if (command === "rebuild-analytics") {
-      process.stdout.write(`${json({ monthly_analytics_rows: await stats.rebuildAnalytics() })}\n`);
+      const monthly = await stats.rebuildAnalytics();
+      process.stdout.write(`${json({ monthly_analytics_rows: monthly, platform_rollup_rows: await stats.rebuildRollups() })}\n`);
       return 0;
     }
     if (command === "rebuild") {
       const rows = await stats.rebuild();
-      const written = { user_stats: rows.userStats, period_usage: rows.periodUsage, daily_usage: rows.dailyUsage, subjects: rows.subjects, monthly_analytics: rows.monthlyAnalytics };
+      const written = {
+        user_stats: rows.userStats, period_usage: rows.periodUsage, daily_usage: rows.dailyUsage, subjects: rows.subjects, monthly_analytics: rows.monthlyAnalytics, platform_rollups: rows.platformRollups,
+      };
       process.stdout.write(`${json({ rows_written: written })}\n`);
       return 0;
     }
     const [userStats, counters, analytics] = [await stats.reconcile(), await stats.reconcileCounters(), await stats.reconcileAnalytics()];
-    const differences = userStats.length + counters.length + analytics.length;
-    process.stdout.write(`${json({ differences, user_stats: userStats, limit_counters: counters, monthly_analytics: analytics })}\n`);
+    const rollups = await stats.reconcileRollups();
+    const differences = userStats.length + counters.length + analytics.length + rollups.length;
+    process.stdout.write(`${json({ differences, user_stats: userStats, limit_counters: counters, monthly_analytics: analytics, platform_rollups: rollups })}\n`);
     return differences === 0 ? 0 : EXIT_DIFFERENCES;
   } finally {
     await orm.close();

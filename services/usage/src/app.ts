@@ -151,8 +151,8 @@ const RECONCILIATION_METRIC_MAX_AGE_MS = 60_000;
 
 /**
  * The consumer's backlog (`usage_consumer_messages{state="pending"|"ack_pending"|"redelivered"}`)
- * and `usage_reconciliation_differences`: how many stats, limit counters and monthly analytics
- * rows differ from what the usage log says (INV-6; 0 when all agree), recomputed at most once a minute.
+ * and `usage_reconciliation_differences`: how many stats, limit counters, monthly analytics
+ * and platform rollup rows differ from what the usage log says (INV-6; 0 when all agree), recomputed at most once a minute.
  */
 function registerConsumerGauges(metrics: ServiceMetrics, consumer: GenerationEventConsumer, services: UsageServices, logger: Logger): void {
   metrics.gauge({
@@ -172,12 +172,13 @@ function registerConsumerGauges(metrics: ServiceMetrics, consumer: GenerationEve
   let last: { at: number; value: number } | undefined;
   metrics.gauge({
     name: "usage_reconciliation_differences",
-    help: "Stats, limit counters and monthly analytics rows that differ from the usage log (0 when all agree; recomputed at most once a minute)",
+    help: "Stats, limit counters, monthly analytics and platform rollup rows that differ from the usage log (0 when all agree; recomputed at most once a minute)",
     logger,
     collect: async () => {
       if (!last || Date.now() - last.at > RECONCILIATION_METRIC_MAX_AGE_MS) {
-        const [stats, counters, analytics] = await Promise.all([services.stats.reconcile(), services.stats.reconcileCounters(), services.stats.reconcileAnalytics()]);
-        last = { at: Date.now(), value: stats.length + counters.length + analytics.length };
+        const { stats } = services;
+        const [users, counters, analytics, rollups] = await Promise.all([stats.reconcile(), stats.reconcileCounters(), stats.reconcileAnalytics(), stats.reconcileRollups()]);
+        last = { at: Date.now(), value: users.length + counters.length + analytics.length + rollups.length };
       }
       return last.value;
     },

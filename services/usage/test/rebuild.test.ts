@@ -31,6 +31,8 @@ const SNAPSHOT_SQL = {
   daily_usage: "SELECT subject_id, day, generations, reserved_generations FROM daily_usage ORDER BY subject_id, day",
   subjects: "SELECT id, kind, plan, period_anchor, active_reservations, adopted_by FROM subjects ORDER BY id",
   monthly_analytics: "SELECT * FROM monthly_analytics ORDER BY subject_id, month",
+  platform_daily_usage: "SELECT * FROM platform_daily_usage ORDER BY day, plan, provider, input_type, outcome",
+  subject_activity: "SELECT * FROM subject_activity ORDER BY subject_id, guest, all_plans, plan",
 };
 
 describe("usage: full rebuild of the derived tables, and Reconcile", () => {
@@ -96,6 +98,8 @@ describe("usage: full rebuild of the derived tables, and Reconcile", () => {
     await sql("UPDATE subjects SET active_reservations = active_reservations + 4 WHERE id = ?", [a]);
     await sql("DELETE FROM monthly_analytics WHERE subject_id = ? AND month = '2026-02-01'", [a]);
     await sql(`UPDATE monthly_analytics SET by_provider = '{"x": {"completed": 1, "failed": 0}}', credits = credits + 9 WHERE subject_id = ?`, [b]);
+    await sql("UPDATE platform_daily_usage SET credits = credits + 5 WHERE ctid = (SELECT min(ctid) FROM platform_daily_usage)");
+    await sql("DELETE FROM subject_activity WHERE subject_id = ?", [a]);
     expect(await snapshot()).not.toEqual(before);
     const dirty = await client.reconcile();
     expect(new Set(dirty.differences.map((d) => d.check))).toEqual(
@@ -103,7 +107,7 @@ describe("usage: full rebuild of the derived tables, and Reconcile", () => {
         "user_stats.total_generations", "user_stats.total_downloaded", "user_stats.total_failed", "user_stats.total_cost_micros",
         "user_stats.total_credits_spent", "user_stats.last_activity_at", "period_usage.generations", "period_usage.reserved_credits",
         "daily_usage.generations", "daily_usage.reserved_generations", "subjects.active_reservations", "monthly_analytics",
-        "monthly_analytics.by_provider", "monthly_analytics.credits",
+        "monthly_analytics.by_provider", "monthly_analytics.credits", "platform_daily_usage", "subject_activity",
       ]),
     );
     expect(dirty.differences).toContainEqual({ check: "subjects.active_reservations", subjectId: a, key: "", expected: "1", actual: "5" });
@@ -117,6 +121,7 @@ describe("usage: full rebuild of the derived tables, and Reconcile", () => {
         daily_usage: before.daily_usage!.length,
         subjects: before.subjects!.length,
         monthly_analytics: before.monthly_analytics!.length,
+        platform_rollups: before.platform_daily_usage!.length + before.subject_activity!.length,
       },
     });
     expect(await snapshot()).toEqual(before);

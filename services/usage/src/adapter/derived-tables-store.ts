@@ -78,7 +78,7 @@ const MONTHLY_ANALYTICS_COLUMNS = "subject_id, month, generations, failed, credi
 export class SqlDerivedTablesStore implements DerivedTablesStore {
   constructor(private readonly sql: Sql) {}
 
-  async rebuild(): Promise<DerivedTablesRebuild> {
+  async rebuild(): Promise<Omit<DerivedTablesRebuild, "platformRollups">> {
     // After the lock every statement's snapshot sees every entry committed so far, and no
     // writer of these tables can commit until this transaction does: an entry recorded
     // meanwhile waits, then adds itself on top of the rebuilt rows (counted once).

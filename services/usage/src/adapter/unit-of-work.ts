@@ -5,6 +5,7 @@ import { SqlDeadLetterStore } from "./dead-letter-store";
 import { SqlDerivedTablesStore } from "./derived-tables-store";
 import { SqlInboxStore } from "./inbox-store";
 import { SqlMonthlyAnalyticsStore } from "./monthly-analytics-store";
+import { SqlPlatformRollupStore } from "./platform-rollup-store";
 import { SqlReservationStore } from "./reservation-store";
 import { SqlSubjectStore } from "./subject-store";
 import { SqlThresholdStore, thresholdCrossedSubject } from "./threshold-store";
@@ -26,6 +27,7 @@ export function createUsageUnitOfWork(orm: Orm, options: { subjectPrefix?: strin
     usageLog: new SqlUsageLogStore(sql),
     userStats: new SqlUserStatsStore(sql),
     monthlyAnalytics: new SqlMonthlyAnalyticsStore(sql),
+    rollups: new SqlPlatformRollupStore(sql),
     deadLetters: new SqlDeadLetterStore(sql),
     subjects: new SqlSubjectStore(sql),
     counters: new SqlUsageCounterStore(sql),

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { toBigInt, type Sql } from "@tally/platform";
 import type { UsageLogStore } from "../domain/ports";
+import { platformAnalyticsFromRows, type PlatformRow } from "./platform-rollup-store";
 import type {
   BillingClassification,
   DownloadDraft,
@@ -95,8 +96,8 @@ export class SqlUsageLogStore implements UsageLogStore {
   }
 
   async platform(window: Window, plan: string | null): Promise<PlatformAnalytics> {
-    // One scan: the totals row (kind 'total') and one row per plan, provider and input type.
-    const rows = await this.sql.query<{ kind: string; key: string | null; generations: string; failed: string; credits: string; cost_micros: string; users: string; guests: string }>(
+    // Straight from the log (the reference the rollups are checked against). One scan: the totals row (kind 'total') and one row per plan, provider and input type.
+    const rows = await this.sql.query<PlatformRow>(
       `WITH e AS (SELECT * FROM usage_log WHERE occurred_at >= ?::timestamptz AND occurred_at < ?::timestamptz AND (?::text IS NULL OR plan = ?::text))
        SELECT CASE WHEN GROUPING(plan) = 0 THEN 'plan' WHEN GROUPING(provider) = 0 THEN 'provider' WHEN GROUPING(input_type) = 0 THEN 'input_type' ELSE 'total' END AS kind,
               coalesce(plan, provider, input_type) AS key,
@@ -108,24 +109,7 @@ export class SqlUsageLogStore implements UsageLogStore {
          FROM e GROUP BY GROUPING SETS ((), (plan), (provider), (input_type))`,
       [window.start, window.end, plan, plan],
     );
-    const empty = { generations: "0", failed: "0", credits: "0", cost_micros: "0", users: "0", guests: "0" };
-    const total = rows.find((row) => row.kind === "total") ?? empty;
-    const breakdown = (kind: string) =>
-      Object.fromEntries(rows.filter((row) => row.kind === kind).map((row) => [row.key ?? "", { completed: toBigInt(row.generations), failed: toBigInt(row.failed) }]));
-    const generations = toBigInt(total.generations);
-    const costMicros = toBigInt(total.cost_micros);
-    return {
-      generations,
-      failed: toBigInt(total.failed),
-      credits: toBigInt(total.credits),
-      costMicros,
-      averageCostMicros: generations > 0n ? costMicros / generations : 0n,
-      uniqueUsers: toBigInt(total.users),
-      uniqueGuests: toBigInt(total.guests),
-      byPlan: breakdown("plan"),
-      byProvider: breakdown("provider"),
-      byInputType: breakdown("input_type"),
-    };
+    return platformAnalyticsFromRows(rows);
   }
 
   async page(userId: string, limit: number, after: UsageLogCursor | null, since: Date | null = null): Promise<PagedUsageLogEntry[]> {

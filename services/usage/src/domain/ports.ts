@@ -19,6 +19,7 @@ import type {
   MonthlyAnalyticsDifference,
   UsageTotals,
   PlatformAnalytics,
+  RollupDifference,
   PagedUsageLogEntry,
   SubjectSnapshot,
   StatsBesideUsageLog,
@@ -46,7 +47,7 @@ export interface InboxStore {
 export interface UsageLogStore {
   /** Totals of the user's entries that occurred in `window` ([start, end)); completions bring their credits, cost, processing time and output bytes. */
   totals(userId: string, window: Window): Promise<UsageTotals>;
-  /** Platform-wide figures of the entries in `window`, of `plan` only when given. */
+  /** Platform-wide figures of the entries in `window`, of `plan` only when given, aggregated from the log itself (the reference the rollups are checked against). */
   platform(window: Window, plan: string | null): Promise<PlatformAnalytics>;
   /** Appends one entry with id `id`, recording `snapshot` of its subject, and returns it as stored. */
   append(id: string, draft: UsageLogEntryDraft, snapshot: SubjectSnapshot): Promise<UsageLogEntry>;
@@ -202,6 +203,18 @@ export interface MonthlyAnalyticsStore {
   months(subjectId: string, from: string, to: string): Promise<MonthlyAnalytics[]>;
 }
 
+/** The platform rollups (per UTC day; each subject's active days), derived from the usage log (INV-6). */
+export interface PlatformRollupStore {
+  /** Adds the usage log entries `entryIds` (appended in this transaction) to the rollups: SQL `usage_rollups_add`, one entry or a batch. */
+  addEntries(entryIds: string[]): Promise<void>;
+  /** Platform-wide figures of the entries in `window`, of `plan` only when given: whole UTC days from the rollups, partial days from the log. */
+  platform(window: Window, plan: string | null): Promise<PlatformAnalytics>;
+  /** Recomputes the rollups from the usage log, replacing what is stored; returns the rows written. Safe while entries are recorded. */
+  rebuild(): Promise<number>;
+  /** The rollup rows that differ from what the usage log gives; empty when they agree. */
+  differences(): Promise<RollupDifference[]>;
+}
+
 /** Every store of the usage service, bound to one unit of work. */
 /** Every table derived from the usage log, rebuilt at once (usage-admin `rebuild`). */
 export interface DerivedTablesStore {
@@ -211,7 +224,7 @@ export interface DerivedTablesStore {
    * from their sources, in the caller's transaction, after locking those tables against
    * writers (who wait, then apply on top). Returns the rows written per table.
    */
-  rebuild(): Promise<DerivedTablesRebuild>;
+  rebuild(): Promise<Omit<DerivedTablesRebuild, "platformRollups">>;
 }
 
 export interface UsageStores {
@@ -219,6 +232,7 @@ export interface UsageStores {
   usageLog: UsageLogStore;
   userStats: UserStatsStore;
   monthlyAnalytics: MonthlyAnalyticsStore;
+  rollups: PlatformRollupStore;
   deadLetters: DeadLetterStore;
   subjects: SubjectStore;
   counters: UsageCounterStore;

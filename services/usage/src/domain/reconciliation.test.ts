@@ -34,7 +34,7 @@ describe("usage reconciliation, flattened", () => {
 
   it("counts every difference but lists at most the bound", () => {
     const counters = Array.from({ length: 5 }, (_, i) => ({ subjectId: user, window: "concurrent" as const, windowStart: null, counter: "active_reservations", stored: BigInt(i + 1), expected: 0n }));
-    const answer = usageReconciliation([], counters, [], 2);
+    const answer = usageReconciliation([], counters, [], [], 2);
     expect(answer.differencesTotal).toBe(5);
     expect(answer.differences.map((d) => d.check)).toEqual(["subjects.active_reservations", "subjects.active_reservations"]);
   });

@@ -1,4 +1,4 @@
-import type { CounterDifference, MonthlyAnalytics, MonthlyAnalyticsDifference, StatsDifference, UserStats } from "./types";
+import type { CounterDifference, MonthlyAnalytics, MonthlyAnalyticsDifference, RollupDifference, StatsDifference, UserStats } from "./types";
 
 /** Most differences a reconciliation lists (the total counts them all). */
 export const RECONCILIATION_DIFFERENCES_MAX = 100;
@@ -56,14 +56,15 @@ const TABLE_OF_WINDOW: Record<CounterDifference["window"], string> = { period: "
 const rowJson = (m: MonthlyAnalytics | null): string => (m ? JSON.stringify(Object.fromEntries(ANALYTICS_COLUMNS.map(([name, read]) => [name, read(m)]))) : "");
 
 /**
- * Flattens the three reconciliations of stats.ts (user stats, limit counters, monthly
- * analytics, in that order) into one list of differing figures, field by field: the total of
+ * Flattens the reconciliations of stats.ts (user stats, limit counters, monthly analytics,
+ * platform rollups, in that order) into one list of differing figures, field by field: the total of
  * them all and the first `max`.
  */
 export function usageReconciliation(
   stats: readonly StatsDifference[],
   counters: readonly CounterDifference[],
   analytics: readonly MonthlyAnalyticsDifference[],
+  rollups: readonly RollupDifference[] = [],
   max: number = RECONCILIATION_DIFFERENCES_MAX,
 ): UsageReconciliation {
   const all: UsageReconciliationDifference[] = [];
@@ -94,6 +95,12 @@ export function usageReconciliation(
     }
     // The rows differ in a way no figure shows (e.g. a zero breakdown key on one side only): the whole row, so none is hidden.
     if (all.length === before) all.push({ check: "monthly_analytics", subjectId: d.subjectId, key: d.month, expected: rowJson(d.expected), actual: rowJson(d.stored) });
+  }
+  // A rollup row on one side only (a row whose values differ shows on both sides): the row as JSON on its side.
+  for (const d of rollups) {
+    const row = JSON.stringify(d.row, (_key, value: unknown) => (typeof value === "bigint" ? value.toString() : value));
+    const key = String(d.row.day ?? d.row.subject_id ?? "");
+    all.push({ check: d.rollup, subjectId: String(d.row.subject_id ?? ""), key, expected: d.side === "log" ? row : "", actual: d.side === "stored" ? row : "" });
   }
   return { differencesTotal: all.length, differences: all.slice(0, max) };
 }

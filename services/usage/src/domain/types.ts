@@ -326,6 +326,17 @@ export interface MonthlyAnalyticsDifference {
   expected: MonthlyAnalytics | null;
 }
 
+/**
+ * A row of a platform rollup (`platform_daily_usage` or `subject_activity`) found on one side
+ * only: `stored` (in the table, not what the log gives) or `log` (what the log gives, missing
+ * from the table). A row whose values differ shows on both sides. `row` is the row as JSON.
+ */
+export interface RollupDifference {
+  rollup: "platform_daily_usage" | "subject_activity";
+  side: "stored" | "log";
+  row: Record<string, unknown>;
+}
+
 /** Totals of a user's usage log entries in a window; credits, cost, processing time and output bytes of completed generations. */
 export interface UsageTotals {
   generations: bigint;
@@ -360,4 +371,6 @@ export interface DerivedTablesRebuild {
   /** Subjects whose active reservation count was rewritten (every subject). */
   subjects: number;
   monthlyAnalytics: number;
+  /** Rows of `platform_daily_usage` and `subject_activity`. */
+  platformRollups: number;
 }

@@ -1,7 +1,7 @@
 import { DomainError, requireUuidField, sqlStateOf } from "@tally/platform";
 import type { GetUserStatsInput } from "../domain/inputs";
 import type { UsageUnitOfWork } from "../domain/ports";
-import type { Clock, CounterDifference, DerivedTablesRebuild, MonthlyAnalytics, PlatformAnalytics, MonthlyAnalyticsDifference, StatsDifference, UserStats } from "../domain/types";
+import type { Clock, CounterDifference, DerivedTablesRebuild, MonthlyAnalytics, PlatformAnalytics, MonthlyAnalyticsDifference, RollupDifference, StatsDifference, UserStats } from "../domain/types";
 import { emptyMonth, lastMonths, MONTHS_MAX } from "../domain/monthly-analytics";
 import { emptyUserStats, statsDifferences } from "../domain/usage-log";
 import { usageReconciliation, type UsageReconciliation } from "../domain/reconciliation";
@@ -68,8 +68,8 @@ export class StatsService {
    * figures (domain/reconciliation.ts): how many there are and the first 100. Read only.
    */
   async reconcileAll(): Promise<UsageReconciliation> {
-    const [stats, counters, analytics] = await Promise.all([this.reconcile(), this.reconcileCounters(), this.reconcileAnalytics()]);
-    return usageReconciliation(stats, counters, analytics);
+    const [stats, counters, analytics, rollups] = await Promise.all([this.reconcile(), this.reconcileCounters(), this.reconcileAnalytics(), this.reconcileRollups()]);
+    return usageReconciliation(stats, counters, analytics, rollups);
   }
 
   /**
@@ -85,7 +85,8 @@ export class StatsService {
    * Recomputes EVERY table derived from the usage log from its sources, in one transaction (for
    * a repair, a backfill or after a migration; usage-admin `rebuild`): user stats with download
    * totals, the period and day counters (used from the log, reserved from the active
-   * reservations), each subject's active reservation count and the monthly analytics. It locks
+   * reservations), each subject's active reservation count, the monthly analytics and the
+   * platform rollups (`platform_daily_usage`, `subject_activity`). It locks
    * those tables against writers first, in the order writers take them, so it is safe while
    * events flow: events recorded meanwhile wait, then apply on top of the rebuilt rows (INV-6,
    * INV-10 keep holding). Should a writer that takes the tables in another order still meet it
@@ -95,7 +96,7 @@ export class StatsService {
   async rebuild(): Promise<DerivedTablesRebuild> {
     for (let attempt = 1; ; attempt += 1) {
       try {
-        return await this.uow.inTransaction((stores) => stores.derivedTables.rebuild());
+        return await this.uow.inTransaction(async (stores) => ({ ...(await stores.derivedTables.rebuild()), platformRollups: await stores.rollups.rebuild() }));
       } catch (error) {
         if (attempt >= REBUILD_ATTEMPTS || !RETRIED_SQLSTATES.has(sqlStateOf(error) ?? "")) throw error;
       }
@@ -103,9 +104,28 @@ export class StatsService {
   }
 
   /**
+   * Checks the platform rollups (`platform_daily_usage`, `subject_activity`) against the usage
+   * log (INV-6), in one statement (one snapshot): returns each rollup row found on one side only
+   * (a row whose values differ shows on both sides); an empty list means they agree.
+   */
+  reconcileRollups(): Promise<RollupDifference[]> {
+    return this.uow.withoutTransaction((stores) => stores.rollups.differences());
+  }
+
+  /**
+   * Recomputes the platform rollups from the usage log, replacing what is stored, in one
+   * transaction; safe while events are recorded (they wait for it, then add themselves).
+   * Returns the rows written.
+   */
+  rebuildRollups(): Promise<number> {
+    return this.uow.inTransaction((stores) => stores.rollups.rebuild());
+  }
+
+  /**
    * Platform-wide figures of the usage log entries in [`since`, `before`), of `plan` only when
    * given (admin analytics): totals, breakdowns by plan, provider and input type, unique users
-   * and guests, average cost per completed generation. One statement (one snapshot).
+   * and guests, average cost per completed generation. Exact, in one statement (one snapshot):
+   * the whole UTC days from the platform rollups, the partial days at the edges from the log.
    * Errors: `validation` for a missing bound or a window not after its start (`occurred_before`).
    */
   async platformAnalytics(since: Date | undefined, before: Date | undefined, plan: string | null): Promise<PlatformAnalytics> {
@@ -113,7 +133,7 @@ export class StatsService {
     if (!before || Number.isNaN(before.getTime()) || before <= since) {
       throw new DomainError("validation", "occurred_before is required and must be after occurred_since", { field: "occurred_before" });
     }
-    return await this.uow.withoutTransaction((stores) => stores.usageLog.platform({ start: since, end: before }, plan));
+    return await this.uow.withoutTransaction((stores) => stores.rollups.platform({ start: since, end: before }, plan));
   }
 
   /**

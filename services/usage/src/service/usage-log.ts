@@ -20,8 +20,8 @@ export class UsageLogService {
   /**
    * Records one generation event, in ONE transaction: the event id goes into the inbox, the
    * immutable usage log entry is appended (INV-8) with a snapshot of its subject (plan and
-   * limits, billing period, kind: `subjectSnapshot`), the user's stats and its month's analytics
-   * move by the entry (INV-6), and the limits follow: a completion counts as used in the period (by the
+   * limits, billing period, kind: `subjectSnapshot`), the user's stats, its month's analytics and
+   * the platform rollups move by the entry (INV-6), and the limits follow: a completion counts as used in the period (by the
    * subject's anchor) and UTC day of its `occurred_at`, and its reservation, if still active,
    * is consumed (and a soft threshold it reaches is announced once, service/thresholds.ts); a
    * failure releases its reservation. An event with no reservation (an older
@@ -48,6 +48,7 @@ export class UsageLogService {
       const entry = await stores.usageLog.append(newId(), draft, subjectSnapshot(stored, this.plans, period));
       await stores.userStats.add(draft.userId, statsDelta(draft), draft.occurredAt);
       await stores.monthlyAnalytics.addEntry(entry.id);
+      await stores.rollups.addEntries([entry.id]);
       if (targets) await countUsed(stores, targets, draft);
       if (targets && this.plans) await announceThresholds(stores, this.plans, locked, targets, draft.occurredAt);
       if (reservation) await endReservation(stores, draft.generationId, completed ? "consumed" : "released", this.clock());

@@ -1,0 +1,318 @@
+/**
+ * Benchmark: the usage service at scale (issue 7).
+ *
+ * Starts a real usage service (a child process, as ops would run it) on a throw-away database
+ * (migrated by the service at start-up) and a throw-away JetStream stream, then:
+ *   1. seeds `entries` usage log entries (default 10,000,000) for `subjects` subjects (default
+ *      100,000; one in five a guest) over the 24 months before now, in SQL (INSERT … SELECT over
+ *      generate_series, in chunks): skewed activity (a few heavy subjects, a long tail), plans
+ *      by subject (free, pro, business; guests on guest; some users move to pro half-way),
+ *      providers, input types, about 8 % failures, billing classifications, credits, cost,
+ *      processing time, output bytes, billing periods and plan snapshots. Indexes on the log
+ *      that are not constraints are dropped before and rebuilt after (faster than maintaining
+ *      them row by row; the same indexes);
+ *   2. fills what the service derives from the log with set-based SQL, as its rebuilds do:
+ *      `user_stats` (the reconciliation's aggregate), `monthly_analytics` (the view
+ *      `monthly_analytics_from_log`), the platform rollups (`platform_daily_usage_from_log`,
+ *      `subject_activity_from_log`); then ANALYZE;
+ *   3. measures through the service's gRPC API, sequential calls for random subjects (p50 / p99):
+ *      what the gateway calls for GET /v1/usage/summary (GetUsageTotals of the current UTC
+ *      month, GetUserStats and ListUsageLogEntries of the 10 newest, concurrently, as
+ *      gateway/src/routes/usage-summary.ts does), GET /v1/usage/analytics (GetMonthlyAnalytics,
+ *      12 months) and GET /v1/usage/history (ListUsageLogEntries, first page of 100, months=3);
+ *      GetPlatformAnalytics over the last 90 UTC days and the last 12 months (p50 / max of
+ *      several runs);
+ *   4. ingest: publishes `ingest` generation events (default 20,000; completions and failures
+ *      of seeded subjects, occurring now) to the service's JetStream subjects as the generations
+ *      outbox relay does, and times until all are in the usage log (events/s);
+ *   5. optionally (`--reconcile`, BENCH_USAGE_RECONCILE=1) checks that user stats, monthly
+ *      analytics and the platform rollups still equal the log (reads the whole log).
+ * Prints a table with each figure beside its goal: ingest >= 5,000 events/s; summary and
+ * analytics p99 <= 10 ms; admin analytics <= 200 ms.
+ *
+ * Options (flag or environment): --entries / BENCH_USAGE_ENTRIES (10,000,000), --subjects /
+ * BENCH_USAGE_SUBJECTS (100,000, at most entries), --samples / BENCH_USAGE_SAMPLES (calls per
+ * user-facing figure, 1,000), --platform-runs / BENCH_USAGE_PLATFORM_RUNS (7), --ingest /
+ * BENCH_USAGE_INGEST (20,000), --reconcile / BENCH_USAGE_RECONCILE, --keep (keep the database
+ * and print its URL, for EXPLAIN ANALYZE).
+ */
+import { headers as natsHeaders } from "@nats-io/transport-node";
+import { jetstream, jetstreamManager } from "@nats-io/jetstream";
+import pg from "pg";
+import { events, usage } from "@tally/contracts";
+import { callUnary, connectNats, createGrpcClient, createLogger, generationSubjects, getFreePort, newId, spawnService, waitForGrpcServing } from "@tally/platform";
+import { createTestDatabase, testNatsUrl, uniqueSuffix } from "@tally/platform/src/testing";
+import { BULK_SESSION, DERIVED_SQL, RECONCILE_SQL, seedSql, subjectUuid } from "./lib/usage-scale-sql";
+
+const TIMEOUT_MS = 30_000;
+const DAY_MS = 24 * 60 * 60 * 1000;
+/** Rows per seeding statement (progress is printed after each). */
+const SEED_CHUNK = 1_000_000;
+/** Events published at once (awaiting their PubAcks together). */
+const PUBLISH_CONCURRENCY = 500;
+
+export interface UsageScaleOptions {
+  entries: number;
+  subjects: number;
+  samples: number;
+  platformRuns: number;
+  ingest: number;
+  reconcile: boolean;
+  keep: boolean;
+  /** Progress lines (default: stdout). */
+  log?: (line: string) => void;
+}
+
+/** Latencies in milliseconds. */
+export interface Distribution {
+  p50: number;
+  p99: number;
+  max: number;
+}
+
+export interface UsageScaleFigures {
+  entries: number;
+  subjects: number;
+  seconds: { seed: number; indexes: number; derived: number; analyze: number };
+  summary: Distribution;
+  analytics: Distribution;
+  history: Distribution;
+  platform90Days: Distribution;
+  platform12Months: Distribution;
+  ingestEventsPerSecond: number;
+  /** Rows of derived tables that differ from the log after the run (null: not checked). */
+  reconcileDifferences: number | null;
+}
+
+async function seed(db: pg.Client, options: UsageScaleOptions, end: Date, log: (line: string) => void): Promise<{ seed: number; indexes: number }> {
+  for (const statement of BULK_SESSION) await db.query(statement);
+  // Indexes that are not constraints: dropped for the load, rebuilt after, exactly as defined.
+  const { rows: indexes } = await db.query<{ name: string; definition: string }>(
+    `SELECT i.relname AS name, pg_get_indexdef(i.oid) AS definition FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid
+      WHERE x.indrelid = 'usage_log'::regclass AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = i.oid)`,
+  );
+  for (const index of indexes) await db.query(`DROP INDEX ${index.name}`);
+  const seedStarted = Date.now();
+  for (let lo = 0; lo < options.entries; lo += SEED_CHUNK) {
+    const hi = Math.min(options.entries, lo + SEED_CHUNK);
+    await db.query(seedSql(lo, hi, options.entries, options.subjects, end));
+    log(`  seeded ${hi.toLocaleString("en")} entries (${((Date.now() - seedStarted) / 1000).toFixed(0)} s)`);
+  }
+  const seedSeconds = (Date.now() - seedStarted) / 1000;
+  const indexStarted = Date.now();
+  for (const index of indexes) await db.query(index.definition);
+  return { seed: seedSeconds, indexes: (Date.now() - indexStarted) / 1000 };
+}
+
+/** The p-th percentile (0..100) of `samples`. */
+function percentile(samples: number[], p: number): number {
+  const sorted = [...samples].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))]!;
+}
+
+const distribution = (samples: number[]): Distribution => ({ p50: percentile(samples, 50), p99: percentile(samples, 99), max: Math.max(...samples) });
+
+async function timed(fn: () => Promise<unknown>): Promise<number> {
+  const started = process.hrtime.bigint();
+  await fn();
+  return Number(process.hrtime.bigint() - started) / 1e6;
+}
+
+async function sample(calls: number, fn: (i: number) => Promise<unknown>): Promise<number[]> {
+  for (let i = 0; i < Math.min(50, calls); i++) await fn(i); // warm-up
+  const samples: number[] = [];
+  for (let i = 0; i < calls; i++) samples.push(await timed(() => fn(i)));
+  return samples;
+}
+
+type UsageClient = InstanceType<typeof usage.UsageServiceClient>;
+
+/** The read figures, through gRPC, for random seeded subjects. */
+export async function measureReads(client: UsageClient, options: UsageScaleOptions, now: Date) {
+  const call = { timeoutMs: TIMEOUT_MS };
+  const randomSubject = () => subjectUuid(Math.floor(Math.random() * options.subjects));
+  const monthStart = new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth(), 1));
+  const monthEnd = new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth() + 1, 1));
+  const historySince = new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth() - 2, 1));
+  const summary = await sample(options.samples, () => {
+    const userId = randomSubject();
+    return Promise.all([
+      callUnary(client.getUsageTotals.bind(client), { userId, occurredSince: monthStart, occurredBefore: monthEnd }, call),
+      callUnary(client.getUserStats.bind(client), { userId }, call),
+      callUnary(client.listUsageLogEntries.bind(client), { userId, pageSize: 10, pageToken: "" }, call),
+    ]);
+  });
+  const analytics = await sample(options.samples, () => callUnary(client.getMonthlyAnalytics.bind(client), { subjectId: randomSubject(), months: 12 }, call));
+  const history = await sample(options.samples, () =>
+    callUnary(client.listUsageLogEntries.bind(client), { userId: randomSubject(), pageSize: 100, pageToken: "", occurredSince: historySince }, call),
+  );
+  // Admin analytics as the gateway asks: whole UTC days up to today's end.
+  const before = new Date(Math.floor(now.getTime() / DAY_MS) * DAY_MS + DAY_MS);
+  const platform = (since: Date) => () => callUnary(client.getPlatformAnalytics.bind(client), { occurredSince: since, occurredBefore: before, plan: "" }, call);
+  const runs = async (fn: () => Promise<unknown>) => {
+    await fn(); // warm-up
+    const samples: number[] = [];
+    for (let i = 0; i < options.platformRuns; i++) samples.push(await timed(fn));
+    return samples;
+  };
+  const platform90Days = await runs(platform(new Date(before.getTime() - 90 * DAY_MS)));
+  const platform12Months = await runs(platform(new Date(Date.UTC(before.getUTCFullYear() - 1, before.getUTCMonth(), before.getUTCDate()))));
+  return { summary, analytics, history, platform90Days, platform12Months };
+}
+
+/** Publishes `count` events as the generations relay does and resolves with events/s until all are in the log. */
+async function measureIngest(db: pg.Client, nats: { url: string; prefix: string }, options: UsageScaleOptions): Promise<number> {
+  const nc = await connectNats(nats.url, "bench-usage-publisher", createLogger("bench", "warn"));
+  const js = jetstream(nc);
+  const subjects = generationSubjects(nats.prefix);
+  const { rows } = await db.query<{ n: string }>("SELECT count(*) AS n FROM usage_log");
+  const target = Number(rows[0]!.n) + options.ingest;
+  const publishOne = (i: number) => {
+    const common = {
+      eventId: newId(), occurredAt: new Date(), userId: subjectUuid(Math.floor(Math.random() * options.subjects)), generationId: newId(),
+      inputType: i % 3 === 0 ? "photo" : "text", provider: "builtin-renderer", credits: 2n, costMicros: 20_000n, processingTimeMs: 3_000n,
+      billingClassification: "", billingReason: "", parentGenerationId: "",
+    };
+    const h = natsHeaders();
+    h.set("traceparent", `00-${newId().replace(/-/g, "")}-${newId().replace(/-/g, "").slice(0, 16)}-01`);
+    const [subject, payload] = i % 12 === 11
+      ? [subjects.failed, events.GenerationFailed.encode({ ...common, errorMessage: "provider returned 500", errorCode: "provider_error" }).finish()]
+      : [subjects.completed, events.GenerationCompleted.encode({ ...common, creditType: "trial", outputBytes: 4_096n }).finish()];
+    return js.publish(subject, payload, { msgID: common.eventId, headers: h });
+  };
+  try {
+    const started = Date.now();
+    for (let i = 0; i < options.ingest; i += PUBLISH_CONCURRENCY) {
+      await Promise.all(Array.from({ length: Math.min(PUBLISH_CONCURRENCY, options.ingest - i) }, (_, j) => publishOne(i + j)));
+    }
+    for (;;) {
+      const { rows: now } = await db.query<{ n: string }>("SELECT count(*) AS n FROM usage_log");
+      if (Number(now[0]!.n) >= target) break;
+      if (Date.now() - started > 30 * 60_000) throw new Error("ingest: the log did not fill within 30 minutes");
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    return options.ingest / ((Date.now() - started) / 1000);
+  } finally {
+    await nc.drain();
+  }
+}
+
+/** Rows of user_stats, monthly_analytics and the platform rollups that differ from the log (SQL of the services' reconciliations). */
+async function reconcile(db: pg.Client): Promise<number> {
+  const { rows } = await db.query<{ n: string }>(RECONCILE_SQL);
+  return Number(rows[0]!.n);
+}
+
+/** Runs the whole benchmark (see the file's comment) and returns its figures; prints progress and the table. */
+export async function runUsageScale(options: UsageScaleOptions): Promise<UsageScaleFigures> {
+  const log = options.log ?? ((line: string) => console.log(line));
+  const database = await createTestDatabase("bench_usage_scale");
+  const port = await getFreePort();
+  const suffix = uniqueSuffix();
+  const nats = { url: testNatsUrl(), stream: `BENCH_USAGE_${suffix.toUpperCase()}`, prefix: `benchusage${suffix}` };
+  const service = spawnService("usage", "services/usage/main.ts", {
+    DATABASE_URL: database.url, GRPC_PORT: String(port), GRPC_HOST: "127.0.0.1", LOG_LEVEL: "warn", DATABASE_POOL_MAX: "10",
+    NATS_URL: nats.url, NATS_STREAM: nats.stream, NATS_USAGE_STREAM: `${nats.stream}_OUT`, NATS_SUBJECT_PREFIX: nats.prefix, NATS_CONSUMER: `bench-usage-${suffix}`,
+    CONSUMER_BATCH_SIZE: "500", DATABASE_STATEMENT_TIMEOUT_MS: "600000",
+  });
+  const db = new pg.Client({ connectionString: database.url });
+  let client: UsageClient | undefined;
+  try {
+    await waitForGrpcServing(`127.0.0.1:${port}`, 120_000); // migrated by the service at start-up
+    await db.connect();
+    const now = new Date();
+    log(`usage scale benchmark: ${options.entries.toLocaleString("en")} entries, ${options.subjects.toLocaleString("en")} subjects, 24 months to ${now.toISOString()}`);
+    const seeded = await seed(db, options, now, log);
+    const derivedStarted = Date.now();
+    for (const statement of DERIVED_SQL) {
+      const started = Date.now();
+      await db.query(statement);
+      log(`  ${statement.trim().split(/\s+/).slice(0, 3).join(" ")}: ${((Date.now() - started) / 1000).toFixed(0)} s`);
+    }
+    const derived = (Date.now() - derivedStarted) / 1000;
+    const analyzeStarted = Date.now();
+    await db.query("VACUUM ANALYZE");
+    const analyze = (Date.now() - analyzeStarted) / 1000;
+    log(`  seed ${seeded.seed.toFixed(0)} s, indexes ${seeded.indexes.toFixed(0)} s, derived tables ${derived.toFixed(0)} s, vacuum analyze ${analyze.toFixed(0)} s`);
+
+    client = createGrpcClient(usage.UsageServiceClient, `127.0.0.1:${port}`);
+    const reads = await measureReads(client, options, now);
+    const ingestEventsPerSecond = await measureIngest(db, nats, options);
+    const reconcileDifferences = options.reconcile ? await reconcile(db) : null;
+    const figures: UsageScaleFigures = {
+      entries: options.entries,
+      subjects: options.subjects,
+      seconds: { ...seeded, derived, analyze },
+      summary: distribution(reads.summary),
+      analytics: distribution(reads.analytics),
+      history: distribution(reads.history),
+      platform90Days: distribution(reads.platform90Days),
+      platform12Months: distribution(reads.platform12Months),
+      ingestEventsPerSecond,
+      reconcileDifferences,
+    };
+    printTable(figures, options, log);
+    if (options.keep) log(`  database kept: ${database.url}`);
+    return figures;
+  } finally {
+    client?.close();
+    await db.end().catch(() => undefined);
+    await service.stop();
+    const nc = await connectNats(nats.url, "bench-usage-cleanup", createLogger("bench", "warn"));
+    const jsm = await jetstreamManager(nc);
+    await jsm.streams.delete(nats.stream).catch(() => undefined);
+    await jsm.streams.delete(`${nats.stream}_OUT`).catch(() => undefined);
+    await nc.drain();
+    if (!options.keep) await database.drop();
+  }
+}
+
+function printTable(f: UsageScaleFigures, options: UsageScaleOptions, log: (line: string) => void): void {
+  const ms = (value: number) => `${value.toFixed(2)} ms`;
+  const rows: [string, string, string, boolean | null][] = [
+    ["ingest through NATS into the log", `${f.ingestEventsPerSecond.toFixed(0)} events/s (${options.ingest.toLocaleString("en")} events)`, ">= 5,000 events/s", f.ingestEventsPerSecond >= 5_000],
+    ["summary (totals + stats + 10 newest), p50 / p99", `${ms(f.summary.p50)} / ${ms(f.summary.p99)}`, "p99 <= 10 ms", f.summary.p99 <= 10],
+    ["analytics (12 months), p50 / p99", `${ms(f.analytics.p50)} / ${ms(f.analytics.p99)}`, "p99 <= 10 ms", f.analytics.p99 <= 10],
+    ["history (first page of 100, 3 months), p50 / p99", `${ms(f.history.p50)} / ${ms(f.history.p99)}`, "(none)", null],
+    [`admin analytics 90 days, p50 / max of ${options.platformRuns}`, `${ms(f.platform90Days.p50)} / ${ms(f.platform90Days.max)}`, "<= 200 ms", f.platform90Days.max <= 200],
+    [`admin analytics 12 months, p50 / max of ${options.platformRuns}`, `${ms(f.platform12Months.p50)} / ${ms(f.platform12Months.max)}`, "<= 200 ms", f.platform12Months.max <= 200],
+  ];
+  if (f.reconcileDifferences !== null) rows.push(["derived rows differing from the log after the run", String(f.reconcileDifferences), "0", f.reconcileDifferences === 0]);
+  log(`\n| figure (${f.entries.toLocaleString("en")} entries, ${f.subjects.toLocaleString("en")} subjects, ${options.samples} calls each) | value | goal | met |`);
+  log("| --- | --- | --- | --- |");
+  for (const [name, value, goal, met] of rows) log(`| ${name} | ${value} | ${goal} | ${met === null ? "" : met ? "yes" : "NO"} |`);
+}
+
+/** Options from flags (`--entries 1000000`) and the environment (`BENCH_USAGE_ENTRIES`), flags first. */
+export function usageScaleOptions(argv: string[], env: NodeJS.ProcessEnv = process.env): UsageScaleOptions {
+  const flag = (name: string) => {
+    const i = argv.indexOf(`--${name}`);
+    return i >= 0 ? argv[i + 1] : undefined;
+  };
+  const number = (name: string, fallback: number) => {
+    const raw = flag(name) ?? env[`BENCH_USAGE_${name.toUpperCase().replace(/-/g, "_")}`];
+    const value = raw === undefined ? fallback : Number(raw.replace(/_/g, ""));
+    if (!Number.isInteger(value) || value < 1) throw new Error(`--${name} must be a positive integer, got ${raw}`);
+    return value;
+  };
+  const entries = number("entries", 10_000_000);
+  return {
+    entries,
+    subjects: Math.min(entries, number("subjects", 100_000)),
+    samples: number("samples", 1_000),
+    platformRuns: number("platform-runs", 7),
+    ingest: number("ingest", 20_000),
+    reconcile: argv.includes("--reconcile") || env.BENCH_USAGE_RECONCILE === "1",
+    keep: argv.includes("--keep"),
+  };
+}
+
+if (require.main === module) {
+  runUsageScale(usageScaleOptions(process.argv.slice(2))).then(
+    () => process.exit(0),
+    (error: unknown) => {
+      console.error(error);
+      process.exit(1);
+    },
+  );
+}

@@ -1,0 +1,25 @@
+/**
+ * The usage scale benchmark (bench/usage-scale.ts) on a tiny seed, so it never rots: it seeds,
+ * fills the derived tables, measures every figure through a real usage service and ingests
+ * through NATS, and the derived tables (as it fills them, then as the service moves them)
+ * still equal the usage log.
+ */
+import { runUsageScale, usageScaleOptions } from "../bench/usage-scale";
+
+describe("bench/usage-scale.ts", () => {
+  it("runs end to end on 2,000 entries and leaves every derived table equal to the log", async () => {
+    const lines: string[] = [];
+    const options = usageScaleOptions(["--entries", "2000", "--subjects", "200", "--samples", "20", "--platform-runs", "2", "--ingest", "200", "--reconcile"], {});
+    const figures = await runUsageScale({ ...options, log: (line) => lines.push(line) });
+    expect(figures).toMatchObject({ entries: 2_000, subjects: 200, reconcileDifferences: 0 });
+    for (const figure of [figures.summary, figures.analytics, figures.history, figures.platform90Days, figures.platform12Months]) expect(figure.p50).toBeGreaterThan(0);
+    expect(figures.ingestEventsPerSecond).toBeGreaterThan(0);
+    expect(lines.join("\n")).toMatch(/\| admin analytics 12 months, p50 \/ max of 2 \| .* \| <= 200 ms \|/);
+  }, 180_000);
+
+  it("reads its options from flags before the environment and refuses nonsense", () => {
+    expect(usageScaleOptions([], {})).toMatchObject({ entries: 10_000_000, subjects: 100_000, ingest: 20_000, reconcile: false });
+    expect(usageScaleOptions(["--entries", "1_000"], { BENCH_USAGE_ENTRIES: "5", BENCH_USAGE_RECONCILE: "1" })).toMatchObject({ entries: 1_000, subjects: 1_000, reconcile: true });
+    expect(() => usageScaleOptions(["--entries", "many"], {})).toThrow(/--entries must be a positive integer/);
+  });
+});
