@@ -163,7 +163,7 @@ describe("Tally end to end (npm start, driven over HTTP)", () => {
       const stats = response.body?.stats;
       return stats?.total_generations === completed.length && stats.total_failed === 1 && stats.total_downloaded === downloads ? response.body : undefined;
     }, 30_000, 250);
-    expect(me.stats).toEqual({
+    expect(me.stats).toMatchObject({
       total_generations: completed.length,
       total_failed: 1,
       total_cost_micros: costMicros,
@@ -350,7 +350,12 @@ describe("Tally end to end (npm start, driven over HTTP)", () => {
     }, 30_000, 250);
     expect(summary.plan).toBe("free");
     expect(summary.period).toMatchObject({ generations: 4, failed: 1, credits: 4, cost_micros: sum("cost_micros"), processing_time_ms: sum("processing_time_ms"), output_bytes: outputBytes });
-    expect(summary.lifetime).toEqual({ total_generations: 4, total_failed: 1, total_cost_micros: sum("cost_micros"), total_credits_spent: 4, total_downloaded: 4 });
+    expect(summary.lifetime).toMatchObject({
+      total_generations: 4, total_failed: 1, total_cost_micros: sum("cost_micros"), total_credits_spent: 4, total_downloaded: 4, total_created: 5, total_cancelled: 0, running: 0,
+      total_output_bytes: outputBytes, average_output_bytes: Math.floor(outputBytes / 4), total_processing_time_ms: sum("processing_time_ms"),
+      average_processing_time_ms: Math.floor(sum("processing_time_ms") / 4), success_rate: 0.8, by_input_type: { text: { completed: 4, failed: 1 } },
+    });
+    expect(Date.parse(summary.lifetime.first_activity_at)).toBeLessThanOrEqual(Date.parse(summary.lifetime.last_activity_at));
     expect(new Set(summary.recent.map((e: any) => e.generation_id))).toEqual(new Set(ended.map((g) => g.id)));
     expect(limitNamed(summary, "generations_per_period")).toMatchObject({ used: 4, reserved: 0 });
     report.push(`summary: period ${JSON.stringify(summary.period)}`);
@@ -385,6 +390,16 @@ describe("Tally end to end (npm start, driven over HTTP)", () => {
       by_input_type: { text: { completed: 4, failed: 1 } }, plans: ["free"], plan_changed: false,
     });
     report.push(`analytics: ${JSON.stringify(analytics.body.months[0])}`);
+
+    // A job cancelled while it runs counts as created and cancelled, never as a generation.
+    const slow = await call("POST", "/v1/generations", { token, body: { input_type: "text", prompt: "a harbour that takes long [fault:slow_ms=60000]" } });
+    expect((await call("POST", `/v1/generations/${slow.body.id}/cancel`, { token })).status).toBe(200);
+    const afterCancel = await eventually(async () => {
+      const stats = (await call("GET", "/v1/me", { token })).body?.stats;
+      return stats?.total_cancelled === 1 && stats.running === 0 ? stats : undefined;
+    }, 30_000, 250);
+    expect(afterCancel).toMatchObject({ total_created: 6, total_generations: 4, total_failed: 1, total_cancelled: 1 });
+    report.push(`a cancelled job: ${JSON.stringify({ created: afterCancel.total_created, cancelled: afterCancel.total_cancelled })}`);
 
     // The platform's figures grew by exactly Dave's jobs; a user may not read them.
     const after = await platform();

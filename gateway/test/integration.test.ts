@@ -189,7 +189,9 @@ describe("gateway against the real services", () => {
       return stats.total_generations === 1 && stats.total_failed === 1 && stats.total_downloaded === 2 ? response.body : undefined;
     }, 20_000, 100);
     expect(me).toMatchObject({ id: alice.id, email: `alice-${suffix}@example.com`, role: "user", plan: expect.any(String), last_login: null });
-    expect(me.stats).toEqual({ total_generations: 1, total_failed: 1, total_cost_micros: completed.cost_micros, total_credits_spent: 1, total_downloaded: 2 });
+    expect(me.stats).toMatchObject({
+      total_generations: 1, total_failed: 1, total_cost_micros: completed.cost_micros, total_credits_spent: 1, total_downloaded: 2, total_created: 2, total_cancelled: 0, running: 0, success_rate: 0.5,
+    });
 
     // This month's analytics count the same two generations (written with their usage log entries).
     const analytics = await call("GET", "/v1/usage/analytics", { token: alice.token });

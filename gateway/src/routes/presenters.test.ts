@@ -117,6 +117,10 @@ describe("account presenters", () => {
   });
 
   it("gives zeros for a user without usage", () => {
-    expect(presentStats(undefined)).toEqual({ total_generations: 0, total_failed: 0, total_cost_micros: 0, total_credits_spent: 0, total_downloaded: 0 });
+    expect(presentStats(undefined)).toEqual({
+      total_generations: 0, total_failed: 0, total_cost_micros: 0, total_credits_spent: 0, total_downloaded: 0, total_created: 0, total_cancelled: 0, running: 0,
+      total_output_bytes: 0, average_output_bytes: 0, total_processing_time_ms: 0, average_processing_time_ms: 0, success_rate: null,
+      by_input_type: {}, by_provider: {}, first_activity_at: null, last_activity_at: null,
+    });
   });
 });

@@ -104,16 +104,48 @@ export interface StatsJson {
   total_cost_micros: number;
   total_credits_spent: number;
   total_downloaded: number;
+  total_created: number;
+  total_cancelled: number;
+  running: number;
+  total_output_bytes: number;
+  average_output_bytes: number;
+  total_processing_time_ms: number;
+  average_processing_time_ms: number;
+  success_rate: number | null;
+  by_input_type: Record<string, { completed: number; failed: number }>;
+  by_provider: Record<string, { completed: number; failed: number }>;
+  first_activity_at: string | null;
+  last_activity_at: string | null;
 }
 
-/** Lifetime stats; a user without usage has zeros (the usage service says so too). */
+/** `total / count` rounded down, 0 when `count` is 0. */
+const averageOf = (total: bigint | undefined, count: bigint | undefined): number => (count ? toJsonInteger((total ?? 0n) / count) : 0);
+
+/**
+ * Lifetime stats; a user without usage has zeros (the usage service says so too). Averages are
+ * per completed generation, rounded down; `success_rate` = completed / (completed + failed),
+ * null before any generation has ended.
+ */
 export function presentStats(stats: usage.UserStats | undefined): StatsJson {
+  const [completed, failed] = [stats?.totalGenerations ?? 0n, stats?.totalFailed ?? 0n];
   return {
     total_generations: toJsonInteger(stats?.totalGenerations),
     total_failed: toJsonInteger(stats?.totalFailed),
     total_cost_micros: toJsonInteger(stats?.totalCostMicros),
     total_credits_spent: toJsonInteger(stats?.totalCreditsSpent),
     total_downloaded: toJsonInteger(stats?.totalDownloaded),
+    total_created: toJsonInteger(stats?.totalCreated),
+    total_cancelled: toJsonInteger(stats?.totalCancelled),
+    running: toJsonInteger(stats?.running),
+    total_output_bytes: toJsonInteger(stats?.totalOutputBytes),
+    average_output_bytes: averageOf(stats?.totalOutputBytes, completed),
+    total_processing_time_ms: toJsonInteger(stats?.totalProcessingTimeMs),
+    average_processing_time_ms: averageOf(stats?.totalProcessingTimeMs, completed),
+    success_rate: completed + failed === 0n ? null : Number(completed) / Number(completed + failed),
+    by_input_type: presentOutcomeCounts(stats?.byInputType ?? {}),
+    by_provider: presentOutcomeCounts(stats?.byProvider ?? {}),
+    first_activity_at: toTimestamp(stats?.firstActivityAt),
+    last_activity_at: toTimestamp(stats?.lastActivityAt),
   };
 }
 

@@ -178,6 +178,18 @@ export const lifetimeStatsSchema = z.object({
   total_cost_micros: z.number().int(),
   total_credits_spent: z.number().int(),
   total_downloaded: z.number().int().describe("download requests of the user's outputs (GET /v1/generations/{id}/output); not billable"),
+  total_created: z.number().int().describe("generations accepted: completed + failed + cancelled + running"),
+  total_cancelled: z.number().int(),
+  running: z.number().int().describe("generations pending or processing now"),
+  total_output_bytes: z.number().int().describe("of completed generations"),
+  average_output_bytes: z.number().int().describe("per completed generation, rounded down (0 when none)"),
+  total_processing_time_ms: z.number().int().describe("of completed generations"),
+  average_processing_time_ms: z.number().int().describe("per completed generation, rounded down (0 when none)"),
+  success_rate: z.number().nullable().describe("completed / (completed + failed), 0..1; null before the first one ends"),
+  by_input_type: outcomeCounts,
+  by_provider: outcomeCounts,
+  first_activity_at: nullableTimestamp,
+  last_activity_at: nullableTimestamp,
 });
 
 /** The current billing period with the totals of its usage log entries (GET /v1/usage/summary). */

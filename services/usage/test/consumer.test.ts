@@ -46,6 +46,7 @@ describe("usage service consuming generation events", () => {
     ]);
 
     const { stats } = await client.getUserStats(userId);
+    // The stored row, and what the facts add: the completion's output and processing time, the breakdowns, the first activity.
     expect(stats).toEqual({
       userId,
       totalGenerations: 1n,
@@ -54,6 +55,14 @@ describe("usage service consuming generation events", () => {
       totalCreditsSpent: 7n,
       lastActivityAt: new Date("2026-11-20T09:00:00.000Z"),
       totalDownloaded: 0n,
+      totalCreated: 2n,
+      totalCancelled: 0n,
+      running: 0n,
+      totalOutputBytes: done.outputBytes,
+      totalProcessingTimeMs: done.processingTimeMs,
+      byInputType: done.inputType === failure.inputType ? { [done.inputType]: { completed: 1n, failed: 1n } } : { [done.inputType]: { completed: 1n, failed: 0n }, [failure.inputType]: { completed: 0n, failed: 1n } },
+      byProvider: { [done.provider]: { completed: 1n, failed: 1n } },
+      firstActivityAt: new Date("2026-11-20T08:00:00.000Z"),
     });
     expect(await reconcileUserStats(service.orm, userId)).toEqual([]);
   });
@@ -133,7 +142,7 @@ describe("usage service consuming generation events", () => {
   it("answers zeros for a user with no usage and validation for a malformed id", async () => {
     const userId = newId();
     const { stats } = await client.getUserStats(userId);
-    expect(stats).toEqual({ userId, totalGenerations: 0n, totalFailed: 0n, totalCostMicros: 0n, totalCreditsSpent: 0n, lastActivityAt: undefined, totalDownloaded: 0n });
+    expect(stats).toMatchObject({ userId, totalGenerations: 0n, totalFailed: 0n, totalCostMicros: 0n, totalCreditsSpent: 0n, lastActivityAt: undefined, totalDownloaded: 0n, totalCreated: 0n, totalCancelled: 0n, running: 0n });
     await expect(client.getUserStats("nope")).rejects.toMatchObject({ reason: "validation" });
   });
 

@@ -322,6 +322,11 @@ describe("usage limits: reservations against plan limits", () => {
     expect(inbox).toEqual([{ subject: `${bed.config.NATS_SUBJECT_PREFIX}.generation.cancelled` }]);
     const letters = await sql<{ count: number }>("SELECT count(*)::int AS count FROM dead_letters WHERE subject LIKE '%.generation.cancelled'");
     expect(letters[0]!.count).toBe(0);
+    // The cancellation is in the cancellation log once (the duplicate found the inbox), and the lifetime stats count it.
+    const cancellations = await sql<{ generation_id: string }>("SELECT generation_id FROM cancellation_log WHERE user_id = ?", [userId]);
+    expect(cancellations).toEqual([{ generation_id: cancelled }]);
+    const { stats } = await client.getUserStats(userId);
+    expect(stats).toMatchObject({ totalGenerations: 0n, totalFailed: 1n, totalCancelled: 1n, running: 0n, totalCreated: 2n });
     expect(await reconcile(userId)).toEqual([]);
   });
 

@@ -1,6 +1,6 @@
 import { toBigInt, type Sql } from "@tally/platform";
 import type { MonthlyAnalyticsStore } from "../domain/ports";
-import type { MonthlyAnalytics, MonthlyAnalyticsDifference, OutcomeCounts } from "../domain/types";
+import type { LifetimeDetail, MonthlyAnalytics, MonthlyAnalyticsDifference, OutcomeCounts } from "../domain/types";
 
 /*
  * Monthly analytics on `monthly_analytics` (Migration20261126000001). What an entry adds is the
@@ -58,6 +58,30 @@ export class SqlMonthlyAnalyticsStore implements MonthlyAnalyticsStore {
       stored: row.stored ? fromJson(row.stored) : null,
       expected: row.expected ? fromJson(row.expected) : null,
     }));
+  }
+
+  async lifetime(subjectId: string): Promise<LifetimeDetail> {
+    const row = await this.sql.one<{
+      output_bytes: string; processing_ms: string; by_input_type: AnalyticsRow["by_input_type"]; by_provider: AnalyticsRow["by_provider"];
+      cancelled: string; running: string; first_activity_at: Date | null;
+    }>(
+      `SELECT coalesce(sum(m.output_bytes), 0) AS output_bytes, coalesce(sum(m.processing_ms), 0) AS processing_ms,
+              usage_counts_sum(m.by_input_type) AS by_input_type, usage_counts_sum(m.by_provider) AS by_provider,
+              (SELECT count(*) FROM cancellation_log WHERE user_id = ?::uuid) AS cancelled,
+              (SELECT count(*) FROM quota_reservations WHERE subject_id = ?::uuid AND status = 'active') AS running,
+              (SELECT min(occurred_at) FROM usage_log WHERE user_id = ?::uuid) AS first_activity_at
+         FROM monthly_analytics m WHERE m.subject_id = ?::uuid`,
+      [subjectId, subjectId, subjectId, subjectId],
+    );
+    return {
+      cancelled: toBigInt(row?.cancelled ?? "0"),
+      running: toBigInt(row?.running ?? "0"),
+      outputBytes: toBigInt(row?.output_bytes ?? "0"),
+      processingMs: toBigInt(row?.processing_ms ?? "0"),
+      byInputType: counts(row?.by_input_type ?? {}),
+      byProvider: counts(row?.by_provider ?? {}),
+      firstActivityAt: row?.first_activity_at ? new Date(row.first_activity_at) : null,
+    };
   }
 
   async months(subjectId: string, from: string, to: string): Promise<MonthlyAnalytics[]> {

@@ -75,6 +75,13 @@ export class SqlUsageLogStore implements UsageLogStore {
     );
   }
 
+  async appendCancellation(cancellation: { eventId: string; userId: string; generationId: string; occurredAt: Date }): Promise<void> {
+    await this.sql.query(
+      "INSERT INTO cancellation_log (event_id, user_id, generation_id, occurred_at) VALUES (?, ?, ?, ?::timestamptz)",
+      [cancellation.eventId, cancellation.userId, cancellation.generationId, cancellation.occurredAt],
+    );
+  }
+
   async totals(userId: string, window: Window): Promise<UsageTotals> {
     const row = await this.sql.one<Record<"generations" | "failed" | "credits" | "cost_micros" | "processing_ms" | "output_bytes", string>>(
       `SELECT count(*) FILTER (WHERE outcome = 'completed') AS generations, count(*) FILTER (WHERE outcome = 'failed') AS failed,

@@ -2,6 +2,7 @@ import type { LimitName, OutboxStore, UnitOfWork } from "@tally/platform";
 import type { UsageLogCursor } from "./usage-log-cursor";
 import type {
   CounterDifference,
+  LifetimeDetail,
   DerivedTablesRebuild,
   DayCounters,
   DayDelta,
@@ -53,6 +54,8 @@ export interface UsageLogStore {
   append(id: string, draft: UsageLogEntryDraft, snapshot: SubjectSnapshot): Promise<UsageLogEntry>;
   /** Appends one download to the download log (immutable like the usage log, INV-8; not billable, no limit counts it). */
   appendDownload(download: DownloadDraft): Promise<void>;
+  /** Appends one cancellation to the immutable cancellation log (its event id is the key; the inbox makes it once). */
+  appendCancellation(cancellation: { eventId: string; userId: string; generationId: string; occurredAt: Date }): Promise<void>;
   /** Up to `limit` of a user's entries, newest first (occurred_at, then id), after `after` and at or after `since` when given. */
   page(userId: string, limit: number, after: UsageLogCursor | null, since?: Date | null): Promise<PagedUsageLogEntry[]>;
 }
@@ -201,6 +204,8 @@ export interface MonthlyAnalyticsStore {
   differences(subjectId?: string): Promise<MonthlyAnalyticsDifference[]>;
   /** The subject's months from `from` to `to` (`YYYY-MM`, inclusive), newest first; months without usage are absent. */
   months(subjectId: string, from: string, to: string): Promise<MonthlyAnalytics[]>;
+  /** The subject's lifetime beyond its stats row (LifetimeDetail), in one statement (one snapshot). */
+  lifetime(subjectId: string): Promise<LifetimeDetail>;
 }
 
 /** The platform rollups (per UTC day; each subject's active days), derived from the usage log (INV-6). */

@@ -90,6 +90,25 @@ export interface UserStats {
   totalDownloaded: bigint;
 }
 
+/**
+ * What a user's lifetime stats add to the stored row, read from facts in one snapshot: the
+ * month rows summed (output bytes, processing time and the breakdowns of completed and failed
+ * generations), the cancellation log, the active reservations and the first usage log entry.
+ */
+export interface LifetimeDetail {
+  cancelled: bigint;
+  running: bigint;
+  outputBytes: bigint;
+  processingMs: bigint;
+  byInputType: Record<string, OutcomeCounts>;
+  byProvider: Record<string, OutcomeCounts>;
+  /** Null when the user has no usage log entry. */
+  firstActivityAt: Date | null;
+}
+
+/** A user's lifetime stats as GetUserStats answers them. */
+export type LifetimeStats = UserStats & LifetimeDetail & { created: bigint };
+
 /** One download of a generation's output, as the `generation.downloaded` event tells it. */
 export interface DownloadDraft {
   /** Lower-case UUID: the inbox key (INV-5) and the key of the download log row. */

@@ -1,11 +1,11 @@
 import { usage } from "@tally/contracts";
 import type { RawSubject } from "../domain/inputs";
 import type { UsageReconciliation } from "../domain/reconciliation";
-import type { LimitsReport, MonthlyAnalytics, OutcomeCounts, PlatformAnalytics, Reservation, ReservationStatus, UsageLogEntry, UsageLogPage, UserStats } from "../domain/types";
+import type { LifetimeStats, LimitsReport, MonthlyAnalytics, OutcomeCounts, PlatformAnalytics, Reservation, ReservationStatus, UsageLogEntry, UsageLogPage, UserStats } from "../domain/types";
 
 /** Proto ⇄ domain for the UsageService: requests to plain values, answers to messages. Absent values become proto defaults ("" or unset). */
 
-export function toUserStatsMessage(stats: UserStats): usage.UserStats {
+export function toUserStatsMessage(stats: LifetimeStats): usage.UserStats {
   return {
     userId: stats.userId,
     totalGenerations: stats.totalGenerations,
@@ -14,6 +14,14 @@ export function toUserStatsMessage(stats: UserStats): usage.UserStats {
     totalCreditsSpent: stats.totalCreditsSpent,
     lastActivityAt: stats.lastActivityAt ?? undefined,
     totalDownloaded: stats.totalDownloaded,
+    totalCreated: stats.created,
+    totalCancelled: stats.cancelled,
+    running: stats.running,
+    totalOutputBytes: stats.outputBytes,
+    totalProcessingTimeMs: stats.processingMs,
+    byInputType: stats.byInputType,
+    byProvider: stats.byProvider,
+    firstActivityAt: stats.firstActivityAt ?? undefined,
   };
 }
 

@@ -1,7 +1,7 @@
 import { DomainError, requireUuidField, sqlStateOf } from "@tally/platform";
 import type { GetUserStatsInput } from "../domain/inputs";
 import type { UsageUnitOfWork } from "../domain/ports";
-import type { Clock, CounterDifference, DerivedTablesRebuild, MonthlyAnalytics, PlatformAnalytics, MonthlyAnalyticsDifference, RollupDifference, StatsDifference, UserStats } from "../domain/types";
+import type { Clock, CounterDifference, DerivedTablesRebuild, LifetimeStats, MonthlyAnalytics, PlatformAnalytics, MonthlyAnalyticsDifference, RollupDifference, StatsDifference, UserStats } from "../domain/types";
 import { emptyMonth, lastMonths, MONTHS_MAX } from "../domain/monthly-analytics";
 import { emptyUserStats, statsDifferences } from "../domain/usage-log";
 import { usageReconciliation, type UsageReconciliation } from "../domain/reconciliation";
@@ -19,9 +19,18 @@ export class StatsService {
     private readonly clock: Clock = () => new Date(),
   ) {}
 
-  /** A user's lifetime stats; a user with no usage yet has zeros, not an error. */
-  get(input: GetUserStatsInput): Promise<UserStats> {
-    return this.uow.withoutTransaction(async (stores) => (await stores.userStats.find(input.userId)) ?? emptyUserStats(input.userId));
+  /**
+   * A user's lifetime stats: the stored row (INV-6) with what the facts add (LifetimeDetail:
+   * cancelled, running, output bytes, processing time, breakdowns by input type and provider,
+   * first activity); created = completed + failed + cancelled + running. A user with no usage
+   * yet has zeros, not an error.
+   */
+  get(input: GetUserStatsInput): Promise<LifetimeStats> {
+    return this.uow.withoutTransaction(async (stores) => {
+      const [stored, detail] = await Promise.all([stores.userStats.find(input.userId), stores.monthlyAnalytics.lifetime(input.userId)]);
+      const stats = stored ?? emptyUserStats(input.userId);
+      return { ...stats, ...detail, created: stats.totalGenerations + stats.totalFailed + detail.cancelled + detail.running };
+    });
   }
 
   /**

@@ -58,14 +58,16 @@ export class UsageLogService {
 
   /**
    * Records a `GenerationCancelled` event: its id goes into the inbox and the generation's
-   * reservation, if still active, is released, in one transaction. Nothing goes into the usage
-   * log (a cancelled job is neither a completion nor a failure) or the stats. Answers
+   * reservation, if still active, is released, and the cancellation is appended to the
+   * cancellation log (lifetime stats count it), in one transaction. Nothing goes into the usage
+   * log (a cancelled job is neither a completion nor a failure) or the stats row. Answers
    * `duplicate` for an event id already in the inbox; a cancellation with no reservation does
    * nothing else. Errors: database errors propagate.
    */
   recordCancellation(subject: string, event: GenerationCancellation): Promise<"recorded" | "duplicate"> {
     return this.uow.inTransaction(async (stores) => {
       if (!(await stores.inbox.claim(event.eventId, subject))) return "duplicate";
+      await stores.usageLog.appendCancellation(event);
       const reservation = await stores.reservations.find(event.generationId);
       if (!reservation) return "recorded";
       await lockEventSubjects(stores, event.userId, false, reservation);

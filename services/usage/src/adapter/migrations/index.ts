@@ -8,6 +8,7 @@ import { Migration20261126000001 } from "./Migration20261126000001";
 import { Migration20261127000001 } from "./Migration20261127000001";
 import { Migration20261129000001 } from "./Migration20261129000001";
 import { Migration20261130000001 } from "./Migration20261130000001";
+import { Migration20261201000001 } from "./Migration20261201000001";
 
 /** The usage service's migrations, in order. */
 export const usageMigrations: MigrationEntry[] = [
@@ -20,4 +21,5 @@ export const usageMigrations: MigrationEntry[] = [
   { name: "Migration20261127000001", class: Migration20261127000001 },
   { name: "Migration20261129000001", class: Migration20261129000001 },
   { name: "Migration20261130000001", class: Migration20261130000001 },
+  { name: "Migration20261201000001", class: Migration20261201000001 },
 ];

@@ -202,6 +202,30 @@ export interface UserStats {
     | undefined;
   /** Download requests of the user's outputs (not billable; not counted in last_activity_at). */
   totalDownloaded: bigint;
+  /** Generations accepted: completed + failed + cancelled + running. */
+  totalCreated: bigint;
+  /** Generations cancelled (counted from the cancellation log). */
+  totalCancelled: bigint;
+  /** Generations running now (an active quota reservation). */
+  running: bigint;
+  /** Output bytes and processing time of completed generations. */
+  totalOutputBytes: bigint;
+  totalProcessingTimeMs: bigint;
+  /** Completed and failed generations by input type and by provider. */
+  byInputType: { [key: string]: OutcomeCounts };
+  byProvider: { [key: string]: OutcomeCounts };
+  /** The earliest usage log entry; unset when the user has no usage yet. */
+  firstActivityAt?: Date | undefined;
+}
+
+export interface UserStats_ByInputTypeEntry {
+  key: string;
+  value?: OutcomeCounts | undefined;
+}
+
+export interface UserStats_ByProviderEntry {
+  key: string;
+  value?: OutcomeCounts | undefined;
 }
 
 /** An immutable fact that a generation completed (billable) or failed (not billable). */
@@ -959,6 +983,14 @@ function createBaseUserStats(): UserStats {
     totalCreditsSpent: 0n,
     lastActivityAt: undefined,
     totalDownloaded: 0n,
+    totalCreated: 0n,
+    totalCancelled: 0n,
+    running: 0n,
+    totalOutputBytes: 0n,
+    totalProcessingTimeMs: 0n,
+    byInputType: {},
+    byProvider: {},
+    firstActivityAt: undefined,
   };
 }
 
@@ -999,6 +1031,45 @@ export const UserStats: MessageFns<UserStats> = {
         throw new globalThis.Error("value provided for field message.totalDownloaded of type int64 too large");
       }
       writer.uint32(56).int64(message.totalDownloaded);
+    }
+    if (message.totalCreated !== 0n) {
+      if (BigInt.asIntN(64, message.totalCreated) !== message.totalCreated) {
+        throw new globalThis.Error("value provided for field message.totalCreated of type int64 too large");
+      }
+      writer.uint32(64).int64(message.totalCreated);
+    }
+    if (message.totalCancelled !== 0n) {
+      if (BigInt.asIntN(64, message.totalCancelled) !== message.totalCancelled) {
+        throw new globalThis.Error("value provided for field message.totalCancelled of type int64 too large");
+      }
+      writer.uint32(72).int64(message.totalCancelled);
+    }
+    if (message.running !== 0n) {
+      if (BigInt.asIntN(64, message.running) !== message.running) {
+        throw new globalThis.Error("value provided for field message.running of type int64 too large");
+      }
+      writer.uint32(80).int64(message.running);
+    }
+    if (message.totalOutputBytes !== 0n) {
+      if (BigInt.asIntN(64, message.totalOutputBytes) !== message.totalOutputBytes) {
+        throw new globalThis.Error("value provided for field message.totalOutputBytes of type int64 too large");
+      }
+      writer.uint32(88).int64(message.totalOutputBytes);
+    }
+    if (message.totalProcessingTimeMs !== 0n) {
+      if (BigInt.asIntN(64, message.totalProcessingTimeMs) !== message.totalProcessingTimeMs) {
+        throw new globalThis.Error("value provided for field message.totalProcessingTimeMs of type int64 too large");
+      }
+      writer.uint32(96).int64(message.totalProcessingTimeMs);
+    }
+    globalThis.Object.entries(message.byInputType).forEach(([key, value]: [string, OutcomeCounts]) => {
+      UserStats_ByInputTypeEntry.encode({ key: key as any, value }, writer.uint32(106).fork()).join();
+    });
+    globalThis.Object.entries(message.byProvider).forEach(([key, value]: [string, OutcomeCounts]) => {
+      UserStats_ByProviderEntry.encode({ key: key as any, value }, writer.uint32(114).fork()).join();
+    });
+    if (message.firstActivityAt !== undefined) {
+      Timestamp.encode(toTimestamp(message.firstActivityAt), writer.uint32(122).fork()).join();
     }
     return writer;
   },
@@ -1072,6 +1143,76 @@ export const UserStats: MessageFns<UserStats> = {
             message.totalDownloaded = reader.int64() as bigint;
             continue;
           }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.totalCreated = reader.int64() as bigint;
+            continue;
+          }
+          case 9: {
+            if (tag !== 72) {
+              break;
+            }
+
+            message.totalCancelled = reader.int64() as bigint;
+            continue;
+          }
+          case 10: {
+            if (tag !== 80) {
+              break;
+            }
+
+            message.running = reader.int64() as bigint;
+            continue;
+          }
+          case 11: {
+            if (tag !== 88) {
+              break;
+            }
+
+            message.totalOutputBytes = reader.int64() as bigint;
+            continue;
+          }
+          case 12: {
+            if (tag !== 96) {
+              break;
+            }
+
+            message.totalProcessingTimeMs = reader.int64() as bigint;
+            continue;
+          }
+          case 13: {
+            if (tag !== 106) {
+              break;
+            }
+
+            const entry13 = UserStats_ByInputTypeEntry.decode(reader, reader.uint32());
+            if (entry13.value !== undefined) {
+              message.byInputType[entry13.key] = entry13.value;
+            }
+            continue;
+          }
+          case 14: {
+            if (tag !== 114) {
+              break;
+            }
+
+            const entry14 = UserStats_ByProviderEntry.decode(reader, reader.uint32());
+            if (entry14.value !== undefined) {
+              message.byProvider[entry14.key] = entry14.value;
+            }
+            continue;
+          }
+          case 15: {
+            if (tag !== 122) {
+              break;
+            }
+
+            message.firstActivityAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1121,6 +1262,86 @@ export const UserStats: MessageFns<UserStats> = {
         : isSet(object.total_downloaded)
         ? BigInt(object.total_downloaded)
         : 0n,
+      totalCreated: isSet(object.totalCreated)
+        ? BigInt(object.totalCreated)
+        : isSet(object.total_created)
+        ? BigInt(object.total_created)
+        : 0n,
+      totalCancelled: isSet(object.totalCancelled)
+        ? BigInt(object.totalCancelled)
+        : isSet(object.total_cancelled)
+        ? BigInt(object.total_cancelled)
+        : 0n,
+      running: isSet(object.running) ? BigInt(object.running) : 0n,
+      totalOutputBytes: isSet(object.totalOutputBytes)
+        ? BigInt(object.totalOutputBytes)
+        : isSet(object.total_output_bytes)
+        ? BigInt(object.total_output_bytes)
+        : 0n,
+      totalProcessingTimeMs: isSet(object.totalProcessingTimeMs)
+        ? BigInt(object.totalProcessingTimeMs)
+        : isSet(object.total_processing_time_ms)
+        ? BigInt(object.total_processing_time_ms)
+        : 0n,
+      byInputType: isObject(object.byInputType)
+        ? (globalThis.Object.entries(object.byInputType) as [string, any][]).reduce(
+          (acc: { [key: string]: OutcomeCounts }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: OutcomeCounts.fromJSON(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : isObject(object.by_input_type)
+        ? (globalThis.Object.entries(object.by_input_type) as [string, any][]).reduce(
+          (acc: { [key: string]: OutcomeCounts }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: OutcomeCounts.fromJSON(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
+      byProvider: isObject(object.byProvider)
+        ? (globalThis.Object.entries(object.byProvider) as [string, any][]).reduce(
+          (acc: { [key: string]: OutcomeCounts }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: OutcomeCounts.fromJSON(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : isObject(object.by_provider)
+        ? (globalThis.Object.entries(object.by_provider) as [string, any][]).reduce(
+          (acc: { [key: string]: OutcomeCounts }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: OutcomeCounts.fromJSON(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
+      firstActivityAt: isSet(object.firstActivityAt)
+        ? fromJsonTimestamp(object.firstActivityAt)
+        : isSet(object.first_activity_at)
+        ? fromJsonTimestamp(object.first_activity_at)
+        : undefined,
     };
   },
 
@@ -1147,6 +1368,42 @@ export const UserStats: MessageFns<UserStats> = {
     if (message.totalDownloaded !== 0n) {
       obj.totalDownloaded = message.totalDownloaded.toString();
     }
+    if (message.totalCreated !== 0n) {
+      obj.totalCreated = message.totalCreated.toString();
+    }
+    if (message.totalCancelled !== 0n) {
+      obj.totalCancelled = message.totalCancelled.toString();
+    }
+    if (message.running !== 0n) {
+      obj.running = message.running.toString();
+    }
+    if (message.totalOutputBytes !== 0n) {
+      obj.totalOutputBytes = message.totalOutputBytes.toString();
+    }
+    if (message.totalProcessingTimeMs !== 0n) {
+      obj.totalProcessingTimeMs = message.totalProcessingTimeMs.toString();
+    }
+    if (message.byInputType) {
+      const entries = globalThis.Object.entries(message.byInputType) as [string, OutcomeCounts][];
+      if (entries.length > 0) {
+        obj.byInputType = {};
+        entries.forEach(([k, v]) => {
+          obj.byInputType[k] = OutcomeCounts.toJSON(v);
+        });
+      }
+    }
+    if (message.byProvider) {
+      const entries = globalThis.Object.entries(message.byProvider) as [string, OutcomeCounts][];
+      if (entries.length > 0) {
+        obj.byProvider = {};
+        entries.forEach(([k, v]) => {
+          obj.byProvider[k] = OutcomeCounts.toJSON(v);
+        });
+      }
+    }
+    if (message.firstActivityAt !== undefined) {
+      obj.firstActivityAt = message.firstActivityAt.toISOString();
+    }
     return obj;
   },
 
@@ -1172,6 +1429,213 @@ export const UserStats: MessageFns<UserStats> = {
     message.totalDownloaded = (object.totalDownloaded !== undefined && object.totalDownloaded !== null)
       ? BigInt(object.totalDownloaded)
       : 0n;
+    message.totalCreated = (object.totalCreated !== undefined && object.totalCreated !== null)
+      ? BigInt(object.totalCreated)
+      : 0n;
+    message.totalCancelled = (object.totalCancelled !== undefined && object.totalCancelled !== null)
+      ? BigInt(object.totalCancelled)
+      : 0n;
+    message.running = (object.running !== undefined && object.running !== null) ? BigInt(object.running) : 0n;
+    message.totalOutputBytes = (object.totalOutputBytes !== undefined && object.totalOutputBytes !== null)
+      ? BigInt(object.totalOutputBytes)
+      : 0n;
+    message.totalProcessingTimeMs =
+      (object.totalProcessingTimeMs !== undefined && object.totalProcessingTimeMs !== null)
+        ? BigInt(object.totalProcessingTimeMs)
+        : 0n;
+    message.byInputType = (globalThis.Object.entries(object.byInputType ?? {}) as [string, OutcomeCounts][]).reduce(
+      (acc: { [key: string]: OutcomeCounts }, [key, value]: [string, OutcomeCounts]) => {
+        if (value !== undefined) {
+          acc[key] = OutcomeCounts.fromPartial(value);
+        }
+        return acc;
+      },
+      {},
+    );
+    message.byProvider = (globalThis.Object.entries(object.byProvider ?? {}) as [string, OutcomeCounts][]).reduce(
+      (acc: { [key: string]: OutcomeCounts }, [key, value]: [string, OutcomeCounts]) => {
+        if (value !== undefined) {
+          acc[key] = OutcomeCounts.fromPartial(value);
+        }
+        return acc;
+      },
+      {},
+    );
+    message.firstActivityAt = object.firstActivityAt ?? undefined;
+    return message;
+  },
+};
+
+function createBaseUserStats_ByInputTypeEntry(): UserStats_ByInputTypeEntry {
+  return { key: "", value: undefined };
+}
+
+export const UserStats_ByInputTypeEntry: MessageFns<UserStats_ByInputTypeEntry> = {
+  encode(message: UserStats_ByInputTypeEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== undefined) {
+      OutcomeCounts.encode(message.value, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): UserStats_ByInputTypeEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseUserStats_ByInputTypeEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = OutcomeCounts.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): UserStats_ByInputTypeEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object.value) ? OutcomeCounts.fromJSON(object.value) : undefined,
+    };
+  },
+
+  toJSON(message: UserStats_ByInputTypeEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== undefined) {
+      obj.value = OutcomeCounts.toJSON(message.value);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<UserStats_ByInputTypeEntry>, I>>(base?: I): UserStats_ByInputTypeEntry {
+    return UserStats_ByInputTypeEntry.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<UserStats_ByInputTypeEntry>, I>>(object: I): UserStats_ByInputTypeEntry {
+    const message = createBaseUserStats_ByInputTypeEntry();
+    message.key = object.key ?? "";
+    message.value = (object.value !== undefined && object.value !== null)
+      ? OutcomeCounts.fromPartial(object.value)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseUserStats_ByProviderEntry(): UserStats_ByProviderEntry {
+  return { key: "", value: undefined };
+}
+
+export const UserStats_ByProviderEntry: MessageFns<UserStats_ByProviderEntry> = {
+  encode(message: UserStats_ByProviderEntry, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== undefined) {
+      OutcomeCounts.encode(message.value, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): UserStats_ByProviderEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseUserStats_ByProviderEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = OutcomeCounts.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): UserStats_ByProviderEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object.value) ? OutcomeCounts.fromJSON(object.value) : undefined,
+    };
+  },
+
+  toJSON(message: UserStats_ByProviderEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== undefined) {
+      obj.value = OutcomeCounts.toJSON(message.value);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<UserStats_ByProviderEntry>, I>>(base?: I): UserStats_ByProviderEntry {
+    return UserStats_ByProviderEntry.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<UserStats_ByProviderEntry>, I>>(object: I): UserStats_ByProviderEntry {
+    const message = createBaseUserStats_ByProviderEntry();
+    message.key = object.key ?? "";
+    message.value = (object.value !== undefined && object.value !== null)
+      ? OutcomeCounts.fromPartial(object.value)
+      : undefined;
     return message;
   },
 };
