@@ -23,6 +23,8 @@ import { usageGrpcService } from "./grpc/handlers";
 import type { Clock } from "./domain/types";
 import { GenerationEventConsumer, type GenerationEventConsumerConfig } from "./runners/generation-event-consumer";
 import { ReservationExpiryRunner } from "./runners/reservation-expiry";
+import { UsageLogPartitionRunner } from "./runners/usage-log-partitions";
+import { UsageLogPartitionService } from "./service/usage-log-partitions";
 import { AdoptionService } from "./service/adoption";
 import { DeadLetterService } from "./service/dead-letters";
 import { QuotaService } from "./service/quota";
@@ -55,6 +57,8 @@ export interface UsageServices {
   deadLetters: DeadLetterService;
   quota: QuotaService;
   adoption: AdoptionService;
+  /** The usage log's monthly partitions (the partition runner's work). */
+  partitions: UsageLogPartitionService;
   plans: PlanCatalog;
 }
 
@@ -80,6 +84,7 @@ export function buildUsageServices(orm: Orm, options: UsageOptions = {}): UsageS
     deadLetters: new DeadLetterService(uow),
     quota,
     adoption: new AdoptionService(uow, clock),
+    partitions: new UsageLogPartitionService(uow, clock),
     plans,
   };
 }
@@ -89,6 +94,7 @@ interface Running {
   services: UsageServices;
   consumer: GenerationEventConsumer;
   expiry: ReservationExpiryRunner;
+  partitions: UsageLogPartitionRunner;
   relay: OutboxRelay;
   grpcServer: RunningGrpcServer;
   nc: NatsConnection;
@@ -208,9 +214,16 @@ async function startRunning(config: UsageConfig, logger: Logger, orm: Orm, servi
     const expiry = new ReservationExpiryRunner(services.quota, { intervalMs: config.RESERVATION_SWEEP_INTERVAL_MS, batchSize: config.RESERVATION_SWEEP_BATCH_SIZE }, logger);
     expiry.start();
     cleanup.unshift(() => expiry.stop());
+    const partitions = new UsageLogPartitionRunner(
+      services.partitions,
+      { intervalMs: config.USAGE_LOG_PARTITION_CHECK_INTERVAL_MS, aheadMonths: config.USAGE_LOG_PARTITIONS_AHEAD_MONTHS },
+      logger,
+    );
+    partitions.start();
+    cleanup.unshift(() => partitions.stop());
     const relay = await startOutboxRelay(config, nc, orm, logger);
     grpcServer.setServing(true);
-    return { services, consumer, expiry, relay, grpcServer, nc, orm };
+    return { services, consumer, expiry, partitions, relay, grpcServer, nc, orm };
   } catch (error) {
     for (const close of cleanup) await close().catch(() => undefined);
     throw error;
@@ -222,6 +235,7 @@ async function stopUsage(running: Running, config: UsageConfig, logger: Logger):
   running.grpcServer.setServing(false);
   await running.consumer.stop();
   await running.expiry.stop();
+  await running.partitions.stop();
   await running.relay.stop();
   await running.grpcServer.shutdown(config.GRPC_SHUTDOWN_TIMEOUT_MS);
   await running.nc.drain();

@@ -8,6 +8,7 @@ import { SqlReservationStore } from "./reservation-store";
 import { SqlSubjectStore } from "./subject-store";
 import { SqlThresholdStore, thresholdCrossedSubject } from "./threshold-store";
 import { SqlUsageCounterStore } from "./usage-counter-store";
+import { SqlUsageLogPartitionStore } from "./usage-log-partition-store";
 import { SqlUsageLogStore } from "./usage-log-store";
 import { SqlUserStatsStore } from "./user-stats-store";
 
@@ -31,6 +32,7 @@ export function createUsageUnitOfWork(orm: Orm, options: { subjectPrefix?: strin
     reservations: new SqlReservationStore(sql),
     adoptions: new SqlAdoptionStore(sql),
     thresholds: new SqlThresholdStore(sql, thresholdSubject),
+    partitions: new SqlUsageLogPartitionStore(sql),
     outbox: new SqlOutboxStore(sql),
   }));
 }
