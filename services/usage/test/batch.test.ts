@@ -90,9 +90,10 @@ describe("batch consumer", () => {
   });
 
   it("creates the usage log's partitions for the current month and the months ahead at start", async () => {
-    const service = await bed.start({ USAGE_LOG_PARTITIONS_AHEAD_MONTHS: 2 });
+    // The migration made the current month and three ahead: the fourth and fifth are the runner's.
+    const service = await bed.start({ USAGE_LOG_PARTITIONS_AHEAD_MONTHS: 5 });
     const now = new Date();
-    const expected = [0, 1, 2].map((k) => {
+    const expected = [0, 1, 2, 3, 4, 5].map((k) => {
       const month = new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth() + k, 1));
       return `usage_log_${month.getUTCFullYear()}_${String(month.getUTCMonth() + 1).padStart(2, "0")}`;
     });

@@ -42,30 +42,35 @@ describe("usage log partitions", () => {
 
   it("converts the log in place: entries kept in their UTC month's partition, derived tables still equal to the log", async () => {
     expect(await sql("SELECT relkind FROM pg_class WHERE relname = 'usage_log'")).toEqual([{ relkind: "p" }]);
-    expect(await services().partitions.list()).toEqual([
+    const partitions = await services().partitions.list();
+    expect(partitions.filter((p) => p.entries > 0n)).toEqual([
       { partition: "usage_log_2026_09", entries: 1n },
       { partition: "usage_log_2026_10", entries: 2n },
-      { partition: "usage_log_default", entries: 0n },
     ]);
+    // The migration also made the current month's (by the database's clock) and the three after it.
+    const current = new Date();
+    const currentName = `usage_log_${current.getUTCFullYear()}_${String(current.getUTCMonth() + 1).padStart(2, "0")}`;
+    expect(partitions.map((p) => p.partition)).toEqual(expect.arrayContaining([currentName, "usage_log_default"]));
     const stats = services().stats;
     expect(await stats.reconcileAnalytics()).toEqual([]);
     expect(await stats.reconcile()).toEqual([]);
   });
 
   it("creates the current month's partition and the months ahead, once", async () => {
+    now = new Date("2040-11-22T10:00:00.000Z");
     const created = await services().partitions.maintain(3);
-    expect(created.map((p) => p.partition)).toEqual(["usage_log_2026_11", "usage_log_2026_12", "usage_log_2027_01", "usage_log_2027_02"]);
+    expect(created.map((p) => p.partition)).toEqual(["usage_log_2040_11", "usage_log_2040_12", "usage_log_2041_01", "usage_log_2041_02"]);
     expect(await services().partitions.maintain(3)).toEqual([]);
     // The bounds are UTC months.
-    const [bound] = await sql<{ bound: string }>("SELECT pg_get_expr(relpartbound, oid) AS bound FROM pg_class WHERE relname = 'usage_log_2026_12'");
-    expect(bound!.bound).toBe("FOR VALUES FROM ('2026-12-01 00:00:00+00') TO ('2027-01-01 00:00:00+00')");
-    const { event } = await record({ occurredAt: new Date("2026-12-31T23:59:59.999Z") });
-    expect(await partitionOf(event.eventId)).toBe("usage_log_2026_12");
+    const [bound] = await sql<{ bound: string }>("SELECT pg_get_expr(relpartbound, oid) AS bound FROM pg_class WHERE relname = 'usage_log_2040_12'");
+    expect(bound!.bound).toBe("FOR VALUES FROM ('2040-12-01 00:00:00+00') TO ('2041-01-01 00:00:00+00')");
+    const { event } = await record({ occurredAt: new Date("2040-12-31T23:59:59.999Z") });
+    expect(await partitionOf(event.eventId)).toBe("usage_log_2040_12");
   });
 
   it("records a late event in the default partition, counts it in its month, and moves it into its own partition", async () => {
     const { event } = await record({ occurredAt: new Date("2026-03-10T08:00:00.000Z"), credits: 9n });
-    const farFuture = await record({ occurredAt: new Date("2031-05-01T00:00:00.000Z") });
+    const farFuture = await record({ occurredAt: new Date("2051-05-01T00:00:00.000Z") });
     expect(await partitionOf(event.eventId)).toBe("usage_log_default");
     expect(await partitionOf(farFuture.event.eventId)).toBe("usage_log_default");
     const months = await services().stats.reconcileAnalytics();
@@ -79,10 +84,10 @@ describe("usage log partitions", () => {
     const created = await services().partitions.maintain(3);
     expect(created).toEqual([
       { partition: "usage_log_2026_03", rowsMoved: 1n },
-      { partition: "usage_log_2031_05", rowsMoved: 1n },
+      { partition: "usage_log_2051_05", rowsMoved: 1n },
     ]);
     expect(await partitionOf(event.eventId)).toBe("usage_log_2026_03");
-    expect(await partitionOf(farFuture.event.eventId)).toBe("usage_log_2031_05");
+    expect(await partitionOf(farFuture.event.eventId)).toBe("usage_log_2051_05");
     expect((await services().partitions.list()).find((p) => p.partition === "usage_log_default")).toEqual({ partition: "usage_log_default", entries: 0n });
     // Moved, not copied: the entry is there once, with its recorded_at, and every derived table still agrees.
     expect(await sql("SELECT count(*)::int AS n FROM usage_log WHERE event_id = ?", [event.eventId])).toEqual([{ n: 1 }]);

@@ -12,7 +12,8 @@ import { Migration } from "@mikro-orm/migrations";
  *   transaction (detach the default, create a fresh one and the months, re-route the old
  *   default's rows through `usage_log`, drop it: no row is ever UPDATEd or DELETEd, INV-8).
  *   `usage_log_maintain_partitions(now, ahead)` ensures the month of `now`, the `ahead` months
- *   after it and every month found in the default partition (the usage-log partition runner).
+ *   after it and every month found in the default partition (the usage-log partition runner;
+ *   this migration runs it once too, with three months ahead).
  * - Keys: a partitioned table's unique keys must include `occurred_at`, so the primary key is
  *   `(id, occurred_at)` and `event_id` is no longer UNIQUE here. One event id still yields at most
  *   one entry: the only writer appends an entry in the transaction that first inserts its event
@@ -128,6 +129,8 @@ SELECT usage_log_ensure_partitions(ARRAY(
   SELECT DISTINCT date_trunc('month', occurred_at AT TIME ZONE 'UTC')::date FROM usage_log_unpartitioned WHERE isfinite(occurred_at)))`);
     this.addSql("INSERT INTO usage_log SELECT * FROM usage_log_unpartitioned");
     this.addSql("DROP TABLE usage_log_unpartitioned");
+    // The current month and the default three ahead, before the runner's first pass.
+    this.addSql("SELECT usage_log_maintain_partitions(now(), 3)");
 
     // Unchanged from Migration20261126000001, over the partitioned table's row type.
     this.addSql(`
