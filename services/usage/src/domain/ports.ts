@@ -39,6 +39,12 @@ export interface InboxStore {
    * Concurrent claims of one id wait on each other until the first commits, so exactly one wins.
    */
   claim(eventId: string, subject: string): Promise<boolean>;
+  /**
+   * `claim` for a batch in one statement (ids inserted in id order): the ids this call recorded,
+   * each once however often it appears in `events`; an id missing from the answer was already
+   * processed.
+   */
+  claimMany(events: readonly { eventId: string; subject: string }[]): Promise<Set<string>>;
 }
 
 /** The usage log: append-only (INV-8), never updated or deleted. */

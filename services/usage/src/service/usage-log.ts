@@ -14,6 +14,10 @@ export type UsageEvent =
   | { kind: "cancellation"; subject: string; cancellation: GenerationCancellation }
   | { kind: "download"; subject: string; download: DownloadDraft };
 
+/** The event id of a batch's event. */
+const eventIdOf = (event: UsageEvent): string =>
+  event.kind === "generation" ? event.draft.eventId : event.kind === "cancellation" ? event.cancellation.eventId : event.download.eventId;
+
 /** What `recordBatch` did with one event: nothing (`duplicate`), or recorded it (`entryId`: the usage log entry appended, if any). */
 export interface UsageEventOutcome {
   duplicate: boolean;
@@ -66,18 +70,19 @@ export class UsageLogService {
    */
   record(subject: string, draft: UsageLogEntryDraft): Promise<RecordOutcome> {
     return this.uow.inTransaction(async (stores) => {
+      if (!(await stores.inbox.claim(draft.eventId, subject))) return { kind: "duplicate", eventId: draft.eventId };
       const appended = new AppendedEntries();
-      const outcome = await this.appendGeneration(stores, subject, draft, appended);
+      const entry = await this.appendGeneration(stores, draft, appended);
       await appended.flush(stores);
-      return outcome;
+      return { kind: "recorded", entry };
     });
   }
 
   /**
    * Records a batch of events (generations, cancellations, downloads) in ONE transaction, each
-   * exactly as `record`, `recordCancellation` and `recordDownload` would, in order: each event id
-   * is claimed in the inbox, so an id already recorded, or met earlier in the same batch, records
-   * nothing and answers `duplicate` (INV-5). The stats and monthly analytics of the appended
+   * exactly as `record`, `recordCancellation` and `recordDownload` would, in order: the event ids
+   * are claimed in the inbox in one statement, so an id already recorded, or met earlier in the
+   * same batch, records nothing and answers `duplicate` (INV-5). The stats and monthly analytics of the appended
    * entries move in one set-based statement each before the commit, so they are never behind the
    * log (INV-6). The completions' subjects are locked first, in id order (INV-9). Answers one
    * outcome per event, in the batch's order, with the appended entry's id (null for a duplicate,
@@ -91,15 +96,19 @@ export class UsageLogService {
       const completing = events.flatMap((e) => (e.kind === "generation" && e.draft.outcome === "completed" ? [e.draft.userId] : []));
       const subjects = [...new Set(completing)];
       if (subjects.length > 1) await stores.subjects.lockOrCreate(subjects);
+      const claimed = await stores.inbox.claimMany(events.map((e) => ({ eventId: eventIdOf(e), subject: e.subject })));
       const appended = new AppendedEntries();
       const outcomes: UsageEventOutcome[] = [];
       for (const event of events) {
-        if (event.kind === "generation") {
-          const outcome = await this.appendGeneration(stores, event.subject, event.draft, appended);
-          outcomes.push(outcome.kind === "recorded" ? { duplicate: false, entryId: outcome.entry.id } : { duplicate: true, entryId: null });
+        // Claimed by this batch, and this is the id's first event in it.
+        if (!claimed.delete(eventIdOf(event))) {
+          outcomes.push({ duplicate: true, entryId: null });
+        } else if (event.kind === "generation") {
+          outcomes.push({ duplicate: false, entryId: (await this.appendGeneration(stores, event.draft, appended)).id });
         } else {
-          const outcome = event.kind === "cancellation" ? await this.cancelIn(stores, event.subject, event.cancellation) : await this.downloadIn(stores, event.subject, event.download);
-          outcomes.push({ duplicate: outcome === "duplicate", entryId: null });
+          if (event.kind === "cancellation") await this.cancelIn(stores, event.cancellation);
+          else await this.downloadIn(stores, event.download);
+          outcomes.push({ duplicate: false, entryId: null });
         }
       }
       await appended.flush(stores);
@@ -107,10 +116,8 @@ export class UsageLogService {
     });
   }
 
-  /** `record`'s work inside the caller's transaction; the stats and analytics move when `appended` is flushed. */
-  private async appendGeneration(stores: UsageStores, subject: string, draft: UsageLogEntryDraft, appended: AppendedEntries): Promise<RecordOutcome> {
-    const first = await stores.inbox.claim(draft.eventId, subject);
-    if (!first) return { kind: "duplicate", eventId: draft.eventId };
+  /** `record`'s work, its event id claimed, inside the caller's transaction; the stats and analytics move when `appended` is flushed. */
+  private async appendGeneration(stores: UsageStores, draft: UsageLogEntryDraft, appended: AppendedEntries): Promise<UsageLogEntry> {
     const completed = draft.outcome === "completed";
     const reservation = await stores.reservations.find(draft.generationId);
     const locked = await lockEventSubjects(stores, draft.userId, completed, reservation);
@@ -125,7 +132,7 @@ export class UsageLogService {
     if (targets) await countUsed(stores, targets, draft);
     if (targets && this.plans) await announceThresholds(stores, this.plans, locked, targets, draft.occurredAt);
     if (reservation) await endReservation(stores, draft.generationId, completed ? "consumed" : "released", this.clock());
-    return { kind: "recorded", entry };
+    return entry;
   }
 
   /**
@@ -136,16 +143,19 @@ export class UsageLogService {
    * nothing else. Errors: database errors propagate.
    */
   recordCancellation(subject: string, event: GenerationCancellation): Promise<"recorded" | "duplicate"> {
-    return this.uow.inTransaction((stores) => this.cancelIn(stores, subject, event));
+    return this.uow.inTransaction(async (stores) => {
+      if (!(await stores.inbox.claim(event.eventId, subject))) return "duplicate";
+      await this.cancelIn(stores, event);
+      return "recorded";
+    });
   }
 
-  private async cancelIn(stores: UsageStores, subject: string, event: GenerationCancellation): Promise<"recorded" | "duplicate"> {
-    if (!(await stores.inbox.claim(event.eventId, subject))) return "duplicate";
+  /** `recordCancellation`'s work, its event id claimed, inside the caller's transaction. */
+  private async cancelIn(stores: UsageStores, event: GenerationCancellation): Promise<void> {
     const reservation = await stores.reservations.find(event.generationId);
-    if (!reservation) return "recorded";
+    if (!reservation) return;
     await lockEventSubjects(stores, event.userId, false, reservation);
     await endReservation(stores, event.generationId, "released", this.clock());
-    return "recorded";
   }
 
   /**
@@ -156,14 +166,17 @@ export class UsageLogService {
    * so each download request counts once (INV-5). Errors: database errors propagate.
    */
   recordDownload(subject: string, download: DownloadDraft): Promise<"recorded" | "duplicate"> {
-    return this.uow.inTransaction((stores) => this.downloadIn(stores, subject, download));
+    return this.uow.inTransaction(async (stores) => {
+      if (!(await stores.inbox.claim(download.eventId, subject))) return "duplicate";
+      await this.downloadIn(stores, download);
+      return "recorded";
+    });
   }
 
-  private async downloadIn(stores: UsageStores, subject: string, download: DownloadDraft): Promise<"recorded" | "duplicate"> {
-    if (!(await stores.inbox.claim(download.eventId, subject))) return "duplicate";
+  /** `recordDownload`'s work, its event id claimed, inside the caller's transaction. */
+  private async downloadIn(stores: UsageStores, download: DownloadDraft): Promise<void> {
     await stores.usageLog.appendDownload(download);
     await stores.userStats.addDownload(download.userId);
-    return "recorded";
   }
 
   /**
