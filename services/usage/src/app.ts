@@ -104,8 +104,8 @@ interface Running {
 /**
  * Starts the usage service: migrates its database, serves `tally.usage.v1.UsageService` over
  * gRPC (with health and reflection) and consumes generation events from JetStream. Reports
- * SERVING once both are up, and runs the reservation-expiry sweeps. Used by `main.ts` and by
- * in-process tests. The plans file is validated first: an invalid one throws PlansConfigError
+ * SERVING once both are up, and runs the reservation-expiry sweeps and the usage-log partition
+ * runner. Used by `main.ts` and by in-process tests. The plans file is validated first: an invalid one throws PlansConfigError
  * naming the bad key before anything is opened. On a failure to start, closes whatever it had
  * opened and rethrows.
  */
@@ -230,7 +230,7 @@ async function startRunning(config: UsageConfig, logger: Logger, orm: Orm, servi
   }
 }
 
-/** Stops in order: not serving, consumer (message in hand finishes), expiry sweeps, gRPC calls, NATS (drain flushes the last acks), database. */
+/** Stops in order: not serving, consumer (chunk in hand finishes), expiry sweeps, partition runner, gRPC calls, NATS (drain flushes the last acks), database. */
 async function stopUsage(running: Running, config: UsageConfig, logger: Logger): Promise<void> {
   running.grpcServer.setServing(false);
   await running.consumer.stop();
