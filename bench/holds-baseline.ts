@@ -57,7 +57,7 @@ async function startSide(label: string, root: string): Promise<Side> {
       requestId: newId(), email: `bench-${newId()}@example.com`, password: "benchmark password", plan: "", role: credits.Role.ROLE_USER, adoptGuestId: "",
     }, { timeoutMs: TIMEOUT_MS });
     await callUnary(client.createGrant.bind(client), {
-      requestId: newId(), accountId: account!.id, kind: credits.GrantKind.GRANT_KIND_PURCHASED, amount: BigInt(OPERATIONS * ROUNDS * 10),
+      requestId: newId(), accountId: account!.id, kind: credits.GrantKind.GRANT_KIND_PURCHASED, amount: BigInt(OPERATIONS * ROUNDS * 10), reference: "",
     }, { timeoutMs: TIMEOUT_MS });
     return account!.id;
   };

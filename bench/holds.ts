@@ -34,7 +34,7 @@ async function main(): Promise<void> {
         requestId: newId(), email: `bench-${newId()}@example.com`, password: "benchmark password", plan: "", role: credits.Role.ROLE_USER, adoptGuestId: "",
       }, { timeoutMs: TIMEOUT_MS });
       await callUnary(client.createGrant.bind(client), {
-        requestId: newId(), accountId: account!.id, kind: credits.GrantKind.GRANT_KIND_PURCHASED, amount: BigInt(OPERATIONS * 10),
+        requestId: newId(), accountId: account!.id, kind: credits.GrantKind.GRANT_KIND_PURCHASED, amount: BigInt(OPERATIONS * 10), reference: "",
       }, { timeoutMs: TIMEOUT_MS });
       return account!.id;
     };

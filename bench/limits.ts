@@ -148,7 +148,7 @@ async function main(): Promise<void> {
         requestId: newId(), email: `bench-${newId()}@example.com`, password: "benchmark password", plan, role: credits.Role.ROLE_USER, adoptGuestId: "",
       }, options);
       await callUnary(creditsClient.createGrant.bind(creditsClient), {
-        requestId: newId(), accountId: account!.id, kind: credits.GrantKind.GRANT_KIND_PURCHASED, amount: BigInt(CALLS * 100),
+        requestId: newId(), accountId: account!.id, kind: credits.GrantKind.GRANT_KIND_PURCHASED, amount: BigInt(CALLS * 100), reference: "",
       }, options);
       return account!;
     };

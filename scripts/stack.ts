@@ -10,7 +10,7 @@
  * `TALLY_DATABASE_PREFIX` (`tally`: databases `<prefix>_credits`, …), `NATS_STREAM`,
  * `NATS_SUBJECT_PREFIX`, `JWT_SECRET` (else one is generated and kept in `.tally/`),
  * `FAULT_INJECTION_ENABLED`, `TALLY_STATE_DIR` (`.tally`), `LOG_LEVEL`, `PLANS_FILE` (the plan
- * catalogue, passed to credits, usage and the gateway; unset = the built-in default plans),
+ * catalogue, passed to credits, usage, generations and the gateway; unset = the built-in default plans),
  * `TALLY_ADMIN_EMAILS` (passed to credits: accounts registered with these emails are admins).
  */
 import { spawn } from "node:child_process";
@@ -119,7 +119,7 @@ async function startService(stack: Stack, ports: StackPorts, name: ServiceName, 
 const sharedEnvironment = (stack: Stack) => ({ NATS_URL: stack.infra.natsUrl, LOG_LEVEL: process.env.LOG_LEVEL ?? "info" });
 
 /**
- * PLANS_FILE, when set, for the parts that read the plan catalogue (credits, usage, gateway):
+ * PLANS_FILE, when set, for the parts that read the plan catalogue (credits, usage, generations, gateway):
  * an absolute path, since the services run from the repository root, not from the caller's
  * directory. All of them must read the same file, or a plan's limits would differ between them.
  */
@@ -176,7 +176,11 @@ async function main(): Promise<void> {
     await startService(stack, ports, "credits", { ...plansEnvironment(), ...adminEnvironment() });
     // Generations calls both credits and usage on every create, so it starts after them.
     await startService(stack, ports, "usage", plansEnvironment());
-    await startService(stack, ports, "generations", { CREDITS_GRPC_ADDRESS: grpcAddress(ports.credits), USAGE_GRPC_ADDRESS: grpcAddress(ports.usage) });
+    await startService(stack, ports, "generations", {
+      CREDITS_GRPC_ADDRESS: grpcAddress(ports.credits),
+      USAGE_GRPC_ADDRESS: grpcAddress(ports.usage),
+      ...plansEnvironment(),
+    });
     await startGateway(stack, ports);
     log("ready; press Ctrl-C to stop");
     watchProcesses(stack);

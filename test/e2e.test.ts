@@ -7,7 +7,8 @@
  * gets 404 → bad input gets 400s; then plans and limits: a guest makes generations up to its
  * daily limit (429), signs up with its guest id and keeps its history, runs into its period
  * limit as a free user (403 with the limit's detail), an admin upgrades it and the next
- * request succeeds → Ctrl-C stops everything cleanly.
+ * request succeeds → a user's summary, history (JSON pages and CSV) and analytics, and the
+ * admin's platform analytics, agree with the jobs it made → Ctrl-C stops everything cleanly.
  */
 import { createLogger, newId, openDatabase, type Orm } from "@tally/platform";
 import { eventually, uniqueSuffix } from "@tally/platform/src/testing";
@@ -313,6 +314,92 @@ describe("Tally end to end (npm start, driven over HTTP)", () => {
 
     // eslint-disable-next-line no-console
     console.log(`plans and limits:\n  ${report.join("\n  ")}`);
+  }, 240_000);
+
+  it("shows a user's usage through summary, history (JSON and CSV) and analytics, and the platform's through admin analytics", async () => {
+    const report: string[] = [];
+    const admin = await call("POST", "/v1/auth/login", { body: { email: adminEmail, password: "correct horse battery" } });
+    const adminToken: string = admin.status === 200 ? admin.body.access_token : (await register(adminEmail)).access_token;
+    const platform = async () => {
+      const response = await call("GET", "/v1/admin/usage/analytics", { token: adminToken });
+      expect(response.status).toBe(200);
+      return response.body;
+    };
+    const before = await platform();
+
+    // Dave makes four text generations and one that fails, and downloads every output.
+    const dave = await register(`dave-${suffix}@example.com`);
+    const token = dave.access_token;
+    for (let i = 0; i < 4; i++) expect((await call("POST", "/v1/generations", { token, body: { input_type: "text", prompt: `a harbour at night ${i}` } })).status).toBe(201);
+    expect((await call("POST", "/v1/generations", { token, body: { input_type: "text", prompt: `a harbour that fails ${FAULT_MARKER}` } })).status).toBe(201);
+    const ended = (await allEnded({ token }, 5)).items as any[];
+    const completed = ended.filter((g) => g.status === "completed");
+    expect(completed).toHaveLength(4);
+    const sum = (key: string) => completed.reduce((total, g) => total + g[key], 0);
+    let outputBytes = 0;
+    for (const generation of completed) {
+      const download = await fetch(generation.output_url, { headers: { authorization: `Bearer ${token}` } });
+      outputBytes += (await download.arrayBuffer()).byteLength;
+    }
+
+    // The summary: this period's totals, the lifetime stats and the newest entries, as the jobs were.
+    const summary = await eventually(async () => {
+      const response = await call("GET", "/v1/usage/summary", { token });
+      const lifetime = response.body?.lifetime;
+      return lifetime?.total_generations === 4 && lifetime.total_failed === 1 && lifetime.total_downloaded === 4 ? response.body : undefined;
+    }, 30_000, 250);
+    expect(summary.plan).toBe("free");
+    expect(summary.period).toMatchObject({ generations: 4, failed: 1, credits: 4, cost_micros: sum("cost_micros"), processing_time_ms: sum("processing_time_ms"), output_bytes: outputBytes });
+    expect(summary.lifetime).toEqual({ total_generations: 4, total_failed: 1, total_cost_micros: sum("cost_micros"), total_credits_spent: 4, total_downloaded: 4 });
+    expect(new Set(summary.recent.map((e: any) => e.generation_id))).toEqual(new Set(ended.map((g) => g.id)));
+    expect(limitNamed(summary, "generations_per_period")).toMatchObject({ used: 4, reserved: 0 });
+    report.push(`summary: period ${JSON.stringify(summary.period)}`);
+
+    // The history, page by page (two entries a page), newest first, and the same as CSV.
+    const pages: any[] = [];
+    let cursor: string | null = null;
+    do {
+      const query: string = cursor ? `&cursor=${encodeURIComponent(cursor)}` : "";
+      const page: any = await call("GET", `/v1/usage/history?months=1&limit=2${query}`, { token });
+      expect(page.status).toBe(200);
+      pages.push(...page.body.entries);
+      cursor = page.body.next_cursor;
+    } while (cursor);
+    expect(pages.map((e) => e.generation_id).sort()).toEqual(ended.map((g) => g.id).sort());
+    const times = pages.map((e) => Date.parse(e.occurred_at));
+    expect([...times].sort((a, b) => b - a)).toEqual(times);
+    expect(pages.filter((e) => e.outcome === "completed").reduce((total, e) => total + e.credits, 0)).toBe(4);
+    const csv = await fetch(`${stack.base}/v1/usage/history?months=1`, { headers: { authorization: `Bearer ${token}`, accept: "text/csv" } });
+    expect(csv.headers.get("content-type")).toContain("text/csv");
+    const [header, ...rows] = (await csv.text()).trim().split("\n");
+    const column = header.split(",").indexOf("generation_id");
+    expect(rows.map((row) => row.split(",")[column])).toEqual(pages.map((e) => e.generation_id));
+    report.push(`history: ${pages.length} entries over ${Math.ceil(pages.length / 2)} pages; CSV: ${rows.length} rows`);
+
+    // The analytics: 12 months, this one holding the jobs.
+    const analytics = await call("GET", "/v1/usage/analytics", { token });
+    expect(analytics.body.months).toHaveLength(12);
+    expect(analytics.body.months[0]).toMatchObject({
+      month: new Date().toISOString().slice(0, 7),
+      generations: 4, failed: 1, credits: 4, cost_micros: sum("cost_micros"), processing_time_ms: sum("processing_time_ms"),
+      by_input_type: { text: { completed: 4, failed: 1 } }, plans: ["free"], plan_changed: false,
+    });
+    report.push(`analytics: ${JSON.stringify(analytics.body.months[0])}`);
+
+    // The platform's figures grew by exactly Dave's jobs; a user may not read them.
+    const after = await platform();
+    expect({
+      generations: after.generations - before.generations, failed: after.failed - before.failed, credits: after.credits - before.credits,
+      cost_micros: after.cost_micros - before.cost_micros, unique_users: after.unique_users - before.unique_users,
+    }).toEqual({ generations: 4, failed: 1, credits: 4, cost_micros: sum("cost_micros"), unique_users: 1 });
+    expect((await call<Problem>("GET", "/v1/admin/usage/analytics", { token })).status).toBe(403);
+    // And the books agree: every derived usage table with the log, the credits ledger with the balances.
+    const reconciliation = await call("GET", "/v1/admin/reconciliation", { token: adminToken });
+    expect(reconciliation.body).toMatchObject({ differences: 0, credits: { differences: 0 }, usage: { differences: 0 } });
+    report.push(`admin analytics grew by 4 generations, 1 failure, 4 credits and 1 user (now ${after.generations} generations, ${after.unique_users} users)`);
+
+    // eslint-disable-next-line no-console
+    console.log(`usage routes:\n  ${report.join("\n  ")}`);
   }, 240_000);
 
   it("stops everything cleanly on Ctrl-C (SIGINT)", async () => {

@@ -49,6 +49,10 @@ export async function startStack(plans: string, env: Record<string, string> = {}
       CREDITS_GRPC_PORT: String(await getFreePort()),
       GENERATIONS_GRPC_PORT: String(await getFreePort()),
       USAGE_GRPC_PORT: String(await getFreePort()),
+      // Free ports rather than the defaults (9101..9103), which another stack on this machine may hold.
+      CREDITS_METRICS_PORT: String(await getFreePort()),
+      GENERATIONS_METRICS_PORT: String(await getFreePort()),
+      USAGE_METRICS_PORT: String(await getFreePort()),
       TALLY_DATABASE_PREFIX: databasePrefix,
       TALLY_STATE_DIR: stateDir,
       NATS_STREAM: `E2E_${suffix}`,

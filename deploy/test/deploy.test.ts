@@ -48,7 +48,7 @@ describe("deploy files", () => {
       const plansFile = service.environment?.PLANS_FILE;
       if (plansFile) expect(service.volumes).toContain(`./plans.yaml:${plansFile}:ro`);
     }
-    for (const name of ["credits", "usage", "gateway"]) {
+    for (const name of ["credits", "usage", "generations", "gateway"]) {
       const deployment = parseAllDocuments(read(`deploy/k8s/${name}.yaml`)).map((d) => d.toJS()).find((d) => d.kind === "Deployment");
       const container = deployment.spec.template.spec.containers[0];
       const plansFile = container.env.find((v: { name: string }) => v.name === "PLANS_FILE")?.value;

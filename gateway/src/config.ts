@@ -25,6 +25,8 @@ export const gatewayConfigSchema = z.object({
   ACCESS_TOKEN_TTL_SECONDS: intFromEnv(3600).pipe(z.number().int().positive()),
   /** Deadline of every gRPC call to a downstream service, in milliseconds. */
   DOWNSTREAM_TIMEOUT_MS: intFromEnv(5000).pipe(z.number().int().positive()),
+  /** Deadline of the two Reconcile calls of `GET /v1/admin/reconciliation`, in milliseconds (they read whole tables). */
+  RECONCILIATION_TIMEOUT_MS: intFromEnv(60000).pipe(z.number().int().positive()),
   /** Deadline of each readiness health check, in milliseconds. */
   READINESS_TIMEOUT_MS: intFromEnv(1000).pipe(z.number().int().positive()),
   /** Largest accepted request body, in bytes (413 beyond). */

@@ -34,6 +34,8 @@ interface Fixture {
   /** An account only the admin-delete row deletes. */
   victimId: string;
   generationA: string;
+  /** An unused purchased grant of user A (the void row voids it). */
+  grantA: string;
   unique(): string;
 }
 
@@ -44,6 +46,8 @@ interface Row {
   url(f: Fixture): string;
   /** A valid body, when the route takes one. */
   body?(f: Fixture): object;
+  /** Headers the route needs besides the caller's (e.g. a required Idempotency-Key). */
+  headers?(f: Fixture): Record<string, string>;
   /** Runs before the row's calls (e.g. waits until the callers' jobs have ended). */
   before?(): Promise<void>;
   expected: Statuses;
@@ -71,6 +75,8 @@ const MATRIX: Row[] = [
   { route: "GET /v1/generations/{id}/output", url: (f) => `/v1/generations/${f.generationA}/output`, expected: ownerOnly(200) },
   // A's generation has completed: its owner reaches it and learns it can no longer be cancelled.
   { route: "POST /v1/generations/{id}/cancel", url: (f) => `/v1/generations/${f.generationA}/cancel`, expected: ownerOnly(409) },
+  // A's generation has completed: its owner regenerates it (a paid_regeneration), nobody else finds it.
+  { route: "POST /v1/generations/{id}/retry", url: (f) => `/v1/generations/${f.generationA}/retry`, expected: ownerOnly(201) },
   { route: "POST /v1/generations", url: () => "/v1/generations", body: () => ({ input_type: "text", prompt: "a lighthouse" }), expected: { ...all(201), anonymous: 401 } },
   {
     route: "PUT /v1/admin/accounts/{user_id}/plan",
@@ -90,6 +96,22 @@ const MATRIX: Row[] = [
     expected: usersOnly({ userA: 403, userB: 403, admin: 200 }),
   },
   { route: "GET /v1/admin/usage/analytics", url: () => "/v1/admin/usage/analytics", expected: usersOnly({ userA: 403, userB: 403, admin: 200 }) },
+  { route: "GET /v1/credits/ledger", url: () => "/v1/credits/ledger", expected: usersOnly({ userA: 200, userB: 200, admin: 200 }) },
+  { route: "GET /v1/admin/accounts/{user_id}/ledger", url: (f) => `/v1/admin/accounts/${f.userA.id}/ledger`, expected: usersOnly({ userA: 403, userB: 403, admin: 200 }) },
+  {
+    route: "POST /v1/admin/accounts/{user_id}/grants",
+    url: (f) => `/v1/admin/accounts/${f.userA.id}/grants`,
+    headers: (f) => ({ "idempotency-key": f.unique() }),
+    body: () => ({ kind: "promotional", amount: 3 }),
+    expected: usersOnly({ userA: 403, userB: 403, admin: 201 }),
+  },
+  {
+    route: "POST /v1/admin/accounts/{user_id}/grants/{grant_id}/void",
+    url: (f) => `/v1/admin/accounts/${f.userA.id}/grants/${f.grantA}/void`,
+    body: () => ({ reason: "refunded" }),
+    expected: usersOnly({ userA: 403, userB: 403, admin: 200 }),
+  },
+  { route: "GET /v1/admin/reconciliation", url: () => "/v1/admin/reconciliation", expected: usersOnly({ userA: 403, userB: 403, admin: 200 }) },
   // Deleting accounts comes late: an admin deletes a fourth account; then each caller deletes
   // itself (once its jobs have ended: an account with credits still held cannot be deleted).
   {
@@ -130,8 +152,12 @@ beforeAll(async () => {
     const status = (await gateway.app.inject({ method: "GET", url: `/v1/generations/${generationA}`, headers: headers.userA })).json().status;
     return status === "completed" ? status : undefined;
   }, 30_000, 100);
+  const granted = await gateway.app.inject({
+    method: "POST", url: `/v1/admin/accounts/${userA.id}/grants`, headers: { ...headers.admin, "idempotency-key": `grant-${services.suffix}` }, payload: { kind: "purchased", amount: 5, priority: 9 },
+  });
+  expect(granted.statusCode).toBe(201);
   let counter = 0;
-  fixture = { userA: { id: userA.id, email: userA.email }, victimId: victim.id, generationA, unique: () => `${services.suffix}-${(counter += 1)}` };
+  fixture = { userA: { id: userA.id, email: userA.email }, victimId: victim.id, generationA, grantA: granted.json().grant.id, unique: () => `${services.suffix}-${(counter += 1)}` };
 }, 120_000);
 
 afterAll(async () => {
@@ -166,7 +192,7 @@ describe("the authorization matrix", () => {
       actual[row.route] = {} as Statuses;
       for (const caller of CALLERS) {
         const [method, url] = [row.route.split(" ")[0] as "GET" | "POST" | "PUT" | "DELETE", row.url(fixture)];
-        const answer = await gateway.app.inject({ method, url, headers: headers[caller], ...(row.body ? { payload: row.body(fixture) } : {}) });
+        const answer = await gateway.app.inject({ method, url, headers: { ...headers[caller], ...row.headers?.(fixture) }, ...(row.body ? { payload: row.body(fixture) } : {}) });
         actual[row.route]![caller] = answer.statusCode;
         if (answer.statusCode >= 400) {
           const problem = answer.headers["content-type"]?.toString().startsWith("application/problem+json") ? answer.json() : null;

@@ -402,6 +402,13 @@ describe("gateway against the real services: guests, limits and plans", () => {
     expect(Object.keys(platform.body.by_plan)).toEqual(["pro"]);
     expect((await call("GET", "/v1/admin/usage/analytics?start_date=2026-13-01", { token: adminToken })).status).toBe(400);
     expect((await call("GET", "/v1/admin/usage/analytics", { token: dave.token })).status).toBe(403);
+
+    // The books of both services balance after all of the above (credits INV-2, usage INV-6).
+    const books = await call("GET", "/v1/admin/reconciliation", { token: adminToken });
+    expect(books.status).toBe(200);
+    expect(books.body).toEqual({ differences: 0, credits: { differences: 0, items: [] }, usage: { differences: 0, items: [] }, checked_at: expect.any(String) });
+    expect((await call("GET", "/v1/admin/reconciliation", { token: dave.token })).status).toBe(403);
+    expect((await call("GET", "/v1/admin/reconciliation")).status).toBe(401);
   }, 60_000);
 });
 

@@ -67,7 +67,7 @@ export class RealServices {
     const database = await this.database("gw_generations");
     const config = loadGenerationsConfig({
       ...this.nats, DATABASE_URL: database.url, GRPC_HOST: "127.0.0.1", GRPC_PORT: "0", CREDITS_GRPC_ADDRESS: creditsAddress, USAGE_GRPC_ADDRESS: usageAddress,
-      PROVIDER_IMAGE_SIZE_PX: "64", WORKER_POLL_INTERVAL_MS: "50", LOG_LEVEL: "silent", ...env,
+      PLANS_FILE: this.plansFile, PROVIDER_IMAGE_SIZE_PX: "64", WORKER_POLL_INTERVAL_MS: "50", LOG_LEVEL: "silent", ...env,
     });
     const running = await startGenerationsService(config, logger);
     this.cleanups.push(() => running.stop());

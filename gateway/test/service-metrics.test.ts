@@ -79,6 +79,7 @@ describe("service metrics", () => {
     expect(sample(credits, "credits_active_holds")).toBe(1);
     expect(sample(credits, "db_pool_connections", { state: "idle" })).toEqual(expect.any(Number));
     expect(sample(credits, "db_pool_waiting")).toBe(0);
+    expect(sample(credits, "credits_reconciliation_differences")).toBe(0);
     const generations = await scrape("generations");
     expect(sample(generations, "generations_jobs", { status: "pending" })).toBe(1);
     expect(sample(generations, "outbox_backlog")).toEqual(expect.any(Number));

@@ -46,6 +46,7 @@ describe("gRPC → HTTP mapping (docs/errors.md)", () => {
       conflict: 409,
       idempotency_key_reused: 409,
       already_finished: 409,
+      generation_not_retryable: 409,
       hold_not_active: 409,
       rate_limited: 429,
       guest_limit_exceeded: 429,

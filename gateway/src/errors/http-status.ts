@@ -74,6 +74,7 @@ export const PROBLEM_TITLES: Readonly<Record<ProblemCode, string>> = {
   conflict: "Conflict",
   idempotency_key_reused: "Idempotency key reused",
   already_finished: "Generation already finished",
+  generation_not_retryable: "Generation not retryable",
   hold_not_active: "Hold not active",
   rate_limited: "Too many requests",
   guest_limit_exceeded: "Guest limit exceeded",

@@ -8,6 +8,8 @@ import { presentAccount } from "./presenters";
 import { requestIdFor, type RouteContext } from "./context";
 import { deleteAccountFor } from "./account";
 import { adminUsageAnalyticsRoute } from "./usage-admin";
+import { creditsLedgerRoutes } from "./credits-ledger";
+import { adminReconciliationRoute } from "./reconciliation";
 import { summaryOf, summaryResponse } from "./usage-summary";
 import { accountParams, accountSchema, idempotencyHeaders, noContentResponse, problemResponses, setBillingAnchorBody, setPlanBody } from "./schemas";
 
@@ -25,8 +27,9 @@ export async function requireAdmin(context: RouteContext, request: FastifyReques
 
 /**
  * `PUT /v1/admin/accounts/{user_id}/plan`, `PUT /v1/admin/accounts/{user_id}/billing-anchor`,
- * `DELETE /v1/admin/accounts/{user_id}`, `GET /v1/admin/users/{user_id}/usage` and
- * `GET /v1/admin/usage/analytics`.
+ * `DELETE /v1/admin/accounts/{user_id}`, `GET /v1/admin/users/{user_id}/usage`,
+ * `GET /v1/admin/usage/analytics`, `GET /v1/admin/reconciliation`, and the ledger and grant
+ * routes of credits-ledger.ts (`GET /v1/credits/ledger` among them).
  */
 export function adminRoutes(context: RouteContext) {
   return async (app: FastifyInstance): Promise<void> => {
@@ -35,6 +38,8 @@ export function adminRoutes(context: RouteContext) {
     deleteAccountRoute(app, context);
     userUsageRoute(app, context);
     adminUsageAnalyticsRoute(app, context, (request) => requireAdmin(context, request));
+    adminReconciliationRoute(app, context, (request) => requireAdmin(context, request));
+    await app.register(creditsLedgerRoutes(context, (request) => requireAdmin(context, request)));
   };
 }
 

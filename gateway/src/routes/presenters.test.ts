@@ -25,6 +25,9 @@ function generation(overrides: Partial<generations.Generation> = {}): generation
     createdAt: new Date("2026-11-21T10:00:00.000Z"),
     startedAt: undefined,
     completedAt: undefined,
+    parentGenerationId: "",
+    billingClassification: "original",
+    billingReason: "",
     ...overrides,
   };
 }
@@ -51,7 +54,24 @@ describe("presentGeneration", () => {
       created_at: "2026-11-21T10:00:00.000Z",
       started_at: null,
       completed_at: null,
+      parent_generation_id: null,
+      billing_classification: "original",
+      billing_reason: null,
     });
+  });
+
+  it("shows a retry's parent, classification and reason; an answer without them is an original's", () => {
+    const parent = "1d7e2a4c-8f7e-4c33-9d0a-1b2c3d4e5f60";
+    const retry = generation({ parentGenerationId: parent, billingClassification: "free_retry", billingReason: "free retry 1 of 2", creditCost: 0n, creditType: 0 });
+    expect(presentGeneration(retry, outputUrlFor)).toMatchObject({
+      parent_generation_id: parent,
+      billing_classification: "free_retry",
+      billing_reason: "free retry 1 of 2",
+      credit_cost: 0,
+      credit_type: null,
+    });
+    expect(presentGeneration(generation({ billingClassification: "" }), outputUrlFor).billing_classification).toBe("original");
+    expect(() => presentGeneration(generation({ billingClassification: "gift" }), outputUrlFor)).toThrow(/billing classification/);
   });
 
   it("gives a completed generation the absolute output URL", () => {

@@ -54,6 +54,10 @@ export const INPUT_TYPE_VALUES: Record<InputTypeName, generations.InputType> = {
   address: generations.InputType.INPUT_TYPE_ADDRESS,
 };
 
+/** How a generation is billed (usage log entries say the same). */
+export const BILLING_CLASSIFICATIONS = ["original", "free_retry", "paid_regeneration"] as const;
+export type BillingClassificationName = (typeof BILLING_CLASSIFICATIONS)[number];
+
 /** The public API names purchased credits "token" credits. */
 export const CREDIT_TYPES = ["trial", "token", "mixed"] as const;
 export type CreditTypeName = (typeof CREDIT_TYPES)[number];
@@ -151,6 +155,16 @@ export interface GenerationJson {
   created_at: string | null;
   started_at: string | null;
   completed_at: string | null;
+  parent_generation_id: string | null;
+  billing_classification: BillingClassificationName;
+  billing_reason: string | null;
+}
+
+/** A billing classification the generations service sent; "" (an older answer) is an original. */
+function billingClassificationOf(value: string): BillingClassificationName {
+  const name = value || "original";
+  assert((BILLING_CLASSIFICATIONS as readonly string[]).includes(name), `generations service returned an unknown billing classification (${value})`);
+  return name as BillingClassificationName;
 }
 
 /**
@@ -180,6 +194,9 @@ export function presentGeneration(generation: generations.Generation | undefined
     created_at: toTimestamp(generation.createdAt),
     started_at: toTimestamp(generation.startedAt),
     completed_at: toTimestamp(generation.completedAt),
+    parent_generation_id: optionalString(generation.parentGenerationId),
+    billing_classification: billingClassificationOf(generation.billingClassification),
+    billing_reason: optionalString(generation.billingReason),
   };
 }
 

@@ -1,6 +1,6 @@
 import { z } from "zod";
 import { EMAIL_LENGTH_MAX, IDENTIFIER_CONTROL_CHARACTERS, PAGE_SIZE_RULE, REQUEST_ID_LENGTH_MAX, TEXT_CONTROL_CHARACTERS } from "@tally/platform";
-import { CREDIT_TYPES, GENERATION_STATUSES, INPUT_TYPES } from "./presenters";
+import { BILLING_CLASSIFICATIONS, CREDIT_TYPES, GENERATION_STATUSES, INPUT_TYPES } from "./presenters";
 
 /**
  * Zod schemas of the public routes: they validate requests (400 `validation` naming the
@@ -245,6 +245,9 @@ export const generationSchema = z
     created_at: nullableTimestamp,
     started_at: nullableTimestamp,
     completed_at: nullableTimestamp,
+    parent_generation_id: z.string().nullable().describe("The generation this one retries or regenerates; null for an original"),
+    billing_classification: z.enum(BILLING_CLASSIFICATIONS),
+    billing_reason: z.string().nullable().describe('Why the classification, e.g. "free retry 1 of 2"; null for an original'),
   })
   .meta({ id: "Generation" });
 

@@ -14,6 +14,7 @@ export const ERROR_REASONS = {
   conflict: grpc.status.ALREADY_EXISTS,
   idempotency_key_reused: grpc.status.ABORTED,
   already_finished: grpc.status.ABORTED,
+  generation_not_retryable: grpc.status.ABORTED,
   hold_not_active: grpc.status.ABORTED,
   rate_limited: grpc.status.RESOURCE_EXHAUSTED,
   guest_limit_exceeded: grpc.status.RESOURCE_EXHAUSTED,

@@ -17,6 +17,7 @@ describe("plan catalogue", () => {
     expect(catalog.plans.free).toEqual({
       name: "free",
       trialCredits: 10,
+      freeRetries: 1,
       limits: {
         generations_per_period: { limit: 100, thresholds: [] },
         concurrent_generations: { limit: 20, thresholds: [] },
@@ -25,6 +26,15 @@ describe("plan catalogue", () => {
     });
     expect(catalog.plans.pro!.limits.credits_per_period).toEqual({ limit: 20000, thresholds: [0.8, 1] });
     expect(catalog.plans.guest!.limits.generations_per_day).toEqual({ limit: 3, thresholds: [] });
+    expect([catalog.plans.guest!.freeRetries, catalog.plans.pro!.freeRetries]).toEqual([0, 3]);
+  });
+
+  it("reads free_retries, 0 when absent, and refuses a negative or fractional one", () => {
+    const plans = (basic: unknown) => ({ default_plan: "basic", guest_plan: "basic", plans: { basic } });
+    expect(parsePlanCatalog(plans({ trial_credits: 1 })).plans.basic!.freeRetries).toBe(0);
+    expect(parsePlanCatalog(plans({ trial_credits: 1, free_retries: 4 })).plans.basic!.freeRetries).toBe(4);
+    expect(() => parsePlanCatalog(plans({ trial_credits: 1, free_retries: -1 }))).toThrow(/plans\.basic\.free_retries/);
+    expect(() => parsePlanCatalog(plans({ trial_credits: 1, free_retries: 1.5 }))).toThrow(/plans\.basic\.free_retries/);
   });
 
   it("lets TRIAL_CREDITS override the default plan's trial credits only", () => {

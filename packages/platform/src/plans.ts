@@ -42,6 +42,11 @@ export interface Plan {
   name: string;
   /** Credits of the trial grant a new account of this plan receives. */
   trialCredits: number;
+  /**
+   * Free retries of a failed generation per original job (a retry of a retry belongs to the
+   * same job): nothing is held or charged for them. 0 (the default) means none.
+   */
+  freeRetries: number;
   limits: Partial<Record<LimitName, Limit>>;
 }
 
@@ -59,7 +64,11 @@ const limitSchema = z.union([
   z.strictObject({ limit: limitValue, thresholds: z.array(z.number().gt(0).lte(1)).max(10).default([]) }),
 ]);
 const limitsSchema = z.strictObject(Object.fromEntries(LIMIT_NAMES.map((name) => [name, limitSchema.optional()])) as Record<LimitName, z.ZodOptional<typeof limitSchema>>);
-const planSchema = z.strictObject({ trial_credits: z.number().int().nonnegative(), limits: limitsSchema.default({}) });
+const planSchema = z.strictObject({
+  trial_credits: z.number().int().nonnegative(),
+  free_retries: z.number().int().nonnegative().default(0),
+  limits: limitsSchema.default({}),
+});
 const catalogSchema = z
   .strictObject({
     default_plan: z.string().min(1),
@@ -77,10 +86,11 @@ export const DEFAULT_PLANS_DOCUMENT = {
   default_plan: "free",
   guest_plan: "guest",
   plans: {
-    guest: { trial_credits: 3, limits: { generations_per_day: 3, concurrent_generations: 2, requests_per_minute: 120 } },
-    free: { trial_credits: 10, limits: { generations_per_period: 100, concurrent_generations: 20, requests_per_minute: 600 } },
+    guest: { trial_credits: 3, free_retries: 0, limits: { generations_per_day: 3, concurrent_generations: 2, requests_per_minute: 120 } },
+    free: { trial_credits: 10, free_retries: 1, limits: { generations_per_period: 100, concurrent_generations: 20, requests_per_minute: 600 } },
     pro: {
       trial_credits: 10,
+      free_retries: 3,
       limits: {
         generations_per_period: 5000,
         concurrent_generations: 50,
@@ -117,7 +127,7 @@ export function parsePlanCatalog(document: unknown, source = "plans"): PlanCatal
       if (value === undefined) continue;
       limits[limitName] = typeof value === "number" ? { limit: value, thresholds: [] } : { limit: value.limit, thresholds: [...value.thresholds].sort() };
     }
-    plans[name] = { name, trialCredits: plan.trial_credits, limits };
+    plans[name] = { name, trialCredits: plan.trial_credits, freeRetries: plan.free_retries, limits };
   }
   return { defaultPlan: parsed.data.default_plan, guestPlan: parsed.data.guest_plan, plans };
 }

@@ -38,10 +38,20 @@ export interface RunningCreditsService {
   orm: Orm;
   /** The relay publishing credits' outbox (account events) to NATS; tests read its counters. */
   relay: OutboxRelay;
-  /** Runs an expiry sweep now (tests, ops); the background sweeper keeps running. Returns how many holds expired. */
+  /**
+   * Runs an expiry sweep now (tests, ops): due holds back to their grants, due grants written
+   * off; the background sweeper keeps running. Returns the larger of the holds expired and the
+   * accounts whose grants were visited, per batch, summed.
+   */
   sweepExpiredHolds(): Promise<number>;
   /** Stops taking calls, drains running ones, stops the sweeper and the relay, closes NATS and the database. */
   stop(): Promise<void>;
+}
+
+/** What tests may inject into the credits service. */
+export interface CreditsServiceOptions {
+  /** The clock grant expiry is decided by (default: the system clock). */
+  now?: () => Date;
 }
 
 /** The wired service before anything listens or runs. */
@@ -74,7 +84,7 @@ const rulesFrom = (config: CreditsConfig): CreditsRules => ({
  * Opens (and migrates) the database, connects NATS (ensuring the account events stream) and
  * wires the service, its sweeper and its outbox relay; starts nothing.
  */
-async function buildCreditsApp(config: CreditsConfig, logger: Logger): Promise<CreditsApp> {
+async function buildCreditsApp(config: CreditsConfig, logger: Logger, options: CreditsServiceOptions): Promise<CreditsApp> {
   // The plans file first: a bad one stops start-up before anything is opened.
   const rules = rulesFrom(config);
   const orm = await openDatabase({
@@ -112,13 +122,18 @@ async function buildCreditsApp(config: CreditsConfig, logger: Logger): Promise<C
       },
       logger,
     );
-    const service = new CreditsService(createCreditsUnitOfWork(orm, { subjectPrefix: config.NATS_SUBJECT_PREFIX }), rules, passwords);
+    const service = new CreditsService(createCreditsUnitOfWork(orm, { subjectPrefix: config.NATS_SUBJECT_PREFIX }), rules, passwords, options.now);
+    // One sweeper for both deadlines: due holds go back to their grants, then due grants are
+    // written off; the larger batch tells the loop whether more may be due.
+    const expiry = {
+      expireDueHolds: async (batchSize: number) => Math.max(await service.holds.expireDueHolds(batchSize), await service.grants.expireDueGrants(batchSize)),
+    };
     const sweeper = new HoldExpirySweeper(
-      service.holds,
+      expiry,
       { intervalMs: config.HOLD_EXPIRY_SWEEP_INTERVAL_MS, batchSize: config.HOLD_EXPIRY_BATCH_SIZE },
       logger,
     );
-    return { orm, nc, service, sweeper, relay, metrics: creditsMetrics(orm, logger) };
+    return { orm, nc, service, sweeper, relay, metrics: creditsMetrics(orm, logger, service) };
   } catch (error) {
     // Whatever was opened is closed again: a failed start leaves no connection behind.
     await nc?.close().catch(() => undefined);
@@ -127,8 +142,15 @@ async function buildCreditsApp(config: CreditsConfig, logger: Logger): Promise<C
   }
 }
 
-/** RPC metrics (bindService records them), the database pool, active holds and the outbox (account events). */
-function creditsMetrics(orm: Orm, logger: Logger): ServiceMetrics {
+/** How long a computed reconciliation count is reused by later scrapes, in milliseconds (it reads the whole ledger). */
+const RECONCILIATION_METRIC_MAX_AGE_MS = 60_000;
+
+/**
+ * RPC metrics (bindService records them), the database pool, active holds, the outbox (account
+ * events) and `credits_reconciliation_differences`: how many INV-2 equalities fail over every
+ * account and grant (Reconcile; 0 when the books balance), recomputed at most once a minute.
+ */
+function creditsMetrics(orm: Orm, logger: Logger, service: CreditsService): ServiceMetrics {
   const metrics = new ServiceMetrics("credits");
   registerDatabasePoolGauges(metrics, orm, logger);
   registerOutboxGauges(metrics, orm, logger);
@@ -136,6 +158,16 @@ function creditsMetrics(orm: Orm, logger: Logger): ServiceMetrics {
     name: "credits_active_holds",
     help: "Holds now active (credits held for running generations)",
     sql: "SELECT count(*)::bigint AS value FROM holds WHERE status = 'active'",
+  });
+  let last: { at: number; value: number } | undefined;
+  metrics.gauge({
+    name: "credits_reconciliation_differences",
+    help: "INV-2 equalities (ledger replay, grants, holds) that fail over every account and grant (0 when all agree; recomputed at most once a minute)",
+    logger,
+    collect: async () => {
+      if (!last || Date.now() - last.at > RECONCILIATION_METRIC_MAX_AGE_MS) last = { at: Date.now(), value: (await service.reconcile()).differencesTotal };
+      return last.value;
+    },
   });
   return metrics;
 }
@@ -174,8 +206,8 @@ async function stopCreditsApp(app: CreditsApp, grpc: RunningGrpcServer | undefin
  * that publishes account events (`account.deleted`) to NATS. Reports SERVING only
  * once all of that is up; a failed start closes what it opened and rethrows.
  */
-export async function startCreditsService(config: CreditsConfig, logger: Logger): Promise<RunningCreditsService> {
-  const app = await buildCreditsApp(config, logger);
+export async function startCreditsService(config: CreditsConfig, logger: Logger, options: CreditsServiceOptions = {}): Promise<RunningCreditsService> {
+  const app = await buildCreditsApp(config, logger, options);
   let grpc: RunningGrpcServer;
   try {
     grpc = await startCreditsApp(app, config, logger);

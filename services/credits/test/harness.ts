@@ -9,7 +9,7 @@ import { Client } from "pg";
 import { credits } from "@tally/contracts";
 import { callUnary, createGrpcClient, createLogger, DomainError, getFreePort, newId } from "@tally/platform";
 import { createTestDatabase } from "@tally/platform/src/testing";
-import { startCreditsService, type RunningCreditsService } from "../src/app";
+import { startCreditsService, type CreditsServiceOptions, type RunningCreditsService } from "../src/app";
 import { loadCreditsConfig } from "../src/config";
 
 const CALL_TIMEOUT_MS = 15_000;
@@ -23,8 +23,8 @@ export interface Harness {
   newAccount(): Promise<string>;
   /** Adds a grant and returns its id. */
   grant(accountId: string, kind: credits.GrantKind, amount: bigint, expiresAt?: Date): Promise<string>;
-  /** INV-1 and INV-2 over every account, from the stored rows. */
-  checkInvariants(): Promise<void>;
+  /** INV-1 and INV-2 over every account (or only `accountId`), from the stored rows. */
+  checkInvariants(accountId?: string): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -35,6 +35,8 @@ interface Calls {
   getAccount(r: credits.GetAccountRequest): Promise<credits.GetAccountResponse>;
   getBalance(r: credits.GetBalanceRequest): Promise<credits.GetBalanceResponse>;
   createGrant(r: Partial<credits.CreateGrantRequest>): Promise<credits.CreateGrantResponse>;
+  voidGrant(r: Partial<credits.VoidGrantRequest>): Promise<credits.VoidGrantResponse>;
+  extendHold(r: Partial<credits.ExtendHoldRequest>): Promise<credits.ExtendHoldResponse>;
   createHold(r: Partial<credits.CreateHoldRequest>): Promise<credits.CreateHoldResponse>;
   captureHold(r: Partial<credits.CaptureHoldRequest>): Promise<credits.CaptureHoldResponse>;
   releaseHold(r: Partial<credits.ReleaseHoldRequest>): Promise<credits.ReleaseHoldResponse>;
@@ -44,6 +46,7 @@ interface Calls {
   setBillingAnchor(r: Partial<credits.SetBillingAnchorRequest>): Promise<credits.SetBillingAnchorResponse>;
   setRole(r: Partial<credits.SetRoleRequest>): Promise<credits.SetRoleResponse>;
   deleteAccount(r: Partial<credits.DeleteAccountRequest>): Promise<credits.DeleteAccountResponse>;
+  reconcile(): Promise<credits.ReconcileResponse>;
 }
 
 /** Writes a plans document (docs/plans.md) to a fresh temporary file and returns its path, for PLANS_FILE. */
@@ -53,8 +56,8 @@ export function writePlansFile(document: unknown, name = "plans.json"): string {
   return file;
 }
 
-/** Starts the service with `env` over test defaults (silent logs, cheap password hashing). */
-export async function startHarness(prefix: string, env: Record<string, string> = {}): Promise<Harness> {
+/** Starts the service with `env` over test defaults (silent logs, cheap password hashing) and `options` (e.g. an injected clock). */
+export async function startHarness(prefix: string, env: Record<string, string> = {}, options: CreditsServiceOptions = {}): Promise<Harness> {
   const database = await createTestDatabase(prefix);
   const config = loadCreditsConfig({
     DATABASE_URL: database.url,
@@ -66,7 +69,7 @@ export async function startHarness(prefix: string, env: Record<string, string> =
     PASSWORD_HASH_TIME_COST: "1",
     ...env,
   });
-  const running = await startCreditsService(config, createLogger("credits-test", config.LOG_LEVEL));
+  const running = await startCreditsService(config, createLogger("credits-test", config.LOG_LEVEL), options);
   const client = createGrpcClient(credits.CreditsServiceClient, `127.0.0.1:${running.grpcPort}`);
   const sql = new Client({ connectionString: database.url });
   await sql.connect();
@@ -86,7 +89,7 @@ export async function startHarness(prefix: string, env: Record<string, string> =
       const { grant } = await call.createGrant({ accountId, kind, amount, expiresAt });
       return grant!.id;
     },
-    checkInvariants: () => checkInvariants(sql),
+    checkInvariants: (accountId?: string) => checkInvariants(sql, accountId),
     async close() {
       client.close();
       await running.stop();
@@ -106,7 +109,9 @@ function callsOn(client: credits.CreditsServiceClient): Calls {
     authenticate: (r) => callUnary(client.authenticate.bind(client), { ...rid(), email: "", password: "", ...r }, options),
     getAccount: (r) => callUnary(client.getAccount.bind(client), r, options),
     getBalance: (r) => callUnary(client.getBalance.bind(client), r, options),
-    createGrant: (r) => callUnary(client.createGrant.bind(client), { ...rid(), accountId: "", kind: 0, amount: 0n, ...r }, options),
+    createGrant: (r) => callUnary(client.createGrant.bind(client), { ...rid(), accountId: "", kind: 0, amount: 0n, reference: "", ...r } as credits.CreateGrantRequest, options),
+    voidGrant: (r) => callUnary(client.voidGrant.bind(client), { ...rid(), accountId: "", grantId: "", reason: "", ...r } as credits.VoidGrantRequest, options),
+    extendHold: (r) => callUnary(client.extendHold.bind(client), { ...rid(), holdId: "", ttlMs: 0n, ...r }, options),
     createHold: (r) =>
       callUnary(client.createHold.bind(client), { ...rid(), accountId: "", generationId: newId(), amount: 0n, ttlMs: 0n, ...r }, options),
     captureHold: (r) => callUnary(client.captureHold.bind(client), { ...rid(), holdId: "", ...r }, options),
@@ -118,11 +123,12 @@ function callsOn(client: credits.CreditsServiceClient): Calls {
     setBillingAnchor: (r) => callUnary(client.setBillingAnchor.bind(client), { ...rid(), accountId: "", ...r }, options),
     setRole: (r) => callUnary(client.setRole.bind(client), { ...rid(), email: "", role: 0, ...r }, options),
     deleteAccount: (r) => callUnary(client.deleteAccount.bind(client), { ...rid(), accountId: "", ...r }, options),
+    reconcile: () => callUnary(client.reconcile.bind(client), {}, options),
   };
 }
 
 /** INV-1 and INV-2 over every account, from the stored rows (the ledger replays to the stored balances). */
-async function checkInvariants(sql: Client): Promise<void> {
+async function checkInvariants(sql: Client, accountId?: string): Promise<void> {
   const { rows } = await sql.query<{
     id: string;
     available: string;
@@ -153,7 +159,7 @@ async function checkInvariants(sql: Client): Promise<void> {
            (SELECT coalesce(sum(written_off_change), 0) FROM ledger_entries l WHERE l.account_id = a.id) AS ledger_written_off,
            (SELECT balance_after FROM ledger_entries l WHERE l.account_id = a.id ORDER BY position DESC LIMIT 1) AS last_balance_after,
            (SELECT held_after FROM ledger_entries l WHERE l.account_id = a.id ORDER BY position DESC LIMIT 1) AS last_held_after
-    FROM accounts a`);
+    FROM accounts a WHERE $1::uuid IS NULL OR a.id = $1`, [accountId ?? null]);
   for (const row of rows) {
     const n = (v: string | null) => BigInt(v ?? 0);
     const context = `account ${row.id}: ${JSON.stringify(row)}`;

@@ -245,6 +245,34 @@ describe("credits holds (real PostgreSQL, gRPC)", () => {
     expect(entries[0]).toMatchObject({ kind: credits.LedgerEntryKind.LEDGER_ENTRY_KIND_EXPIRY, amount: 4n, holdId: hold!.id });
   });
 
+  it("keeps an extended hold alive past its first deadline, records each extension, and expires one no longer extended", async () => {
+    const accountId = await h.newAccount();
+    const { hold } = await h.call.createHold({ accountId, amount: 2n, ttlMs: 600n });
+    const { hold: abandoned } = await h.call.createHold({ accountId, amount: 1n, ttlMs: 600n });
+    // A heartbeat every 200 ms for three of the first time to live: the hold outlives it.
+    for (let beat = 0; beat < 9; beat++) {
+      const answer = await h.call.extendHold({ holdId: hold!.id, ttlMs: 600n });
+      expect(answer.extended).toBe(true);
+      await new Promise((resolve) => setTimeout(resolve, 200));
+    }
+    const status = async (holdId: string) => (await h.sql.query<{ status: string }>("SELECT status FROM holds WHERE id = $1", [holdId])).rows[0]!.status;
+    expect(await status(hold!.id)).toBe("active");
+    expect(await status(abandoned!.id)).toBe("expired");
+    // An earlier deadline than the one it has changes nothing and writes nothing.
+    const shorter = await h.call.extendHold({ holdId: hold!.id, ttlMs: 1n });
+    expect(shorter.extended).toBe(false);
+    const captured = await h.call.captureHold({ holdId: hold!.id });
+    expect(captured.hold!.capturedAmount).toBe(2n);
+    expect(await reasonOf(h.call.extendHold({ holdId: hold!.id }))).toBe("hold_not_active");
+    expect(await reasonOf(h.call.extendHold({ holdId: newId() }))).toBe("not_found");
+    expect(await reasonOf(h.call.extendHold({ holdId: hold!.id, ttlMs: -1n }))).toBe("validation");
+    const entries = await h.sql.query("SELECT kind, amount::int, hold_deadline FROM ledger_entries WHERE hold_id = $1 ORDER BY position", [hold!.id]);
+    expect(entries.rows.map((e) => e.kind)).toEqual(["hold", ...Array(9).fill("extension"), "capture"]);
+    expect(entries.rows.filter((e) => e.kind === "extension").every((e) => e.amount === 0 && e.hold_deadline instanceof Date)).toBe(true);
+    const deadlines = entries.rows.filter((e) => e.hold_deadline).map((e) => e.hold_deadline.getTime());
+    expect([...deadlines].sort((a, b) => a - b)).toEqual(deadlines);
+  });
+
   it("caps a hold's time to live at HOLD_TTL_MS_MAX and defaults it to HOLD_TTL_MS", async () => {
     const accountId = await h.newAccount();
     const capped = (await h.call.createHold({ accountId, amount: 1n, ttlMs: 10n ** 12n })).hold!;

@@ -7,6 +7,7 @@ import {
   generationSubjects,
   JetStreamEventPublisher,
   openDatabase,
+  loadPlanCatalog,
   OutboxRelay,
   registerDatabasePoolGauges,
   registerOutboxGauges,
@@ -33,7 +34,9 @@ import { GenerationWorker } from "./runners/generation-worker";
 import { ErasureService } from "./service/erasure";
 import { GenerationsService } from "./service/generations";
 import { JobLeases } from "./service/job-leases";
+import { HoldKeeper } from "./service/hold-keeper";
 import { HoldSettlement } from "./service/settlement";
+import type { CreditsPort } from "./domain/ports";
 
 const SERVICE_NAME = "tally.generations.v1.GenerationsService";
 
@@ -142,7 +145,13 @@ async function buildService(config: GenerationsConfig, logger: Logger, options: 
     addressLengthMax: config.ADDRESS_LENGTH_MAX,
     styleLengthMax: config.STYLE_LENGTH_MAX,
   };
-  const serviceOptions = { pricing: config.PRICING_CREDITS, inputLimits, holdTtlMs: config.HOLD_TTL_MS, leaseMs: config.WORKER_LEASE_MS };
+  const serviceOptions = {
+    pricing: config.PRICING_CREDITS,
+    inputLimits,
+    holdTtlMs: config.HOLD_TTL_MS,
+    leaseMs: config.WORKER_LEASE_MS,
+    plans: loadPlanCatalog(config.PLANS_FILE),
+  };
   const service = new GenerationsService(uow, { credits, usage }, settlement, serviceOptions, logger, encoder);
   const workerOptions = {
     concurrency: config.WORKER_CONCURRENCY,
@@ -155,7 +164,7 @@ async function buildService(config: GenerationsConfig, logger: Logger, options: 
   };
   const leases = new JobLeases(uow, config.WORKER_LEASE_MS);
   const worker = config.WORKER_ENABLED
-    ? new GenerationWorker(leases, settlement, createProvider(config, options.provider), workerOptions, logger)
+    ? new GenerationWorker(leases, settlement, createProvider(config, options.provider), workerOptions, logger, holdKeeperFor(config, credits, logger))
     : undefined;
   const relayOptions = {
     pollIntervalMs: config.OUTBOX_POLL_INTERVAL_MS,
@@ -167,6 +176,14 @@ async function buildService(config: GenerationsConfig, logger: Logger, options: 
   };
   const relay = new OutboxRelay(uow, new JetStreamEventPublisher(nc, config.NATS_PUBLISH_TIMEOUT_MS), relayOptions, logger);
   return { connections: { ...connections, nc }, service, worker, relay, erasure: new ErasureService(uow), metrics: generationsMetrics(orm, logger) };
+}
+
+/**
+ * The worker's hold heartbeat: each job's hold is extended by HOLD_TTL_MS (0: credits' default)
+ * once its deadline is within two leases, so a reclaimed job's new worker extends it in time.
+ */
+function holdKeeperFor(config: GenerationsConfig, credits: CreditsPort, logger: Logger): HoldKeeper {
+  return new HoldKeeper(credits, { holdTtlMs: config.HOLD_TTL_MS, extendWithinMs: 2 * config.WORKER_LEASE_MS }, logger);
 }
 
 /** RPC metrics (bindService records them), the database pool, jobs by status and the outbox. */

@@ -54,6 +54,12 @@ export const generationsConfigSchema = z.object({
   /** Whether this replica consumes account events (erasure); off only in tests of other things. */
   ACCOUNT_EVENTS_ENABLED: booleanFromEnv(true),
 
+  /** The plans file (YAML or JSON, docs/plans.md): each plan's free_retries per job; unset or empty = the built-in plans. Validated at start-up. */
+  PLANS_FILE: z
+    .string()
+    .optional()
+    .transform((value) => value || undefined),
+
   /** Credits per input type, JSON: {"text":1,"photo":2,"address":2}. */
   PRICING_CREDITS: z
     .string()
@@ -104,15 +110,16 @@ export const generationsConfigSchema = z.object({
 
   LOG_LEVEL: z.string().default("info"),
 }).superRefine((config, ctx) => {
-  // A job must start and end within its hold's lifetime, or its capture meets hold_not_active
-  // after the work was done. A run may take PROVIDER_TIMEOUT_MS, and a job whose worker died
-  // waits up to WORKER_LEASE_MS before it is reclaimed; a shorter hold cannot cover even that.
-  const runMs = config.PROVIDER_TIMEOUT_MS + config.WORKER_LEASE_MS;
-  if (config.HOLD_TTL_MS !== 0 && config.HOLD_TTL_MS <= runMs) {
+  // A running job's hold is extended at its lease renewals once its deadline is within two
+  // leases (HoldKeeper). A job whose worker died is reclaimed after at most one lease and its
+  // new worker's first heartbeat comes a third of a lease later: a hold of more than two leases
+  // always outlives that gap, so a slow or reclaimed job never loses its hold mid-run.
+  const twoLeasesMs = 2 * config.WORKER_LEASE_MS;
+  if (config.HOLD_TTL_MS !== 0 && config.HOLD_TTL_MS <= twoLeasesMs) {
     ctx.addIssue({
       code: "custom",
       path: ["HOLD_TTL_MS"],
-      message: `must exceed PROVIDER_TIMEOUT_MS + WORKER_LEASE_MS (${runMs} ms), or be 0 for the credits service's default; a hold shorter than one job's run expires before the job is charged`,
+      message: `must exceed 2 × WORKER_LEASE_MS (${twoLeasesMs} ms), or be 0 for the credits service's default; a shorter hold could run out between a dead worker's last heartbeat and its successor's first`,
     });
   }
 });

@@ -6,7 +6,7 @@
 import { jetstream, jetstreamManager, type JsMsg } from "@nats-io/jetstream";
 import { Client } from "pg";
 import { events } from "@tally/contracts";
-import { callUnary, connectNats, DomainError, ensureStream, generationSubjects, newId, openDatabase, type NatsConnection, type Orm } from "@tally/platform";
+import { callUnary, connectNats, DomainError, ensureStream, loadPlanCatalog, generationSubjects, newId, openDatabase, type NatsConnection, type Orm } from "@tally/platform";
 import { createTestDatabase, eventually, testNatsUrl, uniqueSuffix } from "@tally/platform/src/testing";
 import { GrpcCreditsClient } from "../src/adapter/credits-client";
 import { ProtoEventEncoder } from "../src/adapter/event-encoding";
@@ -61,6 +61,7 @@ describe("cancel event and guest adoption", () => {
       inputLimits: { promptLengthMax: 100, photoUrlLengthMax: 100, addressLengthMax: 100, styleLengthMax: 100 },
       holdTtlMs: 0,
       leaseMs: 60_000,
+      plans: loadPlanCatalog(undefined),
     };
     service = new GenerationsService(uow, { credits, usage }, new HoldSettlement(uow, credits, encoder, logger), options, logger, encoder);
     const relayOptions = { pollIntervalMs: 20, batchSize: 10, retentionMs: 3_600_000, pruneIntervalMs: 3_600_000, backoffMaxMs: 200, publishTimeoutMs: 2_000 };

@@ -196,6 +196,8 @@ export function generationsClient(port: number) {
       callUnary(client.cancelGeneration.bind(client), { requestId, userId, generationId }, options).then((r) => r.generation!),
     output: (userId: string, generationId: string) =>
       callUnary(client.getGenerationOutput.bind(client), { userId, generationId }, options),
+    retry: (userId: string, generationId: string, requestId = `retry-${uniqueSuffix()}`) =>
+      callUnary(client.retryGeneration.bind(client), { requestId, userId, generationId }, options).then((r) => r.generation!),
     recordDownload: (userId: string, generationId: string, requestId = `download-${uniqueSuffix()}`) =>
       callUnary(client.recordDownload.bind(client), { requestId, userId, generationId }, options),
     adopt: (guestId: string, userId: string) =>

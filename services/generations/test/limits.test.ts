@@ -6,7 +6,7 @@
  * have expired. A tiny plans file (shared by credits and usage) makes the limits bite early.
  */
 import { usage } from "@tally/contracts";
-import { callUnary, DomainError, newId, openDatabase, type Orm } from "@tally/platform";
+import { callUnary, DomainError, loadPlanCatalog, newId, openDatabase, type Orm } from "@tally/platform";
 import { createTestDatabase, eventually } from "@tally/platform/src/testing";
 import { GrpcCreditsClient } from "../src/adapter/credits-client";
 import { ProtoEventEncoder } from "../src/adapter/event-encoding";
@@ -193,6 +193,7 @@ describe("generations under plan limits", () => {
       createHold: (request) => realCredits.createHold(request),
       captureHold: (request) => realCredits.captureHold(request),
       releaseHold: (request) => realCredits.releaseHold(request),
+      extendHold: (request) => realCredits.extendHold(request),
       ...steps.credits,
     };
     const usagePort: UsagePort = {
@@ -208,6 +209,7 @@ describe("generations under plan limits", () => {
       inputLimits: { promptLengthMax: 100, photoUrlLengthMax: 100, addressLengthMax: 100, styleLengthMax: 100 },
       holdTtlMs: HOLD_TTL_MS,
       leaseMs: 60_000,
+      plans: loadPlanCatalog(undefined),
     };
     const logger = silentLogger();
     const created = new GenerationsService(uow, { credits: creditsPort, usage: usagePort }, new HoldSettlement(uow, creditsPort, encoder, logger), options, logger, encoder);

@@ -150,6 +150,7 @@ export function usageClient(port: number) {
     releaseReservation: (generationId: string) => callUnary(client.releaseReservation.bind(client), { generationId, reason: "test" }, { timeoutMs: 5_000 }),
     listLimits: (subject: usage.Subject) => callUnary(client.listLimits.bind(client), { subject }, { timeoutMs: 5_000 }),
     adoptGuest: (guestId: string, user: usage.Subject) => callUnary(client.adoptGuest.bind(client), { guestId, user }, { timeoutMs: 5_000 }),
+    reconcile: () => callUnary(client.reconcile.bind(client), {}, { timeoutMs: 30_000 }),
     close: () => client.close(),
   };
 }

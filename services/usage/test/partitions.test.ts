@@ -27,7 +27,7 @@ describe("usage log partitions", () => {
   beforeAll(async () => {
     database = await createTestDatabase("usage_partitions");
     // The schema as it was before the partitioning, with entries in two months.
-    const before = await openDatabase({ url: database.url, entities: [], migrations: usageMigrations.slice(0, -1), logger });
+    const before = await openDatabase({ url: database.url, entities: [], migrations: usageMigrations.slice(0, usageMigrations.findIndex((m) => m.name === "Migration20261128000001")), logger });
     const previous = buildUsageServices(before, { clock: () => now });
     for (const occurredAt of ["2026-09-30T23:59:59.999Z", "2026-10-01T00:00:00.000Z", "2026-10-15T12:00:00.000Z"]) {
       await previous.usageLog.record("test.generation.completed", usageLogEntryFromCompleted(completedEvent(newId(), { occurredAt: new Date(occurredAt) })));

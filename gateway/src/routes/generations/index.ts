@@ -6,6 +6,7 @@ import { createGenerationRoute } from "./create";
 import { getGenerationRoute } from "./get";
 import { listGenerationsRoute } from "./list";
 import { generationOutputRoute } from "./output";
+import { retryGenerationRoute } from "./retry";
 
 /**
  * The generation routes (the REST contract is docs/api.md), one module each, all acting for
@@ -20,6 +21,7 @@ export function generationRoutes(context: RouteContext) {
     listGenerationsRoute(routes, deps);
     getGenerationRoute(routes, deps);
     cancelGenerationRoute(routes, deps);
+    retryGenerationRoute(routes, deps);
     generationOutputRoute(routes, deps);
   };
 }

@@ -102,6 +102,16 @@ export class SqlHoldStore implements HoldStore {
     return toHold(row);
   }
 
+  async extend(holdId: string, ttlMs: number): Promise<Hold> {
+    const row = await this.sql.one<HoldRow>(
+      `UPDATE holds SET expires_at = greatest(expires_at, clock_timestamp() + ?::bigint * interval '1 millisecond')
+       WHERE id = ?::uuid AND status = 'active' RETURNING ${HOLD_COLUMNS}`,
+      [ttlMs, holdId],
+    );
+    assert.ok(row, `INV-3: hold ${holdId} is still active under this transaction's lock`);
+    return toHold(row);
+  }
+
   async countActive(accountId: string): Promise<number> {
     const row = await this.sql.one<{ count: string }>("SELECT count(*) AS count FROM holds WHERE account_id = ?::uuid AND status = 'active'", [accountId]);
     return Number(row?.count ?? 0);

@@ -19,9 +19,12 @@ interface LedgerRow {
   balance_after: string;
   held_after: string;
   created_at: Date;
+  grant_id: string | null;
+  reason: string | null;
+  hold_deadline: Date | null;
 }
 
-const LEDGER_COLUMNS = "id, position, account_id, kind, amount, grant_kind, hold_id, generation_id, balance_after, held_after, created_at";
+const LEDGER_COLUMNS = "id, position, account_id, kind, amount, grant_kind, hold_id, generation_id, balance_after, held_after, created_at, grant_id, reason, hold_deadline";
 
 const toLedgerEntry = (row: LedgerRow): PositionedLedgerEntry => ({
   id: row.id,
@@ -35,6 +38,9 @@ const toLedgerEntry = (row: LedgerRow): PositionedLedgerEntry => ({
   balanceAfter: toBigInt(row.balance_after),
   heldAfter: toBigInt(row.held_after),
   createdAt: new Date(row.created_at),
+  grantId: row.grant_id,
+  reason: row.reason,
+  holdDeadline: row.hold_deadline === null ? null : new Date(row.hold_deadline),
 });
 
 interface SnapshotRow extends BalancesRow {
@@ -72,9 +78,9 @@ export class SqlLedgerStore implements LedgerStore {
   async insert(entry: NewLedgerEntry): Promise<void> {
     await this.sql.query(
       `INSERT INTO ledger_entries (id, account_id, kind, amount, held_change, captured_change, expired_change,
-         written_off_change, grant_kind, grant_id, hold_id, generation_id, reason, balance_after, held_after, created_at)
+         written_off_change, grant_kind, grant_id, hold_id, generation_id, reason, balance_after, held_after, hold_deadline, created_at)
        VALUES (?::uuid, ?::uuid, ?, ?::bigint, ?::bigint, ?::bigint, ?::bigint, ?::bigint, ?, ?::uuid, ?::uuid, ?, ?, ?::bigint,
-         ?::bigint, clock_timestamp())`,
+         ?::bigint, ?::timestamptz, clock_timestamp())`,
       [
         entry.id,
         entry.accountId,
@@ -91,6 +97,7 @@ export class SqlLedgerStore implements LedgerStore {
         entry.reason,
         entry.balanceAfter,
         entry.heldAfter,
+        entry.holdDeadline ?? null,
       ],
     );
   }

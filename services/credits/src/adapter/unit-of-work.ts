@@ -5,6 +5,7 @@ import { SqlAccountStore } from "./account-store";
 import { SqlGrantStore } from "./grant-store";
 import { SqlHoldStore } from "./hold-store";
 import { SqlLedgerStore } from "./ledger-store";
+import { SqlReconciliationStore } from "./reconciliation-store";
 
 export interface CreditsUnitOfWorkOptions {
   /** NATS_SUBJECT_PREFIX (default "tally"): `account.deleted` events go on `<prefix>.account.deleted`. */
@@ -18,6 +19,7 @@ export const createCreditsUnitOfWork = (orm: Orm, options: CreditsUnitOfWorkOpti
     grants: new SqlGrantStore(sql),
     holds: new SqlHoldStore(sql),
     ledger: new SqlLedgerStore(sql),
+    reconciliation: new SqlReconciliationStore(sql),
     accountEvents: new SqlAccountEventStore(sql, options.subjectPrefix ?? "tally"),
     idempotency: new SqlIdempotencyStore(sql),
   }));

@@ -1,9 +1,11 @@
-import { allocate, amountsByFamily, compareForConsumption, singleKind, splitCapture, type AllocatableGrant } from "./allocation";
+import fc from "fast-check";
+import { allocate, amountsByFamily, compareForConsumption, GRANT_KIND_PRIORITY, singleKind, splitCapture, type AllocatableGrant } from "./allocation";
 
 const at = (iso: string) => new Date(iso);
-const grant = (id: string, kind: AllocatableGrant["kind"], remaining: bigint, expiresAt: Date | null, createdAt = at("2026-01-01")) => ({
+const grant = (id: string, kind: AllocatableGrant["kind"], remaining: bigint, expiresAt: Date | null, createdAt = at("2026-01-01"), priority = GRANT_KIND_PRIORITY[kind]): AllocatableGrant => ({
   id,
   kind,
+  priority,
   remainingAmount: remaining,
   expiresAt,
   createdAt,
@@ -27,6 +29,42 @@ describe("consumption order", () => {
       grant("soon", "purchased", 1n, at("2026-02-01")),
     ];
     expect([...grants].sort(compareForConsumption).map((g) => g.id)).toEqual(["soon", "late", "never-old", "never-new"]);
+  });
+
+  it("takes a lower priority first, then earlier expiry, then trial before purchased", () => {
+    const grants = [
+      grant("trial", "trial", 1n, null),
+      grant("bought-first", "purchased", 1n, null, at("2026-01-01"), 0),
+      grant("promo-soon", "promotional", 1n, at("2026-03-01"), at("2026-01-01"), 1),
+      grant("bought-tied", "purchased", 1n, null, at("2025-01-01"), 1),
+    ];
+    expect([...grants].sort(compareForConsumption).map((g) => g.id)).toEqual(["bought-first", "promo-soon", "trial", "bought-tied"]);
+  });
+
+  it("is a total order that follows priority, then expiry, then kind (property)", () => {
+    const kinds = ["trial", "purchased", "promotional"] as const;
+    const arbitraryGrant = fc.record({
+      id: fc.uuid(),
+      kind: fc.constantFrom(...kinds),
+      priority: fc.integer({ min: 0, max: 4 }),
+      remainingAmount: fc.bigInt({ min: 0n, max: 10n }),
+      expiresAt: fc.option(fc.integer({ min: 0, max: 5 }).map((day) => new Date(Date.UTC(2026, 0, 1 + day))), { nil: null }),
+      createdAt: fc.integer({ min: 0, max: 5 }).map((day) => new Date(Date.UTC(2025, 0, 1 + day))),
+    });
+    fc.assert(
+      fc.property(fc.uniqueArray(arbitraryGrant, { selector: (g) => g.id, maxLength: 8 }), (grants) => {
+        const sorted = [...grants].sort(compareForConsumption);
+        const expiry = (g: AllocatableGrant) => g.expiresAt?.getTime() ?? Number.POSITIVE_INFINITY;
+        for (let i = 1; i < sorted.length; i++) {
+          const [a, b] = [sorted[i - 1], sorted[i]];
+          expect(compareForConsumption(a, b)).toBeLessThan(0);
+          if (a.priority !== b.priority) expect(a.priority).toBeLessThan(b.priority);
+          else if (expiry(a) !== expiry(b)) expect(expiry(a)).toBeLessThan(expiry(b));
+          else expect(GRANT_KIND_PRIORITY[a.kind]).toBeLessThanOrEqual(GRANT_KIND_PRIORITY[b.kind]);
+        }
+      }),
+      { numRuns: 500 },
+    );
   });
 });
 

@@ -2,8 +2,9 @@ import assert from "node:assert/strict";
 import type { GrantKind } from "./types";
 
 /**
- * Consumption priority of each grant kind, lowest first: trial before purchased before
- * promotional, the consumption order the service promises (README: consumption order).
+ * Consumption rank of each grant kind, lowest first: trial before purchased before promotional.
+ * A grant's `priority` is its kind's unless an admin gave it another; the kind's rank also
+ * breaks ties between grants of equal priority and expiry.
  */
 export const GRANT_KIND_PRIORITY: Record<GrantKind, number> = { trial: 1, purchased: 2, promotional: 3 };
 
@@ -11,6 +12,8 @@ export const GRANT_KIND_PRIORITY: Record<GrantKind, number> = { trial: 1, purcha
 export interface AllocatableGrant {
   id: string;
   kind: GrantKind;
+  /** Consumption rank, lowest first (GRANT_KIND_PRIORITY of its kind unless given). */
+  priority: number;
   remainingAmount: bigint;
   /** Null when the grant does not expire (consumed after every expiring grant of its kind). */
   expiresAt: Date | null;
@@ -25,18 +28,21 @@ export interface Allocation {
 }
 
 /**
- * Orders grants for consumption: by kind priority; within a kind, earlier expiry first (no
- * expiry last), then older first, then by id so the order is total. The adapter's SQL
- * `ORDER BY priority, expires_at NULLS LAST, created_at, id` is the same order.
+ * Orders grants for consumption (the rule docs/invariants.md states): by priority, lowest
+ * first; then earlier expiry first (no expiry last); then by kind (trial before purchased
+ * before promotional); then older first, then by id so the order is total. The adapter's SQL
+ * `ORDER BY priority, expires_at NULLS LAST, <kind rank>, created_at, id` is the same order.
  */
 export function compareForConsumption(a: AllocatableGrant, b: AllocatableGrant): number {
-  const byPriority = GRANT_KIND_PRIORITY[a.kind] - GRANT_KIND_PRIORITY[b.kind];
+  const byPriority = a.priority - b.priority;
   if (byPriority !== 0) return byPriority;
   if (a.expiresAt?.getTime() !== b.expiresAt?.getTime()) {
     if (a.expiresAt === null) return 1;
     if (b.expiresAt === null) return -1;
     return a.expiresAt.getTime() - b.expiresAt.getTime();
   }
+  const byKind = GRANT_KIND_PRIORITY[a.kind] - GRANT_KIND_PRIORITY[b.kind];
+  if (byKind !== 0) return byKind;
   const byAge = a.createdAt.getTime() - b.createdAt.getTime();
   if (byAge !== 0) return byAge;
   return a.id < b.id ? -1 : a.id > b.id ? 1 : 0;

@@ -75,8 +75,13 @@ describe("request parsers", () => {
   });
 
   it("checks grants: amount, future expiry, then the account id", () => {
-    const ok = { requestId: "r", accountId, kind: "purchased" as const, amount: 5n, expiresAt: null };
-    expect(parseCreateGrantInput(ok, rules).accountId).toBe(accountId.toLowerCase());
+    const ok = { requestId: "r", accountId, kind: "purchased" as const, amount: 5n, expiresAt: null, reference: "", priority: null };
+    expect(parseCreateGrantInput(ok, rules)).toMatchObject({ accountId: accountId.toLowerCase(), reference: null, priority: 2 });
+    expect(parseCreateGrantInput({ ...ok, reference: "pi_123", priority: 0 }, rules)).toMatchObject({ reference: "pi_123", priority: 0 });
+    expect(reason(() => parseCreateGrantInput({ ...ok, priority: 1_001 }, rules))).toBe("validation");
+    expect(reason(() => parseCreateGrantInput({ ...ok, priority: -1 }, rules))).toBe("validation");
+    expect(reason(() => parseCreateGrantInput({ ...ok, reference: "x".repeat(201) }, rules))).toBe("validation");
+    expect(reason(() => parseCreateGrantInput({ ...ok, reference: "pay\u0000ment" }, rules))).toBe("validation");
     expect(reason(() => parseCreateGrantInput({ ...ok, amount: 1_001n }, rules))).toBe("validation");
     expect(reason(() => parseCreateGrantInput({ ...ok, expiresAt: new Date(0) }, rules))).toBe("validation");
     expect(reason(() => parseCreateGrantInput({ ...ok, accountId: "nope" }, rules))).toBe("not_found");

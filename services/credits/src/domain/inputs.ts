@@ -22,6 +22,7 @@ import {
   BILLING_ANCHOR_EARLIEST_MS,
   couldBeStoredPassword,
   GENERATION_ID_LENGTH_MAX,
+  grantNotFound,
   holdNotFound,
   RELEASE_REASON_DEFAULT,
   RELEASE_REASON_LENGTH_MAX,
@@ -33,7 +34,13 @@ import {
   validatePositiveAmount,
   type CreditsRules,
 } from "./rules";
+import { GRANT_KIND_PRIORITY } from "./allocation";
 import type { GrantKind, Role } from "./types";
+
+/** Longest grant reference (e.g. a payment id), in characters. */
+export const GRANT_REFERENCE_LENGTH_MAX = 200;
+/** Highest consumption priority a grant may be given (lowest is consumed first; 0 is the lowest). */
+export const GRANT_PRIORITY_MAX = 1000;
 
 /**
  * Checks an account id. Errors: `not_found` for one that is no UUID (it can name no account).
@@ -183,22 +190,66 @@ export interface CreateGrantRequest {
   amount: bigint;
   /** Null: the grant does not expire. */
   expiresAt: Date | null;
+  /** An outside reference (e.g. a payment id), unique per account; "" for none. */
+  reference: string;
+  /** Consumption rank 0..GRANT_PRIORITY_MAX; null: the kind's (GRANT_KIND_PRIORITY). */
+  priority: number | null;
 }
 
-/** A grant request with an amount in 1..CREDIT_AMOUNT_MAX, a future expiry and a UUID account id. */
-export type CreateGrantInput = CreateGrantRequest;
+/**
+ * A grant request with an amount in 1..CREDIT_AMOUNT_MAX, a future expiry, a UUID account id,
+ * its priority resolved and its reference null when none.
+ */
+export interface CreateGrantInput extends Omit<CreateGrantRequest, "reference" | "priority"> {
+  reference: string | null;
+  priority: number;
+}
 
 /**
  * Checks a grant. Errors: `validation` (amount 1..`rules.creditAmountMax`, expiry not in the
  * future), `not_found` for an account id that is no UUID.
  */
-export function parseCreateGrantInput(raw: CreateGrantRequest, rules: Pick<CreditsRules, "creditAmountMax">, nowMs = Date.now()): CreateGrantInput {
+export function parseCreateGrantInput(raw: CreateGrantRequest, rules: Pick<CreditsRules, "creditAmountMax">, nowMs: number | null = Date.now()): CreateGrantInput {
   validatePositiveAmount(raw.amount, "amount", rules.creditAmountMax);
-  if (raw.expiresAt !== null && raw.expiresAt.getTime() <= nowMs) {
-    throw validationError("expires_at must be in the future", { field: "expires_at" });
+  if (nowMs !== null) requireFutureExpiry(raw.expiresAt, nowMs);
+  if (raw.priority !== null && (!Number.isInteger(raw.priority) || raw.priority < 0 || raw.priority > GRANT_PRIORITY_MAX)) {
+    throw validationError(`priority must be an integer 0..${GRANT_PRIORITY_MAX}`, { field: "priority" });
   }
+  const reference = requireText(raw.reference, "reference", { kind: "identifier", lengthMax: GRANT_REFERENCE_LENGTH_MAX, required: false });
   const accountId = parseAccountId(raw.accountId);
-  return { ...raw, accountId };
+  return { ...raw, accountId, reference: reference || null, priority: raw.priority ?? GRANT_KIND_PRIORITY[raw.kind] };
+}
+
+/**
+ * Checks that a grant's expiry (null: none) is after `nowMs`. Errors: `validation`. The
+ * service checks it inside the idempotent call, so a retry after the expiry has passed still
+ * gets the first answer (INV-4).
+ */
+export function requireFutureExpiry(expiresAt: Date | null, nowMs: number): void {
+  if (expiresAt !== null && expiresAt.getTime() <= nowMs) throw validationError("expires_at must be in the future", { field: "expires_at" });
+}
+
+export interface VoidGrantRequest {
+  requestId: string;
+  accountId: string;
+  grantId: string;
+  /** Why (kept on the VOID ledger entry); "" for none. */
+  reason: string;
+}
+
+export interface VoidGrantInput extends Omit<VoidGrantRequest, "reason"> {
+  reason: string | null;
+}
+
+/**
+ * Checks a void. Errors: `not_found` for an account or grant id that is no UUID; `validation`
+ * for a reason over RELEASE_REASON_LENGTH_MAX characters or with control characters.
+ */
+export function parseVoidGrantInput(raw: VoidGrantRequest): VoidGrantInput {
+  const accountId = parseAccountId(raw.accountId);
+  const grantId = requireUuid(raw.grantId, () => grantNotFound(raw.grantId));
+  const reason = requireText(raw.reason, "reason", { kind: "text", lengthMax: RELEASE_REASON_LENGTH_MAX, required: false });
+  return { requestId: raw.requestId, accountId, grantId, reason: reason || null };
 }
 
 export interface CreateHoldRequest {
@@ -275,6 +326,29 @@ export function parseReleaseHoldInput(raw: ReleaseHoldRequest): ReleaseHoldInput
   const reason = requireText(raw.reason.trim() || RELEASE_REASON_DEFAULT, "reason", { lengthMax: RELEASE_REASON_LENGTH_MAX, kind: "text" });
   const holdId = requireUuid(raw.holdId, () => holdNotFound(raw.holdId));
   return { requestId: raw.requestId, holdId, reason };
+}
+
+export interface ExtendHoldRequest {
+  requestId: string;
+  holdId: string;
+  /** Requested time to live from now, in milliseconds; 0 means HOLD_TTL_MS. */
+  ttlMs: bigint;
+}
+
+export interface ExtendHoldInput {
+  requestId: string;
+  holdId: string;
+  /** The time to live the hold gets from now (defaulted and capped at HOLD_TTL_MS_MAX), in milliseconds. */
+  ttlMs: number;
+  /** As asked for (part of the idempotency fingerprint), in milliseconds. */
+  requestedTtlMs: bigint;
+}
+
+/** Checks an extension. Errors: `validation` (ttl_ms negative), `not_found` for a hold id that is no UUID. */
+export function parseExtendHoldInput(raw: ExtendHoldRequest, rules: CreditsRules): ExtendHoldInput {
+  const ttlMs = resolveHoldTtlMs(raw.ttlMs, rules.holdTtlMs, rules.holdTtlMsMax);
+  const holdId = requireUuid(raw.holdId, () => holdNotFound(raw.holdId));
+  return { requestId: raw.requestId, holdId, ttlMs, requestedTtlMs: raw.ttlMs };
 }
 
 export interface ListLedgerEntriesRequest {

@@ -8,6 +8,7 @@ import type { AllocatableGrant, Allocation } from "./allocation";
 import type {
   Account,
   BalanceSnapshot,
+  CreditsReconciliation,
   Credentials,
   Grant,
   GrantKind,
@@ -89,9 +90,32 @@ export interface AccountStore {
   lockSkipLocked(accountIds: readonly string[]): Promise<string[]>;
 }
 
+/** A grant to insert; `priority` null or absent: its kind's (GRANT_KIND_PRIORITY); `reference` null or absent: none. */
+export interface NewGrant {
+  id: string;
+  accountId: string;
+  kind: GrantKind;
+  amount: bigint;
+  expiresAt: Date | null;
+  priority?: number | null;
+  reference?: string | null;
+}
+
 export interface GrantStore {
   /** Inserts a grant with all of it remaining. */
-  insert(grant: { id: string; accountId: string; kind: GrantKind; amount: bigint; expiresAt: Date | null }): Promise<Grant>;
+  insert(grant: NewGrant): Promise<Grant>;
+  /** The account's grant made for `reference`, if any. */
+  findByReference(accountId: string, reference: string): Promise<Grant | null>;
+  /** Locks one grant of the account; null when the account has no such grant. */
+  lockOne(accountId: string, grantId: string): Promise<Grant | null>;
+  /** Marks a locked, unused grant voided: nothing of it remains (the caller writes the VOID entry). */
+  markVoided(grantId: string): Promise<Grant>;
+  /** Whether the account has a grant past its expiry at `now` with credits left (no lock). */
+  hasDue(accountId: string, now: Date): Promise<boolean>;
+  /** Locks the account's grants past their expiry at `now` with credits left (the caller holds the account's lock, INV-9). */
+  lockDue(accountId: string, now: Date): Promise<Grant[]>;
+  /** Accounts with grants past their expiry at `now` and credits left, the earliest due first, at most `limit`. */
+  findAccountsWithDue(now: Date, limit: number): Promise<string[]>;
   /** Locks the account's grants that have credits left, in consumption order. */
   lockForConsumption(accountId: string): Promise<AllocatableGrant[]>;
   /** Locks the account's grants that have credits left (any order), for a write-off. */
@@ -119,6 +143,8 @@ export interface HoldStore {
   readAllocations(holdId: string): Promise<Allocation[]>;
   /** Ends an active hold (locked by this transaction) as captured, released or expired. */
   end(holdId: string, end: { status: Exclude<HoldStatus, "active">; capturedAmount: bigint; reason: string | null }): Promise<Hold>;
+  /** Moves a locked, active hold's deadline to now + `ttlMs` when that is later, and answers the hold. */
+  extend(holdId: string, ttlMs: number): Promise<Hold>;
   /** How many active holds the account has. */
   countActive(accountId: string): Promise<number>;
   /** Accounts with active holds past their deadline, at most `limit` holds' worth (no lock). */
@@ -146,11 +172,21 @@ export interface AccountEventStore {
   appendAccountDeleted(event: { accountId: string; occurredAt: Date }): Promise<void>;
 }
 
+/** INV-2 checked over every account and grant (Reconcile). */
+export interface ReconciliationStore {
+  /**
+   * Every equality of INV-2 that fails, over all accounts and grants, read in ONE statement (one
+   * snapshot): the total and the first `limit` differences by account, grant and check.
+   */
+  differences(limit: number): Promise<CreditsReconciliation>;
+}
+
 export interface CreditsStores {
   accounts: AccountStore;
   grants: GrantStore;
   holds: HoldStore;
   ledger: LedgerStore;
+  reconciliation: ReconciliationStore;
   accountEvents: AccountEventStore;
   idempotency: IdempotencyStore;
 }

@@ -14,6 +14,8 @@ export const CAPTURE_REST_REASON = "capture_rest";
 export const RELEASE_REASON_DEFAULT = "released";
 /** Reason recorded on EXPIRY entries. */
 export const EXPIRY_REASON = "hold_expired";
+/** The reason on the EXPIRY entry that writes off a grant's remaining credits past its `expires_at`. */
+export const GRANT_EXPIRED_REASON = "grant_expired";
 
 /** Ledger fields most movements leave at their zero value; each movement sets the ones it changes. */
 export const NO_LEDGER_CHANGE = {
@@ -130,6 +132,21 @@ export const accountBusy = (accountId: string, activeHolds: number) =>
   });
 
 export const holdNotFound = (holdId: string) => new DomainError("not_found", "hold not found", { hold_id: holdId });
+
+/** The error for a grant id that names no grant of the account. */
+export const grantNotFound = (grantId: string) => new DomainError("not_found", "grant not found", { grant_id: grantId });
+
+/** The error for voiding a grant of which something was held, spent or expired: only an unused grant is voided whole. */
+export const grantInUse = (grantId: string, amount: bigint, remaining: bigint) =>
+  new DomainError("conflict", "only an unused grant can be voided: part of this one was held, spent or expired", {
+    grant_id: grantId,
+    amount: Number(amount),
+    remaining_amount: Number(remaining),
+  });
+
+/** The error for a reference that names an earlier grant of the account with other terms (INV-4: one payment, one grant). */
+export const grantReferenceConflict = (reference: string, grantId: string) =>
+  new DomainError("conflict", "this reference names an earlier grant of the account with other terms", { reference, grant_id: grantId });
 
 /** The error for a second hold of one generation (INV-3: one hold per generation). */
 export const generationConflict = (generationId: string) =>

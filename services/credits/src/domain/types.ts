@@ -15,7 +15,7 @@ export type GrantKind = "trial" | "purchased" | "promotional";
 export type HoldStatus = "active" | "captured" | "released" | "expired";
 
 /** `write_off`: remaining credits written off when the account was deleted. */
-export type LedgerEntryKind = "grant" | "hold" | "capture" | "release" | "expiry" | "adjustment" | "write_off";
+export type LedgerEntryKind = "grant" | "hold" | "capture" | "release" | "expiry" | "adjustment" | "write_off" | "void" | "extension";
 
 export interface Account {
   id: string;
@@ -55,6 +55,12 @@ export interface Grant {
   /** Null when the grant does not expire. */
   expiresAt: Date | null;
   createdAt: Date;
+  /** Consumption rank, lowest first (domain/allocation.ts). */
+  priority: number;
+  /** The outside reference it was granted for (e.g. a payment id), unique per account; null when none. */
+  reference: string | null;
+  /** When an admin voided it (its credits written off); null while it is not voided. */
+  voidedAt: Date | null;
 }
 
 export interface Hold {
@@ -90,6 +96,12 @@ export interface LedgerEntry {
   /** Held credits after this entry. */
   heldAfter: bigint;
   createdAt: Date;
+  /** The grant whose credits moved; null when the movement touched several grants or none. */
+  grantId: string | null;
+  /** Why (a release's, write-off's or void's reason); null when none. */
+  reason: string | null;
+  /** The hold's deadline after this entry (HOLD and EXTENSION entries); null for others. */
+  holdDeadline: Date | null;
 }
 
 /** The balances stored on an account row, in credits. */
@@ -151,6 +163,8 @@ export interface NewLedgerEntry {
   reason: string | null;
   balanceAfter: bigint;
   heldAfter: bigint;
+  /** The hold's deadline after this entry (HOLD and EXTENSION entries); absent or null for others. */
+  holdDeadline?: Date | null;
 }
 
 /** A ledger entry with its keyset position (the adapter's order; never leaves the service). */
@@ -169,10 +183,15 @@ export interface GuestAccount {
   created: boolean;
 }
 
-/** A grant with the account's balance after it, as CreateGrant answers. */
+/** A grant with the account's balance after it, as VoidGrant answers. */
 export interface GrantWithBalance {
   grant: Grant;
   balance: Balance;
+}
+
+/** CreateGrant's answer: `created` false when the request's reference named an earlier grant, which is answered. */
+export interface CreatedGrant extends GrantWithBalance {
+  created: boolean;
 }
 
 /** A hold with the account's balance after its movement, as CreateHold, CaptureHold and ReleaseHold answer. */
@@ -202,4 +221,23 @@ export interface LockedAccount {
   kind: AccountKind;
   deletedAt: Date | null;
   balances: StoredBalances;
+}
+
+/**
+ * One INV-2 equality that does not hold (Reconcile): `expected` is what the sources say (the
+ * ledger, the grants, the holds), `actual` the stored figure checked against them, in credits.
+ * `check` names the equality (docs/invariants.md, INV-2); `grantId` is set for a per-grant check.
+ */
+export interface ReconciliationDifference {
+  check: string;
+  accountId: string;
+  grantId: string | null;
+  expected: bigint;
+  actual: bigint;
+}
+
+/** A reconciliation's answer: how many equalities fail, and the first of them (bounded). */
+export interface CreditsReconciliation {
+  differencesTotal: number;
+  differences: ReconciliationDifference[];
 }

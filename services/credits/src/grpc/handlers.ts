@@ -8,14 +8,17 @@ import {
   createAccountRequestFromProto,
   createGrantRequestFromProto,
   createHoldRequestFromProto,
+  extendHoldRequestFromProto,
   deadlineMsFromCall,
-  grantToProto,
+  grantWithBalanceToProto,
   guestAccountToProto,
   holdWithBalanceToProto,
   ledgerEntryToProto,
+  reconciliationToProto,
   releaseHoldRequestFromProto,
   setBillingAnchorRequestFromProto,
   setRoleRequestFromProto,
+  voidGrantRequestFromProto,
 } from "./mapping";
 
 /** Full name of the gRPC service (health and reflection). */
@@ -38,6 +41,9 @@ export type CreditsApi = Pick<
   | "setBillingAnchor"
   | "setRole"
   | "deleteAccount"
+  | "voidGrant"
+  | "extendHold"
+  | "reconcile"
 >;
 
 /**
@@ -47,6 +53,13 @@ export type CreditsApi = Pick<
  * Each RPC's rules, errors and invariants are documented on the service method it calls.
  */
 export function creditsHandlers(service: CreditsApi): AsyncService<credits.CreditsServiceServer> {
+  return { ...accountHandlers(service), ...movementHandlers(service) };
+}
+
+type Handlers = AsyncService<credits.CreditsServiceServer>;
+
+/** Accounts and guests: sign-up, sign-in, reads, plan, anchor, role and deletion. */
+function accountHandlers(service: CreditsApi): Pick<Handlers, "createAccount" | "authenticate" | "getAccount" | "ensureGuestAccount" | "setPlan" | "setBillingAnchor" | "setRole" | "deleteAccount"> {
   return {
     /** CreateAccount → account and balance (AccountsService.createAccount; INV-4); the call's deadline bounds the effect. */
     async createAccount(req, ctx) {
@@ -62,27 +75,6 @@ export function creditsHandlers(service: CreditsApi): AsyncService<credits.Credi
     /** GetAccount → account, `not_found` for an unknown id. */
     async getAccount(req) {
       return { account: accountToProto(await service.getAccount(req.accountId)) };
-    },
-    /** GetBalance → balance in credits (LedgerService.getBalance; INV-2 asserted). */
-    async getBalance(req) {
-      return { balance: balanceToProto(await service.getBalance(req.accountId)) };
-    },
-    /** CreateGrant → grant and balance (GrantsService.createGrant; INV-2, INV-4). */
-    async createGrant(req) {
-      const result = await service.createGrant(createGrantRequestFromProto(req));
-      return { grant: grantToProto(result.grant), balance: balanceToProto(result.balance) };
-    },
-    /** CreateHold → hold and balance (HoldsService.createHold; INV-1, INV-3, INV-4). */
-    async createHold(req) {
-      return holdWithBalanceToProto(await service.createHold(createHoldRequestFromProto(req)));
-    },
-    /** CaptureHold → ended hold and balance (HoldsService.captureHold; INV-3, INV-4, INV-9). */
-    async captureHold(req) {
-      return holdWithBalanceToProto(await service.captureHold(captureHoldRequestFromProto(req)));
-    },
-    /** ReleaseHold → ended hold and balance (HoldsService.releaseHold; INV-3, INV-4, INV-9). */
-    async releaseHold(req) {
-      return holdWithBalanceToProto(await service.releaseHold(releaseHoldRequestFromProto(req)));
     },
     /** EnsureGuestAccount → guest account, balance and created (GuestsService.ensureGuestAccount; INV-2). */
     async ensureGuestAccount(req) {
@@ -104,6 +96,46 @@ export function creditsHandlers(service: CreditsApi): AsyncService<credits.Credi
     async deleteAccount(req) {
       const result = await service.deleteAccount({ requestId: req.requestId, accountId: req.accountId });
       return { deleted: result.deleted, writtenOffCredits: result.writtenOffCredits, deletedAt: result.deletedAt };
+    },
+  };
+}
+
+/** Credit movements and reads: balance, grants, holds and the ledger. */
+function movementHandlers(service: CreditsApi): Omit<Handlers, keyof ReturnType<typeof accountHandlers>> {
+  return {
+    /** GetBalance → balance in credits (LedgerService.getBalance; INV-2 asserted). */
+    async getBalance(req) {
+      return { balance: balanceToProto(await service.getBalance(req.accountId)) };
+    },
+    /** CreateGrant → grant, balance and whether it was made now (GrantsService.createGrant; INV-2, INV-4). */
+    async createGrant(req) {
+      const result = await service.createGrant(createGrantRequestFromProto(req));
+      return { ...grantWithBalanceToProto(result), created: result.created };
+    },
+    /** ExtendHold → hold, balance and whether its deadline moved (HoldsService.extendHold; INV-3, INV-4, INV-9). */
+    async extendHold(req) {
+      const result = await service.extendHold(extendHoldRequestFromProto(req));
+      return { ...holdWithBalanceToProto(result), extended: result.extended };
+    },
+    /** VoidGrant → the voided grant and the balance (GrantsService.voidGrant; INV-2, INV-4, INV-9). */
+    async voidGrant(req) {
+      return grantWithBalanceToProto(await service.voidGrant(voidGrantRequestFromProto(req)));
+    },
+    /** CreateHold → hold and balance (HoldsService.createHold; INV-1, INV-3, INV-4). */
+    async createHold(req) {
+      return holdWithBalanceToProto(await service.createHold(createHoldRequestFromProto(req)));
+    },
+    /** CaptureHold → ended hold and balance (HoldsService.captureHold; INV-3, INV-4, INV-9). */
+    async captureHold(req) {
+      return holdWithBalanceToProto(await service.captureHold(captureHoldRequestFromProto(req)));
+    },
+    /** ReleaseHold → ended hold and balance (HoldsService.releaseHold; INV-3, INV-4, INV-9). */
+    async releaseHold(req) {
+      return holdWithBalanceToProto(await service.releaseHold(releaseHoldRequestFromProto(req)));
+    },
+    /** Reconcile → how many INV-2 equalities fail and the first of them (LedgerService.reconcile; read only). */
+    async reconcile() {
+      return reconciliationToProto(await service.reconcile());
     },
     /** ListLedgerEntries → entries newest first and next_page_token (LedgerService.listLedgerEntries). */
     async listLedgerEntries(req) {

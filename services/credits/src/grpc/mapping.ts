@@ -10,11 +10,13 @@ import type {
   CreateAccountRequest,
   CreateGrantRequest,
   CreateHoldRequest,
+  ExtendHoldRequest,
   ReleaseHoldRequest,
   SetBillingAnchorRequest,
   SetRoleRequest,
+  VoidGrantRequest,
 } from "../domain/inputs";
-import type { Account, AccountKind, Balance, GuestAccount, Grant, GrantKind, Hold, HoldStatus, HoldWithBalance, LedgerEntry, LedgerEntryKind, Role } from "../domain/types";
+import type { Account, AccountKind, Balance, CreditsReconciliation, GuestAccount, Grant, GrantKind, GrantWithBalance, Hold, HoldStatus, HoldWithBalance, LedgerEntry, LedgerEntryKind, Role } from "../domain/types";
 
 // ---------------------------------------------------------------- proto → domain
 
@@ -80,6 +82,15 @@ export const createGrantRequestFromProto = (req: credits.CreateGrantRequest): Cr
   kind: grantKindFromProto(req.kind),
   amount: req.amount,
   expiresAt: req.expiresAt ?? null,
+  reference: req.reference,
+  priority: req.priority ?? null,
+});
+
+export const voidGrantRequestFromProto = (req: credits.VoidGrantRequest): VoidGrantRequest => ({
+  requestId: req.requestId,
+  accountId: req.accountId,
+  grantId: req.grantId,
+  reason: req.reason,
 });
 
 export const createHoldRequestFromProto = (req: credits.CreateHoldRequest): CreateHoldRequest => ({
@@ -95,6 +106,12 @@ export const captureHoldRequestFromProto = (req: credits.CaptureHoldRequest): Ca
   requestId: req.requestId,
   holdId: req.holdId,
   amount: req.amount,
+});
+
+export const extendHoldRequestFromProto = (req: credits.ExtendHoldRequest): ExtendHoldRequest => ({
+  requestId: req.requestId,
+  holdId: req.holdId,
+  ttlMs: req.ttlMs,
 });
 
 export const releaseHoldRequestFromProto = (req: credits.ReleaseHoldRequest): ReleaseHoldRequest => ({
@@ -129,6 +146,8 @@ const LEDGER_KIND_TO_PROTO: Record<LedgerEntryKind, credits.LedgerEntryKind> = {
   expiry: credits.LedgerEntryKind.LEDGER_ENTRY_KIND_EXPIRY,
   adjustment: credits.LedgerEntryKind.LEDGER_ENTRY_KIND_ADJUSTMENT,
   write_off: credits.LedgerEntryKind.LEDGER_ENTRY_KIND_WRITE_OFF,
+  void: credits.LedgerEntryKind.LEDGER_ENTRY_KIND_VOID,
+  extension: credits.LedgerEntryKind.LEDGER_ENTRY_KIND_EXTENSION,
 };
 
 /** A guest's email and a missing adopter are empty strings in the proto. */
@@ -165,7 +184,13 @@ export const grantToProto = (g: Grant): credits.Grant => ({
   remainingAmount: g.remainingAmount,
   expiresAt: g.expiresAt ?? undefined,
   createdAt: g.createdAt,
+  priority: g.priority,
+  reference: g.reference ?? "",
+  voidedAt: g.voidedAt ?? undefined,
 });
+
+/** CreateGrant and VoidGrant answer alike: the grant and the balance after it (CreateGrant also says whether it made the grant). */
+export const grantWithBalanceToProto = (r: GrantWithBalance) => ({ grant: grantToProto(r.grant), balance: balanceToProto(r.balance) });
 
 export const holdToProto = (h: Hold): credits.Hold => ({
   id: h.id,
@@ -195,4 +220,13 @@ export const ledgerEntryToProto = (e: LedgerEntry): credits.LedgerEntry => ({
   balanceAfter: e.balanceAfter,
   heldAfter: e.heldAfter,
   createdAt: e.createdAt,
+  grantId: e.grantId ?? "",
+  reason: e.reason ?? "",
+  holdDeadline: e.holdDeadline ?? undefined,
+});
+
+/** The reconciliation's answer; a per-account difference has grant_id "". */
+export const reconciliationToProto = (r: CreditsReconciliation): credits.ReconcileResponse => ({
+  differencesTotal: BigInt(r.differencesTotal),
+  differences: r.differences.map((d) => ({ check: d.check, accountId: d.accountId, grantId: d.grantId ?? "", expected: d.expected, actual: d.actual })),
 });

@@ -73,7 +73,7 @@ export class HoldExpirySweeper {
 
   private async expireBatch(): Promise<number> {
     const expired = await this.holds.expireDueHolds(this.options.batchSize);
-    if (expired > 0) this.logger.info({ holds: expired }, "expired holds past their deadline");
+    if (expired > 0) this.logger.info({ expired }, "expired holds (and grants) past their deadline");
     return expired;
   }
 }

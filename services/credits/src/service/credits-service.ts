@@ -1,3 +1,4 @@
+import { parseAccountId } from "../domain/inputs";
 import type { CreditsUnitOfWork } from "../domain/ports";
 import type { CreditsRules } from "../domain/rules";
 import { AccountsService } from "./accounts";
@@ -19,11 +20,12 @@ export class CreditsService {
   readonly holds: HoldsService;
   readonly guests: GuestsService;
 
-  constructor(uow: CreditsUnitOfWork, rules: CreditsRules, passwords: PasswordHasher) {
+  /** `now` is the clock grant expiry is decided by (the system clock unless a test injects one). */
+  constructor(uow: CreditsUnitOfWork, rules: CreditsRules, passwords: PasswordHasher, now: () => Date = () => new Date()) {
     this.ledger = new LedgerService(uow);
-    this.grants = new GrantsService(uow, rules, this.ledger);
+    this.grants = new GrantsService(uow, rules, this.ledger, now);
     this.accounts = new AccountsService(uow, rules, passwords, this.grants, this.ledger);
-    this.holds = new HoldsService(uow, rules, this.ledger);
+    this.holds = new HoldsService(uow, rules, this.ledger, this.grants);
     this.guests = new GuestsService(uow, rules, this.grants, this.ledger);
   }
 
@@ -43,12 +45,21 @@ export class CreditsService {
   readonly ensureGuestAccount: GuestsService["ensureGuestAccount"] = (guestId) => this.guests.ensureGuestAccount(guestId);
   /** See AccountsService.getAccount. */
   readonly getAccount: AccountsService["getAccount"] = (accountId) => this.accounts.getAccount(accountId);
-  /** See LedgerService.getBalance. */
-  readonly getBalance: LedgerService["getBalance"] = (accountId) => this.ledger.getBalance(accountId);
+  /** See LedgerService.getBalance; first writes off the account's expired grants, if any (GrantsService.expireIfDue), so a balance never shows expired credits. */
+  readonly getBalance: LedgerService["getBalance"] = async (accountId) => {
+    await this.grants.expireIfDue(parseAccountId(accountId));
+    return this.ledger.getBalance(accountId);
+  };
   /** See LedgerService.listLedgerEntries. */
   readonly listLedgerEntries: LedgerService["listLedgerEntries"] = (request) => this.ledger.listLedgerEntries(request);
+  /** See LedgerService.reconcile. */
+  readonly reconcile: LedgerService["reconcile"] = () => this.ledger.reconcile();
   /** See GrantsService.createGrant. */
   readonly createGrant: GrantsService["createGrant"] = (request) => this.grants.createGrant(request);
+  /** See HoldsService.extendHold. */
+  readonly extendHold: HoldsService["extendHold"] = (request) => this.holds.extendHold(request);
+  /** See GrantsService.voidGrant. */
+  readonly voidGrant: GrantsService["voidGrant"] = (request) => this.grants.voidGrant(request);
   /** See HoldsService.createHold. */
   readonly createHold: HoldsService["createHold"] = (request) => this.holds.createHold(request);
   /** See HoldsService.captureHold. */

@@ -4,10 +4,12 @@ import { allocate, amountsByFamily, singleKind, splitCapture, type Allocation } 
 import {
   parseCaptureHoldInput,
   parseCreateHoldInput,
+  parseExtendHoldInput,
   parseReleaseHoldInput,
   type CaptureHoldRequest,
   type CreateHoldInput,
   type CreateHoldRequest,
+  type ExtendHoldRequest,
   type ReleaseHoldRequest,
 } from "../domain/inputs";
 import type { CreditsStores, CreditsUnitOfWork } from "../domain/ports";
@@ -21,6 +23,7 @@ import {
   type CreditsRules,
 } from "../domain/rules";
 import type { Hold, HoldWithBalance } from "../domain/types";
+import type { GrantsService } from "./grants";
 import type { LedgerService } from "./ledger";
 
 /**
@@ -34,6 +37,7 @@ export class HoldsService {
     private readonly uow: CreditsUnitOfWork,
     private readonly rules: CreditsRules,
     private readonly ledger: LedgerService,
+    private readonly grants: Pick<GrantsService, "expireBeforeUse" | "expireDueGrantsOf">,
   ) {}
 
   /**
@@ -57,6 +61,8 @@ export class HoldsService {
    * are decided by the unique index (the store's insert throws `conflict`).
    */
   private async reserveHold(stores: CreditsStores, input: CreateHoldInput): Promise<HoldWithBalance> {
+    // Expired credits are written off first, so the hold can never take them.
+    await this.grants.expireBeforeUse(stores, input.accountId);
     const reserved = await stores.accounts.reserveCredits(input.accountId, input.amount);
     if (!reserved) {
       const current = await stores.accounts.lock(input.accountId);
@@ -85,6 +91,7 @@ export class HoldsService {
       generationId: hold.generationId,
       balanceAfter: reserved.available,
       heldAfter: reserved.held,
+      holdDeadline: hold.expiresAt,
     });
     return { hold, balance: await this.ledger.readBalance(stores, input.accountId) };
   }
@@ -149,6 +156,44 @@ export class HoldsService {
   }
 
   /**
+   * Keeps a running job's hold alive (the worker calls this as it renews its lease): the
+   * deadline becomes now + `ttlMs` (0: HOLD_TTL_MS; capped at HOLD_TTL_MS_MAX) when that is
+   * later, with an EXTENSION ledger entry holding the new deadline (no credit moves; INV-2
+   * untouched). `extended` false: the deadline was already as late and nothing was written.
+   * A hold past its deadline that the sweeper has not expired yet may still be extended (as
+   * it may still be captured). Idempotent per `requestId` (INV-4). Errors: `validation`
+   * (ttl_ms), `not_found`, `hold_not_active` (INV-3: an ended hold stays ended),
+   * `idempotency_key_reused`.
+   */
+  async extendHold(request: ExtendHoldRequest): Promise<HoldWithBalance & { extended: boolean }> {
+    const input = parseExtendHoldInput(request, this.rules);
+    const call = { requestId: input.requestId, operation: "ExtendHold", parameters: { holdId: input.holdId, ttlMs: input.requestedTtlMs }, ...answerCodec<HoldWithBalance & { extended: boolean }>() };
+    return this.uow.inTransaction((stores) =>
+      runIdempotent(stores.idempotency, call, async () => {
+        const hold = await this.lockActiveHold(stores, input.holdId);
+        const extended = await stores.holds.extend(hold.id, input.ttlMs);
+        const moved = extended.expiresAt.getTime() > hold.expiresAt.getTime();
+        const balance = await this.ledger.readBalance(stores, hold.accountId);
+        if (moved) {
+          await stores.ledger.insert({
+            ...NO_LEDGER_CHANGE,
+            id: newId(),
+            accountId: hold.accountId,
+            kind: "extension",
+            amount: 0n,
+            holdId: hold.id,
+            generationId: hold.generationId,
+            balanceAfter: balance.availableCredits,
+            heldAfter: balance.heldCredits,
+            holdDeadline: extended.expiresAt,
+          });
+        }
+        return { hold: extended, balance, extended: moved };
+      }),
+    );
+  }
+
+  /**
    * Expires up to `batchSize` active holds past their deadline, in one transaction: each goes
    * back to its grants with an EXPIRY entry. Accounts are locked before holds (INV-9) with SKIP
    * LOCKED, so a busy account waits for a later pass and several sweepers never block each
@@ -180,7 +225,7 @@ export class HoldsService {
     return hold;
   }
 
-  /** Returns `allocations` to their grants and the account's available balance, with one entry (INV-2). */
+  /** Returns `allocations` to their grants and the account's available balance, with one entry (INV-2); then writes off what went back to an expired grant. */
   private async giveBack(stores: CreditsStores, hold: Hold, allocations: readonly Allocation[], kind: "release" | "expiry", reason: string): Promise<void> {
     const amount = allocations.reduce((sum, a) => sum + a.amount, 0n);
     assert.ok(amount > 0n, "INV-2: a give-back returns a positive amount");
@@ -200,5 +245,7 @@ export class HoldsService {
       balanceAfter: after.available,
       heldAfter: after.held,
     });
+    // What went back to a grant that has expired meanwhile is written off at once.
+    await this.grants.expireDueGrantsOf(stores, hold.accountId);
   }
 }

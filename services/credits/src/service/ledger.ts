@@ -3,7 +3,10 @@ import { encodeLedgerCursor } from "../domain/ledger-cursor";
 import { parseAccountId, parseListLedgerEntriesInput, type ListLedgerEntriesRequest } from "../domain/inputs";
 import type { CreditsStores, CreditsUnitOfWork } from "../domain/ports";
 import { accountNotFound } from "../domain/rules";
-import type { Balance, LedgerPage } from "../domain/types";
+import type { Balance, CreditsReconciliation, LedgerPage } from "../domain/types";
+
+/** Most differences a reconciliation lists (the total counts them all). */
+export const RECONCILIATION_DIFFERENCES_MAX = 100;
 
 /**
  * The ledger and balance reads of the credits service. Every balance it returns has passed the
@@ -70,5 +73,20 @@ export class LedgerService {
       heldCredits: stored.held,
       availableCredits: stored.available,
     };
+  }
+
+  /**
+   * Checks INV-2 over every account and grant at once, from one snapshot (read only; safe while
+   * credits move): the ledger replays to each account's stored balances and its newest entry
+   * states them; the grants' remaining credits are the available balance, the active holds the
+   * held one, the captured holds the captured one; everything granted is available + held +
+   * captured + expired + written off; and each grant's amount is its remaining credits + what
+   * active holds took from it + what captured holds charged it + expired + written off (the
+   * check names are listed in docs/invariants.md). Answers the number of failing equalities
+   * (0: the books balance) and the first `RECONCILIATION_DIFFERENCES_MAX` of them, ordered by
+   * account, grant and check. Errors: none of its own (database errors propagate).
+   */
+  reconcile(): Promise<CreditsReconciliation> {
+    return this.uow.withoutTransaction((stores) => stores.reconciliation.differences(RECONCILIATION_DIFFERENCES_MAX));
   }
 }

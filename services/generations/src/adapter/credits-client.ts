@@ -59,6 +59,15 @@ export class GrpcCreditsClient implements CreditsPort {
     return toHoldView(response.hold);
   }
 
+  async extendHold(request: { requestId: string; holdId: string; ttlMs: number }): Promise<HoldView> {
+    const response = await callUnary(
+      this.client.extendHold.bind(this.client),
+      { requestId: request.requestId, holdId: request.holdId, ttlMs: BigInt(request.ttlMs) },
+      { timeoutMs: this.timeoutMs },
+    );
+    return toHoldView(response.hold);
+  }
+
   close(): void {
     this.client.close();
   }
@@ -72,5 +81,6 @@ function toHoldView(hold: credits.Hold | undefined): HoldView {
     trialAmount: hold.trialAmount,
     tokenAmount: hold.tokenAmount,
     capturedAmount: hold.capturedAmount,
+    expiresAt: hold.expiresAt ?? new Date(0),
   };
 }

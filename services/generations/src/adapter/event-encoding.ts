@@ -28,13 +28,15 @@ export class ProtoEventEncoder implements EventEncoder {
       credits: record.creditCost,
       costMicros: record.costMicros,
       processingTimeMs: record.processingTimeMs,
-      // Every generation is an original today; a retry route will set these.
-      billingClassification: "original",
-      billingReason: "",
-      parentGenerationId: "",
+      // How the generation is billed (a free retry's credits are 0) and what it retries.
+      billingClassification: record.billingClassification,
+      billingReason: record.billingReason,
+      parentGenerationId: record.parentGenerationId ?? "",
     };
     if (kind === "completed") {
-      const message: events.GenerationCompleted = { ...common, creditType: record.creditType, outputBytes };
+      // A free retry was paid by no credits: the contract's "" (none).
+      const creditType = record.creditType === "none" ? "" : record.creditType;
+      const message: events.GenerationCompleted = { ...common, creditType, outputBytes };
       return { eventId, subject: this.subjects.completed, payload: events.GenerationCompleted.encode(message).finish() };
     }
     const message: events.GenerationFailed = { ...common, errorMessage: record.errorMessage, errorCode: record.errorCode };

@@ -2,6 +2,7 @@ import assert from "node:assert";
 import { FORGET_ANSWERS_MENTIONING_SQL, optionalDate, textArrayLiteral, toBigInt, type Sql } from "@tally/platform";
 import type { GenerationStore } from "../domain/ports";
 import type {
+  BillingClassificationName,
   ClaimedJob,
   CreditTypeName,
   GenerationOutput,
@@ -46,11 +47,16 @@ interface GenerationRow {
   created_at: Date | string;
   started_at: Date | string | null;
   completed_at: Date | string | null;
+  parent_generation_id: string | null;
+  root_generation_id: string | null;
+  billing_classification: BillingClassificationName;
+  billing_reason: string;
 }
 
 const COLUMNS = `id, user_id, status, input_type, prompt, photo_url, address, style, credit_cost, credit_type, hold_id,
   progress_percent, provider, output_content_type, error_message, error_code, cost_micros, processing_time_ms,
-  settlement, settled_at, lease_token, traceparent, created_at, started_at, completed_at`;
+  settlement, settled_at, lease_token, traceparent, created_at, started_at, completed_at,
+  parent_generation_id, root_generation_id, billing_classification, billing_reason`;
 
 function toRecord(row: GenerationRow): GenerationRecord {
   const createdAt = optionalDate(row.created_at);
@@ -78,6 +84,10 @@ function toRecord(row: GenerationRow): GenerationRecord {
     createdAt,
     startedAt: optionalDate(row.started_at) ?? null,
     completedAt: optionalDate(row.completed_at) ?? null,
+    parentGenerationId: row.parent_generation_id,
+    rootGenerationId: row.root_generation_id,
+    billingClassification: row.billing_classification,
+    billingReason: row.billing_reason,
   };
 }
 
@@ -89,12 +99,30 @@ export class SqlGenerationStore implements GenerationStore {
 
   async insert(g: NewGeneration): Promise<GenerationRecord> {
     const row = await this.sql.one<GenerationRow>(
-      `INSERT INTO generations (id, user_id, status, input_type, prompt, photo_url, address, style, credit_cost, credit_type, hold_id, traceparent)
-       VALUES (?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING ${COLUMNS}`,
-      [g.id, g.userId, g.inputType, g.prompt, g.photoUrl, g.address, g.style, g.creditCost, g.creditType, g.holdId, g.traceparent],
+      `INSERT INTO generations (id, user_id, status, input_type, prompt, photo_url, address, style, credit_cost, credit_type, hold_id, traceparent,
+         parent_generation_id, root_generation_id, billing_classification, billing_reason)
+       VALUES (?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING ${COLUMNS}`,
+      [
+        g.id, g.userId, g.inputType, g.prompt, g.photoUrl, g.address, g.style, g.creditCost, g.creditType, g.holdId, g.traceparent,
+        g.parentGenerationId, g.rootGenerationId, g.billingClassification, g.billingReason,
+      ],
     );
     assert.ok(row, "INSERT ... RETURNING returns the row");
     return toRecord(row);
+  }
+
+  async lock(id: string): Promise<boolean> {
+    const rows = await this.sql.query<{ id: string }>("SELECT id FROM generations WHERE id = ? FOR UPDATE", [id]);
+    return rows.length === 1;
+  }
+
+  /** Served by the partial index generations_free_retries_of_root. */
+  async countFreeRetries(rootId: string): Promise<number> {
+    const row = await this.sql.one<{ total: string }>(
+      "SELECT count(*) AS total FROM generations WHERE root_generation_id = ? AND billing_classification = 'free_retry'",
+      [rootId],
+    );
+    return Number(row?.total ?? 0);
   }
 
   async find(id: string): Promise<GenerationRecord | null> {
@@ -282,8 +310,8 @@ export class SqlGenerationStore implements GenerationStore {
       "DELETE FROM generation_outputs WHERE generation_id IN (SELECT id FROM generations WHERE user_id = ?::uuid)",
       [userId],
     );
-    // Stored answers of CreateGeneration and CancelGeneration carry the generation's inputs.
-    await this.sql.query(FORGET_ANSWERS_MENTIONING_SQL, [textArrayLiteral(["CreateGeneration", "CancelGeneration"]), userId]);
+    // Stored answers of CreateGeneration, RetryGeneration and CancelGeneration carry the generation's inputs.
+    await this.sql.query(FORGET_ANSWERS_MENTIONING_SQL, [textArrayLiteral(["CreateGeneration", "RetryGeneration", "CancelGeneration"]), userId]);
     const rows = await this.sql.query<{ id: string }>(
       `UPDATE generations SET prompt = '', photo_url = '', address = '', style = '', erased_at = clock_timestamp(), updated_at = now()
        WHERE user_id = ?::uuid AND erased_at IS NULL RETURNING id`,

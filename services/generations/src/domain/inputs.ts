@@ -184,6 +184,14 @@ export function parseCancelGenerationInput(raw: RawCancelGenerationInput): Cance
   return { requestId: raw.requestId, ref: parseGenerationRef(raw) };
 }
 
+/** Raw RetryGeneration request: the same fields as a cancel (the generation is the one retried). */
+export type RawRetryGenerationInput = RawCancelGenerationInput;
+
+/** Checks RetryGeneration's request_id (its idempotency key, INV-4; `validation`) and its ids (`ref` null when malformed). */
+export function parseRetryGenerationInput(raw: RawRetryGenerationInput): CancelGenerationInput {
+  return parseCancelGenerationInput(raw);
+}
+
 /** Raw RecordDownload request: the same fields as a cancel. */
 export type RawRecordDownloadInput = RawCancelGenerationInput;
 

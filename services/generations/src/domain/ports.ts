@@ -9,6 +9,14 @@ import type { ClaimedJob, Download, GenerationOutput, GenerationRecord, JobEndin
 export interface GenerationStore {
   /** Inserts a `pending` generation and returns it. */
   insert(generation: NewGeneration): Promise<GenerationRecord>;
+  /**
+   * Locks the row of generation `id` (`FOR UPDATE`) until the caller's transaction ends: a
+   * retry locks its job's original so that free retries of one job are counted and taken one
+   * at a time. False when there is no such row.
+   */
+  lock(id: string): Promise<boolean>;
+  /** How many free retries the job of original `rootId` has started (one indexed count). */
+  countFreeRetries(rootId: string): Promise<number>;
   /** A generation by id, or null. */
   find(id: string): Promise<GenerationRecord | null>;
   /** The generation `id` of `userId`, or null (also for another user's generation, INV-7). */
@@ -98,6 +106,8 @@ export interface HoldView {
   /** Of amount, credits from purchased and promotional grants. */
   tokenAmount: bigint;
   capturedAmount: bigint;
+  /** When the hold expires unless extended. */
+  expiresAt: Date;
 }
 
 /** Whether an account is a signed-up user or a guest (its limits answer with a different reason). */
@@ -124,6 +134,8 @@ export interface CreditsPort {
   createHold(request: { requestId: string; accountId: string; generationId: string; amount: bigint; ttlMs: number }): Promise<HoldView>;
   captureHold(request: { requestId: string; holdId: string }): Promise<HoldView>;
   releaseHold(request: { requestId: string; holdId: string; reason: string }): Promise<HoldView>;
+  /** Moves an active hold's deadline to now + `ttlMs` (0: credits' HOLD_TTL_MS) when later. Errors: `hold_not_active`, `not_found`. */
+  extendHold(request: { requestId: string; holdId: string; ttlMs: number }): Promise<HoldView>;
 }
 
 /**
@@ -171,8 +183,8 @@ export interface UsagePort {
 export interface EventEncoder {
   /**
    * The GenerationCompleted or GenerationFailed event of a finished generation; `outputBytes`
-   * is the size of its stored output (0 for a failure). Every generation is billed as
-   * `original` today (no parent).
+   * is the size of its stored output (0 for a failure). The event carries the generation's
+   * billing classification, reason and parent (a free retry's credits are 0).
    */
   generationEnded(generation: GenerationRecord, occurredAt: Date, outputBytes: bigint): EncodedEvent;
   /** The GenerationDownloaded event of one download request. */

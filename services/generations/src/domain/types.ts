@@ -5,8 +5,29 @@ export type InputTypeName = (typeof INPUT_TYPES)[number];
 /** pending -> processing -> completed | failed; pending or processing -> cancelled. */
 export type GenerationStatusName = "pending" | "processing" | "completed" | "failed" | "cancelled";
 
-/** Which credits paid for a generation. */
-export type CreditTypeName = "trial" | "purchased" | "mixed";
+/** Which credits paid for a generation; `none` for a free retry (nothing held). */
+export type CreditTypeName = "trial" | "purchased" | "mixed" | "none";
+
+/**
+ * How a generation is billed: an `original` (CreateGeneration), a `free_retry` of a failed job
+ * (nothing held or charged) or a `paid_regeneration` (a retry beyond the plan's free retries,
+ * or a new run of a completed job), charged as usual.
+ */
+export type BillingClassificationName = "original" | "free_retry" | "paid_regeneration";
+
+/** How a new generation is billed and what it retries (null parent and root for an original). */
+export interface Billing {
+  billingClassification: BillingClassificationName;
+  /** Why, in plain words (e.g. "free retry 1 of 2"); "" for an original. */
+  billingReason: string;
+  /** The generation retried or regenerated. */
+  parentGenerationId: string | null;
+  /** The original of the chain (a retry of a retry belongs to the same job). */
+  rootGenerationId: string | null;
+}
+
+/** The billing of a generation made by CreateGeneration. */
+export const ORIGINAL_BILLING: Billing = { billingClassification: "original", billingReason: "", parentGenerationId: null, rootGenerationId: null };
 
 /**
  * How a job's hold ends, decided before the credits service is called so that a worker that
@@ -16,7 +37,7 @@ export type CreditTypeName = "trial" | "purchased" | "mixed";
 export type Settlement = "capture" | "release";
 
 /** A generation as the service and the worker see it, internal fields included (the adapter maps rows to this). */
-export interface GenerationRecord {
+export interface GenerationRecord extends Billing {
   id: string;
   userId: string;
   status: GenerationStatusName;
@@ -25,9 +46,10 @@ export interface GenerationRecord {
   photoUrl: string;
   address: string;
   style: string;
-  /** Credits held for the job (charged when it completes). */
+  /** Credits held for the job (charged when it completes); 0 for a free retry. */
   creditCost: bigint;
   creditType: CreditTypeName;
+  /** "" for a free retry (it holds nothing). */
   holdId: string;
   /** 0..100. */
   progressPercent: number;
@@ -45,15 +67,16 @@ export interface GenerationRecord {
 }
 
 /**
- * A generation as its user sees it (what the service answers, and what an idempotent create
- * or cancel stores as its first answer): the record without its settlement and internal error
- * code; `outputContentType` is empty unless the generation completed.
+ * A generation as its user sees it (what the service answers, and what an idempotent create,
+ * retry or cancel stores as its first answer): the record without its settlement, internal
+ * error code and root; `outputContentType` is empty unless the generation completed. Answers
+ * stored before retries existed lack the billing fields (read them as an original's).
  */
-export type Generation = Omit<GenerationRecord, "settlement" | "errorCode">;
+export type Generation = Omit<GenerationRecord, "settlement" | "errorCode" | "rootGenerationId">;
 
 /** The user's view of a record: internal fields stay inside, and only a completed job names an output. */
 export function toGeneration(record: GenerationRecord): Generation {
-  const { settlement: _settlement, errorCode: _errorCode, ...visible } = record;
+  const { settlement: _settlement, errorCode: _errorCode, rootGenerationId: _root, ...visible } = record;
   return { ...visible, outputContentType: record.status === "completed" ? record.outputContentType : "" };
 }
 
@@ -81,6 +104,11 @@ export interface GenerationOutput {
 /** What a provider is given to work from: the job's checked input and its id. */
 export type GenerationJob = GenerationInput & { id: string };
 
+/** The input a generation was made from (what a retry starts again from). */
+export function inputOf(g: GenerationRecord): GenerationInput {
+  return { userId: g.userId, inputType: g.inputType, prompt: g.prompt, photoUrl: g.photoUrl, address: g.address, style: g.style };
+}
+
 /** The job a provider works on, from its record. */
 export function toJob(g: GenerationRecord): GenerationJob {
   return { id: g.id, userId: g.userId, inputType: g.inputType, prompt: g.prompt, photoUrl: g.photoUrl, address: g.address, style: g.style };
@@ -97,8 +125,8 @@ export interface GenerationInput {
   style: string;
 }
 
-/** A generation about to be stored `pending`, its hold taken. */
-export interface NewGeneration extends GenerationInput {
+/** A generation about to be stored `pending`, its hold taken (none for a free retry). */
+export interface NewGeneration extends GenerationInput, Billing {
   id: string;
   creditCost: bigint;
   creditType: CreditTypeName;

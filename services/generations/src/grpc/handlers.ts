@@ -44,6 +44,16 @@ export function generationsHandlers(service: GenerationsService): AsyncService<g
     async recordDownload(request) {
       return await service.recordDownload({ requestId: request.requestId, userId: request.userId, generationId: request.generationId });
     },
+    /**
+     * Starts a new generation from a failed or completed one of the user, classified
+     * `free_retry` or `paid_regeneration` and linked to it (INV-3, INV-4, INV-10). Errors:
+     * validation, not_found, generation_not_retryable, plan_limit_exceeded /
+     * guest_limit_exceeded, insufficient_credits, idempotency_key_reused, unavailable.
+     */
+    async retryGeneration(request) {
+      const retry = await service.retry({ requestId: request.requestId, userId: request.userId, generationId: request.generationId });
+      return { generation: toProtoGeneration(retry) };
+    },
     /** Moves an adopted guest's generations to the user; `moved` is 0 on a retry. Errors: validation (malformed or equal ids). */
     async adoptGuestGenerations(request) {
       return { moved: await service.adoptGuest({ guestId: request.guestId, userId: request.userId }) };

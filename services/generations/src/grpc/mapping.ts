@@ -19,6 +19,8 @@ const INPUT_TYPE: Record<InputTypeName, generations.InputType> = {
 };
 
 const CREDIT_TYPE: Record<CreditTypeName, generations.CreditType> = {
+  // A free retry is paid by no credits.
+  none: generations.CreditType.CREDIT_TYPE_UNSPECIFIED,
   trial: generations.CreditType.CREDIT_TYPE_TRIAL,
   purchased: generations.CreditType.CREDIT_TYPE_PURCHASED,
   mixed: generations.CreditType.CREDIT_TYPE_MIXED,
@@ -65,5 +67,9 @@ export function toProtoGeneration(generation: Generation): generations.Generatio
     createdAt: generation.createdAt,
     startedAt: generation.startedAt ?? undefined,
     completedAt: generation.completedAt ?? undefined,
+    // Answers stored before retries existed have no billing fields: an original's.
+    parentGenerationId: generation.parentGenerationId ?? "",
+    billingClassification: generation.billingClassification ?? "original",
+    billingReason: generation.billingReason ?? "",
   };
 }

@@ -2,6 +2,7 @@ import { context, trace } from "@opentelemetry/api";
 import { contextFromCarrier, PollingLoop, tracer, type Logger } from "@tally/platform";
 import { toJob, type ClaimedJob, type JobOutcome, type Settlement } from "../domain/types";
 import { ProviderError, type GenerationProvider } from "../providers/provider";
+import type { HoldKeeper } from "../service/hold-keeper";
 import type { JobLeases } from "../service/job-leases";
 import type { HoldSettlement, SettlementRetry } from "../service/settlement";
 
@@ -55,6 +56,8 @@ export class GenerationWorker {
     private readonly provider: GenerationProvider,
     private readonly options: GenerationWorkerOptions,
     private readonly logger: Logger,
+    /** Extends each running job's hold at its lease renewals; none: holds are not extended. */
+    private readonly holdKeeper?: HoldKeeper,
   ) {
     // A claim pass fills the free slots; the next one waits for the interval or a finished job
     // (wakeUp). A failed claim is retried after the poll interval, without growing back-off.
@@ -191,7 +194,8 @@ export class GenerationWorker {
   /**
    * Renews the job's lease every third of it, and with its progress at most every
    * `progressStepPercent`; a renewal that finds the job no longer this claim's aborts it
-   * ("lost"). Renewals run one at a time; `stop()` ends them and waits for the last one.
+   * ("lost"). Each timed renewal is also the hold's heartbeat (HoldKeeper: ExtendHold when its
+   * deadline nears). Renewals run one at a time; `stop()` ends them and waits for the last one.
    */
   private keepLease(claimed: ClaimedJob, job: RunningJob): { reportProgress(percent: number): void; stop(): Promise<void> } {
     const generationId = claimed.generation.id;
@@ -212,7 +216,12 @@ export class GenerationWorker {
         renew(clamped);
       }
     };
-    const renewTimer = setInterval(() => renew(), Math.max(1, Math.floor(this.options.leaseMs / 3)));
+    const hold = { holdId: claimed.generation.holdId, deadlineMs: null };
+    const heartbeat = () => {
+      renew();
+      if (this.holdKeeper) renewals = renewals.then(() => this.holdKeeper?.heartbeat(hold, generationId));
+    };
+    const renewTimer = setInterval(heartbeat, Math.max(1, Math.floor(this.options.leaseMs / 3)));
     return {
       reportProgress,
       async stop() {

@@ -3,7 +3,7 @@
  * database, no network): account → reservation → hold → insert; a limit refusal holds nothing;
  * a refused hold releases the reservation; an unstored job releases the hold and the reservation.
  */
-import { createLogger, DomainError, type IdempotencyStore } from "@tally/platform";
+import { createLogger, DomainError, loadPlanCatalog, type IdempotencyStore } from "@tally/platform";
 import type { AccountView, CreditsPort, EventEncoder, GenerationsStores, GenerationsUnitOfWork, HoldView, UsagePort } from "../domain/ports";
 import type { GenerationRecord, NewGeneration } from "../domain/types";
 import { GenerationsService } from "./generations";
@@ -11,7 +11,7 @@ import type { HoldSettlement } from "./settlement";
 
 const userId = "0b7c3a52-1f5e-4c1e-9a51-6f0f6f0c2a11";
 const account: AccountView = { id: userId, kind: "user", plan: "free", periodAnchor: new Date("2026-01-31T00:00:00Z") };
-const hold: HoldView = { id: "hold-1", amount: 1n, trialAmount: 1n, tokenAmount: 0n, capturedAmount: 0n };
+const hold: HoldView = { id: "hold-1", amount: 1n, trialAmount: 1n, tokenAmount: 0n, capturedAmount: 0n, expiresAt: new Date("2026-01-31T01:00:00Z") };
 
 /** Records every remote call in order; `failures` makes a named call reject. */
 function fakes(failures: { reserve?: Error; hold?: Error; insert?: Error } = {}) {
@@ -25,6 +25,7 @@ function fakes(failures: { reserve?: Error; hold?: Error; insert?: Error } = {})
     },
     captureHold: async () => hold,
     releaseHold: async (request) => (calls.push(`releaseHold:${request.reason}`), hold),
+    extendHold: async () => hold,
   };
   const usage: UsagePort = {
     checkAndReserve: async (subject, generationId, amount) => {
@@ -53,6 +54,7 @@ function fakes(failures: { reserve?: Error; hold?: Error; insert?: Error } = {})
     inputLimits: { promptLengthMax: 100, photoUrlLengthMax: 100, addressLengthMax: 100, styleLengthMax: 100 },
     holdTtlMs: 0,
     leaseMs: 1_000,
+    plans: loadPlanCatalog(undefined),
   };
   const service = new GenerationsService(uow, { credits, usage }, {} as HoldSettlement, options, createLogger("test", "silent"), {} as EventEncoder);
   const create = () => service.create({ requestId: "r-1", userId, inputType: "text", prompt: "a cat", photoUrl: "", address: "", style: "" });

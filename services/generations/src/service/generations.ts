@@ -6,8 +6,8 @@ import {
   notFound,
   runIdempotent,
   type Logger,
+  type PlanCatalog,
 } from "@tally/platform";
-import { creditTypeOfHold } from "../domain/credit-type";
 import {
   parseCancelGenerationInput,
   parseCreateGenerationInput,
@@ -15,6 +15,7 @@ import {
   parseAdoptGuestInput,
   parseListGenerationsInput,
   parseRecordDownloadInput,
+  parseRetryGenerationInput,
   type GenerationRef,
   type InputLimits,
   type RawAdoptGuestInput,
@@ -22,19 +23,27 @@ import {
   type RawCreateGenerationInput,
   type RawListGenerationsInput,
   type RawRecordDownloadInput,
+  type RawRetryGenerationInput,
 } from "../domain/inputs";
+import { checkRetryable, classifyRetry, retryBilling } from "../domain/retry";
 import { generationDownloadedEventId } from "../domain/events";
 import {
-  holdRequestIds,
   type CreditsPort,
   type EventEncoder,
   type GenerationsStores,
   type GenerationsUnitOfWork,
-  type HoldView,
   type UsagePort,
 } from "../domain/ports";
 import { creditCostOf, type Pricing } from "../domain/pricing";
-import { toGeneration, type Generation, type GenerationInput, type GenerationOutput, type GenerationPage } from "../domain/types";
+import {
+  inputOf,
+  ORIGINAL_BILLING,
+  toGeneration,
+  type Generation,
+  type GenerationOutput,
+  type GenerationPage,
+} from "../domain/types";
+import { JobStarter } from "./job-starter";
 import type { HoldSettlement } from "./settlement";
 
 export interface GenerationsServiceOptions {
@@ -44,6 +53,8 @@ export interface GenerationsServiceOptions {
   holdTtlMs: number;
   /** How long a cancel may take to release its hold before the worker's sweep does it, in milliseconds. */
   leaseMs: number;
+  /** The plan catalogue (PLANS_FILE): each plan's `free_retries` per job. */
+  plans: PlanCatalog;
 }
 
 /** The first answer of an idempotent create or cancel, as stored with its key (INV-4). */
@@ -62,7 +73,7 @@ export interface GenerationsDownstream {
  */
 export class GenerationsService {
   private readonly credits: CreditsPort;
-  private readonly usage: UsagePort;
+  private readonly starter: JobStarter;
 
   constructor(
     private readonly uow: GenerationsUnitOfWork,
@@ -73,7 +84,7 @@ export class GenerationsService {
     private readonly encoder: EventEncoder,
   ) {
     this.credits = downstream.credits;
-    this.usage = downstream.usage;
+    this.starter = new JobStarter(uow, downstream.credits, downstream.usage, { holdTtlMs: options.holdTtlMs }, logger);
   }
 
   /**
@@ -104,85 +115,86 @@ export class GenerationsService {
   async create(raw: RawCreateGenerationInput): Promise<Generation> {
     const { requestId, generation: input } = parseCreateGenerationInput(raw, this.options.inputLimits);
     const generationId = deterministicUuid("generation", input.userId, requestId);
-    const creditCost = creditCostOf(this.options.pricing, input.inputType);
-
     const account = await this.credits.getAccount(input.userId);
-    await this.usage.checkAndReserve(account, generationId, creditCost);
-    let hold: HoldView;
-    try {
-      hold = await this.credits.createHold({
-        requestId: holdRequestIds(generationId).create,
-        accountId: input.userId,
-        generationId,
-        amount: creditCost,
-        ttlMs: this.options.holdTtlMs,
-      });
-    } catch (error) {
-      await this.giveBackUnstored(generationId, null, error);
-      throw error;
-    }
-
-    try {
-      return await this.uow.inTransaction((stores) => this.store(stores, generationId, input, creditCost, hold));
-    } catch (error) {
-      // A DomainError (e.g. idempotency_key_reused) is an answer about a job that exists or
-      // whose hold belongs to the first request; anything else means the job was not stored
-      // and a retry would not store it either: give back what was taken ("no job, no hold").
-      if (!(error instanceof DomainError)) await this.giveBackUnstored(generationId, hold.id, error);
-      throw error;
-    }
-  }
-
-  private store(stores: GenerationsStores, generationId: string, input: GenerationInput, creditCost: bigint, hold: HoldView): Promise<Generation> {
-    const call = {
+    return this.starter.start({
+      generationId,
+      input,
+      account,
+      creditCost: creditCostOf(this.options.pricing, input.inputType),
+      billing: ORIGINAL_BILLING,
       // Keyed by the generation id (user + request_id): one user's key never blocks another's.
-      requestId: `create:${generationId}`,
-      operation: "CreateGeneration",
-      parameters: input,
-      ...GENERATION_ANSWER,
-    };
-    return runIdempotent(stores.idempotency, call, async () => {
-      const record = await stores.generations.insert({
-        id: generationId,
-        ...input,
-        creditCost,
-        creditType: creditTypeOfHold(hold),
-        holdId: hold.id,
-        traceparent: currentTraceCarrier().traceparent ?? null,
-      });
-      this.logger.info({ generation_id: generationId, user_id: input.userId, credit_cost: creditCost.toString() }, "generation created");
-      return toGeneration(record);
+      call: { requestId: `create:${generationId}`, operation: "CreateGeneration", parameters: input, ...GENERATION_ANSWER },
     });
   }
 
   /**
-   * Best effort, after a hold or the local transaction failed: releases the hold (when one
-   * was taken) and the quota reservation, unless the job turns out to be stored after all (a
-   * concurrent retry of the same request committed it; its ending settles both). If the
-   * database cannot even be asked, both are released anyway: a stored job whose hold is gone
-   * fails at capture without charge, and one whose reservation is gone is still counted as
-   * used when it completes, while a hold or reservation with no job would keep the user's
-   * credits or quota until it expires (INV-3). A failed release is only logged (it then
-   * expires: the hold at credits, the reservation at usage).
+   * Starts a new generation from the user's failed or completed generation `generationId`,
+   * with its input, through the same steps as `create` (account, quota reservation, hold
+   * unless free, job stored `pending`, run by the worker). Its id is derived from (user_id,
+   * request_id); it names the parent and the job's original (root), and is classified by
+   * `classifyRetry`: a retry of a failed job is a `free_retry` (0 credits: nothing reserved
+   * against credits_per_period, nothing held or charged; it still takes a generation of the
+   * plan's limits and a concurrent slot) while the free retries of its job, counted from the
+   * original, are fewer than the plan's `free_retries`; else, and for a completed parent, a
+   * `paid_regeneration` charged as usual.
+   *
+   * Concurrency: the count is taken again under the original's row lock in the transaction
+   * that stores the retry, so two concurrent retries never both take the last free retry.
+   * A retry that lost the last free one there rolls back, takes a hold outside any
+   * transaction (INV-9) and is stored as `paid_regeneration` (its quota reservation keeps the
+   * 0 credits it was made with; the usage log counts the credits charged when it completes).
+   * A replay (same request_id) returns the first answer and calls no other service (INV-4);
+   * the same request_id for another parent fails with `idempotency_key_reused`.
+   * Errors: `validation` (request_id); `not_found` (missing, malformed or another user's
+   * parent, INV-7); `generation_not_retryable` (a pending, processing or cancelled parent);
+   * then as `create`: `plan_limit_exceeded` / `guest_limit_exceeded`, `insufficient_credits`,
+   * `idempotency_key_reused`, `unavailable`.
    */
-  private async giveBackUnstored(generationId: string, holdId: string | null, cause: unknown): Promise<void> {
-    const stored = await this.uow.withoutTransaction((stores) => stores.generations.find(generationId)).catch(() => null);
-    if (stored) return;
-    const reason = holdId ? "generation_not_stored" : "hold_not_taken";
-    if (holdId) {
-      await this.credits
-        .releaseHold({ requestId: holdRequestIds(generationId).release, holdId, reason })
-        .then(() => this.logger.warn({ err: cause, generation_id: generationId }, "generation could not be stored; its hold was released"))
-        .catch((error: unknown) =>
-          this.logger.error({ err: error, cause, generation_id: generationId }, "generation could not be stored and releasing its hold failed; it expires at credits"),
-        );
-    }
-    await this.usage
-      .releaseReservation(generationId, reason)
-      .catch((error: unknown) =>
-        this.logger.error({ err: error, cause, generation_id: generationId }, "releasing the quota reservation of an unstored generation failed; it expires at usage"),
+  async retry(raw: RawRetryGenerationInput): Promise<Generation> {
+    const { requestId, ref } = parseRetryGenerationInput(raw);
+    if (!ref) throw notFound(`generation ${raw.generationId} not found`);
+    const generationId = deterministicUuid("generation.retry", ref.userId, requestId);
+    const call = {
+      requestId: `retry:${generationId}`,
+      operation: "RetryGeneration",
+      parameters: { userId: ref.userId, parentGenerationId: ref.generationId },
+      ...GENERATION_ANSWER,
+    };
+    const stored = await this.uow.withoutTransaction((stores) => stores.generations.find(generationId));
+    if (stored) {
+      // A replay: the first answer (or idempotency_key_reused), with no reservation or hold taken again.
+      return this.uow.inTransaction((stores) =>
+        runIdempotent(stores.idempotency, call, async () => {
+          throw new DomainError("idempotency_key_reused", "this request_id was already used with different parameters", { request_id: requestId });
+        }),
       );
+    }
+    const parent = await this.uow.withoutTransaction((stores) => findOwned(stores, ref));
+    checkRetryable(parent); // before any remote call
+    const account = await this.credits.getAccount(ref.userId);
+    const freeRetries = this.freeRetriesOf(account.plan);
+    const rootId = parent.rootGenerationId ?? parent.id;
+    const used = await this.uow.withoutTransaction((stores) => stores.generations.countFreeRetries(rootId));
+    return this.starter.start({
+      generationId,
+      input: inputOf(parent),
+      account,
+      creditCost: creditCostOf(this.options.pricing, parent.inputType),
+      billing: retryBilling(parent, classifyRetry(parent, used, freeRetries)),
+      call,
+      decideUnderLock: async (stores) => {
+        // The original's row lock serializes the free retries of one job (INV-9: one row, no remote call while held).
+        await stores.generations.lock(rootId);
+        return retryBilling(parent, classifyRetry(parent, await stores.generations.countFreeRetries(rootId), freeRetries));
+      },
+    });
   }
+
+  /** The plan's free retries per job; 0 for a plan the catalogue does not know. */
+  private freeRetriesOf(plan: string): number {
+    return this.options.plans.plans[plan]?.freeRetries ?? 0;
+  }
+
 
   /** The user's generation. Errors: `not_found` (missing, malformed id or another user's, INV-7). */
   async get(raw: GenerationRef): Promise<Generation> {

@@ -62,6 +62,8 @@ export class HoldSettlement {
   }
 
   private async callCredits(generation: GenerationRecord, settlement: Settlement, retry: SettlementRetry): Promise<JobEnding> {
+    // A free retry holds nothing: there is nothing to capture or release (INV-3 holds for charged jobs).
+    if (!hasHold(generation)) return { status: settlement === "capture" ? "completed" : "failed" };
     const requestIds = holdRequestIds(generation.id);
     try {
       if (settlement === "capture") {
@@ -97,6 +99,11 @@ export class HoldSettlement {
    */
   async releaseCancelledHold(generation: { id: string; holdId: string }): Promise<void> {
     if (await this.uow.withoutTransaction((stores) => stores.generations.isSettled(generation.id))) return;
+    if (!hasHold(generation)) {
+      // A cancelled free retry held nothing: it is settled at once.
+      await this.uow.withoutTransaction((stores) => stores.generations.markCancelSettled(generation.id));
+      return;
+    }
     try {
       await this.credits.releaseHold({ requestId: holdRequestIds(generation.id).release, holdId: generation.holdId, reason: "generation_cancelled" });
     } catch (error) {
@@ -106,6 +113,9 @@ export class HoldSettlement {
     await this.uow.withoutTransaction((stores) => stores.generations.markCancelSettled(generation.id));
   }
 }
+
+/** False for a free retry, which holds no credits (its hold id is empty). */
+const hasHold = (generation: { holdId: string }): boolean => generation.holdId !== "";
 
 /** Credits' answer that the hold has nothing left to capture or release (expired, released or unknown). */
 const isHoldGone = (error: unknown): error is DomainError =>

@@ -2,6 +2,7 @@ import { createUnitOfWork, SqlOutboxStore, type Orm } from "@tally/platform";
 import type { UsageUnitOfWork } from "../domain/ports";
 import { SqlAdoptionStore } from "./adoption-store";
 import { SqlDeadLetterStore } from "./dead-letter-store";
+import { SqlDerivedTablesStore } from "./derived-tables-store";
 import { SqlInboxStore } from "./inbox-store";
 import { SqlMonthlyAnalyticsStore } from "./monthly-analytics-store";
 import { SqlReservationStore } from "./reservation-store";
@@ -33,6 +34,7 @@ export function createUsageUnitOfWork(orm: Orm, options: { subjectPrefix?: strin
     adoptions: new SqlAdoptionStore(sql),
     thresholds: new SqlThresholdStore(sql, thresholdSubject),
     partitions: new SqlUsageLogPartitionStore(sql),
+    derivedTables: new SqlDerivedTablesStore(sql),
     outbox: new SqlOutboxStore(sql),
   }));
 }

@@ -16,7 +16,7 @@ import type { CounterDifference, DayCounters, DayDelta, PeriodCounters, PeriodDe
  * finish)`: the subject's own entries in the window, except those of a guest's adopted window
  * (they moved to the adopter), plus the entries of the guests it adopted into this window.
  */
-function countedEntries(window: "period" | "day"): string {
+export function countedEntries(window: "period" | "day"): string {
   const inAdoptedWindow =
     window === "period"
       ? "a.guest_period_start IS NOT NULL AND u.occurred_at >= a.guest_period_start AND u.occurred_at < a.guest_period_end"
@@ -39,7 +39,7 @@ function countedEntries(window: "period" | "day"): string {
  * The active reservations a period row's reserved counters hold, for a row source
  * `w(subject_id, start)`: none for a new window, those moved into it after a re-anchoring.
  */
-const RESERVED_IN_PERIOD = `SELECT count(*)::bigint AS generations, coalesce(sum(q.credits), 0)::bigint AS credits FROM quota_reservations q
+export const RESERVED_IN_PERIOD = `SELECT count(*)::bigint AS generations, coalesce(sum(q.credits), 0)::bigint AS credits FROM quota_reservations q
   WHERE q.subject_id = w.subject_id AND q.period_start = w.start AND q.status = 'active'`;
 
 const PERIOD_COLUMNS = "subject_id, period_start, period_end, generations, credits, processing_ms, reserved_generations, reserved_credits";

@@ -2,6 +2,7 @@ import type { LimitName, OutboxStore, UnitOfWork } from "@tally/platform";
 import type { UsageLogCursor } from "./usage-log-cursor";
 import type {
   CounterDifference,
+  DerivedTablesRebuild,
   DayCounters,
   DayDelta,
   PeriodCounters,
@@ -242,6 +243,17 @@ export interface UsageLogPartitionStore {
 }
 
 /** Every store of the usage service, bound to one unit of work. */
+/** Every table derived from the usage log, rebuilt at once (usage-admin `rebuild`). */
+export interface DerivedTablesStore {
+  /**
+   * Rewrites user stats, the period and day counters (used from the log, reserved from the
+   * active reservations), the subjects' active reservation counts and the monthly analytics
+   * from their sources, in the caller's transaction, after locking those tables against
+   * writers (who wait, then apply on top). Returns the rows written per table.
+   */
+  rebuild(): Promise<DerivedTablesRebuild>;
+}
+
 export interface UsageStores {
   inbox: InboxStore;
   usageLog: UsageLogStore;
@@ -254,6 +266,7 @@ export interface UsageStores {
   adoptions: AdoptionStore;
   thresholds: ThresholdStore;
   partitions: UsageLogPartitionStore;
+  derivedTables: DerivedTablesStore;
   /** Events waiting for the outbox relay (platform OutboxStore on `outbox`). */
   outbox: OutboxStore;
 }

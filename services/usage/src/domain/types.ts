@@ -351,3 +351,13 @@ export interface PlatformAnalytics {
   byProvider: Record<string, OutcomeCounts>;
   byInputType: Record<string, OutcomeCounts>;
 }
+
+/** Rows written per table by a full rebuild of the tables derived from the usage log (INV-6). */
+export interface DerivedTablesRebuild {
+  userStats: number;
+  periodUsage: number;
+  dailyUsage: number;
+  /** Subjects whose active reservation count was rewritten (every subject). */
+  subjects: number;
+  monthlyAnalytics: number;
+}

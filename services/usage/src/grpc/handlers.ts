@@ -13,7 +13,7 @@ import type { AdoptionService } from "../service/adoption";
 import type { QuotaService } from "../service/quota";
 import type { StatsService } from "../service/stats";
 import type { UsageLogService } from "../service/usage-log";
-import { fromSubjectMessage, toListLimitsResponse, toListUsageLogEntriesResponse, toMonthlyAnalyticsMessage, toPlatformAnalyticsResponse, toReservationMessage, toUserStatsMessage } from "./mapping";
+import { fromSubjectMessage, toListLimitsResponse, toListUsageLogEntriesResponse, toMonthlyAnalyticsMessage, toPlatformAnalyticsResponse, toReconcileResponse, toReservationMessage, toUserStatsMessage } from "./mapping";
 
 /** Fully qualified name of the service, as health and reflection report it. */
 export const USAGE_SERVICE_NAME = "tally.usage.v1.UsageService";
@@ -36,6 +36,10 @@ export interface UsageHandlerServices {
  */
 export function usageHandlers(services: UsageHandlerServices, logger: Logger, metrics?: ServiceMetrics): usage.UsageServiceServer {
   const implementation: AsyncService<usage.UsageServiceServer> = {
+    /** Reconcile() → how many derived figures differ from the usage log and the first 100 (StatsService.reconcileAll; INV-6; read only). */
+    async reconcile() {
+      return toReconcileResponse(await services.stats.reconcileAll());
+    },
     /** GetUserStats(user_id) → lifetime stats (money in micro-units); zeros for a user with no usage yet. */
     async getUserStats(request) {
       return { stats: toUserStatsMessage(await services.stats.get(parseGetUserStatsInput(request))) };

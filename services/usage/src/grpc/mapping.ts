@@ -1,5 +1,6 @@
 import { usage } from "@tally/contracts";
 import type { RawSubject } from "../domain/inputs";
+import type { UsageReconciliation } from "../domain/reconciliation";
 import type { LimitsReport, MonthlyAnalytics, OutcomeCounts, PlatformAnalytics, Reservation, ReservationStatus, UsageLogEntry, UsageLogPage, UserStats } from "../domain/types";
 
 /** Proto ⇄ domain for the UsageService: requests to plain values, answers to messages. Absent values become proto defaults ("" or unset). */
@@ -127,3 +128,9 @@ export function toPlatformAnalyticsResponse(a: PlatformAnalytics): usage.GetPlat
     byInputType: toOutcomeCounts(a.byInputType),
   };
 }
+
+/** The reconciliation's answer (domain/reconciliation.ts), figure by figure. */
+export const toReconcileResponse = (r: UsageReconciliation): usage.ReconcileResponse => ({
+  differencesTotal: BigInt(r.differencesTotal),
+  differences: r.differences.map((d) => ({ check: d.check, subjectId: d.subjectId, key: d.key, expected: d.expected, actual: d.actual })),
+});

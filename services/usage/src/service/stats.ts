@@ -1,9 +1,15 @@
-import { DomainError, requireUuidField } from "@tally/platform";
+import { DomainError, requireUuidField, sqlStateOf } from "@tally/platform";
 import type { GetUserStatsInput } from "../domain/inputs";
 import type { UsageUnitOfWork } from "../domain/ports";
-import type { Clock, CounterDifference, MonthlyAnalytics, PlatformAnalytics, MonthlyAnalyticsDifference, StatsDifference, UserStats } from "../domain/types";
+import type { Clock, CounterDifference, DerivedTablesRebuild, MonthlyAnalytics, PlatformAnalytics, MonthlyAnalyticsDifference, StatsDifference, UserStats } from "../domain/types";
 import { emptyMonth, lastMonths, MONTHS_MAX } from "../domain/monthly-analytics";
 import { emptyUserStats, statsDifferences } from "../domain/usage-log";
+import { usageReconciliation, type UsageReconciliation } from "../domain/reconciliation";
+
+/** How many times a full rebuild is tried when PostgreSQL aborts it for a deadlock or a serialization failure. */
+const REBUILD_ATTEMPTS = 3;
+/** deadlock_detected, serialization_failure. */
+const RETRIED_SQLSTATES = new Set(["40P01", "40001"]);
 
 /** Users' lifetime stats: reading them, and checking them against the usage log (INV-6). */
 export class StatsService {
@@ -56,12 +62,44 @@ export class StatsService {
   }
 
   /**
+   * Every table derived from the usage log checked against it (INV-6; the Reconcile RPC): user
+   * stats (with download totals), the limit counters and the monthly analytics, each in one
+   * snapshot (`reconcile`, `reconcileCounters`, `reconcileAnalytics`), flattened into differing
+   * figures (domain/reconciliation.ts): how many there are and the first 100. Read only.
+   */
+  async reconcileAll(): Promise<UsageReconciliation> {
+    const [stats, counters, analytics] = await Promise.all([this.reconcile(), this.reconcileCounters(), this.reconcileAnalytics()]);
+    return usageReconciliation(stats, counters, analytics);
+  }
+
+  /**
    * Recomputes every month's analytics from the usage log, replacing what is stored (for a
    * migration, a backfill or a repair), in one transaction; safe while events are recorded
    * (they wait for it, then add themselves). Returns the rows written.
    */
   rebuildAnalytics(): Promise<number> {
     return this.uow.inTransaction((stores) => stores.monthlyAnalytics.rebuild());
+  }
+
+  /**
+   * Recomputes EVERY table derived from the usage log from its sources, in one transaction (for
+   * a repair, a backfill or after a migration; usage-admin `rebuild`): user stats with download
+   * totals, the period and day counters (used from the log, reserved from the active
+   * reservations), each subject's active reservation count and the monthly analytics. It locks
+   * those tables against writers first, in the order writers take them, so it is safe while
+   * events flow: events recorded meanwhile wait, then apply on top of the rebuilt rows (INV-6,
+   * INV-10 keep holding). Should a writer that takes the tables in another order still meet it
+   * in a deadlock, PostgreSQL aborts one side and the rebuild starts over (at most
+   * `REBUILD_ATTEMPTS` times). Returns the rows written per table. Errors: database errors.
+   */
+  async rebuild(): Promise<DerivedTablesRebuild> {
+    for (let attempt = 1; ; attempt += 1) {
+      try {
+        return await this.uow.inTransaction((stores) => stores.derivedTables.rebuild());
+      } catch (error) {
+        if (attempt >= REBUILD_ATTEMPTS || !RETRIED_SQLSTATES.has(sqlStateOf(error) ?? "")) throw error;
+      }
+    }
   }
 
   /**

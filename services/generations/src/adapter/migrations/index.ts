@@ -2,10 +2,12 @@ import type { MigrationEntry } from "@tally/platform";
 import { Migration20261121000001 } from "./Migration20261121000001";
 import { Migration20261122000001 } from "./Migration20261122000001";
 import { Migration20261124000001 } from "./Migration20261124000001";
+import { Migration20261125000001 } from "./Migration20261125000001";
 
 /** The generations database's migrations, in order. */
 export const GENERATIONS_MIGRATIONS: MigrationEntry[] = [
   { name: "Migration20261121000001", class: Migration20261121000001 },
   { name: "Migration20261122000001", class: Migration20261122000001 },
   { name: "Migration20261124000001", class: Migration20261124000001 },
+  { name: "Migration20261125000001", class: Migration20261125000001 },
 ];

@@ -7,6 +7,7 @@ import { Migration20261125000001 } from "./Migration20261125000001";
 import { Migration20261126000001 } from "./Migration20261126000001";
 import { Migration20261127000001 } from "./Migration20261127000001";
 import { Migration20261128000001 } from "./Migration20261128000001";
+import { Migration20261130000001 } from "./Migration20261130000001";
 
 /** The usage service's migrations, in order. */
 export const usageMigrations: MigrationEntry[] = [
@@ -18,4 +19,5 @@ export const usageMigrations: MigrationEntry[] = [
   { name: "Migration20261126000001", class: Migration20261126000001 },
   { name: "Migration20261127000001", class: Migration20261127000001 },
   { name: "Migration20261128000001", class: Migration20261128000001 },
+  { name: "Migration20261130000001", class: Migration20261130000001 },
 ];

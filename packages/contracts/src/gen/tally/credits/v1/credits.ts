@@ -209,6 +209,10 @@ export enum LedgerEntryKind {
   LEDGER_ENTRY_KIND_ADJUSTMENT = 6,
   /** LEDGER_ENTRY_KIND_WRITE_OFF - Remaining credits written off when the account was deleted. */
   LEDGER_ENTRY_KIND_WRITE_OFF = 7,
+  /** LEDGER_ENTRY_KIND_VOID - An unused grant written off when an admin voided it. */
+  LEDGER_ENTRY_KIND_VOID = 8,
+  /** LEDGER_ENTRY_KIND_EXTENSION - A hold's deadline moved later (ExtendHold); no credit moves. */
+  LEDGER_ENTRY_KIND_EXTENSION = 9,
   UNRECOGNIZED = -1,
 }
 
@@ -238,6 +242,12 @@ export function ledgerEntryKindFromJSON(object: any): LedgerEntryKind {
     case 7:
     case "LEDGER_ENTRY_KIND_WRITE_OFF":
       return LedgerEntryKind.LEDGER_ENTRY_KIND_WRITE_OFF;
+    case 8:
+    case "LEDGER_ENTRY_KIND_VOID":
+      return LedgerEntryKind.LEDGER_ENTRY_KIND_VOID;
+    case 9:
+    case "LEDGER_ENTRY_KIND_EXTENSION":
+      return LedgerEntryKind.LEDGER_ENTRY_KIND_EXTENSION;
     case -1:
     case "UNRECOGNIZED":
     default:
@@ -263,6 +273,10 @@ export function ledgerEntryKindToJSON(object: LedgerEntryKind): string {
       return "LEDGER_ENTRY_KIND_ADJUSTMENT";
     case LedgerEntryKind.LEDGER_ENTRY_KIND_WRITE_OFF:
       return "LEDGER_ENTRY_KIND_WRITE_OFF";
+    case LedgerEntryKind.LEDGER_ENTRY_KIND_VOID:
+      return "LEDGER_ENTRY_KIND_VOID";
+    case LedgerEntryKind.LEDGER_ENTRY_KIND_EXTENSION:
+      return "LEDGER_ENTRY_KIND_EXTENSION";
     case LedgerEntryKind.UNRECOGNIZED:
     default:
       return "UNRECOGNIZED";
@@ -312,7 +326,15 @@ export interface Grant {
   amount: bigint;
   remainingAmount: bigint;
   expiresAt?: Date | undefined;
-  createdAt?: Date | undefined;
+  createdAt?:
+    | Date
+    | undefined;
+  /** Consumption rank, lowest first (trial 1, purchased 2, promotional 3 unless given). */
+  priority: number;
+  /** The outside reference it was granted for (e.g. a payment id); "" when none. */
+  reference: string;
+  /** When it was voided; unset while it is not. */
+  voidedAt?: Date | undefined;
 }
 
 /** Credits set aside for one generation. */
@@ -348,7 +370,15 @@ export interface LedgerEntry {
   balanceAfter: bigint;
   /** Held credits after this entry. */
   heldAfter: bigint;
-  createdAt?: Date | undefined;
+  createdAt?:
+    | Date
+    | undefined;
+  /** The grant the entry moved credits of ("" when it moved several or none). */
+  grantId: string;
+  /** Why (a release's or write-off's reason); "" when none. */
+  reason: string;
+  /** The hold's deadline after this entry (HOLD and EXTENSION entries); unset for others. */
+  holdDeadline?: Date | undefined;
 }
 
 export interface CreateAccountRequest {
@@ -406,10 +436,33 @@ export interface CreateGrantRequest {
   /** Credits, > 0. */
   amount: bigint;
   /** Unset means the grant does not expire. */
-  expiresAt?: Date | undefined;
+  expiresAt?:
+    | Date
+    | undefined;
+  /** An outside reference (e.g. a payment id), unique per account; "" for none. 1..200 characters. */
+  reference: string;
+  /** Consumption rank 0..1000, lowest first; unset means the kind's (trial 1, purchased 2, promotional 3). */
+  priority?: number | undefined;
 }
 
 export interface CreateGrantResponse {
+  grant?: Grant | undefined;
+  balance?:
+    | Balance
+    | undefined;
+  /** False when the reference named a grant made before, which is answered instead. */
+  created: boolean;
+}
+
+export interface VoidGrantRequest {
+  requestId: string;
+  accountId: string;
+  grantId: string;
+  /** Why (kept on the VOID ledger entry); "" for none. */
+  reason: string;
+}
+
+export interface VoidGrantResponse {
   grant?: Grant | undefined;
   balance?: Balance | undefined;
 }
@@ -452,6 +505,22 @@ export interface ReleaseHoldRequest {
 export interface ReleaseHoldResponse {
   hold?: Hold | undefined;
   balance?: Balance | undefined;
+}
+
+export interface ExtendHoldRequest {
+  requestId: string;
+  holdId: string;
+  /** How long from now the hold should live, in milliseconds; 0 means HOLD_TTL_MS. */
+  ttlMs: bigint;
+}
+
+export interface ExtendHoldResponse {
+  hold?: Hold | undefined;
+  balance?:
+    | Balance
+    | undefined;
+  /** False when the hold's deadline was already as late (nothing written). */
+  extended: boolean;
 }
 
 export interface ListLedgerEntriesRequest {
@@ -524,6 +593,34 @@ export interface DeleteAccountResponse {
   /** Credits written off by the deletion (0 for an account already deleted). */
   writtenOffCredits: bigint;
   deletedAt?: Date | undefined;
+}
+
+export interface ReconcileRequest {
+}
+
+/**
+ * One equality of INV-2 that does not hold: `expected` is what the sources say (the ledger, the
+ * grants, the holds), `actual` the stored figure checked against them, in credits.
+ */
+export interface ReconciliationDifference {
+  /**
+   * The check: ledger_available, ledger_held, ledger_captured, ledger_expired,
+   * ledger_written_off, last_entry_available, last_entry_held, grants_remaining, active_holds,
+   * captured_holds, granted_total (per account) or grant_parts (per grant).
+   */
+  check: string;
+  accountId: string;
+  /** The grant of a per-grant check; "" for a per-account one. */
+  grantId: string;
+  expected: bigint;
+  actual: bigint;
+}
+
+export interface ReconcileResponse {
+  /** Every difference found (0: all agree). */
+  differencesTotal: bigint;
+  /** The first differences, ordered by account, grant and check (at most 100). */
+  differences: ReconciliationDifference[];
 }
 
 function createBaseAccount(): Account {
@@ -911,6 +1008,9 @@ function createBaseGrant(): Grant {
     remainingAmount: 0n,
     expiresAt: undefined,
     createdAt: undefined,
+    priority: 0,
+    reference: "",
+    voidedAt: undefined,
   };
 }
 
@@ -942,6 +1042,15 @@ export const Grant: MessageFns<Grant> = {
     }
     if (message.createdAt !== undefined) {
       Timestamp.encode(toTimestamp(message.createdAt), writer.uint32(58).fork()).join();
+    }
+    if (message.priority !== 0) {
+      writer.uint32(64).int32(message.priority);
+    }
+    if (message.reference !== "") {
+      writer.uint32(74).string(message.reference);
+    }
+    if (message.voidedAt !== undefined) {
+      Timestamp.encode(toTimestamp(message.voidedAt), writer.uint32(82).fork()).join();
     }
     return writer;
   },
@@ -1015,6 +1124,30 @@ export const Grant: MessageFns<Grant> = {
             message.createdAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
             continue;
           }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.priority = reader.int32();
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.reference = reader.string();
+            continue;
+          }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.voidedAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1052,6 +1185,13 @@ export const Grant: MessageFns<Grant> = {
         : isSet(object.created_at)
         ? fromJsonTimestamp(object.created_at)
         : undefined,
+      priority: isSet(object.priority) ? globalThis.Number(object.priority) : 0,
+      reference: isSet(object.reference) ? globalThis.String(object.reference) : "",
+      voidedAt: isSet(object.voidedAt)
+        ? fromJsonTimestamp(object.voidedAt)
+        : isSet(object.voided_at)
+        ? fromJsonTimestamp(object.voided_at)
+        : undefined,
     };
   },
 
@@ -1078,6 +1218,15 @@ export const Grant: MessageFns<Grant> = {
     if (message.createdAt !== undefined) {
       obj.createdAt = message.createdAt.toISOString();
     }
+    if (message.priority !== 0) {
+      obj.priority = Math.round(message.priority);
+    }
+    if (message.reference !== "") {
+      obj.reference = message.reference;
+    }
+    if (message.voidedAt !== undefined) {
+      obj.voidedAt = message.voidedAt.toISOString();
+    }
     return obj;
   },
 
@@ -1095,6 +1244,9 @@ export const Grant: MessageFns<Grant> = {
       : 0n;
     message.expiresAt = object.expiresAt ?? undefined;
     message.createdAt = object.createdAt ?? undefined;
+    message.priority = object.priority ?? 0;
+    message.reference = object.reference ?? "";
+    message.voidedAt = object.voidedAt ?? undefined;
     return message;
   },
 };
@@ -1402,6 +1554,9 @@ function createBaseLedgerEntry(): LedgerEntry {
     balanceAfter: 0n,
     heldAfter: 0n,
     createdAt: undefined,
+    grantId: "",
+    reason: "",
+    holdDeadline: undefined,
   };
 }
 
@@ -1445,6 +1600,15 @@ export const LedgerEntry: MessageFns<LedgerEntry> = {
     }
     if (message.createdAt !== undefined) {
       Timestamp.encode(toTimestamp(message.createdAt), writer.uint32(82).fork()).join();
+    }
+    if (message.grantId !== "") {
+      writer.uint32(90).string(message.grantId);
+    }
+    if (message.reason !== "") {
+      writer.uint32(98).string(message.reason);
+    }
+    if (message.holdDeadline !== undefined) {
+      Timestamp.encode(toTimestamp(message.holdDeadline), writer.uint32(106).fork()).join();
     }
     return writer;
   },
@@ -1542,6 +1706,30 @@ export const LedgerEntry: MessageFns<LedgerEntry> = {
             message.createdAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
             continue;
           }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.grantId = reader.string();
+            continue;
+          }
+          case 12: {
+            if (tag !== 98) {
+              break;
+            }
+
+            message.reason = reader.string();
+            continue;
+          }
+          case 13: {
+            if (tag !== 106) {
+              break;
+            }
+
+            message.holdDeadline = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1594,6 +1782,17 @@ export const LedgerEntry: MessageFns<LedgerEntry> = {
         : isSet(object.created_at)
         ? fromJsonTimestamp(object.created_at)
         : undefined,
+      grantId: isSet(object.grantId)
+        ? globalThis.String(object.grantId)
+        : isSet(object.grant_id)
+        ? globalThis.String(object.grant_id)
+        : "",
+      reason: isSet(object.reason) ? globalThis.String(object.reason) : "",
+      holdDeadline: isSet(object.holdDeadline)
+        ? fromJsonTimestamp(object.holdDeadline)
+        : isSet(object.hold_deadline)
+        ? fromJsonTimestamp(object.hold_deadline)
+        : undefined,
     };
   },
 
@@ -1629,6 +1828,15 @@ export const LedgerEntry: MessageFns<LedgerEntry> = {
     if (message.createdAt !== undefined) {
       obj.createdAt = message.createdAt.toISOString();
     }
+    if (message.grantId !== "") {
+      obj.grantId = message.grantId;
+    }
+    if (message.reason !== "") {
+      obj.reason = message.reason;
+    }
+    if (message.holdDeadline !== undefined) {
+      obj.holdDeadline = message.holdDeadline.toISOString();
+    }
     return obj;
   },
 
@@ -1649,6 +1857,9 @@ export const LedgerEntry: MessageFns<LedgerEntry> = {
       : 0n;
     message.heldAfter = (object.heldAfter !== undefined && object.heldAfter !== null) ? BigInt(object.heldAfter) : 0n;
     message.createdAt = object.createdAt ?? undefined;
+    message.grantId = object.grantId ?? "";
+    message.reason = object.reason ?? "";
+    message.holdDeadline = object.holdDeadline ?? undefined;
     return message;
   },
 };
@@ -2358,7 +2569,15 @@ export const GetBalanceResponse: MessageFns<GetBalanceResponse> = {
 };
 
 function createBaseCreateGrantRequest(): CreateGrantRequest {
-  return { requestId: "", accountId: "", kind: 0, amount: 0n, expiresAt: undefined };
+  return {
+    requestId: "",
+    accountId: "",
+    kind: 0,
+    amount: 0n,
+    expiresAt: undefined,
+    reference: "",
+    priority: undefined,
+  };
 }
 
 export const CreateGrantRequest: MessageFns<CreateGrantRequest> = {
@@ -2380,6 +2599,12 @@ export const CreateGrantRequest: MessageFns<CreateGrantRequest> = {
     }
     if (message.expiresAt !== undefined) {
       Timestamp.encode(toTimestamp(message.expiresAt), writer.uint32(42).fork()).join();
+    }
+    if (message.reference !== "") {
+      writer.uint32(50).string(message.reference);
+    }
+    if (message.priority !== undefined) {
+      writer.uint32(56).int32(message.priority);
     }
     return writer;
   },
@@ -2437,6 +2662,22 @@ export const CreateGrantRequest: MessageFns<CreateGrantRequest> = {
             message.expiresAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
             continue;
           }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.reference = reader.string();
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.priority = reader.int32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2468,6 +2709,8 @@ export const CreateGrantRequest: MessageFns<CreateGrantRequest> = {
         : isSet(object.expires_at)
         ? fromJsonTimestamp(object.expires_at)
         : undefined,
+      reference: isSet(object.reference) ? globalThis.String(object.reference) : "",
+      priority: isSet(object.priority) ? globalThis.Number(object.priority) : undefined,
     };
   },
 
@@ -2488,6 +2731,12 @@ export const CreateGrantRequest: MessageFns<CreateGrantRequest> = {
     if (message.expiresAt !== undefined) {
       obj.expiresAt = message.expiresAt.toISOString();
     }
+    if (message.reference !== "") {
+      obj.reference = message.reference;
+    }
+    if (message.priority !== undefined) {
+      obj.priority = Math.round(message.priority);
+    }
     return obj;
   },
 
@@ -2501,12 +2750,14 @@ export const CreateGrantRequest: MessageFns<CreateGrantRequest> = {
     message.kind = object.kind ?? 0;
     message.amount = (object.amount !== undefined && object.amount !== null) ? BigInt(object.amount) : 0n;
     message.expiresAt = object.expiresAt ?? undefined;
+    message.reference = object.reference ?? "";
+    message.priority = object.priority ?? undefined;
     return message;
   },
 };
 
 function createBaseCreateGrantResponse(): CreateGrantResponse {
-  return { grant: undefined, balance: undefined };
+  return { grant: undefined, balance: undefined, created: false };
 }
 
 export const CreateGrantResponse: MessageFns<CreateGrantResponse> = {
@@ -2516,6 +2767,9 @@ export const CreateGrantResponse: MessageFns<CreateGrantResponse> = {
     }
     if (message.balance !== undefined) {
       Balance.encode(message.balance, writer.uint32(18).fork()).join();
+    }
+    if (message.created !== false) {
+      writer.uint32(24).bool(message.created);
     }
     return writer;
   },
@@ -2549,6 +2803,14 @@ export const CreateGrantResponse: MessageFns<CreateGrantResponse> = {
             message.balance = Balance.decode(reader, reader.uint32());
             continue;
           }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.created = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2565,6 +2827,7 @@ export const CreateGrantResponse: MessageFns<CreateGrantResponse> = {
     return {
       grant: isSet(object.grant) ? Grant.fromJSON(object.grant) : undefined,
       balance: isSet(object.balance) ? Balance.fromJSON(object.balance) : undefined,
+      created: isSet(object.created) ? globalThis.Boolean(object.created) : false,
     };
   },
 
@@ -2576,6 +2839,9 @@ export const CreateGrantResponse: MessageFns<CreateGrantResponse> = {
     if (message.balance !== undefined) {
       obj.balance = Balance.toJSON(message.balance);
     }
+    if (message.created !== false) {
+      obj.created = message.created;
+    }
     return obj;
   },
 
@@ -2584,6 +2850,223 @@ export const CreateGrantResponse: MessageFns<CreateGrantResponse> = {
   },
   fromPartial<I extends Exact<DeepPartial<CreateGrantResponse>, I>>(object: I): CreateGrantResponse {
     const message = createBaseCreateGrantResponse();
+    message.grant = (object.grant !== undefined && object.grant !== null) ? Grant.fromPartial(object.grant) : undefined;
+    message.balance = (object.balance !== undefined && object.balance !== null)
+      ? Balance.fromPartial(object.balance)
+      : undefined;
+    message.created = object.created ?? false;
+    return message;
+  },
+};
+
+function createBaseVoidGrantRequest(): VoidGrantRequest {
+  return { requestId: "", accountId: "", grantId: "", reason: "" };
+}
+
+export const VoidGrantRequest: MessageFns<VoidGrantRequest> = {
+  encode(message: VoidGrantRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.requestId !== "") {
+      writer.uint32(10).string(message.requestId);
+    }
+    if (message.accountId !== "") {
+      writer.uint32(18).string(message.accountId);
+    }
+    if (message.grantId !== "") {
+      writer.uint32(26).string(message.grantId);
+    }
+    if (message.reason !== "") {
+      writer.uint32(34).string(message.reason);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): VoidGrantRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseVoidGrantRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.requestId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.accountId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.grantId = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.reason = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): VoidGrantRequest {
+    return {
+      requestId: isSet(object.requestId)
+        ? globalThis.String(object.requestId)
+        : isSet(object.request_id)
+        ? globalThis.String(object.request_id)
+        : "",
+      accountId: isSet(object.accountId)
+        ? globalThis.String(object.accountId)
+        : isSet(object.account_id)
+        ? globalThis.String(object.account_id)
+        : "",
+      grantId: isSet(object.grantId)
+        ? globalThis.String(object.grantId)
+        : isSet(object.grant_id)
+        ? globalThis.String(object.grant_id)
+        : "",
+      reason: isSet(object.reason) ? globalThis.String(object.reason) : "",
+    };
+  },
+
+  toJSON(message: VoidGrantRequest): unknown {
+    const obj: any = {};
+    if (message.requestId !== "") {
+      obj.requestId = message.requestId;
+    }
+    if (message.accountId !== "") {
+      obj.accountId = message.accountId;
+    }
+    if (message.grantId !== "") {
+      obj.grantId = message.grantId;
+    }
+    if (message.reason !== "") {
+      obj.reason = message.reason;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<VoidGrantRequest>, I>>(base?: I): VoidGrantRequest {
+    return VoidGrantRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<VoidGrantRequest>, I>>(object: I): VoidGrantRequest {
+    const message = createBaseVoidGrantRequest();
+    message.requestId = object.requestId ?? "";
+    message.accountId = object.accountId ?? "";
+    message.grantId = object.grantId ?? "";
+    message.reason = object.reason ?? "";
+    return message;
+  },
+};
+
+function createBaseVoidGrantResponse(): VoidGrantResponse {
+  return { grant: undefined, balance: undefined };
+}
+
+export const VoidGrantResponse: MessageFns<VoidGrantResponse> = {
+  encode(message: VoidGrantResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.grant !== undefined) {
+      Grant.encode(message.grant, writer.uint32(10).fork()).join();
+    }
+    if (message.balance !== undefined) {
+      Balance.encode(message.balance, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): VoidGrantResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseVoidGrantResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.grant = Grant.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.balance = Balance.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): VoidGrantResponse {
+    return {
+      grant: isSet(object.grant) ? Grant.fromJSON(object.grant) : undefined,
+      balance: isSet(object.balance) ? Balance.fromJSON(object.balance) : undefined,
+    };
+  },
+
+  toJSON(message: VoidGrantResponse): unknown {
+    const obj: any = {};
+    if (message.grant !== undefined) {
+      obj.grant = Grant.toJSON(message.grant);
+    }
+    if (message.balance !== undefined) {
+      obj.balance = Balance.toJSON(message.balance);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<VoidGrantResponse>, I>>(base?: I): VoidGrantResponse {
+    return VoidGrantResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<VoidGrantResponse>, I>>(object: I): VoidGrantResponse {
+    const message = createBaseVoidGrantResponse();
     message.grant = (object.grant !== undefined && object.grant !== null) ? Grant.fromPartial(object.grant) : undefined;
     message.balance = (object.balance !== undefined && object.balance !== null)
       ? Balance.fromPartial(object.balance)
@@ -3221,6 +3704,221 @@ export const ReleaseHoldResponse: MessageFns<ReleaseHoldResponse> = {
     message.balance = (object.balance !== undefined && object.balance !== null)
       ? Balance.fromPartial(object.balance)
       : undefined;
+    return message;
+  },
+};
+
+function createBaseExtendHoldRequest(): ExtendHoldRequest {
+  return { requestId: "", holdId: "", ttlMs: 0n };
+}
+
+export const ExtendHoldRequest: MessageFns<ExtendHoldRequest> = {
+  encode(message: ExtendHoldRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.requestId !== "") {
+      writer.uint32(10).string(message.requestId);
+    }
+    if (message.holdId !== "") {
+      writer.uint32(18).string(message.holdId);
+    }
+    if (message.ttlMs !== 0n) {
+      if (BigInt.asIntN(64, message.ttlMs) !== message.ttlMs) {
+        throw new globalThis.Error("value provided for field message.ttlMs of type int64 too large");
+      }
+      writer.uint32(24).int64(message.ttlMs);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ExtendHoldRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseExtendHoldRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.requestId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.holdId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.ttlMs = reader.int64() as bigint;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ExtendHoldRequest {
+    return {
+      requestId: isSet(object.requestId)
+        ? globalThis.String(object.requestId)
+        : isSet(object.request_id)
+        ? globalThis.String(object.request_id)
+        : "",
+      holdId: isSet(object.holdId)
+        ? globalThis.String(object.holdId)
+        : isSet(object.hold_id)
+        ? globalThis.String(object.hold_id)
+        : "",
+      ttlMs: isSet(object.ttlMs) ? BigInt(object.ttlMs) : isSet(object.ttl_ms) ? BigInt(object.ttl_ms) : 0n,
+    };
+  },
+
+  toJSON(message: ExtendHoldRequest): unknown {
+    const obj: any = {};
+    if (message.requestId !== "") {
+      obj.requestId = message.requestId;
+    }
+    if (message.holdId !== "") {
+      obj.holdId = message.holdId;
+    }
+    if (message.ttlMs !== 0n) {
+      obj.ttlMs = message.ttlMs.toString();
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ExtendHoldRequest>, I>>(base?: I): ExtendHoldRequest {
+    return ExtendHoldRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ExtendHoldRequest>, I>>(object: I): ExtendHoldRequest {
+    const message = createBaseExtendHoldRequest();
+    message.requestId = object.requestId ?? "";
+    message.holdId = object.holdId ?? "";
+    message.ttlMs = (object.ttlMs !== undefined && object.ttlMs !== null) ? BigInt(object.ttlMs) : 0n;
+    return message;
+  },
+};
+
+function createBaseExtendHoldResponse(): ExtendHoldResponse {
+  return { hold: undefined, balance: undefined, extended: false };
+}
+
+export const ExtendHoldResponse: MessageFns<ExtendHoldResponse> = {
+  encode(message: ExtendHoldResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.hold !== undefined) {
+      Hold.encode(message.hold, writer.uint32(10).fork()).join();
+    }
+    if (message.balance !== undefined) {
+      Balance.encode(message.balance, writer.uint32(18).fork()).join();
+    }
+    if (message.extended !== false) {
+      writer.uint32(24).bool(message.extended);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ExtendHoldResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseExtendHoldResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.hold = Hold.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.balance = Balance.decode(reader, reader.uint32());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.extended = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ExtendHoldResponse {
+    return {
+      hold: isSet(object.hold) ? Hold.fromJSON(object.hold) : undefined,
+      balance: isSet(object.balance) ? Balance.fromJSON(object.balance) : undefined,
+      extended: isSet(object.extended) ? globalThis.Boolean(object.extended) : false,
+    };
+  },
+
+  toJSON(message: ExtendHoldResponse): unknown {
+    const obj: any = {};
+    if (message.hold !== undefined) {
+      obj.hold = Hold.toJSON(message.hold);
+    }
+    if (message.balance !== undefined) {
+      obj.balance = Balance.toJSON(message.balance);
+    }
+    if (message.extended !== false) {
+      obj.extended = message.extended;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ExtendHoldResponse>, I>>(base?: I): ExtendHoldResponse {
+    return ExtendHoldResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ExtendHoldResponse>, I>>(object: I): ExtendHoldResponse {
+    const message = createBaseExtendHoldResponse();
+    message.hold = (object.hold !== undefined && object.hold !== null) ? Hold.fromPartial(object.hold) : undefined;
+    message.balance = (object.balance !== undefined && object.balance !== null)
+      ? Balance.fromPartial(object.balance)
+      : undefined;
+    message.extended = object.extended ?? false;
     return message;
   },
 };
@@ -4342,6 +5040,301 @@ export const DeleteAccountResponse: MessageFns<DeleteAccountResponse> = {
   },
 };
 
+function createBaseReconcileRequest(): ReconcileRequest {
+  return {};
+}
+
+export const ReconcileRequest: MessageFns<ReconcileRequest> = {
+  encode(_: ReconcileRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ReconcileRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseReconcileRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): ReconcileRequest {
+    return {};
+  },
+
+  toJSON(_: ReconcileRequest): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ReconcileRequest>, I>>(base?: I): ReconcileRequest {
+    return ReconcileRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ReconcileRequest>, I>>(_: I): ReconcileRequest {
+    const message = createBaseReconcileRequest();
+    return message;
+  },
+};
+
+function createBaseReconciliationDifference(): ReconciliationDifference {
+  return { check: "", accountId: "", grantId: "", expected: 0n, actual: 0n };
+}
+
+export const ReconciliationDifference: MessageFns<ReconciliationDifference> = {
+  encode(message: ReconciliationDifference, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.check !== "") {
+      writer.uint32(10).string(message.check);
+    }
+    if (message.accountId !== "") {
+      writer.uint32(18).string(message.accountId);
+    }
+    if (message.grantId !== "") {
+      writer.uint32(26).string(message.grantId);
+    }
+    if (message.expected !== 0n) {
+      if (BigInt.asIntN(64, message.expected) !== message.expected) {
+        throw new globalThis.Error("value provided for field message.expected of type int64 too large");
+      }
+      writer.uint32(32).int64(message.expected);
+    }
+    if (message.actual !== 0n) {
+      if (BigInt.asIntN(64, message.actual) !== message.actual) {
+        throw new globalThis.Error("value provided for field message.actual of type int64 too large");
+      }
+      writer.uint32(40).int64(message.actual);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ReconciliationDifference {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseReconciliationDifference();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.check = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.accountId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.grantId = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.expected = reader.int64() as bigint;
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.actual = reader.int64() as bigint;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ReconciliationDifference {
+    return {
+      check: isSet(object.check) ? globalThis.String(object.check) : "",
+      accountId: isSet(object.accountId)
+        ? globalThis.String(object.accountId)
+        : isSet(object.account_id)
+        ? globalThis.String(object.account_id)
+        : "",
+      grantId: isSet(object.grantId)
+        ? globalThis.String(object.grantId)
+        : isSet(object.grant_id)
+        ? globalThis.String(object.grant_id)
+        : "",
+      expected: isSet(object.expected) ? BigInt(object.expected) : 0n,
+      actual: isSet(object.actual) ? BigInt(object.actual) : 0n,
+    };
+  },
+
+  toJSON(message: ReconciliationDifference): unknown {
+    const obj: any = {};
+    if (message.check !== "") {
+      obj.check = message.check;
+    }
+    if (message.accountId !== "") {
+      obj.accountId = message.accountId;
+    }
+    if (message.grantId !== "") {
+      obj.grantId = message.grantId;
+    }
+    if (message.expected !== 0n) {
+      obj.expected = message.expected.toString();
+    }
+    if (message.actual !== 0n) {
+      obj.actual = message.actual.toString();
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ReconciliationDifference>, I>>(base?: I): ReconciliationDifference {
+    return ReconciliationDifference.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ReconciliationDifference>, I>>(object: I): ReconciliationDifference {
+    const message = createBaseReconciliationDifference();
+    message.check = object.check ?? "";
+    message.accountId = object.accountId ?? "";
+    message.grantId = object.grantId ?? "";
+    message.expected = (object.expected !== undefined && object.expected !== null) ? BigInt(object.expected) : 0n;
+    message.actual = (object.actual !== undefined && object.actual !== null) ? BigInt(object.actual) : 0n;
+    return message;
+  },
+};
+
+function createBaseReconcileResponse(): ReconcileResponse {
+  return { differencesTotal: 0n, differences: [] };
+}
+
+export const ReconcileResponse: MessageFns<ReconcileResponse> = {
+  encode(message: ReconcileResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.differencesTotal !== 0n) {
+      if (BigInt.asIntN(64, message.differencesTotal) !== message.differencesTotal) {
+        throw new globalThis.Error("value provided for field message.differencesTotal of type int64 too large");
+      }
+      writer.uint32(8).int64(message.differencesTotal);
+    }
+    for (const v of message.differences) {
+      ReconciliationDifference.encode(v!, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ReconcileResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseReconcileResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.differencesTotal = reader.int64() as bigint;
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.differences.push(ReconciliationDifference.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ReconcileResponse {
+    return {
+      differencesTotal: isSet(object.differencesTotal)
+        ? BigInt(object.differencesTotal)
+        : isSet(object.differences_total)
+        ? BigInt(object.differences_total)
+        : 0n,
+      differences: globalThis.Array.isArray(object?.differences)
+        ? object.differences.map((e: any) => ReconciliationDifference.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: ReconcileResponse): unknown {
+    const obj: any = {};
+    if (message.differencesTotal !== 0n) {
+      obj.differencesTotal = message.differencesTotal.toString();
+    }
+    if (message.differences?.length) {
+      obj.differences = message.differences.map((e) => ReconciliationDifference.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ReconcileResponse>, I>>(base?: I): ReconcileResponse {
+    return ReconcileResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ReconcileResponse>, I>>(object: I): ReconcileResponse {
+    const message = createBaseReconcileResponse();
+    message.differencesTotal = (object.differencesTotal !== undefined && object.differencesTotal !== null)
+      ? BigInt(object.differencesTotal)
+      : 0n;
+    message.differences = object.differences?.map((e) => ReconciliationDifference.fromPartial(e)) || [];
+    return message;
+  },
+};
+
 /**
  * CreditsService owns accounts, sign-in credentials, grants, holds and the credit ledger.
  *
@@ -4403,7 +5396,14 @@ export const CreditsServiceService = {
     responseSerialize: (value: GetBalanceResponse): Buffer => Buffer.from(GetBalanceResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): GetBalanceResponse => GetBalanceResponse.decode(value),
   },
-  /** Adds a grant (trial, purchased or promotional credits) to an account. */
+  /**
+   * Adds a grant (trial, purchased or promotional credits) to an account, with a GRANT ledger
+   * entry (INV-2). Idempotent by `request_id` (INV-4); a `reference` is unique per account, so a
+   * second request naming it (any `request_id`) answers the grant it made (`created` false)
+   * when it asks for the same grant. Errors: INVALID_ARGUMENT `validation` (amount, expiry not
+   * in the future, priority, reference); NOT_FOUND `not_found`; ALREADY_EXISTS
+   * `conflict` when the reference names a different grant; ABORTED `idempotency_key_reused`.
+   */
   createGrant: {
     path: "/tally.credits.v1.CreditsService/CreateGrant" as const,
     requestStream: false as const,
@@ -4453,6 +5453,23 @@ export const CreditsServiceService = {
     requestDeserialize: (value: Buffer): ReleaseHoldRequest => ReleaseHoldRequest.decode(value),
     responseSerialize: (value: ReleaseHoldResponse): Buffer => Buffer.from(ReleaseHoldResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): ReleaseHoldResponse => ReleaseHoldResponse.decode(value),
+  },
+  /**
+   * Keeps a running job's hold alive: its deadline becomes now + `ttl_ms` (0: HOLD_TTL_MS;
+   * capped at HOLD_TTL_MS_MAX) when that is later than the deadline it has, with an EXTENSION
+   * ledger entry recording the new deadline (no credit moves); an earlier deadline is kept.
+   * A hold past its deadline that the sweeper has not expired yet may still be extended.
+   * Idempotent by `request_id`. Errors: ABORTED `hold_not_active` when the hold has ended;
+   * NOT_FOUND `not_found`; INVALID_ARGUMENT `validation` (ttl_ms negative).
+   */
+  extendHold: {
+    path: "/tally.credits.v1.CreditsService/ExtendHold" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ExtendHoldRequest): Buffer => Buffer.from(ExtendHoldRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ExtendHoldRequest => ExtendHoldRequest.decode(value),
+    responseSerialize: (value: ExtendHoldResponse): Buffer => Buffer.from(ExtendHoldResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ExtendHoldResponse => ExtendHoldResponse.decode(value),
   },
   /** Lists the account's ledger entries, newest first. */
   listLedgerEntries: {
@@ -4548,6 +5565,40 @@ export const CreditsServiceService = {
       Buffer.from(DeleteAccountResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): DeleteAccountResponse => DeleteAccountResponse.decode(value),
   },
+  /**
+   * Voids an unused grant (nothing of it held, captured or expired): its credits are written
+   * off at once with a VOID ledger entry (INV-2). Voiding a voided grant answers it unchanged.
+   * Idempotent by `request_id` (INV-4). Errors: NOT_FOUND `not_found` (no such grant of the
+   * account); ALREADY_EXISTS `conflict` when part of it was held, spent or expired.
+   */
+  voidGrant: {
+    path: "/tally.credits.v1.CreditsService/VoidGrant" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: VoidGrantRequest): Buffer => Buffer.from(VoidGrantRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): VoidGrantRequest => VoidGrantRequest.decode(value),
+    responseSerialize: (value: VoidGrantResponse): Buffer => Buffer.from(VoidGrantResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): VoidGrantResponse => VoidGrantResponse.decode(value),
+  },
+  /**
+   * Checks every account and grant against the ledger and the holds (INV-2), in one statement
+   * (one snapshot): per account, the ledger replays to the stored balances (each balance kind
+   * sums its ledger column; the newest entry states available and held), the grants' remaining
+   * credits are the available balance, the active holds the held balance, the captured holds
+   * the captured balance, and everything granted is available + held + captured + expired +
+   * written off; per grant, its amount is its remaining credits + what active holds took from it
+   * + what captured holds charged it + expired + written off. Answers how many differ and the
+   * first `RECONCILIATION_DIFFERENCES_MAX` (100), by account, grant and check. Read only.
+   */
+  reconcile: {
+    path: "/tally.credits.v1.CreditsService/Reconcile" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ReconcileRequest): Buffer => Buffer.from(ReconcileRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ReconcileRequest => ReconcileRequest.decode(value),
+    responseSerialize: (value: ReconcileResponse): Buffer => Buffer.from(ReconcileResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ReconcileResponse => ReconcileResponse.decode(value),
+  },
 } as const;
 
 export interface CreditsServiceServer extends UntypedServiceImplementation {
@@ -4567,7 +5618,14 @@ export interface CreditsServiceServer extends UntypedServiceImplementation {
   getAccount: handleUnaryCall<GetAccountRequest, GetAccountResponse>;
   /** Reads the account's balance: trial and token credits available, held, total available. */
   getBalance: handleUnaryCall<GetBalanceRequest, GetBalanceResponse>;
-  /** Adds a grant (trial, purchased or promotional credits) to an account. */
+  /**
+   * Adds a grant (trial, purchased or promotional credits) to an account, with a GRANT ledger
+   * entry (INV-2). Idempotent by `request_id` (INV-4); a `reference` is unique per account, so a
+   * second request naming it (any `request_id`) answers the grant it made (`created` false)
+   * when it asks for the same grant. Errors: INVALID_ARGUMENT `validation` (amount, expiry not
+   * in the future, priority, reference); NOT_FOUND `not_found`; ALREADY_EXISTS
+   * `conflict` when the reference names a different grant; ABORTED `idempotency_key_reused`.
+   */
   createGrant: handleUnaryCall<CreateGrantRequest, CreateGrantResponse>;
   /**
    * Sets credits aside for one generation: trial credits first, then purchased ones, earlier
@@ -4586,6 +5644,15 @@ export interface CreditsServiceServer extends UntypedServiceImplementation {
    * Errors: ABORTED `hold_not_active` when the hold was captured or expired; NOT_FOUND.
    */
   releaseHold: handleUnaryCall<ReleaseHoldRequest, ReleaseHoldResponse>;
+  /**
+   * Keeps a running job's hold alive: its deadline becomes now + `ttl_ms` (0: HOLD_TTL_MS;
+   * capped at HOLD_TTL_MS_MAX) when that is later than the deadline it has, with an EXTENSION
+   * ledger entry recording the new deadline (no credit moves); an earlier deadline is kept.
+   * A hold past its deadline that the sweeper has not expired yet may still be extended.
+   * Idempotent by `request_id`. Errors: ABORTED `hold_not_active` when the hold has ended;
+   * NOT_FOUND `not_found`; INVALID_ARGUMENT `validation` (ttl_ms negative).
+   */
+  extendHold: handleUnaryCall<ExtendHoldRequest, ExtendHoldResponse>;
   /** Lists the account's ledger entries, newest first. */
   listLedgerEntries: handleUnaryCall<ListLedgerEntriesRequest, ListLedgerEntriesResponse>;
   /**
@@ -4625,6 +5692,24 @@ export interface CreditsServiceServer extends UntypedServiceImplementation {
    * FAILED_PRECONDITION `account_busy` while the account has active holds (a generation runs).
    */
   deleteAccount: handleUnaryCall<DeleteAccountRequest, DeleteAccountResponse>;
+  /**
+   * Voids an unused grant (nothing of it held, captured or expired): its credits are written
+   * off at once with a VOID ledger entry (INV-2). Voiding a voided grant answers it unchanged.
+   * Idempotent by `request_id` (INV-4). Errors: NOT_FOUND `not_found` (no such grant of the
+   * account); ALREADY_EXISTS `conflict` when part of it was held, spent or expired.
+   */
+  voidGrant: handleUnaryCall<VoidGrantRequest, VoidGrantResponse>;
+  /**
+   * Checks every account and grant against the ledger and the holds (INV-2), in one statement
+   * (one snapshot): per account, the ledger replays to the stored balances (each balance kind
+   * sums its ledger column; the newest entry states available and held), the grants' remaining
+   * credits are the available balance, the active holds the held balance, the captured holds
+   * the captured balance, and everything granted is available + held + captured + expired +
+   * written off; per grant, its amount is its remaining credits + what active holds took from it
+   * + what captured holds charged it + expired + written off. Answers how many differ and the
+   * first `RECONCILIATION_DIFFERENCES_MAX` (100), by account, grant and check. Read only.
+   */
+  reconcile: handleUnaryCall<ReconcileRequest, ReconcileResponse>;
 }
 
 export interface CreditsServiceClient extends Client {
@@ -4700,7 +5785,14 @@ export interface CreditsServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: GetBalanceResponse) => void,
   ): ClientUnaryCall;
-  /** Adds a grant (trial, purchased or promotional credits) to an account. */
+  /**
+   * Adds a grant (trial, purchased or promotional credits) to an account, with a GRANT ledger
+   * entry (INV-2). Idempotent by `request_id` (INV-4); a `reference` is unique per account, so a
+   * second request naming it (any `request_id`) answers the grant it made (`created` false)
+   * when it asks for the same grant. Errors: INVALID_ARGUMENT `validation` (amount, expiry not
+   * in the future, priority, reference); NOT_FOUND `not_found`; ALREADY_EXISTS
+   * `conflict` when the reference names a different grant; ABORTED `idempotency_key_reused`.
+   */
   createGrant(
     request: CreateGrantRequest,
     callback: (error: ServiceError | null, response: CreateGrantResponse) => void,
@@ -4774,6 +5866,29 @@ export interface CreditsServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ReleaseHoldResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Keeps a running job's hold alive: its deadline becomes now + `ttl_ms` (0: HOLD_TTL_MS;
+   * capped at HOLD_TTL_MS_MAX) when that is later than the deadline it has, with an EXTENSION
+   * ledger entry recording the new deadline (no credit moves); an earlier deadline is kept.
+   * A hold past its deadline that the sweeper has not expired yet may still be extended.
+   * Idempotent by `request_id`. Errors: ABORTED `hold_not_active` when the hold has ended;
+   * NOT_FOUND `not_found`; INVALID_ARGUMENT `validation` (ttl_ms negative).
+   */
+  extendHold(
+    request: ExtendHoldRequest,
+    callback: (error: ServiceError | null, response: ExtendHoldResponse) => void,
+  ): ClientUnaryCall;
+  extendHold(
+    request: ExtendHoldRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ExtendHoldResponse) => void,
+  ): ClientUnaryCall;
+  extendHold(
+    request: ExtendHoldRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ExtendHoldResponse) => void,
   ): ClientUnaryCall;
   /** Lists the account's ledger entries, newest first. */
   listLedgerEntries(
@@ -4897,6 +6012,52 @@ export interface CreditsServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: DeleteAccountResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Voids an unused grant (nothing of it held, captured or expired): its credits are written
+   * off at once with a VOID ledger entry (INV-2). Voiding a voided grant answers it unchanged.
+   * Idempotent by `request_id` (INV-4). Errors: NOT_FOUND `not_found` (no such grant of the
+   * account); ALREADY_EXISTS `conflict` when part of it was held, spent or expired.
+   */
+  voidGrant(
+    request: VoidGrantRequest,
+    callback: (error: ServiceError | null, response: VoidGrantResponse) => void,
+  ): ClientUnaryCall;
+  voidGrant(
+    request: VoidGrantRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: VoidGrantResponse) => void,
+  ): ClientUnaryCall;
+  voidGrant(
+    request: VoidGrantRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: VoidGrantResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Checks every account and grant against the ledger and the holds (INV-2), in one statement
+   * (one snapshot): per account, the ledger replays to the stored balances (each balance kind
+   * sums its ledger column; the newest entry states available and held), the grants' remaining
+   * credits are the available balance, the active holds the held balance, the captured holds
+   * the captured balance, and everything granted is available + held + captured + expired +
+   * written off; per grant, its amount is its remaining credits + what active holds took from it
+   * + what captured holds charged it + expired + written off. Answers how many differ and the
+   * first `RECONCILIATION_DIFFERENCES_MAX` (100), by account, grant and check. Read only.
+   */
+  reconcile(
+    request: ReconcileRequest,
+    callback: (error: ServiceError | null, response: ReconcileResponse) => void,
+  ): ClientUnaryCall;
+  reconcile(
+    request: ReconcileRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ReconcileResponse) => void,
+  ): ClientUnaryCall;
+  reconcile(
+    request: ReconcileRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ReconcileResponse) => void,
   ): ClientUnaryCall;
 }
 

@@ -195,7 +195,15 @@ export interface Generation {
   processingTimeMs: bigint;
   createdAt?: Date | undefined;
   startedAt?: Date | undefined;
-  completedAt?: Date | undefined;
+  completedAt?:
+    | Date
+    | undefined;
+  /** The generation this one retries or regenerates; empty for an original. */
+  parentGenerationId: string;
+  /** "original", "free_retry" or "paid_regeneration" (empty from older answers means "original"). */
+  billingClassification: string;
+  /** Why the classification, in plain words (e.g. "free retry 1 of 2"); empty for an original. */
+  billingReason: string;
 }
 
 export interface CreateGenerationRequest {
@@ -274,6 +282,21 @@ export interface RecordDownloadResponse {
   outputBytes: bigint;
 }
 
+export interface RetryGenerationRequest {
+  /**
+   * The retry's idempotency key (like CreateGeneration's): the new generation's id is derived
+   * from it and the user.
+   */
+  requestId: string;
+  userId: string;
+  /** The failed or completed generation to retry. */
+  generationId: string;
+}
+
+export interface RetryGenerationResponse {
+  generation?: Generation | undefined;
+}
+
 export interface AdoptGuestGenerationsRequest {
   guestId: string;
   userId: string;
@@ -306,6 +329,9 @@ function createBaseGeneration(): Generation {
     createdAt: undefined,
     startedAt: undefined,
     completedAt: undefined,
+    parentGenerationId: "",
+    billingClassification: "",
+    billingReason: "",
   };
 }
 
@@ -379,6 +405,15 @@ export const Generation: MessageFns<Generation> = {
     }
     if (message.completedAt !== undefined) {
       Timestamp.encode(toTimestamp(message.completedAt), writer.uint32(162).fork()).join();
+    }
+    if (message.parentGenerationId !== "") {
+      writer.uint32(170).string(message.parentGenerationId);
+    }
+    if (message.billingClassification !== "") {
+      writer.uint32(178).string(message.billingClassification);
+    }
+    if (message.billingReason !== "") {
+      writer.uint32(186).string(message.billingReason);
     }
     return writer;
   },
@@ -556,6 +591,30 @@ export const Generation: MessageFns<Generation> = {
             message.completedAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
             continue;
           }
+          case 21: {
+            if (tag !== 170) {
+              break;
+            }
+
+            message.parentGenerationId = reader.string();
+            continue;
+          }
+          case 22: {
+            if (tag !== 178) {
+              break;
+            }
+
+            message.billingClassification = reader.string();
+            continue;
+          }
+          case 23: {
+            if (tag !== 186) {
+              break;
+            }
+
+            message.billingReason = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -646,6 +705,21 @@ export const Generation: MessageFns<Generation> = {
         : isSet(object.completed_at)
         ? fromJsonTimestamp(object.completed_at)
         : undefined,
+      parentGenerationId: isSet(object.parentGenerationId)
+        ? globalThis.String(object.parentGenerationId)
+        : isSet(object.parent_generation_id)
+        ? globalThis.String(object.parent_generation_id)
+        : "",
+      billingClassification: isSet(object.billingClassification)
+        ? globalThis.String(object.billingClassification)
+        : isSet(object.billing_classification)
+        ? globalThis.String(object.billing_classification)
+        : "",
+      billingReason: isSet(object.billingReason)
+        ? globalThis.String(object.billingReason)
+        : isSet(object.billing_reason)
+        ? globalThis.String(object.billing_reason)
+        : "",
     };
   },
 
@@ -711,6 +785,15 @@ export const Generation: MessageFns<Generation> = {
     if (message.completedAt !== undefined) {
       obj.completedAt = message.completedAt.toISOString();
     }
+    if (message.parentGenerationId !== "") {
+      obj.parentGenerationId = message.parentGenerationId;
+    }
+    if (message.billingClassification !== "") {
+      obj.billingClassification = message.billingClassification;
+    }
+    if (message.billingReason !== "") {
+      obj.billingReason = message.billingReason;
+    }
     return obj;
   },
 
@@ -745,6 +828,9 @@ export const Generation: MessageFns<Generation> = {
     message.createdAt = object.createdAt ?? undefined;
     message.startedAt = object.startedAt ?? undefined;
     message.completedAt = object.completedAt ?? undefined;
+    message.parentGenerationId = object.parentGenerationId ?? "";
+    message.billingClassification = object.billingClassification ?? "";
+    message.billingReason = object.billingReason ?? "";
     return message;
   },
 };
@@ -1932,6 +2018,188 @@ export const RecordDownloadResponse: MessageFns<RecordDownloadResponse> = {
   },
 };
 
+function createBaseRetryGenerationRequest(): RetryGenerationRequest {
+  return { requestId: "", userId: "", generationId: "" };
+}
+
+export const RetryGenerationRequest: MessageFns<RetryGenerationRequest> = {
+  encode(message: RetryGenerationRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.requestId !== "") {
+      writer.uint32(10).string(message.requestId);
+    }
+    if (message.userId !== "") {
+      writer.uint32(18).string(message.userId);
+    }
+    if (message.generationId !== "") {
+      writer.uint32(26).string(message.generationId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RetryGenerationRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRetryGenerationRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.requestId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.userId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.generationId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RetryGenerationRequest {
+    return {
+      requestId: isSet(object.requestId)
+        ? globalThis.String(object.requestId)
+        : isSet(object.request_id)
+        ? globalThis.String(object.request_id)
+        : "",
+      userId: isSet(object.userId)
+        ? globalThis.String(object.userId)
+        : isSet(object.user_id)
+        ? globalThis.String(object.user_id)
+        : "",
+      generationId: isSet(object.generationId)
+        ? globalThis.String(object.generationId)
+        : isSet(object.generation_id)
+        ? globalThis.String(object.generation_id)
+        : "",
+    };
+  },
+
+  toJSON(message: RetryGenerationRequest): unknown {
+    const obj: any = {};
+    if (message.requestId !== "") {
+      obj.requestId = message.requestId;
+    }
+    if (message.userId !== "") {
+      obj.userId = message.userId;
+    }
+    if (message.generationId !== "") {
+      obj.generationId = message.generationId;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RetryGenerationRequest>, I>>(base?: I): RetryGenerationRequest {
+    return RetryGenerationRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RetryGenerationRequest>, I>>(object: I): RetryGenerationRequest {
+    const message = createBaseRetryGenerationRequest();
+    message.requestId = object.requestId ?? "";
+    message.userId = object.userId ?? "";
+    message.generationId = object.generationId ?? "";
+    return message;
+  },
+};
+
+function createBaseRetryGenerationResponse(): RetryGenerationResponse {
+  return { generation: undefined };
+}
+
+export const RetryGenerationResponse: MessageFns<RetryGenerationResponse> = {
+  encode(message: RetryGenerationResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.generation !== undefined) {
+      Generation.encode(message.generation, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RetryGenerationResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRetryGenerationResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.generation = Generation.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RetryGenerationResponse {
+    return { generation: isSet(object.generation) ? Generation.fromJSON(object.generation) : undefined };
+  },
+
+  toJSON(message: RetryGenerationResponse): unknown {
+    const obj: any = {};
+    if (message.generation !== undefined) {
+      obj.generation = Generation.toJSON(message.generation);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RetryGenerationResponse>, I>>(base?: I): RetryGenerationResponse {
+    return RetryGenerationResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RetryGenerationResponse>, I>>(object: I): RetryGenerationResponse {
+    const message = createBaseRetryGenerationResponse();
+    message.generation = (object.generation !== undefined && object.generation !== null)
+      ? Generation.fromPartial(object.generation)
+      : undefined;
+    return message;
+  },
+};
+
 function createBaseAdoptGuestGenerationsRequest(): AdoptGuestGenerationsRequest {
   return { guestId: "", userId: "" };
 }
@@ -2185,6 +2453,28 @@ export const GenerationsServiceService = {
       Buffer.from(RecordDownloadResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): RecordDownloadResponse => RecordDownloadResponse.decode(value),
   },
+  /**
+   * Starts a new generation from a failed or completed one of the user, with the same input,
+   * linked to it (`parent_generation_id`) and classified for billing: a retry of a failed job
+   * is `free_retry` (nothing held or charged; usage counts it with 0 credits) while the plan's
+   * `free_retries` per original job last, else `paid_regeneration`; a new run of a completed
+   * job is `paid_regeneration`. Charged ones hold credits like CreateGeneration.
+   * Errors: INVALID_ARGUMENT `validation`; NOT_FOUND `not_found` (missing or another user's);
+   * ABORTED `generation_not_retryable` (pending, processing or cancelled);
+   * PERMISSION_DENIED `plan_limit_exceeded`; RESOURCE_EXHAUSTED `guest_limit_exceeded`;
+   * FAILED_PRECONDITION `insufficient_credits`; ABORTED `idempotency_key_reused`; UNAVAILABLE.
+   */
+  retryGeneration: {
+    path: "/tally.generations.v1.GenerationsService/RetryGeneration" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: RetryGenerationRequest): Buffer =>
+      Buffer.from(RetryGenerationRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): RetryGenerationRequest => RetryGenerationRequest.decode(value),
+    responseSerialize: (value: RetryGenerationResponse): Buffer =>
+      Buffer.from(RetryGenerationResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): RetryGenerationResponse => RetryGenerationResponse.decode(value),
+  },
   /** Moves every generation of an adopted guest to the user who adopted it. Idempotent. */
   adoptGuestGenerations: {
     path: "/tally.generations.v1.GenerationsService/AdoptGuestGenerations" as const,
@@ -2224,6 +2514,18 @@ export interface GenerationsServiceServer extends UntypedServiceImplementation {
    * no output).
    */
   recordDownload: handleUnaryCall<RecordDownloadRequest, RecordDownloadResponse>;
+  /**
+   * Starts a new generation from a failed or completed one of the user, with the same input,
+   * linked to it (`parent_generation_id`) and classified for billing: a retry of a failed job
+   * is `free_retry` (nothing held or charged; usage counts it with 0 credits) while the plan's
+   * `free_retries` per original job last, else `paid_regeneration`; a new run of a completed
+   * job is `paid_regeneration`. Charged ones hold credits like CreateGeneration.
+   * Errors: INVALID_ARGUMENT `validation`; NOT_FOUND `not_found` (missing or another user's);
+   * ABORTED `generation_not_retryable` (pending, processing or cancelled);
+   * PERMISSION_DENIED `plan_limit_exceeded`; RESOURCE_EXHAUSTED `guest_limit_exceeded`;
+   * FAILED_PRECONDITION `insufficient_credits`; ABORTED `idempotency_key_reused`; UNAVAILABLE.
+   */
+  retryGeneration: handleUnaryCall<RetryGenerationRequest, RetryGenerationResponse>;
   /** Moves every generation of an adopted guest to the user who adopted it. Idempotent. */
   adoptGuestGenerations: handleUnaryCall<AdoptGuestGenerationsRequest, AdoptGuestGenerationsResponse>;
 }
@@ -2336,6 +2638,32 @@ export interface GenerationsServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: RecordDownloadResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Starts a new generation from a failed or completed one of the user, with the same input,
+   * linked to it (`parent_generation_id`) and classified for billing: a retry of a failed job
+   * is `free_retry` (nothing held or charged; usage counts it with 0 credits) while the plan's
+   * `free_retries` per original job last, else `paid_regeneration`; a new run of a completed
+   * job is `paid_regeneration`. Charged ones hold credits like CreateGeneration.
+   * Errors: INVALID_ARGUMENT `validation`; NOT_FOUND `not_found` (missing or another user's);
+   * ABORTED `generation_not_retryable` (pending, processing or cancelled);
+   * PERMISSION_DENIED `plan_limit_exceeded`; RESOURCE_EXHAUSTED `guest_limit_exceeded`;
+   * FAILED_PRECONDITION `insufficient_credits`; ABORTED `idempotency_key_reused`; UNAVAILABLE.
+   */
+  retryGeneration(
+    request: RetryGenerationRequest,
+    callback: (error: ServiceError | null, response: RetryGenerationResponse) => void,
+  ): ClientUnaryCall;
+  retryGeneration(
+    request: RetryGenerationRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: RetryGenerationResponse) => void,
+  ): ClientUnaryCall;
+  retryGeneration(
+    request: RetryGenerationRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: RetryGenerationResponse) => void,
   ): ClientUnaryCall;
   /** Moves every generation of an adopted guest to the user who adopted it. Idempotent. */
   adoptGuestGenerations(

@@ -419,6 +419,38 @@ export interface GetPlatformAnalyticsResponse_ByInputTypeEntry {
   value?: OutcomeCounts | undefined;
 }
 
+export interface ReconcileRequest {
+}
+
+/**
+ * One derived figure that differs from the usage log: `expected` is what the log says,
+ * `actual` what is stored ("" when that side has no row). Integers are decimal strings; a last
+ * activity is an RFC 3339 time; an analytics breakdown or plan list is JSON.
+ */
+export interface ReconciliationDifference {
+  /**
+   * The table and column, e.g. user_stats.total_generations, period_usage.reserved_credits,
+   * daily_usage.generations, subjects.active_reservations, monthly_analytics.by_provider.
+   */
+  check: string;
+  /** The user or guest the figure belongs to. */
+  subjectId: string;
+  /**
+   * The row's window within the subject: a period or day start (RFC 3339), a month (YYYY-MM);
+   * "" for user stats and the active reservation count.
+   */
+  key: string;
+  expected: string;
+  actual: string;
+}
+
+export interface ReconcileResponse {
+  /** Every differing figure (0: all agree). */
+  differencesTotal: bigint;
+  /** The first differences (at most 100). */
+  differences: ReconciliationDifference[];
+}
+
 function createBaseSubject(): Subject {
   return { id: "", kind: 0, plan: "", periodAnchor: undefined };
 }
@@ -4788,6 +4820,291 @@ export const GetPlatformAnalyticsResponse_ByInputTypeEntry: MessageFns<GetPlatfo
     },
   };
 
+function createBaseReconcileRequest(): ReconcileRequest {
+  return {};
+}
+
+export const ReconcileRequest: MessageFns<ReconcileRequest> = {
+  encode(_: ReconcileRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ReconcileRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseReconcileRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): ReconcileRequest {
+    return {};
+  },
+
+  toJSON(_: ReconcileRequest): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ReconcileRequest>, I>>(base?: I): ReconcileRequest {
+    return ReconcileRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ReconcileRequest>, I>>(_: I): ReconcileRequest {
+    const message = createBaseReconcileRequest();
+    return message;
+  },
+};
+
+function createBaseReconciliationDifference(): ReconciliationDifference {
+  return { check: "", subjectId: "", key: "", expected: "", actual: "" };
+}
+
+export const ReconciliationDifference: MessageFns<ReconciliationDifference> = {
+  encode(message: ReconciliationDifference, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.check !== "") {
+      writer.uint32(10).string(message.check);
+    }
+    if (message.subjectId !== "") {
+      writer.uint32(18).string(message.subjectId);
+    }
+    if (message.key !== "") {
+      writer.uint32(26).string(message.key);
+    }
+    if (message.expected !== "") {
+      writer.uint32(34).string(message.expected);
+    }
+    if (message.actual !== "") {
+      writer.uint32(42).string(message.actual);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ReconciliationDifference {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseReconciliationDifference();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.check = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.subjectId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.expected = reader.string();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.actual = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ReconciliationDifference {
+    return {
+      check: isSet(object.check) ? globalThis.String(object.check) : "",
+      subjectId: isSet(object.subjectId)
+        ? globalThis.String(object.subjectId)
+        : isSet(object.subject_id)
+        ? globalThis.String(object.subject_id)
+        : "",
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      expected: isSet(object.expected) ? globalThis.String(object.expected) : "",
+      actual: isSet(object.actual) ? globalThis.String(object.actual) : "",
+    };
+  },
+
+  toJSON(message: ReconciliationDifference): unknown {
+    const obj: any = {};
+    if (message.check !== "") {
+      obj.check = message.check;
+    }
+    if (message.subjectId !== "") {
+      obj.subjectId = message.subjectId;
+    }
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.expected !== "") {
+      obj.expected = message.expected;
+    }
+    if (message.actual !== "") {
+      obj.actual = message.actual;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ReconciliationDifference>, I>>(base?: I): ReconciliationDifference {
+    return ReconciliationDifference.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ReconciliationDifference>, I>>(object: I): ReconciliationDifference {
+    const message = createBaseReconciliationDifference();
+    message.check = object.check ?? "";
+    message.subjectId = object.subjectId ?? "";
+    message.key = object.key ?? "";
+    message.expected = object.expected ?? "";
+    message.actual = object.actual ?? "";
+    return message;
+  },
+};
+
+function createBaseReconcileResponse(): ReconcileResponse {
+  return { differencesTotal: 0n, differences: [] };
+}
+
+export const ReconcileResponse: MessageFns<ReconcileResponse> = {
+  encode(message: ReconcileResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.differencesTotal !== 0n) {
+      if (BigInt.asIntN(64, message.differencesTotal) !== message.differencesTotal) {
+        throw new globalThis.Error("value provided for field message.differencesTotal of type int64 too large");
+      }
+      writer.uint32(8).int64(message.differencesTotal);
+    }
+    for (const v of message.differences) {
+      ReconciliationDifference.encode(v!, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ReconcileResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseReconcileResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.differencesTotal = reader.int64() as bigint;
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.differences.push(ReconciliationDifference.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ReconcileResponse {
+    return {
+      differencesTotal: isSet(object.differencesTotal)
+        ? BigInt(object.differencesTotal)
+        : isSet(object.differences_total)
+        ? BigInt(object.differences_total)
+        : 0n,
+      differences: globalThis.Array.isArray(object?.differences)
+        ? object.differences.map((e: any) => ReconciliationDifference.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: ReconcileResponse): unknown {
+    const obj: any = {};
+    if (message.differencesTotal !== 0n) {
+      obj.differencesTotal = message.differencesTotal.toString();
+    }
+    if (message.differences?.length) {
+      obj.differences = message.differences.map((e) => ReconciliationDifference.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ReconcileResponse>, I>>(base?: I): ReconcileResponse {
+    return ReconcileResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ReconcileResponse>, I>>(object: I): ReconcileResponse {
+    const message = createBaseReconcileResponse();
+    message.differencesTotal = (object.differencesTotal !== undefined && object.differencesTotal !== null)
+      ? BigInt(object.differencesTotal)
+      : 0n;
+    message.differences = object.differences?.map((e) => ReconciliationDifference.fromPartial(e)) || [];
+    return message;
+  },
+};
+
 /**
  * UsageService owns the usage log (immutable facts of completed and failed generations) and
  * the aggregates derived from it, starting with lifetime user stats.
@@ -4925,6 +5242,21 @@ export const UsageServiceService = {
       Buffer.from(GetPlatformAnalyticsResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): GetPlatformAnalyticsResponse => GetPlatformAnalyticsResponse.decode(value),
   },
+  /**
+   * Checks every table derived from the usage log against it (INV-6), each in one statement:
+   * user stats (with download totals), the limit counters (used and reserved, per period and
+   * day, and the active reservation counts) and the monthly analytics. Answers how many
+   * figures differ and the first 100 (user stats, then counters, then analytics). Read only.
+   */
+  reconcile: {
+    path: "/tally.usage.v1.UsageService/Reconcile" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ReconcileRequest): Buffer => Buffer.from(ReconcileRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ReconcileRequest => ReconcileRequest.decode(value),
+    responseSerialize: (value: ReconcileResponse): Buffer => Buffer.from(ReconcileResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ReconcileResponse => ReconcileResponse.decode(value),
+  },
 } as const;
 
 export interface UsageServiceServer extends UntypedServiceImplementation {
@@ -4974,6 +5306,13 @@ export interface UsageServiceServer extends UntypedServiceImplementation {
    * Errors: INVALID_ARGUMENT `validation` (a bound missing, the window empty or reversed).
    */
   getPlatformAnalytics: handleUnaryCall<GetPlatformAnalyticsRequest, GetPlatformAnalyticsResponse>;
+  /**
+   * Checks every table derived from the usage log against it (INV-6), each in one statement:
+   * user stats (with download totals), the limit counters (used and reserved, per period and
+   * day, and the active reservation counts) and the monthly analytics. Answers how many
+   * figures differ and the first 100 (user stats, then counters, then analytics). Read only.
+   */
+  reconcile: handleUnaryCall<ReconcileRequest, ReconcileResponse>;
 }
 
 export interface UsageServiceClient extends Client {
@@ -5148,6 +5487,27 @@ export interface UsageServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: GetPlatformAnalyticsResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Checks every table derived from the usage log against it (INV-6), each in one statement:
+   * user stats (with download totals), the limit counters (used and reserved, per period and
+   * day, and the active reservation counts) and the monthly analytics. Answers how many
+   * figures differ and the first 100 (user stats, then counters, then analytics). Read only.
+   */
+  reconcile(
+    request: ReconcileRequest,
+    callback: (error: ServiceError | null, response: ReconcileResponse) => void,
+  ): ClientUnaryCall;
+  reconcile(
+    request: ReconcileRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ReconcileResponse) => void,
+  ): ClientUnaryCall;
+  reconcile(
+    request: ReconcileRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ReconcileResponse) => void,
   ): ClientUnaryCall;
 }
 
