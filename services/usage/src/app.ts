@@ -23,6 +23,8 @@ import { usageGrpcService } from "./grpc/handlers";
 import type { Clock } from "./domain/types";
 import { GenerationEventConsumer, type GenerationEventConsumerConfig } from "./runners/generation-event-consumer";
 import { ReservationExpiryRunner } from "./runners/reservation-expiry";
+import { UsageLogPartitionRunner } from "./runners/usage-log-partitions";
+import { UsageLogPartitionService } from "./service/usage-log-partitions";
 import { AdoptionService } from "./service/adoption";
 import { DeadLetterService } from "./service/dead-letters";
 import { QuotaService } from "./service/quota";
@@ -55,6 +57,8 @@ export interface UsageServices {
   deadLetters: DeadLetterService;
   quota: QuotaService;
   adoption: AdoptionService;
+  /** The usage log's monthly partitions (the partition runner's work). */
+  partitions: UsageLogPartitionService;
   plans: PlanCatalog;
 }
 
@@ -80,6 +84,7 @@ export function buildUsageServices(orm: Orm, options: UsageOptions = {}): UsageS
     deadLetters: new DeadLetterService(uow),
     quota,
     adoption: new AdoptionService(uow, clock),
+    partitions: new UsageLogPartitionService(uow, clock),
     plans,
   };
 }
@@ -89,6 +94,7 @@ interface Running {
   services: UsageServices;
   consumer: GenerationEventConsumer;
   expiry: ReservationExpiryRunner;
+  partitions: UsageLogPartitionRunner;
   relay: OutboxRelay;
   grpcServer: RunningGrpcServer;
   nc: NatsConnection;
@@ -98,8 +104,8 @@ interface Running {
 /**
  * Starts the usage service: migrates its database, serves `tally.usage.v1.UsageService` over
  * gRPC (with health and reflection) and consumes generation events from JetStream. Reports
- * SERVING once both are up, and runs the reservation-expiry sweeps. Used by `main.ts` and by
- * in-process tests. The plans file is validated first: an invalid one throws PlansConfigError
+ * SERVING once both are up, and runs the reservation-expiry sweeps and the usage-log partition
+ * runner. Used by `main.ts` and by in-process tests. The plans file is validated first: an invalid one throws PlansConfigError
  * naming the bad key before anything is opened. On a failure to start, closes whatever it had
  * opened and rethrows.
  */
@@ -209,20 +215,28 @@ async function startRunning(config: UsageConfig, logger: Logger, orm: Orm, servi
     const expiry = new ReservationExpiryRunner(services.quota, { intervalMs: config.RESERVATION_SWEEP_INTERVAL_MS, batchSize: config.RESERVATION_SWEEP_BATCH_SIZE }, logger);
     expiry.start();
     cleanup.unshift(() => expiry.stop());
+    const partitions = new UsageLogPartitionRunner(
+      services.partitions,
+      { intervalMs: config.USAGE_LOG_PARTITION_CHECK_INTERVAL_MS, aheadMonths: config.USAGE_LOG_PARTITIONS_AHEAD_MONTHS },
+      logger,
+    );
+    partitions.start();
+    cleanup.unshift(() => partitions.stop());
     const relay = await startOutboxRelay(config, nc, orm, logger);
     grpcServer.setServing(true);
-    return { services, consumer, expiry, relay, grpcServer, nc, orm };
+    return { services, consumer, expiry, partitions, relay, grpcServer, nc, orm };
   } catch (error) {
     for (const close of cleanup) await close().catch(() => undefined);
     throw error;
   }
 }
 
-/** Stops in order: not serving, consumer (message in hand finishes), expiry sweeps, gRPC calls, NATS (drain flushes the last acks), database. */
+/** Stops in order: not serving, consumer (chunk in hand finishes), expiry sweeps, partition runner, gRPC calls, NATS (drain flushes the last acks), database. */
 async function stopUsage(running: Running, config: UsageConfig, logger: Logger): Promise<void> {
   running.grpcServer.setServing(false);
   await running.consumer.stop();
   await running.expiry.stop();
+  await running.partitions.stop();
   await running.relay.stop();
   await running.grpcServer.shutdown(config.GRPC_SHUTDOWN_TIMEOUT_MS);
   await running.nc.drain();

@@ -56,6 +56,10 @@ export const usageConfigSchema = z.object({
   RESERVATION_SWEEP_INTERVAL_MS: intFromEnv(5_000).pipe(z.number().min(10)),
   /** Most expired reservations one sweep releases. */
   RESERVATION_SWEEP_BATCH_SIZE: intFromEnv(100).pipe(z.number().min(1).max(10_000)),
+  /** Pause of the usage-log partition runner between checks (partitions ahead, late entries in the default partition), in milliseconds. */
+  USAGE_LOG_PARTITION_CHECK_INTERVAL_MS: intFromEnv(3_600_000).pipe(z.number().min(10)),
+  /** Months after the current UTC month whose usage-log partitions the runner keeps created. */
+  USAGE_LOG_PARTITIONS_AHEAD_MONTHS: intFromEnv(3).pipe(z.number().min(0).max(120)),
   /** Wait of the outbox relay between polls when the outbox is empty, in milliseconds. */
   OUTBOX_POLL_INTERVAL_MS: intFromEnv(200).pipe(z.number().min(10)),
   /** Outbox rows the relay claims and publishes per batch. */

@@ -25,7 +25,9 @@ describe("usage service graceful stop", () => {
   it("commits and acks the message in hand and hands the pulled rest back without waiting for ack_wait", async () => {
     const userId = newId();
     const published = Array.from({ length: 150 }, () => completedEvent(userId, { credits: 2n, costMicros: 3n }));
-    const service = await bed.start();
+    // Small pulls: a chunk of the default batch records 100 events in one transaction, which
+    // could finish all 150 before the stop; with 10 a pull the stop lands mid-stream.
+    const service = await bed.start({ CONSUMER_BATCH_SIZE: 10 });
     await Promise.all(published.map((event) => bed.publishCompleted(event)));
     await eventually(async () => ((await countEntries(userId)) > 0 ? true : undefined));
     await service.stop();

@@ -13,4 +13,16 @@ export class SqlInboxStore implements InboxStore {
     );
     return rows.length === 1;
   }
+
+  async claimMany(events: readonly { eventId: string; subject: string }[]): Promise<Set<string>> {
+    if (events.length === 0) return new Set();
+    // DO NOTHING also skips a second copy of an id within this statement.
+    const rows = await this.sql.query<{ event_id: string }>(
+      `INSERT INTO processed_events (event_id, subject)
+       SELECT * FROM unnest(?::uuid[], ?::text[]) ORDER BY 1
+       ON CONFLICT (event_id) DO NOTHING RETURNING event_id`,
+      [`{${events.map((e) => e.eventId).join(",")}}`, `{${events.map((e) => `"${e.subject.replace(/["\\]/g, "\\$&")}"`).join(",")}}`],
+    );
+    return new Set(rows.map((row) => row.event_id));
+  }
 }

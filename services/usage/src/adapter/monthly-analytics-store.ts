@@ -13,10 +13,20 @@ const COLUMNS = "subject_id, month, generations, failed, credits, cost_micros, p
 export class SqlMonthlyAnalyticsStore implements MonthlyAnalyticsStore {
   constructor(private readonly sql: Sql) {}
 
-  async addEntry(entryId: string): Promise<void> {
+  async addEntries(entries: readonly { id: string; occurredAt: Date }[]): Promise<void> {
+    if (entries.length === 0) return;
+    // The entries' contributions summed per subject and month first (an upsert may touch a row once),
+    // in (subject, month) order so that concurrent batches lock the rows in one order (INV-9).
     await this.sql.query(
       `INSERT INTO monthly_analytics AS m (${COLUMNS})
-       SELECT c.* FROM usage_log e CROSS JOIN LATERAL usage_month_contribution(e) c WHERE e.id = ?
+       SELECT c.subject_id, c.month, sum(c.generations), sum(c.failed), sum(c.credits), sum(c.cost_micros), sum(c.processing_ms),
+              sum(c.output_bytes), usage_counts_sum(c.by_input_type), usage_counts_sum(c.by_provider),
+              usage_counts_sum(c.by_classification), usage_plans_sum(c.plans)
+         FROM usage_log e CROSS JOIN LATERAL usage_month_contribution(e) c
+        WHERE (e.id, e.occurred_at) IN (SELECT * FROM unnest(?::uuid[], ?::timestamptz[]))
+          AND e.occurred_at >= ?::timestamptz AND e.occurred_at <= ?::timestamptz
+        GROUP BY c.subject_id, c.month
+        ORDER BY c.subject_id, c.month
        ON CONFLICT (subject_id, month) DO UPDATE SET
          generations = m.generations + excluded.generations, failed = m.failed + excluded.failed,
          credits = m.credits + excluded.credits, cost_micros = m.cost_micros + excluded.cost_micros,
@@ -25,7 +35,12 @@ export class SqlMonthlyAnalyticsStore implements MonthlyAnalyticsStore {
          by_provider = usage_counts_merge(m.by_provider, excluded.by_provider),
          by_classification = usage_counts_merge(m.by_classification, excluded.by_classification),
          plans = usage_plans_merge(m.plans, excluded.plans)`,
-      [entryId],
+      [
+        toPgArray(entries.map((e) => e.id)),
+        toPgArray(entries.map((e) => e.occurredAt.toISOString())),
+        new Date(Math.min(...entries.map((e) => e.occurredAt.getTime()))),
+        new Date(Math.max(...entries.map((e) => e.occurredAt.getTime()))),
+      ],
     );
   }
 
@@ -93,6 +108,9 @@ export class SqlMonthlyAnalyticsStore implements MonthlyAnalyticsStore {
     return rows.map(fromRow);
   }
 }
+
+/** A PostgreSQL array literal of plain values (uuids, ISO timestamps: nothing to quote). */
+const toPgArray = (values: readonly string[]): string => `{${values.join(",")}}`;
 
 interface AnalyticsRow {
   subject_id: string;

@@ -10,6 +10,7 @@ import { SqlReservationStore } from "./reservation-store";
 import { SqlSubjectStore } from "./subject-store";
 import { SqlThresholdStore, thresholdCrossedSubject } from "./threshold-store";
 import { SqlUsageCounterStore } from "./usage-counter-store";
+import { SqlUsageLogPartitionStore } from "./usage-log-partition-store";
 import { SqlUsageLogStore } from "./usage-log-store";
 import { SqlUserStatsStore } from "./user-stats-store";
 
@@ -34,6 +35,7 @@ export function createUsageUnitOfWork(orm: Orm, options: { subjectPrefix?: strin
     reservations: new SqlReservationStore(sql),
     adoptions: new SqlAdoptionStore(sql),
     thresholds: new SqlThresholdStore(sql, thresholdSubject),
+    partitions: new SqlUsageLogPartitionStore(sql),
     derivedTables: new SqlDerivedTablesStore(sql),
     outbox: new SqlOutboxStore(sql),
   }));

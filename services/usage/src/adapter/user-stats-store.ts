@@ -1,16 +1,19 @@
 import { optionalDate, toBigInt, type Sql } from "@tally/platform";
-import type { UserStatsStore } from "../domain/ports";
-import type { StatsBesideUsageLog, UserStats, UserStatsDelta } from "../domain/types";
+import type { UserStatsRowDelta, UserStatsStore } from "../domain/ports";
+import type { StatsBesideUsageLog, UserStats } from "../domain/types";
 
-/** Lifetime stats on `user_stats`, one row per user, moved only by `add` in the transaction that appends the entry (INV-6). */
+/** Lifetime stats on `user_stats`, one row per user, moved only by `addMany` in the transaction that appends the entries (INV-6). */
 export class SqlUserStatsStore implements UserStatsStore {
   constructor(private readonly sql: Sql) {}
 
-  async add(userId: string, delta: UserStatsDelta, occurredAt: Date): Promise<void> {
-    // One upsert: concurrent events for one user serialise on the row and none is lost.
+  async addMany(rows: readonly UserStatsRowDelta[]): Promise<void> {
+    if (rows.length === 0) return;
+    const sorted = [...rows].sort((a, b) => (a.userId < b.userId ? -1 : a.userId > b.userId ? 1 : 0));
+    const column = (pick: (row: UserStatsRowDelta) => string) => `{${sorted.map(pick).join(",")}}`;
+    // One upsert for the batch, rows in user id order (INV-9); the caller sums per user (one row each).
     await this.sql.query(
       `INSERT INTO user_stats AS s (user_id, total_generations, total_failed, total_cost_micros, total_credits_spent, last_activity_at)
-       VALUES (?, ?::bigint, ?::bigint, ?::bigint, ?::bigint, ?::timestamptz)
+       SELECT * FROM unnest(?::uuid[], ?::bigint[], ?::bigint[], ?::bigint[], ?::bigint[], ?::timestamptz[]) ORDER BY 1
        ON CONFLICT (user_id) DO UPDATE SET
          total_generations = s.total_generations + excluded.total_generations,
          total_failed = s.total_failed + excluded.total_failed,
@@ -18,7 +21,14 @@ export class SqlUserStatsStore implements UserStatsStore {
          total_credits_spent = s.total_credits_spent + excluded.total_credits_spent,
          last_activity_at = greatest(s.last_activity_at, excluded.last_activity_at),
          updated_at = now()`,
-      [userId, delta.generations, delta.failed, delta.costMicros, delta.creditsSpent, occurredAt],
+      [
+        column((r) => r.userId),
+        column((r) => String(r.delta.generations)),
+        column((r) => String(r.delta.failed)),
+        column((r) => String(r.delta.costMicros)),
+        column((r) => String(r.delta.creditsSpent)),
+        column((r) => r.lastActivityAt.toISOString()),
+      ],
     );
   }
 

@@ -42,6 +42,12 @@ export interface InboxStore {
    * Concurrent claims of one id wait on each other until the first commits, so exactly one wins.
    */
   claim(eventId: string, subject: string): Promise<boolean>;
+  /**
+   * `claim` for a batch in one statement (ids inserted in id order): the ids this call recorded,
+   * each once however often it appears in `events`; an id missing from the answer was already
+   * processed.
+   */
+  claimMany(events: readonly { eventId: string; subject: string }[]): Promise<Set<string>>;
 }
 
 /** The usage log: append-only (INV-8), never updated or deleted. */
@@ -60,10 +66,21 @@ export interface UsageLogStore {
   page(userId: string, limit: number, after: UsageLogCursor | null, since?: Date | null): Promise<PagedUsageLogEntry[]>;
 }
 
+/** What a batch adds to one user's stats: the summed delta and the latest `occurred_at` among its entries. */
+export interface UserStatsRowDelta {
+  userId: string;
+  delta: UserStatsDelta;
+  lastActivityAt: Date;
+}
+
 /** Each user's lifetime stats, kept equal to the usage log (INV-6). */
 export interface UserStatsStore {
-  /** Adds `delta` in one statement so concurrent events for one user never lose one; last activity only moves forward. */
-  add(userId: string, delta: UserStatsDelta, occurredAt: Date): Promise<void>;
+  /**
+   * Adds each row's delta to its user's stats in one statement (creating rows), so concurrent
+   * batches never lose one; last activity only moves forward. At most one row per user (see
+   * `sumStatsDeltas`); rows are locked in user id order (INV-9).
+   */
+  addMany(rows: readonly UserStatsRowDelta[]): Promise<void>;
   /** Adds one download to the user's stats (creating the row; last activity does not move). */
   addDownload(userId: string): Promise<void>;
   /** A user's stored stats, or null when the user has none yet. */
@@ -193,8 +210,11 @@ export interface ThresholdStore {
 
 /** Monthly analytics per subject and UTC month, derived from the usage log (INV-6). */
 export interface MonthlyAnalyticsStore {
-  /** Adds the usage log entry `entryId` (appended in this transaction) to its subject's month. */
-  addEntry(entryId: string): Promise<void>;
+  /**
+   * Adds the usage log entries `entries` (appended in this transaction; id and `occurred_at`,
+   * which finds the partition) to their subjects' months: one set-based upsert, whatever the count.
+   */
+  addEntries(entries: readonly { id: string; occurredAt: Date }[]): Promise<void>;
   /**
    * Recomputes every month from the usage log, replacing what is stored; returns the rows
    * written. Safe while entries are recorded: writers wait for it and then add themselves.
@@ -218,6 +238,26 @@ export interface PlatformRollupStore {
   rebuild(): Promise<number>;
   /** The rollup rows that differ from what the usage log gives; empty when they agree. */
   differences(): Promise<RollupDifference[]>;
+}
+
+/** One partition of the usage log as the maintenance created it. */
+export interface CreatedUsageLogPartition {
+  /** `usage_log_YYYY_MM`. */
+  partition: string;
+  /** Entries moved into it from the default partition (late or far-future entries recorded before it existed). */
+  rowsMoved: bigint;
+}
+
+/** The usage log's monthly partitions (Migration20261128000001). */
+export interface UsageLogPartitionStore {
+  /**
+   * Creates the partitions for the UTC month of `now`, the `aheadMonths` months after it and
+   * every month with entries in the default partition (moving those entries, INV-8: no row is
+   * updated or deleted); returns the partitions it created (none when all exist).
+   */
+  maintain(now: Date, aheadMonths: number): Promise<CreatedUsageLogPartition[]>;
+  /** Every partition of the usage log with the entries it holds, by name (`usage_log_default` included). */
+  list(): Promise<{ partition: string; entries: bigint }[]>;
 }
 
 /** Every store of the usage service, bound to one unit of work. */
@@ -244,6 +284,7 @@ export interface UsageStores {
   reservations: ReservationStore;
   adoptions: AdoptionStore;
   thresholds: ThresholdStore;
+  partitions: UsageLogPartitionStore;
   derivedTables: DerivedTablesStore;
   /** Events waiting for the outbox relay (platform OutboxStore on `outbox`). */
   outbox: OutboxStore;

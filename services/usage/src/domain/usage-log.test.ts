@@ -1,7 +1,7 @@
 import { loadPlanCatalog, newId } from "@tally/platform";
 import type { GenerationCompletedFacts } from "./generation-event";
 import { completed, expectValidation, failed } from "../../test/event-fixtures";
-import { statsDelta, subjectSnapshot, usageLogEntryFromCompleted, usageLogEntryFromFailed } from "./usage-log";
+import { statsDelta, subjectSnapshot, sumStatsDeltas, usageLogEntryFromCompleted, usageLogEntryFromFailed } from "./usage-log";
 
 describe("usage log entry from a GenerationCompleted", () => {
   it("is billable and carries the event's facts", () => {
@@ -105,5 +105,24 @@ describe("the subject snapshot of an entry", () => {
   it("is null where usage does not know (no row, no plan, a plan outside the catalogue)", () => {
     expect(subjectSnapshot(null, plans, null)).toEqual({ plan: null, planLimits: null, period: null, subjectKind: null });
     expect(subjectSnapshot({ ...subject, plan: "retired" }, plans, null)).toMatchObject({ plan: "retired", planLimits: null });
+  });
+});
+
+describe("stats deltas summed per user for a batch", () => {
+  it("adds each user's entries into one row with the latest occurred_at, users in first-seen order", () => {
+    const a = newId();
+    const b = newId();
+    const at = (iso: string) => new Date(iso);
+    const rows = sumStatsDeltas([
+      { userId: a, outcome: "completed", costMicros: 10n, credits: 2n, occurredAt: at("2026-11-02T00:00:00Z") },
+      { userId: b, outcome: "failed", costMicros: 99n, credits: 9n, occurredAt: at("2026-11-01T00:00:00Z") },
+      { userId: a, outcome: "failed", costMicros: 5n, credits: 1n, occurredAt: at("2026-11-01T00:00:00Z") },
+      { userId: a, outcome: "completed", costMicros: 7n, credits: 3n, occurredAt: at("2026-11-03T00:00:00Z") },
+    ]);
+    expect(rows).toEqual([
+      { userId: a, delta: { generations: 2n, failed: 1n, costMicros: 17n, creditsSpent: 5n }, lastActivityAt: at("2026-11-03T00:00:00Z") },
+      { userId: b, delta: { generations: 0n, failed: 1n, costMicros: 0n, creditsSpent: 0n }, lastActivityAt: at("2026-11-01T00:00:00Z") },
+    ]);
+    expect(sumStatsDeltas([])).toEqual([]);
   });
 });

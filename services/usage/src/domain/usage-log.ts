@@ -69,6 +69,33 @@ export function statsDelta(entry: Pick<UsageLogEntryDraft, "outcome" | "costMicr
   return { generations: 0n, failed: 1n, costMicros: 0n, creditsSpent: 0n };
 }
 
+/**
+ * The stats deltas of `entries` summed per user (one row per user, in first-seen order), with
+ * each user's latest `occurredAt` as its last activity: what a batch adds to `user_stats` in one
+ * upsert (INV-6: the same totals as adding each entry's `statsDelta` in turn).
+ */
+export function sumStatsDeltas(
+  entries: readonly Pick<UsageLogEntryDraft, "userId" | "outcome" | "costMicros" | "credits" | "occurredAt">[],
+): { userId: string; delta: UserStatsDelta; lastActivityAt: Date }[] {
+  const byUser = new Map<string, { userId: string; delta: UserStatsDelta; lastActivityAt: Date }>();
+  for (const entry of entries) {
+    const delta = statsDelta(entry);
+    const row = byUser.get(entry.userId);
+    if (!row) {
+      byUser.set(entry.userId, { userId: entry.userId, delta, lastActivityAt: entry.occurredAt });
+      continue;
+    }
+    row.delta = {
+      generations: row.delta.generations + delta.generations,
+      failed: row.delta.failed + delta.failed,
+      costMicros: row.delta.costMicros + delta.costMicros,
+      creditsSpent: row.delta.creditsSpent + delta.creditsSpent,
+    };
+    if (entry.occurredAt > row.lastActivityAt) row.lastActivityAt = entry.occurredAt;
+  }
+  return [...byUser.values()];
+}
+
 /** Stats of a user with no usage yet: zeros, not an error. */
 export const emptyUserStats = (userId: string): UserStats => ({
   userId,

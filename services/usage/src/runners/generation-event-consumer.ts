@@ -1,4 +1,4 @@
-import { context, SpanKind, SpanStatusCode, trace } from "@opentelemetry/api";
+import { SpanKind, SpanStatusCode, type Span } from "@opentelemetry/api";
 import { nanos } from "@nats-io/transport-node";
 import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager, type Consumer, type JsMsg } from "@nats-io/jetstream";
 import {
@@ -14,7 +14,7 @@ import {
 } from "@tally/platform";
 import { decodeCancelledEvent, decodeDownloadedEvent, decodeGenerationEvent } from "../adapter/event-decoding";
 import type { DeadLetterService } from "../service/dead-letters";
-import type { UsageLogService } from "../service/usage-log";
+import type { UsageEvent, UsageEventOutcome, UsageLogService } from "../service/usage-log";
 
 /** What the consumer needs from the service's config. */
 export interface GenerationEventConsumerConfig {
@@ -53,10 +53,12 @@ const PULLS_IN_A_ROW_MAX = 50;
 
 const TRACER_NAME = "tally-usage";
 
-/** A decoded message: its event id and how to record it (one transaction; duplicate when its id is in the inbox already). */
-interface DecodedEvent {
+/** A message of a chunk, decoded, with the span it is handled in. */
+interface Decoded {
+  msg: JsMsg;
+  event: UsageEvent;
   eventId: string;
-  record(): Promise<{ duplicate: boolean; logged: Record<string, unknown> }>;
+  span: Span;
 }
 
 /**
@@ -64,14 +66,18 @@ interface DecodedEvent {
  *
  * At start-up it ensures the stream (same settings as the producer; idempotent) and creates or
  * updates the durable pull consumer. A platform `PollingLoop` then runs passes: one pass is one
- * pull request (`fetch`) of up to `batchSize` messages, handled one by one:
- * - recorded in one transaction (inbox + usage log + stats), then acked; a duplicate event id
- *   is acked without effect. Acking only after the commit means a crash in between only causes
- *   a redelivery, which the inbox absorbs.
- * - a transient failure (database down, a bug) is `nak`ed with `nakDelayMs`: it comes back.
+ * pull request (`fetch`) of up to `batchSize` messages, handled in chunks (what has arrived when
+ * the previous chunk is done):
+ * - a chunk is recorded in ONE transaction (inbox + usage log + limits per event, then the stats
+ *   and monthly analytics set-based), then each message is acked; a duplicate event id (already
+ *   in the inbox, or twice in the chunk) is acked without effect. Acking only after the commit
+ *   means a crash in between only causes a redelivery, which the inbox absorbs (INV-5).
+ * - a transient failure (database down, a deadlock, a bug) naks the chunk with `nakDelayMs`: it
+ *   comes back. A permanent one (a value PostgreSQL refuses) re-records the chunk one event per
+ *   transaction, so only the bad event is dead-lettered and the rest commit.
  * - a message that can never be processed (unknown subject, undecodable payload, invalid
  *   fields, a value PostgreSQL refuses) is stored raw in `dead_letters` and then `term`inated,
- *   so it is neither lost nor retried forever and does not hold up the messages behind it.
+ *   alone, so it is neither lost nor retried forever and does not hold up the others.
  * Each message is handled in a span whose parent is its `traceparent` header.
  */
 export class GenerationEventConsumer {
@@ -117,8 +123,8 @@ export class GenerationEventConsumer {
   }
 
   /**
-   * Stops pulling, finishes (commit + ack) the message in hand and gives back the rest of the
-   * batch. Resolves once the current pull request has ended (at most `fetchExpiresMs`).
+   * Stops pulling, finishes (commit + ack) the chunk in hand and gives back the rest of the
+   * pull request. Resolves once the current pull request has ended (at most `fetchExpiresMs`).
    */
   stop(): Promise<void> {
     this.stopping = true;
@@ -126,7 +132,11 @@ export class GenerationEventConsumer {
     return this.stopped;
   }
 
-  /** One pass: one pull request, its messages handled in order. More may be waiting: always true. */
+  /**
+   * One pass: one pull request of up to `batchSize` messages, handled in chunks: whatever has
+   * arrived when the previous chunk is done (never waiting for the request to fill up) is
+   * recorded in one transaction. More may be waiting: always true.
+   */
   private async pullOnce(): Promise<boolean> {
     const { batchSize, fetchExpiresMs } = this.deps.config;
     try {
@@ -134,6 +144,7 @@ export class GenerationEventConsumer {
       // closed subscription would leave the server delivering into an inbox nobody reads, and
       // those messages would wait out ack_wait.
       const batch = await this.consumer.fetch({ max_messages: batchSize, expires: fetchExpiresMs });
+      let chunk: JsMsg[] = [];
       for await (const msg of batch) {
         if (this.stopping) {
           // Pulled but not started: give it back. The delay keeps it from bouncing into this
@@ -141,8 +152,12 @@ export class GenerationEventConsumer {
           msg.nak(fetchExpiresMs);
           continue;
         }
-        await this.handle(msg);
+        chunk.push(msg);
+        if (batch.getPending() > 0) continue;
+        await this.handleChunk(chunk);
+        chunk = [];
       }
+      if (chunk.length > 0) await this.handleChunk(chunk);
     } catch (error) {
       if (this.stopping) return false;
       throw error;
@@ -150,8 +165,75 @@ export class GenerationEventConsumer {
     return true;
   }
 
-  /** Handles one message in a CONSUMER span continuing the producer's trace. */
-  private async handle(msg: JsMsg): Promise<void> {
+  /**
+   * Handles a chunk of messages, each in a CONSUMER span continuing the producer's trace:
+   * poison is dead-lettered alone; the rest is recorded in one transaction and acked after the
+   * commit. When that transaction fails for a permanent reason (one event PostgreSQL refuses),
+   * the chunk is recorded again one event per transaction, so the bad one is isolated and the
+   * rest commit; a transient failure naks the whole chunk (it all comes back).
+   */
+  private async handleChunk(msgs: JsMsg[]): Promise<void> {
+    const decoded: Decoded[] = [];
+    for (const msg of msgs) {
+      const span = this.startSpan(msg);
+      try {
+        const { event, eventId } = this.decode(msg);
+        decoded.push({ msg, event, eventId, span });
+      } catch (error) {
+        if (error instanceof DomainError) await this.deadLetter(msg, error.message);
+        else this.retryLater(msg, {}, error);
+        span.end();
+      }
+    }
+    if (decoded.length === 0) return;
+    try {
+      const outcomes = await this.deps.usageLog.recordBatch(decoded.map((d) => d.event));
+      decoded.forEach((d, i) => this.acked(d, outcomes[i]!));
+    } catch (error) {
+      if (decoded.length > 1 && isPermanentDatabaseError(error)) {
+        this.logger.warn({ err: error, messages: decoded.length }, "batch refused, recording its events one by one");
+        for (const d of decoded) await this.recordAlone(d);
+        return;
+      }
+      for (const d of decoded) {
+        if (isPermanentDatabaseError(error)) await this.deadLetter(d.msg, `database refused the event: ${(error as Error).message}`);
+        else this.retryLater(d.msg, { event_id: d.eventId }, error);
+        d.span.setStatus({ code: SpanStatusCode.ERROR });
+        d.span.end();
+      }
+    }
+  }
+
+  /** Records one event in its own transaction: acked after the commit; dead-lettered when refused for good; nak'ed otherwise. */
+  private async recordAlone(d: Decoded): Promise<void> {
+    try {
+      const [outcome] = await this.deps.usageLog.recordBatch([d.event]);
+      this.acked(d, outcome!);
+    } catch (error) {
+      if (isPermanentDatabaseError(error)) await this.deadLetter(d.msg, `database refused the event: ${(error as Error).message}`);
+      else this.retryLater(d.msg, { event_id: d.eventId }, error);
+      d.span.setStatus({ code: SpanStatusCode.ERROR });
+      d.span.end();
+    }
+  }
+
+  /** Acks a message whose event was recorded (or was a duplicate) and ends its span. */
+  private acked(d: Decoded, outcome: UsageEventOutcome): void {
+    d.msg.ack();
+    const where = { ...position(d.msg), event_id: d.eventId };
+    if (outcome.duplicate) this.logger.info(where, "duplicate event skipped");
+    else this.logger.debug({ ...where, usage_log_entry_id: outcome.entryId ?? undefined }, "event recorded");
+    d.span.end();
+  }
+
+  /** Transient (database down, timeout, a deadlock) or a bug: keep the message and try again later. */
+  private retryLater(msg: JsMsg, where: Record<string, unknown>, error: unknown): void {
+    this.logger.warn({ ...position(msg), ...where, err: error, nak_delay_ms: this.deps.config.nakDelayMs }, "could not record event, will retry");
+    msg.nak(this.deps.config.nakDelayMs);
+  }
+
+  /** A CONSUMER span for `msg` whose parent is its `traceparent` header. */
+  private startSpan(msg: JsMsg): Span {
     const parent = contextFromCarrier({ traceparent: header(msg, "traceparent"), tracestate: header(msg, "tracestate") });
     const attributes = {
       "messaging.system": "nats",
@@ -160,71 +242,27 @@ export class GenerationEventConsumer {
       "messaging.nats.stream_sequence": msg.info.streamSequence,
       "messaging.nats.delivery_count": msg.info.deliveryCount,
     };
-    const span = tracer(TRACER_NAME).startSpan(`${msg.subject} process`, { kind: SpanKind.CONSUMER, attributes }, parent);
-    await context.with(trace.setSpan(parent, span), async () => {
-      try {
-        await this.process(msg);
-      } catch (error) {
-        span.setStatus({ code: SpanStatusCode.ERROR });
-        throw error;
-      } finally {
-        span.end();
-      }
-    });
-  }
-
-  /** Records the message's event and acks it after the commit; dead-letters poison; naks the rest. */
-  private async process(msg: JsMsg): Promise<void> {
-    let event: DecodedEvent;
-    try {
-      event = this.decode(msg);
-    } catch (error) {
-      if (error instanceof DomainError) return this.deadLetter(msg, error.message);
-      throw error;
-    }
-    const where = { ...position(msg), event_id: event.eventId };
-    try {
-      const outcome = await event.record();
-      msg.ack();
-      if (outcome.duplicate) this.logger.info(where, "duplicate event skipped");
-      else this.logger.debug({ ...where, ...outcome.logged }, "event recorded");
-    } catch (error) {
-      if (isPermanentDatabaseError(error)) return this.deadLetter(msg, `database refused the event: ${(error as Error).message}`);
-      // Transient (database down, timeout, a deadlock) or a bug: keep the message and try again later.
-      this.logger.warn({ ...where, err: error, nak_delay_ms: this.deps.config.nakDelayMs }, "could not record event, will retry");
-      msg.nak(this.deps.config.nakDelayMs);
-    }
+    return tracer(TRACER_NAME).startSpan(`${msg.subject} process`, { kind: SpanKind.CONSUMER, attributes }, parent);
   }
 
   /**
-   * Decodes a message into what recording it does: a completion or failure goes into the usage
+   * Decodes a message into the event to record: a completion or failure goes into the usage
    * log (and the limits), a cancellation only releases its reservation (never the usage log),
    * a download goes into the download log and the user's stats only (not billable). Throws `validation` for a message that can never be processed.
    */
-  private decode(msg: JsMsg): DecodedEvent {
-    const { usageLog, config } = this.deps;
-    if (msg.subject === generationSubjects(config.subjectPrefix).cancelled) {
+  private decode(msg: JsMsg): { event: UsageEvent; eventId: string } {
+    const { subjectPrefix } = this.deps.config;
+    const subjects = generationSubjects(subjectPrefix);
+    if (msg.subject === subjects.cancelled) {
       const cancellation = decodeCancelledEvent(msg.subject, msg.data);
-      return {
-        eventId: cancellation.eventId,
-        record: async () => ({ duplicate: (await usageLog.recordCancellation(msg.subject, cancellation)) === "duplicate", logged: { generation_id: cancellation.generationId } }),
-      };
+      return { event: { kind: "cancellation", subject: msg.subject, cancellation }, eventId: cancellation.eventId };
     }
-    if (msg.subject === generationSubjects(config.subjectPrefix).downloaded) {
+    if (msg.subject === subjects.downloaded) {
       const download = decodeDownloadedEvent(msg.subject, msg.data);
-      return {
-        eventId: download.eventId,
-        record: async () => ({ duplicate: (await usageLog.recordDownload(msg.subject, download)) === "duplicate", logged: { generation_id: download.generationId } }),
-      };
+      return { event: { kind: "download", subject: msg.subject, download }, eventId: download.eventId };
     }
-    const draft = decodeGenerationEvent(config.subjectPrefix, msg.subject, msg.data);
-    return {
-      eventId: draft.eventId,
-      record: async () => {
-        const outcome = await usageLog.record(msg.subject, draft);
-        return { duplicate: outcome.kind === "duplicate", logged: outcome.kind === "recorded" ? { usage_log_entry_id: outcome.entry.id } : {} };
-      },
-    };
+    const draft = decodeGenerationEvent(subjectPrefix, msg.subject, msg.data);
+    return { event: { kind: "generation", subject: msg.subject, draft }, eventId: draft.eventId };
   }
 
   /** Stores the message in `dead_letters`, then terminates it; naks it when it cannot be stored. */

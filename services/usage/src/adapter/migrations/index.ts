@@ -6,6 +6,7 @@ import { Migration20261124000001 } from "./Migration20261124000001";
 import { Migration20261125000001 } from "./Migration20261125000001";
 import { Migration20261126000001 } from "./Migration20261126000001";
 import { Migration20261127000001 } from "./Migration20261127000001";
+import { Migration20261128000001 } from "./Migration20261128000001";
 import { Migration20261129000001 } from "./Migration20261129000001";
 import { Migration20261130000001 } from "./Migration20261130000001";
 import { Migration20261201000001 } from "./Migration20261201000001";
@@ -19,6 +20,7 @@ export const usageMigrations: MigrationEntry[] = [
   { name: "Migration20261125000001", class: Migration20261125000001 },
   { name: "Migration20261126000001", class: Migration20261126000001 },
   { name: "Migration20261127000001", class: Migration20261127000001 },
+  { name: "Migration20261128000001", class: Migration20261128000001 },
   { name: "Migration20261129000001", class: Migration20261129000001 },
   { name: "Migration20261130000001", class: Migration20261130000001 },
   { name: "Migration20261201000001", class: Migration20261201000001 },

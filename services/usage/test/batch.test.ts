@@ -1,0 +1,107 @@
+import { newId } from "@tally/platform";
+import { eventually } from "@tally/platform/src/testing";
+import type { UsageService } from "../src/app";
+import { completedEvent, createUsageTestBed, failedEvent, getUserStats, reconcileUserStats, type UsageTestBed } from "./helpers";
+
+/**
+ * The consumer records each pulled chunk of events in ONE transaction (rows written by one
+ * transaction share its `xmin`), de-duplicates within the chunk, isolates an event the database
+ * refuses, and starts the usage-log partition runner.
+ */
+describe("batch consumer", () => {
+  let bed: UsageTestBed;
+
+  beforeAll(async () => {
+    bed = await createUsageTestBed("batch", { CONSUMER_BATCH_SIZE: 100 });
+  });
+  afterAll(async () => {
+    await bed?.close();
+  });
+
+  const sql = <T>(service: UsageService, query: string, params: unknown[] = []) => service.orm.em.fork().execute<T[]>(query, params);
+
+  /** Publishes while no consumer runs, so the next start pulls everything in one request. */
+  async function publishWhileStopped(publish: () => Promise<void>, prepare?: (service: UsageService) => Promise<unknown>): Promise<UsageService> {
+    const first = await bed.start();
+    if (prepare) await prepare(first);
+    await first.stop();
+    await publish();
+    return bed.start();
+  }
+
+  it("records a pulled batch in one transaction, a duplicate inside it once, derived tables equal to the log", async () => {
+    const users = [newId(), newId(), newId()];
+    const events = Array.from({ length: 30 }, (_, i) =>
+      i % 5 === 4 ? { failed: failedEvent(users[i % 3]!) } : { completed: completedEvent(users[i % 3]!, { credits: BigInt(i + 1) }) },
+    );
+    const copied = events[0]!.completed!;
+    const service = await publishWhileStopped(async () => {
+      for (const e of events) await (e.completed ? bed.publishCompleted(e.completed) : bed.publishFailed(e.failed!));
+      // Another Nats-Msg-Id: the stream keeps both copies, so the batch holds the event twice.
+      await bed.publishCompleted(copied, `${copied.eventId}-copy`);
+    });
+    const rows = await eventually(async () => {
+      const found = await sql<{ event_id: string; tx: string }>(service, "SELECT event_id, xmin::text AS tx FROM usage_log WHERE user_id = ANY (?::uuid[])", [`{${users.join(",")}}`]);
+      return found.length >= 30 ? found : undefined;
+    });
+    expect(rows).toHaveLength(30);
+    expect(new Set(rows.map((r) => r.event_id)).size).toBe(30);
+    // One transaction wrote all 30 entries.
+    expect(new Set(rows.map((r) => r.tx)).size).toBe(1);
+    const inbox = await sql<{ n: number }>(service, "SELECT count(*)::int AS n FROM processed_events WHERE event_id = ?", [copied.eventId]);
+    expect(inbox[0]!.n).toBe(1);
+    const completedCredits = events.filter((e) => e.completed && e.completed.userId === users[0]).reduce((sum, e) => sum + e.completed!.credits, 0n);
+    const stats = await getUserStats(service.orm, users[0]!);
+    expect(stats.totalCreditsSpent).toBe(completedCredits);
+    expect(stats.totalGenerations + stats.totalFailed).toBe(10n);
+    expect(await reconcileUserStats(service.orm)).toEqual([]);
+    expect(await service.services.stats.reconcileAnalytics()).toEqual([]);
+    // Every message acked: nothing left for the consumer.
+    await service.stop();
+  });
+
+  it("isolates an event the database refuses: the rest of its batch commits, it alone is dead-lettered", async () => {
+    const userId = newId();
+    const good = Array.from({ length: 8 }, () => completedEvent(userId));
+    const bad = completedEvent(userId, { provider: "refused-by-test" });
+    const service = await publishWhileStopped(async () => {
+      for (const e of good.slice(0, 4)) await bed.publishCompleted(e);
+      await bed.publishCompleted(bad);
+      for (const e of good.slice(4)) await bed.publishCompleted(e);
+      // A rule the database enforces (check_violation, a permanent failure) that only `bad` breaks.
+    }, (first) => sql(first, "ALTER TABLE usage_log ADD CONSTRAINT test_refused_provider CHECK (provider <> 'refused-by-test') NOT VALID"));
+    try {
+      const letters = await eventually(async () => {
+        const found = await sql<{ error: string }>(service, "SELECT error FROM dead_letters WHERE error LIKE '%test_refused_provider%'");
+        return found.length > 0 ? found : undefined;
+      }, 15_000);
+      expect(letters).toHaveLength(1);
+      const logged = await eventually(async () => {
+        const found = await sql<{ event_id: string }>(service, "SELECT event_id FROM usage_log WHERE user_id = ?", [userId]);
+        return found.length >= 8 ? found : undefined;
+      });
+      expect(logged.map((r) => r.event_id).sort()).toEqual(good.map((e) => e.eventId).sort());
+      expect((await getUserStats(service.orm, userId)).totalGenerations).toBe(8n);
+      expect(await reconcileUserStats(service.orm, userId)).toEqual([]);
+    } finally {
+      await sql(service, "ALTER TABLE usage_log DROP CONSTRAINT test_refused_provider");
+      await service.stop();
+    }
+  });
+
+  it("creates the usage log's partitions for the current month and the months ahead at start", async () => {
+    // The migration made the current month and three ahead: the fourth and fifth are the runner's.
+    const service = await bed.start({ USAGE_LOG_PARTITIONS_AHEAD_MONTHS: 5 });
+    const now = new Date();
+    const expected = [0, 1, 2, 3, 4, 5].map((k) => {
+      const month = new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth() + k, 1));
+      return `usage_log_${month.getUTCFullYear()}_${String(month.getUTCMonth() + 1).padStart(2, "0")}`;
+    });
+    const names = await eventually(async () => {
+      const found = (await service.services.partitions.list()).map((p) => p.partition);
+      return expected.every((name) => found.includes(name)) ? found : undefined;
+    });
+    expect(names).toContain("usage_log_default");
+    await service.stop();
+  });
+});
