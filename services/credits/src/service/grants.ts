@@ -2,20 +2,11 @@ import { answerCodec, newId, runIdempotent } from "@tally/platform";
 import { parseCreateGrantInput, parseVoidGrantInput, requireFutureExpiry, type CreateGrantInput, type CreateGrantRequest, type VoidGrantRequest } from "../domain/inputs";
 import type { CreditsStores, CreditsUnitOfWork, NewGrant } from "../domain/ports";
 import { accountNotFound, GRANT_EXPIRED_REASON, grantInUse, grantNotFound, grantReferenceConflict, NO_LEDGER_CHANGE, type CreditsRules } from "../domain/rules";
-import type { CreatedGrant, Grant, GrantKind, GrantWithBalance } from "../domain/types";
+import type { CreatedGrant, Grant, GrantWithBalance } from "../domain/types";
 import type { LedgerService } from "./ledger";
 
-/** A grant to add: credits of one kind, expiring at `expiresAt` (null: never). */
-export interface GrantToAdd {
-  accountId: string;
-  kind: GrantKind;
-  amount: bigint;
-  expiresAt: Date | null;
-  /** Consumption rank; null or absent: the kind's. */
-  priority?: number | null;
-  /** An outside reference (e.g. a payment id), unique per account; null or absent: none. */
-  reference?: string | null;
-}
+/** A grant to add: credits of one kind, expiring at `expiresAt` (null: never), with an optional priority and reference (NewGrant without its id). */
+export type GrantToAdd = Omit<NewGrant, "id">;
 
 /** Whether an earlier grant asked for what `input` asks for (its reference's terms). */
 const sameTerms = (grant: Grant, input: CreateGrantInput): boolean =>
