@@ -8,7 +8,8 @@
  * daily limit (429), signs up with its guest id and keeps its history, runs into its period
  * limit as a free user (403 with the limit's detail), an admin upgrades it and the next
  * request succeeds → a user's summary, history (JSON pages and CSV) and analytics, and the
- * admin's platform analytics, agree with the jobs it made → Ctrl-C stops everything cleanly.
+ * admin's platform analytics, agree with the jobs it made → an admin tops a user up, jobs burn
+ * trial credits before tokens and the ledger sums to the balance → Ctrl-C stops everything cleanly.
  */
 import { createLogger, newId, openDatabase, type Orm } from "@tally/platform";
 import { eventually, uniqueSuffix } from "@tally/platform/src/testing";
@@ -415,6 +416,48 @@ describe("Tally end to end (npm start, driven over HTTP)", () => {
 
     // eslint-disable-next-line no-console
     console.log(`usage routes:\n  ${report.join("\n  ")}`);
+  }, 240_000);
+
+  it("tops a user up: the balance shows the tokens, jobs burn trial credits before tokens, and the ledger sums to the balance", async () => {
+    const admin = await call("POST", "/v1/auth/login", { body: { email: adminEmail, password: "correct horse battery" } });
+    const adminToken: string = admin.status === 200 ? admin.body.access_token : (await register(adminEmail)).access_token;
+    const erin = await register(`erin-${suffix}@example.com`);
+    const token = erin.access_token;
+    const topUp = await fetch(`${stack.base}/v1/admin/accounts/${erin.user.id}/grants`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${adminToken}`, "content-type": "application/json", "idempotency-key": `pay-${suffix}` },
+      body: JSON.stringify({ kind: "purchased", amount: 3, reference: `payment-${suffix}` }),
+    });
+    expect(topUp.status).toBe(201);
+    expect((await call("GET", "/v1/credits/balance", { token })).body).toEqual({ trial_credits: TRIAL_CREDITS, token_balance: 3, held: 0, total_available: TRIAL_CREDITS + 3 });
+
+    const creditTypes: string[] = [];
+    for (let i = 0; i < TRIAL_CREDITS + 1; i++) {
+      const created = await call("POST", "/v1/generations", { token, body: { input_type: "text", prompt: `a paid lantern ${i}` } });
+      expect(created.status).toBe(201);
+      creditTypes.push(created.body.credit_type);
+    }
+    expect(creditTypes).toEqual([...Array(TRIAL_CREDITS).fill("trial"), "token"]);
+    await allEnded({ token }, TRIAL_CREDITS + 1);
+    const balance = await eventually(async () => {
+      const body = (await call("GET", "/v1/credits/balance", { token })).body;
+      return body.held === 0 ? body : undefined;
+    }, 30_000, 250);
+    expect(balance).toEqual({ trial_credits: 0, token_balance: 2, held: 0, total_available: 2 });
+
+    const entries: any[] = [];
+    let pageToken: string | null = null;
+    do {
+      const query: string = pageToken ? `&page_token=${encodeURIComponent(pageToken)}` : "";
+      const page: any = await call("GET", `/v1/credits/ledger?page_size=7${query}`, { token });
+      entries.push(...page.body.entries);
+      pageToken = page.body.next_page_token;
+    } while (pageToken);
+    expect(entries.reduce((sum, e) => sum + e.amount, 0)).toBe(balance.total_available);
+    expect(entries.filter((e) => e.kind === "grant").map((e) => e.grant_kind).sort()).toEqual(["purchased", "trial"]);
+    expect(entries.filter((e) => e.kind === "capture")).toHaveLength(TRIAL_CREDITS + 1);
+    // eslint-disable-next-line no-console
+    console.log(`top-up: ${TRIAL_CREDITS + 1} jobs paid ${creditTypes.filter((t) => t === "trial").length} with trial credits, then ${creditTypes.filter((t) => t === "token").length} with tokens; the ledger's ${entries.length} entries sum to ${balance.total_available}`);
   }, 240_000);
 
   it("stops everything cleanly on Ctrl-C (SIGINT)", async () => {
