@@ -4,11 +4,12 @@
  * Tally processes, each one a `Component` the killer can SIGKILL and restart on the same
  * port, data directory and database, so a restart finds what the crash left behind.
  */
-import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { spawn, type ChildProcess } from "node:child_process";
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import net from "node:net";
 import path from "node:path";
 import { spawnService, type ServiceProcess } from "@tally/platform";
+import { natsServerBinary, supportsSyncAlways } from "./infra";
 
 /** How long a component may take to accept connections again, in milliseconds. */
 export const COMPONENT_START_TIMEOUT_MS = 60_000;
@@ -128,10 +129,10 @@ export async function createPostgres(dataDir: string, port: number, log: (m: str
 /** nats-server with JetStream (fsync on every write where supported) on a fixed port and store. */
 export function createNats(storeDir: string, port: number): Component & { url: string } {
   mkdirSync(storeDir, { recursive: true });
-  const binary = spawnSync("sh", ["-c", "command -v nats-server"], { encoding: "utf8" }).stdout.trim();
+  // The same binary `npm start` and `npm test` use (installed with apt-get on a fresh Debian machine when root).
+  const binary = natsServerBinary((message) => process.stdout.write(`[chaos] ${message}\n`));
   if (!binary) throw new Error("nats-server is not installed (Debian/Ubuntu: apt-get install nats-server)");
-  const version = spawnSync(binary, ["--version"], { encoding: "utf8" }).stdout.match(/v(\d+)\.(\d+)/);
-  const syncAlways = Boolean(version && (Number(version[1]) > 2 || (Number(version[1]) === 2 && Number(version[2]) >= 10)));
+  const syncAlways = supportsSyncAlways(binary);
   const configFile = path.join(storeDir, "nats.conf");
   writeFileSync(
     configFile,

@@ -130,6 +130,9 @@ function findNatsServer(): string | undefined {
   return found.status === 0 && location ? location : undefined;
 }
 
+/** The nats-server binary: found on the PATH, else installed with apt-get where allowed; undefined when neither. */
+export const natsServerBinary = (log: (m: string) => void): string | undefined => findNatsServer() ?? installNatsServer(log);
+
 /** Installs nats-server with apt-get where that is allowed (root on Debian/Ubuntu). */
 function installNatsServer(log: (m: string) => void): string | undefined {
   const canApt = process.getuid?.() === 0 && spawnSync("sh", ["-c", "command -v apt-get"]).status === 0;
@@ -146,7 +149,7 @@ function installNatsServer(log: (m: string) => void): string | undefined {
  * Jepsen's 2025 analysis of NATS 2.12.1 showed that JetStream's default lazy fsync can lose
  * writes it has already acknowledged when a server crashes.
  */
-function supportsSyncAlways(binary: string): boolean {
+export function supportsSyncAlways(binary: string): boolean {
   const version = spawnSync(binary, ["--version"], { encoding: "utf8" }).stdout.match(/v(\d+)\.(\d+)/);
   return Boolean(version && (Number(version[1]) > 2 || (Number(version[1]) === 2 && Number(version[2]) >= 10)));
 }
