@@ -44,9 +44,9 @@ export class HoldKeeper {
       hold.deadlineMs = extended.expiresAt.getTime();
     } catch (error) {
       const ended = error instanceof DomainError && error.reason === "hold_not_active";
+      this.logger.warn({ err: error, generation_id: generationId, hold_id: hold.holdId }, ended ? "the job's hold has ended; no longer extending it" : "extending the job's hold failed; retrying at the next heartbeat");
       // An ended hold is not extended again; the settlement decides what that means for the job.
       if (ended) hold.holdId = "";
-      this.logger.warn({ err: error, generation_id: generationId, hold_id: hold.holdId }, ended ? "the job's hold has ended; no longer extending it" : "extending the job's hold failed; retrying at the next heartbeat");
     }
   }
 }
