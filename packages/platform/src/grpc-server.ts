@@ -22,10 +22,37 @@ export interface CallContext {
  * index signature is dropped here: only the named RPCs remain (no per-service workaround).
  */
 export type AsyncService<S> = {
-  [K in keyof S as string extends K ? never : K]: S[K] extends grpc.handleUnaryCall<infer Req, infer Res>
-    ? (request: Req, ctx: CallContext) => Promise<Res>
-    : never;
+  [K in keyof S as string extends K ? never : K]: S[K] extends grpc.handleServerStreamingCall<infer Req, infer Res>
+    ? StreamingHandler<Req, Res>
+    : S[K] extends grpc.handleUnaryCall<infer Req, infer Res>
+      ? (request: Req, ctx: CallContext) => Promise<Res>
+      : never;
 };
+
+/** What a server-streaming handler writes to and learns its call's end from. */
+export interface ResponseStream<Res> extends CallContext {
+  /** Sends the response headers now (by default they go with the first message): "the call is accepted". */
+  accept(): void;
+  /** Sends one message; resolves once the transport takes more (backpressure), at once when the call has ended. */
+  write(message: Res): Promise<void>;
+  /** Aborted when the caller cancels, the deadline passes or the server shuts down. */
+  signal: AbortSignal;
+}
+
+/**
+ * A server-streaming RPC as an async function: it writes messages to `stream` and resolves to
+ * end the call OK; a thrown DomainError ends it with its code, as for unary calls. Mark it
+ * with `streaming()` so bindService can tell it from a unary handler.
+ */
+export interface StreamingHandler<Req, Res> {
+  (request: Req, stream: ResponseStream<Res>): Promise<void>;
+  readonly streaming: true;
+}
+
+/** Marks `fn` as the handler of a server-streaming RPC (see StreamingHandler). */
+export function streaming<Req, Res>(fn: (request: Req, stream: ResponseStream<Res>) => Promise<void>): StreamingHandler<Req, Res> {
+  return Object.assign(fn, { streaming: true as const });
+}
 
 /**
  * Adapts an AsyncService to grpc-js handlers: each call runs in a span continuing the caller's
@@ -39,9 +66,13 @@ export function bindService<S extends grpc.UntypedServiceImplementation>(
   logger: Logger,
   metrics?: ServiceMetrics,
 ): S {
-  const handlers: Record<string, grpc.handleUnaryCall<unknown, unknown>> = {};
+  const handlers: Record<string, grpc.handleUnaryCall<unknown, unknown> | grpc.handleServerStreamingCall<unknown, unknown>> = {};
   for (const [method, fn] of Object.entries(implementation) as [string, (req: unknown, ctx: CallContext) => Promise<unknown>][]) {
-    handlers[method] = (call, callback) => {
+    if ((fn as Partial<StreamingHandler<unknown, unknown>>).streaming) {
+      handlers[method] = bindStreaming(serviceName, method, fn as unknown as StreamingHandler<unknown, unknown>, logger, metrics);
+      continue;
+    }
+    handlers[method] = (call: grpc.ServerUnaryCall<unknown, unknown>, callback: grpc.sendUnaryData<unknown>) => {
       const started = process.hrtime.bigint();
       const record = (code: grpc.status) => metrics?.recordRpc(serviceName, method, grpc.status[code] ?? String(code), Number(process.hrtime.bigint() - started) / 1e9);
       const parent = contextFromMetadata(call.metadata);
@@ -70,6 +101,69 @@ export function bindService<S extends grpc.UntypedServiceImplementation>(
     };
   }
   return handlers as unknown as S;
+}
+
+/**
+ * One server-streaming RPC as a grpc-js handler: the call runs in a span like a unary one; the
+ * handler's `signal` aborts when the call is cancelled (caller gone, deadline, shutdown);
+ * writes wait for the transport to drain (a slow reader holds the handler, not a growing
+ * buffer); the call ends OK when the handler resolves, or with its error's code. Metrics
+ * record the call when it ends (CANCELLED when the caller went away first).
+ */
+function bindStreaming(
+  serviceName: string,
+  method: string,
+  fn: StreamingHandler<unknown, unknown>,
+  logger: Logger,
+  metrics?: ServiceMetrics,
+): grpc.handleServerStreamingCall<unknown, unknown> {
+  return (call) => {
+    const started = process.hrtime.bigint();
+    const record = (code: grpc.status) => metrics?.recordRpc(serviceName, method, grpc.status[code] ?? String(code), Number(process.hrtime.bigint() - started) / 1e9);
+    const aborter = new AbortController();
+    let ended = false;
+    call.on("cancelled", () => aborter.abort());
+    call.on("error", () => aborter.abort());
+    const stream: ResponseStream<unknown> = {
+      metadata: call.metadata,
+      deadline: call.getDeadline(),
+      signal: aborter.signal,
+      accept: () => call.sendMetadata(new grpc.Metadata()),
+      write: (message) =>
+        new Promise<void>((resolve) => {
+          if (ended || aborter.signal.aborted || call.write(message)) return resolve();
+          const done = () => {
+            call.off("drain", done);
+            aborter.signal.removeEventListener("abort", done);
+            resolve();
+          };
+          call.on("drain", done);
+          aborter.signal.addEventListener("abort", done);
+        }),
+    };
+    const parent = contextFromMetadata(call.metadata);
+    const span = tracer(serviceName).startSpan(`${serviceName}/${method}`, {}, parent);
+    context.with(trace.setSpan(parent, span), () => fn(call.request, stream)).then(
+      () => {
+        ended = true;
+        span.end();
+        record(aborter.signal.aborted ? grpc.status.CANCELLED : grpc.status.OK);
+        if (!aborter.signal.aborted) call.end();
+      },
+      (error: unknown) => {
+        ended = true;
+        if (error instanceof DomainError) logger.debug({ method, reason: error.reason, err: error.message }, "domain error");
+        else {
+          logger.error({ method, err: error }, "unexpected error in handler");
+          span.setStatus({ code: SpanStatusCode.ERROR });
+        }
+        span.end();
+        const serviceError = toServiceError(error) as grpc.ServiceError;
+        record(serviceError.code);
+        if (!aborter.signal.aborted) call.emit("error", serviceError);
+      },
+    );
+  };
 }
 
 export interface GrpcServerOptions {

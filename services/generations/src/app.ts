@@ -25,6 +25,7 @@ import { GrpcUsageClient } from "./adapter/usage-client";
 import { ProtoEventEncoder } from "./adapter/event-encoding";
 import { GENERATIONS_MIGRATIONS } from "./adapter/migrations";
 import { createGenerationsUnitOfWork } from "./adapter/unit-of-work";
+import { GenerationNotificationListener } from "./adapter/generation-notifications";
 import { generationsHandlers } from "./grpc/handlers";
 import { FaultInjectionProvider } from "./providers/fault-injection-provider";
 import { LocalFractalRenderer } from "./providers/local-fractal-renderer";
@@ -32,6 +33,7 @@ import type { GenerationProvider } from "./providers/provider";
 import { AccountEventConsumer } from "./runners/account-event-consumer";
 import { GenerationWorker } from "./runners/generation-worker";
 import { ErasureService } from "./service/erasure";
+import { GenerationWatchHub } from "./service/generation-watch";
 import { GenerationsService } from "./service/generations";
 import { JobLeases } from "./service/job-leases";
 import { HoldKeeper } from "./service/hold-keeper";
@@ -76,6 +78,8 @@ interface Connections {
   credits: GrpcCreditsClient;
   usage: GrpcUsageClient;
   nc?: NatsConnection;
+  /** The generation_events LISTEN connection (WatchGeneration). */
+  listener?: GenerationNotificationListener;
 }
 
 /** Everything built and wired, not yet serving. */
@@ -86,6 +90,7 @@ interface BuiltService {
   relay: OutboxRelay;
   metrics: ServiceMetrics;
   erasure: ErasureService;
+  watchHub: GenerationWatchHub;
   /** Set once started (when ACCOUNT_EVENTS_ENABLED). */
   accountEvents?: AccountEventConsumer;
 }
@@ -175,7 +180,16 @@ async function buildService(config: GenerationsConfig, logger: Logger, options: 
     publishTimeoutMs: config.NATS_PUBLISH_TIMEOUT_MS,
   };
   const relay = new OutboxRelay(uow, new JetStreamEventPublisher(nc, config.NATS_PUBLISH_TIMEOUT_MS), relayOptions, logger);
-  return { connections: { ...connections, nc }, service, worker, relay, erasure: new ErasureService(uow), metrics: generationsMetrics(orm, logger) };
+  const watchHub = new GenerationWatchHub(uow, { maxStreams: config.WATCH_MAX_STREAMS }, logger);
+  const listener = new GenerationNotificationListener(
+    { url: config.DATABASE_URL, reconnectInitialMs: config.WATCH_RECONNECT_INITIAL_MS, reconnectMaxMs: config.WATCH_RECONNECT_MAX_MS },
+    { onChange: (notice) => watchHub.notify(notice), onReconnected: () => watchHub.resync() },
+    logger,
+  );
+  await listener.start();
+  connections.listener = listener;
+  const metrics = generationsMetrics(orm, logger, watchHub);
+  return { connections: { ...connections, nc, listener }, service, worker, relay, erasure: new ErasureService(uow), watchHub, metrics };
 }
 
 /**
@@ -186,9 +200,10 @@ function holdKeeperFor(config: GenerationsConfig, credits: CreditsPort, logger: 
   return new HoldKeeper(credits, { holdTtlMs: config.HOLD_TTL_MS, extendWithinMs: 2 * config.WORKER_LEASE_MS }, logger);
 }
 
-/** RPC metrics (bindService records them), the database pool, jobs by status and the outbox. */
-function generationsMetrics(orm: Orm, logger: Logger): ServiceMetrics {
+/** RPC metrics (bindService records them), the database pool, jobs by status, the outbox and open watch streams. */
+function generationsMetrics(orm: Orm, logger: Logger, watchHub: GenerationWatchHub): ServiceMetrics {
   const metrics = new ServiceMetrics("generations");
+  metrics.gauge({ name: "generations_watch_streams", help: "WatchGeneration streams open in this process", collect: async () => watchHub.openStreams, logger });
   registerDatabasePoolGauges(metrics, orm, logger);
   registerOutboxGauges(metrics, orm, logger);
   registerSqlGauge(metrics, orm, logger, {
@@ -209,7 +224,7 @@ async function startService(config: GenerationsConfig, logger: Logger, built: Bu
       {
         name: SERVICE_NAME,
         definition: generations.GenerationsServiceService,
-        implementation: bindService<generations.GenerationsServiceServer>(SERVICE_NAME, generationsHandlers(built.service), logger, built.metrics),
+        implementation: bindService<generations.GenerationsServiceServer>(SERVICE_NAME, generationsHandlers(built.service, built.watchHub), logger, built.metrics),
       },
     ],
     protoRoot: PROTO_ROOT,
@@ -240,6 +255,8 @@ async function startService(config: GenerationsConfig, logger: Logger, built: Bu
 
 /** Stops in order: no new calls, no new claims (running jobs finish or go back to their lease), the relay, the account events consumer, then the connections. */
 async function stopService(config: GenerationsConfig, logger: Logger, built: BuiltService, server: RunningGrpcServer): Promise<void> {
+  // Open watch streams would hold the graceful shutdown: they end now (`unavailable`), and their callers watch again elsewhere.
+  built.watchHub.close();
   await server.shutdown(config.GRPC_SHUTDOWN_TIMEOUT_MS);
   await built.worker?.stop();
   await built.relay.stop();
@@ -252,6 +269,7 @@ async function stopService(config: GenerationsConfig, logger: Logger, built: Bui
 async function closeConnections(connections: Connections, failed: boolean): Promise<void> {
   const { nc } = connections;
   if (nc) await (failed ? nc.close().catch(() => undefined) : nc.drain().catch(() => nc.close()));
+  await connections.listener?.stop();
   connections.credits.close();
   connections.usage.close();
   await connections.orm.close();

@@ -108,6 +108,12 @@ export const generationsConfigSchema = z.object({
   /** Longest wait between relay attempts while NATS is unreachable, in milliseconds. */
   OUTBOX_BACKOFF_MAX_MS: positiveInt(5_000),
 
+  /** Most WatchGeneration streams open at once in one process; beyond, a new one is refused `unavailable`. */
+  WATCH_MAX_STREAMS: positiveInt(2_000),
+  /** First wait before the generation_events listener reconnects, in milliseconds (doubling up to WATCH_RECONNECT_MAX_MS). */
+  WATCH_RECONNECT_INITIAL_MS: positiveInt(250),
+  WATCH_RECONNECT_MAX_MS: positiveInt(5_000),
+
   LOG_LEVEL: z.string().default("info"),
 }).superRefine((config, ctx) => {
   // A running job's hold is extended at its lease renewals once its deadline is within two

@@ -13,6 +13,7 @@ import type {
   JobOutcome,
   NewGeneration,
   Settlement,
+  WatchedGeneration,
 } from "../domain/types";
 
 /**
@@ -128,6 +129,11 @@ export class SqlGenerationStore implements GenerationStore {
   async find(id: string): Promise<GenerationRecord | null> {
     const row = await this.sql.one<GenerationRow>(`SELECT ${COLUMNS} FROM generations WHERE id = ?`, [id]);
     return row ? toRecord(row) : null;
+  }
+
+  async findWatched(id: string): Promise<WatchedGeneration | null> {
+    const row = await this.sql.one<GenerationRow & { event_seq: string }>(`SELECT ${COLUMNS}, event_seq FROM generations WHERE id = ?`, [id]);
+    return row ? { record: toRecord(row), eventSeq: toBigInt(row.event_seq) } : null;
   }
 
   async findOfUser(userId: string, id: string): Promise<GenerationRecord | null> {

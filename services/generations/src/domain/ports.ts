@@ -1,5 +1,5 @@
 import type { IdempotencyStore, UnitOfWork } from "@tally/platform";
-import type { ClaimedJob, Download, GenerationOutput, GenerationRecord, JobEnding, JobOutcome, NewGeneration } from "./types";
+import type { ClaimedJob, Download, GenerationOutput, GenerationRecord, JobEnding, JobOutcome, NewGeneration, WatchedGeneration } from "./types";
 
 /**
  * The generations the rules need, bound to one transaction or to none (see
@@ -21,6 +21,8 @@ export interface GenerationStore {
   find(id: string): Promise<GenerationRecord | null>;
   /** The generation `id` of `userId`, or null (also for another user's generation, INV-7). */
   findOfUser(userId: string, id: string): Promise<GenerationRecord | null>;
+  /** The generation with its `event_seq` (the number of its latest change of status or progress, INV-12), whoever owns it. */
+  findWatched(id: string): Promise<WatchedGeneration | null>;
   /** One page of the user's generations, newest first, and how many they have in all. */
   listOfUser(userId: string, limit: number, offset: number): Promise<{ generations: GenerationRecord[]; totalSize: number }>;
   /** The stored output of a completed generation of `userId`, or null. */

@@ -66,6 +66,16 @@ export interface GenerationRecord extends Billing {
   completedAt: Date | null;
 }
 
+/** A generation and the number of its latest change of status or progress (`event_seq`, INV-12). */
+export interface WatchedGeneration {
+  record: GenerationRecord;
+  /** 1 at creation, +1 at every change of status or progress. */
+  eventSeq: bigint;
+}
+
+/** The statuses a generation never leaves. */
+export const TERMINAL_STATUSES: readonly GenerationStatusName[] = ["completed", "failed", "cancelled"];
+
 /**
  * A generation as its user sees it (what the service answers, and what an idempotent create,
  * retry or cancel stores as its first answer): the record without its settlement, internal

@@ -1,14 +1,15 @@
 import type { generations } from "@tally/contracts";
-import type { AsyncService } from "@tally/platform";
+import { streaming, type AsyncService } from "@tally/platform";
+import type { GenerationWatchHub } from "../service/generation-watch";
 import type { GenerationsService } from "../service/generations";
-import { fromCreateGenerationRequest, toProtoGeneration } from "./mapping";
+import { fromCreateGenerationRequest, toProtoGeneration, toProtoWatchResponse } from "./mapping";
 
 /**
  * gRPC handlers of tally.generations.v1.GenerationsService: decode → service → encode. Errors
  * are the service's DomainErrors, mapped to gRPC codes by `bindService` (reasons per RPC are
  * listed in generations.proto and docs/errors.md).
  */
-export function generationsHandlers(service: GenerationsService): AsyncService<generations.GenerationsServiceServer> {
+export function generationsHandlers(service: GenerationsService, watchHub: GenerationWatchHub): AsyncService<generations.GenerationsServiceServer> {
   return {
     /**
      * Reserves quota at usage, holds the credits and stores the job pending (INV-3, INV-4).
@@ -58,5 +59,14 @@ export function generationsHandlers(service: GenerationsService): AsyncService<g
     async adoptGuestGenerations(request) {
       return { moved: await service.adoptGuest({ guestId: request.guestId, userId: request.userId }) };
     },
+    /**
+     * Streams the user's generation's changes of status and progress with seq > after_seq,
+     * in order, until it ends (INV-7, INV-12); headers go out once it is found. Errors:
+     * not_found, validation (after_seq < 0), unavailable (WATCH_MAX_STREAMS, stopping).
+     */
+    watchGeneration: streaming(async (request, stream) => {
+      const sink = { accept: () => stream.accept(), write: (change: Parameters<typeof toProtoWatchResponse>[0]) => stream.write(toProtoWatchResponse(change)), signal: stream.signal };
+      await watchHub.watch({ userId: request.userId, generationId: request.generationId, afterSeq: request.afterSeq }, sink);
+    }),
   };
 }

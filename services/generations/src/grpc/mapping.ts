@@ -1,6 +1,7 @@
 import { generations } from "@tally/contracts";
 import type { RawCreateGenerationInput } from "../domain/inputs";
 import type { CreditTypeName, Generation, GenerationStatusName, InputTypeName } from "../domain/types";
+import type { WatchedChange } from "../domain/watch";
 
 /** Proto ⇄ domain for tally.generations.v1: enum values, the request fields, the Generation message. */
 
@@ -71,5 +72,16 @@ export function toProtoGeneration(generation: Generation): generations.Generatio
     parentGenerationId: generation.parentGenerationId ?? "",
     billingClassification: generation.billingClassification ?? "original",
     billingReason: generation.billingReason ?? "",
+  };
+}
+
+/** A watched change as the contract's WatchGenerationResponse (the whole generation only on snapshots and changes of status). */
+export function toProtoWatchResponse(change: WatchedChange): generations.WatchGenerationResponse {
+  return {
+    generationId: change.id,
+    seq: change.seq,
+    status: STATUS[change.status],
+    progressPercent: change.progressPercent,
+    generation: change.generation ? toProtoGeneration(change.generation) : undefined,
   };
 }

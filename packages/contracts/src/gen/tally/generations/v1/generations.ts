@@ -11,7 +11,9 @@ import {
   type ChannelCredentials,
   Client,
   type ClientOptions,
+  type ClientReadableStream,
   type ClientUnaryCall,
+  type handleServerStreamingCall,
   type handleUnaryCall,
   makeGenericClientConstructor,
   type Metadata,
@@ -305,6 +307,28 @@ export interface AdoptGuestGenerationsRequest {
 export interface AdoptGuestGenerationsResponse {
   /** Generations moved by this call (0 on a retry). */
   moved: number;
+}
+
+export interface WatchGenerationRequest {
+  userId: string;
+  generationId: string;
+  /** The last seq the caller has seen (0: none); only later changes are sent. */
+  afterSeq: bigint;
+}
+
+/** One change of a generation as WatchGeneration streams it. */
+export interface WatchGenerationResponse {
+  generationId: string;
+  /** The change's number: 1 at creation, +1 at every change of status or progress (INV-12). */
+  seq: bigint;
+  status: GenerationStatus;
+  /** 0..100. */
+  progressPercent: number;
+  /**
+   * The whole generation as of `seq`, on the first event a stream sends and on every change of
+   * status (so the terminal event carries the output type or the error); unset on progress-only events.
+   */
+  generation?: Generation | undefined;
 }
 
 function createBaseGeneration(): Generation {
@@ -2362,6 +2386,268 @@ export const AdoptGuestGenerationsResponse: MessageFns<AdoptGuestGenerationsResp
   },
 };
 
+function createBaseWatchGenerationRequest(): WatchGenerationRequest {
+  return { userId: "", generationId: "", afterSeq: 0n };
+}
+
+export const WatchGenerationRequest: MessageFns<WatchGenerationRequest> = {
+  encode(message: WatchGenerationRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.userId !== "") {
+      writer.uint32(10).string(message.userId);
+    }
+    if (message.generationId !== "") {
+      writer.uint32(18).string(message.generationId);
+    }
+    if (message.afterSeq !== 0n) {
+      if (BigInt.asIntN(64, message.afterSeq) !== message.afterSeq) {
+        throw new globalThis.Error("value provided for field message.afterSeq of type int64 too large");
+      }
+      writer.uint32(24).int64(message.afterSeq);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): WatchGenerationRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseWatchGenerationRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.userId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.generationId = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.afterSeq = reader.int64() as bigint;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): WatchGenerationRequest {
+    return {
+      userId: isSet(object.userId)
+        ? globalThis.String(object.userId)
+        : isSet(object.user_id)
+        ? globalThis.String(object.user_id)
+        : "",
+      generationId: isSet(object.generationId)
+        ? globalThis.String(object.generationId)
+        : isSet(object.generation_id)
+        ? globalThis.String(object.generation_id)
+        : "",
+      afterSeq: isSet(object.afterSeq)
+        ? BigInt(object.afterSeq)
+        : isSet(object.after_seq)
+        ? BigInt(object.after_seq)
+        : 0n,
+    };
+  },
+
+  toJSON(message: WatchGenerationRequest): unknown {
+    const obj: any = {};
+    if (message.userId !== "") {
+      obj.userId = message.userId;
+    }
+    if (message.generationId !== "") {
+      obj.generationId = message.generationId;
+    }
+    if (message.afterSeq !== 0n) {
+      obj.afterSeq = message.afterSeq.toString();
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<WatchGenerationRequest>, I>>(base?: I): WatchGenerationRequest {
+    return WatchGenerationRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<WatchGenerationRequest>, I>>(object: I): WatchGenerationRequest {
+    const message = createBaseWatchGenerationRequest();
+    message.userId = object.userId ?? "";
+    message.generationId = object.generationId ?? "";
+    message.afterSeq = (object.afterSeq !== undefined && object.afterSeq !== null) ? BigInt(object.afterSeq) : 0n;
+    return message;
+  },
+};
+
+function createBaseWatchGenerationResponse(): WatchGenerationResponse {
+  return { generationId: "", seq: 0n, status: 0, progressPercent: 0, generation: undefined };
+}
+
+export const WatchGenerationResponse: MessageFns<WatchGenerationResponse> = {
+  encode(message: WatchGenerationResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.generationId !== "") {
+      writer.uint32(10).string(message.generationId);
+    }
+    if (message.seq !== 0n) {
+      if (BigInt.asIntN(64, message.seq) !== message.seq) {
+        throw new globalThis.Error("value provided for field message.seq of type int64 too large");
+      }
+      writer.uint32(16).int64(message.seq);
+    }
+    if (message.status !== 0) {
+      writer.uint32(24).int32(message.status);
+    }
+    if (message.progressPercent !== 0) {
+      writer.uint32(32).int32(message.progressPercent);
+    }
+    if (message.generation !== undefined) {
+      Generation.encode(message.generation, writer.uint32(42).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): WatchGenerationResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseWatchGenerationResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.generationId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.seq = reader.int64() as bigint;
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.status = reader.int32() as any;
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.progressPercent = reader.int32();
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.generation = Generation.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): WatchGenerationResponse {
+    return {
+      generationId: isSet(object.generationId)
+        ? globalThis.String(object.generationId)
+        : isSet(object.generation_id)
+        ? globalThis.String(object.generation_id)
+        : "",
+      seq: isSet(object.seq) ? BigInt(object.seq) : 0n,
+      status: isSet(object.status) ? generationStatusFromJSON(object.status) : 0,
+      progressPercent: isSet(object.progressPercent)
+        ? globalThis.Number(object.progressPercent)
+        : isSet(object.progress_percent)
+        ? globalThis.Number(object.progress_percent)
+        : 0,
+      generation: isSet(object.generation) ? Generation.fromJSON(object.generation) : undefined,
+    };
+  },
+
+  toJSON(message: WatchGenerationResponse): unknown {
+    const obj: any = {};
+    if (message.generationId !== "") {
+      obj.generationId = message.generationId;
+    }
+    if (message.seq !== 0n) {
+      obj.seq = message.seq.toString();
+    }
+    if (message.status !== 0) {
+      obj.status = generationStatusToJSON(message.status);
+    }
+    if (message.progressPercent !== 0) {
+      obj.progressPercent = Math.round(message.progressPercent);
+    }
+    if (message.generation !== undefined) {
+      obj.generation = Generation.toJSON(message.generation);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<WatchGenerationResponse>, I>>(base?: I): WatchGenerationResponse {
+    return WatchGenerationResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<WatchGenerationResponse>, I>>(object: I): WatchGenerationResponse {
+    const message = createBaseWatchGenerationResponse();
+    message.generationId = object.generationId ?? "";
+    message.seq = (object.seq !== undefined && object.seq !== null) ? BigInt(object.seq) : 0n;
+    message.status = object.status ?? 0;
+    message.progressPercent = object.progressPercent ?? 0;
+    message.generation = (object.generation !== undefined && object.generation !== null)
+      ? Generation.fromPartial(object.generation)
+      : undefined;
+    return message;
+  },
+};
+
 /**
  * GenerationsService owns generation jobs: creation (which holds their credits), the worker
  * that runs them through a provider, cancellation, reads, and the outbox of their events.
@@ -2487,6 +2773,28 @@ export const GenerationsServiceService = {
       Buffer.from(AdoptGuestGenerationsResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): AdoptGuestGenerationsResponse => AdoptGuestGenerationsResponse.decode(value),
   },
+  /**
+   * Streams one generation's changes of status and progress, in `seq` order, until it ends.
+   * Response headers are sent once the generation is found (so a caller can tell "accepted"
+   * from an error before any event); then the current state if its seq > `after_seq`, then
+   * each later change once (seq strictly increasing); the stream ends after a terminal status
+   * (completed, failed, cancelled), at once for a job that has already ended. Fed by the
+   * database's notifications (every replica sees every change), never by per-watcher polling.
+   * Errors: NOT_FOUND `not_found` (missing or another user's); INVALID_ARGUMENT `validation`
+   * (after_seq < 0); UNAVAILABLE `unavailable` (WATCH_MAX_STREAMS streams already open on this
+   * replica, or it is stopping: try again, maybe on another replica).
+   */
+  watchGeneration: {
+    path: "/tally.generations.v1.GenerationsService/WatchGeneration" as const,
+    requestStream: false as const,
+    responseStream: true as const,
+    requestSerialize: (value: WatchGenerationRequest): Buffer =>
+      Buffer.from(WatchGenerationRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): WatchGenerationRequest => WatchGenerationRequest.decode(value),
+    responseSerialize: (value: WatchGenerationResponse): Buffer =>
+      Buffer.from(WatchGenerationResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): WatchGenerationResponse => WatchGenerationResponse.decode(value),
+  },
 } as const;
 
 export interface GenerationsServiceServer extends UntypedServiceImplementation {
@@ -2528,6 +2836,18 @@ export interface GenerationsServiceServer extends UntypedServiceImplementation {
   retryGeneration: handleUnaryCall<RetryGenerationRequest, RetryGenerationResponse>;
   /** Moves every generation of an adopted guest to the user who adopted it. Idempotent. */
   adoptGuestGenerations: handleUnaryCall<AdoptGuestGenerationsRequest, AdoptGuestGenerationsResponse>;
+  /**
+   * Streams one generation's changes of status and progress, in `seq` order, until it ends.
+   * Response headers are sent once the generation is found (so a caller can tell "accepted"
+   * from an error before any event); then the current state if its seq > `after_seq`, then
+   * each later change once (seq strictly increasing); the stream ends after a terminal status
+   * (completed, failed, cancelled), at once for a job that has already ended. Fed by the
+   * database's notifications (every replica sees every change), never by per-watcher polling.
+   * Errors: NOT_FOUND `not_found` (missing or another user's); INVALID_ARGUMENT `validation`
+   * (after_seq < 0); UNAVAILABLE `unavailable` (WATCH_MAX_STREAMS streams already open on this
+   * replica, or it is stopping: try again, maybe on another replica).
+   */
+  watchGeneration: handleServerStreamingCall<WatchGenerationRequest, WatchGenerationResponse>;
 }
 
 export interface GenerationsServiceClient extends Client {
@@ -2681,6 +3001,26 @@ export interface GenerationsServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: AdoptGuestGenerationsResponse) => void,
   ): ClientUnaryCall;
+  /**
+   * Streams one generation's changes of status and progress, in `seq` order, until it ends.
+   * Response headers are sent once the generation is found (so a caller can tell "accepted"
+   * from an error before any event); then the current state if its seq > `after_seq`, then
+   * each later change once (seq strictly increasing); the stream ends after a terminal status
+   * (completed, failed, cancelled), at once for a job that has already ended. Fed by the
+   * database's notifications (every replica sees every change), never by per-watcher polling.
+   * Errors: NOT_FOUND `not_found` (missing or another user's); INVALID_ARGUMENT `validation`
+   * (after_seq < 0); UNAVAILABLE `unavailable` (WATCH_MAX_STREAMS streams already open on this
+   * replica, or it is stopping: try again, maybe on another replica).
+   */
+  watchGeneration(
+    request: WatchGenerationRequest,
+    options?: Partial<CallOptions>,
+  ): ClientReadableStream<WatchGenerationResponse>;
+  watchGeneration(
+    request: WatchGenerationRequest,
+    metadata?: Metadata,
+    options?: Partial<CallOptions>,
+  ): ClientReadableStream<WatchGenerationResponse>;
 }
 
 export const GenerationsServiceClient = makeGenericClientConstructor(
