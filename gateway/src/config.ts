@@ -47,6 +47,10 @@ export const gatewayConfigSchema = z.object({
   REDIS_URL: z.string().min(1).optional(),
   /** Prefix of the rate limiter's Redis keys (deployments sharing one Redis keep apart by it). */
   RATE_LIMIT_REDIS_PREFIX: z.string().min(1).default("tally:rate-limit:"),
+  /** How often an open `GET /v1/generations/{id}/events` stream sends a `: heartbeat` comment, in milliseconds. */
+  SSE_HEARTBEAT_MS: intFromEnv(15000).pipe(z.number().int().positive()),
+  /** Longest life of one events stream, in milliseconds; then it ends and the client resumes with Last-Event-ID. */
+  SSE_STREAM_MAX_MS: intFromEnv(3600000).pipe(z.number().int().positive()),
   LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
 });
 

@@ -73,6 +73,8 @@ const MATRIX: Row[] = [
   { route: "GET /v1/generations", url: () => "/v1/generations", expected: { ...all(200), anonymous: 401 } },
   { route: "GET /v1/generations/{id}", url: (f) => `/v1/generations/${f.generationA}`, expected: ownerOnly(200) },
   { route: "GET /v1/generations/{id}/output", url: (f) => `/v1/generations/${f.generationA}/output`, expected: ownerOnly(200) },
+  // A's generation has completed: its owner gets one event and the stream's end.
+  { route: "GET /v1/generations/{id}/events", url: (f) => `/v1/generations/${f.generationA}/events`, expected: ownerOnly(200) },
   // A's generation has completed: its owner reaches it and learns it can no longer be cancelled.
   { route: "POST /v1/generations/{id}/cancel", url: (f) => `/v1/generations/${f.generationA}/cancel`, expected: ownerOnly(409) },
   // A's generation has completed: its owner regenerates it (a paid_regeneration), nobody else finds it.

@@ -199,6 +199,11 @@ function billingClassificationOf(value: string): BillingClassificationName {
   return name as BillingClassificationName;
 }
 
+/** A generation status's public name (`pending`, `processing`, `completed`, `failed`, `cancelled`). */
+export function presentGenerationStatus(status: generations.GenerationStatus): string {
+  return enumName(STATUS_NAMES, status, "status");
+}
+
 /**
  * A generation as the public API shows it. `outputUrlFor(id)` gives the absolute URL of the output
  * route; only a completed generation has one.

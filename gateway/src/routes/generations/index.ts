@@ -3,6 +3,7 @@ import type { ZodTypeProvider } from "fastify-type-provider-zod";
 import type { RouteContext } from "../context";
 import { cancelGenerationRoute } from "./cancel";
 import { createGenerationRoute } from "./create";
+import { generationEventsRoute } from "./events";
 import { getGenerationRoute } from "./get";
 import { listGenerationsRoute } from "./list";
 import { generationOutputRoute } from "./output";
@@ -23,5 +24,6 @@ export function generationRoutes(context: RouteContext) {
     cancelGenerationRoute(routes, deps);
     retryGenerationRoute(routes, deps);
     generationOutputRoute(routes, deps);
+    generationEventsRoute(routes, deps);
   };
 }
