@@ -64,7 +64,11 @@ export function generationEventsRoute(routes: ZodRoutes, { context, onRequest }:
       const generationId = generationIdFrom(request.params);
       const afterSeq = BigInt(request.headers["last-event-id"] ?? request.query.last_event_id ?? "0");
       const watch = openWatch(generationsClient, request, { userId: accountId, generationId, afterSeq }, context.config.SSE_STREAM_MAX_MS);
+      // A client gone before the watch is accepted cancels it too (accepted() then rejects).
+      const cancelEarly = () => watch.cancel();
+      reply.raw.once("close", cancelEarly);
       await accepted(watch);
+      reply.raw.off("close", cancelEarly);
       const body = streamEvents(watch, { heartbeatMs: context.config.SSE_HEARTBEAT_MS, outputUrlFor: outputUrlBuilder(request), open });
       reply.raw.on("close", () => body.destroy());
       return reply
