@@ -5,6 +5,7 @@
  * NOTIFY/LISTEN (the fan-out every replica relies on), not through its own worker.
  */
 import * as grpc from "@grpc/grpc-js";
+import { Client } from "pg";
 import { generations } from "@tally/contracts";
 import { DomainError, fromServiceError, newId } from "@tally/platform";
 import { createTestDatabase, eventually } from "@tally/platform/src/testing";
@@ -162,6 +163,28 @@ describe("WatchGeneration over two replicas", () => {
     expect(await reason({ userId, generationId: newId() })).toBe("not_found");
     expect(await reason({ userId, generationId: "not-a-uuid" })).toBe("not_found");
     expect(await reason({ userId, generationId: job.id, afterSeq: -1n })).toBe("validation");
+  }, 30_000);
+
+  it("keeps streaming after the database drops the listening connections (reconnect, then re-read what is watched)", async () => {
+    const admin = new Client({ connectionString: configA.DATABASE_URL });
+    await admin.connect();
+    try {
+      const userId = await creditsService.createAccount();
+      const job = await slowJob(userId, 3_000);
+      const watching = watch(apiB.client, { userId, generationId: job.id });
+      await watching.accepted;
+      const listeners = async () =>
+        (await admin.query<{ pid: number }>("SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND query = 'LISTEN generation_events'")).rows;
+      const dropped = await listeners();
+      expect(dropped.length).toBe(2);
+      for (const { pid } of dropped) await admin.query("SELECT pg_terminate_backend($1)", [pid]);
+      expect(await watching.ended).toEqual({});
+      expect(watching.events.at(-1)!.status).toBe(GenerationStatus.GENERATION_STATUS_COMPLETED);
+      const back = await eventually(async () => ((await listeners()).length === 2 ? true : undefined), 10_000);
+      expect(back).toBe(true);
+    } finally {
+      await admin.end();
+    }
   }, 30_000);
 
   it("refuses a watch beyond WATCH_MAX_STREAMS with unavailable, and frees the place when a caller goes away", async () => {
