@@ -31,6 +31,7 @@ const SLOW_MS = Number(process.env.BENCH_SLOW_MS ?? 90_000);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 2);
 const HEARTBEAT_MS = 5_000;
 const SETTLE_MS = 3_000;
+const CREATE_CONCURRENCY = 25;
 
 const PLANS = `
 default_plan: bench
@@ -186,11 +187,15 @@ interface Round {
 
 /** Creates BENCH_JOBS slow jobs for the users (round robin); each job with the token of its owner. */
 async function createJobs(base: string, tokens: string[], round: number): Promise<{ id: string; token: string }[]> {
-  const jobs: { id: string; token: string }[] = [];
-  for (let j = 0; j < JOBS; j += 1) {
+  const create = async (j: number) => {
     const token = tokens[j % tokens.length]!;
     const created = await postJson(`${base}/v1/generations`, { input_type: "text", prompt: `a lighthouse ${round}.${j} [fault:slow_ms=${SLOW_MS}]` }, { authorization: `Bearer ${token}` });
-    jobs.push({ id: created.id as string, token });
+    return { id: created.id as string, token };
+  };
+  const jobs: { id: string; token: string }[] = [];
+  // A few at a time: created one by one on a loaded machine, the first jobs could end before the last stream opens.
+  for (let j = 0; j < JOBS; j += CREATE_CONCURRENCY) {
+    jobs.push(...(await Promise.all(Array.from({ length: Math.min(CREATE_CONCURRENCY, JOBS - j) }, (_, k) => create(j + k)))));
   }
   return jobs;
 }
