@@ -187,6 +187,30 @@ describe("WatchGeneration over two replicas", () => {
     }
   }, 30_000);
 
+  it("ends open watches `unavailable` when a replica stops, so they never hold its graceful stop", async () => {
+    const replicaC = await startGenerationsService(
+      testConfig(configA.DATABASE_URL, creditsService.address, usageService, { WORKER_ENABLED: "false", ACCOUNT_EVENTS_ENABLED: "false", GRPC_SHUTDOWN_TIMEOUT_MS: "20000" }),
+      silentLogger(),
+    );
+    const apiC = generationsClient(replicaC.grpcPort);
+    try {
+      const userId = await creditsService.createAccount();
+      const job = await slowJob(userId, 20_000);
+      const watching = watch(apiC.client, { userId, generationId: job.id });
+      await watching.accepted;
+      const stopping = Date.now();
+      await replicaC.stop();
+      // Held by the open watch, the stop would wait GRPC_SHUTDOWN_TIMEOUT_MS (20 s) before forcing it.
+      expect(Date.now() - stopping).toBeLessThan(10_000);
+      const { error } = await watching.ended;
+      expect([error?.reason, error?.message]).toEqual(["unavailable", expect.stringContaining("stopping")]);
+      await apiA.cancel(userId, job.id);
+    } finally {
+      apiC.close();
+      await replicaC.stop();
+    }
+  }, 40_000);
+
   it("refuses a watch beyond WATCH_MAX_STREAMS with unavailable, and frees the place when a caller goes away", async () => {
     const userId = await creditsService.createAccount();
     const job = await slowJob(userId, 20_000);
