@@ -203,4 +203,18 @@ describe("GET /v1/generations/{id}/events", () => {
     }
     await eventually(async () => ((await watchStreams()) === 0 ? true : undefined), 10_000);
   }, 40_000);
+
+  // Last: it closes the gateway.
+  it("ends its open streams when the gateway closes, so they never hold the close", async () => {
+    const user = await register();
+    const id = await createJob(user, 20_000);
+    const stream = await openSse(`/v1/generations/${id}/events`, user);
+    expect(stream.status).toBe(200);
+    const closing = Date.now();
+    await gateway.close();
+    gateway = undefined as unknown as TestGateway;
+    await stream.ended;
+    expect(Date.now() - closing).toBeLessThan(5_000);
+    await eventually(async () => ((await watchStreams()) === 0 ? true : undefined), 10_000);
+  }, 30_000);
 });
