@@ -408,6 +408,11 @@ describe("Tally end to end (npm start, driven over HTTP)", () => {
       generations: after.generations - before.generations, failed: after.failed - before.failed, credits: after.credits - before.credits,
       cost_micros: after.cost_micros - before.cost_micros, unique_users: after.unique_users - before.unique_users,
     }).toEqual({ generations: 4, failed: 1, credits: 4, cost_micros: sum("cost_micros"), unique_users: 1 });
+    // Money: Dave's 4 credits at the free plan's 10,000 micros a credit, against what the provider's work cost (failed job included).
+    const grew = (key: string) => after.money_by_plan.free[key] - (before.money_by_plan.free?.[key] ?? 0);
+    expect({ credits: grew("credits"), revenue_micros: grew("revenue_micros") }).toEqual({ credits: 4, revenue_micros: 40_000 });
+    expect(grew("margin_micros")).toBe(40_000 - grew("cost_micros"));
+    expect(grew("cost_micros")).toBeGreaterThanOrEqual(sum("cost_micros"));
     expect((await call<Problem>("GET", "/v1/admin/usage/analytics", { token })).status).toBe(403);
     // And the books agree: every derived usage table with the log, the credits ledger with the balances.
     const reconciliation = await call("GET", "/v1/admin/reconciliation", { token: adminToken });
