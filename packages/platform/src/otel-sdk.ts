@@ -39,6 +39,8 @@ const namedByEnvironment = (env: Env) => isSet(env.OTEL_SERVICE_NAME) || /(^|,)\
 /** Paths of probes and scrapes, which would otherwise each make a trace of their own. */
 const UNTRACED_HTTP_PATHS = new Set(["/metrics", "/healthz", "/readyz", "/livez"]);
 
+const isUntracedPath = (url: string | undefined) => UNTRACED_HTTP_PATHS.has((url ?? "").split("?")[0]!);
+
 /** gRPC health checks (grpc.health.v1.Health/Check and /Watch): probes, not work. */
 const UNTRACED_GRPC_METHODS = ["Check", "Watch"];
 
@@ -55,7 +57,7 @@ const UNTRACED_GRPC_METHODS = ["Check", "Watch"];
  * Instrumentations: HTTP (server spans, not for probe and scrape paths), gRPC (client and
  * server spans, not for health checks), `pg` (a span per query, only inside a traced
  * operation: polling loops make none) and Fastify (`@fastify/otel`, on every Fastify instance
- * at its creation). NATS is traced by hand (outbox relay and consumers).
+ * at its creation: a request span and a handler span named by route, no span per hook). NATS is traced by hand (outbox relay and consumers).
  */
 export function startTracingSdk(env: Env, entry: string | undefined): NodeSDK {
   const running = (globalThis as Record<symbol, NodeSDK | undefined>)[SDK_KEY];
@@ -72,10 +74,17 @@ export function startTracingSdk(env: Env, entry: string | undefined): NodeSDK {
   const sdk = new NodeSDK({
     serviceName: namedByEnvironment(env) ? undefined : defaultServiceName(entry),
     instrumentations: [
-      new HttpInstrumentation({ ignoreIncomingRequestHook: (request: IncomingMessage) => UNTRACED_HTTP_PATHS.has((request.url ?? "").split("?")[0]!) }),
+      new HttpInstrumentation({ ignoreIncomingRequestHook: (request: IncomingMessage) => isUntracedPath(request.url) }),
       new GrpcInstrumentation({ ignoreGrpcMethods: UNTRACED_GRPC_METHODS }),
       new PgInstrumentation({ requireParentSpan: true }),
-      new FastifyOtelInstrumentation({ registerOnInitialization: true }),
+      new FastifyOtelInstrumentation({
+        registerOnInitialization: true,
+        // Request and handler spans; a span per hook would multiply the spans of every request.
+        instrumentHooks: false,
+        ignorePaths: (route: { url?: string }) => isUntracedPath(route.url),
+        // Handlers are anonymous functions: name their spans by route, not by the plugin's source text.
+        lifecycleHook: (span, info) => span.updateName(`${info.hookName} ${info.request.method} ${info.request.routeOptions.url ?? "unmatched"}`),
+      }),
     ],
   });
   sdk.start();
