@@ -6,7 +6,8 @@
  * (gRPC client → usage server) and credits hold (gRPC client → credits server) → the job
  * insert (pg) → the worker's span (continuing the context stored with the job) → the outbox
  * relay's NATS publish (producer) → the usage consumer (consumer) → its transaction → its
- * queries (pg).
+ * queries (pg). Log lines written inside the trace carry its trace_id and span_id, and a
+ * problem document the trace_id of its request's exported trace.
  */
 import http from "node:http";
 import type { AddressInfo } from "node:net";
@@ -130,6 +131,8 @@ describe("exported traces (OTLP/HTTP, one trace per POST /v1/generations)", () =
       OTEL_EXPORTER_OTLP_PROTOCOL: "http/json",
       OTEL_BSP_SCHEDULE_DELAY: "100",
       OTEL_TRACES_SAMPLER: "always_on",
+      // Info, so the generations service's "generation created" line (logged inside the trace) is printed.
+      LOG_LEVEL: "info",
     });
   }, 150_000);
 
@@ -166,6 +169,15 @@ describe("exported traces (OTLP/HTTP, one trace per POST /v1/generations)", () =
     const trace = await eventually(async () => (complete(traceOfTheRequest()) ? traceOfTheRequest() : undefined), 20_000, 200).catch(() => traceOfTheRequest());
     if (process.env.TALLY_TEST_VERBOSE) process.stdout.write(`${trace.describe()}\n`);
     assertTheChain(trace);
+
+    // Logs and problem documents name the trace.
+    const createdLog = logLines(stack.output()).find((line) => line.msg === "generation created" && line.generation_id === created.body.id);
+    expect(createdLog).toMatchObject({ trace_id: trace.spans[0]!.traceId, span_id: expect.stringMatching(/^[0-9a-f]{16}$/) });
+    expect(trace.spans.some((s) => s.spanId === createdLog!.span_id)).toBe(true);
+    const invalid = await callGateway(stack.base, "POST", "/v1/generations", { token, body: { input_type: "nonsense" } });
+    expect(invalid.status).toBe(400);
+    const problemTrace = await eventually(async () => receiver.spans.find((s) => s.traceId === invalid.body.trace_id && s.service === "tally-gateway" && s.kind === KIND.SERVER), 10_000, 100);
+    expect(problemTrace.attributes["http.route"]).toBe("/v1/generations");
   }, 180_000);
 });
 
@@ -195,6 +207,19 @@ function assertTheChain(trace: Trace): void {
   const consume = trace.find("usage consumer (consumer)", and((s) => s.service === "tally-usage" && s.kind === KIND.CONSUMER, child(publish)));
   const record = trace.find("the consumer's transaction", and((s) => s.service === "tally-usage" && s.name === "usage.record", child(consume)));
   trace.find("the usage log insert (pg)", and(isPg, (s) => /insert into "?usage_log"? /i.test(statementOf(s)), under(record)));
+}
+
+/** The JSON log lines in the stack's output (each behind a `[service] ` prefix). */
+function logLines(output: string): Record<string, unknown>[] {
+  return output.split("\n").flatMap((line) => {
+    const start = line.indexOf("{");
+    if (start < 0) return [];
+    try {
+      return [JSON.parse(line.slice(start)) as Record<string, unknown>];
+    } catch {
+      return [];
+    }
+  });
 }
 
 /** True once the usage log holds an entry for `userId` (the consumer committed). */
