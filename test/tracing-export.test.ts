@@ -17,6 +17,12 @@ import { DEFAULT_PLANS_DOCUMENT } from "@tally/platform";
 import { eventually } from "@tally/platform/src/testing";
 import { callGateway, startStack, type StackUnderTest } from "./stack-under-test";
 
+/**
+ * How long the traced stack may take to become ready, in milliseconds: longer than untraced,
+ * since the SDK's module hooks slow every process's start (each of the four starts in turn).
+ */
+const TRACED_STACK_READY_TIMEOUT_MS = 240_000;
+
 /** OTLP span kinds (the JSON encoding's numbers). */
 const KIND = { INTERNAL: 1, SERVER: 2, CLIENT: 3, PRODUCER: 4, CONSUMER: 5 } as const;
 
@@ -133,8 +139,8 @@ describe("exported traces (OTLP/HTTP, one trace per POST /v1/generations)", () =
       OTEL_TRACES_SAMPLER: "always_on",
       // Info, so the generations service's "generation created" line (logged inside the trace) is printed.
       LOG_LEVEL: "info",
-    });
-  }, 150_000);
+    }, TRACED_STACK_READY_TIMEOUT_MS);
+  }, TRACED_STACK_READY_TIMEOUT_MS + 30_000);
 
   afterAll(async () => {
     await stack?.destroy();
@@ -178,6 +184,10 @@ describe("exported traces (OTLP/HTTP, one trace per POST /v1/generations)", () =
     expect(invalid.status).toBe(400);
     const problemTrace = await eventually(async () => receiver.spans.find((s) => s.traceId === invalid.body.trace_id && s.service === "tally-gateway" && s.kind === KIND.SERVER), 10_000, 100);
     expect(problemTrace.attributes["http.route"]).toBe("/v1/generations");
+
+    // Probes make no traces, though the stack was probed (GET /readyz, and gRPC health checks behind it) until ready.
+    const probeSpans = receiver.spans.filter((s) => /readyz|healthz|grpc\.health/i.test(`${s.name} ${String(s.attributes["http.route"] ?? s.attributes["url.path"] ?? "")}`));
+    expect(probeSpans).toEqual([]);
   }, 180_000);
 });
 

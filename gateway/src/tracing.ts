@@ -19,16 +19,20 @@ interface FastifyOtelRequest {
 /**
  * One server span per request. When the OpenTelemetry SDK runs (OTEL_EXPORTER_OTLP_ENDPOINT
  * set, see otel-register.ts), the HTTP instrumentation and `@fastify/otel` make the request's
- * spans; `request.span` is then @fastify/otel's request span. Otherwise a SERVER span is
+ * spans; `request.span` is then @fastify/otel's request span (none for the untraced probe
+ * paths, see otel-sdk.ts). Otherwise a SERVER span is
  * made here through the API, continuing the caller's `traceparent`: a no-op with no SDK, and
  * what a tracer provider registered in-process (tests) sees.
  */
 export function installRequestTracing(app: FastifyInstance): void {
   app.addHook("onRequest", async (request) => {
     const otel = (request as FastifyOtelRequest).opentelemetry?.();
-    if (otel?.instrumented && otel.span && otel.context) {
-      request.span = otel.span;
-      request.traceContext = otel.context;
+    if (otel) {
+      // The SDK runs: @fastify/otel's span, or none where it leaves the path untraced (probes).
+      if (otel.instrumented) {
+        request.span = otel.span;
+        request.traceContext = otel.context;
+      }
       return;
     }
     const parent = propagation.extract(context.active(), request.headers);
