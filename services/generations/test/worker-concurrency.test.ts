@@ -100,6 +100,7 @@ describe("two workers on one database", () => {
       const diedSettling = (await create("died while settling")).id;
       await db.query(
         `UPDATE generations SET status = 'processing', started_at = now(), provider = 'local-fractal', settlement = 'capture',
+           settlement_outcome = 'completed', settlement_rule = 'capture', credits_captured = credit_cost,
            output_content_type = 'image/png', lease_token = gen_random_uuid(), lease_expires_at = now() - interval '1 second' WHERE id = $1`,
         [diedSettling],
       );
@@ -107,7 +108,7 @@ describe("two workers on one database", () => {
       // A cancel died after its transaction, before releasing the hold.
       const diedCancelling = (await create("died while cancelling")).id;
       await db.query(
-        "UPDATE generations SET status = 'cancelled', settlement = 'release', completed_at = now(), lease_expires_at = now() - interval '1 second' WHERE id = $1",
+        "UPDATE generations SET status = 'cancelled', settlement = 'release', settlement_outcome = 'cancelled_while_processing', settlement_rule = 'release', credits_released = credit_cost, completed_at = now(), lease_expires_at = now() - interval '1 second' WHERE id = $1",
         [diedCancelling],
       );
       const created = JOB_COUNT + 3;

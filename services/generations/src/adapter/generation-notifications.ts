@@ -2,7 +2,7 @@ import { Client } from "pg";
 import type { Logger } from "@tally/platform";
 import { parseChangeNotice, type ChangeNotice } from "../domain/watch";
 
-/** The channel the `generations_event_seq` trigger notifies (migration 20261205000001). */
+/** The channel the `generations_event_seq` trigger notifies (migration 20261205000003). */
 export const GENERATION_EVENTS_CHANNEL = "generation_events";
 
 export interface NotificationListenerOptions {

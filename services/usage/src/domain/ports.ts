@@ -19,7 +19,7 @@ import type {
   MonthlyAnalytics,
   MonthlyAnalyticsDifference,
   UsageTotals,
-  PlatformAnalytics,
+  PlatformFigures,
   RollupDifference,
   PagedUsageLogEntry,
   SubjectSnapshot,
@@ -55,7 +55,7 @@ export interface UsageLogStore {
   /** Totals of the user's entries that occurred in `window` ([start, end)); completions bring their credits, cost, processing time and output bytes. */
   totals(userId: string, window: Window): Promise<UsageTotals>;
   /** Platform-wide figures of the entries in `window`, of `plan` only when given, aggregated from the log itself (the reference the rollups are checked against). */
-  platform(window: Window, plan: string | null): Promise<PlatformAnalytics>;
+  platform(window: Window, plan: string | null): Promise<PlatformFigures>;
   /** Appends one entry with id `id`, recording `snapshot` of its subject, and returns it as stored. */
   append(id: string, draft: UsageLogEntryDraft, snapshot: SubjectSnapshot): Promise<UsageLogEntry>;
   /** Appends one download to the download log (immutable like the usage log, INV-8; not billable, no limit counts it). */
@@ -233,7 +233,7 @@ export interface PlatformRollupStore {
   /** Adds the usage log entries `entryIds` (appended in this transaction) to the rollups: SQL `usage_rollups_add`, one entry or a batch. */
   addEntries(entryIds: string[]): Promise<void>;
   /** Platform-wide figures of the entries in `window`, of `plan` only when given: whole UTC days from the rollups, partial days from the log. */
-  platform(window: Window, plan: string | null): Promise<PlatformAnalytics>;
+  platform(window: Window, plan: string | null): Promise<PlatformFigures>;
   /** Recomputes the rollups from the usage log, replacing what is stored; returns the rows written. Safe while entries are recorded. */
   rebuild(): Promise<number>;
   /** The rollup rows that differ from what the usage log gives; empty when they agree. */

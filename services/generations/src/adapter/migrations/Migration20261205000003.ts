@@ -9,7 +9,7 @@ import { Migration } from "@mikro-orm/migrations";
  * PostgreSQL delivers it to every listening replica at commit only, in commit order, and
  * never for a rolled-back change. Rows stored before start at 1.
  */
-export class Migration20261205000001 extends Migration {
+export class Migration20261205000003 extends Migration {
   async up(): Promise<void> {
     this.addSql("ALTER TABLE generations ADD COLUMN event_seq bigint NOT NULL DEFAULT 1 CHECK (event_seq >= 1)");
     this.addSql(`
