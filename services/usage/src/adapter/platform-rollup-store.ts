@@ -1,7 +1,8 @@
 import { toBigInt, type Sql } from "@tally/platform";
 import type { PlatformRollupStore } from "../domain/ports";
 import { splitAtUtcDays } from "../domain/platform-analytics";
-import type { PlatformFigures, RollupDifference, Window } from "../domain/types";
+import type { PlatformFigures } from "../domain/money";
+import type { RollupDifference, Window } from "../domain/types";
 
 /*
  * The platform rollups (Migration20261129000001): `platform_daily_usage` (per UTC day, plan,

@@ -1,3 +1,4 @@
+import type { PlatformFigures } from "../domain/money";
 import assert from "node:assert/strict";
 import { toBigInt, type Sql } from "@tally/platform";
 import type { UsageLogStore } from "../domain/ports";
@@ -10,7 +11,6 @@ import type {
   SubjectSnapshot,
   UsageLogEntry,
   UsageLogEntryDraft,
-  PlatformFigures,
   UsageTotals,
   Window,
 } from "../domain/types";

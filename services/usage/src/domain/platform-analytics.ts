@@ -1,4 +1,5 @@
-import type { Money, PlanProviderSpend, PlatformMoney, Window } from "./types";
+import type { Money, PlanProviderSpend, PlatformMoney } from "./money";
+import type { Window } from "./types";
 
 const DAY_MS = 24 * 60 * 60 * 1000;
 

@@ -1,3 +1,4 @@
+import type { PlatformFigures } from "./money";
 import type { LimitName, OutboxStore, UnitOfWork } from "@tally/platform";
 import type { UsageLogCursor } from "./usage-log-cursor";
 import type {
@@ -19,7 +20,6 @@ import type {
   MonthlyAnalytics,
   MonthlyAnalyticsDifference,
   UsageTotals,
-  PlatformFigures,
   RollupDifference,
   PagedUsageLogEntry,
   SubjectSnapshot,
