@@ -9,6 +9,16 @@ import type { LifetimeDetail, MonthlyAnalytics, MonthlyAnalyticsDifference, Outc
  */
 
 const COLUMNS = "subject_id, month, generations, failed, credits, cost_micros, processing_ms, output_bytes, by_input_type, by_provider, by_classification, plans";
+export const MONTHLY_ANALYTICS_COLUMNS = COLUMNS;
+
+/** The SET list of an upsert into `monthly_analytics AS m` that adds the `excluded` row to the stored one. */
+export const MONTHLY_ANALYTICS_ADD = `generations = m.generations + excluded.generations, failed = m.failed + excluded.failed,
+         credits = m.credits + excluded.credits, cost_micros = m.cost_micros + excluded.cost_micros,
+         processing_ms = m.processing_ms + excluded.processing_ms, output_bytes = m.output_bytes + excluded.output_bytes,
+         by_input_type = usage_counts_merge(m.by_input_type, excluded.by_input_type),
+         by_provider = usage_counts_merge(m.by_provider, excluded.by_provider),
+         by_classification = usage_counts_merge(m.by_classification, excluded.by_classification),
+         plans = usage_plans_merge(m.plans, excluded.plans)`;
 
 export class SqlMonthlyAnalyticsStore implements MonthlyAnalyticsStore {
   constructor(private readonly sql: Sql) {}
@@ -27,14 +37,7 @@ export class SqlMonthlyAnalyticsStore implements MonthlyAnalyticsStore {
           AND e.occurred_at >= ?::timestamptz AND e.occurred_at <= ?::timestamptz
         GROUP BY c.subject_id, c.month
         ORDER BY c.subject_id, c.month
-       ON CONFLICT (subject_id, month) DO UPDATE SET
-         generations = m.generations + excluded.generations, failed = m.failed + excluded.failed,
-         credits = m.credits + excluded.credits, cost_micros = m.cost_micros + excluded.cost_micros,
-         processing_ms = m.processing_ms + excluded.processing_ms, output_bytes = m.output_bytes + excluded.output_bytes,
-         by_input_type = usage_counts_merge(m.by_input_type, excluded.by_input_type),
-         by_provider = usage_counts_merge(m.by_provider, excluded.by_provider),
-         by_classification = usage_counts_merge(m.by_classification, excluded.by_classification),
-         plans = usage_plans_merge(m.plans, excluded.plans)`,
+       ON CONFLICT (subject_id, month) DO UPDATE SET ${MONTHLY_ANALYTICS_ADD}`,
       [
         toPgArray(entries.map((e) => e.id)),
         toPgArray(entries.map((e) => e.occurredAt.toISOString())),

@@ -58,6 +58,15 @@ export interface UsageLogStore {
   platform(window: Window, plan: string | null): Promise<PlatformAnalytics>;
   /** Appends one entry with id `id`, recording `snapshot` of its subject, and returns it as stored. */
   append(id: string, draft: UsageLogEntryDraft, snapshot: SubjectSnapshot): Promise<UsageLogEntry>;
+  /**
+   * Appends a batch of entries in one statement and, in that same statement, adds them to the
+   * monthly analytics and the platform rollups (INV-6: the derived rows move with the log).
+   */
+  appendMany(entries: readonly { id: string; draft: UsageLogEntryDraft; snapshot: SubjectSnapshot }[]): Promise<void>;
+  /** `appendDownload` for a batch, in one statement. */
+  appendDownloads(downloads: readonly DownloadDraft[]): Promise<void>;
+  /** `appendCancellation` for a batch, in one statement. */
+  appendCancellations(cancellations: readonly { eventId: string; userId: string; generationId: string; occurredAt: Date }[]): Promise<void>;
   /** Appends one download to the download log (immutable like the usage log, INV-8; not billable, no limit counts it). */
   appendDownload(download: DownloadDraft): Promise<void>;
   /** Appends one cancellation to the immutable cancellation log (its event id is the key; the inbox makes it once). */
@@ -83,6 +92,8 @@ export interface UserStatsStore {
   addMany(rows: readonly UserStatsRowDelta[]): Promise<void>;
   /** Adds one download to the user's stats (creating the row; last activity does not move). */
   addDownload(userId: string): Promise<void>;
+  /** Adds `downloads` to each user's `totalDownloaded` (one row per user), in one upsert in user id order. */
+  addDownloads(rows: readonly { userId: string; downloads: number }[]): Promise<void>;
   /** A user's stored stats, or null when the user has none yet. */
   find(userId: string): Promise<UserStats | null>;
   /**
@@ -111,10 +122,20 @@ export interface SubjectStore {
   lockOrCreate(ids: readonly string[]): Promise<StoredSubject[]>;
   /** The subject's stored row, read without a lock; null when usage has none. */
   find(id: string): Promise<StoredSubject | null>;
+  /** The stored rows of `ids` (those usage has), read without a lock. */
+  findMany(ids: readonly string[]): Promise<StoredSubject[]>;
   /** Adds `delta` to the subject's active reservations. */
   addActiveReservations(id: string, delta: number): Promise<void>;
+  /** `addActiveReservations` for several subjects (one delta per id), in one statement. */
+  addActiveReservationsMany(deltas: readonly { id: string; delta: number }[]): Promise<void>;
   /** Marks a guest as adopted by `userId`. */
   markAdopted(guestId: string, userId: string): Promise<void>;
+}
+
+/** A counter row's key: its subject and window (a billing period or a UTC day). */
+export interface CounterKey {
+  subjectId: string;
+  window: Window;
 }
 
 /** Per-period and per-day counters; callers hold the subject's lock. */
@@ -130,6 +151,19 @@ export interface UsageCounterStore {
   day(subjectId: string, day: Window): Promise<DayCounters>;
   /** `period` and `day` together, in one round trip. */
   windows(subjectId: string, period: Window, day: Window): Promise<{ period: PeriodCounters; day: DayCounters }>;
+  /**
+   * `period` and `day` for many rows at once (one statement each, rows created in key order):
+   * the rows of `periods` and of `days` (each key once), read or created from the usage log.
+   */
+  ensureMany(periods: readonly CounterKey[], days: readonly CounterKey[]): Promise<{ periods: PeriodCounters[]; days: DayCounters[] }>;
+  /**
+   * Adds each delta to its existing row (one delta per key; the caller got the rows through
+   * `ensureMany`, `period` or `day`): one statement per table.
+   */
+  addMany(
+    periods: readonly { subjectId: string; periodStart: Date; delta: PeriodDelta }[],
+    days: readonly { subjectId: string; day: Date; delta: DayDelta }[],
+  ): Promise<void>;
   /** Adds `delta` to an existing period row (the caller got it through `period`). */
   addToPeriod(subjectId: string, periodStart: Date, delta: PeriodDelta): Promise<void>;
   /** Adds `delta` to an existing day row (the caller got it through `day`). */
@@ -146,6 +180,13 @@ export interface UsageCounterStore {
 /** Quota reservations, one per generation id. */
 export interface ReservationStore {
   find(generationId: string): Promise<Reservation | null>;
+  /** The reservations of `generationIds` that exist (any status), by generation id. */
+  findMany(generationIds: readonly string[]): Promise<Map<string, Reservation>>;
+  /**
+   * `end` for many reservations (one ending per generation id) in one statement: those still
+   * active move to their status; answers the ones ended (a reservation no longer active is left).
+   */
+  endMany(endings: readonly { generationId: string; status: Exclude<ReservationStatus, "active"> }[], at: Date): Promise<Reservation[]>;
   insert(reservation: Reservation): Promise<void>;
   /**
    * Inserts `reservation` and, in the same statement, adds it to its period's and day's reserved

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { billingPeriodAt, utcDayAt } from "@tally/platform";
-import type { UsageStores } from "../domain/ports";
+import type { GuestAdoption, UsageStores } from "../domain/ports";
 import type { Reservation, ReservationStatus, StoredSubject, Subject, UsageLogEntryDraft, Window } from "../domain/types";
 
 /*
@@ -63,9 +63,26 @@ export async function lockEventSubjects(
 }
 
 /**
- * The rows a completion of `userId` at `occurredAt` counts in, created (from the log) before
- * the entry is appended: the subject's period (by its anchor) and UTC day of `occurredAt`, or,
- * for an adopted guest's event inside the windows its usage moved from, the adopter's.
+ * Where a completion of `subject` at `occurredAt` counts: the subject's period (by its anchor;
+ * none without one) and UTC day of `occurredAt`, or, for an adopted guest's event inside the
+ * windows its usage moved from (`adoption`, the guest's adoption row), the adopter's. Pure.
+ */
+export function usedTargets(subject: StoredSubject, adoption: GuestAdoption | null, occurredAt: Date): UsedTargets {
+  const period = subject.periodAnchor ? billingPeriodAt(subject.periodAnchor, occurredAt) : null;
+  const day = utcDayAt(occurredAt);
+  const targets: UsedTargets = { period: period ? { subjectId: subject.id, window: period } : null, day: { subjectId: subject.id, window: day } };
+  if (adoption) {
+    if (period && adoption.guestPeriod?.start.getTime() === period.start.getTime()) {
+      targets.period = { subjectId: adoption.userId, window: adoption.userPeriod };
+    }
+    if (adoption.day.getTime() === day.start.getTime()) targets.day = { subjectId: adoption.userId, window: day };
+  }
+  return targets;
+}
+
+/**
+ * The rows a completion of `userId` at `occurredAt` counts in (`usedTargets`), created (from
+ * the log) before the entry is appended.
  */
 export async function prepareUsedCounting(
   stores: UsageStores,
@@ -75,16 +92,8 @@ export async function prepareUsedCounting(
 ): Promise<UsedTargets> {
   const subject = locked.get(userId);
   assert.ok(subject, "INV-6: the entry's user is locked before its usage is counted");
-  const period = subject.periodAnchor ? billingPeriodAt(subject.periodAnchor, occurredAt) : null;
-  const day = utcDayAt(occurredAt);
-  const targets: UsedTargets = { period: period ? { subjectId: userId, window: period } : null, day: { subjectId: userId, window: day } };
   const adoption = subject.adoptedBy ? await stores.adoptions.find(userId) : null;
-  if (adoption) {
-    if (period && adoption.guestPeriod?.start.getTime() === period.start.getTime()) {
-      targets.period = { subjectId: adoption.userId, window: adoption.userPeriod };
-    }
-    if (adoption.day.getTime() === day.start.getTime()) targets.day = { subjectId: adoption.userId, window: day };
-  }
+  const targets = usedTargets(subject, adoption, occurredAt);
   if (targets.period) await stores.counters.period(targets.period.subjectId, targets.period.window);
   await stores.counters.day(targets.day.subjectId, targets.day.window);
   return targets;

@@ -1,0 +1,38 @@
+import { Migration } from "@mikro-orm/migrations";
+
+/**
+ * Batched ingest (issue 7): the platform rollups move by the appended entries themselves, not
+ * by their ids. `usage_rollups_add_entries(entries)` is `usage_rollups_add` over rows the caller
+ * has in hand (the consumer passes the rows its INSERT … RETURNING gave, in the same statement),
+ * so a batch never reads the log back: `id = ANY (ids)` without `occurred_at` probes the primary
+ * key of every monthly partition. `usage_rollups_add(ids)` now reads the rows once and calls it,
+ * so both add exactly the same (one definition of what an entry adds; INV-6).
+ * (No `?` in this SQL: the migration runner would read it as a bind parameter.)
+ */
+export class Migration20261205000001 extends Migration {
+  override async up(): Promise<void> {
+    this.addSql(`
+CREATE FUNCTION usage_rollups_add_entries(p_entries usage_log[]) RETURNS void LANGUAGE sql AS $fn$
+  INSERT INTO platform_daily_usage AS t (day, plan, provider, input_type, outcome, entries, credits, cost_micros)
+  SELECT (e.occurred_at AT TIME ZONE 'UTC')::date, e.plan, e.provider, e.input_type, e.outcome, count(*), sum(e.credits), sum(e.cost_micros)
+    FROM unnest(p_entries) e
+   GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 2, 3, 4, 5
+  ON CONFLICT ON CONSTRAINT platform_daily_usage_key DO UPDATE SET
+    entries = t.entries + excluded.entries, credits = t.credits + excluded.credits, cost_micros = t.cost_micros + excluded.cost_micros;
+  INSERT INTO subject_activity AS a (subject_id, guest, all_plans, plan, first_day, days)
+  SELECT user_id, guest, all_plans, plan, min(day), usage_days_bitmap(min(day), max(day), array_agg(day))
+    FROM (SELECT e.user_id, e.subject_kind IS NOT DISTINCT FROM 'guest' AS guest, s.all_plans, CASE WHEN s.all_plans THEN NULL ELSE e.plan END AS plan,
+                 (e.occurred_at AT TIME ZONE 'UTC')::date AS day
+            FROM unnest(p_entries) e CROSS JOIN (VALUES (true), (false)) s (all_plans)) x
+   GROUP BY 1, 2, 3, 4 ORDER BY 1, 2, 3, 4
+  ON CONFLICT ON CONSTRAINT subject_activity_key DO UPDATE SET
+    first_day = least(a.first_day, excluded.first_day),
+    days = usage_days_merge(a.first_day, a.days, excluded.first_day, excluded.days)
+   WHERE excluded.first_day < a.first_day OR usage_days_merge(a.first_day, a.days, excluded.first_day, excluded.days) <> a.days;
+$fn$`);
+    this.addSql(`
+CREATE OR REPLACE FUNCTION usage_rollups_add(p_entry_ids uuid[]) RETURNS void LANGUAGE sql AS $fn$
+  SELECT usage_rollups_add_entries(ARRAY(SELECT e FROM usage_log e WHERE e.id = ANY (p_entry_ids)));
+$fn$`);
+  }
+}
