@@ -5,15 +5,6 @@ import type { InboxStore } from "../domain/ports";
 export class SqlInboxStore implements InboxStore {
   constructor(private readonly sql: Sql) {}
 
-  async claim(eventId: string, subject: string): Promise<boolean> {
-    // Concurrent inserts of one id wait on the primary key until the first commits: exactly one wins.
-    const rows = await this.sql.query<{ event_id: string }>(
-      "INSERT INTO processed_events (event_id, subject) VALUES (?, ?) ON CONFLICT (event_id) DO NOTHING RETURNING event_id",
-      [eventId, subject],
-    );
-    return rows.length === 1;
-  }
-
   async claimMany(events: readonly { eventId: string; subject: string }[]): Promise<Set<string>> {
     if (events.length === 0) return new Set();
     // DO NOTHING also skips a second copy of an id within this statement; ids in order (INV-9).

@@ -23,30 +23,6 @@ export const MONTHLY_ANALYTICS_ADD = `generations = m.generations + excluded.gen
 export class SqlMonthlyAnalyticsStore implements MonthlyAnalyticsStore {
   constructor(private readonly sql: Sql) {}
 
-  async addEntries(entries: readonly { id: string; occurredAt: Date }[]): Promise<void> {
-    if (entries.length === 0) return;
-    // The entries' contributions summed per subject and month first (an upsert may touch a row once),
-    // in (subject, month) order so that concurrent batches lock the rows in one order (INV-9).
-    await this.sql.query(
-      `INSERT INTO monthly_analytics AS m (${COLUMNS})
-       SELECT c.subject_id, c.month, sum(c.generations), sum(c.failed), sum(c.credits), sum(c.cost_micros), sum(c.processing_ms),
-              sum(c.output_bytes), usage_counts_sum(c.by_input_type), usage_counts_sum(c.by_provider),
-              usage_counts_sum(c.by_classification), usage_plans_sum(c.plans)
-         FROM usage_log e CROSS JOIN LATERAL usage_month_contribution(e) c
-        WHERE (e.id, e.occurred_at) IN (SELECT * FROM unnest(?::uuid[], ?::timestamptz[]))
-          AND e.occurred_at >= ?::timestamptz AND e.occurred_at <= ?::timestamptz
-        GROUP BY c.subject_id, c.month
-        ORDER BY c.subject_id, c.month
-       ON CONFLICT (subject_id, month) DO UPDATE SET ${MONTHLY_ANALYTICS_ADD}`,
-      [
-        toPgArray(entries.map((e) => e.id)),
-        toPgArray(entries.map((e) => e.occurredAt.toISOString())),
-        new Date(Math.min(...entries.map((e) => e.occurredAt.getTime()))),
-        new Date(Math.max(...entries.map((e) => e.occurredAt.getTime()))),
-      ],
-    );
-  }
-
   async rebuild(): Promise<number> {
     // EXCLUSIVE blocks every writer (each holds ROW EXCLUSIVE until it commits) and waits for
     // those in flight: the rows written below are the committed log, and an entry appended
@@ -112,8 +88,6 @@ export class SqlMonthlyAnalyticsStore implements MonthlyAnalyticsStore {
   }
 }
 
-/** A PostgreSQL array literal of plain values (uuids, ISO timestamps: nothing to quote). */
-const toPgArray = (values: readonly string[]): string => `{${values.join(",")}}`;
 
 interface AnalyticsRow {
   subject_id: string;

@@ -92,10 +92,6 @@ SELECT CASE WHEN GROUPING(plan) = 0 THEN 'plan' WHEN GROUPING(provider) = 0 THEN
 export class SqlPlatformRollupStore implements PlatformRollupStore {
   constructor(private readonly sql: Sql) {}
 
-  async addEntries(entryIds: string[]): Promise<void> {
-    await this.sql.query("SELECT usage_rollups_add(?::uuid[])", [`{${entryIds.join(",")}}`]);
-  }
-
   async platform(window: Window, plan: string | null): Promise<PlatformAnalytics> {
     const { days, edges } = splitAtUtcDays(window);
     const [first, second] = [edges[0] ?? { start: window.start, end: window.start }, edges[1] ?? { start: window.start, end: window.start }];

@@ -1,4 +1,3 @@
-import assert from "node:assert/strict";
 import { toBigInt, type Sql } from "@tally/platform";
 import type { UsageLogStore } from "../domain/ports";
 import { MONTHLY_ANALYTICS_ADD, MONTHLY_ANALYTICS_COLUMNS } from "./monthly-analytics-store";
@@ -70,45 +69,6 @@ const APPEND_CANCELLATIONS = {
 export class SqlUsageLogStore implements UsageLogStore {
   constructor(private readonly sql: Sql) {}
 
-  async append(id: string, entry: UsageLogEntryDraft, snapshot: SubjectSnapshot): Promise<UsageLogEntry> {
-    const row = await this.sql.one<UsageLogRow>(
-      `INSERT INTO usage_log (id, event_id, user_id, generation_id, outcome, billable, input_type, provider, credit_type,
-         credits, cost_micros, processing_time_ms, error_message, error_code, occurred_at, plan, plan_limits,
-         period_start, period_end, billing_classification, billing_reason, parent_generation_id, output_bytes, subject_kind)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?::bigint, ?::bigint, ?::bigint, ?, ?, ?::timestamptz, ?, ?::jsonb,
-         ?::timestamptz, ?::timestamptz, ?, ?, ?::uuid, ?::bigint, ?)
-       RETURNING ${USAGE_LOG_COLUMNS}`,
-      [
-        id,
-        entry.eventId,
-        entry.userId,
-        entry.generationId,
-        entry.outcome,
-        entry.billable,
-        entry.inputType,
-        entry.provider,
-        entry.creditType,
-        entry.credits,
-        entry.costMicros,
-        entry.processingTimeMs,
-        entry.errorMessage,
-        entry.errorCode,
-        entry.occurredAt,
-        snapshot.plan,
-        snapshot.planLimits === null ? null : JSON.stringify(snapshot.planLimits),
-        snapshot.period?.start ?? null,
-        snapshot.period?.end ?? null,
-        entry.billingClassification,
-        entry.billingReason,
-        entry.parentGenerationId,
-        entry.outputBytes,
-        snapshot.subjectKind,
-      ],
-    );
-    assert.ok(row, "INV-8: an INSERT … RETURNING of a usage log entry returns the entry");
-    return usageLogEntryFromRow(row);
-  }
-
   async appendMany(entries: readonly { id: string; draft: UsageLogEntryDraft; snapshot: SubjectSnapshot }[]): Promise<void> {
     if (entries.length === 0) return;
     const column = <T>(pick: (e: UsageLogEntryDraft, s: SubjectSnapshot) => T) => entries.map((e) => pick(e.draft, e.snapshot));
@@ -132,21 +92,6 @@ export class SqlUsageLogStore implements UsageLogStore {
     if (cancellations.length === 0) return;
     const column = <T>(pick: (c: (typeof cancellations)[number]) => T) => cancellations.map(pick);
     await this.sql.bound(APPEND_CANCELLATIONS, [column((c) => c.eventId), column((c) => c.userId), column((c) => c.generationId), column((c) => c.occurredAt)]);
-  }
-
-  async appendDownload(download: DownloadDraft): Promise<void> {
-    await this.sql.query(
-      `INSERT INTO download_log (event_id, user_id, generation_id, output_bytes, occurred_at)
-       VALUES (?, ?, ?, ?::bigint, ?::timestamptz)`,
-      [download.eventId, download.userId, download.generationId, download.outputBytes, download.occurredAt],
-    );
-  }
-
-  async appendCancellation(cancellation: { eventId: string; userId: string; generationId: string; occurredAt: Date }): Promise<void> {
-    await this.sql.query(
-      "INSERT INTO cancellation_log (event_id, user_id, generation_id, occurred_at) VALUES (?, ?, ?, ?::timestamptz)",
-      [cancellation.eventId, cancellation.userId, cancellation.generationId, cancellation.occurredAt],
-    );
   }
 
   async totals(userId: string, window: Window): Promise<UsageTotals> {

@@ -26,14 +26,6 @@ export class SqlUserStatsStore implements UserStatsStore {
     await this.sql.bound(ADD_DOWNLOADS, [sorted.map((r) => r.userId), sorted.map((r) => r.downloads)]);
   }
 
-  async addDownload(userId: string): Promise<void> {
-    await this.sql.query(
-      `INSERT INTO user_stats AS s (user_id, total_downloaded) VALUES (?, 1)
-       ON CONFLICT (user_id) DO UPDATE SET total_downloaded = s.total_downloaded + 1, updated_at = now()`,
-      [userId],
-    );
-  }
-
   async find(userId: string): Promise<UserStats | null> {
     const row = await this.sql.one<UserStatsRow>(`SELECT ${USER_STATS_COLUMNS} FROM user_stats WHERE user_id = ?`, [userId]);
     return row ? userStatsFromRow(row) : null;
