@@ -100,7 +100,9 @@ async function seed(db: pg.Client, options: UsageScaleOptions, end: Date, log: (
   }
   const seedSeconds = (Date.now() - seedStarted) / 1000;
   const indexStarted = Date.now();
-  for (const index of indexes) await db.query(index.definition);
+  // pg_get_indexdef gives a partitioned table's index as `ON ONLY usage_log`, which would build it
+  // on the parent alone (invalid, no partition gets it): build it on every partition.
+  for (const index of indexes) await db.query(index.definition.replace(" ON ONLY ", " ON "));
   return { seed: seedSeconds, indexes: (Date.now() - indexStarted) / 1000 };
 }
 

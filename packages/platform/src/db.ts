@@ -1,4 +1,4 @@
-import { MikroORM, PostgreSqlDriver, type EntityManager, type Options } from "@mikro-orm/postgresql";
+import { MikroORM, PostgreSqlDriver, type EntityManager, type Knex, type Options } from "@mikro-orm/postgresql";
 import { Migrator, type Migration } from "@mikro-orm/migrations";
 import type { EntitySchema } from "@mikro-orm/core";
 import { Client } from "pg";
@@ -154,6 +154,45 @@ export class Sql {
     const [row] = await this.query<Row>(statement, params);
     return row ?? null;
   }
+
+  /**
+   * Runs `statement.text` (`$1`, `$2`… placeholders) straight on the `pg` connection with
+   * `params` sent as bind parameters, never inlined: arrays travel as arrays (`$1::uuid[]`), so
+   * a batch of any size is one short statement text that PostgreSQL parses once. With a
+   * `statement.name` it is a named prepared statement, parsed and planned once per connection
+   * (one name must always carry one text). Inside a transaction it runs on the transaction's
+   * connection; outside, on a pooled one. Errors are pg's `DatabaseError` (with its SQLSTATE).
+   */
+  async bound<Row>(statement: { name?: string; text: string }, params: readonly BoundParam[]): Promise<Row[]> {
+    const prepared = params.map(toBound);
+    const trx = this.em.getTransactionContext<Knex.Transaction>();
+    const client = (trx ?? this.em.getKnex()).client as KnexClient;
+    const connection = await client.acquireConnection();
+    try {
+      const result = await connection.query({ name: statement.name, text: statement.text, values: prepared });
+      return result.rows as Row[];
+    } finally {
+      await client.releaseConnection(connection);
+    }
+  }
+}
+
+/** A bind parameter of `Sql.bound`: a value, or an array of values (a PostgreSQL array). */
+export type BoundParam = SqlParam | readonly SqlParam[];
+
+/** How `Sql.bound` sends a value: bigints as decimal text, dates as ISO text, bytes as a Buffer; arrays element by element. */
+function toBound(value: BoundParam): unknown {
+  if (Array.isArray(value)) return value.map(toBound);
+  if (typeof value === "bigint") return value.toString();
+  if (value instanceof Date) return value.toISOString();
+  if (value instanceof Uint8Array) return Buffer.from(value);
+  return value;
+}
+
+/** The part of knex's client `Sql.bound` uses: a transaction's client always hands out the transaction's connection. */
+interface KnexClient {
+  acquireConnection(): Promise<Client>;
+  releaseConnection(connection: Client): Promise<unknown>;
 }
 
 /** The idempotency store on `idempotency_keys` (IDEMPOTENCY_TABLE_SQL), bound to one transaction. */

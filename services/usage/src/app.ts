@@ -284,6 +284,7 @@ function consumerConfig(config: UsageConfig): GenerationEventConsumerConfig {
     duplicateWindowMs: config.NATS_DUPLICATE_WINDOW_MS,
     streamMaxAgeMs: config.NATS_STREAM_MAX_AGE_MS,
     batchSize: config.CONSUMER_BATCH_SIZE,
+    chunksInFlight: config.CONSUMER_CHUNKS_IN_FLIGHT,
     fetchExpiresMs: config.CONSUMER_FETCH_EXPIRES_MS,
     ackWaitMs: config.CONSUMER_ACK_WAIT_MS,
     nakDelayMs: config.CONSUMER_NAK_DELAY_MS,

@@ -5,24 +5,17 @@ import type { InboxStore } from "../domain/ports";
 export class SqlInboxStore implements InboxStore {
   constructor(private readonly sql: Sql) {}
 
-  async claim(eventId: string, subject: string): Promise<boolean> {
-    // Concurrent inserts of one id wait on the primary key until the first commits: exactly one wins.
-    const rows = await this.sql.query<{ event_id: string }>(
-      "INSERT INTO processed_events (event_id, subject) VALUES (?, ?) ON CONFLICT (event_id) DO NOTHING RETURNING event_id",
-      [eventId, subject],
-    );
-    return rows.length === 1;
-  }
-
   async claimMany(events: readonly { eventId: string; subject: string }[]): Promise<Set<string>> {
     if (events.length === 0) return new Set();
-    // DO NOTHING also skips a second copy of an id within this statement.
-    const rows = await this.sql.query<{ event_id: string }>(
-      `INSERT INTO processed_events (event_id, subject)
-       SELECT * FROM unnest(?::uuid[], ?::text[]) ORDER BY 1
-       ON CONFLICT (event_id) DO NOTHING RETURNING event_id`,
-      [`{${events.map((e) => e.eventId).join(",")}}`, `{${events.map((e) => `"${e.subject.replace(/["\\]/g, "\\$&")}"`).join(",")}}`],
-    );
+    // DO NOTHING also skips a second copy of an id within this statement; ids in order (INV-9).
+    const rows = await this.sql.bound<{ event_id: string }>(CLAIM_MANY, [events.map((e) => e.eventId), events.map((e) => e.subject)]);
     return new Set(rows.map((row) => row.event_id));
   }
 }
+
+const CLAIM_MANY = {
+  name: "usage_inbox_claim_many",
+  text: `INSERT INTO processed_events (event_id, subject)
+         SELECT * FROM unnest($1::uuid[], $2::text[]) ORDER BY 1
+         ON CONFLICT (event_id) DO NOTHING RETURNING event_id`,
+};

@@ -9,40 +9,19 @@ import type { LifetimeDetail, MonthlyAnalytics, MonthlyAnalyticsDifference, Outc
  */
 
 const COLUMNS = "subject_id, month, generations, failed, credits, cost_micros, processing_ms, output_bytes, by_input_type, by_provider, by_classification, plans";
+export const MONTHLY_ANALYTICS_COLUMNS = COLUMNS;
 
-export class SqlMonthlyAnalyticsStore implements MonthlyAnalyticsStore {
-  constructor(private readonly sql: Sql) {}
-
-  async addEntries(entries: readonly { id: string; occurredAt: Date }[]): Promise<void> {
-    if (entries.length === 0) return;
-    // The entries' contributions summed per subject and month first (an upsert may touch a row once),
-    // in (subject, month) order so that concurrent batches lock the rows in one order (INV-9).
-    await this.sql.query(
-      `INSERT INTO monthly_analytics AS m (${COLUMNS})
-       SELECT c.subject_id, c.month, sum(c.generations), sum(c.failed), sum(c.credits), sum(c.cost_micros), sum(c.processing_ms),
-              sum(c.output_bytes), usage_counts_sum(c.by_input_type), usage_counts_sum(c.by_provider),
-              usage_counts_sum(c.by_classification), usage_plans_sum(c.plans)
-         FROM usage_log e CROSS JOIN LATERAL usage_month_contribution(e) c
-        WHERE (e.id, e.occurred_at) IN (SELECT * FROM unnest(?::uuid[], ?::timestamptz[]))
-          AND e.occurred_at >= ?::timestamptz AND e.occurred_at <= ?::timestamptz
-        GROUP BY c.subject_id, c.month
-        ORDER BY c.subject_id, c.month
-       ON CONFLICT (subject_id, month) DO UPDATE SET
-         generations = m.generations + excluded.generations, failed = m.failed + excluded.failed,
+/** The SET list of an upsert into `monthly_analytics AS m` that adds the `excluded` row to the stored one. */
+export const MONTHLY_ANALYTICS_ADD = `generations = m.generations + excluded.generations, failed = m.failed + excluded.failed,
          credits = m.credits + excluded.credits, cost_micros = m.cost_micros + excluded.cost_micros,
          processing_ms = m.processing_ms + excluded.processing_ms, output_bytes = m.output_bytes + excluded.output_bytes,
          by_input_type = usage_counts_merge(m.by_input_type, excluded.by_input_type),
          by_provider = usage_counts_merge(m.by_provider, excluded.by_provider),
          by_classification = usage_counts_merge(m.by_classification, excluded.by_classification),
-         plans = usage_plans_merge(m.plans, excluded.plans)`,
-      [
-        toPgArray(entries.map((e) => e.id)),
-        toPgArray(entries.map((e) => e.occurredAt.toISOString())),
-        new Date(Math.min(...entries.map((e) => e.occurredAt.getTime()))),
-        new Date(Math.max(...entries.map((e) => e.occurredAt.getTime()))),
-      ],
-    );
-  }
+         plans = usage_plans_merge(m.plans, excluded.plans)`;
+
+export class SqlMonthlyAnalyticsStore implements MonthlyAnalyticsStore {
+  constructor(private readonly sql: Sql) {}
 
   async rebuild(): Promise<number> {
     // EXCLUSIVE blocks every writer (each holds ROW EXCLUSIVE until it commits) and waits for
@@ -109,8 +88,6 @@ export class SqlMonthlyAnalyticsStore implements MonthlyAnalyticsStore {
   }
 }
 
-/** A PostgreSQL array literal of plain values (uuids, ISO timestamps: nothing to quote). */
-const toPgArray = (values: readonly string[]): string => `{${values.join(",")}}`;
 
 interface AnalyticsRow {
   subject_id: string;

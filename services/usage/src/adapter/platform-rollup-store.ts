@@ -112,10 +112,6 @@ ${platformSelect("(SELECT counted.users + extra.users FROM counted, extra)", "(S
 export class SqlPlatformRollupStore implements PlatformRollupStore {
   constructor(private readonly sql: Sql) {}
 
-  async addEntries(entryIds: string[]): Promise<void> {
-    await this.sql.query("SELECT usage_rollups_add(?::uuid[])", [`{${entryIds.join(",")}}`]);
-  }
-
   async platform(window: Window, plan: string | null): Promise<PlatformFigures> {
     const { days, edges } = splitAtUtcDays(window);
     const [first, second] = [edges[0] ?? { start: window.start, end: window.start }, edges[1] ?? { start: window.start, end: window.start }];

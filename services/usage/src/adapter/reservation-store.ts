@@ -13,6 +13,20 @@ export class SqlReservationStore implements ReservationStore {
     return row ? reservationFromRow(row) : null;
   }
 
+  async findMany(generationIds: readonly string[]): Promise<Map<string, Reservation>> {
+    if (generationIds.length === 0) return new Map();
+    const rows = await this.sql.bound<ReservationRow>(FIND_MANY, [[...new Set(generationIds)]]);
+    return new Map(rows.map((row) => [row.generation_id, reservationFromRow(row)]));
+  }
+
+  async endMany(endings: readonly { generationId: string; status: Exclude<ReservationStatus, "active"> }[], at: Date): Promise<Reservation[]> {
+    if (endings.length === 0) return [];
+    // The status guard, as in `end`: a reservation no longer active is left as it is.
+    const sorted = [...endings].sort((a, b) => (a.generationId < b.generationId ? -1 : a.generationId > b.generationId ? 1 : 0));
+    const rows = await this.sql.bound<ReservationRow>(END_MANY, [sorted.map((e) => e.generationId), sorted.map((e) => e.status), at]);
+    return rows.map(reservationFromRow);
+  }
+
   async insert(r: Reservation): Promise<void> {
     await this.sql.query(
       `INSERT INTO quota_reservations (generation_id, subject_id, kind, plan, period_start, day, credits, status, expires_at, created_at, ended_at)
@@ -123,6 +137,19 @@ interface QuickReserveRow {
 }
 
 export const RESERVATION_COLUMNS = "generation_id, subject_id, kind, plan, period_start, day, credits, status, expires_at, created_at, ended_at";
+
+const FIND_MANY = {
+  name: "usage_reservations_find_many",
+  text: `SELECT ${RESERVATION_COLUMNS} FROM quota_reservations WHERE generation_id = ANY ($1::uuid[])`,
+};
+
+const END_MANY = {
+  name: "usage_reservations_end_many",
+  text: `UPDATE quota_reservations q SET status = d.status, ended_at = $3::timestamptz
+           FROM unnest($1::uuid[], $2::text[]) AS d (generation_id, status)
+          WHERE q.generation_id = d.generation_id AND q.status = 'active'
+          RETURNING ${RESERVATION_COLUMNS.split(", ").map((c) => `q.${c}`).join(", ")}`,
+};
 
 export interface ReservationRow {
   generation_id: string;

@@ -22,12 +22,16 @@ export class SqlSubjectStore implements SubjectStore {
   }
 
   async lockOrCreate(ids: readonly string[]): Promise<StoredSubject[]> {
-    const list = [...new Set(ids)].sort().join(",");
-    await this.sql.query("INSERT INTO subjects (id) SELECT unnest(string_to_array(?, ',')::uuid[]) ON CONFLICT (id) DO NOTHING", [list]);
-    const rows = await this.sql.query<SubjectRow>(
-      `SELECT ${SUBJECT_COLUMNS} FROM subjects WHERE id = ANY(string_to_array(?, ',')::uuid[]) ORDER BY id FOR UPDATE`,
-      [list],
-    );
+    const sorted = [...new Set(ids)].sort();
+    if (sorted.length === 0) return [];
+    await this.sql.bound(CREATE_MISSING, [sorted]);
+    const rows = await this.sql.bound<SubjectRow>(LOCK_IN_ORDER, [sorted]);
+    return rows.map(subjectFromRow);
+  }
+
+  async findMany(ids: readonly string[]): Promise<StoredSubject[]> {
+    if (ids.length === 0) return [];
+    const rows = await this.sql.bound<SubjectRow>(FIND_MANY, [[...new Set(ids)]]);
     return rows.map(subjectFromRow);
   }
 
@@ -44,12 +48,35 @@ export class SqlSubjectStore implements SubjectStore {
     assert.equal(rows.length, 1, "INV-10: a reservation's subject row exists");
   }
 
+  async addActiveReservationsMany(deltas: readonly { id: string; delta: number }[]): Promise<void> {
+    if (deltas.length === 0) return;
+    const sorted = [...deltas].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+    const rows = await this.sql.bound<{ id: string }>(ADD_ACTIVE_MANY, [sorted.map((d) => d.id), sorted.map((d) => d.delta)]);
+    assert.equal(rows.length, new Set(sorted.map((d) => d.id)).size, "INV-10: a reservation's subject row exists");
+  }
+
   async markAdopted(guestId: string, userId: string): Promise<void> {
     await this.sql.query("UPDATE subjects SET adopted_by = ?, kind = 'guest', updated_at = now() WHERE id = ?", [userId, guestId]);
   }
 }
 
 const SUBJECT_COLUMNS = "id, kind, plan, period_anchor, active_reservations, adopted_by";
+
+const CREATE_MISSING = {
+  name: "usage_subjects_create_missing",
+  text: "INSERT INTO subjects (id) SELECT unnest($1::uuid[]) ORDER BY 1 ON CONFLICT (id) DO NOTHING",
+};
+const LOCK_IN_ORDER = {
+  name: "usage_subjects_lock_in_order",
+  text: `SELECT ${SUBJECT_COLUMNS} FROM subjects WHERE id = ANY ($1::uuid[]) ORDER BY id FOR UPDATE`,
+};
+const FIND_MANY = { name: "usage_subjects_find_many", text: `SELECT ${SUBJECT_COLUMNS} FROM subjects WHERE id = ANY ($1::uuid[])` };
+/** The deltas are one per subject id (the caller sums them). */
+const ADD_ACTIVE_MANY = {
+  name: "usage_subjects_add_active_many",
+  text: `UPDATE subjects s SET active_reservations = s.active_reservations + d.delta
+           FROM unnest($1::uuid[], $2::integer[]) AS d (id, delta) WHERE s.id = d.id RETURNING s.id`,
+};
 
 interface SubjectRow {
   id: string;

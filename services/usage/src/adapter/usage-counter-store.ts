@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { optionalDate, toBigInt, type Sql } from "@tally/platform";
-import type { UsageCounterStore } from "../domain/ports";
+import type { CounterKey, UsageCounterStore } from "../domain/ports";
 import type { CounterDifference, DayCounters, DayDelta, PeriodCounters, PeriodDelta, Window } from "../domain/types";
 
 /*
@@ -115,6 +115,31 @@ export class SqlUsageCounterStore implements UsageCounterStore {
     };
   }
 
+  async ensureMany(periods: readonly CounterKey[], days: readonly CounterKey[]): Promise<{ periods: PeriodCounters[]; days: DayCounters[] }> {
+    // Each statement reads the rows that exist and creates the missing ones from the log (the
+    // NOT EXISTS gate runs before the counting, so an existing row never pays for it).
+    const columns = (keys: readonly CounterKey[]) => [keys.map((k) => k.subjectId), keys.map((k) => k.window.start), keys.map((k) => k.window.end)];
+    const periodRows = periods.length > 0 ? await this.sql.bound<PeriodRow>(ENSURE_PERIODS, columns(sortedKeys(periods))) : [];
+    const dayRows = days.length > 0 ? await this.sql.bound<DayRow>(ENSURE_DAYS, columns(sortedKeys(days))) : [];
+    return { periods: periodRows.map(periodFromRow), days: dayRows.map(dayFromRow) };
+  }
+
+  async addMany(periods: readonly { subjectId: string; periodStart: Date; delta: PeriodDelta }[], days: readonly { subjectId: string; day: Date; delta: DayDelta }[]): Promise<void> {
+    if (periods.length > 0) {
+      const rows = await this.sql.bound<{ subject_id: string }>(ADD_TO_PERIODS, [
+        periods.map((p) => p.subjectId), periods.map((p) => p.periodStart), periods.map((p) => p.delta.generations), periods.map((p) => p.delta.credits),
+        periods.map((p) => p.delta.processingMs), periods.map((p) => p.delta.reservedGenerations), periods.map((p) => p.delta.reservedCredits),
+      ]);
+      assert.equal(rows.length, periods.length, "INV-6: a period row is read (created) before its counters move");
+    }
+    if (days.length > 0) {
+      const rows = await this.sql.bound<{ subject_id: string }>(ADD_TO_DAYS, [
+        days.map((d) => d.subjectId), days.map((d) => d.day), days.map((d) => d.delta.generations), days.map((d) => d.delta.reservedGenerations),
+      ]);
+      assert.equal(rows.length, days.length, "INV-6: a day row is read (created) before its counters move");
+    }
+  }
+
   async addToPeriod(subjectId: string, periodStart: Date, d: PeriodDelta): Promise<void> {
     const rows = await this.sql.query<{ subject_id: string }>(
       `UPDATE period_usage SET generations = generations + ?::bigint, credits = credits + ?::bigint, processing_ms = processing_ms + ?::bigint,
@@ -180,6 +205,52 @@ export class SqlUsageCounterStore implements UsageCounterStore {
     }));
   }
 }
+
+/** Distinct keys in (subject, window start) order: rows are created in one order (INV-9). */
+function sortedKeys(keys: readonly CounterKey[]): CounterKey[] {
+  const distinct = new Map(keys.map((k) => [`${k.subjectId}/${k.window.start.toISOString()}`, k]));
+  return [...distinct.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([, k]) => k);
+}
+
+const ENSURE_PERIODS = {
+  name: "usage_counters_ensure_periods",
+  text: `WITH w AS (SELECT * FROM unnest($1::uuid[], $2::timestamptz[], $3::timestamptz[]) AS w (subject_id, start, finish)),
+              n AS (INSERT INTO period_usage (${PERIOD_COLUMNS})
+                    SELECT w.subject_id, w.start, w.finish, c.generations, c.credits, c.processing_ms, r.generations, r.credits
+                      FROM w CROSS JOIN LATERAL (${countedEntries("period")}) c CROSS JOIN LATERAL (${RESERVED_IN_PERIOD}) r
+                     WHERE NOT EXISTS (SELECT 1 FROM period_usage p WHERE p.subject_id = w.subject_id AND p.period_start = w.start)
+                    RETURNING ${PERIOD_COLUMNS})
+         SELECT ${PERIOD_COLUMNS.split(", ").map((c) => `p.${c}`).join(", ")} FROM period_usage p JOIN w ON p.subject_id = w.subject_id AND p.period_start = w.start
+         UNION ALL SELECT ${PERIOD_COLUMNS} FROM n`,
+};
+
+const ENSURE_DAYS = {
+  name: "usage_counters_ensure_days",
+  text: `WITH w AS (SELECT * FROM unnest($1::uuid[], $2::timestamptz[], $3::timestamptz[]) AS w (subject_id, start, finish)),
+              n AS (INSERT INTO daily_usage (subject_id, day, generations)
+                    SELECT w.subject_id, w.start, c.generations FROM w CROSS JOIN LATERAL (${countedEntries("day")}) c
+                     WHERE NOT EXISTS (SELECT 1 FROM daily_usage d WHERE d.subject_id = w.subject_id AND d.day = w.start)
+                    RETURNING ${DAY_COLUMNS})
+         SELECT ${DAY_COLUMNS.split(", ").map((c) => `d.${c}`).join(", ")} FROM daily_usage d JOIN w ON d.subject_id = w.subject_id AND d.day = w.start
+         UNION ALL SELECT ${DAY_COLUMNS} FROM n`,
+};
+
+/** One delta per row key (the caller sums them). */
+const ADD_TO_PERIODS = {
+  name: "usage_counters_add_to_periods",
+  text: `UPDATE period_usage u SET generations = u.generations + d.generations, credits = u.credits + d.credits, processing_ms = u.processing_ms + d.processing_ms,
+           reserved_generations = u.reserved_generations + d.reserved_generations, reserved_credits = u.reserved_credits + d.reserved_credits, updated_at = now()
+           FROM unnest($1::uuid[], $2::timestamptz[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[], $7::bigint[])
+                AS d (subject_id, period_start, generations, credits, processing_ms, reserved_generations, reserved_credits)
+          WHERE u.subject_id = d.subject_id AND u.period_start = d.period_start RETURNING u.subject_id`,
+};
+
+const ADD_TO_DAYS = {
+  name: "usage_counters_add_to_days",
+  text: `UPDATE daily_usage u SET generations = u.generations + d.generations, reserved_generations = u.reserved_generations + d.reserved_generations, updated_at = now()
+           FROM unnest($1::uuid[], $2::timestamptz[], $3::bigint[], $4::bigint[]) AS d (subject_id, day, generations, reserved_generations)
+          WHERE u.subject_id = d.subject_id AND u.day = d.day RETURNING u.subject_id`,
+};
 
 export interface PeriodRow {
   subject_id: string;

@@ -1,7 +1,7 @@
 import type { PlatformFigures } from "../domain/money";
-import assert from "node:assert/strict";
 import { toBigInt, type Sql } from "@tally/platform";
 import type { UsageLogStore } from "../domain/ports";
+import { MONTHLY_ANALYTICS_ADD, MONTHLY_ANALYTICS_COLUMNS } from "./monthly-analytics-store";
 import { platformAnalyticsFromRows, platformSelect, type PlatformRow } from "./platform-rollup-store";
 import type {
   BillingClassification,
@@ -25,61 +25,73 @@ const USAGE_LOG_COLUMNS = `id, event_id, user_id, generation_id, outcome, billab
   credits, cost_micros, processing_time_ms, error_message, error_code, occurred_at, recorded_at, plan, plan_limits,
   period_start, period_end, billing_classification, billing_reason, parent_generation_id, output_bytes, subject_kind`;
 
+/*
+ * A batch's entries in ONE statement: appended from arrays (bind parameters), and the rows the
+ * INSERT returns (the log's row type) moved into the monthly analytics (`usage_month_contribution`,
+ * summed per subject and month, in key order, INV-9) and the platform rollups
+ * (`usage_rollups_add_entries`), so the derived rows move with the log and nothing is read back (INV-6).
+ */
+const APPEND_MANY = {
+  name: "usage_log_append_many",
+  text: `WITH e AS (
+    INSERT INTO usage_log AS u (id, event_id, user_id, generation_id, outcome, billable, input_type, provider, credit_type,
+      credits, cost_micros, processing_time_ms, error_message, error_code, occurred_at, plan, plan_limits,
+      period_start, period_end, billing_classification, billing_reason, parent_generation_id, output_bytes, subject_kind)
+    SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::text[], $6::boolean[], $7::text[], $8::text[], $9::text[],
+      $10::bigint[], $11::bigint[], $12::bigint[], $13::text[], $14::text[], $15::timestamptz[], $16::text[], $17::jsonb[],
+      $18::timestamptz[], $19::timestamptz[], $20::text[], $21::text[], $22::uuid[], $23::bigint[], $24::text[])
+    RETURNING u
+  ), m AS (
+    INSERT INTO monthly_analytics AS m (${MONTHLY_ANALYTICS_COLUMNS})
+    SELECT c.subject_id, c.month, sum(c.generations), sum(c.failed), sum(c.credits), sum(c.cost_micros), sum(c.processing_ms),
+           sum(c.output_bytes), usage_counts_sum(c.by_input_type), usage_counts_sum(c.by_provider),
+           usage_counts_sum(c.by_classification), usage_plans_sum(c.plans)
+      FROM e CROSS JOIN LATERAL usage_month_contribution(e.u) c
+     GROUP BY c.subject_id, c.month
+     ORDER BY c.subject_id, c.month
+    ON CONFLICT (subject_id, month) DO UPDATE SET ${MONTHLY_ANALYTICS_ADD}
+  )
+  SELECT usage_rollups_add_entries(array_agg(e.u)) FROM e`,
+};
+
+const APPEND_DOWNLOADS = {
+  name: "usage_download_log_append_many",
+  text: `INSERT INTO download_log (event_id, user_id, generation_id, output_bytes, occurred_at)
+         SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::bigint[], $5::timestamptz[])`,
+};
+
+const APPEND_CANCELLATIONS = {
+  name: "usage_cancellation_log_append_many",
+  text: `INSERT INTO cancellation_log (event_id, user_id, generation_id, occurred_at)
+         SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::timestamptz[])`,
+};
+
 export class SqlUsageLogStore implements UsageLogStore {
   constructor(private readonly sql: Sql) {}
 
-  async append(id: string, entry: UsageLogEntryDraft, snapshot: SubjectSnapshot): Promise<UsageLogEntry> {
-    const row = await this.sql.one<UsageLogRow>(
-      `INSERT INTO usage_log (id, event_id, user_id, generation_id, outcome, billable, input_type, provider, credit_type,
-         credits, cost_micros, processing_time_ms, error_message, error_code, occurred_at, plan, plan_limits,
-         period_start, period_end, billing_classification, billing_reason, parent_generation_id, output_bytes, subject_kind)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?::bigint, ?::bigint, ?::bigint, ?, ?, ?::timestamptz, ?, ?::jsonb,
-         ?::timestamptz, ?::timestamptz, ?, ?, ?::uuid, ?::bigint, ?)
-       RETURNING ${USAGE_LOG_COLUMNS}`,
-      [
-        id,
-        entry.eventId,
-        entry.userId,
-        entry.generationId,
-        entry.outcome,
-        entry.billable,
-        entry.inputType,
-        entry.provider,
-        entry.creditType,
-        entry.credits,
-        entry.costMicros,
-        entry.processingTimeMs,
-        entry.errorMessage,
-        entry.errorCode,
-        entry.occurredAt,
-        snapshot.plan,
-        snapshot.planLimits === null ? null : JSON.stringify(snapshot.planLimits),
-        snapshot.period?.start ?? null,
-        snapshot.period?.end ?? null,
-        entry.billingClassification,
-        entry.billingReason,
-        entry.parentGenerationId,
-        entry.outputBytes,
-        snapshot.subjectKind,
-      ],
-    );
-    assert.ok(row, "INV-8: an INSERT … RETURNING of a usage log entry returns the entry");
-    return usageLogEntryFromRow(row);
+  async appendMany(entries: readonly { id: string; draft: UsageLogEntryDraft; snapshot: SubjectSnapshot }[]): Promise<void> {
+    if (entries.length === 0) return;
+    const column = <T>(pick: (e: UsageLogEntryDraft, s: SubjectSnapshot) => T) => entries.map((e) => pick(e.draft, e.snapshot));
+    await this.sql.bound(APPEND_MANY, [
+      entries.map((e) => e.id), column((d) => d.eventId), column((d) => d.userId), column((d) => d.generationId), column((d) => d.outcome),
+      column((d) => d.billable), column((d) => d.inputType), column((d) => d.provider), column((d) => d.creditType), column((d) => d.credits),
+      column((d) => d.costMicros), column((d) => d.processingTimeMs), column((d) => d.errorMessage), column((d) => d.errorCode), column((d) => d.occurredAt),
+      column((_, s) => s.plan), column((_, s) => (s.planLimits === null ? null : JSON.stringify(s.planLimits))), column((_, s) => s.period?.start ?? null),
+      column((_, s) => s.period?.end ?? null), column((d) => d.billingClassification), column((d) => d.billingReason), column((d) => d.parentGenerationId),
+      column((d) => d.outputBytes), column((_, s) => s.subjectKind),
+    ]);
   }
 
-  async appendDownload(download: DownloadDraft): Promise<void> {
-    await this.sql.query(
-      `INSERT INTO download_log (event_id, user_id, generation_id, output_bytes, occurred_at)
-       VALUES (?, ?, ?, ?::bigint, ?::timestamptz)`,
-      [download.eventId, download.userId, download.generationId, download.outputBytes, download.occurredAt],
-    );
+  async appendDownloads(downloads: readonly DownloadDraft[]): Promise<void> {
+    if (downloads.length === 0) return;
+    const column = <T>(pick: (d: DownloadDraft) => T) => downloads.map(pick);
+    await this.sql.bound(APPEND_DOWNLOADS, [column((d) => d.eventId), column((d) => d.userId), column((d) => d.generationId), column((d) => d.outputBytes), column((d) => d.occurredAt)]);
   }
 
-  async appendCancellation(cancellation: { eventId: string; userId: string; generationId: string; occurredAt: Date }): Promise<void> {
-    await this.sql.query(
-      "INSERT INTO cancellation_log (event_id, user_id, generation_id, occurred_at) VALUES (?, ?, ?, ?::timestamptz)",
-      [cancellation.eventId, cancellation.userId, cancellation.generationId, cancellation.occurredAt],
-    );
+  async appendCancellations(cancellations: readonly { eventId: string; userId: string; generationId: string; occurredAt: Date }[]): Promise<void> {
+    if (cancellations.length === 0) return;
+    const column = <T>(pick: (c: (typeof cancellations)[number]) => T) => cancellations.map(pick);
+    await this.sql.bound(APPEND_CANCELLATIONS, [column((c) => c.eventId), column((c) => c.userId), column((c) => c.generationId), column((c) => c.occurredAt)]);
   }
 
   async totals(userId: string, window: Window): Promise<UsageTotals> {

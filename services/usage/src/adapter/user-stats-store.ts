@@ -9,35 +9,21 @@ export class SqlUserStatsStore implements UserStatsStore {
   async addMany(rows: readonly UserStatsRowDelta[]): Promise<void> {
     if (rows.length === 0) return;
     const sorted = [...rows].sort((a, b) => (a.userId < b.userId ? -1 : a.userId > b.userId ? 1 : 0));
-    const column = (pick: (row: UserStatsRowDelta) => string) => `{${sorted.map(pick).join(",")}}`;
     // One upsert for the batch, rows in user id order (INV-9); the caller sums per user (one row each).
-    await this.sql.query(
-      `INSERT INTO user_stats AS s (user_id, total_generations, total_failed, total_cost_micros, total_credits_spent, last_activity_at)
-       SELECT * FROM unnest(?::uuid[], ?::bigint[], ?::bigint[], ?::bigint[], ?::bigint[], ?::timestamptz[]) ORDER BY 1
-       ON CONFLICT (user_id) DO UPDATE SET
-         total_generations = s.total_generations + excluded.total_generations,
-         total_failed = s.total_failed + excluded.total_failed,
-         total_cost_micros = s.total_cost_micros + excluded.total_cost_micros,
-         total_credits_spent = s.total_credits_spent + excluded.total_credits_spent,
-         last_activity_at = greatest(s.last_activity_at, excluded.last_activity_at),
-         updated_at = now()`,
-      [
-        column((r) => r.userId),
-        column((r) => String(r.delta.generations)),
-        column((r) => String(r.delta.failed)),
-        column((r) => String(r.delta.costMicros)),
-        column((r) => String(r.delta.creditsSpent)),
-        column((r) => r.lastActivityAt.toISOString()),
-      ],
-    );
+    await this.sql.bound(ADD_MANY, [
+      sorted.map((r) => r.userId),
+      sorted.map((r) => r.delta.generations),
+      sorted.map((r) => r.delta.failed),
+      sorted.map((r) => r.delta.costMicros),
+      sorted.map((r) => r.delta.creditsSpent),
+      sorted.map((r) => r.lastActivityAt),
+    ]);
   }
 
-  async addDownload(userId: string): Promise<void> {
-    await this.sql.query(
-      `INSERT INTO user_stats AS s (user_id, total_downloaded) VALUES (?, 1)
-       ON CONFLICT (user_id) DO UPDATE SET total_downloaded = s.total_downloaded + 1, updated_at = now()`,
-      [userId],
-    );
+  async addDownloads(rows: readonly { userId: string; downloads: number }[]): Promise<void> {
+    if (rows.length === 0) return;
+    const sorted = [...rows].sort((a, b) => (a.userId < b.userId ? -1 : a.userId > b.userId ? 1 : 0));
+    await this.sql.bound(ADD_DOWNLOADS, [sorted.map((r) => r.userId), sorted.map((r) => r.downloads)]);
   }
 
   async find(userId: string): Promise<UserStats | null> {
@@ -94,6 +80,27 @@ export class SqlUserStatsStore implements UserStatsStore {
     }));
   }
 }
+
+const ADD_MANY = {
+  name: "usage_user_stats_add_many",
+  text: `INSERT INTO user_stats AS s (user_id, total_generations, total_failed, total_cost_micros, total_credits_spent, last_activity_at)
+         SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[], $6::timestamptz[]) ORDER BY 1
+         ON CONFLICT (user_id) DO UPDATE SET
+           total_generations = s.total_generations + excluded.total_generations,
+           total_failed = s.total_failed + excluded.total_failed,
+           total_cost_micros = s.total_cost_micros + excluded.total_cost_micros,
+           total_credits_spent = s.total_credits_spent + excluded.total_credits_spent,
+           last_activity_at = greatest(s.last_activity_at, excluded.last_activity_at),
+           updated_at = now()`,
+};
+
+/** One row per user (the caller counts). */
+const ADD_DOWNLOADS = {
+  name: "usage_user_stats_add_downloads",
+  text: `INSERT INTO user_stats AS s (user_id, total_downloaded)
+         SELECT * FROM unnest($1::uuid[], $2::bigint[]) ORDER BY 1
+         ON CONFLICT (user_id) DO UPDATE SET total_downloaded = s.total_downloaded + excluded.total_downloaded, updated_at = now()`,
+};
 
 const USER_STATS_COLUMNS = "user_id, total_generations, total_failed, total_cost_micros, total_credits_spent, last_activity_at, total_downloaded";
 

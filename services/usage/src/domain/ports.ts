@@ -24,7 +24,6 @@ import type {
   PagedUsageLogEntry,
   SubjectSnapshot,
   StatsBesideUsageLog,
-  UsageLogEntry,
   UsageLogEntryDraft,
   UserStats,
   UserStatsDelta,
@@ -38,14 +37,10 @@ import type {
 /** The consumer's inbox: the event ids already recorded (INV-5). */
 export interface InboxStore {
   /**
-   * Records `eventId` as processed; false when it already was (a duplicate: record nothing).
+   * Records the event ids of `events` as processed, in one statement (ids inserted in id order,
+   * INV-9): answers the ids this call recorded, each once however often it appears in `events`;
+   * an id missing from the answer was already processed (a duplicate: record nothing).
    * Concurrent claims of one id wait on each other until the first commits, so exactly one wins.
-   */
-  claim(eventId: string, subject: string): Promise<boolean>;
-  /**
-   * `claim` for a batch in one statement (ids inserted in id order): the ids this call recorded,
-   * each once however often it appears in `events`; an id missing from the answer was already
-   * processed.
    */
   claimMany(events: readonly { eventId: string; subject: string }[]): Promise<Set<string>>;
 }
@@ -56,12 +51,15 @@ export interface UsageLogStore {
   totals(userId: string, window: Window): Promise<UsageTotals>;
   /** Platform-wide figures of the entries in `window`, of `plan` only when given, aggregated from the log itself (the reference the rollups are checked against). */
   platform(window: Window, plan: string | null): Promise<PlatformFigures>;
-  /** Appends one entry with id `id`, recording `snapshot` of its subject, and returns it as stored. */
-  append(id: string, draft: UsageLogEntryDraft, snapshot: SubjectSnapshot): Promise<UsageLogEntry>;
-  /** Appends one download to the download log (immutable like the usage log, INV-8; not billable, no limit counts it). */
-  appendDownload(download: DownloadDraft): Promise<void>;
-  /** Appends one cancellation to the immutable cancellation log (its event id is the key; the inbox makes it once). */
-  appendCancellation(cancellation: { eventId: string; userId: string; generationId: string; occurredAt: Date }): Promise<void>;
+  /**
+   * Appends a batch of entries (each with its id and the `snapshot` of its subject) in one statement and, in that same statement, adds them to the
+   * monthly analytics and the platform rollups (INV-6: the derived rows move with the log).
+   */
+  appendMany(entries: readonly { id: string; draft: UsageLogEntryDraft; snapshot: SubjectSnapshot }[]): Promise<void>;
+  /** Appends downloads to the download log, in one statement (immutable like the usage log, INV-8; not billable, no limit counts them). */
+  appendDownloads(downloads: readonly DownloadDraft[]): Promise<void>;
+  /** Appends cancellations to the immutable cancellation log, in one statement (the event id is the key; the inbox makes each once). */
+  appendCancellations(cancellations: readonly { eventId: string; userId: string; generationId: string; occurredAt: Date }[]): Promise<void>;
   /** Up to `limit` of a user's entries, newest first (occurred_at, then id), after `after` and at or after `since` when given. */
   page(userId: string, limit: number, after: UsageLogCursor | null, since?: Date | null): Promise<PagedUsageLogEntry[]>;
 }
@@ -81,8 +79,8 @@ export interface UserStatsStore {
    * `sumStatsDeltas`); rows are locked in user id order (INV-9).
    */
   addMany(rows: readonly UserStatsRowDelta[]): Promise<void>;
-  /** Adds one download to the user's stats (creating the row; last activity does not move). */
-  addDownload(userId: string): Promise<void>;
+  /** Adds `downloads` to each user's `totalDownloaded` (one row per user; creating rows; last activity does not move), in one upsert in user id order. */
+  addDownloads(rows: readonly { userId: string; downloads: number }[]): Promise<void>;
   /** A user's stored stats, or null when the user has none yet. */
   find(userId: string): Promise<UserStats | null>;
   /**
@@ -111,10 +109,20 @@ export interface SubjectStore {
   lockOrCreate(ids: readonly string[]): Promise<StoredSubject[]>;
   /** The subject's stored row, read without a lock; null when usage has none. */
   find(id: string): Promise<StoredSubject | null>;
+  /** The stored rows of `ids` (those usage has), read without a lock. */
+  findMany(ids: readonly string[]): Promise<StoredSubject[]>;
   /** Adds `delta` to the subject's active reservations. */
   addActiveReservations(id: string, delta: number): Promise<void>;
+  /** `addActiveReservations` for several subjects (one delta per id), in one statement. */
+  addActiveReservationsMany(deltas: readonly { id: string; delta: number }[]): Promise<void>;
   /** Marks a guest as adopted by `userId`. */
   markAdopted(guestId: string, userId: string): Promise<void>;
+}
+
+/** A counter row's key: its subject and window (a billing period or a UTC day). */
+export interface CounterKey {
+  subjectId: string;
+  window: Window;
 }
 
 /** Per-period and per-day counters; callers hold the subject's lock. */
@@ -130,6 +138,19 @@ export interface UsageCounterStore {
   day(subjectId: string, day: Window): Promise<DayCounters>;
   /** `period` and `day` together, in one round trip. */
   windows(subjectId: string, period: Window, day: Window): Promise<{ period: PeriodCounters; day: DayCounters }>;
+  /**
+   * `period` and `day` for many rows at once (one statement each, rows created in key order):
+   * the rows of `periods` and of `days` (each key once), read or created from the usage log.
+   */
+  ensureMany(periods: readonly CounterKey[], days: readonly CounterKey[]): Promise<{ periods: PeriodCounters[]; days: DayCounters[] }>;
+  /**
+   * Adds each delta to its existing row (one delta per key; the caller got the rows through
+   * `ensureMany`, `period` or `day`): one statement per table.
+   */
+  addMany(
+    periods: readonly { subjectId: string; periodStart: Date; delta: PeriodDelta }[],
+    days: readonly { subjectId: string; day: Date; delta: DayDelta }[],
+  ): Promise<void>;
   /** Adds `delta` to an existing period row (the caller got it through `period`). */
   addToPeriod(subjectId: string, periodStart: Date, delta: PeriodDelta): Promise<void>;
   /** Adds `delta` to an existing day row (the caller got it through `day`). */
@@ -146,6 +167,13 @@ export interface UsageCounterStore {
 /** Quota reservations, one per generation id. */
 export interface ReservationStore {
   find(generationId: string): Promise<Reservation | null>;
+  /** The reservations of `generationIds` that exist (any status), by generation id. */
+  findMany(generationIds: readonly string[]): Promise<Map<string, Reservation>>;
+  /**
+   * `end` for many reservations (one ending per generation id) in one statement: those still
+   * active move to their status; answers the ones ended (a reservation no longer active is left).
+   */
+  endMany(endings: readonly { generationId: string; status: Exclude<ReservationStatus, "active"> }[], at: Date): Promise<Reservation[]>;
   insert(reservation: Reservation): Promise<void>;
   /**
    * Inserts `reservation` and, in the same statement, adds it to its period's and day's reserved
@@ -211,11 +239,6 @@ export interface ThresholdStore {
 /** Monthly analytics per subject and UTC month, derived from the usage log (INV-6). */
 export interface MonthlyAnalyticsStore {
   /**
-   * Adds the usage log entries `entries` (appended in this transaction; id and `occurred_at`,
-   * which finds the partition) to their subjects' months: one set-based upsert, whatever the count.
-   */
-  addEntries(entries: readonly { id: string; occurredAt: Date }[]): Promise<void>;
-  /**
    * Recomputes every month from the usage log, replacing what is stored; returns the rows
    * written. Safe while entries are recorded: writers wait for it and then add themselves.
    */
@@ -230,8 +253,6 @@ export interface MonthlyAnalyticsStore {
 
 /** The platform rollups (per UTC day; each subject's active days), derived from the usage log (INV-6). */
 export interface PlatformRollupStore {
-  /** Adds the usage log entries `entryIds` (appended in this transaction) to the rollups: SQL `usage_rollups_add`, one entry or a batch. */
-  addEntries(entryIds: string[]): Promise<void>;
   /** Platform-wide figures of the entries in `window`, of `plan` only when given: whole UTC days from the rollups, partial days from the log. */
   platform(window: Window, plan: string | null): Promise<PlatformFigures>;
   /** Recomputes the rollups from the usage log, replacing what is stored; returns the rows written. Safe while entries are recorded. */

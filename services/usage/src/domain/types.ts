@@ -135,7 +135,7 @@ export interface StatsDifference {
 }
 
 /** What recording one event did: recorded it, or found its event id already in the inbox. */
-export type RecordOutcome = { kind: "recorded"; entry: UsageLogEntry } | { kind: "duplicate"; eventId: string };
+export type RecordOutcome = { kind: "recorded"; entryId: string } | { kind: "duplicate"; eventId: string };
 
 /** One page of a user's usage log, newest first, and the token of the next page ("" at the end). */
 export interface UsageLogPage {

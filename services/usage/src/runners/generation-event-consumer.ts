@@ -25,6 +25,8 @@ export interface GenerationEventConsumerConfig {
   streamMaxAgeMs: number;
   /** Most messages one pull request (one pass) takes. */
   batchSize: number;
+  /** Most chunks being recorded at once (each in its own transaction, >= 1). */
+  chunksInFlight: number;
   /** How long one pull request waits for messages, in milliseconds (>= 1000); bounds the stop time. */
   fetchExpiresMs: number;
   ackWaitMs: number;
@@ -135,11 +137,24 @@ export class GenerationEventConsumer {
 
   /**
    * One pass: one pull request of up to `batchSize` messages, handled in chunks: whatever has
-   * arrived when the previous chunk is done (never waiting for the request to fill up) is
-   * recorded in one transaction. More may be waiting: always true.
+   * arrived when the previous chunk was handed over (never waiting for the request to fill up)
+   * is recorded in one transaction, up to `chunksInFlight` chunks at once (concurrent chunks
+   * lock their rows in one order, INV-9; a deadlock is transient: nak'ed, retried). The pass
+   * ends when its chunks have. More may be waiting: always true.
    */
   private async pullOnce(): Promise<boolean> {
-    const { batchSize, fetchExpiresMs } = this.deps.config;
+    const { batchSize, fetchExpiresMs, chunksInFlight } = this.deps.config;
+    const inFlight = new Set<Promise<void>>();
+    // A chunk is recorded while the next one gathers; at most `chunksInFlight` at once.
+    const record = async (chunk: JsMsg[]) => {
+      // handleChunk settles every message itself; anything else escaping it is a bug: logged, and
+      // the chunk's messages come back after ack_wait.
+      const handled: Promise<void> = this.handleChunk(chunk)
+        .catch((error: unknown) => this.logger.error({ err: error, messages: chunk.length }, "chunk not handled, its messages come back after ack_wait"))
+        .finally(() => inFlight.delete(handled));
+      inFlight.add(handled);
+      if (inFlight.size >= Math.max(1, chunksInFlight)) await Promise.race(inFlight);
+    };
     try {
       // The pull request is left to finish (batch full or expired) rather than closed early: a
       // closed subscription would leave the server delivering into an inbox nobody reads, and
@@ -155,13 +170,16 @@ export class GenerationEventConsumer {
         }
         chunk.push(msg);
         if (batch.getPending() > 0) continue;
-        await this.handleChunk(chunk);
+        await record(chunk);
         chunk = [];
       }
-      if (chunk.length > 0) await this.handleChunk(chunk);
+      if (chunk.length > 0) await record(chunk);
     } catch (error) {
       if (this.stopping) return false;
       throw error;
+    } finally {
+      // The pass ends with its chunks: each committed and acked, or nak'ed.
+      await Promise.allSettled(inFlight);
     }
     return true;
   }

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { billingPeriodAt, utcDayAt } from "@tally/platform";
-import type { UsageStores } from "../domain/ports";
-import type { Reservation, ReservationStatus, StoredSubject, Subject, UsageLogEntryDraft, Window } from "../domain/types";
+import type { GuestAdoption, UsageStores } from "../domain/ports";
+import type { Reservation, ReservationStatus, StoredSubject, Subject, Window } from "../domain/types";
 
 /*
  * The counter moves the usage log, the reservations and the expiry share, each run inside the
@@ -40,68 +40,21 @@ export interface UsedTargets {
 }
 
 /**
- * Locks, in id order, the subjects an event touches: the entry's user when `countsUsed` (and
- * its adopter when the user is an adopted guest) and the subject of `reservation`. Returns the
- * locked rows by id.
+ * Where a completion of `subject` at `occurredAt` counts: the subject's period (by its anchor;
+ * none without one) and UTC day of `occurredAt`, or, for an adopted guest's event inside the
+ * windows its usage moved from (`adoption`, the guest's adoption row), the adopter's. Pure.
  */
-export async function lockEventSubjects(
-  stores: UsageStores,
-  userId: string,
-  countsUsed: boolean,
-  reservation: Reservation | null,
-): Promise<Map<string, StoredSubject>> {
-  const ids = [...(countsUsed ? [userId] : []), ...(reservation ? [reservation.subjectId] : [])];
-  if (ids.length === 0) return new Map();
-  const locked = new Map((await stores.subjects.lockOrCreate(ids)).map((s) => [s.id, s]));
-  const adopter = countsUsed ? locked.get(userId)?.adoptedBy : null;
-  if (adopter && !locked.has(adopter)) {
-    // An adopted guest's late event also moves its adopter's counters. Taken after the guest's
-    // lock (rare: only events of adopted guests); a deadlock here is retried like any transient error.
-    for (const row of await stores.subjects.lockOrCreate([adopter])) locked.set(row.id, row);
-  }
-  return locked;
-}
-
-/**
- * The rows a completion of `userId` at `occurredAt` counts in, created (from the log) before
- * the entry is appended: the subject's period (by its anchor) and UTC day of `occurredAt`, or,
- * for an adopted guest's event inside the windows its usage moved from, the adopter's.
- */
-export async function prepareUsedCounting(
-  stores: UsageStores,
-  locked: Map<string, StoredSubject>,
-  userId: string,
-  occurredAt: Date,
-): Promise<UsedTargets> {
-  const subject = locked.get(userId);
-  assert.ok(subject, "INV-6: the entry's user is locked before its usage is counted");
+export function usedTargets(subject: StoredSubject, adoption: GuestAdoption | null, occurredAt: Date): UsedTargets {
   const period = subject.periodAnchor ? billingPeriodAt(subject.periodAnchor, occurredAt) : null;
   const day = utcDayAt(occurredAt);
-  const targets: UsedTargets = { period: period ? { subjectId: userId, window: period } : null, day: { subjectId: userId, window: day } };
-  const adoption = subject.adoptedBy ? await stores.adoptions.find(userId) : null;
+  const targets: UsedTargets = { period: period ? { subjectId: subject.id, window: period } : null, day: { subjectId: subject.id, window: day } };
   if (adoption) {
     if (period && adoption.guestPeriod?.start.getTime() === period.start.getTime()) {
       targets.period = { subjectId: adoption.userId, window: adoption.userPeriod };
     }
     if (adoption.day.getTime() === day.start.getTime()) targets.day = { subjectId: adoption.userId, window: day };
   }
-  if (targets.period) await stores.counters.period(targets.period.subjectId, targets.period.window);
-  await stores.counters.day(targets.day.subjectId, targets.day.window);
   return targets;
-}
-
-/** Adds a completed entry to the used counters of `targets` (one generation, its credits, its processing time). */
-export async function countUsed(stores: UsageStores, targets: UsedTargets, entry: Pick<UsageLogEntryDraft, "credits" | "processingTimeMs">): Promise<void> {
-  if (targets.period) {
-    await stores.counters.addToPeriod(targets.period.subjectId, targets.period.window.start, {
-      generations: 1n,
-      credits: entry.credits,
-      processingMs: entry.processingTimeMs,
-      reservedGenerations: 0n,
-      reservedCredits: 0n,
-    });
-  }
-  await stores.counters.addToDay(targets.day.subjectId, targets.day.window.start, { generations: 1n, reservedGenerations: 0n });
 }
 
 /**
