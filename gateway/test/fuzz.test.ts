@@ -146,6 +146,8 @@ beforeAll(async () => {
   gateway = await startTestGateway({
     CREDITS_GRPC_ADDRESS: creditsService.address, GENERATIONS_GRPC_ADDRESS: generations.address, USAGE_GRPC_ADDRESS: usage.address, PLANS_FILE: plansFile,
     RATE_LIMIT_ANONYMOUS_PER_MINUTE: "1000000", RATE_LIMIT_AUTH_PER_MINUTE: "1000000",
+    // A request that opens an owner's event stream of a job that never ends (no worker) is closed after this.
+    SSE_STREAM_MAX_MS: "300",
   });
   for (const [who, email] of [["userA", `a-${services.suffix}@example.com`], ["userB", `b-${services.suffix}@example.com`], ["admin", ADMIN_EMAIL]] as const) {
     const answer = await gateway.app.inject({ method: "POST", url: "/v1/auth/register", payload: { email, password: PASSWORD } });
