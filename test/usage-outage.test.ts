@@ -189,6 +189,8 @@ it("records every job that ended while the usage service was down, and every rou
   }, 60_000, 250);
   expect(recorded).toEqual({ n: jobs.length, generations: jobs.length });
   report.push(`after the restart the usage log holds ${recorded.n} entries, one per job`);
+  // The gateway's channel to usage reconnects within its backoff (at most RECONNECT_BACKOFF_MS_MAX): the log may be whole before that.
+  await eventually(async () => ((await call("GET", "/v1/usage/summary", subjects[0])).status === 200 ? true : undefined), 10_000, 100);
 
   for (const subject of subjects) await expectRoutesEqualTheLog(subject, admin);
   report.push("summary, history (JSON and CSV), analytics and the admin's user usage equal the log for every subject");

@@ -91,15 +91,7 @@ function toRecord(row: GenerationRow): GenerationRecord {
     errorCode: row.error_code,
     costMicros: toBigInt(row.cost_micros),
     processingTimeMs: toBigInt(row.processing_time_ms),
-    settlement:
-      row.settlement_outcome && row.settlement_rule
-        ? {
-            outcome: row.settlement_outcome,
-            rule: row.settlement_rule,
-            creditsCaptured: toBigInt(row.credits_captured),
-            creditsReleased: toBigInt(row.credits_released),
-          }
-        : null,
+    settlement: settlementOfRow(row),
     plan: row.plan,
     creditPriceMicros: toBigInt(row.credit_price_micros),
     spentMicros: toBigInt(row.spent_micros),
@@ -115,6 +107,22 @@ function toRecord(row: GenerationRow): GenerationRecord {
 }
 
 const LEASE_INTERVAL = "(?::bigint * interval '1 millisecond')";
+
+/**
+ * The row's settlement; a `settlement` recorded without its outcome (by a replica of the
+ * version before refund rules, during a rolling upgrade) reads as what it meant then: a capture
+ * of the whole hold for a completed job, else a release of all of it.
+ */
+function settlementOfRow(row: GenerationRow): Settlement | null {
+  if (row.settlement_outcome && row.settlement_rule) {
+    return { outcome: row.settlement_outcome, rule: row.settlement_rule, creditsCaptured: toBigInt(row.credits_captured), creditsReleased: toBigInt(row.credits_released) };
+  }
+  if (row.settlement === null) return null;
+  const cost = toBigInt(row.credit_cost);
+  if (row.settlement === "capture") return { outcome: "completed", rule: "capture", creditsCaptured: cost, creditsReleased: 0n };
+  const outcome = row.status !== "cancelled" ? "failed" : row.started_at === null ? "cancelled_before_start" : "cancelled_while_processing";
+  return { outcome, rule: "release", creditsCaptured: 0n, creditsReleased: cost };
+}
 
 /** SET list storing a settlement decision; its values are `settlementParameters(decision)`. */
 const SETTLEMENT_ASSIGNMENTS = "settlement = ?, settlement_outcome = ?, settlement_rule = ?, credits_captured = ?, credits_released = ?";

@@ -85,7 +85,7 @@ export class HoldSettlement {
     const requestIds = holdRequestIds(generation.id);
     try {
       if (settlement.creditsCaptured > 0n) {
-        await withRetries(retry, () => this.credits.captureHold({ requestId: requestIds.capture, holdId: generation.holdId, amount: settlement.creditsCaptured }));
+        await withRetries(retry, () => this.credits.captureHold({ requestId: requestIds.capture, holdId: generation.holdId, amount: captureAmount(generation, settlement) }));
         return { status };
       }
       await withRetries(retry, () =>
@@ -117,7 +117,7 @@ export class HoldSettlement {
    * is recorded as uncharged). Holds no transaction while it calls credits (INV-9). Throws
    * credits' other errors (the worker's sweep then redoes it once the cancel's lease runs out).
    */
-  async settleCancelledHold(generation: Pick<GenerationRecord, "id" | "holdId" | "settlement">): Promise<void> {
+  async settleCancelledHold(generation: Pick<GenerationRecord, "id" | "holdId" | "settlement" | "creditCost">): Promise<void> {
     if (await this.uow.withoutTransaction((stores) => stores.generations.isSettled(generation.id))) return;
     if (!hasHold(generation)) {
       // A cancelled free retry held nothing: it is settled at once.
@@ -128,7 +128,7 @@ export class HoldSettlement {
     const requestIds = holdRequestIds(generation.id);
     let uncharged = false;
     try {
-      if (captured > 0n) await this.credits.captureHold({ requestId: requestIds.capture, holdId: generation.holdId, amount: captured });
+      if (captured > 0n) await this.credits.captureHold({ requestId: requestIds.capture, holdId: generation.holdId, amount: captureAmount(generation, generation.settlement!) });
       else await this.credits.releaseHold({ requestId: requestIds.release, holdId: generation.holdId, reason: "generation_cancelled" });
     } catch (error) {
       if (!isHoldGone(error)) throw error;
@@ -138,6 +138,14 @@ export class HoldSettlement {
     await this.uow.withoutTransaction((stores) => stores.generations.markCancelSettled(generation.id, uncharged));
   }
 }
+
+/**
+ * The amount a capture names: none for the whole hold (the request a previous version made for
+ * a completed job, so a capture it began and this version redoes is the same idempotent
+ * request), else the settlement's share.
+ */
+const captureAmount = (generation: { creditCost: bigint }, settlement: Settlement): bigint | undefined =>
+  settlement.creditsReleased === 0n && settlement.creditsCaptured === generation.creditCost ? undefined : settlement.creditsCaptured;
 
 /** The ledger's reason for a release: why the job gave its credits back. */
 const releaseReason = (settlement: Settlement): string => (settlement.outcome === "failed" ? "generation_failed" : `generation_${settlement.outcome}`);

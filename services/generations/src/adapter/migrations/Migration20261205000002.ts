@@ -11,7 +11,10 @@ import { Migration } from "@mikro-orm/migrations";
  *   `credits_captured` + `credits_released` = `credit_cost`. `settlement` keeps naming the call
  *   made to credits: `capture` (of `credits_captured`) when something is charged, else `release`.
  * Rows settled before this migration are given the settlement they had (a completed job
- * captured its whole cost; a failed or cancelled one released it).
+ * captured its whole cost; a failed or cancelled one released it). A replica of the previous
+ * version, still running during a rolling upgrade, records `settlement` alone: such a row reads
+ * as that legacy settlement (adapter/generation-store.ts), so the constraints below bind only
+ * rows whose outcome is recorded.
  */
 export class Migration20261205000002 extends Migration {
   async up(): Promise<void> {
@@ -52,9 +55,9 @@ export class Migration20261205000002 extends Migration {
     this.addSql(`
       ALTER TABLE generations
         ADD CONSTRAINT generations_settlement_decided
-          CHECK ((settlement IS NULL) = (settlement_outcome IS NULL) AND (settlement IS NULL) = (settlement_rule IS NULL)),
+          CHECK (settlement_outcome IS NULL OR (settlement IS NOT NULL AND settlement_rule IS NOT NULL)),
         ADD CONSTRAINT generations_settlement_splits_hold
-          CHECK (settlement IS NULL OR (credits_captured + credits_released = credit_cost AND (settlement = 'capture') = (credits_captured > 0))),
+          CHECK (settlement_outcome IS NULL OR (credits_captured + credits_released = credit_cost AND (settlement = 'capture') = (credits_captured > 0))),
         ADD CONSTRAINT generations_status_matches_outcome
           CHECK (CASE status
                    WHEN 'completed' THEN settlement_outcome IN ('completed', 'partial_output')
