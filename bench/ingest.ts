@@ -55,7 +55,7 @@ async function ingest(batchSize: number, count: number): Promise<{ seconds: numb
       inFlight.push(
         i % 10 === 9
           ? js.publish(subjects.failed, events.GenerationFailed.encode({ ...base, errorMessage: "x", errorCode: "provider_error" }).finish(), { msgID: base.eventId })
-          : js.publish(subjects.completed, events.GenerationCompleted.encode({ ...base, creditType: "paid", outputBytes: 1_024n }).finish(), { msgID: base.eventId }),
+          : js.publish(subjects.completed, events.GenerationCompleted.encode({ ...base, creditType: "paid", outputBytes: 1_024n, partialOutput: false }).finish(), { msgID: base.eventId }),
       );
       if (inFlight.length >= PUBLISH_IN_FLIGHT) {
         await Promise.all(inFlight);

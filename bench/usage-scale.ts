@@ -179,7 +179,7 @@ async function measureIngest(db: pg.Client, nats: { url: string; prefix: string 
     h.set("traceparent", `00-${newId().replace(/-/g, "")}-${newId().replace(/-/g, "").slice(0, 16)}-01`);
     const [subject, payload] = i % 12 === 11
       ? [subjects.failed, events.GenerationFailed.encode({ ...common, errorMessage: "provider returned 500", errorCode: "provider_error" }).finish()]
-      : [subjects.completed, events.GenerationCompleted.encode({ ...common, creditType: "trial", outputBytes: 4_096n }).finish()];
+      : [subjects.completed, events.GenerationCompleted.encode({ ...common, creditType: "trial", outputBytes: 4_096n, partialOutput: false }).finish()];
     return js.publish(subject, payload, { msgID: common.eventId, headers: h });
   };
   try {

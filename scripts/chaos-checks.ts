@@ -145,7 +145,7 @@ async function usageExactlyOnce(target: CheckTarget): Promise<CheckResult[]> {
  * INV-2 per account, to the unit: granted = available + held + captured + expired + written
  * off; available = the grants' remaining credits; held = 0 and no active hold at quiet; the
  * ledger replays to the stored balances; and what each account was charged (captured) equals
- * the credit cost of its completed jobs, each hold ended as its job did (INV-3).
+ * what its jobs' settlements charged, each hold ended as its job's settlement says (INV-3).
  */
 async function creditsConserved(target: CheckTarget): Promise<CheckResult> {
   const accounts = await query(
@@ -163,9 +163,13 @@ async function creditsConserved(target: CheckTarget): Promise<CheckResult> {
        FROM accounts a`,
   );
   const holds = await query<{ generation_id: string; status: string; captured_amount: string }>(target.databaseUrl.credits, "SELECT generation_id, status, captured_amount FROM holds");
-  const jobs = await query<{ id: string; user_id: string; status: string; credit_cost: string }>(target.databaseUrl.generations, "SELECT id, user_id, status, credit_cost FROM generations");
+  const jobs = await query<{ id: string; user_id: string; status: string; credits_captured: string }>(
+    target.databaseUrl.generations,
+    "SELECT id, user_id, status, credits_captured FROM generations",
+  );
+  // What each job's settlement charged (the whole hold of a completed job; a cancelled one's spent share under the refund rules).
   const charged = new Map<string, bigint>();
-  for (const job of jobs) if (job.status === "completed") charged.set(job.user_id, (charged.get(job.user_id) ?? 0n) + BigInt(job.credit_cost));
+  for (const job of jobs) charged.set(job.user_id, (charged.get(job.user_id) ?? 0n) + BigInt(job.credits_captured));
   const drifting: string[] = [];
   for (const a of accounts) {
     const n = (k: string) => BigInt(a[k] ?? 0);
@@ -186,7 +190,8 @@ async function creditsConserved(target: CheckTarget): Promise<CheckResult> {
   const badHolds = jobs.filter((job) => {
     const hold = holdOf.get(job.id);
     if (!hold) return true;
-    return job.status === "completed" ? hold.status !== "captured" || BigInt(hold.captured_amount) !== BigInt(job.credit_cost) : hold.status !== "released";
+    const captured = BigInt(job.credits_captured);
+    return captured > 0n ? hold.status !== "captured" || BigInt(hold.captured_amount) !== captured : hold.status !== "released";
   });
   const orphanHolds = holds.filter((h) => !jobs.some((j) => j.id === h.generation_id) && h.status !== "released" && h.status !== "expired");
   return {

@@ -29,8 +29,8 @@ default_plan: free
 guest_plan: guest
 plans:
   guest: { trial_credits: 3, limits: { generations_per_day: ${GUEST_DAILY_LIMIT}, concurrent_generations: 3, requests_per_minute: 1000 } }
-  free: { trial_credits: 10, limits: { generations_per_period: ${FREE_PERIOD_LIMIT}, concurrent_generations: 20, requests_per_minute: 1000 } }
-  pro: { trial_credits: 10, limits: { generations_per_period: 5000, concurrent_generations: 50, requests_per_minute: 3000 } }
+  free: { trial_credits: 10, credit_price_micros: 10000, limits: { generations_per_period: ${FREE_PERIOD_LIMIT}, concurrent_generations: 20, requests_per_minute: 1000 } }
+  pro: { trial_credits: 10, credit_price_micros: 8000, limits: { generations_per_period: 5000, concurrent_generations: 50, requests_per_minute: 3000 } }
 `;
 
 interface Problem {
@@ -408,6 +408,11 @@ describe("Tally end to end (npm start, driven over HTTP)", () => {
       generations: after.generations - before.generations, failed: after.failed - before.failed, credits: after.credits - before.credits,
       cost_micros: after.cost_micros - before.cost_micros, unique_users: after.unique_users - before.unique_users,
     }).toEqual({ generations: 4, failed: 1, credits: 4, cost_micros: sum("cost_micros"), unique_users: 1 });
+    // Money: Dave's 4 credits at the free plan's 10,000 micros a credit, against what the provider's work cost (failed job included).
+    const grew = (key: string) => after.money_by_plan.free[key] - (before.money_by_plan.free?.[key] ?? 0);
+    expect({ credits: grew("credits"), revenue_micros: grew("revenue_micros") }).toEqual({ credits: 4, revenue_micros: 40_000 });
+    expect(grew("margin_micros")).toBe(40_000 - grew("cost_micros"));
+    expect(grew("cost_micros")).toBeGreaterThanOrEqual(sum("cost_micros"));
     expect((await call<Problem>("GET", "/v1/admin/usage/analytics", { token })).status).toBe(403);
     // And the books agree: every derived usage table with the log, the credits ledger with the balances.
     const reconciliation = await call("GET", "/v1/admin/reconciliation", { token: adminToken });
@@ -458,6 +463,32 @@ describe("Tally end to end (npm start, driven over HTTP)", () => {
     expect(entries.filter((e) => e.kind === "capture")).toHaveLength(TRIAL_CREDITS + 1);
     // eslint-disable-next-line no-console
     console.log(`top-up: ${TRIAL_CREDITS + 1} jobs paid ${creditTypes.filter((t) => t === "trial").length} with trial credits, then ${creditTypes.filter((t) => t === "token").length} with tokens; the ledger's ${entries.length} entries sum to ${balance.total_available}`);
+
+    // A cancel mid-run captures what the provider had spent (at the free plan's 10,000 micros a
+    // credit, rounded up: 1 of the photo job's 2 credits, its spend rising to 18,000 over a
+    // minute) and releases the rest.
+    const running = await call("POST", "/v1/generations", {
+      token,
+      body: { input_type: "photo", photo_url: "https://example.com/a.png", prompt: "a slow metered job [fault:slow_ms=60000] [fault:cost_micros=18000]" },
+    });
+    expect(running.status).toBe(201);
+    await eventually(async () => ((await call("GET", `/v1/generations/${running.body.id}`, { token })).body.progress >= 10 ? true : undefined), 30_000, 100);
+    const cancelled = await call("POST", `/v1/generations/${running.body.id}/cancel`, { token });
+    expect(cancelled.status).toBe(200);
+    expect(cancelled.body.settlement).toEqual({ outcome: "cancelled_while_processing", rule: "capture_spent", credits_captured: 1, credits_released: 1 });
+    const afterCancel = await eventually(async () => {
+      const body = (await call("GET", "/v1/credits/balance", { token })).body;
+      return body.held === 0 ? body : undefined;
+    }, 30_000, 250);
+    expect(afterCancel).toEqual({ trial_credits: 0, token_balance: 1, held: 0, total_available: 1 });
+    // Newest first: the rest released (+1 available), then the capture of the spent credit (held → captured).
+    const newest = (await call("GET", "/v1/credits/ledger?page_size=3", { token })).body.entries;
+    expect(newest.slice(0, 2)).toMatchObject([
+      { kind: "release", amount: 1, generation_id: running.body.id },
+      { kind: "capture", amount: 0, generation_id: running.body.id },
+    ]);
+    // eslint-disable-next-line no-console
+    console.log(`cancel mid-run: ${JSON.stringify(cancelled.body.settlement)}; balance ${afterCancel.total_available}`);
   }, 240_000);
 
   it("stops everything cleanly on Ctrl-C (SIGINT)", async () => {

@@ -32,9 +32,10 @@ export interface StackUnderTest {
 /**
  * Starts the stack with `plans` (YAML) as its PLANS_FILE and `env` over test defaults (its own
  * databases, stream, subjects and ports; per-address rate limits lifted, since every request
- * of a test comes from one address). Resolves once the gateway answers /readyz.
+ * of a test comes from one address). Resolves once the gateway answers /readyz, within
+ * `readyTimeoutMs` (milliseconds).
  */
-export async function startStack(plans: string, env: Record<string, string> = {}): Promise<StackUnderTest> {
+export async function startStack(plans: string, env: Record<string, string> = {}, readyTimeoutMs = STACK_READY_TIMEOUT_MS): Promise<StackUnderTest> {
   const suffix = uniqueSuffix();
   const databasePrefix = `tally_e2e_${suffix}`;
   const stateDir = mkdtempSync(path.join(os.tmpdir(), "tally-e2e-"));
@@ -86,7 +87,7 @@ export async function startStack(plans: string, env: Record<string, string> = {}
   };
   const base = `http://127.0.0.1:${port}`;
   try {
-    await waitForHttpOk(`${base}/readyz`, STACK_READY_TIMEOUT_MS);
+    await waitForHttpOk(`${base}/readyz`, readyTimeoutMs);
   } catch (error) {
     await destroy();
     throw new Error(`stack did not become ready: ${(error as Error).message}\n${output.slice(-4000)}`);

@@ -14,8 +14,10 @@ const read = (file: string) => readFileSync(path.join(root, file), "utf8");
 /** Environment variables a workspace reads: names in its config schema and main.ts. */
 function variablesReadBy(workspace: string): Set<string> {
   const sources = ["src/config.ts", "main.ts"].filter((f) => existsSync(path.join(root, workspace, f)));
-  // Platform's logger and shared config fields (METRICS_PORT, METRICS_HOST) are read by every service.
-  const text = sources.map((f) => read(path.join(workspace, f))).join("\n") + read("packages/platform/src/logger.ts") + read("packages/platform/src/config.ts");
+  // Platform's logger and shared config fields (METRICS_PORT, METRICS_HOST) are read by every
+  // service, and so are the OTEL_* variables the tracing preload (otel-sdk.ts) names.
+  const platform = ["logger.ts", "config.ts", "otel-sdk.ts"].map((f) => read(`packages/platform/src/${f}`)).join("\n");
+  const text = sources.map((f) => read(path.join(workspace, f))).join("\n") + platform;
   return new Set(text.match(/\b[A-Z][A-Z0-9_]{2,}\b/g) ?? []);
 }
 

@@ -7,7 +7,7 @@ import { startTestGateway, type TestGateway } from "./helpers";
 
 const TRACE_ID = "0af7651916cd43dd8448eb211c80319c";
 
-/** The smallest provider that gives spans a valid context (no SDK is installed in this repo). */
+/** The smallest provider that gives spans a valid context (this test process registers no SDK; test/tracing-export.test.ts covers the real one). */
 const provider: TracerProvider = {
   getTracer: () =>
     ({

@@ -28,6 +28,7 @@ function generation(overrides: Partial<generations.Generation> = {}): generation
     parentGenerationId: "",
     billingClassification: "original",
     billingReason: "",
+    partialOutput: false,
     ...overrides,
   };
 }
@@ -57,7 +58,19 @@ describe("presentGeneration", () => {
       parent_generation_id: null,
       billing_classification: "original",
       billing_reason: null,
+      partial_output: false,
+      settlement: null,
     });
+  });
+
+  it("shows the settlement once decided, and refuses an unknown outcome or rule", () => {
+    const settled = generation({ partialOutput: true, settlement: { outcome: "partial_output", rule: "capture_fraction", creditsCaptured: 1n, creditsReleased: 1n } });
+    expect(presentGeneration(settled, outputUrlFor)).toMatchObject({
+      partial_output: true,
+      settlement: { outcome: "partial_output", rule: "capture_fraction", credits_captured: 1, credits_released: 1 },
+    });
+    expect(() => presentGeneration(generation({ settlement: { outcome: "refunded", rule: "release", creditsCaptured: 0n, creditsReleased: 1n } }), outputUrlFor)).toThrow(/outcome/);
+    expect(() => presentGeneration(generation({ settlement: { outcome: "failed", rule: "refund", creditsCaptured: 0n, creditsReleased: 1n } }), outputUrlFor)).toThrow(/rule/);
   });
 
   it("shows a retry's parent, classification and reason; an answer without them is an original's", () => {

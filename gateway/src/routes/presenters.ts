@@ -56,6 +56,10 @@ export const INPUT_TYPE_VALUES: Record<InputTypeName, generations.InputType> = {
 
 /** How a generation is billed (usage log entries say the same). */
 export const BILLING_CLASSIFICATIONS = ["original", "free_retry", "paid_regeneration"] as const;
+/** What a job came to, as its settlement says (docs/plans.md, "Refund rules"). */
+export const SETTLEMENT_OUTCOMES = ["completed", "partial_output", "failed", "cancelled_before_start", "cancelled_while_processing"] as const;
+/** The refund rules a settlement may apply. */
+export const SETTLEMENT_RULES = ["capture", "release", "capture_spent", "capture_fraction"] as const;
 export type BillingClassificationName = (typeof BILLING_CLASSIFICATIONS)[number];
 
 /** The public API names purchased credits "token" credits. */
@@ -190,6 +194,16 @@ export interface GenerationJson {
   parent_generation_id: string | null;
   billing_classification: BillingClassificationName;
   billing_reason: string | null;
+  partial_output: boolean;
+  settlement: SettlementJson | null;
+}
+
+/** A generation's settlement as the public API shows it. */
+export interface SettlementJson {
+  outcome: (typeof SETTLEMENT_OUTCOMES)[number];
+  rule: (typeof SETTLEMENT_RULES)[number];
+  credits_captured: number;
+  credits_released: number;
 }
 
 /** A billing classification the generations service sent; "" (an older answer) is an original. */
@@ -229,6 +243,21 @@ export function presentGeneration(generation: generations.Generation | undefined
     parent_generation_id: optionalString(generation.parentGenerationId),
     billing_classification: billingClassificationOf(generation.billingClassification),
     billing_reason: optionalString(generation.billingReason),
+    partial_output: generation.partialOutput,
+    settlement: generation.settlement ? presentSettlement(generation.settlement) : null,
+  };
+}
+
+/** A settlement the generations service sent; an unknown outcome or rule is a contract breach. */
+function presentSettlement(settlement: generations.Settlement): SettlementJson {
+  const { outcome, rule } = settlement;
+  assert((SETTLEMENT_OUTCOMES as readonly string[]).includes(outcome), `generations service returned an unknown settlement outcome (${outcome})`);
+  assert((SETTLEMENT_RULES as readonly string[]).includes(rule), `generations service returned an unknown settlement rule (${rule})`);
+  return {
+    outcome: outcome as SettlementJson["outcome"],
+    rule: rule as SettlementJson["rule"],
+    credits_captured: toJsonInteger(settlement.creditsCaptured),
+    credits_released: toJsonInteger(settlement.creditsReleased),
   };
 }
 

@@ -1,6 +1,6 @@
 import { z } from "zod";
 import { EMAIL_LENGTH_MAX, IDENTIFIER_CONTROL_CHARACTERS, PAGE_SIZE_RULE, REQUEST_ID_LENGTH_MAX, TEXT_CONTROL_CHARACTERS } from "@tally/platform";
-import { BILLING_CLASSIFICATIONS, CREDIT_TYPES, GENERATION_STATUSES, INPUT_TYPES } from "./presenters";
+import { BILLING_CLASSIFICATIONS, CREDIT_TYPES, GENERATION_STATUSES, INPUT_TYPES, SETTLEMENT_OUTCOMES, SETTLEMENT_RULES } from "./presenters";
 
 /**
  * Zod schemas of the public routes: they validate requests (400 `validation` naming the
@@ -260,6 +260,16 @@ export const generationSchema = z
     parent_generation_id: z.string().nullable().describe("The generation this one retries or regenerates; null for an original"),
     billing_classification: z.enum(BILLING_CLASSIFICATIONS),
     billing_reason: z.string().nullable().describe('Why the classification, e.g. "free retry 1 of 2"; null for an original'),
+    partial_output: z.boolean().describe("The provider delivered only part of the output (settled under the plan's partial_output rule)"),
+    settlement: z
+      .object({
+        outcome: z.enum(SETTLEMENT_OUTCOMES),
+        rule: z.enum(SETTLEMENT_RULES),
+        credits_captured: z.number().int().describe("Credits charged"),
+        credits_released: z.number().int().describe("Credits given back; credits_captured + credits_released = credit_cost"),
+      })
+      .nullable()
+      .describe("How the job's hold is settled under the plan's refund rules; null until its ending is decided"),
   })
   .meta({ id: "Generation" });
 

@@ -1,6 +1,7 @@
 import { z } from "zod";
 import type { FastifyInstance, FastifyRequest } from "fastify";
 import type { ZodTypeProvider } from "fastify-type-provider-zod";
+import type { usage } from "@tally/contracts";
 import { validationError } from "@tally/platform";
 import type { RouteContext } from "./context";
 import { presentOutcomeCounts, toJsonInteger } from "./presenters";
@@ -23,6 +24,23 @@ const analyticsQuery = z.object({
 });
 
 const counts = z.record(z.string(), z.object({ completed: z.number().int(), failed: z.number().int() }));
+const money = z
+  .object({
+    credits: z.number().int().describe("credits charged for completed generations"),
+    revenue_micros: z.number().int().describe("those credits at their plan's credit_price_micros"),
+    cost_micros: z.number().int().describe("what the provider's work cost, completed and failed generations"),
+    margin_micros: z.number().int().describe("revenue_micros - cost_micros (negative at a loss)"),
+  })
+  .meta({ id: "Money" });
+
+/** Usage's Money as public JSON (zeros when absent). */
+const presentMoney = (m: usage.Money | undefined) => ({
+  credits: toJsonInteger(m?.credits ?? 0n),
+  revenue_micros: toJsonInteger(m?.revenueMicros ?? 0n),
+  cost_micros: toJsonInteger(m?.costMicros ?? 0n),
+  margin_micros: toJsonInteger(m?.marginMicros ?? 0n),
+});
+const presentMoneyMap = (map: Record<string, usage.Money>) => Object.fromEntries(Object.entries(map).map(([key, m]) => [key, presentMoney(m)]));
 
 const analyticsResponse = z
   .object({
@@ -39,6 +57,9 @@ const analyticsResponse = z
     by_plan: counts.describe('by the plan recorded with each generation ("" when unknown)'),
     by_provider: counts,
     by_input_type: counts,
+    money: money.describe("revenue, provider cost and margin of the window"),
+    money_by_plan: z.record(z.string(), money).describe("money by the plan recorded with each generation"),
+    money_by_provider: z.record(z.string(), money).describe("money by provider"),
   })
   .meta({ id: "PlatformAnalytics" });
 
@@ -97,6 +118,9 @@ export function adminUsageAnalyticsRoute(app: FastifyInstance, context: RouteCon
         by_plan: presentOutcomeCounts(a.byPlan),
         by_provider: presentOutcomeCounts(a.byProvider),
         by_input_type: presentOutcomeCounts(a.byInputType),
+        money: presentMoney(a.money),
+        money_by_plan: presentMoneyMap(a.moneyByPlan),
+        money_by_provider: presentMoneyMap(a.moneyByProvider),
       };
     },
   );

@@ -2,7 +2,7 @@ import * as grpc from "@grpc/grpc-js";
 import * as protoLoader from "@grpc/proto-loader";
 import { ReflectionService } from "@grpc/reflection";
 import { HealthImplementation } from "grpc-health-check";
-import { context, SpanStatusCode, trace } from "@opentelemetry/api";
+import { context, SpanStatusCode, trace, type Context } from "@opentelemetry/api";
 import { DomainError, toServiceError } from "./errors";
 import type { Logger } from "./logger";
 import { startMetricsServer, type ServiceMetrics } from "./metrics";
@@ -28,8 +28,17 @@ export type AsyncService<S> = {
 };
 
 /**
- * Adapts an AsyncService to grpc-js handlers: each call runs in a span continuing the caller's
- * trace, a thrown DomainError becomes its gRPC code with the reason in trailers, and anything
+ * The context a handler's span continues: the gRPC instrumentation's SERVER span when the SDK
+ * runs (it is active around the handler), else the caller's trace from the call's metadata.
+ */
+function callerContext(metadata: grpc.Metadata): Context {
+  return trace.getSpan(context.active()) ? context.active() : contextFromMetadata(metadata);
+}
+
+/**
+ * Adapts an AsyncService to grpc-js handlers: each call runs in a span `<service>/<method>`
+ * continuing the caller's trace (a child of the gRPC instrumentation's SERVER span when the
+ * OpenTelemetry SDK runs), a thrown DomainError becomes its gRPC code with the reason in trailers, and anything
  * else is logged as a bug and answered INTERNAL. With `metrics`, every answer is counted by
  * method and status code and timed.
  */
@@ -44,7 +53,7 @@ export function bindService<S extends grpc.UntypedServiceImplementation>(
     handlers[method] = (call, callback) => {
       const started = process.hrtime.bigint();
       const record = (code: grpc.status) => metrics?.recordRpc(serviceName, method, grpc.status[code] ?? String(code), Number(process.hrtime.bigint() - started) / 1e9);
-      const parent = contextFromMetadata(call.metadata);
+      const parent = callerContext(call.metadata);
       const span = tracer(serviceName).startSpan(`${serviceName}/${method}`, {}, parent);
       context
         .with(trace.setSpan(parent, span), () => fn(call.request, { metadata: call.metadata, deadline: call.getDeadline() }))

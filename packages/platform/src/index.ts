@@ -3,6 +3,7 @@ export * from "./config";
 export * from "./logger";
 export * from "./errors";
 export * from "./telemetry";
+export * from "./otel-sdk";
 export * from "./ids";
 export * from "./grpc-server";
 export * from "./metrics";

@@ -1,4 +1,5 @@
 import type { Logger } from "./logger";
+import { shutdownTracing } from "./otel-sdk";
 
 export interface Closer {
   name: string;
@@ -8,9 +9,13 @@ export interface Closer {
 /** Time the whole shutdown may take before the process exits anyway, in milliseconds. */
 export const SHUTDOWN_TIMEOUT_MS = 15_000;
 
+/** Longest wait for the last spans to be exported at shutdown (when tracing is on), in milliseconds. */
+export const TRACES_FLUSH_TIMEOUT_MS = 5_000;
+
 /**
  * On SIGINT or SIGTERM, closes `closers` in order (stop taking work first, then drain, then
- * close connections) and exits; a second signal or the timeout forces the exit.
+ * close connections), flushes the spans not yet exported (when tracing is on, for at most
+ * TRACES_FLUSH_TIMEOUT_MS) and exits; a second signal or the timeout forces the exit.
  */
 export function handleShutdown(logger: Logger, closers: Closer[], timeoutMs = SHUTDOWN_TIMEOUT_MS): void {
   let stopping = false;
@@ -35,6 +40,7 @@ export function handleShutdown(logger: Logger, closers: Closer[], timeoutMs = SH
         logger.error({ err: error, closer: closer.name }, "error while shutting down");
       }
     }
+    await shutdownTracing(TRACES_FLUSH_TIMEOUT_MS);
     logger.info("stopped");
     process.exit(failed ? 1 : 0);
   };

@@ -1,9 +1,11 @@
 import assert from "node:assert";
+import { context, propagation, SpanKind, SpanStatusCode, trace, type Span } from "@opentelemetry/api";
 import { headers, type NatsConnection } from "@nats-io/transport-node";
 import { jetstream, type JetStreamClient } from "@nats-io/jetstream";
 import type { Sql } from "./db";
 import type { Logger } from "./logger";
 import { PollingLoop } from "./polling-loop";
+import { contextFromCarrier, tracer } from "./telemetry";
 import type { UnitOfWork } from "./unit-of-work";
 
 /*
@@ -142,7 +144,8 @@ const placeholders = (ids: bigint[]) => ids.map(() => "?").join(", ");
 
 /**
  * EventPublisher on NATS JetStream: `Nats-Msg-Id` = event id (the stream drops a re-publish
- * within its duplicate window, INV-5) and the row's `traceparent` header. The whole batch is
+ * within its duplicate window, INV-5) and a `traceparent` header: each row is published in a
+ * PRODUCER span continuing the row's trace, and the header carries that span. The whole batch is
  * published, then the PubAcks are awaited together: one round trip per batch, not per row.
  */
 export class JetStreamEventPublisher implements EventPublisher {
@@ -158,15 +161,48 @@ export class JetStreamEventPublisher implements EventPublisher {
 
   async publishAll(messages: OutboxMessage[]): Promise<PublishResult[]> {
     const acks = messages.map((message) => {
+      const span = startPublishSpan(message);
       const h = headers();
-      if (message.traceparent) h.set("traceparent", message.traceparent);
-      return this.js.publish(message.subject, message.payload, { msgID: message.eventId, headers: h, timeout: this.publishTimeoutMs });
+      for (const [key, value] of Object.entries(publishCarrier(message, span))) h.set(key, value);
+      const ack = this.js.publish(message.subject, message.payload, { msgID: message.eventId, headers: h, timeout: this.publishTimeoutMs });
+      return ack.then(
+        (result) => {
+          span.end();
+          return result;
+        },
+        (error: unknown) => {
+          span.setStatus({ code: SpanStatusCode.ERROR, message: String(error) });
+          span.end();
+          throw error;
+        },
+      );
     });
     const settled = await Promise.allSettled(acks);
     return settled.map((result) =>
       result.status === "fulfilled" ? { acknowledged: true, duplicate: result.value.duplicate } : { acknowledged: false, error: result.reason },
     );
   }
+}
+
+/**
+ * A PRODUCER span `<subject> publish` for one outbox row, continuing the trace of the change
+ * that wrote the row (its `traceparent`), from the publish until its PubAck.
+ */
+function startPublishSpan(message: OutboxMessage): Span {
+  const parent = contextFromCarrier({ traceparent: message.traceparent ?? undefined });
+  const attributes = { "messaging.system": "nats", "messaging.operation.type": "send", "messaging.destination.name": message.subject, "messaging.message.id": message.eventId };
+  return tracer("outbox").startSpan(`${message.subject} publish`, { kind: SpanKind.PRODUCER, attributes }, parent);
+}
+
+/**
+ * The trace headers of a published message: the publish span's context (so the consumer's
+ * span is its child); with no SDK (nothing injected), the row's own `traceparent`.
+ */
+function publishCarrier(message: OutboxMessage, span: Span): Record<string, string> {
+  const carrier: Record<string, string> = {};
+  propagation.inject(trace.setSpan(context.active(), span), carrier);
+  if (!carrier.traceparent && message.traceparent) carrier.traceparent = message.traceparent;
+  return carrier;
 }
 
 export interface OutboxRelayOptions {

@@ -23,6 +23,13 @@ describe("plan catalogue", () => {
         concurrent_generations: { limit: 20, thresholds: [] },
         requests_per_minute: { limit: 600, thresholds: [] },
       },
+      creditPriceMicros: 10_000n,
+      refundRules: {
+        failed: { kind: "release" },
+        cancelledBeforeStart: { kind: "release" },
+        cancelledWhileProcessing: { kind: "capture_spent" },
+        partialOutput: { kind: "capture_fraction", fraction: 0.5 },
+      },
     });
     expect(catalog.plans.pro!.limits.credits_per_period).toEqual({ limit: 20000, thresholds: [0.8, 1] });
     expect(catalog.plans.guest!.limits.generations_per_day).toEqual({ limit: 3, thresholds: [] });
@@ -35,6 +42,27 @@ describe("plan catalogue", () => {
     expect(parsePlanCatalog(plans({ trial_credits: 1, free_retries: 4 })).plans.basic!.freeRetries).toBe(4);
     expect(() => parsePlanCatalog(plans({ trial_credits: 1, free_retries: -1 }))).toThrow(/plans\.basic\.free_retries/);
     expect(() => parsePlanCatalog(plans({ trial_credits: 1, free_retries: 1.5 }))).toThrow(/plans\.basic\.free_retries/);
+  });
+
+  it("reads credit_price_micros (0 when absent) and each refund rule, defaults for the absent ones", () => {
+    const plans = (basic: unknown) => ({ default_plan: "basic", guest_plan: "basic", plans: { basic } });
+    const bare = parsePlanCatalog(plans({ trial_credits: 1 })).plans.basic!;
+    expect(bare.creditPriceMicros).toBe(0n);
+    expect(bare.refundRules.cancelledWhileProcessing).toEqual({ kind: "capture_spent" });
+    const custom = parsePlanCatalog(
+      plans({ trial_credits: 1, credit_price_micros: 2_500, refund_rules: { failed: "capture_spent", partial_output: "capture", cancelled_while_processing: { capture_fraction: 0.25 } } }),
+    ).plans.basic!;
+    expect(custom.creditPriceMicros).toBe(2_500n);
+    expect(custom.refundRules).toEqual({
+      failed: { kind: "capture_spent" },
+      cancelledBeforeStart: { kind: "release" },
+      cancelledWhileProcessing: { kind: "capture_fraction", fraction: 0.25 },
+      partialOutput: { kind: "capture" },
+    });
+    expect(() => parsePlanCatalog(plans({ trial_credits: 1, credit_price_micros: -1 }))).toThrow(/plans\.basic\.credit_price_micros/);
+    expect(() => parsePlanCatalog(plans({ trial_credits: 1, refund_rules: { failed: "refund" } }))).toThrow(/plans\.basic\.refund_rules\.failed/);
+    expect(() => parsePlanCatalog(plans({ trial_credits: 1, refund_rules: { partial_output: { capture_fraction: 1.5 } } }))).toThrow(/plans\.basic\.refund_rules\.partial_output/);
+    expect(() => parsePlanCatalog(plans({ trial_credits: 1, refund_rules: { timeout: "release" } }))).toThrow(/plans\.basic\.refund_rules/);
   });
 
   it("lets TRIAL_CREDITS override the default plan's trial credits only", () => {

@@ -48,6 +48,37 @@ export interface Plan {
    */
   freeRetries: number;
   limits: Partial<Record<LimitName, Limit>>;
+  /**
+   * What one credit costs a customer of this plan, in micro-units of the currency (10,000 =
+   * 0.01): converts a provider's measured cost into credits (the `capture_spent` rule) and
+   * credits captured into revenue (cost and margin per generation). 0 (the default) means the
+   * plan's credits earn nothing and `capture_spent` captures nothing.
+   */
+  creditPriceMicros: bigint;
+  /** How a job's hold is settled when it does not complete in full (docs/plans.md, "Refund rules"). */
+  refundRules: RefundRules;
+}
+
+/**
+ * What a settlement does with a job's hold:
+ * - `release`: give every held credit back;
+ * - `capture`: charge the whole hold;
+ * - `capture_spent`: charge the provider's measured spend converted at the plan's
+ *   `credit_price_micros` (rounded up to whole credits), capped at the hold, and give back the rest;
+ * - `capture_fraction`: charge `fraction` (0..1) of the hold (rounded down to whole credits).
+ */
+export type RefundRule = { kind: "release" } | { kind: "capture" } | { kind: "capture_spent" } | { kind: "capture_fraction"; fraction: number };
+
+/** The refund rule of each outcome other than a full completion (which always captures the whole hold). */
+export interface RefundRules {
+  /** The provider failed or timed out before any output (default `release`). */
+  failed: RefundRule;
+  /** Cancelled while pending, before any work started (default `release`). */
+  cancelledBeforeStart: RefundRule;
+  /** Cancelled while processing (default `capture_spent`). */
+  cancelledWhileProcessing: RefundRule;
+  /** The provider delivered a partial output and said so (default `capture_fraction` 0.5). */
+  partialOutput: RefundRule;
 }
 
 export interface PlanCatalog {
@@ -64,11 +95,28 @@ const limitSchema = z.union([
   z.strictObject({ limit: limitValue, thresholds: z.array(z.number().gt(0).lte(1)).max(10).default([]) }),
 ]);
 const limitsSchema = z.strictObject(Object.fromEntries(LIMIT_NAMES.map((name) => [name, limitSchema.optional()])) as Record<LimitName, z.ZodOptional<typeof limitSchema>>);
+const refundRuleSchema = z.union([
+  z.enum(["release", "capture", "capture_spent"]),
+  z.strictObject({ capture_fraction: z.number().min(0).max(1) }),
+]);
+const refundRulesSchema = z.strictObject({
+  failed: refundRuleSchema.default("release"),
+  cancelled_before_start: refundRuleSchema.default("release"),
+  cancelled_while_processing: refundRuleSchema.default("capture_spent"),
+  partial_output: refundRuleSchema.default({ capture_fraction: 0.5 }),
+});
 const planSchema = z.strictObject({
   trial_credits: z.number().int().nonnegative(),
   free_retries: z.number().int().nonnegative().default(0),
+  credit_price_micros: z.number().int().nonnegative().default(0),
+  refund_rules: refundRulesSchema.prefault({}),
   limits: limitsSchema.default({}),
 });
+
+/** A refund rule as the file states it, as the services use it. */
+function toRefundRule(rule: z.infer<typeof refundRuleSchema>): RefundRule {
+  return typeof rule === "string" ? { kind: rule } : { kind: "capture_fraction", fraction: rule.capture_fraction };
+}
 const catalogSchema = z
   .strictObject({
     default_plan: z.string().min(1),
@@ -86,11 +134,12 @@ export const DEFAULT_PLANS_DOCUMENT = {
   default_plan: "free",
   guest_plan: "guest",
   plans: {
-    guest: { trial_credits: 3, free_retries: 0, limits: { generations_per_day: 3, concurrent_generations: 2, requests_per_minute: 120 } },
-    free: { trial_credits: 10, free_retries: 1, limits: { generations_per_period: 100, concurrent_generations: 20, requests_per_minute: 600 } },
+    guest: { trial_credits: 3, free_retries: 0, credit_price_micros: 10_000, limits: { generations_per_day: 3, concurrent_generations: 2, requests_per_minute: 120 } },
+    free: { trial_credits: 10, free_retries: 1, credit_price_micros: 10_000, limits: { generations_per_period: 100, concurrent_generations: 20, requests_per_minute: 600 } },
     pro: {
       trial_credits: 10,
       free_retries: 3,
+      credit_price_micros: 8_000,
       limits: {
         generations_per_period: 5000,
         concurrent_generations: 50,
@@ -127,7 +176,20 @@ export function parsePlanCatalog(document: unknown, source = "plans"): PlanCatal
       if (value === undefined) continue;
       limits[limitName] = typeof value === "number" ? { limit: value, thresholds: [] } : { limit: value.limit, thresholds: [...value.thresholds].sort() };
     }
-    plans[name] = { name, trialCredits: plan.trial_credits, freeRetries: plan.free_retries, limits };
+    const rules = plan.refund_rules;
+    plans[name] = {
+      name,
+      trialCredits: plan.trial_credits,
+      freeRetries: plan.free_retries,
+      limits,
+      creditPriceMicros: BigInt(plan.credit_price_micros),
+      refundRules: {
+        failed: toRefundRule(rules.failed),
+        cancelledBeforeStart: toRefundRule(rules.cancelled_before_start),
+        cancelledWhileProcessing: toRefundRule(rules.cancelled_while_processing),
+        partialOutput: toRefundRule(rules.partial_output),
+      },
+    };
   }
   return { defaultPlan: parsed.data.default_plan, guestPlan: parsed.data.guest_plan, plans };
 }

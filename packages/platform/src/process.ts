@@ -1,6 +1,7 @@
 import { spawn, type ChildProcess } from "node:child_process";
 import net from "node:net";
 import path from "node:path";
+import { pathToFileURL } from "node:url";
 import * as grpc from "@grpc/grpc-js";
 import { service as healthService } from "grpc-health-check";
 
@@ -73,9 +74,14 @@ export interface SpawnOptions {
   prefix?: boolean;
 }
 
+/** The preload that starts the OpenTelemetry SDK when trace export is configured (see otel-register.ts). */
+export const OTEL_REGISTER_MODULE = pathToFileURL(path.join(REPOSITORY_ROOT, "packages/platform/src/otel-register.ts")).href;
+
 /**
  * Starts a service's `main.ts` (relative to the repository root) as a child process with
- * `node --import tsx`, the way ops start it: configured only by environment variables. Its output is
+ * `node --import tsx --import <otel-register>`, the way ops start it: configured only by
+ * environment variables. Its traces, when OTEL_EXPORTER_OTLP_ENDPOINT is set, carry
+ * `service.name` `tally-<name>` unless `env` sets OTEL_SERVICE_NAME. Its output is
  * dropped (tests; set `TALLY_TEST_VERBOSE=1` to see it) unless `inheritOutput` is set; the
  * tail of its stderr is printed if it exits with an error.
  */
@@ -83,9 +89,10 @@ export function spawnService(name: string, entry: string, env: Record<string, st
   const show = options.inheritOutput || Boolean(process.env.TALLY_TEST_VERBOSE);
   // `node --import tsx` (not the tsx CLI): one process per service, so signals reach it
   // directly (the CLI's relay may SIGKILL a child that is still shutting down).
-  const child = spawn(process.execPath, ["--import", "tsx", path.join(REPOSITORY_ROOT, entry)], {
+  const child = spawn(process.execPath, ["--import", "tsx", "--import", OTEL_REGISTER_MODULE, path.join(REPOSITORY_ROOT, entry)], {
     cwd: REPOSITORY_ROOT,
-    env: { ...process.env, LOG_LEVEL: process.env.LOG_LEVEL ?? "warn", ...env },
+    // One service.name per process, even when the caller's environment names one.
+    env: { ...process.env, LOG_LEVEL: process.env.LOG_LEVEL ?? "warn", OTEL_SERVICE_NAME: `tally-${name}`, ...env },
     stdio: ["ignore", "pipe", "pipe"],
     // Its own process group: a terminal's Ctrl-C reaches only the parent, which then stops
     // the children in order (a second signal would force them to exit).

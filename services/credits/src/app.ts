@@ -78,6 +78,7 @@ const rulesFrom = (config: CreditsConfig): CreditsRules => ({
   holdTtlMs: config.HOLD_TTL_MS,
   holdTtlMsMax: config.HOLD_TTL_MS_MAX,
   creditAmountMax: BigInt(config.CREDIT_AMOUNT_MAX),
+  reconcileBatchAccounts: config.RECONCILE_BATCH_ACCOUNTS,
 });
 
 /**

@@ -42,6 +42,8 @@ export const creditsConfigSchema = z.object({
   HOLD_EXPIRY_BATCH_SIZE: intFromEnv(100).pipe(z.number().min(1)),
   /** Largest single grant or hold, in credits; keeps sums far from the int64 limit. */
   CREDIT_AMOUNT_MAX: intFromEnv(1_000_000_000_000).pipe(z.number().min(1)),
+  /** Accounts the Reconcile RPC checks per statement (each batch one snapshot; bounds each statement's work). */
+  RECONCILE_BATCH_ACCOUNTS: intFromEnv(1_000).pipe(z.number().min(1).max(100_000)),
   /** argon2id cost (OWASP 2023 minimum: 19 MiB, 2 passes, 1 lane). */
   PASSWORD_HASH_MEMORY_KIB: intFromEnv(19_456).pipe(z.number().min(8)),
   PASSWORD_HASH_TIME_COST: intFromEnv(2).pipe(z.number().min(1)),

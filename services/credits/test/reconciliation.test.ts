@@ -1,6 +1,6 @@
 /**
- * Reconcile against real PostgreSQL: INV-2 checked over every account and grant in one
- * statement. A clean ledger (holds captured in part, active, released and expired; an account
+ * Reconcile against real PostgreSQL: INV-2 checked over every account and grant, a batch of
+ * accounts per statement. A clean ledger (holds captured in part, active, released and expired; an account
  * deleted with a write-off) has no difference; a difference planted by hand in SQL (a bumped
  * balance, a grant's remaining credits, a captured hold's amount) is reported exactly, with
  * the check's name, the account, the grant and both figures, and the metrics gauge counts it.
@@ -117,5 +117,37 @@ describe("credits Reconcile (real PostgreSQL, gRPC)", () => {
       await h.sql.query("UPDATE grants SET remaining_amount = 1 WHERE id = ANY($1::uuid[])", [extra]);
     }
     expect((await h.call.reconcile()).differencesTotal).toBe(0n);
+  });
+});
+
+describe("credits Reconcile in batches of accounts", () => {
+  let h: Harness;
+
+  beforeAll(async () => {
+    // Two accounts per statement: seven accounts take four batches.
+    h = await startHarness("credits_reconcile_batches", { RECONCILE_BATCH_ACCOUNTS: "2" });
+  }, 60_000);
+  afterAll(async () => {
+    await h?.close();
+  });
+
+  it("walks every batch: differences planted in the first, a middle and the last account are all found, in account order, and counted once", async () => {
+    const accounts: string[] = [];
+    for (let i = 0; i < 7; i += 1) accounts.push(await h.newAccount());
+    const { rows } = await h.sql.query<{ id: string }>("SELECT id FROM accounts ORDER BY id");
+    const ids = rows.map((r) => r.id);
+    expect(ids).toHaveLength(7);
+    const planted = [ids[0]!, ids[3]!, ids[6]!];
+    await h.sql.query("UPDATE accounts SET held_credits = held_credits + 1 WHERE id = ANY($1::uuid[])", [planted]);
+    try {
+      const answer = await h.call.reconcile();
+      // Per account: ledger_held, last_entry_held, active_holds and granted_total each fail once.
+      expect(answer.differencesTotal).toBe(12n);
+      expect(answer.differences.map((d) => d.accountId)).toEqual(planted.flatMap((id) => [id, id, id, id]));
+      expect(new Set(answer.differences.map((d) => d.check))).toEqual(new Set(["active_holds", "granted_total", "last_entry_held", "ledger_held"]));
+    } finally {
+      await h.sql.query("UPDATE accounts SET held_credits = held_credits - 1 WHERE id = ANY($1::uuid[])", [planted]);
+    }
+    expect(await h.call.reconcile()).toEqual({ differencesTotal: 0n, differences: [] });
   });
 });

@@ -138,7 +138,8 @@ async function buildService(config: GenerationsConfig, logger: Logger, options: 
   const { orm, credits, usage } = connections;
   const uow = createGenerationsUnitOfWork(orm);
   const encoder = new ProtoEventEncoder(config.NATS_SUBJECT_PREFIX);
-  const settlement = new HoldSettlement(uow, credits, encoder, logger);
+  const plans = loadPlanCatalog(config.PLANS_FILE);
+  const settlement = new HoldSettlement(uow, credits, encoder, logger, plans);
   const inputLimits = {
     promptLengthMax: config.PROMPT_LENGTH_MAX,
     photoUrlLengthMax: config.PHOTO_URL_LENGTH_MAX,
@@ -150,7 +151,7 @@ async function buildService(config: GenerationsConfig, logger: Logger, options: 
     inputLimits,
     holdTtlMs: config.HOLD_TTL_MS,
     leaseMs: config.WORKER_LEASE_MS,
-    plans: loadPlanCatalog(config.PLANS_FILE),
+    plans,
   };
   const service = new GenerationsService(uow, { credits, usage }, settlement, serviceOptions, logger, encoder);
   const workerOptions = {

@@ -63,7 +63,7 @@ describe("cancel event and guest adoption", () => {
       leaseMs: 60_000,
       plans: loadPlanCatalog(undefined),
     };
-    service = new GenerationsService(uow, { credits, usage }, new HoldSettlement(uow, credits, encoder, logger), options, logger, encoder);
+    service = new GenerationsService(uow, { credits, usage }, new HoldSettlement(uow, credits, encoder, logger, options.plans), options, logger, encoder);
     const relayOptions = { pollIntervalMs: 20, batchSize: 10, retentionMs: 3_600_000, pruneIntervalMs: 3_600_000, backoffMaxMs: 200, publishTimeoutMs: 2_000 };
     relay = new OutboxRelay(uow, new JetStreamEventPublisher(nc, 2_000), relayOptions, logger);
     relay.start();

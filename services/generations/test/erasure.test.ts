@@ -55,8 +55,10 @@ describe("account.deleted erasure in generations (real PostgreSQL, NATS)", () =>
     const id = newId();
     await db.query(
       `INSERT INTO generations (id, user_id, status, input_type, prompt, photo_url, address, style, credit_cost, credit_type, hold_id,
-         provider, cost_micros, processing_time_ms, settlement, settled_at, completed_at)
-       VALUES ($1, $2, $3, 'text', $4, $5, $6, $7, 2, 'trial', $8, 'local-fractal', 1234, 56, $9, now(), now())`,
+         provider, cost_micros, processing_time_ms, settlement, settlement_outcome, settlement_rule, credits_captured, credits_released, settled_at, completed_at)
+       VALUES ($1, $2, $3, 'text', $4, $5, $6, $7, 2, 'trial', $8, 'local-fractal', 1234, 56, $9,
+               CASE WHEN $3 = 'completed' THEN 'completed' ELSE 'failed' END, $9,
+               CASE WHEN $3 = 'completed' THEN 2 ELSE 0 END, CASE WHEN $3 = 'completed' THEN 0 ELSE 2 END, now(), now())`,
       [id, userId, status, inputs.prompt ?? "", inputs.photoUrl ?? "", inputs.address ?? "", inputs.style ?? "", newId(), status === "completed" ? "capture" : "release"],
     );
     if (status === "completed") await db.query("INSERT INTO generation_outputs (generation_id, content_type, content) VALUES ($1, 'image/png', $2)", [id, Buffer.from("png bytes")]);

@@ -212,7 +212,7 @@ describe("generations under plan limits", () => {
       plans: loadPlanCatalog(undefined),
     };
     const logger = silentLogger();
-    const created = new GenerationsService(uow, { credits: creditsPort, usage: usagePort }, new HoldSettlement(uow, creditsPort, encoder, logger), options, logger, encoder);
+    const created = new GenerationsService(uow, { credits: creditsPort, usage: usagePort }, new HoldSettlement(uow, creditsPort, encoder, logger, options.plans), options, logger, encoder);
     return { service: created, close: () => (realCredits.close(), realUsage.close()) };
   };
   const createWith = (target: GenerationsService, userId: string) =>

@@ -155,8 +155,8 @@ describe("RetryGeneration", () => {
     await db.connect();
     try {
       await db.query(
-        `INSERT INTO generations (id, user_id, status, input_type, prompt, credit_cost, credit_type, hold_id, settlement, settled_at, completed_at, error_code)
-         VALUES ($1, $2, 'failed', 'text', 'a calm sea', 1, 'trial', 'hold-of-the-original', 'release', now(), now(), 'provider_error')`,
+        `INSERT INTO generations (id, user_id, status, input_type, prompt, credit_cost, credit_type, hold_id, settlement, settlement_outcome, settlement_rule, credits_released, settled_at, completed_at, error_code)
+         VALUES ($1, $2, 'failed', 'text', 'a calm sea', 1, 'trial', 'hold-of-the-original', 'release', 'failed', 'release', 1, now(), now(), 'provider_error')`,
         [originalId, userId],
       );
       const retry = await api.retry(userId, originalId);
@@ -269,7 +269,7 @@ describe("RetryGeneration", () => {
         plans: loadPlanCatalog(plans.path),
       };
       const logger = silentLogger();
-      const retrying = new GenerationsService(uow, { credits: realCredits, usage: usagePort }, new HoldSettlement(uow, realCredits, encoder, logger), options, logger, encoder);
+      const retrying = new GenerationsService(uow, { credits: realCredits, usage: usagePort }, new HoldSettlement(uow, realCredits, encoder, logger, options.plans), options, logger, encoder);
       const retries = await Promise.all(
         Array.from({ length: concurrent }, (_, i) => retrying.retry({ requestId: `together-${i}`, userId, generationId: original.id })),
       );
@@ -313,8 +313,8 @@ describe("RetryGeneration", () => {
     const holdCalls: string[] = [];
     try {
       await db.query(
-        `INSERT INTO generations (id, user_id, status, input_type, prompt, credit_cost, credit_type, hold_id, settlement, settled_at, completed_at)
-         VALUES ($1, $2, 'failed', 'text', 'a failed storm', 1, 'trial', 'hold-of-the-original', 'release', now(), now())`,
+        `INSERT INTO generations (id, user_id, status, input_type, prompt, credit_cost, credit_type, hold_id, settlement, settlement_outcome, settlement_rule, credits_released, settled_at, completed_at)
+         VALUES ($1, $2, 'failed', 'text', 'a failed storm', 1, 'trial', 'hold-of-the-original', 'release', 'failed', 'release', 1, now(), now())`,
         [originalId, userId],
       );
       const creditsPort = {
@@ -334,7 +334,7 @@ describe("RetryGeneration", () => {
         plans: loadPlanCatalog(plans.path),
       };
       const logger = silentLogger();
-      const spied = new GenerationsService(uow, { credits: creditsPort, usage: realUsage }, new HoldSettlement(uow, creditsPort, encoder, logger), options, logger, encoder);
+      const spied = new GenerationsService(uow, { credits: creditsPort, usage: realUsage }, new HoldSettlement(uow, creditsPort, encoder, logger, options.plans), options, logger, encoder);
       const retry = await spied.retry({ requestId: `free-${originalId}`, userId, generationId: originalId });
       expect(retry).toMatchObject({ billingClassification: "free_retry", holdId: "", creditCost: 0n, status: "pending" });
       const cancelled = await spied.cancel({ requestId: `cancel-${originalId}`, userId, generationId: retry.id });

@@ -96,7 +96,8 @@ describe("two workers on one database", () => {
         "UPDATE generations SET status = 'processing', started_at = now(), lease_token = gen_random_uuid(), lease_expires_at = now() - interval '1 second' WHERE id = $1",
         [diedRunning],
       );
-      // A worker died after step 1: the outcome and settlement are recorded, credits not yet called.
+      // A worker died after step 1: the outcome and settlement are recorded, credits not yet called. (Recorded as the
+      // version before refund rules did, `settlement` alone: it reads as a full capture, as it meant then.)
       const diedSettling = (await create("died while settling")).id;
       await db.query(
         `UPDATE generations SET status = 'processing', started_at = now(), provider = 'local-fractal', settlement = 'capture',
@@ -104,7 +105,7 @@ describe("two workers on one database", () => {
         [diedSettling],
       );
       await db.query("INSERT INTO generation_outputs (generation_id, content_type, content) VALUES ($1, 'image/png', '\\x89504e47')", [diedSettling]);
-      // A cancel died after its transaction, before releasing the hold.
+      // A cancel died after its transaction, before releasing the hold (recorded the old way too: a full release).
       const diedCancelling = (await create("died while cancelling")).id;
       await db.query(
         "UPDATE generations SET status = 'cancelled', settlement = 'release', completed_at = now(), lease_expires_at = now() - interval '1 second' WHERE id = $1",

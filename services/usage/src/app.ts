@@ -80,7 +80,7 @@ export function buildUsageServices(orm: Orm, options: UsageOptions = {}): UsageS
   const quota = new QuotaService(uow, { plans, clock, reservationTtlMs: options.reservationTtlMs ?? RESERVATION_TTL_MS_DEFAULT });
   return {
     usageLog: new UsageLogService(uow, clock, plans),
-    stats: new StatsService(uow, clock),
+    stats: new StatsService(uow, clock, plans),
     deadLetters: new DeadLetterService(uow),
     quota,
     adoption: new AdoptionService(uow, clock),

@@ -18,6 +18,7 @@ export const completed = (overrides: Partial<GenerationCompletedFacts> = {}): Ge
   processingTimeMs: 4_200n,
   creditType: "trial",
   outputBytes: 2_048n,
+  partialOutput: false,
   billingClassification: "",
   billingReason: "",
   parentGenerationId: "",

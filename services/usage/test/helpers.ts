@@ -114,6 +114,7 @@ export const completedEvent = (userId: string, overrides: Partial<events.Generat
   processingTimeMs: 3_000n,
   creditType: "trial",
   outputBytes: 2_048n,
+  partialOutput: false,
   billingClassification: "",
   billingReason: "",
   parentGenerationId: "",

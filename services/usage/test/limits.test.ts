@@ -308,7 +308,7 @@ describe("usage limits: reservations against plan limits", () => {
     expect((await limitsOf(s)).byName.concurrent_generations).toMatchObject({ used: 2n, limit: 500n, resetsAt: undefined });
 
     await bed.publishFailed(failedEvent(userId, { generationId: failing, occurredAt: now }));
-    const cancellation = { eventId: newId(), occurredAt: now, userId, generationId: cancelled, inputType: "photo", credits: 3n };
+    const cancellation = { eventId: newId(), occurredAt: now, userId, generationId: cancelled, inputType: "photo", credits: 3n, costMicros: 0n, provider: "" };
     await bed.publishCancelled(cancellation);
     await bed.publishCancelled(cancellation, `${cancellation.eventId}-again`);
     await eventually(async () => ((await reservationStatus(failing)) === "released" && (await reservationStatus(cancelled)) === "released" ? true : undefined));

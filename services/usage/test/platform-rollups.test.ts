@@ -9,13 +9,18 @@ import { usage } from "@tally/contracts";
 import { newId, parsePlanCatalog } from "@tally/platform";
 import type { UsageService } from "../src/app";
 import { createUsageUnitOfWork } from "../src/adapter/unit-of-work";
+import { platformMoney } from "../src/domain/platform-analytics";
 import { usageLogEntryFromCompleted, usageLogEntryFromFailed } from "../src/domain/usage-log";
 import { completedEvent, createUsageTestBed, failedEvent, recordUsage, usageClient, type UsageTestBed } from "./helpers";
 
 const plans = parsePlanCatalog({
   default_plan: "free",
   guest_plan: "guest",
-  plans: { guest: { trial_credits: 1, limits: {} }, free: { trial_credits: 10, limits: {} }, pro: { trial_credits: 10, limits: {} } },
+  plans: {
+    guest: { trial_credits: 1, limits: {} },
+    free: { trial_credits: 10, credit_price_micros: 10_000, limits: {} },
+    pro: { trial_credits: 10, credit_price_micros: 8_000, limits: {} },
+  },
 });
 
 describe("platform rollups", () => {
@@ -34,8 +39,11 @@ describe("platform rollups", () => {
   });
 
   const stats = () => service.services.stats;
-  const fromLog = (since: Date, before: Date, plan: string | null) =>
-    createUsageUnitOfWork(service.orm).withoutTransaction((stores) => stores.usageLog.platform({ start: since, end: before }, plan));
+  /** What a direct aggregate over the log gives, valued at the plans' prices. */
+  const fromLog = async (since: Date, before: Date, plan: string | null) => {
+    const { spend, ...figures } = await createUsageUnitOfWork(service.orm).withoutTransaction((stores) => stores.usageLog.platform({ start: since, end: before }, plan));
+    return { ...figures, money: platformMoney(spend, (name) => plans.plans[name]?.creditPriceMicros ?? 0n) };
+  };
   const onPlan = (id: string, plan: string, kind = usage.SubjectKind.SUBJECT_KIND_USER) =>
     client.listLimits({ id, kind, plan, periodAnchor: new Date("2032-01-01T00:00:00.000Z") });
   const record = (userId: string, at: string, i: number) => {
@@ -84,6 +92,16 @@ describe("platform rollups", () => {
     expect(all).toMatchObject({ uniqueUsers: 4n, uniqueGuests: 1n });
     expect((await stats().platformAnalytics(new Date("2032-12-31T00:00:00.000Z"), new Date("2033-01-01T00:00:00.000Z"), null)).uniqueUsers).toBe(3n);
     expect(Object.keys(all.byPlan).sort()).toEqual(["", "free", "guest", "pro"]);
+    // Revenue: each plan's credits at its price (guest and unknown plans have none); margin = revenue - cost of every entry.
+    const { byPlan, byProvider, total } = all.money;
+    expect(byPlan.free!.revenueMicros).toBe(byPlan.free!.credits * 10_000n);
+    expect(byPlan.pro!.revenueMicros).toBe(byPlan.pro!.credits * 8_000n);
+    expect([byPlan.guest!.revenueMicros, byPlan[""]!.revenueMicros]).toEqual([0n, 0n]);
+    expect(total.revenueMicros).toBe(byPlan.free!.revenueMicros + byPlan.pro!.revenueMicros);
+    expect(total.credits).toBe(all.credits);
+    expect(total.costMicros).toBeGreaterThan(all.costMicros); // failed entries cost too
+    expect(total.marginMicros).toBe(total.revenueMicros - total.costMicros);
+    expect(Object.values(byProvider).reduce((sum, m) => sum + m.marginMicros, 0n)).toBe(total.marginMicros);
     expect(await stats().reconcileRollups()).toEqual([]);
   });
 

@@ -15,7 +15,7 @@ import { newId } from "@tally/platform";
 import { eventually } from "@tally/platform/src/testing";
 import { completedEvent, createUsageTestBed, type UsageTestBed } from "./helpers";
 
-/** Reads a W3C `traceparent` (no SDK is installed, so the test brings the minimum). */
+/** Reads a W3C `traceparent` (no SDK is registered in this test process, so the test brings the minimum). */
 const traceparentPropagator: TextMapPropagator = {
   inject() {},
   extract(context, carrier, getter) {

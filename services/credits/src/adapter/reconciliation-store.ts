@@ -1,11 +1,12 @@
 /**
- * Credits reconciliation in SQL: every equality of INV-2, over every account and grant, in ONE
- * statement (one snapshot even outside a transaction, so movements committed meanwhile can never
- * show up as a false difference). Set-based: one aggregate per source table, no loop per account.
+ * Credits reconciliation in SQL: every equality of INV-2 over one batch of accounts (the next
+ * `batch` accounts by id) and their grants, in ONE statement (one snapshot even outside a
+ * transaction, so movements committed meanwhile can never show up as a false difference: an
+ * account's balances, ledger, grants and holds are all read in its batch's snapshot).
+ * Set-based: one aggregate per source table, restricted to the batch, no loop per account.
  */
 import { toBigInt, type Sql } from "@tally/platform";
-import type { ReconciliationStore } from "../domain/ports";
-import type { CreditsReconciliation } from "../domain/types";
+import type { ReconciliationBatch, ReconciliationStore } from "../domain/ports";
 
 /*
  * Per account (expected ← actual):
@@ -25,21 +26,26 @@ import type { CreditsReconciliation } from "../domain/types";
  *                          + expired and written off (its ledger entries' columns)
  */
 const RECONCILIATION_SQL = `
-WITH ledger AS (
+WITH batch AS (
+  SELECT id FROM accounts WHERE ?::uuid IS NULL OR id > ?::uuid ORDER BY id LIMIT ?
+), ledger AS (
   SELECT account_id, sum(amount) AS available, sum(held_change) AS held, sum(captured_change) AS captured,
          sum(expired_change) AS expired, sum(written_off_change) AS written_off
-    FROM ledger_entries GROUP BY account_id
+    FROM ledger_entries WHERE account_id IN (SELECT id FROM batch) GROUP BY account_id
 ), last_entry AS (
-  SELECT DISTINCT ON (account_id) account_id, balance_after, held_after FROM ledger_entries ORDER BY account_id, position DESC
+  SELECT DISTINCT ON (account_id) account_id, balance_after, held_after FROM ledger_entries
+   WHERE account_id IN (SELECT id FROM batch) ORDER BY account_id, position DESC
 ), grant_totals AS (
-  SELECT account_id, sum(amount) AS granted, sum(remaining_amount) AS remaining FROM grants GROUP BY account_id
+  SELECT account_id, sum(amount) AS granted, sum(remaining_amount) AS remaining FROM grants
+   WHERE account_id IN (SELECT id FROM batch) GROUP BY account_id
 ), hold_totals AS (
   SELECT account_id, sum(amount) FILTER (WHERE status = 'active') AS held,
          sum(captured_amount) FILTER (WHERE status = 'captured') AS captured
-    FROM holds GROUP BY account_id
+    FROM holds WHERE account_id IN (SELECT id FROM batch) GROUP BY account_id
 ), account_checks AS (
   SELECT a.id AS account_id, NULL::uuid AS grant_id, x.check_name, x.expected, x.actual
     FROM accounts a
+    JOIN batch b ON b.id = a.id
     LEFT JOIN ledger l ON l.account_id = a.id
     LEFT JOIN last_entry e ON e.account_id = a.id
     LEFT JOIN grant_totals g ON g.account_id = a.id
@@ -63,7 +69,7 @@ WITH ledger AS (
   SELECT al.grant_id, al.amount, h.status, h.captured_amount,
          sum(al.amount) OVER (PARTITION BY al.hold_id ORDER BY al.sequence) - al.amount AS taken_before
     FROM hold_allocations al JOIN holds h ON h.id = al.hold_id
-   WHERE h.status IN ('active', 'captured')
+   WHERE h.status IN ('active', 'captured') AND h.account_id IN (SELECT id FROM batch)
 ), grant_holds AS (
   SELECT grant_id,
          sum(amount) FILTER (WHERE status = 'active') AS held,
@@ -71,11 +77,12 @@ WITH ledger AS (
     FROM allocations GROUP BY grant_id
 ), grant_ledger AS (
   SELECT grant_id, sum(expired_change) AS expired, sum(written_off_change) AS written_off
-    FROM ledger_entries WHERE grant_id IS NOT NULL GROUP BY grant_id
+    FROM ledger_entries WHERE grant_id IS NOT NULL AND account_id IN (SELECT id FROM batch) GROUP BY grant_id
 ), grant_checks AS (
   SELECT g.account_id, g.id AS grant_id, 'grant_parts' AS check_name, g.amount AS expected,
          g.remaining_amount + coalesce(h.held, 0) + coalesce(h.captured, 0) + coalesce(l.expired, 0) + coalesce(l.written_off, 0) AS actual
     FROM grants g
+    JOIN batch b ON b.id = g.account_id
     LEFT JOIN grant_holds h ON h.grant_id = g.id
     LEFT JOIN grant_ledger l ON l.grant_id = g.id
 ), differences AS (
@@ -83,36 +90,40 @@ WITH ledger AS (
   UNION ALL
   SELECT * FROM grant_checks WHERE expected <> actual
 )
-SELECT account_id, grant_id, check_name, expected::text AS expected, actual::text AS actual, count(*) OVER () AS total
-  FROM differences
- ORDER BY account_id, grant_id NULLS FIRST, check_name
- LIMIT ?`;
+SELECT d.account_id, d.grant_id, d.check_name, d.expected::text AS expected, d.actual::text AS actual, t.total, t.last_account_id
+  FROM (SELECT count(*) AS total FROM differences) c
+  CROSS JOIN LATERAL (SELECT c.total, (SELECT max(id::text)::uuid FROM batch) AS last_account_id) t
+  LEFT JOIN LATERAL (SELECT * FROM differences ORDER BY account_id, grant_id NULLS FIRST, check_name LIMIT ?) d ON true`;
 
+/** One difference (all its fields null when the batch has none), with the batch's total and last account. */
 interface DifferenceRow {
-  account_id: string;
+  account_id: string | null;
   grant_id: string | null;
-  check_name: string;
-  expected: string;
-  actual: string;
+  check_name: string | null;
+  expected: string | null;
+  actual: string | null;
   total: string;
+  last_account_id: string | null;
 }
 
 export class SqlReconciliationStore implements ReconciliationStore {
   constructor(private readonly sql: Sql) {}
 
-  async differences(limit: number): Promise<CreditsReconciliation> {
-    const rows = await this.sql.query<DifferenceRow>(RECONCILIATION_SQL, [limit]);
+  async differencesOfBatch(afterAccountId: string | null, batchSize: number, limit: number): Promise<ReconciliationBatch> {
+    const rows = await this.sql.query<DifferenceRow>(RECONCILIATION_SQL, [afterAccountId, afterAccountId, batchSize, limit]);
+    const first = rows[0];
     return {
-      // The window count rides on every row; with no row there is no difference at all (or
-      // `limit` is 0, which callers never pass).
-      differencesTotal: rows.length === 0 ? 0 : Number(rows[0]!.total),
-      differences: rows.map((row) => ({
-        check: row.check_name,
-        accountId: row.account_id,
-        grantId: row.grant_id,
-        expected: toBigInt(row.expected),
-        actual: toBigInt(row.actual),
-      })),
+      differencesTotal: first ? Number(first.total) : 0,
+      lastAccountId: first?.last_account_id ?? null,
+      differences: rows
+        .filter((row) => row.check_name !== null)
+        .map((row) => ({
+          check: row.check_name!,
+          accountId: row.account_id!,
+          grantId: row.grant_id,
+          expected: toBigInt(row.expected!),
+          actual: toBigInt(row.actual!),
+        })),
     };
   }
 }

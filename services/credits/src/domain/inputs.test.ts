@@ -21,6 +21,7 @@ const rules: CreditsRules = {
   holdTtlMs: 60_000,
   holdTtlMsMax: 120_000,
   creditAmountMax: 1_000n,
+  reconcileBatchAccounts: 1_000,
 };
 const accountId = "7B0E1F9A-3C1D-4C59-9D59-0D3A3C5A1E11";
 const reason = (fn: () => unknown) => {

@@ -180,13 +180,21 @@ export interface AccountEventStore {
   appendAccountDeleted(event: { accountId: string; occurredAt: Date }): Promise<void>;
 }
 
-/** INV-2 checked over every account and grant (Reconcile). */
+/** One batch of accounts reconciled: its differences and where the next batch starts. */
+export interface ReconciliationBatch extends CreditsReconciliation {
+  /** The batch's last account id (the next batch starts after it); null when the batch was empty (no accounts left). */
+  lastAccountId: string | null;
+}
+
+/** INV-2 checked over every account and grant (Reconcile), a batch of accounts at a time. */
 export interface ReconciliationStore {
   /**
-   * Every equality of INV-2 that fails, over all accounts and grants, read in ONE statement (one
-   * snapshot): the total and the first `limit` differences by account, grant and check.
+   * Every equality of INV-2 that fails for the next `batchSize` accounts by id after
+   * `afterAccountId` (from the first when null) and their grants, read in ONE statement (one
+   * snapshot): the batch's total, its first `limit` differences by account, grant and check,
+   * and its last account id.
    */
-  differences(limit: number): Promise<CreditsReconciliation>;
+  differencesOfBatch(afterAccountId: string | null, batchSize: number, limit: number): Promise<ReconciliationBatch>;
 }
 
 export interface CreditsStores {

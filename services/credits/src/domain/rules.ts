@@ -42,6 +42,8 @@ export interface CreditsRules {
   holdTtlMsMax: number;
   /** Largest single grant or hold, in credits. */
   creditAmountMax: bigint;
+  /** Accounts a reconciliation checks per statement (RECONCILE_BATCH_ACCOUNTS). */
+  reconcileBatchAccounts: number;
 }
 
 // PostgreSQL text cannot hold a NUL, so no password may contain one; any other character (a

@@ -22,7 +22,7 @@ export class CreditsService {
 
   /** `now` is the clock grant expiry is decided by (the system clock unless a test injects one). */
   constructor(uow: CreditsUnitOfWork, rules: CreditsRules, passwords: PasswordHasher, now: () => Date = () => new Date()) {
-    this.ledger = new LedgerService(uow);
+    this.ledger = new LedgerService(uow, rules.reconcileBatchAccounts);
     this.grants = new GrantsService(uow, rules, this.ledger, now);
     this.accounts = new AccountsService(uow, rules, passwords, this.grants, this.ledger);
     this.holds = new HoldsService(uow, rules, this.ledger, this.grants);

@@ -8,6 +8,8 @@ import type { Balance, CreditsReconciliation, LedgerPage } from "../domain/types
 
 /** Most differences a reconciliation lists (the total counts them all). */
 export const RECONCILIATION_DIFFERENCES_MAX = 100;
+/** Accounts reconciled per statement: bounds each statement's work and memory however many accounts there are. */
+export const RECONCILIATION_BATCH_ACCOUNTS = 1_000;
 
 /**
  * The ledger and balance reads of the credits service. Every balance it returns has passed the
@@ -15,7 +17,11 @@ export const RECONCILIATION_DIFFERENCES_MAX = 100;
  * (and a logged bug) instead of a wrong number.
  */
 export class LedgerService {
-  constructor(private readonly uow: CreditsUnitOfWork) {}
+  constructor(
+    private readonly uow: CreditsUnitOfWork,
+    /** Accounts reconciled per statement. */
+    private readonly reconcileBatchAccounts = RECONCILIATION_BATCH_ACCOUNTS,
+  ) {}
 
   /**
    * Lists an account's ledger entries newest first. `pageSize` 0 means 20, else 1..100;
@@ -90,8 +96,10 @@ export class LedgerService {
   }
 
   /**
-   * Checks INV-2 over every account and grant at once, from one snapshot (read only; safe while
-   * credits move): the ledger replays to each account's stored balances and its newest entry
+   * Checks INV-2 over every account and grant, in batches of `batchSize` accounts by id
+   * (RECONCILE_BATCH_ACCOUNTS unless given; each
+   * batch one statement and one snapshot, so its bounded work never sees a movement half done;
+   * read only; safe while credits move): the ledger replays to each account's stored balances and its newest entry
    * states them; the grants' remaining credits are the available balance, the active holds the
    * held one, the captured holds the captured one; everything granted is available + held +
    * captured + expired + written off; and each grant's amount is its remaining credits + what
@@ -100,7 +108,15 @@ export class LedgerService {
    * (0: the books balance) and the first `RECONCILIATION_DIFFERENCES_MAX` of them, ordered by
    * account, grant and check. Errors: none of its own (database errors propagate).
    */
-  reconcile(): Promise<CreditsReconciliation> {
-    return this.uow.withoutTransaction((stores) => stores.reconciliation.differences(RECONCILIATION_DIFFERENCES_MAX));
+  async reconcile(batchSize = this.reconcileBatchAccounts): Promise<CreditsReconciliation> {
+    const result: CreditsReconciliation = { differencesTotal: 0, differences: [] };
+    for (let after: string | null = null; ; ) {
+      const limit = RECONCILIATION_DIFFERENCES_MAX - result.differences.length;
+      const batch = await this.uow.withoutTransaction((stores) => stores.reconciliation.differencesOfBatch(after, batchSize, Math.max(limit, 1)));
+      if (batch.lastAccountId === null) return result;
+      result.differencesTotal += batch.differencesTotal;
+      result.differences.push(...batch.differences.slice(0, limit));
+      after = batch.lastAccountId;
+    }
   }
 }

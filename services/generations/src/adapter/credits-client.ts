@@ -41,10 +41,10 @@ export class GrpcCreditsClient implements CreditsPort {
     return toHoldView(response.hold);
   }
 
-  async captureHold(request: { requestId: string; holdId: string }): Promise<HoldView> {
+  async captureHold(request: { requestId: string; holdId: string; amount?: bigint }): Promise<HoldView> {
     const response = await callUnary(
       this.client.captureHold.bind(this.client),
-      { requestId: request.requestId, holdId: request.holdId },
+      { requestId: request.requestId, holdId: request.holdId, amount: request.amount },
       { timeoutMs: this.timeoutMs },
     );
     return toHoldView(response.hold);

@@ -1,5 +1,5 @@
 import assert from "node:assert";
-import { FORGET_ANSWERS_MENTIONING_SQL, optionalDate, textArrayLiteral, toBigInt, type Sql } from "@tally/platform";
+import { FORGET_ANSWERS_MENTIONING_SQL, optionalDate, textArrayLiteral, toBigInt, type Sql, type SqlParam } from "@tally/platform";
 import type { GenerationStore } from "../domain/ports";
 import type {
   BillingClassificationName,
@@ -14,6 +14,7 @@ import type {
   NewGeneration,
   Settlement,
 } from "../domain/types";
+import type { SettlementOutcomeName, SettlementRuleName } from "../domain/settlement-rules";
 
 /**
  * SQL over the `generations` and `generation_outputs` tables, on the caller's `Sql` (inside a
@@ -40,7 +41,15 @@ interface GenerationRow {
   error_code: string;
   cost_micros: string;
   processing_time_ms: string;
-  settlement: Settlement | null;
+  settlement: "capture" | "release" | null;
+  settlement_outcome: SettlementOutcomeName | null;
+  settlement_rule: SettlementRuleName | null;
+  credits_captured: string;
+  credits_released: string;
+  plan: string;
+  credit_price_micros: string;
+  spent_micros: string;
+  partial_output: boolean;
   settled_at: Date | string | null;
   lease_token: string | null;
   traceparent: string | null;
@@ -56,7 +65,8 @@ interface GenerationRow {
 const COLUMNS = `id, user_id, status, input_type, prompt, photo_url, address, style, credit_cost, credit_type, hold_id,
   progress_percent, provider, output_content_type, error_message, error_code, cost_micros, processing_time_ms,
   settlement, settled_at, lease_token, traceparent, created_at, started_at, completed_at,
-  parent_generation_id, root_generation_id, billing_classification, billing_reason`;
+  parent_generation_id, root_generation_id, billing_classification, billing_reason,
+  settlement_outcome, settlement_rule, credits_captured, credits_released, plan, credit_price_micros, spent_micros, partial_output`;
 
 function toRecord(row: GenerationRow): GenerationRecord {
   const createdAt = optionalDate(row.created_at);
@@ -80,7 +90,11 @@ function toRecord(row: GenerationRow): GenerationRecord {
     errorCode: row.error_code,
     costMicros: toBigInt(row.cost_micros),
     processingTimeMs: toBigInt(row.processing_time_ms),
-    settlement: row.settlement,
+    settlement: settlementOfRow(row),
+    plan: row.plan,
+    creditPriceMicros: toBigInt(row.credit_price_micros),
+    spentMicros: toBigInt(row.spent_micros),
+    partialOutput: row.partial_output,
     createdAt,
     startedAt: optionalDate(row.started_at) ?? null,
     completedAt: optionalDate(row.completed_at) ?? null,
@@ -93,6 +107,28 @@ function toRecord(row: GenerationRow): GenerationRecord {
 
 const LEASE_INTERVAL = "(?::bigint * interval '1 millisecond')";
 
+/**
+ * The row's settlement; a `settlement` recorded without its outcome (by a replica of the
+ * version before refund rules, during a rolling upgrade) reads as what it meant then: a capture
+ * of the whole hold for a completed job, else a release of all of it.
+ */
+function settlementOfRow(row: GenerationRow): Settlement | null {
+  if (row.settlement_outcome && row.settlement_rule) {
+    return { outcome: row.settlement_outcome, rule: row.settlement_rule, creditsCaptured: toBigInt(row.credits_captured), creditsReleased: toBigInt(row.credits_released) };
+  }
+  if (row.settlement === null) return null;
+  const cost = toBigInt(row.credit_cost);
+  if (row.settlement === "capture") return { outcome: "completed", rule: "capture", creditsCaptured: cost, creditsReleased: 0n };
+  const outcome = row.status !== "cancelled" ? "failed" : row.started_at === null ? "cancelled_before_start" : "cancelled_while_processing";
+  return { outcome, rule: "release", creditsCaptured: 0n, creditsReleased: cost };
+}
+
+/** SET list storing a settlement decision; its values are `settlementParameters(decision)`. */
+const SETTLEMENT_ASSIGNMENTS = "settlement = ?, settlement_outcome = ?, settlement_rule = ?, credits_captured = ?, credits_released = ?";
+
+/** The credits call a decision makes: capture (of the captured credits) when it charges anything, else release. */
+const settlementParameters = (d: Settlement): SqlParam[] => [d.creditsCaptured > 0n ? "capture" : "release", d.outcome, d.rule, d.creditsCaptured, d.creditsReleased];
+
 /** GenerationStore on `generations` and `generation_outputs`. */
 export class SqlGenerationStore implements GenerationStore {
   constructor(private readonly sql: Sql) {}
@@ -100,11 +136,11 @@ export class SqlGenerationStore implements GenerationStore {
   async insert(g: NewGeneration): Promise<GenerationRecord> {
     const row = await this.sql.one<GenerationRow>(
       `INSERT INTO generations (id, user_id, status, input_type, prompt, photo_url, address, style, credit_cost, credit_type, hold_id, traceparent,
-         parent_generation_id, root_generation_id, billing_classification, billing_reason)
-       VALUES (?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING ${COLUMNS}`,
+         parent_generation_id, root_generation_id, billing_classification, billing_reason, plan, credit_price_micros)
+       VALUES (?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING ${COLUMNS}`,
       [
         g.id, g.userId, g.inputType, g.prompt, g.photoUrl, g.address, g.style, g.creditCost, g.creditType, g.holdId, g.traceparent,
-        g.parentGenerationId, g.rootGenerationId, g.billingClassification, g.billingReason,
+        g.parentGenerationId, g.rootGenerationId, g.billingClassification, g.billingReason, g.plan, g.creditPriceMicros,
       ],
     );
     assert.ok(row, "INSERT ... RETURNING returns the row");
@@ -167,21 +203,30 @@ export class SqlGenerationStore implements GenerationStore {
     return row ? toBigInt(row.bytes) : null;
   }
 
-  async cancel(userId: string, id: string, leaseMs: number): Promise<GenerationRecord | null> {
+  async cancel(userId: string, id: string, leaseMs: number, decide: (record: GenerationRecord) => Settlement): Promise<GenerationRecord | null> {
+    const current = await this.sql.one<GenerationRow>(
+      `SELECT ${COLUMNS} FROM generations WHERE id = ? AND user_id = ? AND status IN ('pending', 'processing') AND settlement IS NULL FOR UPDATE`,
+      [id, userId],
+    );
+    if (!current) return null;
+    const decision = decide(toRecord(current));
     const row = await this.sql.one<GenerationRow>(
-      `UPDATE generations SET status = 'cancelled', settlement = 'release', completed_at = now(), updated_at = now(),
-         lease_token = NULL, lease_expires_at = now() + ${LEASE_INTERVAL}
-       WHERE id = ? AND user_id = ? AND status IN ('pending', 'processing') AND settlement IS NULL
-       RETURNING ${COLUMNS}`,
-      [leaseMs, id, userId],
+      `UPDATE generations SET status = 'cancelled', completed_at = now(), updated_at = now(),
+         ${SETTLEMENT_ASSIGNMENTS}, lease_token = NULL, lease_expires_at = now() + ${LEASE_INTERVAL}
+       WHERE id = ? RETURNING ${COLUMNS}`,
+      [...settlementParameters(decision), leaseMs, id],
     );
     return row ? toRecord(row) : null;
   }
 
-  async markCancelSettled(id: string): Promise<void> {
+  async markCancelSettled(id: string, uncharged: boolean): Promise<void> {
     await this.sql.query(
-      "UPDATE generations SET settled_at = now(), lease_expires_at = NULL, updated_at = now() WHERE id = ? AND status = 'cancelled'",
-      [id],
+      `UPDATE generations SET settled_at = now(), lease_expires_at = NULL, updated_at = now(),
+         settlement = CASE WHEN ? THEN 'release' ELSE settlement END,
+         credits_captured = CASE WHEN ? THEN 0 ELSE credits_captured END,
+         credits_released = CASE WHEN ? THEN credit_cost ELSE credits_released END
+       WHERE id = ? AND status = 'cancelled'`,
+      [uncharged, uncharged, uncharged, id],
     );
   }
 
@@ -223,12 +268,13 @@ export class SqlGenerationStore implements GenerationStore {
     return rows.map((row) => ({ generation: toRecord(row), leaseToken: row.lease_token ?? "", traceparent: row.traceparent }));
   }
 
-  async renewLease(id: string, leaseToken: string, leaseMs: number, progressPercent?: number): Promise<boolean> {
+  async renewLease(id: string, leaseToken: string, leaseMs: number, progressPercent?: number, spentMicros?: bigint): Promise<boolean> {
     const rows = await this.sql.query<{ id: string }>(
       `UPDATE generations SET lease_expires_at = now() + ${LEASE_INTERVAL},
-         progress_percent = GREATEST(progress_percent, COALESCE(?::integer, progress_percent)), updated_at = now()
+         progress_percent = GREATEST(progress_percent, COALESCE(?::integer, progress_percent)),
+         spent_micros = GREATEST(spent_micros, COALESCE(?::bigint, spent_micros)), updated_at = now()
        WHERE id = ? AND lease_token = ? AND status = 'processing' AND settlement IS NULL RETURNING id`,
-      [leaseMs, progressPercent ?? null, id, leaseToken],
+      [leaseMs, progressPercent ?? null, spentMicros ?? null, id, leaseToken],
     );
     return rows.length === 1;
   }
@@ -237,15 +283,16 @@ export class SqlGenerationStore implements GenerationStore {
     await this.sql.query("UPDATE generations SET lease_expires_at = now(), updated_at = now() WHERE id = ? AND lease_token = ?", [id, leaseToken]);
   }
 
-  /** Settlement: capture for a completed job, release for a failed one (INV-3). */
-  async recordOutcome(id: string, leaseToken: string, outcome: JobOutcome): Promise<boolean> {
+  /** Stores the outcome and the settlement it decided (INV-3), with a completed job's output. */
+  async recordOutcome(id: string, leaseToken: string, outcome: JobOutcome, settlement: Settlement): Promise<boolean> {
     const completed = outcome.kind === "completed";
     const rows = await this.sql.query<{ id: string }>(
-      `UPDATE generations SET settlement = ?, output_content_type = ?, error_message = ?, error_code = ?,
+      `UPDATE generations SET ${SETTLEMENT_ASSIGNMENTS}, partial_output = ?, output_content_type = ?, error_message = ?, error_code = ?,
          cost_micros = ?, processing_time_ms = ?, updated_at = now()
        WHERE id = ? AND lease_token = ? AND status = 'processing' AND settlement IS NULL RETURNING id`,
       [
-        completed ? "capture" : "release",
+        ...settlementParameters(settlement),
+        completed && outcome.partial,
         completed ? outcome.contentType : "",
         completed ? "" : outcome.errorMessage,
         completed ? "" : outcome.errorCode,
@@ -267,12 +314,21 @@ export class SqlGenerationStore implements GenerationStore {
     return true;
   }
 
-  /** `completed` sets progress 100; `failed` keeps the step-1 error unless `ending` names another. */
+  /**
+   * `completed` sets progress 100; `failed` keeps the step-1 error unless `ending` names another;
+   * an `uncharged` ending (credits refused the capture) records that nothing was captured.
+   */
   async finishJob(id: string, ending: JobEnding): Promise<GenerationRecord | null> {
     const failed = ending.status === "failed";
+    const uncharged = failed && ending.uncharged === true;
     const row = await this.sql.one<GenerationRow>(
       `UPDATE generations SET status = ?,
          settlement = CASE WHEN ? THEN 'release' ELSE settlement END,
+         settlement_outcome = CASE WHEN ? THEN 'failed' ELSE settlement_outcome END,
+         settlement_rule = CASE WHEN ? AND settlement_outcome <> 'failed' THEN 'release' ELSE settlement_rule END,
+         credits_captured = CASE WHEN ? THEN 0 ELSE credits_captured END,
+         credits_released = CASE WHEN ? THEN credit_cost ELSE credits_released END,
+         partial_output = partial_output AND NOT ?,
          progress_percent = CASE WHEN ? THEN progress_percent ELSE 100 END,
          error_message = COALESCE(?, error_message),
          error_code = COALESCE(?, error_code),
@@ -282,7 +338,12 @@ export class SqlGenerationStore implements GenerationStore {
        RETURNING ${COLUMNS}`,
       [
         ending.status,
-        failed,
+        uncharged,
+        uncharged,
+        uncharged,
+        uncharged,
+        uncharged,
+        uncharged,
         failed,
         failed ? (ending.errorMessage ?? null) : null,
         failed ? (ending.errorCode ?? null) : null,

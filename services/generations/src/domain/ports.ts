@@ -1,5 +1,5 @@
 import type { IdempotencyStore, UnitOfWork } from "@tally/platform";
-import type { ClaimedJob, Download, GenerationOutput, GenerationRecord, JobEnding, JobOutcome, NewGeneration } from "./types";
+import type { ClaimedJob, Download, GenerationOutput, GenerationRecord, JobEnding, JobOutcome, NewGeneration, Settlement } from "./types";
 
 /**
  * The generations the rules need, bound to one transaction or to none (see
@@ -31,14 +31,19 @@ export interface GenerationStore {
   outputBytesOfUser(userId: string, id: string): Promise<bigint | null>;
   /**
    * Cancels a pending or processing generation whose ending has not started (no settlement):
-   * status `cancelled`, settlement `release`. The lease (`leaseMs`) lets the worker's sweep
-   * redo the release only if the caller dies before doing it. Null when no such row exists.
+   * locks the row, asks `decide` for the settlement of cancelling it now (refund rules), and
+   * stores status `cancelled` with that settlement. The lease (`leaseMs`) lets the worker's
+   * sweep redo the capture/release only if the caller dies before doing it. Null when no such
+   * row exists.
    */
-  cancel(userId: string, id: string, leaseMs: number): Promise<GenerationRecord | null>;
+  cancel(userId: string, id: string, leaseMs: number, decide: (record: GenerationRecord) => Settlement): Promise<GenerationRecord | null>;
   /** True once the generation's hold was captured or released (settled_at set). */
   isSettled(id: string): Promise<boolean>;
-  /** Records that a cancelled generation's hold was released. */
-  markCancelSettled(id: string): Promise<void>;
+  /**
+   * Records that a cancelled generation's hold was settled; `uncharged` when credits refused
+   * the capture its settlement decided (the hold had ended): nothing was captured.
+   */
+  markCancelSettled(id: string, uncharged: boolean): Promise<void>;
   /**
    * Claims up to `count` jobs for one worker and leases them for `leaseMs` under `leaseToken`
    * (pending ones become `processing` with `providerName`; processing ones whose lease ran
@@ -48,17 +53,18 @@ export interface GenerationStore {
   claimJobs(count: number, leaseMs: number, leaseToken: string, providerName: string): Promise<ClaimedJob[]>;
   /**
    * Extends the lease of a processing job this claim still holds, optionally with its
-   * progress. False when the job is no longer this claim's to run (cancelled or reclaimed).
+   * progress (0..100) and the provider's measured spend so far (micro-units; kept at its
+   * highest). False when the job is no longer this claim's to run (cancelled or reclaimed).
    */
-  renewLease(id: string, leaseToken: string, leaseMs: number, progressPercent?: number): Promise<boolean>;
+  renewLease(id: string, leaseToken: string, leaseMs: number, progressPercent?: number, spentMicros?: bigint): Promise<boolean>;
   /** Lets another worker reclaim a job at once (a worker abandoning it at shutdown). */
   expireLease(id: string, leaseToken: string): Promise<void>;
   /**
-   * Step 1 of ending a job: stores the outcome and its settlement (and a completed job's
-   * output), only while the job is processing under this claim with no settlement. False when
-   * it is not (cancelled or reclaimed meanwhile).
+   * Step 1 of ending a job: stores the outcome and the settlement it decided (and a completed
+   * job's output), only while the job is processing under this claim with no settlement. False
+   * when it is not (cancelled or reclaimed meanwhile).
    */
-  recordOutcome(id: string, leaseToken: string, outcome: JobOutcome): Promise<boolean>;
+  recordOutcome(id: string, leaseToken: string, outcome: JobOutcome, settlement: Settlement): Promise<boolean>;
   /**
    * Step 3 of ending a job, after credits captured or released its hold: only a processing
    * job with an unsettled settlement moves (so two workers finish it once). Returns it, or
@@ -132,7 +138,8 @@ export interface CreditsPort {
   /** The account a generation is made for: its kind, plan and billing anchor. Errors: `not_found`. */
   getAccount(accountId: string): Promise<AccountView>;
   createHold(request: { requestId: string; accountId: string; generationId: string; amount: bigint; ttlMs: number }): Promise<HoldView>;
-  captureHold(request: { requestId: string; holdId: string }): Promise<HoldView>;
+  /** Charges `amount` credits of the hold (all of it when unset) and releases the rest. */
+  captureHold(request: { requestId: string; holdId: string; amount?: bigint }): Promise<HoldView>;
   releaseHold(request: { requestId: string; holdId: string; reason: string }): Promise<HoldView>;
   /** Moves an active hold's deadline to now + `ttlMs` (0: credits' HOLD_TTL_MS) when later. Errors: `hold_not_active`, `not_found`. */
   extendHold(request: { requestId: string; holdId: string; ttlMs: number }): Promise<HoldView>;

@@ -1,3 +1,5 @@
+import { decideSettlement, type SettlementDecision, type SettlementTerms } from "./settlement-rules";
+
 /** Input types a generation can start from (the names used in storage, events and pricing). */
 export const INPUT_TYPES = ["text", "photo", "address"] as const;
 export type InputTypeName = (typeof INPUT_TYPES)[number];
@@ -31,10 +33,11 @@ export const ORIGINAL_BILLING: Billing = { billingClassification: "original", bi
 
 /**
  * How a job's hold ends, decided before the credits service is called so that a worker that
- * takes over a crashed job redoes the same call (INV-3: capture for a completed job, release
- * otherwise).
+ * takes over a crashed job redoes the same call (INV-3): the outcome, the plan's refund rule
+ * applied and the split of the hold (domain/settlement-rules.ts). Credits is asked to capture
+ * `creditsCaptured` (releasing the rest) when it is > 0, else to release the hold.
  */
-export type Settlement = "capture" | "release";
+export type Settlement = SettlementDecision;
 
 /** A generation as the service and the worker see it, internal fields included (the adapter maps rows to this). */
 export interface GenerationRecord extends Billing {
@@ -60,6 +63,15 @@ export interface GenerationRecord extends Billing {
   /** What the provider's work cost, in micro-units of the currency. */
   costMicros: bigint;
   processingTimeMs: bigint;
+  /** The plan the job was created under ("" before plans were recorded on jobs). */
+  plan: string;
+  /** The plan's price per credit when the job was created, in micro-units of the currency. */
+  creditPriceMicros: bigint;
+  /** The provider's measured spend while running, as last reported, in micro-units of the currency. */
+  spentMicros: bigint;
+  /** The provider delivered a partial output (and said so). */
+  partialOutput: boolean;
+  /** Null until the job's ending is decided. */
   settlement: Settlement | null;
   createdAt: Date;
   startedAt: Date | null;
@@ -68,15 +80,16 @@ export interface GenerationRecord extends Billing {
 
 /**
  * A generation as its user sees it (what the service answers, and what an idempotent create,
- * retry or cancel stores as its first answer): the record without its settlement, internal
- * error code and root; `outputContentType` is empty unless the generation completed. Answers
- * stored before retries existed lack the billing fields (read them as an original's).
+ * retry or cancel stores as its first answer): the record without its internal error code,
+ * root, plan terms and running spend; `outputContentType` is empty unless the generation
+ * completed; `settlement` is null until the job's ending is decided. Answers stored before
+ * retries (or settlements) existed lack those fields: read them as an original's (not settled).
  */
-export type Generation = Omit<GenerationRecord, "settlement" | "errorCode" | "rootGenerationId">;
+export type Generation = Omit<GenerationRecord, "errorCode" | "rootGenerationId" | "plan" | "creditPriceMicros" | "spentMicros">;
 
 /** The user's view of a record: internal fields stay inside, and only a completed job names an output. */
 export function toGeneration(record: GenerationRecord): Generation {
-  const { settlement: _settlement, errorCode: _errorCode, rootGenerationId: _root, ...visible } = record;
+  const { errorCode: _errorCode, rootGenerationId: _root, plan: _plan, creditPriceMicros: _price, spentMicros: _spent, ...visible } = record;
   return { ...visible, outputContentType: record.status === "completed" ? record.outputContentType : "" };
 }
 
@@ -132,6 +145,9 @@ export interface NewGeneration extends GenerationInput, Billing {
   creditType: CreditTypeName;
   holdId: string;
   traceparent: string | null;
+  /** The account's plan and its price per credit now (the job's settlement terms). */
+  plan: string;
+  creditPriceMicros: bigint;
 }
 
 /** A job handed to one worker by a claim. */
@@ -144,14 +160,23 @@ export interface ClaimedJob {
 
 /** What a provider run came to (step 1 of ending a job). */
 export type JobOutcome =
-  | { kind: "completed"; content: Uint8Array; contentType: string; costMicros: bigint; processingTimeMs: bigint }
+  | { kind: "completed"; content: Uint8Array; contentType: string; costMicros: bigint; processingTimeMs: bigint; partial: boolean }
   | { kind: "failed"; errorMessage: string; errorCode: string; costMicros: bigint; processingTimeMs: bigint };
 
-/** The settlement a recorded outcome decides (INV-3): a completed job is captured, a failed one released. */
-export const settlementOf = (outcome: JobOutcome): Settlement => (outcome.kind === "completed" ? "capture" : "release");
+/**
+ * The settlement a job's outcome decides under its plan's terms (INV-3): a full completion
+ * captures the whole hold; a partial output or a failure applies the plan's refund rule, with
+ * the provider's measured spend (the outcome's cost, or the last one reported while running).
+ */
+export function settlementOf(generation: GenerationRecord, outcome: JobOutcome, terms: SettlementTerms): Settlement {
+  const kind = outcome.kind === "completed" ? (outcome.partial ? "partial_output" : "completed") : "failed";
+  const spent = outcome.costMicros > generation.spentMicros ? outcome.costMicros : generation.spentMicros;
+  return decideSettlement(kind, generation.creditCost, spent, terms);
+}
 
 /**
  * How a job ends once credits answered (step 3): `completed`, or `failed` with the error given
- * here (else the one recorded in step 1).
+ * here (else the one recorded in step 1); `uncharged` when credits refused the capture (the
+ * hold had ended), so nothing was captured whatever the settlement decided.
  */
-export type JobEnding = { status: "completed" } | { status: "failed"; errorMessage?: string; errorCode?: string };
+export type JobEnding = { status: "completed" } | { status: "failed"; errorMessage?: string; errorCode?: string; uncharged?: boolean };

@@ -71,5 +71,15 @@ export function toProtoGeneration(generation: Generation): generations.Generatio
     parentGenerationId: generation.parentGenerationId ?? "",
     billingClassification: generation.billingClassification ?? "original",
     billingReason: generation.billingReason ?? "",
+    // Answers stored before settlements were recorded have none.
+    settlement: generation.settlement
+      ? {
+          outcome: generation.settlement.outcome,
+          rule: generation.settlement.rule,
+          creditsCaptured: generation.settlement.creditsCaptured,
+          creditsReleased: generation.settlement.creditsReleased,
+        }
+      : undefined,
+    partialOutput: generation.partialOutput ?? false,
   };
 }

@@ -46,14 +46,18 @@ export class LocalFractalRenderer implements GenerationProvider {
       const rowEnd = Math.min(size, rowStart + this.options.rowsPerChunk);
       renderRows(png.data, size, rowStart, rowEnd, parameters, this.options.iterationsMax);
       context.reportProgress(Math.floor((rowEnd * 100) / size));
+      context.reportCost(this.costSince(cpuBefore));
       await new Promise<void>((resolve) => setImmediate(resolve));
     }
     const content = PNG.sync.write(png);
+    return { content: new Uint8Array(content), contentType: "image/png", costMicros: this.costSince(cpuBefore) };
+  }
+
+  /** The measured cost of the CPU time used since `cpuBefore`, in micros of money. */
+  private costSince(cpuBefore: NodeJS.CpuUsage): bigint {
     const cpu = process.cpuUsage(cpuBefore);
-    const cpuMicroseconds = BigInt(cpu.user + cpu.system);
     // Integer arithmetic: micros of money = CPU µs × price per CPU second / 1e6.
-    const costMicros = (cpuMicroseconds * BigInt(this.options.costMicrosPerCpuSecond)) / 1_000_000n;
-    return { content: new Uint8Array(content), contentType: "image/png", costMicros };
+    return (BigInt(cpu.user + cpu.system) * BigInt(this.options.costMicrosPerCpuSecond)) / 1_000_000n;
   }
 }
 

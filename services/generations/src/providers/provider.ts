@@ -4,6 +4,12 @@ import type { GenerationJob } from "../domain/types";
 export interface ProviderRunContext {
   /** Reports progress, 0..100 (the worker persists it at most every few percent). */
   reportProgress(percent: number): void;
+  /**
+   * Reports what the work has cost so far, in micro-units of the currency (a running total;
+   * the highest reported counts). Persisted with the job's lease renewals: a job cancelled
+   * while running is charged this spend under the `capture_spent` refund rule.
+   */
+  reportCost(spentMicros: bigint): void;
   /** Aborted when the job is cancelled, times out or the worker shuts down: stop working. */
   signal: AbortSignal;
 }
@@ -15,6 +21,8 @@ export interface ProviderOutput {
   contentType: string;
   /** What the work cost, in micro-units of the currency (an integer, never a float). */
   costMicros: bigint;
+  /** True when the provider could deliver only part of the output (settled under the plan's `partial_output` rule). */
+  partial?: boolean;
 }
 
 /** Does the actual generation behind a stable interface, so providers can be swapped. */

@@ -15,7 +15,7 @@ const job = (prompt: string): GenerationJob => ({
 });
 const renderer = new LocalFractalRenderer({ imageSizePx: 64, iterationsMax: 64, rowsPerChunk: 8, costMicrosPerCpuSecond: 1_000_000_000 });
 const run = (provider: GenerationProvider = renderer, prompt = "a lighthouse", progress: number[] = [], signal = new AbortController().signal) =>
-  provider.generate(job(prompt), { reportProgress: (p) => progress.push(p), signal });
+  provider.generate(job(prompt), { reportProgress: (p) => progress.push(p), reportCost: () => undefined, signal });
 
 describe("LocalFractalRenderer", () => {
   it("renders a PNG of the configured size that pngjs decodes", async () => {

@@ -124,7 +124,7 @@ export class GenerationWorker {
   private async runJob(claimed: ClaimedJob, job: RunningJob): Promise<void> {
     const generation = claimed.generation;
     if (generation.status === "cancelled") {
-      await this.settlement.releaseCancelledHold(generation);
+      await this.settlement.settleCancelledHold(generation);
       return;
     }
     let settlement: Settlement | null = generation.settlement;
@@ -159,28 +159,38 @@ export class GenerationWorker {
     const elapsedMs = () => BigInt(Math.max(0, Math.round(performance.now() - startedAt)));
     try {
       const output = await Promise.resolve().then(() =>
-        this.provider.generate(toJob(claimed.generation), { reportProgress: renewals.reportProgress, signal: job.controller.signal }),
+        this.provider.generate(toJob(claimed.generation), { reportProgress: renewals.reportProgress, reportCost: renewals.reportCost, signal: job.controller.signal }),
       );
       const cause = job.cause();
       if (cause === "shutdown") return { kind: "abandoned" };
       if (cause === "lost") return { kind: "lost" };
       return {
         kind: "outcome",
-        outcome: { kind: "completed", content: output.content, contentType: output.contentType, costMicros: output.costMicros, processingTimeMs: elapsedMs() },
+        outcome: {
+          kind: "completed",
+          content: output.content,
+          contentType: output.contentType,
+          costMicros: output.costMicros,
+          processingTimeMs: elapsedMs(),
+          partial: output.partial === true,
+        },
       };
     } catch (error) {
       const cause = job.cause();
       if (cause === "shutdown") return { kind: "abandoned" };
       if (cause === "lost") return { kind: "lost" };
-      return { kind: "outcome", outcome: this.failureOf(claimed, error, cause === "timeout", elapsedMs()) };
+      return { kind: "outcome", outcome: this.failureOf(claimed, error, cause === "timeout", elapsedMs(), renewals.spentMicros()) };
     } finally {
       clearTimeout(timeoutTimer);
       await renewals.stop();
     }
   }
 
-  /** A provider's failure as an outcome: `provider_timeout`, the ProviderError's code, or `provider_error`. */
-  private failureOf(claimed: ClaimedJob, error: unknown, timedOut: boolean, processingTimeMs: bigint): JobOutcome {
+  /**
+   * A provider's failure as an outcome: `provider_timeout`, the ProviderError's code, or
+   * `provider_error`; its cost is the spend the provider reported before failing.
+   */
+  private failureOf(claimed: ClaimedJob, error: unknown, timedOut: boolean, processingTimeMs: bigint, costMicros: bigint): JobOutcome {
     const errorCode = timedOut ? "provider_timeout" : error instanceof ProviderError ? error.code : "provider_error";
     const errorMessage = timedOut
       ? `the provider took longer than ${this.options.providerTimeoutMs} ms`
@@ -188,22 +198,27 @@ export class GenerationWorker {
         ? error.message
         : String(error);
     this.logger.info({ generation_id: claimed.generation.id, error_code: errorCode, err: error }, "provider failed the job");
-    return { kind: "failed", errorMessage, errorCode, costMicros: 0n, processingTimeMs };
+    return { kind: "failed", errorMessage, errorCode, costMicros, processingTimeMs };
   }
 
   /**
    * Renews the job's lease every third of it, and with its progress at most every
-   * `progressStepPercent`; a renewal that finds the job no longer this claim's aborts it
+   * `progressStepPercent` (each renewal also persists the spend reported so far, for a cancel's
+   * `capture_spent`); a renewal that finds the job no longer this claim's aborts it
    * ("lost"). Each timed renewal is also the hold's heartbeat (HoldKeeper: ExtendHold when its
    * deadline nears). Renewals run one at a time; `stop()` ends them and waits for the last one.
    */
-  private keepLease(claimed: ClaimedJob, job: RunningJob): { reportProgress(percent: number): void; stop(): Promise<void> } {
+  private keepLease(
+    claimed: ClaimedJob,
+    job: RunningJob,
+  ): { reportProgress(percent: number): void; reportCost(spentMicros: bigint): void; spentMicros(): bigint; stop(): Promise<void> } {
     const generationId = claimed.generation.id;
     let renewals = Promise.resolve();
+    let spentMicros = claimed.generation.spentMicros;
     const renew = (progressPercent?: number) => {
       renewals = renewals
         .then(async () => {
-          if (!(await this.leases.renew(claimed, progressPercent))) job.abort("lost");
+          if (!(await this.leases.renew(claimed, progressPercent, spentMicros))) job.abort("lost");
         })
         .catch((error: unknown) => this.logger.warn({ err: error, generation_id: generationId }, "lease renewal failed"));
     };
@@ -224,6 +239,10 @@ export class GenerationWorker {
     const renewTimer = setInterval(heartbeat, Math.max(1, Math.floor(this.options.leaseMs / 3)));
     return {
       reportProgress,
+      reportCost(reported: bigint) {
+        if (reported > spentMicros) spentMicros = reported;
+      },
+      spentMicros: () => spentMicros,
       async stop() {
         clearInterval(renewTimer);
         await renewals;

@@ -35,6 +35,7 @@ import {
   type UsagePort,
 } from "../domain/ports";
 import { creditCostOf, type Pricing } from "../domain/pricing";
+import { settlementTermsOf } from "../domain/settlement-rules";
 import {
   inputOf,
   ORIGINAL_BILLING,
@@ -121,6 +122,7 @@ export class GenerationsService {
       input,
       account,
       creditCost: creditCostOf(this.options.pricing, input.inputType),
+      creditPriceMicros: settlementTermsOf(this.options.plans, account.plan).creditPriceMicros,
       billing: ORIGINAL_BILLING,
       // Keyed by the generation id (user + request_id): one user's key never blocks another's.
       call: { requestId: `create:${generationId}`, operation: "CreateGeneration", parameters: input, ...GENERATION_ANSWER },
@@ -180,6 +182,7 @@ export class GenerationsService {
       input: inputOf(parent),
       account,
       creditCost: creditCostOf(this.options.pricing, parent.inputType),
+      creditPriceMicros: settlementTermsOf(this.options.plans, account.plan).creditPriceMicros,
       billing: retryBilling(parent, classifyRetry(parent, used, freeRetries)),
       call,
       decideUnderLock: async (stores) => {
@@ -228,14 +231,14 @@ export class GenerationsService {
     const call = { requestId: `cancel:${ref.userId}:${requestId}`, operation: "CancelGeneration", parameters: ref, ...GENERATION_ANSWER };
     const cancelled = await this.uow.inTransaction((stores) => runIdempotent(stores.idempotency, call, () => this.cancelOwned(stores, ref)));
     await this.settlement
-      .releaseCancelledHold(cancelled)
-      .catch((error: unknown) => this.logger.warn({ err: error, generation_id: cancelled.id }, "release after cancel failed; the worker will retry it"));
+      .settleCancelledHold(cancelled)
+      .catch((error: unknown) => this.logger.warn({ err: error, generation_id: cancelled.id }, "settling the hold after a cancel failed; the worker will retry it"));
     return cancelled;
   }
 
   private async cancelOwned(stores: GenerationsStores, ref: GenerationRef): Promise<Generation> {
     const existing = await findOwned(stores, ref);
-    const record = await stores.generations.cancel(ref.userId, ref.generationId, this.options.leaseMs);
+    const record = await stores.generations.cancel(ref.userId, ref.generationId, this.options.leaseMs, (current) => this.settlement.decideCancellation(current));
     if (!record) {
       throw new DomainError("already_finished", `generation ${ref.generationId} is already ${existing.status === "processing" ? "finishing" : existing.status}`, {
         generation_id: ref.generationId,

@@ -36,11 +36,14 @@ export class JobLeases {
   }
 
   /**
-   * Extends the lease of a job this claim runs, with its progress (0..100) when given. False
-   * when the job is no longer this claim's (cancelled or reclaimed): its runner must stop.
+   * Extends the lease of a job this claim runs, with its progress (0..100) and the provider's
+   * spend so far (micro-units) when given. False when the job is no longer this claim's
+   * (cancelled or reclaimed): its runner must stop.
    */
-  renew(job: ClaimedJob, progressPercent?: number): Promise<boolean> {
-    return this.uow.withoutTransaction((stores) => stores.generations.renewLease(job.generation.id, job.leaseToken, this.leaseMs, progressPercent));
+  renew(job: ClaimedJob, progressPercent?: number, spentMicros?: bigint): Promise<boolean> {
+    return this.uow.withoutTransaction((stores) =>
+      stores.generations.renewLease(job.generation.id, job.leaseToken, this.leaseMs, progressPercent, spentMicros),
+    );
   }
 
   /** Hands a job back at once (abandoned at shutdown): another worker may claim it now. */

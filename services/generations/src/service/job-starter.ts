@@ -11,6 +11,8 @@ export interface StartingJob {
   account: AccountView;
   /** The price of its input type, in credits (nothing is held for a free retry). */
   creditCost: bigint;
+  /** The account's plan's price per credit, in micro-units of the currency (stored with the job). */
+  creditPriceMicros: bigint;
   /** The billing decided before any remote call. */
   billing: Billing;
   call: IdempotentCall<Generation>;
@@ -123,6 +125,8 @@ export class JobStarter {
       creditType: hold ? creditTypeOfHold(hold) : "none",
       holdId: hold?.id ?? "",
       traceparent: currentTraceCarrier().traceparent ?? null,
+      plan: job.account.plan,
+      creditPriceMicros: job.creditPriceMicros,
     });
     this.logger.info(
       { generation_id: generationId, user_id: input.userId, credit_cost: record.creditCost.toString(), billing_classification: billing.billingClassification },

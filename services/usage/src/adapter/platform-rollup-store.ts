@@ -1,7 +1,7 @@
 import { toBigInt, type Sql } from "@tally/platform";
 import type { PlatformRollupStore } from "../domain/ports";
 import { splitAtUtcDays } from "../domain/platform-analytics";
-import type { PlatformAnalytics, RollupDifference, Window } from "../domain/types";
+import type { PlatformFigures, RollupDifference, Window } from "../domain/types";
 
 /*
  * The platform rollups (Migration20261129000001): `platform_daily_usage` (per UTC day, plan,
@@ -11,20 +11,43 @@ import type { PlatformAnalytics, RollupDifference, Window } from "../domain/type
  * what the log says, for the rebuild and the reconciliation.
  */
 
-/** One row of the grouping-sets query: the totals (`kind` 'total') or one plan, provider or input type. */
+/**
+ * One row of the grouping-sets query: the totals (`kind` 'total'), one plan, provider or input
+ * type (`key`), or one plan and provider (`kind` 'plan_provider', `plan_key` and
+ * `provider_key`, with `all_cost_micros`, the cost of its completed and failed entries).
+ */
 export interface PlatformRow {
   kind: string;
   key: string | null;
+  plan_key: string | null;
+  provider_key: string | null;
   generations: string;
   failed: string;
   credits: string;
   cost_micros: string;
+  all_cost_micros: string;
   users: string;
   guests: string;
 }
 
-/** The PlatformAnalytics of the grouping-sets rows (the 'total' row's counts, the other kinds as breakdowns; a null key is ""). */
-export function platformAnalyticsFromRows(rows: PlatformRow[]): PlatformAnalytics {
+/**
+ * The select list and grouping of the platform queries over a relation `e` of (plan, provider,
+ * input_type, outcome, entries, credits, cost_micros) rows; `users` and `guests` are given.
+ */
+export const platformSelect = (users: string, guests: string) => `
+SELECT CASE WHEN GROUPING(plan, provider) = 0 THEN 'plan_provider' WHEN GROUPING(plan) = 0 THEN 'plan' WHEN GROUPING(provider) = 0 THEN 'provider'
+            WHEN GROUPING(input_type) = 0 THEN 'input_type' ELSE 'total' END AS kind,
+       coalesce(plan, provider, input_type) AS key, plan AS plan_key, provider AS provider_key,
+       coalesce(sum(entries) FILTER (WHERE outcome = 'completed'), 0) AS generations,
+       coalesce(sum(entries) FILTER (WHERE outcome = 'failed'), 0) AS failed,
+       coalesce(sum(credits) FILTER (WHERE outcome = 'completed'), 0) AS credits,
+       coalesce(sum(cost_micros) FILTER (WHERE outcome = 'completed'), 0) AS cost_micros,
+       coalesce(sum(cost_micros), 0) AS all_cost_micros,
+       ${users} AS users, ${guests} AS guests
+  FROM e GROUP BY GROUPING SETS ((), (plan), (provider), (input_type), (plan, provider))`;
+
+/** The PlatformFigures of the grouping-sets rows (the 'total' row's counts, the other kinds as breakdowns; a null key is ""). */
+export function platformAnalyticsFromRows(rows: PlatformRow[]): PlatformFigures {
   const empty = { generations: "0", failed: "0", credits: "0", cost_micros: "0", users: "0", guests: "0" };
   const total = rows.find((row) => row.kind === "total") ?? empty;
   const breakdown = (kind: string) =>
@@ -42,6 +65,10 @@ export function platformAnalyticsFromRows(rows: PlatformRow[]): PlatformAnalytic
     byPlan: breakdown("plan"),
     byProvider: breakdown("provider"),
     byInputType: breakdown("input_type"),
+    spend: rows
+      .filter((row) => row.kind === "plan_provider")
+      .map((row) => ({ plan: row.plan_key ?? "", provider: row.provider_key ?? "", credits: toBigInt(row.credits), costMicros: toBigInt(row.all_cost_micros) }))
+      .sort((a, b) => (a.plan === b.plan ? (a.provider < b.provider ? -1 : 1) : a.plan < b.plan ? -1 : 1)),
   };
 }
 
@@ -79,20 +106,12 @@ WITH edge AS MATERIALIZED (
                       WHERE a.subject_id = x.user_id AND a.guest = x.guest AND a.all_plans = scope.all_plans AND a.plan IS NOT DISTINCT FROM scope.plan
                         AND usage_active_between(a.first_day, a.days, scope.from_day, scope.to_day))
 )
-SELECT CASE WHEN GROUPING(plan) = 0 THEN 'plan' WHEN GROUPING(provider) = 0 THEN 'provider' WHEN GROUPING(input_type) = 0 THEN 'input_type' ELSE 'total' END AS kind,
-       coalesce(plan, provider, input_type) AS key,
-       coalesce(sum(entries) FILTER (WHERE outcome = 'completed'), 0) AS generations,
-       coalesce(sum(entries) FILTER (WHERE outcome = 'failed'), 0) AS failed,
-       coalesce(sum(credits) FILTER (WHERE outcome = 'completed'), 0) AS credits,
-       coalesce(sum(cost_micros) FILTER (WHERE outcome = 'completed'), 0) AS cost_micros,
-       (SELECT counted.users + extra.users FROM counted, extra) AS users,
-       (SELECT counted.guests + extra.guests FROM counted, extra) AS guests
-  FROM e GROUP BY GROUPING SETS ((), (plan), (provider), (input_type))`;
+${platformSelect("(SELECT counted.users + extra.users FROM counted, extra)", "(SELECT counted.guests + extra.guests FROM counted, extra)")}`;
 
 export class SqlPlatformRollupStore implements PlatformRollupStore {
   constructor(private readonly sql: Sql) {}
 
-  async platform(window: Window, plan: string | null): Promise<PlatformAnalytics> {
+  async platform(window: Window, plan: string | null): Promise<PlatformFigures> {
     const { days, edges } = splitAtUtcDays(window);
     const [first, second] = [edges[0] ?? { start: window.start, end: window.start }, edges[1] ?? { start: window.start, end: window.start }];
     const { from, to } = days ?? NO_DAYS;

@@ -1,7 +1,7 @@
 import { toBigInt, type Sql } from "@tally/platform";
 import type { UsageLogStore } from "../domain/ports";
 import { MONTHLY_ANALYTICS_ADD, MONTHLY_ANALYTICS_COLUMNS } from "./monthly-analytics-store";
-import { platformAnalyticsFromRows, type PlatformRow } from "./platform-rollup-store";
+import { platformAnalyticsFromRows, platformSelect, type PlatformRow } from "./platform-rollup-store";
 import type {
   BillingClassification,
   DownloadDraft,
@@ -10,7 +10,7 @@ import type {
   SubjectSnapshot,
   UsageLogEntry,
   UsageLogEntryDraft,
-  PlatformAnalytics,
+  PlatformFigures,
   UsageTotals,
   Window,
 } from "../domain/types";
@@ -114,18 +114,12 @@ export class SqlUsageLogStore implements UsageLogStore {
     };
   }
 
-  async platform(window: Window, plan: string | null): Promise<PlatformAnalytics> {
+  async platform(window: Window, plan: string | null): Promise<PlatformFigures> {
     // Straight from the log (the reference the rollups are checked against). One scan: the totals row (kind 'total') and one row per plan, provider and input type.
     const rows = await this.sql.query<PlatformRow>(
-      `WITH e AS (SELECT * FROM usage_log WHERE occurred_at >= ?::timestamptz AND occurred_at < ?::timestamptz AND (?::text IS NULL OR plan = ?::text))
-       SELECT CASE WHEN GROUPING(plan) = 0 THEN 'plan' WHEN GROUPING(provider) = 0 THEN 'provider' WHEN GROUPING(input_type) = 0 THEN 'input_type' ELSE 'total' END AS kind,
-              coalesce(plan, provider, input_type) AS key,
-              count(*) FILTER (WHERE outcome = 'completed') AS generations, count(*) FILTER (WHERE outcome = 'failed') AS failed,
-              coalesce(sum(credits) FILTER (WHERE outcome = 'completed'), 0) AS credits,
-              coalesce(sum(cost_micros) FILTER (WHERE outcome = 'completed'), 0) AS cost_micros,
-              count(DISTINCT user_id) FILTER (WHERE subject_kind IS DISTINCT FROM 'guest') AS users,
-              count(DISTINCT user_id) FILTER (WHERE subject_kind = 'guest') AS guests
-         FROM e GROUP BY GROUPING SETS ((), (plan), (provider), (input_type))`,
+      `WITH e AS (SELECT user_id, subject_kind, plan, provider, input_type, outcome, 1 AS entries, credits, cost_micros FROM usage_log
+                    WHERE occurred_at >= ?::timestamptz AND occurred_at < ?::timestamptz AND (?::text IS NULL OR plan = ?::text))
+       ${platformSelect("count(DISTINCT user_id) FILTER (WHERE subject_kind IS DISTINCT FROM 'guest')", "count(DISTINCT user_id) FILTER (WHERE subject_kind = 'guest')")}`,
       [window.start, window.end, plan, plan],
     );
     return platformAnalyticsFromRows(rows);

@@ -33,6 +33,8 @@ export interface GenerationCompletedFacts extends GenerationEventFacts {
   creditType: string;
   /** Size of the stored output, in bytes (0 from producers that do not send it). */
   outputBytes: bigint;
+  /** The provider delivered only part of the output (false from producers that do not send it). */
+  partialOutput: boolean;
 }
 
 /** A `GenerationFailed` event. */

@@ -1,4 +1,4 @@
-import type { Window } from "./types";
+import type { Money, PlanProviderSpend, PlatformMoney, Window } from "./types";
 
 const DAY_MS = 24 * 60 * 60 * 1000;
 
@@ -25,4 +25,27 @@ export function splitAtUtcDays(window: Window): WindowByDays {
     { start: last, end: window.end },
   ].filter((edge) => edge.start < edge.end);
   return { days: { from: dayOf(first), to: dayOf(last) }, edges };
+}
+
+/**
+ * Values platform figures: each plan and provider's credits charged for completed generations
+ * at the plan's `credit_price_micros` (`priceOf(plan)`, 0 for a plan the catalogue does not
+ * know) is revenue; the provider cost of every entry is cost; margin = revenue − cost. Sums in
+ * all, by plan and by provider (exact integers, micro-units).
+ */
+export function platformMoney(spend: readonly PlanProviderSpend[], priceOf: (plan: string) => bigint): PlatformMoney {
+  const zero = (): Money => ({ credits: 0n, revenueMicros: 0n, costMicros: 0n, marginMicros: 0n });
+  const total = zero();
+  const byPlan: Record<string, Money> = {};
+  const byProvider: Record<string, Money> = {};
+  for (const row of spend) {
+    const revenueMicros = row.credits * priceOf(row.plan);
+    for (const money of [total, (byPlan[row.plan] ??= zero()), (byProvider[row.provider] ??= zero())]) {
+      money.credits += row.credits;
+      money.revenueMicros += revenueMicros;
+      money.costMicros += row.costMicros;
+      money.marginMicros += revenueMicros - row.costMicros;
+    }
+  }
+  return { total, byPlan, byProvider };
 }

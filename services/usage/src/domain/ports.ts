@@ -19,7 +19,7 @@ import type {
   MonthlyAnalytics,
   MonthlyAnalyticsDifference,
   UsageTotals,
-  PlatformAnalytics,
+  PlatformFigures,
   RollupDifference,
   PagedUsageLogEntry,
   SubjectSnapshot,
@@ -50,7 +50,7 @@ export interface UsageLogStore {
   /** Totals of the user's entries that occurred in `window` ([start, end)); completions bring their credits, cost, processing time and output bytes. */
   totals(userId: string, window: Window): Promise<UsageTotals>;
   /** Platform-wide figures of the entries in `window`, of `plan` only when given, aggregated from the log itself (the reference the rollups are checked against). */
-  platform(window: Window, plan: string | null): Promise<PlatformAnalytics>;
+  platform(window: Window, plan: string | null): Promise<PlatformFigures>;
   /**
    * Appends a batch of entries (each with its id and the `snapshot` of its subject) in one statement and, in that same statement, adds them to the
    * monthly analytics and the platform rollups (INV-6: the derived rows move with the log).
@@ -254,7 +254,7 @@ export interface MonthlyAnalyticsStore {
 /** The platform rollups (per UTC day; each subject's active days), derived from the usage log (INV-6). */
 export interface PlatformRollupStore {
   /** Platform-wide figures of the entries in `window`, of `plan` only when given: whole UTC days from the rollups, partial days from the log. */
-  platform(window: Window, plan: string | null): Promise<PlatformAnalytics>;
+  platform(window: Window, plan: string | null): Promise<PlatformFigures>;
   /** Recomputes the rollups from the usage log, replacing what is stored; returns the rows written. Safe while entries are recorded. */
   rebuild(): Promise<number>;
   /** The rollup rows that differ from what the usage log gives; empty when they agree. */

@@ -380,6 +380,39 @@ export interface PlatformAnalytics {
   byPlan: Record<string, OutcomeCounts>;
   byProvider: Record<string, OutcomeCounts>;
   byInputType: Record<string, OutcomeCounts>;
+  /** Revenue, provider cost and margin: in all, by plan and by provider (see PlatformMoney). */
+  money: PlatformMoney;
+}
+
+/**
+ * What generations earned and cost, in micro-units of the currency: `revenueMicros`, the
+ * credits charged for completed generations valued at their plan's `credit_price_micros`;
+ * `costMicros`, what the provider's work cost for every entry, completed or failed;
+ * `marginMicros` = revenue − cost (negative at a loss).
+ */
+export interface Money {
+  credits: bigint;
+  revenueMicros: bigint;
+  costMicros: bigint;
+  marginMicros: bigint;
+}
+
+/** Money in all, by the plan recorded with each entry ("" when unknown) and by provider. */
+export interface PlatformMoney {
+  total: Money;
+  byPlan: Record<string, Money>;
+  byProvider: Record<string, Money>;
+}
+
+/** What the stores answer for platform analytics: everything but the money, and the spend it is valued from. */
+export type PlatformFigures = Omit<PlatformAnalytics, "money"> & { spend: PlanProviderSpend[] };
+
+/** Credits of completed entries and cost of all entries of one plan and provider (what money is computed from). */
+export interface PlanProviderSpend {
+  plan: string;
+  provider: string;
+  credits: bigint;
+  costMicros: bigint;
 }
 
 /** Rows written per table by a full rebuild of the tables derived from the usage log (INV-6). */

@@ -134,6 +134,9 @@ export function toPlatformAnalyticsResponse(a: PlatformAnalytics): usage.GetPlat
     byPlan: toOutcomeCounts(a.byPlan),
     byProvider: toOutcomeCounts(a.byProvider),
     byInputType: toOutcomeCounts(a.byInputType),
+    money: a.money.total,
+    moneyByPlan: a.money.byPlan,
+    moneyByProvider: a.money.byProvider,
   };
 }
 

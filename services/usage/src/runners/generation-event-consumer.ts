@@ -1,4 +1,4 @@
-import { SpanKind, SpanStatusCode, type Span } from "@opentelemetry/api";
+import { context, SpanKind, SpanStatusCode, trace, type Span } from "@opentelemetry/api";
 import { nanos } from "@nats-io/transport-node";
 import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager, type Consumer, type JsMsg } from "@nats-io/jetstream";
 import {
@@ -80,7 +80,8 @@ interface Decoded {
  * - a message that can never be processed (unknown subject, undecodable payload, invalid
  *   fields, a value PostgreSQL refuses) is stored raw in `dead_letters` and then `term`inated,
  *   alone, so it is neither lost nor retried forever and does not hold up the others.
- * Each message is handled in a span whose parent is its `traceparent` header.
+ * Each message is handled in a span whose parent is its `traceparent` header; each transaction
+ * runs in a `usage.record` span, the child of its chunk's first message span.
  */
 export class GenerationEventConsumer {
   private readonly loop: PollingLoop;
@@ -205,7 +206,7 @@ export class GenerationEventConsumer {
     }
     if (decoded.length === 0) return;
     try {
-      const outcomes = await this.deps.usageLog.recordBatch(decoded.map((d) => d.event));
+      const outcomes = await this.inRecordSpan(decoded, () => this.deps.usageLog.recordBatch(decoded.map((d) => d.event)));
       decoded.forEach((d, i) => this.acked(d, outcomes[i]!));
     } catch (error) {
       if (decoded.length > 1 && isPermanentDatabaseError(error)) {
@@ -225,7 +226,7 @@ export class GenerationEventConsumer {
   /** Records one event in its own transaction: acked after the commit; dead-lettered when refused for good; nak'ed otherwise. */
   private async recordAlone(d: Decoded): Promise<void> {
     try {
-      const [outcome] = await this.deps.usageLog.recordBatch([d.event]);
+      const [outcome] = await this.inRecordSpan([d], () => this.deps.usageLog.recordBatch([d.event]));
       this.acked(d, outcome!);
     } catch (error) {
       if (isPermanentDatabaseError(error)) await this.deadLetter(d.msg, `database refused the event: ${(error as Error).message}`);
@@ -248,6 +249,25 @@ export class GenerationEventConsumer {
   private retryLater(msg: JsMsg, where: Record<string, unknown>, error: unknown): void {
     this.logger.warn({ ...position(msg), ...where, err: error, nak_delay_ms: this.deps.config.nakDelayMs }, "could not record event, will retry");
     msg.nak(this.deps.config.nakDelayMs);
+  }
+
+  /**
+   * Runs `record` (one transaction of the chunk's events) in a span `usage.record`: a child of
+   * the first message's span, linked to the others' (one transaction serves them all), so its
+   * queries belong to the producer's trace. The span fails when `record` throws.
+   */
+  private async inRecordSpan<T>(chunk: Decoded[], record: () => Promise<T>): Promise<T> {
+    const parent = trace.setSpan(context.active(), chunk[0]!.span);
+    const links = chunk.slice(1).map((d) => ({ context: d.span.spanContext() }));
+    const span = tracer(TRACER_NAME).startSpan("usage.record", { attributes: { "messaging.batch.message_count": chunk.length }, links }, parent);
+    try {
+      return await context.with(trace.setSpan(parent, span), record);
+    } catch (error) {
+      span.setStatus({ code: SpanStatusCode.ERROR });
+      throw error;
+    } finally {
+      span.end();
+    }
   }
 
   /** A CONSUMER span for `msg` whose parent is its `traceparent` header. */

@@ -1,8 +1,9 @@
-import { DomainError, requireUuidField, sqlStateOf } from "@tally/platform";
+import { DomainError, loadPlanCatalog, requireUuidField, sqlStateOf, type PlanCatalog } from "@tally/platform";
 import type { GetUserStatsInput } from "../domain/inputs";
 import type { UsageUnitOfWork } from "../domain/ports";
 import type { Clock, CounterDifference, DerivedTablesRebuild, LifetimeStats, MonthlyAnalytics, PlatformAnalytics, MonthlyAnalyticsDifference, RollupDifference, StatsDifference, UserStats } from "../domain/types";
 import { emptyMonth, lastMonths, MONTHS_MAX } from "../domain/monthly-analytics";
+import { platformMoney } from "../domain/platform-analytics";
 import { emptyUserStats, statsDifferences } from "../domain/usage-log";
 import { usageReconciliation, type UsageReconciliation } from "../domain/reconciliation";
 
@@ -17,6 +18,8 @@ export class StatsService {
     private readonly uow: UsageUnitOfWork,
     /** The current time, for "the last N months" (tests set it). */
     private readonly clock: Clock = () => new Date(),
+    /** The plan catalogue: each plan's price per credit, what admin analytics values revenue at. */
+    private readonly plans: PlanCatalog = loadPlanCatalog(undefined),
   ) {}
 
   /**
@@ -133,8 +136,10 @@ export class StatsService {
   /**
    * Platform-wide figures of the usage log entries in [`since`, `before`), of `plan` only when
    * given (admin analytics): totals, breakdowns by plan, provider and input type, unique users
-   * and guests, average cost per completed generation. Exact, in one statement (one snapshot):
-   * the whole UTC days from the platform rollups, the partial days at the edges from the log.
+   * and guests, average cost per completed generation; and money (platformMoney): revenue (the
+   * credits of completed generations at their plan's `credit_price_micros`), provider cost and
+   * margin, in all, by plan and by provider. Exact, in one statement (one snapshot): the whole
+   * UTC days from the platform rollups, the partial days at the edges from the log.
    * Errors: `validation` for a missing bound or a window not after its start (`occurred_before`).
    */
   async platformAnalytics(since: Date | undefined, before: Date | undefined, plan: string | null): Promise<PlatformAnalytics> {
@@ -142,7 +147,8 @@ export class StatsService {
     if (!before || Number.isNaN(before.getTime()) || before <= since) {
       throw new DomainError("validation", "occurred_before is required and must be after occurred_since", { field: "occurred_before" });
     }
-    return await this.uow.withoutTransaction((stores) => stores.rollups.platform({ start: since, end: before }, plan));
+    const { spend, ...figures } = await this.uow.withoutTransaction((stores) => stores.rollups.platform({ start: since, end: before }, plan));
+    return { ...figures, money: platformMoney(spend, (name) => this.plans.plans[name]?.creditPriceMicros ?? 0n) };
   }
 
   /**

@@ -35,6 +35,12 @@ export interface GenerationCompleted {
   billingReason: string;
   /** The generation this one retries or regenerates; "" for an original. */
   parentGenerationId: string;
+  /** How the hold was settled (credits = settlement.credits_captured); unset from older producers (a full capture). */
+  settlement?:
+    | Settlement
+    | undefined;
+  /** The provider delivered only part of the output. */
+  partialOutput: boolean;
 }
 
 /** Published on `<prefix>.generation.failed` when a generation fails and its hold is released. */
@@ -58,6 +64,8 @@ export interface GenerationFailed {
   billingReason: string;
   /** The generation this one retries or regenerates; "" for an original. */
   parentGenerationId: string;
+  /** How the hold was settled; unset from older producers (a full release). */
+  settlement?: Settlement | undefined;
 }
 
 /**
@@ -70,8 +78,33 @@ export interface GenerationCancelled {
   userId: string;
   generationId: string;
   inputType: string;
-  /** Credits that were held and have been released. */
+  /** Credits that were held (settlement says how much was captured and released). */
   credits: bigint;
+  /** How the hold was settled; unset from older producers (a full release). */
+  settlement?:
+    | Settlement
+    | undefined;
+  /** The provider's measured spend before the cancel, in micro-units of the currency. */
+  costMicros: bigint;
+  provider: string;
+}
+
+/**
+ * How a generation's hold was settled under its plan's refund rules, and what it earned:
+ * credits_captured + credits_released = the credits held.
+ */
+export interface Settlement {
+  /** "completed", "partial_output", "failed", "cancelled_before_start" or "cancelled_while_processing". */
+  outcome: string;
+  /** The rule applied: "capture", "release", "capture_spent" or "capture_fraction". */
+  rule: string;
+  creditsCaptured: bigint;
+  creditsReleased: bigint;
+  /** The plan the job was created under and its price per credit then, in micro-units of the currency. */
+  plan: string;
+  creditPriceMicros: bigint;
+  /** credits_captured × credit_price_micros: what the job earned. */
+  revenueMicros: bigint;
 }
 
 /**
@@ -136,6 +169,8 @@ function createBaseGenerationCompleted(): GenerationCompleted {
     billingClassification: "",
     billingReason: "",
     parentGenerationId: "",
+    settlement: undefined,
+    partialOutput: false,
   };
 }
 
@@ -194,6 +229,12 @@ export const GenerationCompleted: MessageFns<GenerationCompleted> = {
     }
     if (message.parentGenerationId !== "") {
       writer.uint32(114).string(message.parentGenerationId);
+    }
+    if (message.settlement !== undefined) {
+      Settlement.encode(message.settlement, writer.uint32(122).fork()).join();
+    }
+    if (message.partialOutput !== false) {
+      writer.uint32(128).bool(message.partialOutput);
     }
     return writer;
   },
@@ -323,6 +364,22 @@ export const GenerationCompleted: MessageFns<GenerationCompleted> = {
             message.parentGenerationId = reader.string();
             continue;
           }
+          case 15: {
+            if (tag !== 122) {
+              break;
+            }
+
+            message.settlement = Settlement.decode(reader, reader.uint32());
+            continue;
+          }
+          case 16: {
+            if (tag !== 128) {
+              break;
+            }
+
+            message.partialOutput = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -399,6 +456,12 @@ export const GenerationCompleted: MessageFns<GenerationCompleted> = {
         : isSet(object.parent_generation_id)
         ? globalThis.String(object.parent_generation_id)
         : "",
+      settlement: isSet(object.settlement) ? Settlement.fromJSON(object.settlement) : undefined,
+      partialOutput: isSet(object.partialOutput)
+        ? globalThis.Boolean(object.partialOutput)
+        : isSet(object.partial_output)
+        ? globalThis.Boolean(object.partial_output)
+        : false,
     };
   },
 
@@ -446,6 +509,12 @@ export const GenerationCompleted: MessageFns<GenerationCompleted> = {
     if (message.parentGenerationId !== "") {
       obj.parentGenerationId = message.parentGenerationId;
     }
+    if (message.settlement !== undefined) {
+      obj.settlement = Settlement.toJSON(message.settlement);
+    }
+    if (message.partialOutput !== false) {
+      obj.partialOutput = message.partialOutput;
+    }
     return obj;
   },
 
@@ -474,6 +543,10 @@ export const GenerationCompleted: MessageFns<GenerationCompleted> = {
     message.billingClassification = object.billingClassification ?? "";
     message.billingReason = object.billingReason ?? "";
     message.parentGenerationId = object.parentGenerationId ?? "";
+    message.settlement = (object.settlement !== undefined && object.settlement !== null)
+      ? Settlement.fromPartial(object.settlement)
+      : undefined;
+    message.partialOutput = object.partialOutput ?? false;
     return message;
   },
 };
@@ -494,6 +567,7 @@ function createBaseGenerationFailed(): GenerationFailed {
     billingClassification: "",
     billingReason: "",
     parentGenerationId: "",
+    settlement: undefined,
   };
 }
 
@@ -549,6 +623,9 @@ export const GenerationFailed: MessageFns<GenerationFailed> = {
     }
     if (message.parentGenerationId !== "") {
       writer.uint32(114).string(message.parentGenerationId);
+    }
+    if (message.settlement !== undefined) {
+      Settlement.encode(message.settlement, writer.uint32(122).fork()).join();
     }
     return writer;
   },
@@ -678,6 +755,14 @@ export const GenerationFailed: MessageFns<GenerationFailed> = {
             message.parentGenerationId = reader.string();
             continue;
           }
+          case 15: {
+            if (tag !== 122) {
+              break;
+            }
+
+            message.settlement = Settlement.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -754,6 +839,7 @@ export const GenerationFailed: MessageFns<GenerationFailed> = {
         : isSet(object.parent_generation_id)
         ? globalThis.String(object.parent_generation_id)
         : "",
+      settlement: isSet(object.settlement) ? Settlement.fromJSON(object.settlement) : undefined,
     };
   },
 
@@ -801,6 +887,9 @@ export const GenerationFailed: MessageFns<GenerationFailed> = {
     if (message.parentGenerationId !== "") {
       obj.parentGenerationId = message.parentGenerationId;
     }
+    if (message.settlement !== undefined) {
+      obj.settlement = Settlement.toJSON(message.settlement);
+    }
     return obj;
   },
 
@@ -827,12 +916,25 @@ export const GenerationFailed: MessageFns<GenerationFailed> = {
     message.billingClassification = object.billingClassification ?? "";
     message.billingReason = object.billingReason ?? "";
     message.parentGenerationId = object.parentGenerationId ?? "";
+    message.settlement = (object.settlement !== undefined && object.settlement !== null)
+      ? Settlement.fromPartial(object.settlement)
+      : undefined;
     return message;
   },
 };
 
 function createBaseGenerationCancelled(): GenerationCancelled {
-  return { eventId: "", occurredAt: undefined, userId: "", generationId: "", inputType: "", credits: 0n };
+  return {
+    eventId: "",
+    occurredAt: undefined,
+    userId: "",
+    generationId: "",
+    inputType: "",
+    credits: 0n,
+    settlement: undefined,
+    costMicros: 0n,
+    provider: "",
+  };
 }
 
 export const GenerationCancelled: MessageFns<GenerationCancelled> = {
@@ -857,6 +959,18 @@ export const GenerationCancelled: MessageFns<GenerationCancelled> = {
         throw new globalThis.Error("value provided for field message.credits of type int64 too large");
       }
       writer.uint32(48).int64(message.credits);
+    }
+    if (message.settlement !== undefined) {
+      Settlement.encode(message.settlement, writer.uint32(58).fork()).join();
+    }
+    if (message.costMicros !== 0n) {
+      if (BigInt.asIntN(64, message.costMicros) !== message.costMicros) {
+        throw new globalThis.Error("value provided for field message.costMicros of type int64 too large");
+      }
+      writer.uint32(64).int64(message.costMicros);
+    }
+    if (message.provider !== "") {
+      writer.uint32(74).string(message.provider);
     }
     return writer;
   },
@@ -922,6 +1036,30 @@ export const GenerationCancelled: MessageFns<GenerationCancelled> = {
             message.credits = reader.int64() as bigint;
             continue;
           }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.settlement = Settlement.decode(reader, reader.uint32());
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.costMicros = reader.int64() as bigint;
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.provider = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -962,6 +1100,13 @@ export const GenerationCancelled: MessageFns<GenerationCancelled> = {
         ? globalThis.String(object.input_type)
         : "",
       credits: isSet(object.credits) ? BigInt(object.credits) : 0n,
+      settlement: isSet(object.settlement) ? Settlement.fromJSON(object.settlement) : undefined,
+      costMicros: isSet(object.costMicros)
+        ? BigInt(object.costMicros)
+        : isSet(object.cost_micros)
+        ? BigInt(object.cost_micros)
+        : 0n,
+      provider: isSet(object.provider) ? globalThis.String(object.provider) : "",
     };
   },
 
@@ -985,6 +1130,15 @@ export const GenerationCancelled: MessageFns<GenerationCancelled> = {
     if (message.credits !== 0n) {
       obj.credits = message.credits.toString();
     }
+    if (message.settlement !== undefined) {
+      obj.settlement = Settlement.toJSON(message.settlement);
+    }
+    if (message.costMicros !== 0n) {
+      obj.costMicros = message.costMicros.toString();
+    }
+    if (message.provider !== "") {
+      obj.provider = message.provider;
+    }
     return obj;
   },
 
@@ -999,6 +1153,222 @@ export const GenerationCancelled: MessageFns<GenerationCancelled> = {
     message.generationId = object.generationId ?? "";
     message.inputType = object.inputType ?? "";
     message.credits = (object.credits !== undefined && object.credits !== null) ? BigInt(object.credits) : 0n;
+    message.settlement = (object.settlement !== undefined && object.settlement !== null)
+      ? Settlement.fromPartial(object.settlement)
+      : undefined;
+    message.costMicros = (object.costMicros !== undefined && object.costMicros !== null)
+      ? BigInt(object.costMicros)
+      : 0n;
+    message.provider = object.provider ?? "";
+    return message;
+  },
+};
+
+function createBaseSettlement(): Settlement {
+  return {
+    outcome: "",
+    rule: "",
+    creditsCaptured: 0n,
+    creditsReleased: 0n,
+    plan: "",
+    creditPriceMicros: 0n,
+    revenueMicros: 0n,
+  };
+}
+
+export const Settlement: MessageFns<Settlement> = {
+  encode(message: Settlement, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.outcome !== "") {
+      writer.uint32(10).string(message.outcome);
+    }
+    if (message.rule !== "") {
+      writer.uint32(18).string(message.rule);
+    }
+    if (message.creditsCaptured !== 0n) {
+      if (BigInt.asIntN(64, message.creditsCaptured) !== message.creditsCaptured) {
+        throw new globalThis.Error("value provided for field message.creditsCaptured of type int64 too large");
+      }
+      writer.uint32(24).int64(message.creditsCaptured);
+    }
+    if (message.creditsReleased !== 0n) {
+      if (BigInt.asIntN(64, message.creditsReleased) !== message.creditsReleased) {
+        throw new globalThis.Error("value provided for field message.creditsReleased of type int64 too large");
+      }
+      writer.uint32(32).int64(message.creditsReleased);
+    }
+    if (message.plan !== "") {
+      writer.uint32(42).string(message.plan);
+    }
+    if (message.creditPriceMicros !== 0n) {
+      if (BigInt.asIntN(64, message.creditPriceMicros) !== message.creditPriceMicros) {
+        throw new globalThis.Error("value provided for field message.creditPriceMicros of type int64 too large");
+      }
+      writer.uint32(48).int64(message.creditPriceMicros);
+    }
+    if (message.revenueMicros !== 0n) {
+      if (BigInt.asIntN(64, message.revenueMicros) !== message.revenueMicros) {
+        throw new globalThis.Error("value provided for field message.revenueMicros of type int64 too large");
+      }
+      writer.uint32(56).int64(message.revenueMicros);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Settlement {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSettlement();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.outcome = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.rule = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.creditsCaptured = reader.int64() as bigint;
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.creditsReleased = reader.int64() as bigint;
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.plan = reader.string();
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.creditPriceMicros = reader.int64() as bigint;
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.revenueMicros = reader.int64() as bigint;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Settlement {
+    return {
+      outcome: isSet(object.outcome) ? globalThis.String(object.outcome) : "",
+      rule: isSet(object.rule) ? globalThis.String(object.rule) : "",
+      creditsCaptured: isSet(object.creditsCaptured)
+        ? BigInt(object.creditsCaptured)
+        : isSet(object.credits_captured)
+        ? BigInt(object.credits_captured)
+        : 0n,
+      creditsReleased: isSet(object.creditsReleased)
+        ? BigInt(object.creditsReleased)
+        : isSet(object.credits_released)
+        ? BigInt(object.credits_released)
+        : 0n,
+      plan: isSet(object.plan) ? globalThis.String(object.plan) : "",
+      creditPriceMicros: isSet(object.creditPriceMicros)
+        ? BigInt(object.creditPriceMicros)
+        : isSet(object.credit_price_micros)
+        ? BigInt(object.credit_price_micros)
+        : 0n,
+      revenueMicros: isSet(object.revenueMicros)
+        ? BigInt(object.revenueMicros)
+        : isSet(object.revenue_micros)
+        ? BigInt(object.revenue_micros)
+        : 0n,
+    };
+  },
+
+  toJSON(message: Settlement): unknown {
+    const obj: any = {};
+    if (message.outcome !== "") {
+      obj.outcome = message.outcome;
+    }
+    if (message.rule !== "") {
+      obj.rule = message.rule;
+    }
+    if (message.creditsCaptured !== 0n) {
+      obj.creditsCaptured = message.creditsCaptured.toString();
+    }
+    if (message.creditsReleased !== 0n) {
+      obj.creditsReleased = message.creditsReleased.toString();
+    }
+    if (message.plan !== "") {
+      obj.plan = message.plan;
+    }
+    if (message.creditPriceMicros !== 0n) {
+      obj.creditPriceMicros = message.creditPriceMicros.toString();
+    }
+    if (message.revenueMicros !== 0n) {
+      obj.revenueMicros = message.revenueMicros.toString();
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<Settlement>, I>>(base?: I): Settlement {
+    return Settlement.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<Settlement>, I>>(object: I): Settlement {
+    const message = createBaseSettlement();
+    message.outcome = object.outcome ?? "";
+    message.rule = object.rule ?? "";
+    message.creditsCaptured = (object.creditsCaptured !== undefined && object.creditsCaptured !== null)
+      ? BigInt(object.creditsCaptured)
+      : 0n;
+    message.creditsReleased = (object.creditsReleased !== undefined && object.creditsReleased !== null)
+      ? BigInt(object.creditsReleased)
+      : 0n;
+    message.plan = object.plan ?? "";
+    message.creditPriceMicros = (object.creditPriceMicros !== undefined && object.creditPriceMicros !== null)
+      ? BigInt(object.creditPriceMicros)
+      : 0n;
+    message.revenueMicros = (object.revenueMicros !== undefined && object.revenueMicros !== null)
+      ? BigInt(object.revenueMicros)
+      : 0n;
     return message;
   },
 };

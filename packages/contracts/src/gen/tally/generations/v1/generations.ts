@@ -204,6 +204,27 @@ export interface Generation {
   billingClassification: string;
   /** Why the classification, in plain words (e.g. "free retry 1 of 2"); empty for an original. */
   billingReason: string;
+  /** How the job's hold is settled, once its ending is decided (unset before). */
+  settlement?:
+    | Settlement
+    | undefined;
+  /** The provider delivered only part of the output (and said so). */
+  partialOutput: boolean;
+}
+
+/**
+ * The settlement of a generation's hold under its plan's refund rules:
+ * credits_captured + credits_released = credit_cost.
+ */
+export interface Settlement {
+  /** "completed", "partial_output", "failed", "cancelled_before_start" or "cancelled_while_processing". */
+  outcome: string;
+  /** The rule applied: "capture", "release", "capture_spent" or "capture_fraction". */
+  rule: string;
+  /** Credits charged. */
+  creditsCaptured: bigint;
+  /** Credits given back. */
+  creditsReleased: bigint;
 }
 
 export interface CreateGenerationRequest {
@@ -332,6 +353,8 @@ function createBaseGeneration(): Generation {
     parentGenerationId: "",
     billingClassification: "",
     billingReason: "",
+    settlement: undefined,
+    partialOutput: false,
   };
 }
 
@@ -414,6 +437,12 @@ export const Generation: MessageFns<Generation> = {
     }
     if (message.billingReason !== "") {
       writer.uint32(186).string(message.billingReason);
+    }
+    if (message.settlement !== undefined) {
+      Settlement.encode(message.settlement, writer.uint32(194).fork()).join();
+    }
+    if (message.partialOutput !== false) {
+      writer.uint32(200).bool(message.partialOutput);
     }
     return writer;
   },
@@ -615,6 +644,22 @@ export const Generation: MessageFns<Generation> = {
             message.billingReason = reader.string();
             continue;
           }
+          case 24: {
+            if (tag !== 194) {
+              break;
+            }
+
+            message.settlement = Settlement.decode(reader, reader.uint32());
+            continue;
+          }
+          case 25: {
+            if (tag !== 200) {
+              break;
+            }
+
+            message.partialOutput = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -720,6 +765,12 @@ export const Generation: MessageFns<Generation> = {
         : isSet(object.billing_reason)
         ? globalThis.String(object.billing_reason)
         : "",
+      settlement: isSet(object.settlement) ? Settlement.fromJSON(object.settlement) : undefined,
+      partialOutput: isSet(object.partialOutput)
+        ? globalThis.Boolean(object.partialOutput)
+        : isSet(object.partial_output)
+        ? globalThis.Boolean(object.partial_output)
+        : false,
     };
   },
 
@@ -794,6 +845,12 @@ export const Generation: MessageFns<Generation> = {
     if (message.billingReason !== "") {
       obj.billingReason = message.billingReason;
     }
+    if (message.settlement !== undefined) {
+      obj.settlement = Settlement.toJSON(message.settlement);
+    }
+    if (message.partialOutput !== false) {
+      obj.partialOutput = message.partialOutput;
+    }
     return obj;
   },
 
@@ -831,6 +888,145 @@ export const Generation: MessageFns<Generation> = {
     message.parentGenerationId = object.parentGenerationId ?? "";
     message.billingClassification = object.billingClassification ?? "";
     message.billingReason = object.billingReason ?? "";
+    message.settlement = (object.settlement !== undefined && object.settlement !== null)
+      ? Settlement.fromPartial(object.settlement)
+      : undefined;
+    message.partialOutput = object.partialOutput ?? false;
+    return message;
+  },
+};
+
+function createBaseSettlement(): Settlement {
+  return { outcome: "", rule: "", creditsCaptured: 0n, creditsReleased: 0n };
+}
+
+export const Settlement: MessageFns<Settlement> = {
+  encode(message: Settlement, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.outcome !== "") {
+      writer.uint32(10).string(message.outcome);
+    }
+    if (message.rule !== "") {
+      writer.uint32(18).string(message.rule);
+    }
+    if (message.creditsCaptured !== 0n) {
+      if (BigInt.asIntN(64, message.creditsCaptured) !== message.creditsCaptured) {
+        throw new globalThis.Error("value provided for field message.creditsCaptured of type int64 too large");
+      }
+      writer.uint32(24).int64(message.creditsCaptured);
+    }
+    if (message.creditsReleased !== 0n) {
+      if (BigInt.asIntN(64, message.creditsReleased) !== message.creditsReleased) {
+        throw new globalThis.Error("value provided for field message.creditsReleased of type int64 too large");
+      }
+      writer.uint32(32).int64(message.creditsReleased);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Settlement {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSettlement();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.outcome = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.rule = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.creditsCaptured = reader.int64() as bigint;
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.creditsReleased = reader.int64() as bigint;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Settlement {
+    return {
+      outcome: isSet(object.outcome) ? globalThis.String(object.outcome) : "",
+      rule: isSet(object.rule) ? globalThis.String(object.rule) : "",
+      creditsCaptured: isSet(object.creditsCaptured)
+        ? BigInt(object.creditsCaptured)
+        : isSet(object.credits_captured)
+        ? BigInt(object.credits_captured)
+        : 0n,
+      creditsReleased: isSet(object.creditsReleased)
+        ? BigInt(object.creditsReleased)
+        : isSet(object.credits_released)
+        ? BigInt(object.credits_released)
+        : 0n,
+    };
+  },
+
+  toJSON(message: Settlement): unknown {
+    const obj: any = {};
+    if (message.outcome !== "") {
+      obj.outcome = message.outcome;
+    }
+    if (message.rule !== "") {
+      obj.rule = message.rule;
+    }
+    if (message.creditsCaptured !== 0n) {
+      obj.creditsCaptured = message.creditsCaptured.toString();
+    }
+    if (message.creditsReleased !== 0n) {
+      obj.creditsReleased = message.creditsReleased.toString();
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<Settlement>, I>>(base?: I): Settlement {
+    return Settlement.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<Settlement>, I>>(object: I): Settlement {
+    const message = createBaseSettlement();
+    message.outcome = object.outcome ?? "";
+    message.rule = object.rule ?? "";
+    message.creditsCaptured = (object.creditsCaptured !== undefined && object.creditsCaptured !== null)
+      ? BigInt(object.creditsCaptured)
+      : 0n;
+    message.creditsReleased = (object.creditsReleased !== undefined && object.creditsReleased !== null)
+      ? BigInt(object.creditsReleased)
+      : 0n;
     return message;
   },
 };

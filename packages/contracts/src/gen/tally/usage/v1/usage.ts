@@ -426,6 +426,10 @@ export interface GetPlatformAnalyticsResponse {
   byPlan: { [key: string]: OutcomeCounts };
   byProvider: { [key: string]: OutcomeCounts };
   byInputType: { [key: string]: OutcomeCounts };
+  /** Revenue, provider cost and margin in all; by the plan recorded with each entry; by provider. */
+  money?: Money | undefined;
+  moneyByPlan: { [key: string]: Money };
+  moneyByProvider: { [key: string]: Money };
 }
 
 export interface GetPlatformAnalyticsResponse_ByPlanEntry {
@@ -441,6 +445,29 @@ export interface GetPlatformAnalyticsResponse_ByProviderEntry {
 export interface GetPlatformAnalyticsResponse_ByInputTypeEntry {
   key: string;
   value?: OutcomeCounts | undefined;
+}
+
+export interface GetPlatformAnalyticsResponse_MoneyByPlanEntry {
+  key: string;
+  value?: Money | undefined;
+}
+
+export interface GetPlatformAnalyticsResponse_MoneyByProviderEntry {
+  key: string;
+  value?: Money | undefined;
+}
+
+/**
+ * What generations earned and cost, in micro-units of the currency: revenue is the credits
+ * charged for completed generations valued at their plan's credit_price_micros; cost is what
+ * the provider's work cost for every entry, completed or failed; margin = revenue - cost.
+ */
+export interface Money {
+  credits: bigint;
+  revenueMicros: bigint;
+  costMicros: bigint;
+  /** Negative at a loss. */
+  marginMicros: bigint;
 }
 
 export interface ReconcileRequest {
@@ -4616,6 +4643,9 @@ function createBaseGetPlatformAnalyticsResponse(): GetPlatformAnalyticsResponse 
     byPlan: {},
     byProvider: {},
     byInputType: {},
+    money: undefined,
+    moneyByPlan: {},
+    moneyByProvider: {},
   };
 }
 
@@ -4671,6 +4701,16 @@ export const GetPlatformAnalyticsResponse: MessageFns<GetPlatformAnalyticsRespon
     });
     globalThis.Object.entries(message.byInputType).forEach(([key, value]: [string, OutcomeCounts]) => {
       GetPlatformAnalyticsResponse_ByInputTypeEntry.encode({ key: key as any, value }, writer.uint32(82).fork()).join();
+    });
+    if (message.money !== undefined) {
+      Money.encode(message.money, writer.uint32(90).fork()).join();
+    }
+    globalThis.Object.entries(message.moneyByPlan).forEach(([key, value]: [string, Money]) => {
+      GetPlatformAnalyticsResponse_MoneyByPlanEntry.encode({ key: key as any, value }, writer.uint32(98).fork()).join();
+    });
+    globalThis.Object.entries(message.moneyByProvider).forEach(([key, value]: [string, Money]) => {
+      GetPlatformAnalyticsResponse_MoneyByProviderEntry.encode({ key: key as any, value }, writer.uint32(106).fork())
+        .join();
     });
     return writer;
   },
@@ -4774,6 +4814,36 @@ export const GetPlatformAnalyticsResponse: MessageFns<GetPlatformAnalyticsRespon
             const entry10 = GetPlatformAnalyticsResponse_ByInputTypeEntry.decode(reader, reader.uint32());
             if (entry10.value !== undefined) {
               message.byInputType[entry10.key] = entry10.value;
+            }
+            continue;
+          }
+          case 11: {
+            if (tag !== 90) {
+              break;
+            }
+
+            message.money = Money.decode(reader, reader.uint32());
+            continue;
+          }
+          case 12: {
+            if (tag !== 98) {
+              break;
+            }
+
+            const entry12 = GetPlatformAnalyticsResponse_MoneyByPlanEntry.decode(reader, reader.uint32());
+            if (entry12.value !== undefined) {
+              message.moneyByPlan[entry12.key] = entry12.value;
+            }
+            continue;
+          }
+          case 13: {
+            if (tag !== 106) {
+              break;
+            }
+
+            const entry13 = GetPlatformAnalyticsResponse_MoneyByProviderEntry.decode(reader, reader.uint32());
+            if (entry13.value !== undefined) {
+              message.moneyByProvider[entry13.key] = entry13.value;
             }
             continue;
           }
@@ -4895,6 +4965,61 @@ export const GetPlatformAnalyticsResponse: MessageFns<GetPlatformAnalyticsRespon
           {},
         )
         : {},
+      money: isSet(object.money) ? Money.fromJSON(object.money) : undefined,
+      moneyByPlan: isObject(object.moneyByPlan)
+        ? (globalThis.Object.entries(object.moneyByPlan) as [string, any][]).reduce(
+          (acc: { [key: string]: Money }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: Money.fromJSON(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : isObject(object.money_by_plan)
+        ? (globalThis.Object.entries(object.money_by_plan) as [string, any][]).reduce(
+          (acc: { [key: string]: Money }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: Money.fromJSON(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
+      moneyByProvider: isObject(object.moneyByProvider)
+        ? (globalThis.Object.entries(object.moneyByProvider) as [string, any][]).reduce(
+          (acc: { [key: string]: Money }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: Money.fromJSON(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : isObject(object.money_by_provider)
+        ? (globalThis.Object.entries(object.money_by_provider) as [string, any][]).reduce(
+          (acc: { [key: string]: Money }, [key, value]: [string, any]) => {
+            globalThis.Object.defineProperty(acc, key, {
+              value: Money.fromJSON(value),
+              enumerable: true,
+              configurable: true,
+              writable: true,
+            });
+            return acc;
+          },
+          {},
+        )
+        : {},
     };
   },
 
@@ -4948,6 +5073,27 @@ export const GetPlatformAnalyticsResponse: MessageFns<GetPlatformAnalyticsRespon
         });
       }
     }
+    if (message.money !== undefined) {
+      obj.money = Money.toJSON(message.money);
+    }
+    if (message.moneyByPlan) {
+      const entries = globalThis.Object.entries(message.moneyByPlan) as [string, Money][];
+      if (entries.length > 0) {
+        obj.moneyByPlan = {};
+        entries.forEach(([k, v]) => {
+          obj.moneyByPlan[k] = Money.toJSON(v);
+        });
+      }
+    }
+    if (message.moneyByProvider) {
+      const entries = globalThis.Object.entries(message.moneyByProvider) as [string, Money][];
+      if (entries.length > 0) {
+        obj.moneyByProvider = {};
+        entries.forEach(([k, v]) => {
+          obj.moneyByProvider[k] = Money.toJSON(v);
+        });
+      }
+    }
     return obj;
   },
 
@@ -4995,6 +5141,25 @@ export const GetPlatformAnalyticsResponse: MessageFns<GetPlatformAnalyticsRespon
       (acc: { [key: string]: OutcomeCounts }, [key, value]: [string, OutcomeCounts]) => {
         if (value !== undefined) {
           acc[key] = OutcomeCounts.fromPartial(value);
+        }
+        return acc;
+      },
+      {},
+    );
+    message.money = (object.money !== undefined && object.money !== null) ? Money.fromPartial(object.money) : undefined;
+    message.moneyByPlan = (globalThis.Object.entries(object.moneyByPlan ?? {}) as [string, Money][]).reduce(
+      (acc: { [key: string]: Money }, [key, value]: [string, Money]) => {
+        if (value !== undefined) {
+          acc[key] = Money.fromPartial(value);
+        }
+        return acc;
+      },
+      {},
+    );
+    message.moneyByProvider = (globalThis.Object.entries(object.moneyByProvider ?? {}) as [string, Money][]).reduce(
+      (acc: { [key: string]: Money }, [key, value]: [string, Money]) => {
+        if (value !== undefined) {
+          acc[key] = Money.fromPartial(value);
         }
         return acc;
       },
@@ -5283,6 +5448,342 @@ export const GetPlatformAnalyticsResponse_ByInputTypeEntry: MessageFns<GetPlatfo
       return message;
     },
   };
+
+function createBaseGetPlatformAnalyticsResponse_MoneyByPlanEntry(): GetPlatformAnalyticsResponse_MoneyByPlanEntry {
+  return { key: "", value: undefined };
+}
+
+export const GetPlatformAnalyticsResponse_MoneyByPlanEntry: MessageFns<GetPlatformAnalyticsResponse_MoneyByPlanEntry> =
+  {
+    encode(
+      message: GetPlatformAnalyticsResponse_MoneyByPlanEntry,
+      writer: BinaryWriter = new BinaryWriter(),
+    ): BinaryWriter {
+      if (message.key !== "") {
+        writer.uint32(10).string(message.key);
+      }
+      if (message.value !== undefined) {
+        Money.encode(message.value, writer.uint32(18).fork()).join();
+      }
+      return writer;
+    },
+
+    decode(input: BinaryReader | Uint8Array, length?: number): GetPlatformAnalyticsResponse_MoneyByPlanEntry {
+      const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+      const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+      if (previousRecursionDepth >= 100) {
+        throw new globalThis.Error("protobuf decode recursion limit exceeded");
+      }
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+      try {
+        const end = length === undefined ? reader.len : reader.pos + length;
+        const message = createBaseGetPlatformAnalyticsResponse_MoneyByPlanEntry();
+        while (reader.pos < end) {
+          const tag = reader.uint32();
+          switch (tag >>> 3) {
+            case 1: {
+              if (tag !== 10) {
+                break;
+              }
+
+              message.key = reader.string();
+              continue;
+            }
+            case 2: {
+              if (tag !== 18) {
+                break;
+              }
+
+              message.value = Money.decode(reader, reader.uint32());
+              continue;
+            }
+          }
+          if ((tag & 7) === 4 || tag === 0) {
+            break;
+          }
+          reader.skip(tag & 7);
+        }
+        return message;
+      } finally {
+        (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+      }
+    },
+
+    fromJSON(object: any): GetPlatformAnalyticsResponse_MoneyByPlanEntry {
+      return {
+        key: isSet(object.key) ? globalThis.String(object.key) : "",
+        value: isSet(object.value) ? Money.fromJSON(object.value) : undefined,
+      };
+    },
+
+    toJSON(message: GetPlatformAnalyticsResponse_MoneyByPlanEntry): unknown {
+      const obj: any = {};
+      if (message.key !== "") {
+        obj.key = message.key;
+      }
+      if (message.value !== undefined) {
+        obj.value = Money.toJSON(message.value);
+      }
+      return obj;
+    },
+
+    create<I extends Exact<DeepPartial<GetPlatformAnalyticsResponse_MoneyByPlanEntry>, I>>(
+      base?: I,
+    ): GetPlatformAnalyticsResponse_MoneyByPlanEntry {
+      return GetPlatformAnalyticsResponse_MoneyByPlanEntry.fromPartial(base ?? ({} as any));
+    },
+    fromPartial<I extends Exact<DeepPartial<GetPlatformAnalyticsResponse_MoneyByPlanEntry>, I>>(
+      object: I,
+    ): GetPlatformAnalyticsResponse_MoneyByPlanEntry {
+      const message = createBaseGetPlatformAnalyticsResponse_MoneyByPlanEntry();
+      message.key = object.key ?? "";
+      message.value = (object.value !== undefined && object.value !== null)
+        ? Money.fromPartial(object.value)
+        : undefined;
+      return message;
+    },
+  };
+
+function createBaseGetPlatformAnalyticsResponse_MoneyByProviderEntry(): GetPlatformAnalyticsResponse_MoneyByProviderEntry {
+  return { key: "", value: undefined };
+}
+
+export const GetPlatformAnalyticsResponse_MoneyByProviderEntry: MessageFns<
+  GetPlatformAnalyticsResponse_MoneyByProviderEntry
+> = {
+  encode(
+    message: GetPlatformAnalyticsResponse_MoneyByProviderEntry,
+    writer: BinaryWriter = new BinaryWriter(),
+  ): BinaryWriter {
+    if (message.key !== "") {
+      writer.uint32(10).string(message.key);
+    }
+    if (message.value !== undefined) {
+      Money.encode(message.value, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetPlatformAnalyticsResponse_MoneyByProviderEntry {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetPlatformAnalyticsResponse_MoneyByProviderEntry();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.key = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.value = Money.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetPlatformAnalyticsResponse_MoneyByProviderEntry {
+    return {
+      key: isSet(object.key) ? globalThis.String(object.key) : "",
+      value: isSet(object.value) ? Money.fromJSON(object.value) : undefined,
+    };
+  },
+
+  toJSON(message: GetPlatformAnalyticsResponse_MoneyByProviderEntry): unknown {
+    const obj: any = {};
+    if (message.key !== "") {
+      obj.key = message.key;
+    }
+    if (message.value !== undefined) {
+      obj.value = Money.toJSON(message.value);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<GetPlatformAnalyticsResponse_MoneyByProviderEntry>, I>>(
+    base?: I,
+  ): GetPlatformAnalyticsResponse_MoneyByProviderEntry {
+    return GetPlatformAnalyticsResponse_MoneyByProviderEntry.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GetPlatformAnalyticsResponse_MoneyByProviderEntry>, I>>(
+    object: I,
+  ): GetPlatformAnalyticsResponse_MoneyByProviderEntry {
+    const message = createBaseGetPlatformAnalyticsResponse_MoneyByProviderEntry();
+    message.key = object.key ?? "";
+    message.value = (object.value !== undefined && object.value !== null) ? Money.fromPartial(object.value) : undefined;
+    return message;
+  },
+};
+
+function createBaseMoney(): Money {
+  return { credits: 0n, revenueMicros: 0n, costMicros: 0n, marginMicros: 0n };
+}
+
+export const Money: MessageFns<Money> = {
+  encode(message: Money, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.credits !== 0n) {
+      if (BigInt.asIntN(64, message.credits) !== message.credits) {
+        throw new globalThis.Error("value provided for field message.credits of type int64 too large");
+      }
+      writer.uint32(8).int64(message.credits);
+    }
+    if (message.revenueMicros !== 0n) {
+      if (BigInt.asIntN(64, message.revenueMicros) !== message.revenueMicros) {
+        throw new globalThis.Error("value provided for field message.revenueMicros of type int64 too large");
+      }
+      writer.uint32(16).int64(message.revenueMicros);
+    }
+    if (message.costMicros !== 0n) {
+      if (BigInt.asIntN(64, message.costMicros) !== message.costMicros) {
+        throw new globalThis.Error("value provided for field message.costMicros of type int64 too large");
+      }
+      writer.uint32(24).int64(message.costMicros);
+    }
+    if (message.marginMicros !== 0n) {
+      if (BigInt.asIntN(64, message.marginMicros) !== message.marginMicros) {
+        throw new globalThis.Error("value provided for field message.marginMicros of type int64 too large");
+      }
+      writer.uint32(32).int64(message.marginMicros);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Money {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseMoney();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.credits = reader.int64() as bigint;
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.revenueMicros = reader.int64() as bigint;
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.costMicros = reader.int64() as bigint;
+            continue;
+          }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.marginMicros = reader.int64() as bigint;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Money {
+    return {
+      credits: isSet(object.credits) ? BigInt(object.credits) : 0n,
+      revenueMicros: isSet(object.revenueMicros)
+        ? BigInt(object.revenueMicros)
+        : isSet(object.revenue_micros)
+        ? BigInt(object.revenue_micros)
+        : 0n,
+      costMicros: isSet(object.costMicros)
+        ? BigInt(object.costMicros)
+        : isSet(object.cost_micros)
+        ? BigInt(object.cost_micros)
+        : 0n,
+      marginMicros: isSet(object.marginMicros)
+        ? BigInt(object.marginMicros)
+        : isSet(object.margin_micros)
+        ? BigInt(object.margin_micros)
+        : 0n,
+    };
+  },
+
+  toJSON(message: Money): unknown {
+    const obj: any = {};
+    if (message.credits !== 0n) {
+      obj.credits = message.credits.toString();
+    }
+    if (message.revenueMicros !== 0n) {
+      obj.revenueMicros = message.revenueMicros.toString();
+    }
+    if (message.costMicros !== 0n) {
+      obj.costMicros = message.costMicros.toString();
+    }
+    if (message.marginMicros !== 0n) {
+      obj.marginMicros = message.marginMicros.toString();
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<Money>, I>>(base?: I): Money {
+    return Money.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<Money>, I>>(object: I): Money {
+    const message = createBaseMoney();
+    message.credits = (object.credits !== undefined && object.credits !== null) ? BigInt(object.credits) : 0n;
+    message.revenueMicros = (object.revenueMicros !== undefined && object.revenueMicros !== null)
+      ? BigInt(object.revenueMicros)
+      : 0n;
+    message.costMicros = (object.costMicros !== undefined && object.costMicros !== null)
+      ? BigInt(object.costMicros)
+      : 0n;
+    message.marginMicros = (object.marginMicros !== undefined && object.marginMicros !== null)
+      ? BigInt(object.marginMicros)
+      : 0n;
+    return message;
+  },
+};
 
 function createBaseReconcileRequest(): ReconcileRequest {
   return {};
