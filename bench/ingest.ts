@@ -37,7 +37,7 @@ async function ingest(batchSize: number, count: number): Promise<{ seconds: numb
     NATS_USAGE_STREAM: `BENCH_INGEST_OUT_${suffix}`.toUpperCase(),
     NATS_SUBJECT_PREFIX: `bench_${suffix}`,
     NATS_CONSUMER: `usage-${suffix}`,
-    CONSUMER_MAX_ACK_PENDING: String(Math.max(1_000, batchSize * 2)),
+    CONSUMER_MAX_ACK_PENDING: String(Math.max(2_000, batchSize * 2)),
     LOG_LEVEL: "silent",
     ...(batchSize > 0 ? { CONSUMER_BATCH_SIZE: String(batchSize) } : {}),
   });

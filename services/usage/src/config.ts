@@ -34,7 +34,7 @@ export const usageConfigSchema = z.object({
   /** How long the stream keeps messages, in milliseconds (0 = forever). */
   NATS_STREAM_MAX_AGE_MS: intFromEnv(7 * DAY_MS).pipe(z.number().min(0)),
   /** Messages pulled per request from the durable consumer. */
-  CONSUMER_BATCH_SIZE: intFromEnv(100).pipe(z.number().min(1).max(10_000)),
+  CONSUMER_BATCH_SIZE: intFromEnv(1_000).pipe(z.number().min(1).max(10_000)),
   /** Pulled chunks recorded at once, each in its own transaction (1 = one after the other). */
   CONSUMER_CHUNKS_IN_FLIGHT: intFromEnv(2).pipe(z.number().min(1).max(16)),
   /** How long one pull request waits for messages, in milliseconds; a graceful stop waits for the current one to end. */
@@ -46,7 +46,7 @@ export const usageConfigSchema = z.object({
   /** Deliveries per message before the server gives up; -1 = unlimited (poison messages are dead-lettered, not dropped). */
   CONSUMER_MAX_DELIVER: intFromEnv(-1).pipe(z.number().refine((n) => n === -1 || n >= 1, "must be -1 (unlimited) or at least 1")),
   /** Unacknowledged messages the server lets the consumer hold at once. */
-  CONSUMER_MAX_ACK_PENDING: intFromEnv(1_000).pipe(z.number().min(1)),
+  CONSUMER_MAX_ACK_PENDING: intFromEnv(2_000).pipe(z.number().min(1)),
   /** The plans file (YAML or JSON, docs/plans.md); unset or empty = the built-in plans. Validated at start-up. */
   PLANS_FILE: z
     .string()
