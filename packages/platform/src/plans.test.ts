@@ -1,7 +1,7 @@
 import { mkdtempSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { DEFAULT_PLANS_DOCUMENT, loadPlanCatalog, parsePlanCatalog, planNamed, PlansConfigError } from "./plans";
+import { DEFAULT_PLANS_DOCUMENT, DEFAULT_REFUND_RULES, loadPlanCatalog, parsePlanCatalog, planNamed, PlansConfigError } from "./plans";
 
 const file = (name: string, text: string) => {
   const full = path.join(mkdtempSync(path.join(os.tmpdir(), "tally-plans-")), name);
@@ -49,6 +49,13 @@ describe("plan catalogue", () => {
     const bare = parsePlanCatalog(plans({ trial_credits: 1 })).plans.basic!;
     expect(bare.creditPriceMicros).toBe(0n);
     expect(bare.refundRules.cancelledWhileProcessing).toEqual({ kind: "capture_spent" });
+    expect(bare.refundRules).toEqual(DEFAULT_REFUND_RULES);
+    expect(DEFAULT_REFUND_RULES).toEqual({
+      failed: { kind: "release" },
+      cancelledBeforeStart: { kind: "release" },
+      cancelledWhileProcessing: { kind: "capture_spent" },
+      partialOutput: { kind: "capture_fraction", fraction: 0.5 },
+    });
     const custom = parsePlanCatalog(
       plans({ trial_credits: 1, credit_price_micros: 2_500, refund_rules: { failed: "capture_spent", partial_output: "capture", cancelled_while_processing: { capture_fraction: 0.25 } } }),
     ).plans.basic!;

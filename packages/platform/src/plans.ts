@@ -117,6 +117,19 @@ const planSchema = z.strictObject({
 function toRefundRule(rule: z.infer<typeof refundRuleSchema>): RefundRule {
   return typeof rule === "string" ? { kind: rule } : { kind: "capture_fraction", fraction: rule.capture_fraction };
 }
+
+/** A plan's `refund_rules` as the services use them. */
+function toRefundRules(rules: z.infer<typeof refundRulesSchema>): RefundRules {
+  return {
+    failed: toRefundRule(rules.failed),
+    cancelledBeforeStart: toRefundRule(rules.cancelled_before_start),
+    cancelledWhileProcessing: toRefundRule(rules.cancelled_while_processing),
+    partialOutput: toRefundRule(rules.partial_output),
+  };
+}
+
+/** The refund rules of a plan whose file states none (the schema's defaults, docs/plans.md "Refund rules"). */
+export const DEFAULT_REFUND_RULES: RefundRules = toRefundRules(refundRulesSchema.parse({}));
 const catalogSchema = z
   .strictObject({
     default_plan: z.string().min(1),
@@ -176,19 +189,13 @@ export function parsePlanCatalog(document: unknown, source = "plans"): PlanCatal
       if (value === undefined) continue;
       limits[limitName] = typeof value === "number" ? { limit: value, thresholds: [] } : { limit: value.limit, thresholds: [...value.thresholds].sort() };
     }
-    const rules = plan.refund_rules;
     plans[name] = {
       name,
       trialCredits: plan.trial_credits,
       freeRetries: plan.free_retries,
       limits,
       creditPriceMicros: BigInt(plan.credit_price_micros),
-      refundRules: {
-        failed: toRefundRule(rules.failed),
-        cancelledBeforeStart: toRefundRule(rules.cancelled_before_start),
-        cancelledWhileProcessing: toRefundRule(rules.cancelled_while_processing),
-        partialOutput: toRefundRule(rules.partial_output),
-      },
+      refundRules: toRefundRules(plan.refund_rules),
     };
   }
   return { defaultPlan: parsed.data.default_plan, guestPlan: parsed.data.guest_plan, plans };

@@ -1,5 +1,5 @@
 import assert from "node:assert";
-import type { PlanCatalog, RefundRule, RefundRules } from "@tally/platform";
+import { DEFAULT_REFUND_RULES, type PlanCatalog, type RefundRule, type RefundRules } from "@tally/platform";
 
 /**
  * Refund rules by outcome (docs/plans.md, "Refund rules"): how much of a job's hold is captured
@@ -85,15 +85,7 @@ const min = (a: bigint, b: bigint): bigint => (a < b ? a : b);
 export const revenueMicrosOf = (creditsCaptured: bigint, creditPriceMicros: bigint): bigint => creditsCaptured * creditPriceMicros;
 
 /** The default terms: no price, the default refund rules (what a plan the catalogue no longer knows settles under). */
-const DEFAULT_TERMS: SettlementTerms = {
-  creditPriceMicros: 0n,
-  refundRules: {
-    failed: { kind: "release" },
-    cancelledBeforeStart: { kind: "release" },
-    cancelledWhileProcessing: { kind: "capture_spent" },
-    partialOutput: { kind: "capture_fraction", fraction: 0.5 },
-  },
-};
+const DEFAULT_TERMS: SettlementTerms = { creditPriceMicros: 0n, refundRules: DEFAULT_REFUND_RULES };
 
 /** The settlement terms of `plan` in `catalog`; DEFAULT_TERMS for a plan it does not know (e.g. removed since). */
 export function settlementTermsOf(catalog: PlanCatalog, plan: string): SettlementTerms {
