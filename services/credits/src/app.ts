@@ -76,6 +76,7 @@ const rulesFrom = (config: CreditsConfig): CreditsRules => ({
   plans: loadPlanCatalog(config.PLANS_FILE, config.TRIAL_CREDITS),
   adminEmails: config.TALLY_ADMIN_EMAILS,
   holdTtlMs: config.HOLD_TTL_MS,
+  groupCommit: { windowMs: config.CREDITS_GROUP_COMMIT_WINDOW_MS, maxOperations: config.CREDITS_GROUP_COMMIT_MAX_OPERATIONS },
   holdTtlMsMax: config.HOLD_TTL_MS_MAX,
   creditAmountMax: BigInt(config.CREDIT_AMOUNT_MAX),
   reconcileBatchAccounts: config.RECONCILE_BATCH_ACCOUNTS,
@@ -194,6 +195,8 @@ async function startCreditsApp(app: CreditsApp, config: CreditsConfig, logger: L
 /** Stops in order: take no more calls and drain (up to GRPC_SHUTDOWN_TIMEOUT_MS), stop the sweeper and the relay, close NATS and the pool. */
 async function stopCreditsApp(app: CreditsApp, grpc: RunningGrpcServer | undefined, config: CreditsConfig, logger: Logger): Promise<void> {
   if (grpc) await grpc.shutdown(config.GRPC_SHUTDOWN_TIMEOUT_MS);
+  // Calls cut off by the shutdown may still have members waiting in a group commit.
+  await app.service.holds.drain();
   await app.sweeper.stop();
   await app.relay.stop();
   await app.nc.drain().catch(() => app.nc.close());

@@ -44,6 +44,14 @@ export const creditsConfigSchema = z.object({
   CREDIT_AMOUNT_MAX: intFromEnv(1_000_000_000_000).pipe(z.number().min(1)),
   /** Accounts the Reconcile RPC checks per statement (each batch one snapshot; bounds each statement's work). */
   RECONCILE_BATCH_ACCOUNTS: intFromEnv(1_000).pipe(z.number().min(1).max(100_000)),
+  /**
+   * Group commit of hold operations: CreateHold, CaptureHold, ReleaseHold and ExtendHold
+   * arriving within this many milliseconds of a batch's first share one transaction (0: each
+   * on its own).
+   */
+  CREDITS_GROUP_COMMIT_WINDOW_MS: intFromEnv(1).pipe(z.number().min(0).max(100)),
+  /** Most hold operations in one group commit (one transaction); a full batch goes at once. */
+  CREDITS_GROUP_COMMIT_MAX_OPERATIONS: intFromEnv(64).pipe(z.number().min(1).max(1_000)),
   /** argon2id cost (OWASP 2023 minimum: 19 MiB, 2 passes, 1 lane). */
   PASSWORD_HASH_MEMORY_KIB: intFromEnv(19_456).pipe(z.number().min(8)),
   PASSWORD_HASH_TIME_COST: intFromEnv(2).pipe(z.number().min(1)),

@@ -3,6 +3,7 @@ import type { CreditsStores, CreditsUnitOfWork } from "../domain/ports";
 import { SqlAccountEventStore } from "./account-event-store";
 import { SqlAccountStore } from "./account-store";
 import { SqlGrantStore } from "./grant-store";
+import { SqlHoldOperationStore } from "./hold-operation-store";
 import { SqlHoldStore } from "./hold-store";
 import { SqlLedgerStore } from "./ledger-store";
 import { SqlReconciliationStore } from "./reconciliation-store";
@@ -15,6 +16,7 @@ export interface CreditsUnitOfWorkOptions {
 /** The credits stores in SQL over `orm`, bound per call to one transaction or to none. */
 export const createCreditsUnitOfWork = (orm: Orm, options: CreditsUnitOfWorkOptions = {}): CreditsUnitOfWork =>
   createUnitOfWork(orm, (sql) => ({
+    holdOperations: new SqlHoldOperationStore(sql),
     accounts: new SqlAccountStore(sql),
     grants: new SqlGrantStore(sql),
     holds: new SqlHoldStore(sql),

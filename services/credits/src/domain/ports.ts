@@ -14,6 +14,7 @@ import type {
   Grant,
   GrantKind,
   Hold,
+  HoldWithBalance,
   LockedAccount,
   HoldStatus,
   NewLedgerEntry,
@@ -197,7 +198,56 @@ export interface ReconciliationStore {
   differencesOfBatch(afterAccountId: string | null, batchSize: number, limit: number): Promise<ReconciliationBatch>;
 }
 
+/** One hold operation as the database applies it (inputs already checked by domain/inputs.ts). */
+export type HoldOperation =
+  | { operation: "CreateHold"; requestId: string; fingerprint: string; accountId: string; generationId: string; amount: bigint; ttlMs: number }
+  | { operation: "CaptureHold"; requestId: string; fingerprint: string; holdId: string; amount: bigint | null }
+  | { operation: "ReleaseHold"; requestId: string; fingerprint: string; holdId: string; reason: string }
+  | { operation: "ExtendHold"; requestId: string; fingerprint: string; holdId: string; ttlMs: number };
+
+/** The stored balances that INV-2 is asserted on, as one member's statement read them. */
+export interface HoldOutcomeSnapshot {
+  storedAvailable: bigint;
+  /** available + held + captured + expired + written off. */
+  storedTotal: bigint;
+  granted: bigint;
+  lastBalanceAfter: bigint | null;
+  lastHeldAfter: bigint | null;
+}
+
+/**
+ * What the database answered for one hold operation: applied now (`ok`, with the snapshot INV-2
+ * is asserted on), the stored first answer of its request id (`replayed`; `legacyAnswer` when
+ * it was stored whole by an earlier version), or an expected failure with what its error needs.
+ */
+export type HoldOutcome =
+  | { outcome: "ok"; answer: HoldWithBalance & { extended: boolean }; snapshot: HoldOutcomeSnapshot }
+  | { outcome: "replayed"; answer: (HoldWithBalance & { extended: boolean }) | null; legacyAnswer: Uint8Array | null }
+  | { outcome: "insufficient_credits"; requested: bigint; available: bigint }
+  | { outcome: "hold_not_active"; holdId: string; status: string }
+  | { outcome: "validation"; held: bigint; requested: bigint }
+  | { outcome: "not_found" | "conflict" | "idempotency_key_reused" };
+
+/** Context every member of a batch shares: the clock grant expiry is decided by, and the ledger reasons. */
+export interface HoldBatchContext {
+  now: Date;
+  captureRestReason: string;
+  grantExpiredReason: string;
+}
+
+/**
+ * Hold operations applied in the database, ONE statement for any number of them (one
+ * transaction when run outside one): each member claims its idempotency key (INV-4), moves the
+ * balance conditionally (INV-1), writes its ledger entries with the balances after (INV-2),
+ * locking account before hold (INV-9), members sorted by account. One outcome per member, in
+ * the order given. Throws only for an unexpected database error (the whole batch rolled back).
+ */
+export interface HoldOperationStore {
+  apply(operations: readonly HoldOperation[], context: HoldBatchContext): Promise<HoldOutcome[]>;
+}
+
 export interface CreditsStores {
+  holdOperations: HoldOperationStore;
   accounts: AccountStore;
   grants: GrantStore;
   holds: HoldStore;

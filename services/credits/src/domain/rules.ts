@@ -44,6 +44,12 @@ export interface CreditsRules {
   creditAmountMax: bigint;
   /** Accounts a reconciliation checks per statement (RECONCILE_BATCH_ACCOUNTS). */
   reconcileBatchAccounts: number;
+  /**
+   * Group commit of hold operations (CREDITS_GROUP_COMMIT_WINDOW_MS, CREDITS_GROUP_COMMIT_MAX_OPERATIONS):
+   * operations arriving within `windowMs` milliseconds, at most `maxOperations`, share one
+   * transaction; `windowMs` 0 (or unset) applies each on its own.
+   */
+  groupCommit?: { windowMs: number; maxOperations: number };
 }
 
 // PostgreSQL text cannot hold a NUL, so no password may contain one; any other character (a

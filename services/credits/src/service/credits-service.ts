@@ -25,7 +25,7 @@ export class CreditsService {
     this.ledger = new LedgerService(uow, rules.reconcileBatchAccounts);
     this.grants = new GrantsService(uow, rules, this.ledger, now);
     this.accounts = new AccountsService(uow, rules, passwords, this.grants, this.ledger);
-    this.holds = new HoldsService(uow, rules, this.ledger, this.grants);
+    this.holds = new HoldsService(uow, rules, this.grants, now);
     this.guests = new GuestsService(uow, rules, this.grants, this.ledger);
   }
 

@@ -1,44 +1,46 @@
 import assert from "node:assert/strict";
-import { answerCodec, DomainError, newId, runIdempotent } from "@tally/platform";
-import { allocate, amountsByFamily, singleKind, splitCapture, type Allocation } from "../domain/allocation";
+import { checkRequestId, fingerprint, newId } from "@tally/platform";
+import { singleKind, type Allocation } from "../domain/allocation";
 import {
   parseCaptureHoldInput,
   parseCreateHoldInput,
   parseExtendHoldInput,
   parseReleaseHoldInput,
   type CaptureHoldRequest,
-  type CreateHoldInput,
   type CreateHoldRequest,
   type ExtendHoldRequest,
   type ReleaseHoldRequest,
 } from "../domain/inputs";
-import type { CreditsStores, CreditsUnitOfWork } from "../domain/ports";
-import {
-  accountNotFound,
-  CAPTURE_REST_REASON,
-  EXPIRY_REASON,
-  generationConflict,
-  holdNotFound,
-  NO_LEDGER_CHANGE,
-  type CreditsRules,
-} from "../domain/rules";
+import type { CreditsStores, CreditsUnitOfWork, HoldOperation } from "../domain/ports";
+import { CAPTURE_REST_REASON, EXPIRY_REASON, GRANT_EXPIRED_REASON, NO_LEDGER_CHANGE, type CreditsRules } from "../domain/rules";
 import type { Hold, HoldWithBalance } from "../domain/types";
 import type { GrantsService } from "./grants";
-import type { LedgerService } from "./ledger";
+import { HoldGroupCommit } from "./group-commit";
+import { answerOf, withoutExtended } from "./hold-answers";
 
 /**
  * Holds: credits set aside for one generation, then captured, released or expired, each
  * exactly once (INV-3). A hold reserves its credits with one conditional UPDATE of the account
  * row (INV-1); every movement writes one ledger entry with the balances after it (INV-2); rows
- * are locked account first, then hold (INV-9).
+ * are locked account first, then hold (INV-9). Create, capture, release and extend are each
+ * ONE statement in the database (HoldOperationStore), group-committed (HoldGroupCommit); the
+ * expiry sweep runs here over the stores.
  */
 export class HoldsService {
+  private readonly groupCommit: HoldGroupCommit;
+
   constructor(
     private readonly uow: CreditsUnitOfWork,
     private readonly rules: CreditsRules,
-    private readonly ledger: LedgerService,
-    private readonly grants: Pick<GrantsService, "expireBeforeUse" | "expireDueGrantsOf">,
-  ) {}
+    private readonly grants: Pick<GrantsService, "expireDueGrantsOf">,
+    /** The clock grant expiry is decided by. */
+    now: () => Date = () => new Date(),
+  ) {
+    const context = () => ({ now: now(), captureRestReason: CAPTURE_REST_REASON, grantExpiredReason: GRANT_EXPIRED_REASON });
+    // Outside a transaction: the one statement is the batch's transaction (one round trip, one commit).
+    const apply = (operations: readonly HoldOperation[]) => this.uow.withoutTransaction((stores) => stores.holdOperations.apply(operations, context()));
+    this.groupCommit = new HoldGroupCommit(apply, rules.groupCommit ?? { windowMs: 0, maxOperations: 1 });
+  }
 
   /**
    * Sets `amount` credits aside for one generation, trial grants first, and answers the hold
@@ -46,54 +48,19 @@ export class HoldsService {
    * capped. Idempotent per `requestId` (INV-4). Errors: `validation`, `not_found`,
    * `insufficient_credits` (details: requested, available), `conflict` when the generation
    * already has a hold (INV-3), `idempotency_key_reused`.
+   *
+   * One statement (group-committed with other hold operations): due grants are written off
+   * first, the credits are reserved by a conditional UPDATE of the locked account row (INV-1),
+   * and the hold, its allocations and the HOLD entry with the balances after (INV-2) are written
+   * with the stored answer. Two holds of one generation on different accounts racing past the
+   * check are decided by the unique index (`conflict`).
    */
   async createHold(request: CreateHoldRequest): Promise<HoldWithBalance> {
     const input = parseCreateHoldInput(request, this.rules);
     const parameters = { accountId: input.accountId, generationId: input.generationId, amount: input.amount, ttlMs: input.requestedTtlMs };
-    const call = { requestId: input.requestId, operation: "CreateHold", parameters, ...answerCodec<HoldWithBalance>() };
-    return this.uow.inTransaction((stores) => runIdempotent(stores.idempotency, call, () => this.reserveHold(stores, input)));
-  }
-
-  /**
-   * The conditional UPDATE reserves the credits atomically (INV-1) and locks the account, so
-   * the allocation from grants that follows is serialised per account. The generation check
-   * answers the common case; two holds of one generation on different accounts racing past it
-   * are decided by the unique index (the store's insert throws `conflict`).
-   */
-  private async reserveHold(stores: CreditsStores, input: CreateHoldInput): Promise<HoldWithBalance> {
-    // Expired credits are written off first, so the hold can never take them.
-    await this.grants.expireBeforeUse(stores, input.accountId);
-    const reserved = await stores.accounts.reserveCredits(input.accountId, input.amount);
-    if (!reserved) {
-      const current = await stores.accounts.lock(input.accountId);
-      if (!current) throw accountNotFound(input.accountId);
-      throw new DomainError("insufficient_credits", "not enough credits available for this hold", {
-        requested: input.amount,
-        available: current.available,
-      });
-    }
-    if (await stores.holds.findIdByGeneration(input.generationId)) throw generationConflict(input.generationId);
-    const allocations = allocate(await stores.grants.lockForConsumption(input.accountId), input.amount);
-    await stores.grants.changeRemaining(allocations.map((a) => ({ grantId: a.grantId, delta: -a.amount })));
-    const hold = await stores.holds.insert(
-      { id: newId(), accountId: input.accountId, generationId: input.generationId, amount: input.amount, ttlMs: input.ttlMs, ...amountsByFamily(allocations) },
-      allocations,
-    );
-    await stores.ledger.insert({
-      ...NO_LEDGER_CHANGE,
-      id: newId(),
-      accountId: input.accountId,
-      kind: "hold",
-      amount: -input.amount,
-      heldChange: input.amount,
-      grantKind: singleKind(allocations),
-      holdId: hold.id,
-      generationId: hold.generationId,
-      balanceAfter: reserved.available,
-      heldAfter: reserved.held,
-      holdDeadline: hold.expiresAt,
-    });
-    return { hold, balance: await this.ledger.readBalance(stores, input.accountId) };
+    const { accountId, generationId, amount, ttlMs } = input;
+    const answer = await this.applyOperation({ operation: "CreateHold", ...this.keyOf(input.requestId, "CreateHold", parameters), accountId, generationId, amount, ttlMs });
+    return withoutExtended(answer);
   }
 
   /**
@@ -104,36 +71,8 @@ export class HoldsService {
    */
   async captureHold(request: CaptureHoldRequest): Promise<HoldWithBalance> {
     const input = parseCaptureHoldInput(request);
-    const call = { requestId: input.requestId, operation: "CaptureHold", parameters: { holdId: input.holdId, amount: input.amount }, ...answerCodec<HoldWithBalance>() };
-    return this.uow.inTransaction((stores) =>
-      runIdempotent(stores.idempotency, call, async () => {
-        const hold = await this.lockActiveHold(stores, input.holdId);
-        const capturedAmount = input.amount ?? hold.amount;
-        if (capturedAmount > hold.amount) {
-          throw new DomainError("validation", "amount must not exceed the held amount", { field: "amount", held: hold.amount, requested: capturedAmount });
-        }
-        const { charged, returned } = splitCapture(await stores.holds.readAllocations(hold.id), capturedAmount);
-        const afterCapture = await stores.accounts.changeBalances(hold.accountId, { held: -capturedAmount, captured: capturedAmount });
-        await stores.ledger.insert({
-          ...NO_LEDGER_CHANGE,
-          id: newId(),
-          accountId: hold.accountId,
-          kind: "capture",
-          // A capture moves held credits to captured ones: the available balance does not change.
-          amount: 0n,
-          heldChange: -capturedAmount,
-          capturedChange: capturedAmount,
-          grantKind: singleKind(charged),
-          holdId: hold.id,
-          generationId: hold.generationId,
-          balanceAfter: afterCapture.available,
-          heldAfter: afterCapture.held,
-        });
-        if (returned.length > 0) await this.giveBack(stores, hold, returned, "release", CAPTURE_REST_REASON);
-        const ended = await stores.holds.end(hold.id, { status: "captured", capturedAmount, reason: null });
-        return { hold: ended, balance: await this.ledger.readBalance(stores, hold.accountId) };
-      }),
-    );
+    const key = this.keyOf(input.requestId, "CaptureHold", { holdId: input.holdId, amount: input.amount });
+    return withoutExtended(await this.applyOperation({ operation: "CaptureHold", ...key, holdId: input.holdId, amount: input.amount }));
   }
 
   /**
@@ -144,15 +83,8 @@ export class HoldsService {
    */
   async releaseHold(request: ReleaseHoldRequest): Promise<HoldWithBalance> {
     const input = parseReleaseHoldInput(request);
-    const call = { requestId: input.requestId, operation: "ReleaseHold", parameters: { holdId: input.holdId, reason: input.reason }, ...answerCodec<HoldWithBalance>() };
-    return this.uow.inTransaction((stores) =>
-      runIdempotent(stores.idempotency, call, async () => {
-        const hold = await this.lockActiveHold(stores, input.holdId);
-        await this.giveBack(stores, hold, await stores.holds.readAllocations(hold.id), "release", input.reason);
-        const ended = await stores.holds.end(hold.id, { status: "released", capturedAmount: 0n, reason: input.reason });
-        return { hold: ended, balance: await this.ledger.readBalance(stores, hold.accountId) };
-      }),
-    );
+    const key = this.keyOf(input.requestId, "ReleaseHold", { holdId: input.holdId, reason: input.reason });
+    return withoutExtended(await this.applyOperation({ operation: "ReleaseHold", ...key, holdId: input.holdId, reason: input.reason }));
   }
 
   /**
@@ -167,30 +99,24 @@ export class HoldsService {
    */
   async extendHold(request: ExtendHoldRequest): Promise<HoldWithBalance & { extended: boolean }> {
     const input = parseExtendHoldInput(request, this.rules);
-    const call = { requestId: input.requestId, operation: "ExtendHold", parameters: { holdId: input.holdId, ttlMs: input.requestedTtlMs }, ...answerCodec<HoldWithBalance & { extended: boolean }>() };
-    return this.uow.inTransaction((stores) =>
-      runIdempotent(stores.idempotency, call, async () => {
-        const hold = await this.lockActiveHold(stores, input.holdId);
-        const extended = await stores.holds.extend(hold.id, input.ttlMs);
-        const moved = extended.expiresAt.getTime() > hold.expiresAt.getTime();
-        const balance = await this.ledger.readBalance(stores, hold.accountId);
-        if (moved) {
-          await stores.ledger.insert({
-            ...NO_LEDGER_CHANGE,
-            id: newId(),
-            accountId: hold.accountId,
-            kind: "extension",
-            amount: 0n,
-            holdId: hold.id,
-            generationId: hold.generationId,
-            balanceAfter: balance.availableCredits,
-            heldAfter: balance.heldCredits,
-            holdDeadline: extended.expiresAt,
-          });
-        }
-        return { hold: extended, balance, extended: moved };
-      }),
-    );
+    const key = this.keyOf(input.requestId, "ExtendHold", { holdId: input.holdId, ttlMs: input.requestedTtlMs });
+    return this.applyOperation({ operation: "ExtendHold", ...key, holdId: input.holdId, ttlMs: input.ttlMs });
+  }
+
+  /** Sends what the group commit holds and waits for its answers (graceful stop). */
+  drain(): Promise<void> {
+    return this.groupCommit.drain();
+  }
+
+  /** The idempotency key and fingerprint of a call (INV-4), as `runIdempotent` computes them. Errors: `validation` (request_id). */
+  private keyOf(requestId: string, operation: HoldOperation["operation"], parameters: unknown): { requestId: string; fingerprint: string } {
+    checkRequestId(requestId);
+    return { requestId, fingerprint: fingerprint({ operation, parameters }) };
+  }
+
+  /** Applies one operation in the next group commit and maps its outcome to the answer or the DomainError of before. */
+  private async applyOperation(operation: HoldOperation): Promise<HoldWithBalance & { extended: boolean }> {
+    return answerOf(operation, await this.groupCommit.submit(operation));
   }
 
   /**
@@ -210,19 +136,6 @@ export class HoldsService {
       }
       return holds.length;
     });
-  }
-
-  /** Locks the hold's account, then the hold (INV-9), and checks the hold is active (INV-3). */
-  private async lockActiveHold(stores: CreditsStores, holdId: string): Promise<Hold> {
-    const accountId = await stores.holds.findAccountId(holdId);
-    if (!accountId) throw holdNotFound(holdId);
-    await stores.accounts.lock(accountId);
-    const hold = await stores.holds.lock(holdId);
-    assert.ok(hold, "INV-3: a hold cannot vanish (holds are never deleted)");
-    if (hold.status !== "active") {
-      throw new DomainError("hold_not_active", `the hold is already ${hold.status}`, { hold_id: hold.id, status: hold.status });
-    }
-    return hold;
   }
 
   /** Returns `allocations` to their grants and the account's available balance, with one entry (INV-2); then writes off what went back to an expired grant. */

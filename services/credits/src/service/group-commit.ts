@@ -1,0 +1,85 @@
+import type { HoldOperation, HoldOutcome } from "../domain/ports";
+
+/** A member waiting for its batch. */
+interface Waiting {
+  operation: HoldOperation;
+  resolve(outcome: HoldOutcome): void;
+  reject(error: unknown): void;
+}
+
+/** CREDITS_GROUP_COMMIT_WINDOW_MS (0: off) and CREDITS_GROUP_COMMIT_MAX_OPERATIONS. */
+export interface GroupCommitOptions {
+  /** How long the first operation of a batch waits for others, in milliseconds; 0 applies each on its own. */
+  windowMs: number;
+  /** Most operations in one batch (one transaction); a full batch goes at once. */
+  maxOperations: number;
+}
+
+/**
+ * Group commit of hold operations: operations submitted within `windowMs` of the first one of a
+ * batch (at most `maxOperations`) are applied together by `apply`, ONE statement and ONE
+ * transaction for all of them, each member with its own outcome (one short of credits fails
+ * alone). Durability is unchanged: each caller is answered only after the batch's commit. When
+ * the batch itself fails (a deadlock, a serialization failure, a lost connection, an
+ * unexpected error of one member), nothing of it was committed and each member is retried on
+ * its own, so one bad member cannot fail the others.
+ */
+export class HoldGroupCommit {
+  private waiting: Waiting[] = [];
+  private timer: NodeJS.Timeout | null = null;
+  private readonly running = new Set<Promise<void>>();
+
+  constructor(
+    /** Applies members in one transaction; one outcome per member in the order given. */
+    private readonly apply: (operations: readonly HoldOperation[]) => Promise<HoldOutcome[]>,
+    private readonly options: GroupCommitOptions,
+  ) {}
+
+  /** Applies `operation` in the next batch (at once when group commit is off) and answers its outcome after the commit. */
+  submit(operation: HoldOperation): Promise<HoldOutcome> {
+    if (this.options.windowMs <= 0 || this.options.maxOperations <= 1) return this.applyOne(operation);
+    return new Promise<HoldOutcome>((resolve, reject) => {
+      this.waiting.push({ operation, resolve, reject });
+      if (this.waiting.length >= this.options.maxOperations) this.flush();
+      else this.timer ??= setTimeout(() => this.flush(), this.options.windowMs);
+    });
+  }
+
+  /** Sends what is waiting now and waits until every batch sent has been answered (graceful stop). */
+  async drain(): Promise<void> {
+    this.flush();
+    while (this.running.size > 0) await Promise.allSettled([...this.running]);
+  }
+
+  private flush(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+    while (this.waiting.length > 0) {
+      const batch = this.waiting.splice(0, this.options.maxOperations);
+      const run = this.run(batch).finally(() => this.running.delete(run));
+      this.running.add(run);
+    }
+  }
+
+  private async run(batch: Waiting[]): Promise<void> {
+    if (batch.length === 1) {
+      const [only] = batch as [Waiting];
+      await this.applyOne(only.operation).then(only.resolve, only.reject);
+      return;
+    }
+    let outcomes: HoldOutcome[];
+    try {
+      outcomes = await this.apply(batch.map((member) => member.operation));
+    } catch {
+      // Nothing of the batch committed: each member again on its own, so each gets its own answer.
+      await Promise.all(batch.map((member) => this.applyOne(member.operation).then(member.resolve, member.reject)));
+      return;
+    }
+    batch.forEach((member, index) => member.resolve(outcomes[index]!));
+  }
+
+  private async applyOne(operation: HoldOperation): Promise<HoldOutcome> {
+    const [outcome] = await this.apply([operation]);
+    return outcome!;
+  }
+}
