@@ -61,10 +61,10 @@ describe("credits group commit (real PostgreSQL)", () => {
     // Members on one account are decided in arrival order within the one transaction: 30 + 40 leave 30 of 100.
     expect(outcomes[4]).toEqual({ outcome: "insufficient_credits", requested: 31n, available: 30n });
     const held = await h.sql.query<{ request_id: string }>(
-      "SELECT request_id FROM idempotency_keys WHERE request_id = ANY($1::text[]) AND answer_hold_id IS NOT NULL ORDER BY request_id",
+      "SELECT request_id FROM idempotency_keys WHERE request_id = ANY($1::text[]) ORDER BY request_id",
       [operations.map((o) => o.requestId)],
     );
-    // The failed members stored no answer (a retry re-evaluates); the others did.
+    // The failed members left no key behind (a retry re-evaluates); the others stored their answer.
     expect(held.rows.map((r) => r.request_id)).toEqual([operations[0]!, operations[2]!, operations[3]!].map((o) => o.requestId).sort());
     for (const accountId of [rich, poor]) await h.checkInvariants(accountId);
   });
@@ -92,6 +92,34 @@ describe("credits group commit (real PostgreSQL)", () => {
     ));
     const retriedIds = new Set(answers.filter((_, i) => i % 2 === 0).map((a) => a.hold!.id));
     expect(retriedIds.size).toBe(1);
+    await h.checkInvariants(accountId);
+  });
+
+  it("answers BatchCreateHolds, BatchCaptureHolds and BatchReleaseHolds member by member", async () => {
+    const accountId = await accountWith(20n);
+    const options = { timeoutMs: 15_000 };
+    const hold = (amount: bigint, overrides: Partial<credits.CreateHoldRequest> = {}) => ({ requestId: newId(), accountId, generationId: newId(), amount, ttlMs: 0n, ...overrides });
+    const retried = hold(3n);
+    const created = await callUnary(h.client.batchCreateHolds.bind(h.client), {
+      requests: [hold(8n), hold(30n), retried, hold(0n), hold(4n, { accountId: newId() }), retried, hold(9n)],
+    }, options);
+    const outcome = (r: credits.HoldResult) => r.error?.reason ?? "ok";
+    expect(created.results.map(outcome)).toEqual(["ok", "insufficient_credits", "ok", "validation", "not_found", "ok", "ok"]);
+    expect(JSON.parse(created.results[1]!.error!.detailsJson)).toEqual({ requested: "30", available: "12" }); // arrival order: the 8 went first
+    expect(created.results[5]!.ok!.hold!.id).toBe(created.results[2]!.ok!.hold!.id); // the same request id twice: one hold
+    expect(created.results[6]!.ok!.balance!.availableCredits).toBe(0n);
+    const [first, , second, , , , third] = created.results.map((r) => r.ok?.hold?.id ?? "");
+    const captured = await callUnary(h.client.batchCaptureHolds.bind(h.client), {
+      requests: [{ requestId: newId(), holdId: first!, amount: 5n }, { requestId: newId(), holdId: second!, amount: 4n }, { requestId: newId(), holdId: newId() }],
+    }, options);
+    expect(captured.results.map(outcome)).toEqual(["ok", "validation", "not_found"]);
+    expect(captured.results[0]!.ok!.hold!.capturedAmount).toBe(5n);
+    const released = await callUnary(h.client.batchReleaseHolds.bind(h.client), {
+      requests: [{ requestId: newId(), holdId: first!, reason: "" }, { requestId: newId(), holdId: second!, reason: "done" }, { requestId: newId(), holdId: third!, reason: "" }],
+    }, options);
+    expect(released.results.map(outcome)).toEqual(["hold_not_active", "ok", "ok"]);
+    expect(released.results[2]!.ok!.balance!.availableCredits).toBe(20n - 5n);
+    expect(await reasonOf(callUnary(h.client.batchReleaseHolds.bind(h.client), { requests: [] }, options))).toBe("validation");
     await h.checkInvariants(accountId);
   });
 });

@@ -110,7 +110,7 @@ export async function startGenerationsService(config: GenerationsConfig, logger:
   });
   const connections: Connections = {
     orm,
-    credits: new GrpcCreditsClient(config.CREDITS_GRPC_ADDRESS, config.DOWNSTREAM_TIMEOUT_MS),
+    credits: new GrpcCreditsClient(config.CREDITS_GRPC_ADDRESS, config.DOWNSTREAM_TIMEOUT_MS, config.CREDITS_SETTLE_COALESCE_WINDOW_MS),
     usage: new GrpcUsageClient(config.USAGE_GRPC_ADDRESS, config.DOWNSTREAM_TIMEOUT_MS),
   };
   try {

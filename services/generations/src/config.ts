@@ -33,6 +33,12 @@ export const generationsConfigSchema = z.object({
   /** Deadline of every call to another service, in milliseconds. */
   DOWNSTREAM_TIMEOUT_MS: positiveInt(5_000),
   /**
+   * When above 0, CaptureHold and ReleaseHold calls to credits made within this many
+   * milliseconds go as one BatchCaptureHolds / BatchReleaseHolds call (needs a credits service
+   * that has them); 0 (default): one call each.
+   */
+  CREDITS_SETTLE_COALESCE_WINDOW_MS: nonNegativeInt(0),
+  /**
    * Passed to CreateHold as ttl_ms; 0 means the credits service's default (1 hour). When set,
    * it must exceed PROVIDER_TIMEOUT_MS + WORKER_LEASE_MS (checked below).
    */

@@ -1,3 +1,4 @@
+import type { DomainError } from "@tally/platform";
 /**
  * The credits domain in the field's terms. These types are what the service layer speaks;
  * the gRPC layer maps them to and from the proto messages, the adapter layer to and from rows.
@@ -199,6 +200,9 @@ export interface HoldWithBalance {
   hold: Hold;
   balance: Balance;
 }
+
+/** One member's result in a batch call (BatchCreateHolds…): its answer, or the error its unary call would have answered. */
+export type MemberResult = { ok: HoldWithBalance; error?: undefined } | { ok?: undefined; error: DomainError };
 
 /** One page of an account's ledger, newest first. */
 export interface LedgerPage {

@@ -14,6 +14,7 @@ import {
   guestAccountToProto,
   holdWithBalanceToProto,
   ledgerEntryToProto,
+  memberResultToProto,
   reconciliationToProto,
   releaseHoldRequestFromProto,
   setBillingAnchorRequestFromProto,
@@ -43,6 +44,9 @@ export type CreditsApi = Pick<
   | "deleteAccount"
   | "voidGrant"
   | "extendHold"
+  | "createHolds"
+  | "captureHolds"
+  | "releaseHolds"
   | "reconcile"
   | "getBalanceAt"
 >;
@@ -54,7 +58,7 @@ export type CreditsApi = Pick<
  * Each RPC's rules, errors and invariants are documented on the service method it calls.
  */
 export function creditsHandlers(service: CreditsApi): AsyncService<credits.CreditsServiceServer> {
-  return { ...accountHandlers(service), ...movementHandlers(service) };
+  return { ...accountHandlers(service), ...movementHandlers(service), ...batchHandlers(service) };
 }
 
 type Handlers = AsyncService<credits.CreditsServiceServer>;
@@ -102,7 +106,7 @@ function accountHandlers(service: CreditsApi): Pick<Handlers, "createAccount" | 
 }
 
 /** Credit movements and reads: balance, grants, holds and the ledger. */
-function movementHandlers(service: CreditsApi): Omit<Handlers, keyof ReturnType<typeof accountHandlers>> {
+function movementHandlers(service: CreditsApi): Omit<Handlers, keyof ReturnType<typeof accountHandlers> | keyof ReturnType<typeof batchHandlers>> {
   return {
     /** GetBalance → balance in credits now (LedgerService.getBalance; INV-2 asserted), or at `at` (LedgerService.getBalanceAt). */
     async getBalance(req) {
@@ -143,6 +147,24 @@ function movementHandlers(service: CreditsApi): Omit<Handlers, keyof ReturnType<
     async listLedgerEntries(req) {
       const page = await service.listLedgerEntries({ accountId: req.accountId, pageSize: req.pageSize, pageToken: req.pageToken });
       return { entries: page.entries.map(ledgerEntryToProto), nextPageToken: page.nextPageToken };
+    },
+  };
+}
+
+/** The batch forms of hold operations: one result per member, the answer or the member's error (HoldsService.createHolds). */
+function batchHandlers(service: CreditsApi): Pick<Handlers, "batchCreateHolds" | "batchCaptureHolds" | "batchReleaseHolds"> {
+  return {
+    /** BatchCreateHolds → one HoldResult per request (HoldsService.createHolds; INV-1, INV-3, INV-4, INV-9). */
+    async batchCreateHolds(req) {
+      return { results: (await service.createHolds(req.requests.map(createHoldRequestFromProto))).map(memberResultToProto) };
+    },
+    /** BatchCaptureHolds → one HoldResult per request (HoldsService.captureHolds; INV-3, INV-4, INV-9). */
+    async batchCaptureHolds(req) {
+      return { results: (await service.captureHolds(req.requests.map(captureHoldRequestFromProto))).map(memberResultToProto) };
+    },
+    /** BatchReleaseHolds → one HoldResult per request (HoldsService.releaseHolds; INV-3, INV-4, INV-9). */
+    async batchReleaseHolds(req) {
+      return { results: (await service.releaseHolds(req.requests.map(releaseHoldRequestFromProto))).map(memberResultToProto) };
     },
   };
 }

@@ -16,7 +16,7 @@ import type {
   SetRoleRequest,
   VoidGrantRequest,
 } from "../domain/inputs";
-import type { Account, AccountKind, Balance, CreditsReconciliation, GuestAccount, Grant, GrantKind, GrantWithBalance, Hold, HoldStatus, HoldWithBalance, LedgerEntry, LedgerEntryKind, Role } from "../domain/types";
+import type { Account, AccountKind, Balance, CreditsReconciliation, GuestAccount, Grant, GrantKind, GrantWithBalance, Hold, HoldStatus, HoldWithBalance, LedgerEntry, LedgerEntryKind, MemberResult, Role } from "../domain/types";
 
 // ---------------------------------------------------------------- proto → domain
 
@@ -230,3 +230,12 @@ export const reconciliationToProto = (r: CreditsReconciliation): credits.Reconci
   differencesTotal: BigInt(r.differencesTotal),
   differences: r.differences.map((d) => ({ check: d.check, accountId: d.accountId, grantId: d.grantId ?? "", expected: d.expected, actual: d.actual })),
 });
+
+/** One member's result of a batch call: the hold and balance, or its error as a unary call carries it (reason, message, details as JSON). */
+export function memberResultToProto(result: MemberResult): credits.HoldResult {
+  if (result.error) {
+    const detailsJson = JSON.stringify(result.error.details, (_key, value: unknown) => (typeof value === "bigint" ? value.toString() : value));
+    return { ok: undefined, error: { reason: result.error.reason, message: result.error.message, detailsJson } };
+  }
+  return { ok: holdWithBalanceToProto(result.ok!), error: undefined };
+}

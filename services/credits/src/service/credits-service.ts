@@ -68,6 +68,12 @@ export class CreditsService {
   readonly captureHold: HoldsService["captureHold"] = (request) => this.holds.captureHold(request);
   /** See HoldsService.releaseHold. */
   readonly releaseHold: HoldsService["releaseHold"] = (request) => this.holds.releaseHold(request);
+  /** See HoldsService.createHolds (BatchCreateHolds). */
+  readonly createHolds: HoldsService["createHolds"] = (requests) => this.holds.createHolds(requests);
+  /** See HoldsService.captureHolds (BatchCaptureHolds). */
+  readonly captureHolds: HoldsService["captureHolds"] = (requests) => this.holds.captureHolds(requests);
+  /** See HoldsService.releaseHolds (BatchReleaseHolds). */
+  readonly releaseHolds: HoldsService["releaseHolds"] = (requests) => this.holds.releaseHolds(requests);
   /** See HoldsService.expireDueHolds. */
   readonly expireDueHolds: HoldsService["expireDueHolds"] = (batchSize) => this.holds.expireDueHolds(batchSize);
 }

@@ -45,6 +45,27 @@ export class HoldGroupCommit {
     });
   }
 
+  /**
+   * Applies `operations` (a batch call's members) together, in batches of at most
+   * `maxOperations` sent at once (whatever the window), each member with its own outcome, in
+   * the order given.
+   */
+  async submitAll(operations: readonly HoldOperation[]): Promise<HoldOutcome[]> {
+    const chunks: Promise<HoldOutcome>[][] = [];
+    for (let start = 0; start < operations.length; start += Math.max(1, this.options.maxOperations)) {
+      const chunk = operations.slice(start, start + Math.max(1, this.options.maxOperations));
+      const members = chunk.map((operation) => {
+        let member!: Waiting;
+        const promise = new Promise<HoldOutcome>((resolve, reject) => (member = { operation, resolve, reject }));
+        return { member, promise };
+      });
+      const run = this.run(members.map((m) => m.member)).finally(() => this.running.delete(run));
+      this.running.add(run);
+      chunks.push(members.map((m) => m.promise));
+    }
+    return Promise.all(chunks.flat());
+  }
+
   /** Sends what is waiting now and waits until every batch sent has been answered (graceful stop). */
   async drain(): Promise<void> {
     this.flush();

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { checkRequestId, fingerprint, newId } from "@tally/platform";
+import { checkRequestId, DomainError, fingerprint, newId, validationError } from "@tally/platform";
 import { singleKind, type Allocation } from "../domain/allocation";
 import {
   parseCaptureHoldInput,
@@ -13,10 +13,13 @@ import {
 } from "../domain/inputs";
 import type { CreditsStores, CreditsUnitOfWork, HoldOperation } from "../domain/ports";
 import { CAPTURE_REST_REASON, EXPIRY_REASON, GRANT_EXPIRED_REASON, NO_LEDGER_CHANGE, type CreditsRules } from "../domain/rules";
-import type { Hold, HoldWithBalance } from "../domain/types";
+import type { Hold, HoldWithBalance, MemberResult } from "../domain/types";
 import type { GrantsService } from "./grants";
 import { HoldGroupCommit } from "./group-commit";
 import { answerOf, withoutExtended } from "./hold-answers";
+
+/** Most members of one BatchCreateHolds, BatchCaptureHolds or BatchReleaseHolds call. */
+export const BATCH_HOLDS_MAX = 1_000;
 
 /**
  * Holds: credits set aside for one generation, then captured, released or expired, each
@@ -56,11 +59,7 @@ export class HoldsService {
    * check are decided by the unique index (`conflict`).
    */
   async createHold(request: CreateHoldRequest): Promise<HoldWithBalance> {
-    const input = parseCreateHoldInput(request, this.rules);
-    const parameters = { accountId: input.accountId, generationId: input.generationId, amount: input.amount, ttlMs: input.requestedTtlMs };
-    const { accountId, generationId, amount, ttlMs } = input;
-    const answer = await this.applyOperation({ operation: "CreateHold", ...this.keyOf(input.requestId, "CreateHold", parameters), accountId, generationId, amount, ttlMs });
-    return withoutExtended(answer);
+    return withoutExtended(await this.applyOperation(this.createOperation(request)));
   }
 
   /**
@@ -70,9 +69,7 @@ export class HoldsService {
    * `hold_not_active` when the hold already ended (INV-3), `idempotency_key_reused`.
    */
   async captureHold(request: CaptureHoldRequest): Promise<HoldWithBalance> {
-    const input = parseCaptureHoldInput(request);
-    const key = this.keyOf(input.requestId, "CaptureHold", { holdId: input.holdId, amount: input.amount });
-    return withoutExtended(await this.applyOperation({ operation: "CaptureHold", ...key, holdId: input.holdId, amount: input.amount }));
+    return withoutExtended(await this.applyOperation(this.captureOperation(request)));
   }
 
   /**
@@ -82,9 +79,7 @@ export class HoldsService {
    * `hold_not_active` (INV-3), `idempotency_key_reused`.
    */
   async releaseHold(request: ReleaseHoldRequest): Promise<HoldWithBalance> {
-    const input = parseReleaseHoldInput(request);
-    const key = this.keyOf(input.requestId, "ReleaseHold", { holdId: input.holdId, reason: input.reason });
-    return withoutExtended(await this.applyOperation({ operation: "ReleaseHold", ...key, holdId: input.holdId, reason: input.reason }));
+    return withoutExtended(await this.applyOperation(this.releaseOperation(request)));
   }
 
   /**
@@ -103,9 +98,75 @@ export class HoldsService {
     return this.applyOperation({ operation: "ExtendHold", ...key, holdId: input.holdId, ttlMs: input.ttlMs });
   }
 
+  /**
+   * The batch forms (BatchCreateHolds, BatchCaptureHolds, BatchReleaseHolds): `requests` applied
+   * together, one transaction for up to CREDITS_GROUP_COMMIT_MAX_OPERATIONS of them, each with
+   * its own result in the order given: the answer, or the DomainError its unary call would throw
+   * (a malformed member fails alone). Errors of the whole call: `validation` (no requests, or
+   * more than BATCH_HOLDS_MAX).
+   */
+  createHolds(requests: readonly CreateHoldRequest[]): Promise<MemberResult[]> {
+    return this.applyBatch(requests, (request) => this.createOperation(request));
+  }
+
+  /** See createHolds. */
+  captureHolds(requests: readonly CaptureHoldRequest[]): Promise<MemberResult[]> {
+    return this.applyBatch(requests, (request) => this.captureOperation(request));
+  }
+
+  /** See createHolds. */
+  releaseHolds(requests: readonly ReleaseHoldRequest[]): Promise<MemberResult[]> {
+    return this.applyBatch(requests, (request) => this.releaseOperation(request));
+  }
+
   /** Sends what the group commit holds and waits for its answers (graceful stop). */
   drain(): Promise<void> {
     return this.groupCommit.drain();
+  }
+
+  private createOperation(request: CreateHoldRequest): HoldOperation {
+    const input = parseCreateHoldInput(request, this.rules);
+    const { accountId, generationId, amount, ttlMs } = input;
+    const key = this.keyOf(input.requestId, "CreateHold", { accountId, generationId, amount, ttlMs: input.requestedTtlMs });
+    return { operation: "CreateHold", ...key, accountId, generationId, amount, ttlMs };
+  }
+
+  private captureOperation(request: CaptureHoldRequest): HoldOperation {
+    const input = parseCaptureHoldInput(request);
+    const key = this.keyOf(input.requestId, "CaptureHold", { holdId: input.holdId, amount: input.amount });
+    return { operation: "CaptureHold", ...key, holdId: input.holdId, amount: input.amount };
+  }
+
+  private releaseOperation(request: ReleaseHoldRequest): HoldOperation {
+    const input = parseReleaseHoldInput(request);
+    const key = this.keyOf(input.requestId, "ReleaseHold", { holdId: input.holdId, reason: input.reason });
+    return { operation: "ReleaseHold", ...key, holdId: input.holdId, reason: input.reason };
+  }
+
+  private async applyBatch<R>(requests: readonly R[], toOperation: (request: R) => HoldOperation): Promise<MemberResult[]> {
+    if (requests.length === 0 || requests.length > BATCH_HOLDS_MAX) {
+      throw validationError(`requests must hold 1..${BATCH_HOLDS_MAX} members`, { field: "requests" });
+    }
+    const results: MemberResult[] = new Array(requests.length);
+    const operations: { index: number; operation: HoldOperation }[] = [];
+    requests.forEach((request, index) => {
+      try {
+        operations.push({ index, operation: toOperation(request) });
+      } catch (error) {
+        if (!(error instanceof DomainError)) throw error;
+        results[index] = { error };
+      }
+    });
+    const outcomes = await this.groupCommit.submitAll(operations.map((o) => o.operation));
+    operations.forEach(({ index, operation }, i) => {
+      try {
+        results[index] = { ok: withoutExtended(answerOf(operation, outcomes[i]!)) };
+      } catch (error) {
+        if (!(error instanceof DomainError)) throw error;
+        results[index] = { error };
+      }
+    });
+    return results;
   }
 
   /** The idempotency key and fingerprint of a call (INV-4), as `runIdempotent` computes them. Errors: `validation` (request_id). */

@@ -2,6 +2,10 @@ import assert from "node:assert";
 import { callUnary, createGrpcClient } from "@tally/platform";
 import { credits } from "@tally/contracts";
 import type { AccountView, CreditsPort, HoldView } from "../domain/ports";
+import { SettlementCoalescer } from "./credits-coalescer";
+
+type CaptureRequest = { requestId: string; holdId: string; amount?: bigint };
+type ReleaseRequest = { requestId: string; holdId: string; reason: string };
 
 /**
  * CreditsPort over the credits service's gRPC contract. Every call carries a deadline
@@ -10,12 +14,28 @@ import type { AccountView, CreditsPort, HoldView } from "../domain/ports";
  */
 export class GrpcCreditsClient implements CreditsPort {
   private readonly client: credits.CreditsServiceClient;
+  private readonly captures?: SettlementCoalescer<CaptureRequest>;
+  private readonly releases?: SettlementCoalescer<ReleaseRequest>;
 
+  /**
+   * `settleCoalesceWindowMs` (CREDITS_SETTLE_COALESCE_WINDOW_MS, 0: off): captures and releases
+   * made within this many milliseconds go as one BatchCaptureHolds / BatchReleaseHolds call.
+   */
   constructor(
     address: string,
     private readonly timeoutMs: number,
+    settleCoalesceWindowMs = 0,
   ) {
     this.client = createGrpcClient(credits.CreditsServiceClient, address);
+    if (settleCoalesceWindowMs > 0) {
+      const options = { timeoutMs: this.timeoutMs };
+      this.captures = new SettlementCoalescer(async (requests) => {
+        return (await callUnary(this.client.batchCaptureHolds.bind(this.client), { requests }, options)).results;
+      }, settleCoalesceWindowMs);
+      this.releases = new SettlementCoalescer(async (requests) => {
+        return (await callUnary(this.client.batchReleaseHolds.bind(this.client), { requests }, options)).results;
+      }, settleCoalesceWindowMs);
+    }
   }
 
   /** GetAccount: kind (ACCOUNT_KIND_UNSPECIFIED, from a credits that predates kinds, is a user), plan, billing anchor. */
@@ -41,7 +61,8 @@ export class GrpcCreditsClient implements CreditsPort {
     return toHoldView(response.hold);
   }
 
-  async captureHold(request: { requestId: string; holdId: string; amount?: bigint }): Promise<HoldView> {
+  async captureHold(request: CaptureRequest): Promise<HoldView> {
+    if (this.captures) return toHoldView(await this.captures.submit({ requestId: request.requestId, holdId: request.holdId, amount: request.amount }));
     const response = await callUnary(
       this.client.captureHold.bind(this.client),
       { requestId: request.requestId, holdId: request.holdId, amount: request.amount },
@@ -50,7 +71,8 @@ export class GrpcCreditsClient implements CreditsPort {
     return toHoldView(response.hold);
   }
 
-  async releaseHold(request: { requestId: string; holdId: string; reason: string }): Promise<HoldView> {
+  async releaseHold(request: ReleaseRequest): Promise<HoldView> {
+    if (this.releases) return toHoldView(await this.releases.submit({ requestId: request.requestId, holdId: request.holdId, reason: request.reason }));
     const response = await callUnary(
       this.client.releaseHold.bind(this.client),
       { requestId: request.requestId, holdId: request.holdId, reason: request.reason },

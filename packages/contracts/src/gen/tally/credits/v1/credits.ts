@@ -512,6 +512,54 @@ export interface ReleaseHoldResponse {
   balance?: Balance | undefined;
 }
 
+export interface BatchCreateHoldsRequest {
+  requests: CreateHoldRequest[];
+}
+
+export interface BatchCreateHoldsResponse {
+  /** One per request, in the order of the requests. */
+  results: HoldResult[];
+}
+
+export interface BatchCaptureHoldsRequest {
+  requests: CaptureHoldRequest[];
+}
+
+export interface BatchCaptureHoldsResponse {
+  results: HoldResult[];
+}
+
+export interface BatchReleaseHoldsRequest {
+  requests: ReleaseHoldRequest[];
+}
+
+export interface BatchReleaseHoldsResponse {
+  results: HoldResult[];
+}
+
+/** One member's outcome in a batch: the hold with the balance after it, or its error. */
+export interface HoldResult {
+  ok?: HoldWithBalance | undefined;
+  error?: MemberError | undefined;
+}
+
+export interface HoldWithBalance {
+  hold?: Hold | undefined;
+  balance?: Balance | undefined;
+}
+
+/** The error one member of a batch got, as a unary call would carry it. */
+export interface MemberError {
+  /** The stable reason (docs/errors.md), e.g. "insufficient_credits". */
+  reason: string;
+  message: string;
+  /**
+   * The structured details as a JSON object (int64 values as strings), as in the
+   * `tally-error-details` trailer of a unary call.
+   */
+  detailsJson: string;
+}
+
 export interface ExtendHoldRequest {
   requestId: string;
   holdId: string;
@@ -3729,6 +3777,705 @@ export const ReleaseHoldResponse: MessageFns<ReleaseHoldResponse> = {
   },
 };
 
+function createBaseBatchCreateHoldsRequest(): BatchCreateHoldsRequest {
+  return { requests: [] };
+}
+
+export const BatchCreateHoldsRequest: MessageFns<BatchCreateHoldsRequest> = {
+  encode(message: BatchCreateHoldsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.requests) {
+      CreateHoldRequest.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): BatchCreateHoldsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseBatchCreateHoldsRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.requests.push(CreateHoldRequest.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): BatchCreateHoldsRequest {
+    return {
+      requests: globalThis.Array.isArray(object?.requests)
+        ? object.requests.map((e: any) => CreateHoldRequest.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: BatchCreateHoldsRequest): unknown {
+    const obj: any = {};
+    if (message.requests?.length) {
+      obj.requests = message.requests.map((e) => CreateHoldRequest.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<BatchCreateHoldsRequest>, I>>(base?: I): BatchCreateHoldsRequest {
+    return BatchCreateHoldsRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<BatchCreateHoldsRequest>, I>>(object: I): BatchCreateHoldsRequest {
+    const message = createBaseBatchCreateHoldsRequest();
+    message.requests = object.requests?.map((e) => CreateHoldRequest.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseBatchCreateHoldsResponse(): BatchCreateHoldsResponse {
+  return { results: [] };
+}
+
+export const BatchCreateHoldsResponse: MessageFns<BatchCreateHoldsResponse> = {
+  encode(message: BatchCreateHoldsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.results) {
+      HoldResult.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): BatchCreateHoldsResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseBatchCreateHoldsResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.results.push(HoldResult.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): BatchCreateHoldsResponse {
+    return {
+      results: globalThis.Array.isArray(object?.results) ? object.results.map((e: any) => HoldResult.fromJSON(e)) : [],
+    };
+  },
+
+  toJSON(message: BatchCreateHoldsResponse): unknown {
+    const obj: any = {};
+    if (message.results?.length) {
+      obj.results = message.results.map((e) => HoldResult.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<BatchCreateHoldsResponse>, I>>(base?: I): BatchCreateHoldsResponse {
+    return BatchCreateHoldsResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<BatchCreateHoldsResponse>, I>>(object: I): BatchCreateHoldsResponse {
+    const message = createBaseBatchCreateHoldsResponse();
+    message.results = object.results?.map((e) => HoldResult.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseBatchCaptureHoldsRequest(): BatchCaptureHoldsRequest {
+  return { requests: [] };
+}
+
+export const BatchCaptureHoldsRequest: MessageFns<BatchCaptureHoldsRequest> = {
+  encode(message: BatchCaptureHoldsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.requests) {
+      CaptureHoldRequest.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): BatchCaptureHoldsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseBatchCaptureHoldsRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.requests.push(CaptureHoldRequest.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): BatchCaptureHoldsRequest {
+    return {
+      requests: globalThis.Array.isArray(object?.requests)
+        ? object.requests.map((e: any) => CaptureHoldRequest.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: BatchCaptureHoldsRequest): unknown {
+    const obj: any = {};
+    if (message.requests?.length) {
+      obj.requests = message.requests.map((e) => CaptureHoldRequest.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<BatchCaptureHoldsRequest>, I>>(base?: I): BatchCaptureHoldsRequest {
+    return BatchCaptureHoldsRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<BatchCaptureHoldsRequest>, I>>(object: I): BatchCaptureHoldsRequest {
+    const message = createBaseBatchCaptureHoldsRequest();
+    message.requests = object.requests?.map((e) => CaptureHoldRequest.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseBatchCaptureHoldsResponse(): BatchCaptureHoldsResponse {
+  return { results: [] };
+}
+
+export const BatchCaptureHoldsResponse: MessageFns<BatchCaptureHoldsResponse> = {
+  encode(message: BatchCaptureHoldsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.results) {
+      HoldResult.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): BatchCaptureHoldsResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseBatchCaptureHoldsResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.results.push(HoldResult.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): BatchCaptureHoldsResponse {
+    return {
+      results: globalThis.Array.isArray(object?.results) ? object.results.map((e: any) => HoldResult.fromJSON(e)) : [],
+    };
+  },
+
+  toJSON(message: BatchCaptureHoldsResponse): unknown {
+    const obj: any = {};
+    if (message.results?.length) {
+      obj.results = message.results.map((e) => HoldResult.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<BatchCaptureHoldsResponse>, I>>(base?: I): BatchCaptureHoldsResponse {
+    return BatchCaptureHoldsResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<BatchCaptureHoldsResponse>, I>>(object: I): BatchCaptureHoldsResponse {
+    const message = createBaseBatchCaptureHoldsResponse();
+    message.results = object.results?.map((e) => HoldResult.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseBatchReleaseHoldsRequest(): BatchReleaseHoldsRequest {
+  return { requests: [] };
+}
+
+export const BatchReleaseHoldsRequest: MessageFns<BatchReleaseHoldsRequest> = {
+  encode(message: BatchReleaseHoldsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.requests) {
+      ReleaseHoldRequest.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): BatchReleaseHoldsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseBatchReleaseHoldsRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.requests.push(ReleaseHoldRequest.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): BatchReleaseHoldsRequest {
+    return {
+      requests: globalThis.Array.isArray(object?.requests)
+        ? object.requests.map((e: any) => ReleaseHoldRequest.fromJSON(e))
+        : [],
+    };
+  },
+
+  toJSON(message: BatchReleaseHoldsRequest): unknown {
+    const obj: any = {};
+    if (message.requests?.length) {
+      obj.requests = message.requests.map((e) => ReleaseHoldRequest.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<BatchReleaseHoldsRequest>, I>>(base?: I): BatchReleaseHoldsRequest {
+    return BatchReleaseHoldsRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<BatchReleaseHoldsRequest>, I>>(object: I): BatchReleaseHoldsRequest {
+    const message = createBaseBatchReleaseHoldsRequest();
+    message.requests = object.requests?.map((e) => ReleaseHoldRequest.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseBatchReleaseHoldsResponse(): BatchReleaseHoldsResponse {
+  return { results: [] };
+}
+
+export const BatchReleaseHoldsResponse: MessageFns<BatchReleaseHoldsResponse> = {
+  encode(message: BatchReleaseHoldsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    for (const v of message.results) {
+      HoldResult.encode(v!, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): BatchReleaseHoldsResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseBatchReleaseHoldsResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.results.push(HoldResult.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): BatchReleaseHoldsResponse {
+    return {
+      results: globalThis.Array.isArray(object?.results) ? object.results.map((e: any) => HoldResult.fromJSON(e)) : [],
+    };
+  },
+
+  toJSON(message: BatchReleaseHoldsResponse): unknown {
+    const obj: any = {};
+    if (message.results?.length) {
+      obj.results = message.results.map((e) => HoldResult.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<BatchReleaseHoldsResponse>, I>>(base?: I): BatchReleaseHoldsResponse {
+    return BatchReleaseHoldsResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<BatchReleaseHoldsResponse>, I>>(object: I): BatchReleaseHoldsResponse {
+    const message = createBaseBatchReleaseHoldsResponse();
+    message.results = object.results?.map((e) => HoldResult.fromPartial(e)) || [];
+    return message;
+  },
+};
+
+function createBaseHoldResult(): HoldResult {
+  return { ok: undefined, error: undefined };
+}
+
+export const HoldResult: MessageFns<HoldResult> = {
+  encode(message: HoldResult, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.ok !== undefined) {
+      HoldWithBalance.encode(message.ok, writer.uint32(10).fork()).join();
+    }
+    if (message.error !== undefined) {
+      MemberError.encode(message.error, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): HoldResult {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseHoldResult();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.ok = HoldWithBalance.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.error = MemberError.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): HoldResult {
+    return {
+      ok: isSet(object.ok) ? HoldWithBalance.fromJSON(object.ok) : undefined,
+      error: isSet(object.error) ? MemberError.fromJSON(object.error) : undefined,
+    };
+  },
+
+  toJSON(message: HoldResult): unknown {
+    const obj: any = {};
+    if (message.ok !== undefined) {
+      obj.ok = HoldWithBalance.toJSON(message.ok);
+    }
+    if (message.error !== undefined) {
+      obj.error = MemberError.toJSON(message.error);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<HoldResult>, I>>(base?: I): HoldResult {
+    return HoldResult.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<HoldResult>, I>>(object: I): HoldResult {
+    const message = createBaseHoldResult();
+    message.ok = (object.ok !== undefined && object.ok !== null) ? HoldWithBalance.fromPartial(object.ok) : undefined;
+    message.error = (object.error !== undefined && object.error !== null)
+      ? MemberError.fromPartial(object.error)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseHoldWithBalance(): HoldWithBalance {
+  return { hold: undefined, balance: undefined };
+}
+
+export const HoldWithBalance: MessageFns<HoldWithBalance> = {
+  encode(message: HoldWithBalance, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.hold !== undefined) {
+      Hold.encode(message.hold, writer.uint32(10).fork()).join();
+    }
+    if (message.balance !== undefined) {
+      Balance.encode(message.balance, writer.uint32(18).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): HoldWithBalance {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseHoldWithBalance();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.hold = Hold.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.balance = Balance.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): HoldWithBalance {
+    return {
+      hold: isSet(object.hold) ? Hold.fromJSON(object.hold) : undefined,
+      balance: isSet(object.balance) ? Balance.fromJSON(object.balance) : undefined,
+    };
+  },
+
+  toJSON(message: HoldWithBalance): unknown {
+    const obj: any = {};
+    if (message.hold !== undefined) {
+      obj.hold = Hold.toJSON(message.hold);
+    }
+    if (message.balance !== undefined) {
+      obj.balance = Balance.toJSON(message.balance);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<HoldWithBalance>, I>>(base?: I): HoldWithBalance {
+    return HoldWithBalance.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<HoldWithBalance>, I>>(object: I): HoldWithBalance {
+    const message = createBaseHoldWithBalance();
+    message.hold = (object.hold !== undefined && object.hold !== null) ? Hold.fromPartial(object.hold) : undefined;
+    message.balance = (object.balance !== undefined && object.balance !== null)
+      ? Balance.fromPartial(object.balance)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseMemberError(): MemberError {
+  return { reason: "", message: "", detailsJson: "" };
+}
+
+export const MemberError: MessageFns<MemberError> = {
+  encode(message: MemberError, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.reason !== "") {
+      writer.uint32(10).string(message.reason);
+    }
+    if (message.message !== "") {
+      writer.uint32(18).string(message.message);
+    }
+    if (message.detailsJson !== "") {
+      writer.uint32(26).string(message.detailsJson);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): MemberError {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseMemberError();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.reason = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.message = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.detailsJson = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): MemberError {
+    return {
+      reason: isSet(object.reason) ? globalThis.String(object.reason) : "",
+      message: isSet(object.message) ? globalThis.String(object.message) : "",
+      detailsJson: isSet(object.detailsJson)
+        ? globalThis.String(object.detailsJson)
+        : isSet(object.details_json)
+        ? globalThis.String(object.details_json)
+        : "",
+    };
+  },
+
+  toJSON(message: MemberError): unknown {
+    const obj: any = {};
+    if (message.reason !== "") {
+      obj.reason = message.reason;
+    }
+    if (message.message !== "") {
+      obj.message = message.message;
+    }
+    if (message.detailsJson !== "") {
+      obj.detailsJson = message.detailsJson;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<MemberError>, I>>(base?: I): MemberError {
+    return MemberError.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<MemberError>, I>>(object: I): MemberError {
+    const message = createBaseMemberError();
+    message.reason = object.reason ?? "";
+    message.message = object.message ?? "";
+    message.detailsJson = object.detailsJson ?? "";
+    return message;
+  },
+};
+
 function createBaseExtendHoldRequest(): ExtendHoldRequest {
   return { requestId: "", holdId: "", ttlMs: 0n };
 }
@@ -5492,6 +6239,48 @@ export const CreditsServiceService = {
     responseSerialize: (value: ExtendHoldResponse): Buffer => Buffer.from(ExtendHoldResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): ExtendHoldResponse => ExtendHoldResponse.decode(value),
   },
+  /**
+   * Several CreateHold requests in one call, applied together (one transaction for up to
+   * CREDITS_GROUP_COMMIT_MAX_OPERATIONS members, each with its own outcome: one short of
+   * credits fails alone). One result per request, in order: the hold and balance, or the error
+   * CreateHold would have answered. Each member is idempotent by its own `request_id`. Errors
+   * of the whole call: INVALID_ARGUMENT `validation` (no requests, or more than 1000).
+   */
+  batchCreateHolds: {
+    path: "/tally.credits.v1.CreditsService/BatchCreateHolds" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: BatchCreateHoldsRequest): Buffer =>
+      Buffer.from(BatchCreateHoldsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): BatchCreateHoldsRequest => BatchCreateHoldsRequest.decode(value),
+    responseSerialize: (value: BatchCreateHoldsResponse): Buffer =>
+      Buffer.from(BatchCreateHoldsResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): BatchCreateHoldsResponse => BatchCreateHoldsResponse.decode(value),
+  },
+  /** Several CaptureHold requests in one call, as BatchCreateHolds. */
+  batchCaptureHolds: {
+    path: "/tally.credits.v1.CreditsService/BatchCaptureHolds" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: BatchCaptureHoldsRequest): Buffer =>
+      Buffer.from(BatchCaptureHoldsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): BatchCaptureHoldsRequest => BatchCaptureHoldsRequest.decode(value),
+    responseSerialize: (value: BatchCaptureHoldsResponse): Buffer =>
+      Buffer.from(BatchCaptureHoldsResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): BatchCaptureHoldsResponse => BatchCaptureHoldsResponse.decode(value),
+  },
+  /** Several ReleaseHold requests in one call, as BatchCreateHolds. */
+  batchReleaseHolds: {
+    path: "/tally.credits.v1.CreditsService/BatchReleaseHolds" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: BatchReleaseHoldsRequest): Buffer =>
+      Buffer.from(BatchReleaseHoldsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): BatchReleaseHoldsRequest => BatchReleaseHoldsRequest.decode(value),
+    responseSerialize: (value: BatchReleaseHoldsResponse): Buffer =>
+      Buffer.from(BatchReleaseHoldsResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): BatchReleaseHoldsResponse => BatchReleaseHoldsResponse.decode(value),
+  },
   /** Lists the account's ledger entries, newest first. */
   listLedgerEntries: {
     path: "/tally.credits.v1.CreditsService/ListLedgerEntries" as const,
@@ -5674,6 +6463,18 @@ export interface CreditsServiceServer extends UntypedServiceImplementation {
    * NOT_FOUND `not_found`; INVALID_ARGUMENT `validation` (ttl_ms negative).
    */
   extendHold: handleUnaryCall<ExtendHoldRequest, ExtendHoldResponse>;
+  /**
+   * Several CreateHold requests in one call, applied together (one transaction for up to
+   * CREDITS_GROUP_COMMIT_MAX_OPERATIONS members, each with its own outcome: one short of
+   * credits fails alone). One result per request, in order: the hold and balance, or the error
+   * CreateHold would have answered. Each member is idempotent by its own `request_id`. Errors
+   * of the whole call: INVALID_ARGUMENT `validation` (no requests, or more than 1000).
+   */
+  batchCreateHolds: handleUnaryCall<BatchCreateHoldsRequest, BatchCreateHoldsResponse>;
+  /** Several CaptureHold requests in one call, as BatchCreateHolds. */
+  batchCaptureHolds: handleUnaryCall<BatchCaptureHoldsRequest, BatchCaptureHoldsResponse>;
+  /** Several ReleaseHold requests in one call, as BatchCreateHolds. */
+  batchReleaseHolds: handleUnaryCall<BatchReleaseHoldsRequest, BatchReleaseHoldsResponse>;
   /** Lists the account's ledger entries, newest first. */
   listLedgerEntries: handleUnaryCall<ListLedgerEntriesRequest, ListLedgerEntriesResponse>;
   /**
@@ -5910,6 +6711,60 @@ export interface CreditsServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ExtendHoldResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * Several CreateHold requests in one call, applied together (one transaction for up to
+   * CREDITS_GROUP_COMMIT_MAX_OPERATIONS members, each with its own outcome: one short of
+   * credits fails alone). One result per request, in order: the hold and balance, or the error
+   * CreateHold would have answered. Each member is idempotent by its own `request_id`. Errors
+   * of the whole call: INVALID_ARGUMENT `validation` (no requests, or more than 1000).
+   */
+  batchCreateHolds(
+    request: BatchCreateHoldsRequest,
+    callback: (error: ServiceError | null, response: BatchCreateHoldsResponse) => void,
+  ): ClientUnaryCall;
+  batchCreateHolds(
+    request: BatchCreateHoldsRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: BatchCreateHoldsResponse) => void,
+  ): ClientUnaryCall;
+  batchCreateHolds(
+    request: BatchCreateHoldsRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: BatchCreateHoldsResponse) => void,
+  ): ClientUnaryCall;
+  /** Several CaptureHold requests in one call, as BatchCreateHolds. */
+  batchCaptureHolds(
+    request: BatchCaptureHoldsRequest,
+    callback: (error: ServiceError | null, response: BatchCaptureHoldsResponse) => void,
+  ): ClientUnaryCall;
+  batchCaptureHolds(
+    request: BatchCaptureHoldsRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: BatchCaptureHoldsResponse) => void,
+  ): ClientUnaryCall;
+  batchCaptureHolds(
+    request: BatchCaptureHoldsRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: BatchCaptureHoldsResponse) => void,
+  ): ClientUnaryCall;
+  /** Several ReleaseHold requests in one call, as BatchCreateHolds. */
+  batchReleaseHolds(
+    request: BatchReleaseHoldsRequest,
+    callback: (error: ServiceError | null, response: BatchReleaseHoldsResponse) => void,
+  ): ClientUnaryCall;
+  batchReleaseHolds(
+    request: BatchReleaseHoldsRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: BatchReleaseHoldsResponse) => void,
+  ): ClientUnaryCall;
+  batchReleaseHolds(
+    request: BatchReleaseHoldsRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: BatchReleaseHoldsResponse) => void,
   ): ClientUnaryCall;
   /** Lists the account's ledger entries, newest first. */
   listLedgerEntries(
