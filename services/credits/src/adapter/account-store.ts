@@ -149,15 +149,6 @@ export class SqlAccountStore implements AccountStore {
     return toAccount(row);
   }
 
-  async reserveCredits(accountId: string, amount: bigint): Promise<StoredBalances | null> {
-    const row = await this.sql.one<BalancesRow>(
-      `UPDATE accounts SET available_credits = available_credits - ?::bigint, held_credits = held_credits + ?::bigint
-       WHERE id = ?::uuid AND deleted_at IS NULL AND available_credits >= ?::bigint RETURNING ${BALANCE_COLUMNS}`,
-      [amount, amount, accountId, amount],
-    );
-    return row ? toBalances(row) : null;
-  }
-
   async changeBalances(accountId: string, change: BalanceChange): Promise<StoredBalances> {
     const row = await this.sql.one<BalancesRow>(
       `UPDATE accounts SET available_credits = available_credits + ?::bigint, held_credits = held_credits + ?::bigint,

@@ -62,12 +62,6 @@ export interface AccountStore {
   findCredentials(email: string): Promise<Credentials | null>;
   /** Sets `last_login_at` to now and returns the account. */
   recordLogin(accountId: string): Promise<Account>;
-  /**
-   * INV-1: moves `amount` from available to held if, and only if, that much is available, in
-   * one atomic conditional statement that also locks the account row. Null when the account
-   * is missing or short of credits.
-   */
-  reserveCredits(accountId: string, amount: bigint): Promise<StoredBalances | null>;
   /** Adds signed changes to the balances (the schema refuses any negative result) and returns them. */
   changeBalances(accountId: string, change: BalanceChange): Promise<StoredBalances>;
   /** Locks the account row (first in the lock order of INV-9). Null when missing. */
@@ -127,26 +121,11 @@ export interface GrantStore {
 }
 
 export interface HoldStore {
-  /** The hold paying for `generationId`, if any. */
-  findIdByGeneration(generationId: string): Promise<string | null>;
-  /**
-   * Inserts an active hold expiring `ttlMs` after now, with the grants it took from. Throws
-   * `conflict` (`generationConflict`) when the generation already has a hold (INV-3).
-   */
-  insert(
-    hold: { id: string; accountId: string; generationId: string; amount: bigint; trialAmount: bigint; tokenAmount: bigint; ttlMs: number },
-    allocations: readonly Allocation[],
-  ): Promise<Hold>;
-  /** The account a hold belongs to, without a lock (INV-9: the account is locked first). */
-  findAccountId(holdId: string): Promise<string | null>;
-  /** Locks a hold row (second in the lock order of INV-9). */
-  lock(holdId: string): Promise<Hold | null>;
+  // Creating, capturing, releasing and extending a hold: HoldOperationStore (one statement).
   /** The grants a hold took from, in the order it took them. */
   readAllocations(holdId: string): Promise<Allocation[]>;
   /** Ends an active hold (locked by this transaction) as captured, released or expired. */
   end(holdId: string, end: { status: Exclude<HoldStatus, "active">; capturedAmount: bigint; reason: string | null }): Promise<Hold>;
-  /** Moves a locked, active hold's deadline to now + `ttlMs` when that is later, and answers the hold. */
-  extend(holdId: string, ttlMs: number): Promise<Hold>;
   /** How many active holds the account has. */
   countActive(accountId: string): Promise<number>;
   /** Accounts with active holds past their deadline, at most `limit` holds' worth (no lock). */

@@ -1,4 +1,10 @@
+import { sqlStateOf } from "@tally/platform";
 import type { HoldOperation, HoldOutcome } from "../domain/ports";
+
+/** Deadlock (40P01) and serialization failure (40001): nothing was applied, so the same statement may simply run again. */
+const RETRYABLE_SQL_STATES = new Set(["40P01", "40001"]);
+/** Runs of one member alone after such a failure, at most. */
+const MEMBER_ATTEMPTS_MAX = 3;
 
 /** A member waiting for its batch. */
 interface Waiting {
@@ -99,8 +105,15 @@ export class HoldGroupCommit {
     batch.forEach((member, index) => member.resolve(outcomes[index]!));
   }
 
+  /** One member alone (one statement, one transaction), run again after a deadlock or serialization failure. */
   private async applyOne(operation: HoldOperation): Promise<HoldOutcome> {
-    const [outcome] = await this.apply([operation]);
-    return outcome!;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const [outcome] = await this.apply([operation]);
+        return outcome!;
+      } catch (error) {
+        if (attempt >= MEMBER_ATTEMPTS_MAX || !RETRYABLE_SQL_STATES.has(sqlStateOf(error) ?? "")) throw error;
+      }
+    }
   }
 }
