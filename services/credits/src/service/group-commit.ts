@@ -22,8 +22,9 @@ export interface GroupCommitOptions {
 }
 
 /**
- * Group commit of hold operations: operations submitted within `windowMs` of the first one of a
- * batch (at most `maxOperations`) are applied together by `apply`, ONE statement and ONE
+ * Group commit of hold operations: operations submitted while a batch is in flight wait for it
+ * to end, at most `windowMs`, and then go together (at most `maxOperations`; an operation
+ * arriving with no batch in flight goes at once). Each batch is applied by `apply`, ONE statement and ONE
  * transaction for all of them, each member with its own outcome (one short of credits fails
  * alone). Durability is unchanged: each caller is answered only after the batch's commit. When
  * the batch itself fails (a deadlock, a serialization failure, a lost connection, an
@@ -46,7 +47,9 @@ export class HoldGroupCommit {
     if (this.options.windowMs <= 0 || this.options.maxOperations <= 1) return this.applyOne(operation);
     return new Promise<HoldOutcome>((resolve, reject) => {
       this.waiting.push({ operation, resolve, reject });
-      if (this.waiting.length >= this.options.maxOperations) this.flush();
+      // With no batch in flight there is nothing to wait for: go at once (a lone caller pays
+      // no window). Otherwise wait for the batch in flight to end, at most the window.
+      if (this.waiting.length >= this.options.maxOperations || this.running.size === 0) this.flush();
       else this.timer ??= setTimeout(() => this.flush(), this.options.windowMs);
     });
   }
@@ -83,7 +86,11 @@ export class HoldGroupCommit {
     this.timer = null;
     while (this.waiting.length > 0) {
       const batch = this.waiting.splice(0, this.options.maxOperations);
-      const run = this.run(batch).finally(() => this.running.delete(run));
+      const run = this.run(batch).finally(() => {
+        this.running.delete(run);
+        // What arrived while this batch was in flight goes now, as one batch.
+        if (this.waiting.length > 0) this.flush();
+      });
       this.running.add(run);
     }
   }
