@@ -76,13 +76,20 @@ export interface EventPublisher {
 export class SqlOutboxStore implements OutboxStore {
   constructor(private readonly sql: Sql) {}
 
-  /** A second append of the same event id is ignored (ON CONFLICT DO NOTHING), so a redo cannot duplicate the row. */
+  /**
+   * A second append of the same event id is ignored (ON CONFLICT DO NOTHING), so a redo cannot
+   * duplicate the row. The payload travels as a bind parameter, never inlined into the SQL text.
+   */
   async append(event: EncodedEvent & { traceparent: string | null }): Promise<void> {
-    await this.sql.query(
-      "INSERT INTO outbox (event_id, subject, payload, traceparent) VALUES (?, ?, ?, ?) ON CONFLICT (event_id) DO NOTHING",
+    await this.sql.bound(
+      {
+        name: "outbox_append",
+        text: "INSERT INTO outbox (event_id, subject, payload, traceparent) VALUES ($1, $2, $3, $4) ON CONFLICT (event_id) DO NOTHING",
+      },
       [event.eventId, event.subject, event.payload, event.traceparent],
     );
   }
+
 
   /**
    * Rows that are unclaimed or whose claim ran out get `claimed_until = now() + leaseMs`.
