@@ -181,6 +181,8 @@ async function buildService(config: GenerationsConfig, logger: Logger, options: 
     pruneIntervalMs: config.OUTBOX_PRUNE_INTERVAL_MS,
     backoffMaxMs: config.OUTBOX_BACKOFF_MAX_MS,
     publishTimeoutMs: config.NATS_PUBLISH_TIMEOUT_MS,
+    // Woken at the commit of every append (the outbox trigger's NOTIFY); the poll is the fallback.
+    notifications: { url: config.DATABASE_URL },
   };
   const relay = new OutboxRelay(uow, new JetStreamEventPublisher(nc, config.NATS_PUBLISH_TIMEOUT_MS), relayOptions, logger);
   const watchHub = new GenerationWatchHub(uow, { maxStreams: config.WATCH_MAX_STREAMS }, logger);
