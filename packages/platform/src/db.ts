@@ -132,25 +132,30 @@ async function migrate(orm: Orm, url: string, logger: Logger): Promise<void> {
 /** A value a statement takes: bigints and dates are sent as text with an explicit cast in the SQL. */
 export type SqlParam = string | number | bigint | boolean | Date | Uint8Array | null;
 
+/** A value `Sql.query` takes: no bytes, which would be inlined into the statement text as hex (they go through `Sql.bound`). */
+export type QueryParam = Exclude<SqlParam, Uint8Array>;
+
 /**
  * Where an adapter runs SQL: one EntityManager fork, inside a transaction or not. `?` marks a
  * parameter (MikroORM inlines them into the statement text, so a statement must contain no
  * literal question mark); bigints travel as decimal strings and dates as ISO strings, so cast
- * them in the SQL (`?::bigint`, `?::timestamptz`).
+ * them in the SQL (`?::bigint`, `?::timestamptz`). Bytes are refused here: a Uint8Array would
+ * be inlined as a hex literal twice its size; write them with `bound` (bind parameters).
  */
 export class Sql {
   constructor(private readonly em: EntityManager) {}
 
-  /** Runs `statement` and returns its rows (empty for a statement that returns none). */
-  query<Row>(statement: string, params: readonly SqlParam[] = []): Promise<Row[]> {
-    const prepared = params.map((p) =>
-      typeof p === "bigint" ? p.toString() : p instanceof Date ? p.toISOString() : p instanceof Uint8Array ? Buffer.from(p) : p,
-    );
+  /** Runs `statement` and returns its rows (empty for a statement that returns none). Throws a TypeError for a Uint8Array parameter. */
+  query<Row>(statement: string, params: readonly QueryParam[] = []): Promise<Row[]> {
+    const prepared = params.map((p: SqlParam) => {
+      if (p instanceof Uint8Array) throw new TypeError("Sql.query inlines its parameters into the statement text: pass bytes to Sql.bound");
+      return typeof p === "bigint" ? p.toString() : p instanceof Date ? p.toISOString() : p;
+    });
     return this.em.execute<Row[]>(statement, prepared);
   }
 
   /** The first row of `statement`, or null when it returns none. */
-  async one<Row>(statement: string, params: readonly SqlParam[] = []): Promise<Row | null> {
+  async one<Row>(statement: string, params: readonly QueryParam[] = []): Promise<Row | null> {
     const [row] = await this.query<Row>(statement, params);
     return row ?? null;
   }
@@ -214,8 +219,9 @@ export class SqlIdempotencyStore implements IdempotencyStore {
     return { claimed: false, requestFingerprint: existing?.request_fingerprint ?? "", response: existing?.response ? new Uint8Array(existing.response) : null };
   }
 
+  /** The answer's bytes travel as a bind parameter (`Sql.bound`), never inlined into the statement text. */
   async saveResponse(requestId: string, response: Uint8Array): Promise<void> {
-    await this.sql.query("UPDATE idempotency_keys SET response = ? WHERE request_id = ?", [response, requestId]);
+    await this.sql.bound({ name: "idempotency_save_response", text: "UPDATE idempotency_keys SET response = $1 WHERE request_id = $2" }, [response, requestId]);
   }
 }
 

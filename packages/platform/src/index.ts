@@ -18,6 +18,7 @@ export * from "./text";
 export * from "./paging";
 export * from "./database-errors";
 export * from "./polling-loop";
+export * from "./pg-listener";
 export * from "./unit-of-work";
 export * from "./plans";
 export * from "./billing-period";

@@ -4,6 +4,7 @@ import { headers, type NatsConnection } from "@nats-io/transport-node";
 import { jetstream, type JetStreamClient } from "@nats-io/jetstream";
 import type { Sql } from "./db";
 import type { Logger } from "./logger";
+import { PgListener, PG_LISTENER_RECONNECT_INITIAL_MS, PG_LISTENER_RECONNECT_MAX_MS } from "./pg-listener";
 import { PollingLoop } from "./polling-loop";
 import { contextFromCarrier, tracer } from "./telemetry";
 import type { UnitOfWork } from "./unit-of-work";
@@ -33,6 +34,26 @@ export const OUTBOX_TABLE_SQL: readonly string[] = [
 )`,
   "CREATE INDEX outbox_unpublished ON outbox (id) WHERE published_at IS NULL",
   "CREATE INDEX outbox_published_at ON outbox (published_at) WHERE published_at IS NOT NULL",
+];
+
+/** The channel the outbox trigger notifies at the commit of every transaction that appended a row. */
+export const OUTBOX_NOTIFY_CHANNEL = "outbox_appended";
+
+/**
+ * DDL of the trigger that wakes the relays: after each INSERT statement on `outbox`,
+ * `pg_notify('outbox_appended', '')`. PostgreSQL folds the identical notifications of one
+ * transaction into one and delivers it at commit only (never for a rolled-back append), so
+ * a relay LISTENing on the channel drains the row as soon as it is visible. A migration of
+ * each service with an outbox runs these (after OUTBOX_TABLE_SQL).
+ */
+export const OUTBOX_NOTIFY_TRIGGER_SQL: readonly string[] = [
+  `CREATE FUNCTION outbox_appended_notify() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  PERFORM pg_notify('${OUTBOX_NOTIFY_CHANNEL}', '');
+  RETURN NULL;
+END
+$$`,
+  "CREATE TRIGGER outbox_appended AFTER INSERT ON outbox FOR EACH STATEMENT EXECUTE FUNCTION outbox_appended_notify()",
 ];
 
 /** One event in the contract's encoding, with the NATS subject it goes on. */
@@ -76,10 +97,16 @@ export interface EventPublisher {
 export class SqlOutboxStore implements OutboxStore {
   constructor(private readonly sql: Sql) {}
 
-  /** A second append of the same event id is ignored (ON CONFLICT DO NOTHING), so a redo cannot duplicate the row. */
+  /**
+   * A second append of the same event id is ignored (ON CONFLICT DO NOTHING), so a redo cannot
+   * duplicate the row. The payload travels as a bind parameter, never inlined into the SQL text.
+   */
   async append(event: EncodedEvent & { traceparent: string | null }): Promise<void> {
-    await this.sql.query(
-      "INSERT INTO outbox (event_id, subject, payload, traceparent) VALUES (?, ?, ?, ?) ON CONFLICT (event_id) DO NOTHING",
+    await this.sql.bound(
+      {
+        name: "outbox_append",
+        text: "INSERT INTO outbox (event_id, subject, payload, traceparent) VALUES ($1, $2, $3, $4) ON CONFLICT (event_id) DO NOTHING",
+      },
       [event.eventId, event.subject, event.payload, event.traceparent],
     );
   }
@@ -220,6 +247,11 @@ export interface OutboxRelayOptions {
   backoffMaxMs: number;
   /** How long to wait for one PubAck, in milliseconds. A batch's claim lasts twice this. */
   publishTimeoutMs: number;
+  /**
+   * Where to LISTEN for `outbox_appended` (OUTBOX_NOTIFY_TRIGGER_SQL): the outbox's database
+   * and the reconnection backoff (default 250 doubling to 5000 ms). Unset: the relay only polls.
+   */
+  notifications?: { url: string; reconnectInitialMs?: number; reconnectMaxMs?: number };
 }
 
 /** A claimed batch stays claimed for this many PubAck timeouts (the acks are awaited together). */
@@ -247,11 +279,15 @@ export interface OutboxRelayStats {
  * and published again, which the stream de-duplicates by message id within its duplicate
  * window (and the consumer by event id). While publishing fails, nothing is marked, and the
  * relay backs off exponentially up to `backoffMaxMs`; a full batch means more is waiting, so
- * it goes again at once. Published rows are kept for `retentionMs` for replay.
+ * it goes again at once. Published rows are kept for `retentionMs` for replay. With
+ * `notifications` it also LISTENs (a dedicated connection, reconnected when lost) for the
+ * outbox trigger's `outbox_appended`, sent at the commit of each append, and drains at once;
+ * the poll stays as the fallback for a lost or missed notification.
  */
 export class OutboxRelay {
   readonly stats: OutboxRelayStats = { published: 0, duplicates: 0, failures: 0 };
   private readonly loop: PollingLoop;
+  private readonly listener: PgListener | undefined;
   private lastPruneAt = 0;
 
   constructor(
@@ -267,15 +303,35 @@ export class OutboxRelay {
       passesInARowMax: RELAY_PASSES_IN_A_ROW_MAX,
     };
     this.loop = new PollingLoop(loopOptions, () => this.pass(), logger);
+    const notifications = options.notifications;
+    if (notifications) {
+      const listenerOptions = {
+        url: notifications.url,
+        channel: OUTBOX_NOTIFY_CHANNEL,
+        reconnectInitialMs: notifications.reconnectInitialMs ?? PG_LISTENER_RECONNECT_INITIAL_MS,
+        reconnectMaxMs: notifications.reconnectMaxMs ?? PG_LISTENER_RECONNECT_MAX_MS,
+      };
+      // A notification, or (re)connecting (what was appended meanwhile was not heard): drain now.
+      const wake = () => this.loop.wakeUp();
+      this.listener = new PgListener(listenerOptions, { onNotification: wake, onListening: wake }, logger);
+    }
   }
 
+  /** Starts the loop and, with `notifications`, the LISTEN connection that wakes it at each commit. */
   start(): void {
     this.loop.start();
+    this.listener?.start();
   }
 
-  /** Finishes the batch in hand and stops; unpublished rows wait for the next start. */
-  stop(): Promise<void> {
-    return this.loop.stop();
+  /** True while the relay's LISTEN connection listens (false without `notifications`). */
+  get listening(): boolean {
+    return this.listener?.listening ?? false;
+  }
+
+  /** Finishes the batch in hand and stops (and stops listening); unpublished rows wait for the next start. */
+  async stop(): Promise<void> {
+    await this.loop.stop();
+    await this.listener?.stop();
   }
 
   /**

@@ -37,6 +37,27 @@ describe("PollingLoop", () => {
     expect(loop.running).toBe(false);
   });
 
+  it("runs again at once when woken during a pass (the work may have come after the pass looked)", async () => {
+    let passes = 0;
+    let release: (() => void) | undefined;
+    const loop = new PollingLoop({ name: "test", intervalMs: 10_000, backoffMaxMs: 10_000, passesInARowMax: 1 }, async () => {
+      passes++;
+      if (passes === 2) await new Promise<void>((resolve) => (release = resolve));
+      return false;
+    }, silent);
+    loop.start();
+    await sleep(20);
+    loop.wakeUp();
+    await sleep(20);
+    expect(passes).toBe(2);
+    // Woken while pass 2 is still running: pass 3 follows it without the 10 s pause.
+    loop.wakeUp();
+    release?.();
+    await sleep(50);
+    expect(passes).toBe(3);
+    await loop.stop();
+  });
+
   it("backs off exponentially while passes fail, logging each failure, and recovers", async () => {
     const lines: string[] = [];
     const logger = pino({ level: "error" }, { write: (line: string) => void lines.push(line) }) as unknown as Logger;

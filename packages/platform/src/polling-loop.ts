@@ -33,6 +33,8 @@ export class PollingLoop {
   private done: Promise<void> | undefined;
   private wake: (() => void) | undefined;
   private failuresInARow = 0;
+  /** A wakeUp came while a pass ran: the next pass runs at once. */
+  private wokenDuringPass = false;
 
   constructor(
     private readonly options: PollingLoopOptions,
@@ -53,9 +55,14 @@ export class PollingLoop {
     });
   }
 
-  /** Cuts the current pause short so the next pass runs now (e.g. new work just arrived). */
+  /**
+   * Cuts the current pause short so the next pass runs now (e.g. new work just arrived). Called
+   * during a pass, the pass after it runs without a pause: the work may have arrived after the
+   * pass looked.
+   */
   wakeUp(): void {
-    this.wake?.();
+    if (this.wake) this.wake();
+    else if (this.done) this.wokenDuringPass = true;
   }
 
   /** Stops after the pass in progress, if any; resolves once the loop has ended. */
@@ -73,11 +80,14 @@ export class PollingLoop {
   private async run(): Promise<void> {
     let passesInARow = 0;
     while (!this.stopping) {
+      this.wokenDuringPass = false;
       const more = await this.passOnce();
       passesInARow = more ? passesInARow + 1 : 0;
       if (this.stopping) break;
       if (more && passesInARow < this.options.passesInARowMax) continue;
       passesInARow = 0;
+      // Woken while the pass ran (and it did not fail): go again now, the work may be new.
+      if (this.wokenDuringPass && this.failuresInARow === 0) continue;
       await this.pause(this.nextPauseMs());
     }
   }

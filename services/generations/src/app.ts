@@ -68,6 +68,7 @@ export function createProvider(config: GenerationsConfig, override?: GenerationP
       iterationsMax: config.PROVIDER_FRACTAL_ITERATIONS_MAX,
       rowsPerChunk: config.PROVIDER_ROWS_PER_CHUNK,
       costMicrosPerCpuSecond: config.PROVIDER_COST_MICROS_PER_CPU_SECOND,
+      renderThreads: config.GENERATION_RENDER_THREADS,
     });
   return config.FAULT_INJECTION_ENABLED ? new FaultInjectionProvider(base) : base;
 }
@@ -87,6 +88,8 @@ interface BuiltService {
   connections: Required<Connections>;
   service: GenerationsService;
   worker: GenerationWorker | undefined;
+  /** The worker's provider (its render pool is closed at stop). */
+  provider: GenerationProvider | undefined;
   relay: OutboxRelay;
   metrics: ServiceMetrics;
   erasure: ErasureService;
@@ -169,9 +172,8 @@ async function buildService(config: GenerationsConfig, logger: Logger, options: 
     providerTimeoutMs: config.PROVIDER_TIMEOUT_MS,
   };
   const leases = new JobLeases(uow, config.WORKER_LEASE_MS);
-  const worker = config.WORKER_ENABLED
-    ? new GenerationWorker(leases, settlement, createProvider(config, options.provider), workerOptions, logger, holdKeeperFor(config, credits, logger))
-    : undefined;
+  const provider = config.WORKER_ENABLED ? createProvider(config, options.provider) : undefined;
+  const worker = provider ? new GenerationWorker(leases, settlement, provider, workerOptions, logger, holdKeeperFor(config, credits, logger)) : undefined;
   const relayOptions = {
     pollIntervalMs: config.OUTBOX_POLL_INTERVAL_MS,
     batchSize: config.OUTBOX_BATCH_SIZE,
@@ -179,6 +181,8 @@ async function buildService(config: GenerationsConfig, logger: Logger, options: 
     pruneIntervalMs: config.OUTBOX_PRUNE_INTERVAL_MS,
     backoffMaxMs: config.OUTBOX_BACKOFF_MAX_MS,
     publishTimeoutMs: config.NATS_PUBLISH_TIMEOUT_MS,
+    // Woken at the commit of every append (the outbox trigger's NOTIFY); the poll is the fallback.
+    notifications: { url: config.DATABASE_URL },
   };
   const relay = new OutboxRelay(uow, new JetStreamEventPublisher(nc, config.NATS_PUBLISH_TIMEOUT_MS), relayOptions, logger);
   const watchHub = new GenerationWatchHub(uow, { maxStreams: config.WATCH_MAX_STREAMS }, logger);
@@ -190,7 +194,7 @@ async function buildService(config: GenerationsConfig, logger: Logger, options: 
   await listener.start();
   connections.listener = listener;
   const metrics = generationsMetrics(orm, logger, watchHub);
-  return { connections: { ...connections, nc, listener }, service, worker, relay, erasure: new ErasureService(uow), watchHub, metrics };
+  return { connections: { ...connections, nc, listener }, service, worker, provider, relay, erasure: new ErasureService(uow), watchHub, metrics };
 }
 
 /**
@@ -254,12 +258,14 @@ async function startService(config: GenerationsConfig, logger: Logger, built: Bu
   return server;
 }
 
-/** Stops in order: no new calls, no new claims (running jobs finish or go back to their lease), the relay, the account events consumer, then the connections. */
+/** Stops in order: no new calls, no new claims (running jobs finish or go back to their lease), the render pool, the relay, the account events consumer, then the connections. */
 async function stopService(config: GenerationsConfig, logger: Logger, built: BuiltService, server: RunningGrpcServer): Promise<void> {
   // Open watch streams would hold the graceful shutdown: they end now (`unavailable`), and their callers watch again elsewhere.
   built.watchHub.close();
   await server.shutdown(config.GRPC_SHUTDOWN_TIMEOUT_MS);
   await built.worker?.stop();
+  // After the worker: no job renders any more; the render pool's threads end.
+  await built.provider?.close?.();
   await built.relay.stop();
   await built.accountEvents?.stop();
   await closeConnections(built.connections, false);

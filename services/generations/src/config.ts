@@ -1,3 +1,4 @@
+import { availableParallelism } from "node:os";
 import { z } from "zod";
 import { loadConfig, metricsConfigFields } from "@tally/platform";
 import { parsePricing } from "./domain/pricing";
@@ -99,8 +100,10 @@ export const generationsConfigSchema = z.object({
   PROVIDER_TIMEOUT_MS: positiveInt(120_000),
   PROVIDER_IMAGE_SIZE_PX: positiveInt(256),
   PROVIDER_FRACTAL_ITERATIONS_MAX: positiveInt(256),
-  /** Rows rendered between yields to the event loop. */
+  /** Rows rendered between progress reports and abort checks. */
   PROVIDER_ROWS_PER_CHUNK: positiveInt(16),
+  /** Worker threads that render and encode images (off the event loop); default: the machine's cores, at least 1. */
+  GENERATION_RENDER_THREADS: positiveInt(Math.max(1, availableParallelism())),
   /** Price of one CPU second of rendering, in micro-units of the currency (integer). */
   PROVIDER_COST_MICROS_PER_CPU_SECOND: nonNegativeInt(20_000),
   /** Enables FaultInjectionProvider (`[fault:provider_error]` in an input fails the job). Tests only. */

@@ -57,12 +57,16 @@ const BLOCK_MARKER = "[block]";
 /** Renders for real, except that a job marked BLOCK_MARKER waits until the worker aborts it (a cancel). */
 class BlockingProvider implements GenerationProvider {
   readonly name = "local-fractal";
-  private readonly renderer = new LocalFractalRenderer({ imageSizePx: 32, iterationsMax: 32, rowsPerChunk: 8, costMicrosPerCpuSecond: 20_000 });
+  private readonly renderer = new LocalFractalRenderer({ imageSizePx: 32, iterationsMax: 32, rowsPerChunk: 8, costMicrosPerCpuSecond: 20_000, renderThreads: 2 });
 
   async generate(job: GenerationJob, context: ProviderRunContext): Promise<ProviderOutput> {
     if (!job.prompt.includes(BLOCK_MARKER)) return this.renderer.generate(job, context);
     await new Promise((resolve) => context.signal.addEventListener("abort", resolve, { once: true }));
     throw new Error("aborted");
+  }
+
+  close(): Promise<void> {
+    return this.renderer.close();
   }
 }
 

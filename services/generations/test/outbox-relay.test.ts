@@ -2,7 +2,9 @@
  * The outbox relay on its own, against real PostgreSQL and real NATS (a stream and subject
  * prefix of this file's own): it holds no transaction or row lock while it waits for a PubAck;
  * two relays over one outbox publish every event exactly once; rows claimed by a relay that
- * died are published once the claim's lease runs out.
+ * died are published once the claim's lease runs out; a relay LISTENing for the outbox
+ * trigger's notification publishes at once after the commit, however long its poll, and
+ * again after its LISTEN connection was cut.
  */
 import { randomUUID } from "node:crypto";
 import { jetstream, jetstreamManager, type JsMsg } from "@nats-io/jetstream";
@@ -148,6 +150,60 @@ describe("outbox relay", () => {
     // No row was claimed by both: nothing published twice, nothing dropped as a duplicate.
     expect(first.stats.published + second.stats.published).toBe(appended.length);
     expect(first.stats.duplicates + second.stats.duplicates).toBe(0);
+  });
+
+  /** Resolves with the first message on `subject` (plain NATS subscription: a JetStream publish reaches it too), or rejects after `timeoutMs`. */
+  const nextMessage = (subject: string, timeoutMs: number): Promise<Msg> =>
+    new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        subscription.unsubscribe();
+        reject(new Error(`no message on ${subject} within ${timeoutMs} ms`));
+      }, timeoutMs);
+      const subscription = nc.subscribe(subject, {
+        max: 1,
+        callback: (_error, message) => {
+          clearTimeout(timer);
+          resolve(message);
+        },
+      });
+    });
+
+  // Far below the poll (60 s): only the notification can bring the event this soon.
+  const PROMPT_MS = 10_000;
+
+  it("publishes at once after the commit when woken by the outbox trigger's notification, with a 60 s poll", async () => {
+    const relay = startRelay({ pollIntervalMs: 60_000, backoffMaxMs: 60_000, notifications: { url: database.url } });
+    await eventually(async () => (relay.listening ? true : undefined));
+    // The first pass ran at start; the loop now sleeps its 60 s poll.
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    const subject = `${prefix}.events.notified`;
+    const arrived = nextMessage(subject, PROMPT_MS);
+    await nc.flush();
+    const row = await append(subject);
+    expect((await arrived).headers?.get("Nats-Msg-Id")).toBe(row.eventId);
+    await eventually(async () => ((await publishedAt(row.eventId)) ? true : undefined), PROMPT_MS);
+  });
+
+  it("listens again after its LISTEN connection is cut, and catches up at once", async () => {
+    const relay = startRelay({ pollIntervalMs: 60_000, backoffMaxMs: 60_000, notifications: { url: database.url, reconnectInitialMs: 50, reconnectMaxMs: 200 } });
+    await eventually(async () => (relay.listening ? true : undefined));
+    const listenerPids = async () =>
+      (await db.query("SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND query = 'LISTEN outbox_appended'")).rows.map((r) => r.pid as number);
+    const [pid] = await eventually(async () => ((await listenerPids()).length === 1 ? listenerPids() : undefined));
+    const subject = `${prefix}.events.reconnected`;
+    const arrived = nextMessage(subject, PROMPT_MS);
+    await nc.flush();
+    await db.query("SELECT pg_terminate_backend($1)", [pid]);
+    // Appended while nobody listens: the reconnection's catch-up pass publishes it.
+    const row = await append(subject);
+    expect((await arrived).headers?.get("Nats-Msg-Id")).toBe(row.eventId);
+    await eventually(async () => ((await listenerPids()).some((other) => other !== pid) && relay.listening ? true : undefined), PROMPT_MS);
+    // And it is woken by notifications again.
+    const later = `${prefix}.events.after_reconnect`;
+    const laterArrived = nextMessage(later, PROMPT_MS);
+    await nc.flush();
+    const laterRow = await append(later);
+    expect((await laterArrived).headers?.get("Nats-Msg-Id")).toBe(laterRow.eventId);
   });
 
   it("publishes rows claimed by a relay that died once the claim's lease runs out", async () => {

@@ -39,13 +39,17 @@ const ROOMY_PLANS = {
 class InvocationCountingProvider implements GenerationProvider {
   readonly name = "local-fractal";
   readonly invocations = new Map<string, number>();
-  private readonly renderer = new LocalFractalRenderer({ imageSizePx: 32, iterationsMax: 32, rowsPerChunk: 8, costMicrosPerCpuSecond: 20_000 });
+  private readonly renderer = new LocalFractalRenderer({ imageSizePx: 32, iterationsMax: 32, rowsPerChunk: 8, costMicrosPerCpuSecond: 20_000, renderThreads: 2 });
 
   async generate(job: GenerationJob, context: ProviderRunContext): Promise<ProviderOutput> {
     this.invocations.set(job.id, (this.invocations.get(job.id) ?? 0) + 1);
     // Long enough that both workers are busy at once.
     await new Promise((resolve) => setTimeout(resolve, 30));
     return this.renderer.generate(job, context);
+  }
+
+  close(): Promise<void> {
+    return this.renderer.close();
   }
 }
 

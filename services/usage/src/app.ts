@@ -265,6 +265,8 @@ async function startOutboxRelay(config: UsageConfig, nc: NatsConnection, orm: Or
       pruneIntervalMs: OUTBOX_PRUNE_INTERVAL_MS,
       backoffMaxMs: OUTBOX_BACKOFF_MAX_MS,
       publishTimeoutMs: config.OUTBOX_PUBLISH_TIMEOUT_MS,
+      // Woken at the commit of every append (the outbox trigger's NOTIFY); the poll is the fallback.
+      notifications: { url: config.DATABASE_URL },
     },
     logger,
   );

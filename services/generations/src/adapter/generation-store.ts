@@ -1,5 +1,5 @@
 import assert from "node:assert";
-import { FORGET_ANSWERS_MENTIONING_SQL, optionalDate, textArrayLiteral, toBigInt, type Sql, type SqlParam } from "@tally/platform";
+import { FORGET_ANSWERS_MENTIONING_SQL, optionalDate, textArrayLiteral, toBigInt, type QueryParam, type Sql } from "@tally/platform";
 import type { GenerationStore } from "../domain/ports";
 import type {
   BillingClassificationName,
@@ -128,7 +128,7 @@ function settlementOfRow(row: GenerationRow): Settlement | null {
 const SETTLEMENT_ASSIGNMENTS = "settlement = ?, settlement_outcome = ?, settlement_rule = ?, credits_captured = ?, credits_released = ?";
 
 /** The credits call a decision makes: capture (of the captured credits) when it charges anything, else release. */
-const settlementParameters = (d: Settlement): SqlParam[] => [d.creditsCaptured > 0n ? "capture" : "release", d.outcome, d.rule, d.creditsCaptured, d.creditsReleased];
+const settlementParameters = (d: Settlement): QueryParam[] => [d.creditsCaptured > 0n ? "capture" : "release", d.outcome, d.rule, d.creditsCaptured, d.creditsReleased];
 
 /** GenerationStore on `generations` and `generation_outputs`. */
 export class SqlGenerationStore implements GenerationStore {
@@ -311,9 +311,13 @@ export class SqlGenerationStore implements GenerationStore {
     assert.ok(rows.length <= 1, "INV-3: a settlement is recorded once (one row per generation id)");
     if (rows.length === 0) return false;
     if (completed) {
-      await this.sql.query(
-        `INSERT INTO generation_outputs (generation_id, content_type, content) VALUES (?, ?, ?)
-         ON CONFLICT (generation_id) DO UPDATE SET content_type = EXCLUDED.content_type, content = EXCLUDED.content`,
+      // The image travels as a bind parameter (a Buffer), never inlined into the statement text.
+      await this.sql.bound(
+        {
+          name: "generation_outputs_upsert",
+          text: `INSERT INTO generation_outputs (generation_id, content_type, content) VALUES ($1, $2, $3)
+           ON CONFLICT (generation_id) DO UPDATE SET content_type = EXCLUDED.content_type, content = EXCLUDED.content`,
+        },
         [id, outcome.contentType, outcome.content],
       );
     }

@@ -46,6 +46,11 @@ export class FaultInjectionProvider implements GenerationProvider {
       .then(() => this.inner.generate(job, context))
       .then((output) => ({ ...output, costMicros: output.costMicros + costMicros, partial: partial || output.partial }));
   }
+
+  /** Closes the wrapped provider. */
+  async close(): Promise<void> {
+    await this.inner.close?.();
+  }
 }
 
 /**

@@ -1,118 +1,102 @@
-import { createHash } from "node:crypto";
-import { PNG } from "pngjs";
+import path from "node:path";
+import { MessageChannel } from "node:worker_threads";
+import { Piscina } from "piscina";
 import type { GenerationJob } from "../domain/types";
+import { fractalParameters } from "./fractal-image";
 import { ProviderError, type GenerationProvider, type ProviderOutput, type ProviderRunContext } from "./provider";
+import { CONTROL_ABORTED, RENDER_ABORTED_MESSAGE, type RenderDone, type RenderProgress, type RenderTaskInput } from "./render-task";
+
+export { fractalParameters } from "./fractal-image";
+
+/** The worker threads' entry (it loads render-task.ts through tsx). */
+const RENDER_WORKER_FILE = path.join(__dirname, "render-worker.cjs");
 
 export interface LocalFractalRendererOptions {
   /** Width and height of the image, in pixels. */
   imageSizePx: number;
   /** Escape-time iterations per pixel (detail and CPU cost). */
   iterationsMax: number;
-  /** Rows rendered between yields to the event loop. */
+  /** Rows rendered between progress reports and abort checks. */
   rowsPerChunk: number;
   /** Price of one CPU second, in micro-units of the currency. */
   costMicrosPerCpuSecond: number;
-}
-
-/** Parameters of one Julia-set image, all derived from the job's input. */
-interface FractalParameters {
-  cRe: number;
-  cIm: number;
-  zoom: number;
-  hueOffset: number;
-  hueScale: number;
+  /** Worker threads that render (GENERATION_RENDER_THREADS, at least 1); renders beyond them wait in the pool's queue. */
+  renderThreads: number;
 }
 
 /**
  * The built-in provider: renders a Julia-set fractal as a PNG, locally, whose shape and
  * colours come from a SHA-256 of the job's input (prompt, style, photo_url, address), so the
- * same input always gives the same image. It renders in chunks of rows and yields to the event
- * loop between them (the gRPC server and other jobs keep running) and reports progress per
- * chunk. Its cost is measured: CPU time used during the render × the configured price of a
- * CPU second, as an integer number of micros.
+ * same input always gives the same image. Rendering and PNG encoding run in a pool of
+ * `renderThreads` worker threads (piscina), never on the service's event loop, so gRPC calls
+ * and the other jobs' bookkeeping stay quick while images render. Each chunk of rows reports
+ * progress (0..100) and the spend so far; an abort (cancel, timeout, shutdown) stops the render
+ * at its next chunk, or before it starts when it still waits for a thread. Its cost is
+ * measured: CPU time of the rendering thread × the configured price of a CPU second, as an
+ * integer number of micros. `close()` ends the pool (graceful shutdown).
  */
 export class LocalFractalRenderer implements GenerationProvider {
   readonly name = "local-fractal";
+  private pool: Piscina | undefined;
 
-  constructor(private readonly options: LocalFractalRendererOptions) {}
+  constructor(private readonly options: LocalFractalRendererOptions) {
+    if (!Number.isInteger(options.renderThreads) || options.renderThreads < 1) throw new RangeError("renderThreads must be an integer of at least 1");
+  }
 
   async generate(job: GenerationJob, context: ProviderRunContext): Promise<ProviderOutput> {
-    const cpuBefore = process.cpuUsage();
+    if (context.signal.aborted) throw abortedError();
+    const control = new Int32Array(new SharedArrayBuffer(Int32Array.BYTES_PER_ELEMENT));
+    const onAbort = () => Atomics.store(control, CONTROL_ABORTED, 1);
+    context.signal.addEventListener("abort", onAbort, { once: true });
+    const channel = new MessageChannel();
     const size = this.options.imageSizePx;
-    const parameters = fractalParameters(job);
-    const png = new PNG({ width: size, height: size });
-    for (let rowStart = 0; rowStart < size; rowStart += this.options.rowsPerChunk) {
-      if (context.signal.aborted) throw new ProviderError("provider_aborted", "rendering was aborted");
-      const rowEnd = Math.min(size, rowStart + this.options.rowsPerChunk);
-      renderRows(png.data, size, rowStart, rowEnd, parameters, this.options.iterationsMax);
-      context.reportProgress(Math.floor((rowEnd * 100) / size));
-      context.reportCost(this.costSince(cpuBefore));
-      await new Promise<void>((resolve) => setImmediate(resolve));
-    }
-    const content = PNG.sync.write(png);
-    return { content: new Uint8Array(content), contentType: "image/png", costMicros: this.costSince(cpuBefore) };
-  }
-
-  /** The measured cost of the CPU time used since `cpuBefore`, in micros of money. */
-  private costSince(cpuBefore: NodeJS.CpuUsage): bigint {
-    const cpu = process.cpuUsage(cpuBefore);
-    // Integer arithmetic: micros of money = CPU µs × price per CPU second / 1e6.
-    return (BigInt(cpu.user + cpu.system) * BigInt(this.options.costMicrosPerCpuSecond)) / 1_000_000n;
-  }
-}
-
-/** Derives the fractal's parameters from a hash of everything the user gave. */
-export function fractalParameters(job: Pick<GenerationJob, "inputType" | "prompt" | "style" | "photoUrl" | "address">): FractalParameters {
-  const hash = createHash("sha256")
-    .update([job.inputType, job.prompt, job.style, job.photoUrl, job.address].join("\u0000"))
-    .digest();
-  const unit = (offset: number) => hash.readUInt32BE(offset) / 0xffff_ffff;
-  // c on a circle of radius ~0.7885 gives connected, detailed Julia sets for most angles.
-  const angle = unit(0) * 2 * Math.PI;
-  const radius = 0.7 + unit(4) * 0.1;
-  return {
-    cRe: radius * Math.cos(angle),
-    cIm: radius * Math.sin(angle),
-    zoom: 0.8 + unit(8) * 0.8,
-    hueOffset: unit(12) * 360,
-    hueScale: 2 + unit(16) * 8,
-  };
-}
-
-function renderRows(data: Buffer, size: number, rowStart: number, rowEnd: number, p: FractalParameters, iterationsMax: number): void {
-  for (let y = rowStart; y < rowEnd; y++) {
-    for (let x = 0; x < size; x++) {
-      let zRe = ((x / size) * 3 - 1.5) / p.zoom;
-      let zIm = ((y / size) * 3 - 1.5) / p.zoom;
-      let iteration = 0;
-      while (iteration < iterationsMax && zRe * zRe + zIm * zIm <= 4) {
-        const nextRe = zRe * zRe - zIm * zIm + p.cRe;
-        zIm = 2 * zRe * zIm + p.cIm;
-        zRe = nextRe;
-        iteration++;
-      }
-      const offset = (y * size + x) * 4;
-      if (iteration === iterationsMax) {
-        data[offset] = 0;
-        data[offset + 1] = 0;
-        data[offset + 2] = 0;
-      } else {
-        const [r, g, b] = hslToRgb((p.hueOffset + iteration * p.hueScale) % 360, 0.75, 0.25 + 0.5 * (iteration / iterationsMax));
-        data[offset] = r;
-        data[offset + 1] = g;
-        data[offset + 2] = b;
-      }
-      data[offset + 3] = 255;
+    const finished = new Promise<number>((resolve) => {
+      channel.port1.on("message", (message: RenderProgress | RenderDone) => {
+        if ("done" in message) return resolve(message.cpuMicros);
+        context.reportProgress(Math.floor((message.rowsDone * 100) / size));
+        context.reportCost(this.costOf(message.cpuMicros));
+      });
+    });
+    const input: RenderTaskInput = {
+      parameters: fractalParameters(job),
+      imageSizePx: size,
+      iterationsMax: this.options.iterationsMax,
+      rowsPerChunk: this.options.rowsPerChunk,
+      control,
+      progress: channel.port2,
+    };
+    try {
+      const png = (await this.renderPool().run(input, { transferList: [channel.port2] })) as ArrayBuffer;
+      // The task posts its last progress and CPU time before it answers: all of it has come (or is queued) by now.
+      const cpuMicros = await finished;
+      return { content: new Uint8Array(png), contentType: "image/png", costMicros: this.costOf(cpuMicros) };
+    } catch (error) {
+      if (context.signal.aborted || (error instanceof Error && error.message === RENDER_ABORTED_MESSAGE)) throw abortedError();
+      throw new ProviderError("provider_error", `rendering failed: ${error instanceof Error ? error.message : String(error)}`);
+    } finally {
+      context.signal.removeEventListener("abort", onAbort);
+      channel.port1.close();
     }
   }
+
+  /** Ends the worker threads (renders still running are cut off); a later generate starts a new pool. */
+  async close(): Promise<void> {
+    const pool = this.pool;
+    this.pool = undefined;
+    await pool?.destroy();
+  }
+
+  /** The pool, started at the first render: `renderThreads` threads kept warm, started without the parent's loader flags. */
+  private renderPool(): Piscina {
+    const threads = this.options.renderThreads;
+    this.pool ??= new Piscina({ filename: RENDER_WORKER_FILE, minThreads: threads, maxThreads: threads, execArgv: [] });
+    return this.pool;
+  }
+
+  /** The cost of `cpuMicros` of CPU time, in micros of money (integer arithmetic: CPU µs × price per CPU second / 1e6). */
+  private costOf(cpuMicros: number): bigint {
+    return (BigInt(Math.max(0, Math.round(cpuMicros))) * BigInt(this.options.costMicrosPerCpuSecond)) / 1_000_000n;
+  }
 }
 
-function hslToRgb(hue: number, saturation: number, lightness: number): [number, number, number] {
-  const chroma = (1 - Math.abs(2 * lightness - 1)) * saturation;
-  const h = hue / 60;
-  const second = chroma * (1 - Math.abs((h % 2) - 1));
-  const [r, g, b] =
-    h < 1 ? [chroma, second, 0] : h < 2 ? [second, chroma, 0] : h < 3 ? [0, chroma, second] : h < 4 ? [0, second, chroma] : h < 5 ? [second, 0, chroma] : [chroma, 0, second];
-  const m = lightness - chroma / 2;
-  return [Math.round((r + m) * 255), Math.round((g + m) * 255), Math.round((b + m) * 255)];
-}
+const abortedError = () => new ProviderError("provider_aborted", "rendering was aborted");

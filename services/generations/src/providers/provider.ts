@@ -30,6 +30,8 @@ export interface GenerationProvider {
   /** Stable name stored with each job and carried in its events, e.g. "local-fractal". */
   readonly name: string;
   generate(job: GenerationJob, context: ProviderRunContext): Promise<ProviderOutput>;
+  /** Releases what the provider holds (e.g. its worker threads) at shutdown, after the last job; optional. */
+  close?(): Promise<void>;
 }
 
 /** A failure a provider reports on purpose, with a stable code for events (e.g. "provider_error"). */

@@ -13,9 +13,11 @@ const job = (prompt: string): GenerationJob => ({
   address: "",
   style: "",
 });
-const renderer = new LocalFractalRenderer({ imageSizePx: 64, iterationsMax: 64, rowsPerChunk: 8, costMicrosPerCpuSecond: 1_000_000_000 });
+const renderer = new LocalFractalRenderer({ imageSizePx: 64, iterationsMax: 64, rowsPerChunk: 8, costMicrosPerCpuSecond: 1_000_000_000, renderThreads: 2 });
 const run = (provider: GenerationProvider = renderer, prompt = "a lighthouse", progress: number[] = [], signal = new AbortController().signal) =>
   provider.generate(job(prompt), { reportProgress: (p) => progress.push(p), reportCost: () => undefined, signal });
+
+afterAll(() => renderer.close());
 
 describe("LocalFractalRenderer", () => {
   it("renders a PNG of the configured size that pngjs decodes", async () => {
@@ -43,6 +45,74 @@ describe("LocalFractalRenderer", () => {
     const controller = new AbortController();
     controller.abort();
     await expect(run(renderer, "x", [], controller.signal)).rejects.toMatchObject({ code: "provider_aborted" });
+  });
+
+  it("stops a render mid-run at its next chunk when aborted, and reports a spend meanwhile", async () => {
+    const slow = new LocalFractalRenderer({ imageSizePx: 256, iterationsMax: 5_000, rowsPerChunk: 4, costMicrosPerCpuSecond: 1_000_000_000, renderThreads: 1 });
+    try {
+      const controller = new AbortController();
+      const progress: number[] = [];
+      const spent: bigint[] = [];
+      const rendering = slow.generate(job("abort me"), {
+        reportProgress: (percent) => {
+          progress.push(percent);
+          if (progress.length === 2) controller.abort();
+        },
+        reportCost: (micros) => spent.push(micros),
+        signal: controller.signal,
+      });
+      await expect(rendering).rejects.toMatchObject({ code: "provider_aborted" });
+      expect(progress.length).toBeGreaterThanOrEqual(2);
+      expect(Math.max(...progress)).toBeLessThan(100);
+      expect(spent.at(-1)).toBeGreaterThan(0n);
+      // The pool's thread is free again: the next render completes.
+      await expect(slow.generate(job("after"), { reportProgress: () => undefined, reportCost: () => undefined, signal: new AbortController().signal })).resolves.toMatchObject({
+        contentType: "image/png",
+      });
+    } finally {
+      await slow.close();
+    }
+  });
+
+  it("renders off the event loop: timers keep firing while one long chunk renders", async () => {
+    // One chunk of the whole image: rendered on the event loop, no timer could fire until it ends.
+    const heavy = new LocalFractalRenderer({ imageSizePx: 1024, iterationsMax: 3_000, rowsPerChunk: 1024, costMicrosPerCpuSecond: 1, renderThreads: 1 });
+    try {
+      await heavy.generate(job("warm-up"), { reportProgress: () => undefined, reportCost: () => undefined, signal: new AbortController().signal });
+      let last = performance.now();
+      let gapMaxMs = 0;
+      const timer = setInterval(() => {
+        const now = performance.now();
+        gapMaxMs = Math.max(gapMaxMs, now - last);
+        last = now;
+      }, 5);
+      const startedAt = performance.now();
+      await heavy.generate(job("a heavy render"), { reportProgress: () => undefined, reportCost: () => undefined, signal: new AbortController().signal });
+      const renderMs = performance.now() - startedAt;
+      clearInterval(timer);
+      // Generous against a busy machine: the render takes far longer than the largest pause.
+      expect(renderMs).toBeGreaterThan(100);
+      expect(gapMaxMs).toBeLessThan(renderMs / 2);
+    } finally {
+      await heavy.close();
+    }
+  });
+
+  it("a render aborted while it waits for a thread never starts", async () => {
+    const single = new LocalFractalRenderer({ imageSizePx: 256, iterationsMax: 2_000, rowsPerChunk: 32, costMicrosPerCpuSecond: 1, renderThreads: 1 });
+    try {
+      const signal = new AbortController().signal;
+      const first = single.generate(job("first"), { reportProgress: () => undefined, reportCost: () => undefined, signal });
+      const controller = new AbortController();
+      const progress: number[] = [];
+      const queued = single.generate(job("queued"), { reportProgress: (p) => progress.push(p), reportCost: () => undefined, signal: controller.signal });
+      controller.abort();
+      await expect(queued).rejects.toMatchObject({ code: "provider_aborted" });
+      await expect(first).resolves.toMatchObject({ contentType: "image/png" });
+      expect(progress).toEqual([]);
+    } finally {
+      await single.close();
+    }
   });
 });
 

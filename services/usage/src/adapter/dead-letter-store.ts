@@ -6,10 +6,14 @@ import type { DeadLetter } from "../domain/types";
 export class SqlDeadLetterStore implements DeadLetterStore {
   constructor(private readonly sql: Sql) {}
 
+  /** The payload travels as a bind parameter, never inlined into the statement text. */
   async add(letter: DeadLetter): Promise<void> {
-    await this.sql.query(
-      `INSERT INTO dead_letters (stream, stream_sequence, subject, payload, headers, error, delivery_count)
-       VALUES (?, ?, ?, ?, ?::jsonb, ?, ?)`,
+    await this.sql.bound(
+      {
+        name: "dead_letters_add",
+        text: `INSERT INTO dead_letters (stream, stream_sequence, subject, payload, headers, error, delivery_count)
+         VALUES ($1, $2::bigint, $3, $4, $5::jsonb, $6, $7::integer)`,
+      },
       [
         letter.stream,
         letter.streamSequence,

@@ -29,13 +29,17 @@ export class SqlThresholdStore implements ThresholdStore {
     };
     const payload = Buffer.from(events.UsageThresholdCrossed.encode(message).finish());
     // One statement: the unique crossing row gates the outbox row, so a crossing is announced once.
-    const rows = await this.sql.query<{ event_id: string }>(
-      `WITH crossing AS (
+    // The payload travels as a bind parameter, never inlined into the statement text.
+    const rows = await this.sql.bound<{ event_id: string }>(
+      {
+        name: "threshold_crossing_announce",
+        text: `WITH crossing AS (
          INSERT INTO threshold_crossings (subject_id, limit_name, threshold_per_mille, window_start, event_id)
-         VALUES (?, ?, ?::integer, ?::timestamptz, ?)
+         VALUES ($1, $2, $3::integer, $4::timestamptz, $5)
          ON CONFLICT (subject_id, limit_name, threshold_per_mille, window_start) DO NOTHING
          RETURNING event_id)
-       INSERT INTO outbox (event_id, subject, payload) SELECT event_id, ?, ?::bytea FROM crossing RETURNING event_id`,
+       INSERT INTO outbox (event_id, subject, payload) SELECT event_id, $6, $7::bytea FROM crossing RETURNING event_id`,
+      },
       [c.subjectId, c.limitName, c.thresholdPerMille, c.windowStart, c.eventId, this.subject, payload],
     );
     return rows.length === 1;

@@ -5,6 +5,7 @@ import { Migration20261124000001 } from "./Migration20261124000001";
 import { Migration20261125000001 } from "./Migration20261125000001";
 import { Migration20261205000002 } from "./Migration20261205000002";
 import { Migration20261205000003 } from "./Migration20261205000003";
+import { Migration20261206000005 } from "./Migration20261206000005";
 
 /** The generations database's migrations, in order. */
 export const GENERATIONS_MIGRATIONS: MigrationEntry[] = [
@@ -14,4 +15,5 @@ export const GENERATIONS_MIGRATIONS: MigrationEntry[] = [
   { name: "Migration20261125000001", class: Migration20261125000001 },
   { name: "Migration20261205000002", class: Migration20261205000002 },
   { name: "Migration20261205000003", class: Migration20261205000003 },
+  { name: "Migration20261206000005", class: Migration20261206000005 },
 ];
