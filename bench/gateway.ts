@@ -31,6 +31,9 @@ const SECONDS = Number(process.env.BENCH_SECONDS ?? 10);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 1);
 const USERS = Number(process.env.BENCH_USERS ?? 50);
 const WARM_UP_SECONDS = 3;
+const IDLE_SECONDS = 3;
+/** The order processes are printed in (the request's way in). */
+const REPORT_ORDER: StackService[] = ["gateway", "generations", "credits", "usage"];
 const BASELINE_DIR = process.env.BENCH_BASELINE_DIR;
 const CPU_PROF_DIR = process.env.BENCH_CPU_PROF_DIR;
 
@@ -82,6 +85,15 @@ interface Side {
   stack: BenchStack;
   tokens: string[];
   results: Map<string, PhaseResult[]>;
+  /** CPU time each process used per second while no request ran, in milliseconds (background loops). */
+  idleCpuMsPerSecond?: Record<StackService, number>;
+}
+
+/** CPU milliseconds per second each process of `stack` uses over `seconds` with no load. */
+async function idleCpu(stack: BenchStack, seconds: number): Promise<Record<StackService, number>> {
+  const before = Object.fromEntries(STACK_SERVICES.map((name) => [name, cpuMs(stack.pids[name])]));
+  await new Promise((resolve) => setTimeout(resolve, seconds * 1000));
+  return Object.fromEntries(STACK_SERVICES.map((name) => [name, (cpuMs(stack.pids[name]) - before[name]!) / seconds])) as Record<StackService, number>;
 }
 
 /** Signs up `USERS` users through the gateway; their access tokens. */
@@ -166,7 +178,7 @@ function report(sides: Side[]): void {
       const statuses = new Map<string, number>();
       for (const r of results) for (const [status, count] of Object.entries(r.statuses)) statuses.set(status, (statuses.get(status) ?? 0) + count);
       const statusText = statuses.size ? ` (${[...statuses].map(([s, c]) => `${s}: ${c}`).join(", ")})` : "";
-      const cpu = STACK_SERVICES.map((name) => fixed(med(results, (r) => r.cpuMsPerRequest[name]), 2)).join(" / ");
+      const cpu = REPORT_ORDER.map((name) => fixed(med(results, (r) => r.cpuMsPerRequest[name]), 2)).join(" / ");
       console.log(
         `| ${side.stack.label} | ${phase.method} ${phase.path} | ${phase.connections} | ${fixed(med(results, (r) => r.requestsPerSecond))} | ${fixed(med(results, (r) => r.p50Ms), 1)} | ${fixed(med(results, (r) => r.p99Ms), 1)} | ${sum((r) => r.ok)} | ${sum((r) => r.non2xx)}${statusText} | ${sum((r) => r.errors)} / ${sum((r) => r.timeouts)} | ${cpu} | ${phase.goal} |`,
       );
@@ -181,10 +193,11 @@ function report(sides: Side[]): void {
       console.log(`| ${phase.name} | ${ratio((r) => r.requestsPerSecond)} | ${ratio((r) => r.p99Ms)} | ${ratio((r) => r.cpuMsPerRequest.gateway)} |`);
     }
   }
-  console.log("\n| stack | RSS at the end: gateway / generations / credits / usage |\n| --- | --- |");
+  console.log("\n| stack | RSS at the end: gateway / generations / credits / usage | CPU ms per second with no load (before the phases) |\n| --- | --- | --- |");
   for (const side of sides) {
     const rss = (name: StackService) => `${fixed(rssBytes(side.stack.pids[name]) / 1024 / 1024, 1)} MB`;
-    console.log(`| ${side.stack.label} | ${rss("gateway")} / ${rss("generations")} / ${rss("credits")} / ${rss("usage")} |`);
+    const idle = REPORT_ORDER.map((name) => fixed(side.idleCpuMsPerSecond?.[name] ?? Number.NaN, 0)).join(" / ");
+    console.log(`| ${side.stack.label} | ${rss("gateway")} / ${rss("generations")} / ${rss("credits")} / ${rss("usage")} | ${idle} |`);
   }
 }
 
@@ -194,6 +207,7 @@ async function main(): Promise<void> {
     sides.push(await startSide("this", REPOSITORY_ROOT));
     if (BASELINE_DIR) sides.push(await startSide("baseline", path.resolve(BASELINE_DIR)));
     for (const side of sides) await runPhase(side, PHASES[0]!, WARM_UP_SECONDS);
+    for (const side of sides) side.idleCpuMsPerSecond = await idleCpu(side.stack, IDLE_SECONDS);
     for (let round = 0; round < ROUNDS; round++) {
       for (const [index, phase] of PHASES.entries()) {
         // Alternate which side goes first, so neither always runs right after the other.
