@@ -68,6 +68,9 @@ describe("service metrics", () => {
     expect(sample(credits, "grpc_server_handled_total", { method: "createHold", code: "OK" })).toBe(1);
     expect(sample(credits, "grpc_server_handled_total", { method: "createAccount", code: "OK" })).toBe(1);
     expect(sample(credits, "grpc_server_handling_seconds_count", { method: "createHold" })).toBe(1);
+    // One GetAccount per authenticated request (the gateway's live-account check): the create
+    // hands that read to generations, which does not ask credits again.
+    expect(sample(credits, "grpc_server_handled_total", { method: "getAccount", code: "OK" })).toBe(2);
     const generations = await scrape("generations");
     expect(sample(generations, "grpc_server_handled_total", { method: "createGeneration", code: "OK" })).toBe(1);
     expect(sample(generations, "grpc_server_handled_total", { method: "getGeneration", code: "NOT_FOUND" })).toBe(1);

@@ -154,6 +154,32 @@ describe("generations API (worker disabled)", () => {
     expect(reused.reason).toBe("idempotency_key_reused");
   });
 
+  it("takes the account the caller read in this request instead of asking credits again, and refuses another user's", async () => {
+    const userId = await creditsService.createAccount(); // on the default plan, "free"
+    const text = { userId, inputType: InputType.INPUT_TYPE_TEXT, prompt: "a lighthouse" };
+    const created = await api.create({ ...text, account: { id: userId.toUpperCase(), guest: false, plan: "pro", currentPeriodStart: new Date() } });
+    const db = new Client({ connectionString: databaseUrl });
+    await db.connect();
+    try {
+      // The job carries the plan the caller passed (credits would have said "free"): credits was not asked.
+      const { rows } = await db.query("SELECT plan FROM generations WHERE id = $1", [created.id]);
+      expect(rows).toEqual([{ plan: "pro" }]);
+      const unread = await api.create(text);
+      expect((await db.query("SELECT plan FROM generations WHERE id = $1", [unread.id])).rows).toEqual([{ plan: "free" }]);
+    } finally {
+      await db.end();
+    }
+    const cases: [NonNullable<Parameters<typeof api.create>[0]["account"]>, RegExp][] = [
+      [{ id: newId(), guest: false, plan: "pro", currentPeriodStart: new Date() }, /account\.id/],
+      [{ id: userId, guest: false, plan: "", currentPeriodStart: new Date() }, /account\.plan/],
+      [{ id: userId, guest: false, plan: "pro" }, /account\.current_period_start/],
+    ];
+    for (const [account, field] of cases) {
+      const failure = await reasonOf(api.create({ ...text, account }));
+      expect(failure).toMatchObject({ reason: "validation", message: expect.stringMatching(field) });
+    }
+  });
+
   it("cancels a pending job, releases its credits, and refuses a second cancel", async () => {
     const userId = await creditsService.createAccount();
     const created = await api.create({ userId, inputType: InputType.INPUT_TYPE_TEXT, prompt: "to be cancelled" });

@@ -1,4 +1,7 @@
+import type { FastifyRequest } from "fastify";
+import { credits, type generations } from "@tally/contracts";
 import { principalOf } from "../../auth/authenticate";
+import type { RouteContext } from "../context";
 import { requestIdFor } from "../context";
 import { INPUT_TYPE_VALUES, presentGeneration } from "../presenters";
 import { createGenerationBody, generationSchema, idempotencyHeaders, problemResponses } from "../schemas";
@@ -29,9 +32,11 @@ export function createGenerationRoute(routes: ZodRoutes, { context, onRequest }:
     },
     async (request, reply) => {
       const call = context.callFor(request);
-      const { accountId } = principalOf(request);
+      const principal = principalOf(request);
+      const { accountId } = principal;
       const body = request.body;
       const response = await call(generationsClient.createGeneration.bind(generationsClient), {
+        account: principal.kind === "user" ? await callerAccount(context, request, accountId) : undefined,
         requestId: requestIdFor(request, { accountId }),
         userId: accountId,
         inputType: INPUT_TYPE_VALUES[body.input_type],
@@ -43,4 +48,15 @@ export function createGenerationRoute(routes: ZodRoutes, { context, onRequest }:
       return reply.code(201).send(presentGeneration(response.generation, outputUrlBuilder(request)));
     },
   );
+}
+
+/**
+ * The user's account as the live-account check read it from credits in this request (shared
+ * through `accountOf`, so no call is made here), for CreateGeneration's `account`: generations
+ * then skips its own GetAccount. Undefined when that read failed (generations reads it itself).
+ */
+async function callerAccount(context: RouteContext, request: FastifyRequest, accountId: string): Promise<generations.CallerAccount | undefined> {
+  const account = await context.accountOf(request, accountId).catch(() => undefined);
+  if (!account?.currentPeriodStart) return undefined;
+  return { id: account.id, guest: account.kind === credits.AccountKind.ACCOUNT_KIND_GUEST, plan: account.plan, currentPeriodStart: account.currentPeriodStart };
 }

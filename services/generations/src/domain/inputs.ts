@@ -10,6 +10,7 @@ import {
   validationError,
   type PageSizeRule,
 } from "@tally/platform";
+import type { AccountView } from "./ports";
 import type { GenerationInput, InputTypeName } from "./types";
 
 /**
@@ -39,23 +40,37 @@ export interface RawGenerationInput {
 /** Raw CreateGeneration request: the fields and the caller's idempotency key. */
 export interface RawCreateGenerationInput extends RawGenerationInput {
   requestId: string;
+  /** The account as the caller read it from credits in this request, when it passes one. */
+  account?: { id: string; guest: boolean; plan: string; periodAnchor: Date | undefined };
 }
 
 /** Checked CreateGeneration request. */
 export interface CreateGenerationInput {
   requestId: string;
   generation: GenerationInput;
+  /** The caller's read of the account (then credits is not asked again); undefined: read it. */
+  account?: AccountView;
 }
 
 /**
  * Checks CreateGeneration (INV-7): the request_id first (1..CALLER_REQUEST_ID_LENGTH_MAX
- * characters, no control characters), then the fields (`parseGenerationInput`). Throws a
+ * characters, no control characters), then the fields (`parseGenerationInput`), then the
+ * caller's account when given (`account.id` the user's, a plan, a billing anchor). Throws a
  * `validation` DomainError naming the field.
  */
 export function parseCreateGenerationInput(raw: RawCreateGenerationInput, limits: InputLimits): CreateGenerationInput {
   checkRequestId(raw.requestId, CALLER_REQUEST_ID_LENGTH_MAX);
-  return { requestId: raw.requestId, generation: parseGenerationInput(raw, limits) };
+  const generation = parseGenerationInput(raw, limits);
+  if (!raw.account) return { requestId: raw.requestId, generation };
+  const { id, guest, plan, periodAnchor } = raw.account;
+  if (parseUuid(id) !== generation.userId) throw fieldError("account.id", "account.id must be the account of user_id");
+  if (!plan || plan.length > PLAN_NAME_LENGTH_MAX || hasControlCharacter(plan, "identifier")) throw fieldError("account.plan", "account.plan must name a plan");
+  if (!periodAnchor || Number.isNaN(periodAnchor.getTime())) throw fieldError("account.current_period_start", "account.current_period_start is required");
+  return { requestId: raw.requestId, generation, account: { id: generation.userId, kind: guest ? "guest" : "user", plan, periodAnchor } };
 }
+
+/** Longest plan name accepted in a caller's account, in characters. */
+const PLAN_NAME_LENGTH_MAX = 100;
 
 /**
  * Checks CreateGeneration's fields: `input_type` text|photo|address; a prompt for text, an

@@ -42,6 +42,9 @@ export function fromCreateGenerationRequest(request: generations.CreateGeneratio
     photoUrl: request.photoUrl,
     address: request.address,
     style: request.style,
+    account: request.account
+      ? { id: request.account.id, guest: request.account.guest, plan: request.account.plan, periodAnchor: request.account.currentPeriodStart }
+      : undefined,
   };
 }
 

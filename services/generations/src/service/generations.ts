@@ -90,7 +90,8 @@ export class GenerationsService {
 
   /**
    * Validates the input, then, in this order: derives the generation id from (user_id,
-   * request_id); reads the account at credits (kind, plan, billing anchor); reserves quota at
+   * request_id); reads the account at credits (kind, plan, billing anchor), unless the caller
+   * passed its own read of it in this request (`account`, the gateway does); reserves quota at
    * usage (CheckAndReserve, keyed by the generation id, for the job's price); holds the price
    * at credits (hold request id derived from the generation id, INV-3); stores the job
    * `pending`. Remote calls happen before the local transaction opens (INV-9).
@@ -114,9 +115,10 @@ export class GenerationsService {
    * or usage is down.
    */
   async create(raw: RawCreateGenerationInput): Promise<Generation> {
-    const { requestId, generation: input } = parseCreateGenerationInput(raw, this.options.inputLimits);
+    const { requestId, generation: input, account: callerAccount } = parseCreateGenerationInput(raw, this.options.inputLimits);
     const generationId = deterministicUuid("generation", input.userId, requestId);
-    const account = await this.credits.getAccount(input.userId);
+    // The gateway passes the account it read from credits in this request: one GetAccount fewer.
+    const account = callerAccount ?? (await this.credits.getAccount(input.userId));
     return this.starter.start({
       generationId,
       input,

@@ -240,6 +240,27 @@ export interface CreateGenerationRequest {
   /** Required for INPUT_TYPE_ADDRESS. */
   address: string;
   style: string;
+  /**
+   * The user's account as credits answered GetAccount within this same request (the gateway
+   * reads it for its live-account check): generations then does not read it again. Its id
+   * must equal user_id (else INVALID_ARGUMENT `validation`, field `account.id`). Unset:
+   * generations reads the account from credits itself.
+   */
+  account?: CallerAccount | undefined;
+}
+
+/**
+ * An account as the caller read it from credits GetAccount: what a create needs to reserve
+ * quota and price the job.
+ */
+export interface CallerAccount {
+  id: string;
+  /** True for a guest's account (ACCOUNT_KIND_GUEST at credits). */
+  guest: boolean;
+  /** The plan's name in the plans file. */
+  plan: string;
+  /** The billing anchor (credits' current_period_start); required. */
+  currentPeriodStart?: Date | undefined;
 }
 
 export interface CreateGenerationResponse {
@@ -1056,7 +1077,16 @@ export const Settlement: MessageFns<Settlement> = {
 };
 
 function createBaseCreateGenerationRequest(): CreateGenerationRequest {
-  return { requestId: "", userId: "", inputType: 0, prompt: "", photoUrl: "", address: "", style: "" };
+  return {
+    requestId: "",
+    userId: "",
+    inputType: 0,
+    prompt: "",
+    photoUrl: "",
+    address: "",
+    style: "",
+    account: undefined,
+  };
 }
 
 export const CreateGenerationRequest: MessageFns<CreateGenerationRequest> = {
@@ -1081,6 +1111,9 @@ export const CreateGenerationRequest: MessageFns<CreateGenerationRequest> = {
     }
     if (message.style !== "") {
       writer.uint32(58).string(message.style);
+    }
+    if (message.account !== undefined) {
+      CallerAccount.encode(message.account, writer.uint32(66).fork()).join();
     }
     return writer;
   },
@@ -1154,6 +1187,14 @@ export const CreateGenerationRequest: MessageFns<CreateGenerationRequest> = {
             message.style = reader.string();
             continue;
           }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.account = CallerAccount.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1191,6 +1232,7 @@ export const CreateGenerationRequest: MessageFns<CreateGenerationRequest> = {
         : "",
       address: isSet(object.address) ? globalThis.String(object.address) : "",
       style: isSet(object.style) ? globalThis.String(object.style) : "",
+      account: isSet(object.account) ? CallerAccount.fromJSON(object.account) : undefined,
     };
   },
 
@@ -1217,6 +1259,9 @@ export const CreateGenerationRequest: MessageFns<CreateGenerationRequest> = {
     if (message.style !== "") {
       obj.style = message.style;
     }
+    if (message.account !== undefined) {
+      obj.account = CallerAccount.toJSON(message.account);
+    }
     return obj;
   },
 
@@ -1232,6 +1277,130 @@ export const CreateGenerationRequest: MessageFns<CreateGenerationRequest> = {
     message.photoUrl = object.photoUrl ?? "";
     message.address = object.address ?? "";
     message.style = object.style ?? "";
+    message.account = (object.account !== undefined && object.account !== null)
+      ? CallerAccount.fromPartial(object.account)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseCallerAccount(): CallerAccount {
+  return { id: "", guest: false, plan: "", currentPeriodStart: undefined };
+}
+
+export const CallerAccount: MessageFns<CallerAccount> = {
+  encode(message: CallerAccount, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.id !== "") {
+      writer.uint32(10).string(message.id);
+    }
+    if (message.guest !== false) {
+      writer.uint32(16).bool(message.guest);
+    }
+    if (message.plan !== "") {
+      writer.uint32(26).string(message.plan);
+    }
+    if (message.currentPeriodStart !== undefined) {
+      Timestamp.encode(toTimestamp(message.currentPeriodStart), writer.uint32(34).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CallerAccount {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCallerAccount();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.id = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.guest = reader.bool();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.plan = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.currentPeriodStart = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CallerAccount {
+    return {
+      id: isSet(object.id) ? globalThis.String(object.id) : "",
+      guest: isSet(object.guest) ? globalThis.Boolean(object.guest) : false,
+      plan: isSet(object.plan) ? globalThis.String(object.plan) : "",
+      currentPeriodStart: isSet(object.currentPeriodStart)
+        ? fromJsonTimestamp(object.currentPeriodStart)
+        : isSet(object.current_period_start)
+        ? fromJsonTimestamp(object.current_period_start)
+        : undefined,
+    };
+  },
+
+  toJSON(message: CallerAccount): unknown {
+    const obj: any = {};
+    if (message.id !== "") {
+      obj.id = message.id;
+    }
+    if (message.guest !== false) {
+      obj.guest = message.guest;
+    }
+    if (message.plan !== "") {
+      obj.plan = message.plan;
+    }
+    if (message.currentPeriodStart !== undefined) {
+      obj.currentPeriodStart = message.currentPeriodStart.toISOString();
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<CallerAccount>, I>>(base?: I): CallerAccount {
+    return CallerAccount.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<CallerAccount>, I>>(object: I): CallerAccount {
+    const message = createBaseCallerAccount();
+    message.id = object.id ?? "";
+    message.guest = object.guest ?? false;
+    message.plan = object.plan ?? "";
+    message.currentPeriodStart = object.currentPeriodStart ?? undefined;
     return message;
   },
 };
