@@ -19,6 +19,7 @@ import {
 import { usageMigrations } from "./adapter/migrations";
 import { createUsageUnitOfWork } from "./adapter/unit-of-work";
 import { RESERVATION_TTL_MS_DEFAULT, type UsageConfig } from "./config";
+import { UsageSummaryService } from "./service/usage-summary";
 import { usageGrpcService } from "./grpc/handlers";
 import type { Clock } from "./domain/types";
 import { GenerationEventConsumer, type GenerationEventConsumerConfig } from "./runners/generation-event-consumer";
@@ -59,6 +60,8 @@ export interface UsageServices {
   adoption: AdoptionService;
   /** The usage log's monthly partitions (the partition runner's work). */
   partitions: UsageLogPartitionService;
+  /** GetUsageSummary: everything GET /v1/usage/summary shows, in one statement. */
+  summary: UsageSummaryService;
   plans: PlanCatalog;
 }
 
@@ -85,6 +88,7 @@ export function buildUsageServices(orm: Orm, options: UsageOptions = {}): UsageS
     quota,
     adoption: new AdoptionService(uow, clock),
     partitions: new UsageLogPartitionService(uow, clock),
+    summary: new UsageSummaryService(uow, quota, clock),
     plans,
   };
 }

@@ -21,7 +21,7 @@ import type { UsageLogCursor } from "../domain/usage-log-cursor";
  * INSERTed (INV-8; triggers reject UPDATE, DELETE and TRUNCATE). PostgreSQL int8 arrives as a string and becomes a bigint.
  */
 
-const USAGE_LOG_COLUMNS = `id, event_id, user_id, generation_id, outcome, billable, input_type, provider, credit_type,
+export const USAGE_LOG_COLUMNS = `id, event_id, user_id, generation_id, outcome, billable, input_type, provider, credit_type,
   credits, cost_micros, processing_time_ms, error_message, error_code, occurred_at, recorded_at, plan, plan_limits,
   period_start, period_end, billing_classification, billing_reason, parent_generation_id, output_bytes, subject_kind`;
 
@@ -145,7 +145,7 @@ export class SqlUsageLogStore implements UsageLogStore {
   }
 }
 
-interface UsageLogRow {
+export interface UsageLogRow {
   id: string;
   event_id: string;
   user_id: string;
@@ -173,7 +173,7 @@ interface UsageLogRow {
   subject_kind: SubjectKind | null;
 }
 
-function usageLogEntryFromRow(row: UsageLogRow): UsageLogEntry {
+export function usageLogEntryFromRow(row: UsageLogRow): UsageLogEntry {
   return {
     id: row.id,
     eventId: row.event_id,
