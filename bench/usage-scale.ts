@@ -211,7 +211,8 @@ export async function runUsageScale(options: UsageScaleOptions): Promise<UsageSc
   const service = spawnService("usage", "services/usage/main.ts", {
     DATABASE_URL: database.url, GRPC_PORT: String(port), GRPC_HOST: "127.0.0.1", LOG_LEVEL: "warn", DATABASE_POOL_MAX: "10",
     NATS_URL: nats.url, NATS_STREAM: nats.stream, NATS_USAGE_STREAM: `${nats.stream}_OUT`, NATS_SUBJECT_PREFIX: nats.prefix, NATS_CONSUMER: `bench-usage-${suffix}`,
-    CONSUMER_BATCH_SIZE: "500", DATABASE_STATEMENT_TIMEOUT_MS: "600000",
+    // The consumer as ops run it: CONSUMER_BATCH_SIZE and the rest at their defaults.
+    DATABASE_STATEMENT_TIMEOUT_MS: "600000",
   });
   const db = new pg.Client({ connectionString: database.url });
   let client: UsageClient | undefined;
