@@ -8,6 +8,28 @@ export const subjectUuidSql = (n: string) => `('00000000-0000-4000-a000-' || lpa
 export const subjectUuid = (n: number) => `00000000-0000-4000-a000-${n.toString(16).padStart(12, "0")}`;
 
 /**
+ * Seeded subject `n` as credits would name it now: kind; plan by the seed's rule for its newest
+ * entries, except that `business` (not in the built-in plans) is `pro`; billing anchor the 1st
+ * of the month 24 months before `end`.
+ */
+export function seededSubject(n: number, end: Date): { id: string; kind: "user" | "guest"; plan: string; periodAnchor: Date } {
+  const guest = n % 5 === 0;
+  const plan = guest ? "guest" : n % 7 === 1 || n % 10 >= 6 ? "pro" : "free";
+  return { id: subjectUuid(n), kind: guest ? "guest" : "user", plan, periodAnchor: anchorOf(end) };
+}
+
+const anchorOf = (end: Date) => new Date(Date.UTC(end.getUTCFullYear() - 2, end.getUTCMonth(), 1));
+
+/** The `subjects` rows of every seeded subject, as usage stores them once each has reserved quota (`seededSubject`). */
+export function subjectsSql(subjects: number, end: Date): string {
+  return `INSERT INTO subjects (id, kind, plan, period_anchor)
+   SELECT ${subjectUuidSql("s")}, CASE WHEN s % 5 = 0 THEN 'guest' ELSE 'user' END,
+          CASE WHEN s % 5 = 0 THEN 'guest' WHEN s % 7 = 1 OR s % 10 >= 6 THEN 'pro' ELSE 'free' END,
+          timestamptz '${anchorOf(end).toISOString()}'
+     FROM generate_series(0, ${subjects - 1}) s`;
+}
+
+/**
  * INSERT … SELECT of entries [lo, hi) of `total`, over 24 months ending at `end`. Per entry n:
  * time grows with n (as a log fills); the subject is skewed (random()^2: subject 0 busiest);
  * ids are n-derived (sequential, so the primary keys append). Guests: subject % 5 = 0.

@@ -81,6 +81,11 @@ async function requestsPerMinute(catalog: PlanCatalog, rateLimits: RateLimits, p
 export async function limitsOf(context: RouteContext, request: FastifyRequest, account: credits.Account | undefined): Promise<LimitsJson> {
   const usageClient = context.clients.usage;
   const response = await context.callFor(request)(usageClient.listLimits.bind(usageClient), { subject: subjectOf(account) });
+  return presentLimits(context, request, response);
+}
+
+/** A usage ListLimitsResponse as public JSON, plus requests_per_minute from the gateway's limiter. */
+export async function presentLimits(context: RouteContext, request: FastifyRequest, response: usage.ListLimitsResponse): Promise<LimitsJson> {
   const limits = response.limits.map(presentLimit);
   const perMinute = await requestsPerMinute(context.catalog, context.rateLimits, response.plan, request);
   if (perMinute) limits.push(perMinute);

@@ -1,9 +1,10 @@
+import assert from "node:assert";
 import { z } from "zod";
 import type { FastifyInstance, FastifyRequest } from "fastify";
 import type { ZodTypeProvider } from "fastify-type-provider-zod";
 import { principalOf } from "../auth/authenticate";
 import type { RouteContext } from "./context";
-import { limitsOf } from "./limits";
+import { presentLimits, subjectOf } from "./limits";
 import { presentStats, toJsonInteger } from "./presenters";
 import { lifetimeStatsSchema, limitSchema, periodTotalsSchema, problemResponses, userOrGuestSecurity } from "./schemas";
 import { entrySchema, presentEntry } from "./usage-history";
@@ -46,22 +47,18 @@ export function usageSummaryRoute(app: FastifyInstance, context: RouteContext): 
 
 /**
  * The usage summary of `accountId` (GET /v1/usage/summary's answer) and its credits account:
- * credits GetAccount, usage ListLimits, GetUsageTotals for the current billing period,
- * GetUserStats and the newest ListUsageLogEntries. Errors: `not_found` for an unknown account.
+ * credits GetAccount, then ONE usage call, GetUsageSummary (limits as ListLimits, the current
+ * billing period's totals, lifetime stats and the newest entries, read in one statement), plus
+ * requests_per_minute from the gateway's limiter. Errors: `not_found` for an unknown account.
  */
 export async function summaryOf(context: RouteContext, request: FastifyRequest, accountId: string) {
-  const call = context.callFor(request);
   const { clients } = context;
   const account = await context.accountOf(request, accountId);
-  const limits = await limitsOf(context, request, account);
+  const answer = await context.callFor(request)(clients.usage.getUsageSummary.bind(clients.usage), { subject: subjectOf(account), recentCount: RECENT_ENTRIES });
+  assert(answer.limits && answer.stats, "usage answered GetUsageSummary without limits or stats");
+  const limits = await presentLimits(context, request, answer.limits);
   const [start, end] = [limits.period.start, limits.period.end];
-  const [totals, stats, recent] = await Promise.all([
-    start && end
-      ? call(clients.usage.getUsageTotals.bind(clients.usage), { userId: accountId, occurredSince: new Date(start), occurredBefore: new Date(end) })
-      : undefined,
-    call(clients.usage.getUserStats.bind(clients.usage), { userId: accountId }),
-    call(clients.usage.listUsageLogEntries.bind(clients.usage), { userId: accountId, pageSize: RECENT_ENTRIES, pageToken: "" }),
-  ]);
+  const totals = answer.periodTotals;
   const summary = {
     plan: limits.plan,
     period: {
@@ -75,8 +72,8 @@ export async function summaryOf(context: RouteContext, request: FastifyRequest, 
       output_bytes: toJsonInteger(totals?.outputBytes),
     },
     limits: limits.limits,
-    lifetime: presentStats(stats.stats),
-    recent: recent.entries.map(presentEntry),
+    lifetime: presentStats(answer.stats),
+    recent: answer.recent.map(presentEntry),
   };
   return { summary, account };
 }

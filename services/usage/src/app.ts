@@ -19,6 +19,7 @@ import {
 import { usageMigrations } from "./adapter/migrations";
 import { createUsageUnitOfWork } from "./adapter/unit-of-work";
 import { RESERVATION_TTL_MS_DEFAULT, type UsageConfig } from "./config";
+import { UsageSummaryService } from "./service/usage-summary";
 import { usageGrpcService } from "./grpc/handlers";
 import type { Clock } from "./domain/types";
 import { GenerationEventConsumer, type GenerationEventConsumerConfig } from "./runners/generation-event-consumer";
@@ -59,6 +60,8 @@ export interface UsageServices {
   adoption: AdoptionService;
   /** The usage log's monthly partitions (the partition runner's work). */
   partitions: UsageLogPartitionService;
+  /** GetUsageSummary: everything GET /v1/usage/summary shows, in one statement. */
+  summary: UsageSummaryService;
   plans: PlanCatalog;
 }
 
@@ -85,6 +88,7 @@ export function buildUsageServices(orm: Orm, options: UsageOptions = {}): UsageS
     quota,
     adoption: new AdoptionService(uow, clock),
     partitions: new UsageLogPartitionService(uow, clock),
+    summary: new UsageSummaryService(uow, quota, clock),
     plans,
   };
 }
@@ -117,6 +121,11 @@ export async function startUsageService(config: UsageConfig, logger: Logger, opt
     migrations: usageMigrations,
     logger,
     limits: { poolMax: config.DATABASE_POOL_MAX, statementTimeoutMs: config.DATABASE_STATEMENT_TIMEOUT_MS },
+    // The named prepared statements (Sql.bound) keep one generic plan per connection: the usage
+    // log's monthly partitions are pruned at execution, and a statement like GetUsageSummary's
+    // (the log referenced several times) costs tens of ms to plan, which custom plans would pay
+    // on every call. Statements sent unnamed are planned per call as before.
+    sessionSettings: { plan_cache_mode: "force_generic_plan" },
   });
   const services = buildUsageServices(orm, { ...options, plans, reservationTtlMs: config.RESERVATION_TTL_MS, subjectPrefix: config.NATS_SUBJECT_PREFIX });
   const running = await startRunning(config, logger, orm, services);

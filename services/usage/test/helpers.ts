@@ -152,6 +152,8 @@ export function usageClient(port: number) {
     listLimits: (subject: usage.Subject) => callUnary(client.listLimits.bind(client), { subject }, { timeoutMs: 5_000 }),
     adoptGuest: (guestId: string, user: usage.Subject) => callUnary(client.adoptGuest.bind(client), { guestId, user }, { timeoutMs: 5_000 }),
     reconcile: () => callUnary(client.reconcile.bind(client), {}, { timeoutMs: 30_000 }),
+    getUsageTotals: (request: usage.GetUsageTotalsRequest) => callUnary(client.getUsageTotals.bind(client), request, { timeoutMs: 5_000 }),
+    getUsageSummary: (subject: usage.Subject, recentCount = 0) => callUnary(client.getUsageSummary.bind(client), { subject, recentCount }, { timeoutMs: 5_000 }),
     close: () => client.close(),
   };
 }

@@ -112,7 +112,8 @@ type AnalyticsJson = Omit<AnalyticsRow, "generations" | "failed" | "credits" | "
 /** `YYYY-MM` of a month as selected (`YYYY-MM`) or as `to_jsonb` writes a date (`YYYY-MM-DD`). */
 const monthOf = (value: string): string => value.slice(0, 7);
 
-const counts = (map: AnalyticsRow["by_input_type"]): Record<string, OutcomeCounts> =>
+/** Outcome counts by key as `usage_counts_sum` gives them (JSON numbers or strings). */
+export const counts = (map: AnalyticsRow["by_input_type"]): Record<string, OutcomeCounts> =>
   Object.fromEntries(Object.entries(map).map(([key, value]) => [key, { completed: toBigInt(String(value.completed)), failed: toBigInt(String(value.failed)) }]));
 
 function fromJson(row: AnalyticsJson): MonthlyAnalytics {

@@ -12,6 +12,7 @@ import { SqlThresholdStore, thresholdCrossedSubject } from "./threshold-store";
 import { SqlUsageCounterStore } from "./usage-counter-store";
 import { SqlUsageLogPartitionStore } from "./usage-log-partition-store";
 import { SqlUsageLogStore } from "./usage-log-store";
+import { SqlUsageSummaryStore } from "./usage-summary-store";
 import { SqlUserStatsStore } from "./user-stats-store";
 
 /**
@@ -37,6 +38,7 @@ export function createUsageUnitOfWork(orm: Orm, options: { subjectPrefix?: strin
     thresholds: new SqlThresholdStore(sql, thresholdSubject),
     partitions: new SqlUsageLogPartitionStore(sql),
     derivedTables: new SqlDerivedTablesStore(sql),
+    summaries: new SqlUsageSummaryStore(sql),
     outbox: new SqlOutboxStore(sql),
   }));
 }

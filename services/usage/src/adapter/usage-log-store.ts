@@ -1,10 +1,13 @@
 import type { PlatformFigures } from "../domain/money";
-import { toBigInt, type Sql } from "@tally/platform";
+import { toBigInt, type BoundParam, type Sql } from "@tally/platform";
+import { monthContributions } from "../domain/monthly-analytics";
 import type { UsageLogStore } from "../domain/ports";
 import { MONTHLY_ANALYTICS_ADD, MONTHLY_ANALYTICS_COLUMNS } from "./monthly-analytics-store";
 import { platformAnalyticsFromRows, platformSelect, type PlatformRow } from "./platform-rollup-store";
 import type {
   BillingClassification,
+  MonthlyAnalytics,
+  OutcomeCounts,
   DownloadDraft,
   PagedUsageLogEntry,
   SubjectKind,
@@ -21,15 +24,18 @@ import type { UsageLogCursor } from "../domain/usage-log-cursor";
  * INSERTed (INV-8; triggers reject UPDATE, DELETE and TRUNCATE). PostgreSQL int8 arrives as a string and becomes a bigint.
  */
 
-const USAGE_LOG_COLUMNS = `id, event_id, user_id, generation_id, outcome, billable, input_type, provider, credit_type,
+export const USAGE_LOG_COLUMNS = `id, event_id, user_id, generation_id, outcome, billable, input_type, provider, credit_type,
   credits, cost_micros, processing_time_ms, error_message, error_code, occurred_at, recorded_at, plan, plan_limits,
   period_start, period_end, billing_classification, billing_reason, parent_generation_id, output_bytes, subject_kind`;
 
 /*
- * A batch's entries in ONE statement: appended from arrays (bind parameters), and the rows the
- * INSERT returns (the log's row type) moved into the monthly analytics (`usage_month_contribution`,
- * summed per subject and month, in key order, INV-9) and the platform rollups
- * (`usage_rollups_add_entries`), so the derived rows move with the log and nothing is read back (INV-6).
+ * A batch's entries in ONE statement: appended from arrays (bind parameters $1..$24); the monthly
+ * analytics moved by the batch's contributions summed per subject and month in memory
+ * (`monthContributions`, the same sums as `usage_month_contribution` over the entries; $25..$36),
+ * upserted in key order (INV-9); and the rows the INSERT returns (the log's row type) moved into
+ * the platform rollups (`usage_rollups_add_entries`), so the derived rows move with the log and
+ * nothing is read back (INV-6). The plans of a month arrive as JSON arrays and are sorted here
+ * as PostgreSQL sorts them (what `usage_plans_sum` stores).
  */
 const APPEND_MANY = {
   name: "usage_log_append_many",
@@ -43,11 +49,11 @@ const APPEND_MANY = {
     RETURNING u
   ), m AS (
     INSERT INTO monthly_analytics AS m (${MONTHLY_ANALYTICS_COLUMNS})
-    SELECT c.subject_id, c.month, sum(c.generations), sum(c.failed), sum(c.credits), sum(c.cost_micros), sum(c.processing_ms),
-           sum(c.output_bytes), usage_counts_sum(c.by_input_type), usage_counts_sum(c.by_provider),
-           usage_counts_sum(c.by_classification), usage_plans_sum(c.plans)
-      FROM e CROSS JOIN LATERAL usage_month_contribution(e.u) c
-     GROUP BY c.subject_id, c.month
+    SELECT c.subject_id, c.month, c.generations, c.failed, c.credits, c.cost_micros, c.processing_ms, c.output_bytes,
+           c.by_input_type, c.by_provider, c.by_classification, ARRAY(SELECT p FROM jsonb_array_elements_text(c.plans) p ORDER BY p)
+      FROM unnest($25::uuid[], $26::date[], $27::bigint[], $28::bigint[], $29::bigint[], $30::bigint[], $31::bigint[], $32::bigint[],
+                  $33::jsonb[], $34::jsonb[], $35::jsonb[], $36::jsonb[])
+           AS c (subject_id, month, generations, failed, credits, cost_micros, processing_ms, output_bytes, by_input_type, by_provider, by_classification, plans)
      ORDER BY c.subject_id, c.month
     ON CONFLICT (subject_id, month) DO UPDATE SET ${MONTHLY_ANALYTICS_ADD}
   )
@@ -66,6 +72,18 @@ const APPEND_CANCELLATIONS = {
          SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::timestamptz[])`,
 };
 
+/** Monthly contributions as the bind parameters $25..$36 of APPEND_MANY (counts as JSON of integers). */
+function monthColumns(months: readonly MonthlyAnalytics[]): BoundParam[] {
+  const counts = (map: Record<string, OutcomeCounts>) =>
+    JSON.stringify(Object.fromEntries(Object.entries(map).map(([key, c]) => [key, { completed: Number(c.completed), failed: Number(c.failed) }])));
+  const column = <T>(pick: (m: MonthlyAnalytics) => T) => months.map(pick);
+  return [
+    column((m) => m.subjectId), column((m) => `${m.month}-01`), column((m) => m.generations), column((m) => m.failed), column((m) => m.credits),
+    column((m) => m.costMicros), column((m) => m.processingMs), column((m) => m.outputBytes), column((m) => counts(m.byInputType)),
+    column((m) => counts(m.byProvider)), column((m) => counts(m.byClassification)), column((m) => JSON.stringify(m.plans)),
+  ] as BoundParam[];
+}
+
 export class SqlUsageLogStore implements UsageLogStore {
   constructor(private readonly sql: Sql) {}
 
@@ -79,6 +97,7 @@ export class SqlUsageLogStore implements UsageLogStore {
       column((_, s) => s.plan), column((_, s) => (s.planLimits === null ? null : JSON.stringify(s.planLimits))), column((_, s) => s.period?.start ?? null),
       column((_, s) => s.period?.end ?? null), column((d) => d.billingClassification), column((d) => d.billingReason), column((d) => d.parentGenerationId),
       column((d) => d.outputBytes), column((_, s) => s.subjectKind),
+      ...monthColumns(monthContributions(entries.map((e) => ({ ...e.draft, plan: e.snapshot.plan })))),
     ]);
   }
 
@@ -145,7 +164,7 @@ export class SqlUsageLogStore implements UsageLogStore {
   }
 }
 
-interface UsageLogRow {
+export interface UsageLogRow {
   id: string;
   event_id: string;
   user_id: string;
@@ -173,7 +192,7 @@ interface UsageLogRow {
   subject_kind: SubjectKind | null;
 }
 
-function usageLogEntryFromRow(row: UsageLogRow): UsageLogEntry {
+export function usageLogEntryFromRow(row: UsageLogRow): UsageLogEntry {
   return {
     id: row.id,
     eventId: row.event_id,

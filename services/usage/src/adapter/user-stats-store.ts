@@ -102,9 +102,9 @@ const ADD_DOWNLOADS = {
          ON CONFLICT (user_id) DO UPDATE SET total_downloaded = s.total_downloaded + excluded.total_downloaded, updated_at = now()`,
 };
 
-const USER_STATS_COLUMNS = "user_id, total_generations, total_failed, total_cost_micros, total_credits_spent, last_activity_at, total_downloaded";
+export const USER_STATS_COLUMNS = "user_id, total_generations, total_failed, total_cost_micros, total_credits_spent, last_activity_at, total_downloaded";
 
-interface UserStatsRow {
+export interface UserStatsRow {
   user_id: string;
   total_generations: string;
   total_failed: string;
@@ -123,7 +123,7 @@ interface BesideRow {
   [column: string]: string | Date | boolean | null;
 }
 
-function userStatsFromRow(row: UserStatsRow): UserStats {
+export function userStatsFromRow(row: UserStatsRow): UserStats {
   return {
     userId: row.user_id,
     totalGenerations: toBigInt(row.total_generations),

@@ -28,6 +28,7 @@ import type {
   UserStats,
   UserStatsDelta,
 } from "./types";
+import type { UsageSummaryRead } from "./usage-summary";
 
 /*
  * The stores the usage rules need, in domain terms. The adapter implements them in SQL
@@ -236,6 +237,17 @@ export interface ThresholdStore {
   record(crossing: ThresholdCrossing): Promise<boolean>;
 }
 
+/** A subject's usage summary, read in one statement (GetUsageSummary). */
+export interface UsageSummaryStore {
+  /**
+   * In ONE statement (one snapshot): the stored subject (null when usage does not know it), its
+   * counters in `period` and `day` (a window without a counter row counted from the log as the
+   * row would be created, nothing written), its stats (zeros without a row) and lifetime
+   * detail, the totals of its entries in `period`, and its `recent` newest entries.
+   */
+  read(subjectId: string, period: Window, day: Window, recent: number): Promise<UsageSummaryRead>;
+}
+
 /** Monthly analytics per subject and UTC month, derived from the usage log (INV-6). */
 export interface MonthlyAnalyticsStore {
   /**
@@ -307,6 +319,7 @@ export interface UsageStores {
   thresholds: ThresholdStore;
   partitions: UsageLogPartitionStore;
   derivedTables: DerivedTablesStore;
+  summaries: UsageSummaryStore;
   /** Events waiting for the outbox relay (platform OutboxStore on `outbox`). */
   outbox: OutboxStore;
 }

@@ -13,7 +13,8 @@ import type { AdoptionService } from "../service/adoption";
 import type { QuotaService } from "../service/quota";
 import type { StatsService } from "../service/stats";
 import type { UsageLogService } from "../service/usage-log";
-import { fromSubjectMessage, toListLimitsResponse, toListUsageLogEntriesResponse, toMonthlyAnalyticsMessage, toPlatformAnalyticsResponse, toReconcileResponse, toReservationMessage, toUserStatsMessage } from "./mapping";
+import type { UsageSummaryService } from "../service/usage-summary";
+import { fromSubjectMessage, toListLimitsResponse, toListUsageLogEntriesResponse, toMonthlyAnalyticsMessage, toPlatformAnalyticsResponse, toReconcileResponse, toReservationMessage, toUsageSummaryResponse, toUserStatsMessage } from "./mapping";
 
 /** Fully qualified name of the service, as health and reflection report it. */
 export const USAGE_SERVICE_NAME = "tally.usage.v1.UsageService";
@@ -24,6 +25,7 @@ export interface UsageHandlerServices {
   usageLog: UsageLogService;
   quota: QuotaService;
   adoption: AdoptionService;
+  summary: UsageSummaryService;
   /** The plan catalogue requests' plans are checked against. */
   plans: PlanCatalog;
 }
@@ -79,6 +81,15 @@ export function usageHandlers(services: UsageHandlerServices, logger: Logger, me
     /** GetMonthlyAnalytics(subject_id, months) → the last months, newest first (StatsService.monthlyAnalytics). Errors: `validation`. */
     async getMonthlyAnalytics(request) {
       return { months: (await services.stats.monthlyAnalytics(request.subjectId, request.months)).map(toMonthlyAnalyticsMessage) };
+    },
+    /**
+     * GetUsageSummary(subject, recent_count 0..100, 0 → 10) → limits (as ListLimits), the current
+     * period's totals, lifetime stats and the newest entries, read in one statement
+     * (UsageSummaryService.summary; INV-6). Errors: `validation` (subject, recent_count).
+     */
+    async getUsageSummary(request) {
+      const input = parseListLimitsInput({ subject: fromSubjectMessage(request.subject) }, services.plans);
+      return toUsageSummaryResponse(await services.summary.summary(input, request.recentCount));
     },
     /** AdoptGuest(guest_id, user) → generations moved (0 on a retry). Errors: `validation`. */
     async adoptGuest(request) {

@@ -1,6 +1,7 @@
 import { usage } from "@tally/contracts";
 import type { RawSubject } from "../domain/inputs";
 import type { UsageReconciliation } from "../domain/reconciliation";
+import type { UsageSummary } from "../domain/usage-summary";
 import type { LifetimeStats, LimitsReport, MonthlyAnalytics, OutcomeCounts, PlatformAnalytics, Reservation, ReservationStatus, UsageLogEntry, UsageLogPage, UserStats } from "../domain/types";
 
 /** Proto ⇄ domain for the UsageService: requests to plain values, answers to messages. Absent values become proto defaults ("" or unset). */
@@ -145,3 +146,14 @@ export const toReconcileResponse = (r: UsageReconciliation): usage.ReconcileResp
   differencesTotal: BigInt(r.differencesTotal),
   differences: r.differences.map((d) => ({ check: d.check, subjectId: d.subjectId, key: d.key, expected: d.expected, actual: d.actual })),
 });
+
+/** A usage summary (UsageSummaryService.summary) as GetUsageSummaryResponse. */
+export function toUsageSummaryResponse(summary: UsageSummary): usage.GetUsageSummaryResponse {
+  const t = summary.totals;
+  return {
+    limits: toListLimitsResponse(summary.limits),
+    periodTotals: { generations: t.generations, failed: t.failed, credits: t.credits, costMicros: t.costMicros, processingTimeMs: t.processingMs, outputBytes: t.outputBytes },
+    stats: toUserStatsMessage(summary.stats),
+    recent: summary.recent.map(toUsageLogEntryMessage),
+  };
+}

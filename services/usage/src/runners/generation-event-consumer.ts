@@ -63,6 +63,14 @@ interface Decoded {
   span: Span;
 }
 
+/** A pulled message decoded on arrival: its event, or (`decoded` null) the error that stopped it. */
+interface Prepared {
+  msg: JsMsg;
+  span: Span;
+  decoded: { event: UsageEvent; eventId: string } | null;
+  error: unknown;
+}
+
 /**
  * Consumes generation events from JetStream into the usage log (INV-5, the consumer's half).
  *
@@ -136,69 +144,84 @@ export class GenerationEventConsumer {
   }
 
   /**
-   * One pass: one pull request of up to `batchSize` messages, handled in chunks: whatever has
-   * arrived when the previous chunk was handed over (never waiting for the request to fill up)
-   * is recorded in one transaction, up to `chunksInFlight` chunks at once (concurrent chunks
-   * lock their rows in one order, INV-9; a deadlock is transient: nak'ed, retried). The pass
-   * ends when its chunks have. More may be waiting: always true.
+   * One pass: one pull request of up to `batchSize` messages, handled in chunks. Each message is
+   * decoded as it arrives (while the previous chunk records, so decoding costs the pass no time);
+   * whatever has gathered when the previous chunk ends (never waiting for the request to fill up)
+   * is handed over as the next chunk, recorded in one transaction, up to `chunksInFlight` chunks
+   * at once (1: one after the other, in arrival order; concurrent chunks lock their rows in one
+   * order, INV-9; a deadlock is transient: nak'ed, retried). Once stopping, what has gathered and
+   * not started is nak'ed. The pass ends when its chunks have. More may be waiting: always true.
    */
   private async pullOnce(): Promise<boolean> {
     const { batchSize, fetchExpiresMs, chunksInFlight } = this.deps.config;
     const inFlight = new Set<Promise<void>>();
-    // A chunk is recorded while the next one gathers; at most `chunksInFlight` at once.
-    const record = async (chunk: JsMsg[]) => {
-      // handleChunk settles every message itself; anything else escaping it is a bug: logged, and
-      // the chunk's messages come back after ack_wait.
+    let gathered: Prepared[] = [];
+    const handOver = () => {
+      if (this.stopping) {
+        // Pulled, not started: given back (the delay keeps it out of this pull; another replica or the next start takes it).
+        for (const p of gathered.splice(0)) {
+          p.msg.nak(fetchExpiresMs);
+          p.span.end();
+        }
+        return;
+      }
+      if (gathered.length === 0 || inFlight.size >= Math.max(1, chunksInFlight)) return;
+      const chunk = gathered;
+      gathered = [];
+      // handleChunk settles each message; anything escaping it is a bug: logged, messages back after ack_wait. Its end hands over the next.
       const handled: Promise<void> = this.handleChunk(chunk)
         .catch((error: unknown) => this.logger.error({ err: error, messages: chunk.length }, "chunk not handled, its messages come back after ack_wait"))
-        .finally(() => inFlight.delete(handled));
+        .finally(() => {
+          inFlight.delete(handled);
+          handOver();
+        });
       inFlight.add(handled);
-      if (inFlight.size >= Math.max(1, chunksInFlight)) await Promise.race(inFlight);
     };
     try {
       // The pull request is left to finish (batch full or expired) rather than closed early: a
       // closed subscription would leave the server delivering into an inbox nobody reads, and
       // those messages would wait out ack_wait.
       const batch = await this.consumer.fetch({ max_messages: batchSize, expires: fetchExpiresMs });
-      let chunk: JsMsg[] = [];
       for await (const msg of batch) {
         if (this.stopping) {
-          // Pulled but not started: give it back. The delay keeps it from bouncing into this
-          // same pull request before it ends; another replica or the next start takes it.
           msg.nak(fetchExpiresMs);
           continue;
         }
-        chunk.push(msg);
-        if (batch.getPending() > 0) continue;
-        await record(chunk);
-        chunk = [];
+        gathered.push(this.prepare(msg));
+        if (batch.getPending() === 0) handOver();
       }
-      if (chunk.length > 0) await record(chunk);
     } catch (error) {
       if (this.stopping) return false;
       throw error;
     } finally {
       // The pass ends with its chunks: each committed and acked, or nak'ed.
-      await Promise.allSettled(inFlight);
+      for (handOver(); inFlight.size > 0 || gathered.length > 0; handOver()) await Promise.race(inFlight);
     }
     return true;
   }
 
+  /** A pulled message in its CONSUMER span (continuing the producer's trace), decoded, or with why it could not be. */
+  private prepare(msg: JsMsg): Prepared {
+    const span = this.startSpan(msg);
+    try {
+      return { msg, span, decoded: this.decode(msg), error: undefined };
+    } catch (error) {
+      return { msg, span, decoded: null, error };
+    }
+  }
+
   /**
-   * Handles a chunk of messages, each in a CONSUMER span continuing the producer's trace:
-   * poison is dead-lettered alone; the rest is recorded in one transaction and acked after the
+   * Handles a chunk of prepared messages: poison (a message that does not decode) is
+   * dead-lettered alone; the rest is recorded in one transaction and acked after the
    * commit. When that transaction fails for a permanent reason (one event PostgreSQL refuses),
    * the chunk is recorded again one event per transaction, so the bad one is isolated and the
    * rest commit; a transient failure naks the whole chunk (it all comes back).
    */
-  private async handleChunk(msgs: JsMsg[]): Promise<void> {
+  private async handleChunk(chunk: Prepared[]): Promise<void> {
     const decoded: Decoded[] = [];
-    for (const msg of msgs) {
-      const span = this.startSpan(msg);
-      try {
-        const { event, eventId } = this.decode(msg);
-        decoded.push({ msg, event, eventId, span });
-      } catch (error) {
+    for (const { msg, span, decoded: ok, error } of chunk) {
+      if (ok) decoded.push({ msg, event: ok.event, eventId: ok.eventId, span });
+      else {
         if (error instanceof DomainError) await this.deadLetter(msg, error.message);
         else this.retryLater(msg, {}, error);
         span.end();

@@ -11,6 +11,7 @@ import { Migration20261129000001 } from "./Migration20261129000001";
 import { Migration20261130000001 } from "./Migration20261130000001";
 import { Migration20261201000001 } from "./Migration20261201000001";
 import { Migration20261205000001 } from "./Migration20261205000001";
+import { Migration20261206000001 } from "./Migration20261206000001";
 import { Migration20261206000005 } from "./Migration20261206000005";
 
 /** The usage service's migrations, in order. */
@@ -27,5 +28,6 @@ export const usageMigrations: MigrationEntry[] = [
   { name: "Migration20261130000001", class: Migration20261130000001 },
   { name: "Migration20261201000001", class: Migration20261201000001 },
   { name: "Migration20261205000001", class: Migration20261205000001 },
+  { name: "Migration20261206000001", class: Migration20261206000001 },
   { name: "Migration20261206000005", class: Migration20261206000005 },
 ];

@@ -502,6 +502,31 @@ export interface ReconcileResponse {
   differences: ReconciliationDifference[];
 }
 
+export interface GetUsageSummaryRequest {
+  subject?:
+    | Subject
+    | undefined;
+  /** How many of the newest usage log entries to answer: 1..100, 0 = 10. */
+  recentCount: number;
+}
+
+export interface GetUsageSummaryResponse {
+  /** As ListLimits answers them. */
+  limits?:
+    | ListLimitsResponse
+    | undefined;
+  /** Totals of the subject's usage log entries in [limits.period_start, limits.period_end). */
+  periodTotals?:
+    | GetUsageTotalsResponse
+    | undefined;
+  /** As GetUserStats answers them. */
+  stats?:
+    | UserStats
+    | undefined;
+  /** The newest usage log entries, newest first. */
+  recent: UsageLogEntry[];
+}
+
 function createBaseSubject(): Subject {
   return { id: "", kind: 0, plan: "", periodAnchor: undefined };
 }
@@ -6070,6 +6095,224 @@ export const ReconcileResponse: MessageFns<ReconcileResponse> = {
   },
 };
 
+function createBaseGetUsageSummaryRequest(): GetUsageSummaryRequest {
+  return { subject: undefined, recentCount: 0 };
+}
+
+export const GetUsageSummaryRequest: MessageFns<GetUsageSummaryRequest> = {
+  encode(message: GetUsageSummaryRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.subject !== undefined) {
+      Subject.encode(message.subject, writer.uint32(10).fork()).join();
+    }
+    if (message.recentCount !== 0) {
+      writer.uint32(16).int32(message.recentCount);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetUsageSummaryRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetUsageSummaryRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.subject = Subject.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.recentCount = reader.int32();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetUsageSummaryRequest {
+    return {
+      subject: isSet(object.subject) ? Subject.fromJSON(object.subject) : undefined,
+      recentCount: isSet(object.recentCount)
+        ? globalThis.Number(object.recentCount)
+        : isSet(object.recent_count)
+        ? globalThis.Number(object.recent_count)
+        : 0,
+    };
+  },
+
+  toJSON(message: GetUsageSummaryRequest): unknown {
+    const obj: any = {};
+    if (message.subject !== undefined) {
+      obj.subject = Subject.toJSON(message.subject);
+    }
+    if (message.recentCount !== 0) {
+      obj.recentCount = Math.round(message.recentCount);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<GetUsageSummaryRequest>, I>>(base?: I): GetUsageSummaryRequest {
+    return GetUsageSummaryRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GetUsageSummaryRequest>, I>>(object: I): GetUsageSummaryRequest {
+    const message = createBaseGetUsageSummaryRequest();
+    message.subject = (object.subject !== undefined && object.subject !== null)
+      ? Subject.fromPartial(object.subject)
+      : undefined;
+    message.recentCount = object.recentCount ?? 0;
+    return message;
+  },
+};
+
+function createBaseGetUsageSummaryResponse(): GetUsageSummaryResponse {
+  return { limits: undefined, periodTotals: undefined, stats: undefined, recent: [] };
+}
+
+export const GetUsageSummaryResponse: MessageFns<GetUsageSummaryResponse> = {
+  encode(message: GetUsageSummaryResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.limits !== undefined) {
+      ListLimitsResponse.encode(message.limits, writer.uint32(10).fork()).join();
+    }
+    if (message.periodTotals !== undefined) {
+      GetUsageTotalsResponse.encode(message.periodTotals, writer.uint32(18).fork()).join();
+    }
+    if (message.stats !== undefined) {
+      UserStats.encode(message.stats, writer.uint32(26).fork()).join();
+    }
+    for (const v of message.recent) {
+      UsageLogEntry.encode(v!, writer.uint32(34).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): GetUsageSummaryResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseGetUsageSummaryResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.limits = ListLimitsResponse.decode(reader, reader.uint32());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.periodTotals = GetUsageTotalsResponse.decode(reader, reader.uint32());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.stats = UserStats.decode(reader, reader.uint32());
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.recent.push(UsageLogEntry.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): GetUsageSummaryResponse {
+    return {
+      limits: isSet(object.limits) ? ListLimitsResponse.fromJSON(object.limits) : undefined,
+      periodTotals: isSet(object.periodTotals)
+        ? GetUsageTotalsResponse.fromJSON(object.periodTotals)
+        : isSet(object.period_totals)
+        ? GetUsageTotalsResponse.fromJSON(object.period_totals)
+        : undefined,
+      stats: isSet(object.stats) ? UserStats.fromJSON(object.stats) : undefined,
+      recent: globalThis.Array.isArray(object?.recent) ? object.recent.map((e: any) => UsageLogEntry.fromJSON(e)) : [],
+    };
+  },
+
+  toJSON(message: GetUsageSummaryResponse): unknown {
+    const obj: any = {};
+    if (message.limits !== undefined) {
+      obj.limits = ListLimitsResponse.toJSON(message.limits);
+    }
+    if (message.periodTotals !== undefined) {
+      obj.periodTotals = GetUsageTotalsResponse.toJSON(message.periodTotals);
+    }
+    if (message.stats !== undefined) {
+      obj.stats = UserStats.toJSON(message.stats);
+    }
+    if (message.recent?.length) {
+      obj.recent = message.recent.map((e) => UsageLogEntry.toJSON(e));
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<GetUsageSummaryResponse>, I>>(base?: I): GetUsageSummaryResponse {
+    return GetUsageSummaryResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<GetUsageSummaryResponse>, I>>(object: I): GetUsageSummaryResponse {
+    const message = createBaseGetUsageSummaryResponse();
+    message.limits = (object.limits !== undefined && object.limits !== null)
+      ? ListLimitsResponse.fromPartial(object.limits)
+      : undefined;
+    message.periodTotals = (object.periodTotals !== undefined && object.periodTotals !== null)
+      ? GetUsageTotalsResponse.fromPartial(object.periodTotals)
+      : undefined;
+    message.stats = (object.stats !== undefined && object.stats !== null)
+      ? UserStats.fromPartial(object.stats)
+      : undefined;
+    message.recent = object.recent?.map((e) => UsageLogEntry.fromPartial(e)) || [];
+    return message;
+  },
+};
+
 /**
  * UsageService owns the usage log (immutable facts of completed and failed generations) and
  * the aggregates derived from it, starting with lifetime user stats.
@@ -6222,6 +6465,25 @@ export const UsageServiceService = {
     responseSerialize: (value: ReconcileResponse): Buffer => Buffer.from(ReconcileResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): ReconcileResponse => ReconcileResponse.decode(value),
   },
+  /**
+   * The subject's usage summary in one call, read in one SQL statement (one snapshot): its plan,
+   * the current billing period with the totals of its usage log entries in it, its limits as
+   * ListLimits reports them, its lifetime stats as GetUserStats, and its `recent_count` (1..100,
+   * 0 = 10) newest usage log entries. Stores the subject like ListLimits when usage does not know
+   * it yet or it changed (plan, billing anchor). Errors: INVALID_ARGUMENT `validation` (subject,
+   * recent_count).
+   */
+  getUsageSummary: {
+    path: "/tally.usage.v1.UsageService/GetUsageSummary" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: GetUsageSummaryRequest): Buffer =>
+      Buffer.from(GetUsageSummaryRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): GetUsageSummaryRequest => GetUsageSummaryRequest.decode(value),
+    responseSerialize: (value: GetUsageSummaryResponse): Buffer =>
+      Buffer.from(GetUsageSummaryResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): GetUsageSummaryResponse => GetUsageSummaryResponse.decode(value),
+  },
 } as const;
 
 export interface UsageServiceServer extends UntypedServiceImplementation {
@@ -6278,6 +6540,15 @@ export interface UsageServiceServer extends UntypedServiceImplementation {
    * figures differ and the first 100 (user stats, then counters, then analytics). Read only.
    */
   reconcile: handleUnaryCall<ReconcileRequest, ReconcileResponse>;
+  /**
+   * The subject's usage summary in one call, read in one SQL statement (one snapshot): its plan,
+   * the current billing period with the totals of its usage log entries in it, its limits as
+   * ListLimits reports them, its lifetime stats as GetUserStats, and its `recent_count` (1..100,
+   * 0 = 10) newest usage log entries. Stores the subject like ListLimits when usage does not know
+   * it yet or it changed (plan, billing anchor). Errors: INVALID_ARGUMENT `validation` (subject,
+   * recent_count).
+   */
+  getUsageSummary: handleUnaryCall<GetUsageSummaryRequest, GetUsageSummaryResponse>;
 }
 
 export interface UsageServiceClient extends Client {
@@ -6473,6 +6744,29 @@ export interface UsageServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ReconcileResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * The subject's usage summary in one call, read in one SQL statement (one snapshot): its plan,
+   * the current billing period with the totals of its usage log entries in it, its limits as
+   * ListLimits reports them, its lifetime stats as GetUserStats, and its `recent_count` (1..100,
+   * 0 = 10) newest usage log entries. Stores the subject like ListLimits when usage does not know
+   * it yet or it changed (plan, billing anchor). Errors: INVALID_ARGUMENT `validation` (subject,
+   * recent_count).
+   */
+  getUsageSummary(
+    request: GetUsageSummaryRequest,
+    callback: (error: ServiceError | null, response: GetUsageSummaryResponse) => void,
+  ): ClientUnaryCall;
+  getUsageSummary(
+    request: GetUsageSummaryRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: GetUsageSummaryResponse) => void,
+  ): ClientUnaryCall;
+  getUsageSummary(
+    request: GetUsageSummaryRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: GetUsageSummaryResponse) => void,
   ): ClientUnaryCall;
 }
 
