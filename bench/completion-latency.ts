@@ -10,17 +10,19 @@
  *     `user_stats` (moved in the transaction that records the event, INV-6: what GetUserStats
  *     answers) every `BENCH_POLL_MS` (2) ms for the users with a job in flight;
  *   - for every tenth job, also t1 through usage's GetUserStats RPC, polled every 5 ms.
- * Prints the rate reached, t1 − t0 p50 / p99 / max (database and RPC), a check that every
- * user's GetUserStats counts all its completions, and the resident memory (RSS) of each
- * service process at the end. Goal: p99 ≤ 50 ms.
+ * Two phases on the same stack: the relay woken at commit (LISTEN outbox_appended), then the
+ * outbox trigger dropped so the relay only polls (OUTBOX_POLL_INTERVAL_MS, as before the
+ * wake-up). Prints per phase the rate reached and t1 − t0 p50 / p99 / max (database and RPC),
+ * with the first hop (commit → the event on NATS, heard by a plain subscription), the ratio, a check that every user's GetUserStats counts all its completions, and the
+ * resident memory (RSS) of each service process at the end. Goal: p99 ≤ 50 ms woken.
  */
 import { mkdtempSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { Client } from "pg";
-import { credits, generations, usage } from "@tally/contracts";
-import { callUnary, createGrpcClient, newId } from "@tally/platform";
-import { cpuMs, fundedAccount, percentile, rssMiB, startStack, TIMEOUT_MS, UNLIMITED_PLANS } from "./lib/generation-stack";
+import { credits, events, generations, usage } from "@tally/contracts";
+import { callUnary, connectNats, createGrpcClient, createLogger, newId, type NatsConnection } from "@tally/platform";
+import { cpuMs, fundedAccount, percentile, rssMiB, startStack, TIMEOUT_MS, UNLIMITED_PLANS, type RunningService, type Stack } from "./lib/generation-stack";
 
 const USERS = Number(process.env.BENCH_USERS ?? 40);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 20);
@@ -74,7 +76,61 @@ function watchStats(databaseUrl: string, waiting: Map<string, { count: number; s
   };
 }
 
-async function main(): Promise<void> {
+/** When each GenerationCompleted reaches NATS (generation id → ms): a plain subscription hears the relay's JetStream publish. */
+async function listenPublished(env: Record<string, string>): Promise<{ nc: NatsConnection; publishedAt: Map<string, number> }> {
+  const nc = await connectNats(env.NATS_URL!, "bench-completion-latency", createLogger("bench", "warn"));
+  const publishedAt = new Map<string, number>();
+  nc.subscribe(`${env.NATS_SUBJECT_PREFIX}.generation.completed`, {
+    callback: (_error, message) => void publishedAt.set(events.GenerationCompleted.decode(message.data).generationId, performance.now()),
+  });
+  return { nc, publishedAt };
+}
+
+interface PhaseFigures {
+  db: number[];
+  rpc: number[];
+  published: number[];
+  perSecond: number;
+  cpuMsPerJob: number;
+}
+
+const f = (samples: number[]) => `p50 ${percentile(samples, 50).toFixed(1)} ms, p99 ${percentile(samples, 99).toFixed(1)} ms, max ${Math.max(...samples).toFixed(1)} ms (${samples.length} jobs)`;
+
+/** Prints both phases, their ratio and the consistency check. */
+function report(woken: PhaseFigures, polled: PhaseFigures, mismatched: number): void {
+  console.log(`completion-latency benchmark (${USERS} users, one job in flight each, paced to ${RATE}/s, ${SECONDS} s per phase, ${os.availableParallelism()} cores)`);
+  for (const [label, r] of [["relay woken at commit (LISTEN)", woken], ["relay polling only (trigger dropped)", polled]] as const) {
+    console.log(`  ${label}: ${r.perSecond.toFixed(0)} completions/s, generations CPU ${r.cpuMsPerJob.toFixed(1)} ms per job`);
+    console.log(`    completion commit → event on NATS: ${f(r.published)}`);
+    console.log(`    completion commit → usage stats (user_stats, polled every ${POLL_MS} ms): ${f(r.db)}`);
+    console.log(`    completion commit → GetUserStats RPC (every ${RPC_SAMPLE_EVERY}th job, polled every 5 ms): ${f(r.rpc)}`);
+  }
+  console.log(`  ratio woken / polling: p50 ${(percentile(woken.db, 50) / percentile(polled.db, 50)).toFixed(2)}, p99 ${(percentile(woken.db, 99) / percentile(polled.db, 99)).toFixed(2)}`);
+  console.log(`  GetUserStats counts every user's completions: ${mismatched === 0 ? "yes" : `no (${mismatched} users differ)`}`);
+}
+
+/** Runs `oneJob` per user, paced to RATE in all, for SECONDS; `latencies` are cleared first and copied out. */
+async function runPhase(users: string[], oneJob: (userId: string) => Promise<void>, pid: number, latencies: { db: number[]; rpc: number[]; published: number[] }): Promise<PhaseFigures> {
+  for (const list of Object.values(latencies)) list.length = 0;
+  const cycleMs = (USERS / RATE) * 1000;
+  const cpuBefore = cpuMs(pid);
+  const startedAt = performance.now();
+  const deadline = startedAt + SECONDS * 1000;
+  await Promise.all(users.map(async (userId, index) => {
+    await sleep((index * cycleMs) / USERS);
+    while (performance.now() < deadline) {
+      const cycleStart = performance.now();
+      await oneJob(userId);
+      await sleep(Math.max(0, cycleMs - (performance.now() - cycleStart)));
+    }
+  }));
+  const elapsedS = (performance.now() - startedAt) / 1000;
+  const measured = latencies.db.length;
+  return { db: [...latencies.db], rpc: [...latencies.rpc], published: [...latencies.published], perSecond: measured / elapsedS, cpuMsPerJob: (cpuMs(pid) - cpuBefore) / Math.max(1, measured) };
+}
+
+/** Credits, usage and a generations service with fast jobs (16 px) and a slot per user. */
+async function startBenchStack(): Promise<{ stack: Stack; gen: RunningService }> {
   const dir = mkdtempSync(path.join(os.tmpdir(), "tally-bench-completion-"));
   const plansFile = path.join(dir, "plans.yaml");
   writeFileSync(plansFile, UNLIMITED_PLANS);
@@ -85,14 +141,21 @@ async function main(): Promise<void> {
     WORKER_CONCURRENCY: String(USERS),
     WORKER_POLL_INTERVAL_MS: "20",
   });
+  return { stack, gen };
+}
+
+async function main(): Promise<void> {
+  const { stack, gen } = await startBenchStack();
   const creditsClient = createGrpcClient(credits.CreditsServiceClient, stack.credits.address);
   const generationsClient = createGrpcClient(generations.GenerationsServiceClient, gen.address);
   const usageClient = createGrpcClient(usage.UsageServiceClient, stack.usage.address);
   const completions = await listenCompletions(gen.databaseUrl);
+  const { nc, publishedAt } = await listenPublished(stack.generationsEnv);
   const waiting = new Map<string, { count: number; seen(at: number): void }>();
   const stats = watchStats(stack.usage.databaseUrl, waiting);
   const options = { timeoutMs: TIMEOUT_MS };
   const dbLatencies: number[] = [];
+  const publishLatencies: number[] = [];
   const rpcLatencies: number[] = [];
   const counts = new Map<string, number>();
   let jobs = 0;
@@ -118,52 +181,29 @@ async function main(): Promise<void> {
       const completedAt = completions.completedAt.get(id);
       if (!measure || completedAt === undefined) return;
       dbLatencies.push(seenAt - completedAt);
+      const published = publishedAt.get(id);
+      if (published !== undefined) publishLatencies.push(published - completedAt);
       if (rpcSeen) rpcLatencies.push((await rpcSeen) - completedAt);
       completions.completedAt.delete(id);
     };
     // Warm-up: two jobs per user, not measured.
-    await Promise.all(users.map(async (userId) => {
-      await oneJob(userId, false);
-      await oneJob(userId, false);
-    }));
-    const cycleMs = (USERS / RATE) * 1000;
+    await Promise.all(users.map((userId) => oneJob(userId, false).then(() => oneJob(userId, false))));
     const pid = gen.process.child.pid!;
-    const cpuBefore = cpuMs(pid);
-    const startedAt = performance.now();
-    const deadline = startedAt + SECONDS * 1000;
-    await Promise.all(users.map(async (userId, index) => {
-      await sleep((index * cycleMs) / USERS);
-      while (performance.now() < deadline) {
-        const cycleStart = performance.now();
-        await oneJob(userId, true);
-        await sleep(Math.max(0, cycleMs - (performance.now() - cycleStart)));
-      }
-    }));
-    const elapsedS = (performance.now() - startedAt) / 1000;
-    const measured = dbLatencies.length;
+    const latencies = { db: dbLatencies, rpc: rpcLatencies, published: publishLatencies };
+    const woken = await runPhase(users, (userId) => oneJob(userId, true), pid, latencies);
+    // The same stack with the outbox trigger dropped: the relay only polls (OUTBOX_POLL_INTERVAL_MS, 200 ms), as before the wake-up.
+    const genDb = new Client({ connectionString: gen.databaseUrl });
+    await genDb.connect();
+    await genDb.query("DROP TRIGGER outbox_appended ON outbox");
+    await genDb.end();
+    const polled = await runPhase(users, (userId) => oneJob(userId, true), pid, latencies);
     const mismatched = (await Promise.all(users.map(async (userId) => ((await statsOf(userId)) === counts.get(userId) ? 0 : 1)))).reduce((a: number, b: number) => a + b, 0);
-    const f = (samples: number[]) => `p50 ${percentile(samples, 50).toFixed(1)} ms, p99 ${percentile(samples, 99).toFixed(1)} ms, max ${Math.max(...samples).toFixed(1)} ms (${samples.length} jobs)`;
-    console.log(`completion-latency benchmark (${USERS} users, one job in flight each, paced to ${RATE}/s, ${SECONDS} s, ${os.availableParallelism()} cores)`);
-    console.log(`  completions measured: ${measured} in ${elapsedS.toFixed(1)} s = ${(measured / elapsedS).toFixed(0)}/s; generations CPU ${((cpuMs(pid) - cpuBefore) / Math.max(1, measured)).toFixed(1)} ms per job`);
-    console.log(`  completion commit → usage stats (user_stats, polled every ${POLL_MS} ms): ${f(dbLatencies)}`);
-    console.log(`  completion commit → GetUserStats RPC (every ${RPC_SAMPLE_EVERY}th job, polled every 5 ms): ${f(rpcLatencies)}`);
-    console.log(`  GetUserStats counts every user's completions: ${mismatched === 0 ? "yes" : `no (${mismatched} users differ)`}`);
-    const outbox = new Client({ connectionString: gen.databaseUrl });
-    await outbox.connect();
-    const { rows } = await outbox.query(
-      `SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY ms) AS p50, percentile_cont(0.99) WITHIN GROUP (ORDER BY ms) AS p99
-       FROM (SELECT extract(epoch FROM published_at - created_at) * 1000 AS ms FROM outbox WHERE published_at IS NOT NULL) t`,
-    );
-    await outbox.end();
-    console.log(`  outbox row written → marked published (generations, from the transaction's start): p50 ${Number(rows[0].p50).toFixed(1)} ms, p99 ${Number(rows[0].p99).toFixed(1)} ms`);
+    report(woken, polled, mismatched);
     const rss = [["credits", stack.credits], ["usage", stack.usage], ["generations", gen]] as const;
     console.log(`  resident memory at the end: ${rss.map(([name, s]) => `${name} ${rssMiB(s.process.child.pid!).toFixed(0)} MiB`).join(", ")}`);
   } finally {
-    await stats.stop();
-    await completions.close();
-    creditsClient.close();
-    generationsClient.close();
-    usageClient.close();
+    await Promise.all([stats.stop(), completions.close(), nc.close()]);
+    for (const client of [creditsClient, generationsClient, usageClient]) client.close();
     await stack.stop();
   }
 }

@@ -50,7 +50,7 @@ const dropLater: (() => Promise<void>)[] = [];
 /** Starts credits and usage (usage consuming the stack's generation events); generations start per run with `startGenerations`. */
 export async function startStack(plansFile: string): Promise<Stack> {
   const nats = { NATS_URL: testNatsUrl(), NATS_STREAM: `BENCH_GEN_${uniqueSuffix().toUpperCase()}`, NATS_SUBJECT_PREFIX: `bench${uniqueSuffix()}` };
-  const common = { PLANS_FILE: plansFile, LOG_LEVEL: "warn", DATABASE_POOL_MAX: "20" };
+  const common = { PLANS_FILE: plansFile, LOG_LEVEL: "warn", DATABASE_POOL_MAX: "6" };
   const [creditsService, usageService] = await Promise.all([
     startService("credits", "services/credits/main.ts", common),
     startService("usage", "services/usage/main.ts", { ...common, ...nats }),
