@@ -1,4 +1,3 @@
-import assert from "node:assert/strict";
 import { MikroORM, PostgreSqlDriver, type EntityManager, type Knex, type Options } from "@mikro-orm/postgresql";
 import { Migrator, type Migration } from "@mikro-orm/migrations";
 import type { EntitySchema } from "@mikro-orm/core";
@@ -81,19 +80,6 @@ export interface OpenDatabaseOptions {
   limits?: Partial<DatabaseLimits>;
   /** Run pending migrations before returning (default true). */
   migrate?: boolean;
-  /**
-   * Session parameters every pool connection starts with (sent as the libpq `options` at
-   * connect), e.g. `{ plan_cache_mode: "force_generic_plan" }`. Names and values are
-   * [a-z0-9_]; default none.
-   */
-  sessionSettings?: Record<string, string>;
-}
-
-/** `sessionSettings` as the libpq `options` string (`-c name=value …`); undefined when none. */
-function sessionOptions(settings: Record<string, string> | undefined): string | undefined {
-  const entries = Object.entries(settings ?? {});
-  for (const [name, value] of entries) assert.ok(/^[a-z0-9_]+$/.test(name) && /^[a-z0-9_]+$/.test(value), `session setting ${name}=${value} is not [a-z0-9_]`);
-  return entries.length > 0 ? entries.map(([name, value]) => `-c ${name}=${value}`).join(" ") : undefined;
 }
 
 /** Advisory lock key that serialises migrations of one database across replicas. */
@@ -120,7 +106,7 @@ export async function openDatabase(options: OpenDatabaseOptions): Promise<Orm> {
       snapshot: false,
     },
     pool: { min: 0, max: limits.poolMax },
-    driverOptions: { connection: { statement_timeout: limits.statementTimeoutMs, options: sessionOptions(options.sessionSettings) } },
+    driverOptions: { connection: { statement_timeout: limits.statementTimeoutMs } },
     allowGlobalContext: false,
     debug: false,
     logger: (message) => options.logger.debug({ orm: message }),

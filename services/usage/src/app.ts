@@ -121,11 +121,6 @@ export async function startUsageService(config: UsageConfig, logger: Logger, opt
     migrations: usageMigrations,
     logger,
     limits: { poolMax: config.DATABASE_POOL_MAX, statementTimeoutMs: config.DATABASE_STATEMENT_TIMEOUT_MS },
-    // The named prepared statements (Sql.bound) keep one generic plan per connection: the usage
-    // log's monthly partitions are pruned at execution, and a statement like GetUsageSummary's
-    // (the log referenced several times) costs tens of ms to plan, which custom plans would pay
-    // on every call. Statements sent unnamed are planned per call as before.
-    sessionSettings: { plan_cache_mode: "force_generic_plan" },
   });
   const services = buildUsageServices(orm, { ...options, plans, reservationTtlMs: config.RESERVATION_TTL_MS, subjectPrefix: config.NATS_SUBJECT_PREFIX });
   const running = await startRunning(config, logger, orm, services);
