@@ -49,6 +49,19 @@ export class PgListener {
     this.attempt(this.options.reconnectInitialMs);
   }
 
+  /**
+   * Connects and listens now: resolves once listening, throws when this first connection
+   * cannot be made (nothing is retried then, so a service can refuse to start half-blind).
+   * Once listening it reconnects like `start()` and calls `onListening` after each reconnection
+   * (not after this first one: the caller knows). No-op while started.
+   */
+  async listen(): Promise<void> {
+    if (!this.stopped) return;
+    const client = await this.connect();
+    this.stopped = false;
+    this.client = client;
+  }
+
   /** True while a connection is listening. */
   get listening(): boolean {
     return this.client !== undefined;

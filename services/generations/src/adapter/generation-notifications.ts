@@ -1,5 +1,4 @@
-import { Client } from "pg";
-import type { Logger } from "@tally/platform";
+import { PgListener, type Logger } from "@tally/platform";
 import { parseChangeNotice, type ChangeNotice } from "../domain/watch";
 
 /** The channel the `generations_event_seq` trigger notifies (migration 20261205000003). */
@@ -28,71 +27,29 @@ export interface NotificationHandlers {
  * first connection fails: the service does not start half-blind).
  */
 export class GenerationNotificationListener {
-  private client: Client | undefined;
-  private stopped = false;
-  private retryTimer: NodeJS.Timeout | undefined;
+  private readonly listener: PgListener;
 
-  constructor(
-    private readonly options: NotificationListenerOptions,
-    private readonly handlers: NotificationHandlers,
-    private readonly logger: Logger,
-  ) {}
+  constructor(options: NotificationListenerOptions, handlers: NotificationHandlers, logger: Logger) {
+    const onNotification = (payload: string) => {
+      const notice = parseChangeNotice(payload);
+      if (notice) handlers.onChange(notice);
+      else logger.warn({ payload }, "unreadable generation_events notification ignored");
+    };
+    // `listen()` reports no first `onListening`: each one is a reconnection.
+    const onListening = () => {
+      logger.info("generation_events listener connected again");
+      handlers.onReconnected();
+    };
+    this.listener = new PgListener({ ...options, channel: GENERATION_EVENTS_CHANNEL }, { onNotification, onListening }, logger);
+  }
 
-  async start(): Promise<void> {
-    await this.connect();
+  /** Resolves once listening; throws when the first connection cannot be made. */
+  start(): Promise<void> {
+    return this.listener.listen();
   }
 
   /** Closes the connection and stops reconnecting. */
-  async stop(): Promise<void> {
-    this.stopped = true;
-    clearTimeout(this.retryTimer);
-    const client = this.client;
-    this.client = undefined;
-    await client?.end().catch(() => undefined);
-  }
-
-  private async connect(): Promise<void> {
-    const client = new Client({ connectionString: this.options.url });
-    client.on("notification", (message) => {
-      if (message.channel !== GENERATION_EVENTS_CHANNEL) return;
-      const notice = parseChangeNotice(message.payload ?? "");
-      if (notice) this.handlers.onChange(notice);
-      else this.logger.warn({ payload: message.payload }, "unreadable generation_events notification ignored");
-    });
-    client.on("error", (error) => this.lost(client, error));
-    client.on("end", () => this.lost(client, new Error("connection ended")));
-    try {
-      await client.connect();
-      await client.query(`LISTEN ${GENERATION_EVENTS_CHANNEL}`);
-    } catch (error) {
-      await client.end().catch(() => undefined);
-      throw error;
-    }
-    this.client = client;
-  }
-
-  private lost(client: Client, error: unknown): void {
-    if (this.stopped || this.client !== client) return;
-    this.client = undefined;
-    client.end().catch(() => undefined);
-    this.logger.warn({ err: error }, "generation_events listener lost its connection; reconnecting");
-    this.reconnect(this.options.reconnectInitialMs);
-  }
-
-  private reconnect(waitMs: number): void {
-    this.retryTimer = setTimeout(() => {
-      if (this.stopped) return;
-      this.connect().then(
-        () => {
-          if (this.stopped) return void this.client?.end().catch(() => undefined);
-          this.logger.info("generation_events listener connected again");
-          this.handlers.onReconnected();
-        },
-        (error: unknown) => {
-          this.logger.warn({ err: error, waitMs }, "generation_events listener could not reconnect");
-          this.reconnect(Math.min(waitMs * 2, this.options.reconnectMaxMs));
-        },
-      );
-    }, waitMs);
+  stop(): Promise<void> {
+    return this.listener.stop();
   }
 }
