@@ -121,6 +121,8 @@ async function buildCreditsApp(config: CreditsConfig, logger: Logger, options: C
         // Never below the poll interval: the back-off starts from it.
         backoffMaxMs: Math.max(config.OUTBOX_POLL_INTERVAL_MS, OUTBOX_BACKOFF_MAX_MS),
         publishTimeoutMs: config.OUTBOX_PUBLISH_TIMEOUT_MS,
+        // Woken at the commit of every append (the outbox trigger's NOTIFY); the poll is the fallback.
+        notifications: { url: config.DATABASE_URL },
       },
       logger,
     );

@@ -5,6 +5,7 @@ import { Migration20261123000001 } from "./Migration20261123000001";
 import { Migration20261124000001 } from "./Migration20261124000001";
 import { Migration20261126000001 } from "./Migration20261126000001";
 import { Migration20261206000001 } from "./Migration20261206000001";
+import { Migration20261206000005 } from "./Migration20261206000005";
 
 /** The credits schema's migrations, in order. Append only: applied ones never change. */
 export const creditsMigrations: MigrationEntry[] = [
@@ -14,4 +15,5 @@ export const creditsMigrations: MigrationEntry[] = [
   { name: "Migration20261124000001", class: Migration20261124000001 },
   { name: "Migration20261126000001", class: Migration20261126000001 },
   { name: "Migration20261206000001", class: Migration20261206000001 },
+  { name: "Migration20261206000005", class: Migration20261206000005 },
 ];
