@@ -18,7 +18,10 @@
  * checkout's gateway, generations and usage run under `--cpu-prof` and write their profiles
  * there (one folder per service) when the stack stops (summarise with `node --import tsx bench/lib/cpu-profile.ts <file>`).
  * Environment: BENCH_SECONDS (10) per phase, BENCH_ROUNDS (1), BENCH_USERS (50),
- * BENCH_PHASES (create16,create64,balance64), BENCH_LOG_LEVEL (info, every process).
+ * BENCH_PHASES (create16,create64,balance64), BENCH_LOG_LEVEL (info, every process),
+ * BENCH_RSS_EVERY_S (0: off; else every process's RSS printed that often during each phase,
+ * for a long run that shows whether memory grows, e.g. BENCH_PHASES=create16 BENCH_SECONDS=600
+ * BENCH_RSS_EVERY_S=60).
  */
 import path from "node:path";
 import autocannon from "autocannon";
@@ -36,6 +39,7 @@ const IDLE_SECONDS = 3;
 const REPORT_ORDER: StackService[] = ["gateway", "generations", "credits", "usage"];
 const BASELINE_DIR = process.env.BENCH_BASELINE_DIR;
 const CPU_PROF_DIR = process.env.BENCH_CPU_PROF_DIR;
+const RSS_EVERY_S = Number(process.env.BENCH_RSS_EVERY_S ?? 0);
 
 /** Every user can start far more generations than a run makes; nothing but requests_per_minute limits them. */
 const PLANS = `
@@ -119,7 +123,8 @@ async function runPhase(side: Side, phase: Phase, seconds: number): Promise<Phas
   let next = 0;
   const headers: Record<string, string> = phase.body ? { "content-type": "application/json" } : {};
   const cpuBefore = Object.fromEntries(STACK_SERVICES.map((name) => [name, cpuMs(side.stack.pids[name])]));
-  const result = await autocannon({
+  const sampler = RSS_EVERY_S > 0 ? sampleRss(side, phase, RSS_EVERY_S) : undefined;
+  const result = await Promise.resolve(autocannon({
     url: side.stack.base,
     connections: phase.connections,
     duration: seconds,
@@ -129,7 +134,7 @@ async function runPhase(side: Side, phase: Phase, seconds: number): Promise<Phas
       body: phase.body,
       setupRequest: (request) => ({ ...request, headers: { ...headers, authorization: `Bearer ${side.tokens[next++ % side.tokens.length]}` } }),
     }],
-  });
+  })).finally(() => clearInterval(sampler));
   const answered = Math.max(1, result.requests.total);
   const cpuMsPerRequest = Object.fromEntries(STACK_SERVICES.map((name) => [name, (cpuMs(side.stack.pids[name]) - cpuBefore[name]!) / answered])) as Record<StackService, number>;
   const statuses: Record<string, number> = {};
@@ -145,6 +150,15 @@ async function runPhase(side: Side, phase: Phase, seconds: number): Promise<Phas
     timeouts: result.timeouts,
     cpuMsPerRequest,
   };
+}
+
+/** Prints every process's RSS of `side` each `everyS` seconds while `phase` runs (clear the returned timer to stop). */
+function sampleRss(side: Side, phase: Phase, everyS: number): NodeJS.Timeout {
+  const started = Date.now();
+  return setInterval(() => {
+    const rss = REPORT_ORDER.map((name) => `${name} ${fixed(rssBytes(side.stack.pids[name]) / 1024 / 1024, 1)} MB`).join(" / ");
+    console.log(`  ${side.stack.label} ${phase.name} t=${Math.round((Date.now() - started) / 1000)} s: RSS ${rss}`);
+  }, everyS * 1000);
 }
 
 /** Starts one side: its stack (under --cpu-prof when asked, this checkout only) and its users. */
