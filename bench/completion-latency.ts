@@ -22,7 +22,8 @@ import path from "node:path";
 import { Client } from "pg";
 import { credits, events, generations, usage } from "@tally/contracts";
 import { callUnary, connectNats, createGrpcClient, createLogger, newId, type NatsConnection } from "@tally/platform";
-import { cpuMs, fundedAccount, percentile, rssMiB, startStack, TIMEOUT_MS, UNLIMITED_PLANS, type RunningService, type Stack } from "./lib/generation-stack";
+import { cpuMs, percentile, rssBytes } from "./lib/stats";
+import { fundedAccount, startStack, TIMEOUT_MS, UNLIMITED_PLANS, type RunningService, type Stack } from "./lib/generation-stack";
 
 const USERS = Number(process.env.BENCH_USERS ?? 40);
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 20);
@@ -200,7 +201,7 @@ async function main(): Promise<void> {
     const mismatched = (await Promise.all(users.map(async (userId) => ((await statsOf(userId)) === counts.get(userId) ? 0 : 1)))).reduce((a: number, b: number) => a + b, 0);
     report(woken, polled, mismatched);
     const rss = [["credits", stack.credits], ["usage", stack.usage], ["generations", gen]] as const;
-    console.log(`  resident memory at the end: ${rss.map(([name, s]) => `${name} ${rssMiB(s.process.child.pid!).toFixed(0)} MiB`).join(", ")}`);
+    console.log(`  resident memory at the end: ${rss.map(([name, s]) => `${name} ${(rssBytes(s.process.child.pid!) / 1024 / 1024).toFixed(0)} MiB`).join(", ")}`);
   } finally {
     await Promise.all([stats.stop(), completions.close(), nc.close()]);
     for (const client of [creditsClient, generationsClient, usageClient]) client.close();

@@ -17,14 +17,14 @@
 import { mkdtempSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import * as grpc from "@grpc/grpc-js";
-import { service as healthService } from "grpc-health-check";
 import { credits, generations, usage } from "@tally/contracts";
 import { callUnary, createGrpcClient, createLogger, getFreePort, loadPlanCatalog, newId, openDatabase, spawnService, waitForGrpcServing, type ServiceProcess } from "@tally/platform";
 import { usageMigrations } from "../services/usage/src/adapter/migrations";
 import { buildUsageServices } from "../services/usage/src/app";
 import { parseCheckAndReserveInput } from "../services/usage/src/domain/inputs";
 import { createTestDatabase, testNatsUrl, uniqueSuffix } from "@tally/platform/src/testing";
+import { checkHealth, closeHealthClients } from "./lib/generation-stack";
+import { percentile } from "./lib/stats";
 
 const CALLS = Number(process.env.BENCH_CALLS ?? 300);
 const TIMEOUT_MS = 10_000;
@@ -44,25 +44,6 @@ plans:
       generations_per_day: ${LIMIT_FAR_ABOVE}
       concurrent_generations: ${LIMIT_FAR_ABOVE}
 `;
-
-const healthClients = new Map<string, grpc.Client>();
-
-/** One call of the standard gRPC health check of the service at `address` (one client per address). */
-function checkHealth(address: string): Promise<void> {
-  let client = healthClients.get(address);
-  if (!client) {
-    client = new (grpc.makeClientConstructor(healthService as grpc.ServiceDefinition, "Health"))(address, grpc.credentials.createInsecure());
-    healthClients.set(address, client);
-  }
-  const check = (client as unknown as { check: (req: object, opts: object, cb: (error: unknown) => void) => void }).check.bind(client);
-  return new Promise((resolve, reject) => check({ service: "" }, { deadline: Date.now() + TIMEOUT_MS }, (error) => (error ? reject(error) : resolve())));
-}
-
-/** The p-th percentile (0..100) of `samples`, in the samples' unit. */
-function percentile(samples: number[], p: number): number {
-  const sorted = [...samples].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)]!;
-}
 
 async function timed(fn: () => Promise<unknown>): Promise<number> {
   const started = process.hrtime.bigint();
@@ -196,7 +177,7 @@ async function main(): Promise<void> {
   } finally {
     creditsClient.close();
     usageClient.close();
-    for (const client of healthClients.values()) client.close();
+    closeHealthClients();
     generationsClient.close();
     await stack.drop();
   }

@@ -17,7 +17,8 @@ import path from "node:path";
 import { Client } from "pg";
 import { credits, generations } from "@tally/contracts";
 import { callUnary, createGrpcClient, newId } from "@tally/platform";
-import { checkHealth, closeHealthClients, cpuMs, fundedAccount, percentile, startStack, timedMs, TIMEOUT_MS, UNLIMITED_PLANS, type Stack } from "./lib/generation-stack";
+import { cpuMs, percentile } from "./lib/stats";
+import { checkHealth, closeHealthClients, fundedAccount, startStack, timedMs, TIMEOUT_MS, UNLIMITED_PLANS, type Stack } from "./lib/generation-stack";
 
 const JOBS = Number(process.env.BENCH_JOBS ?? 40);
 const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 4);

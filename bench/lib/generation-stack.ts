@@ -1,9 +1,8 @@
 /**
  * What the generation benchmarks share: the real credits, usage and generations services as
  * child processes (as ops run them) on throw-away databases and one throw-away JetStream stream,
- * a funded account, per-process CPU time and resident memory from /proc, and percentiles.
+ * a funded account and the gRPC health check (CPU time, memory and percentiles: stats.ts).
  */
-import { readFileSync } from "node:fs";
 import * as grpc from "@grpc/grpc-js";
 import { service as healthService } from "grpc-health-check";
 import { credits } from "@tally/contracts";
@@ -83,26 +82,6 @@ export async function fundedAccount(client: credits.CreditsServiceClient, amount
     requestId: newId(), accountId: account!.id, kind: credits.GrantKind.GRANT_KIND_PURCHASED, amount: BigInt(amount), reference: "",
   }, options);
   return account!.id;
-}
-
-/** CPU time (user + system, all threads) the process `pid` has used, in milliseconds (from /proc; clock ticks of 10 ms). */
-export function cpuMs(pid: number): number {
-  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-  // After the command: state is field 3, utime field 14, stime field 15 (1-based in proc(5)).
-  return (Number(fields[11]) + Number(fields[12])) * 10;
-}
-
-/** Resident memory of the process `pid`, in MiB (VmRSS). */
-export function rssMiB(pid: number): number {
-  const line = readFileSync(`/proc/${pid}/status`, "utf8").split("\n").find((l) => l.startsWith("VmRSS:"));
-  return Number(line?.split(/\s+/)[1] ?? 0) / 1024;
-}
-
-/** The p-th percentile (0..100) of `samples`, in the samples' unit. */
-export function percentile(samples: number[], p: number): number {
-  const sorted = [...samples].sort((a, b) => a - b);
-  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1))] ?? NaN;
 }
 
 export async function timedMs(fn: () => Promise<unknown>): Promise<number> {

@@ -20,7 +20,8 @@ export function median(values: number[]): number {
 
 /** CPU time (user + system) the process `pid` has used so far, in milliseconds (/proc/<pid>/stat, 100 ticks per second). */
 export function cpuMs(pid: number): number {
-  const fields = readFileSync(`/proc/${pid}/stat`, "utf8").split(") ")[1]!.split(" ");
+  const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
   // After "pid (comm) ": state is field 0, utime field 11, stime field 12, in clock ticks.
   return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100;
 }

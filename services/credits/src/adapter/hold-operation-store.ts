@@ -8,10 +8,11 @@
 import { isUniqueViolation, toBigInt, type Sql } from "@tally/platform";
 import type { HoldBatchContext, HoldOperation, HoldOperationStore, HoldOutcome } from "../domain/ports";
 import { generationConflict } from "../domain/rules";
-import type { Hold, HoldStatus } from "../domain/types";
+import type { Hold } from "../domain/types";
+import { toHold, type HoldRow } from "./hold-store";
 
-/** Columns of `credits_hold_outcome`, as pg returns them (int8 as decimal strings). */
-interface OutcomeRow {
+/** Columns of `credits_hold_outcome`, as pg returns them (int8 as decimal strings): the hold's columns (its id as `hold_id`) and the rest. */
+interface OutcomeRow extends Omit<HoldRow, "id"> {
   member: number;
   outcome: string;
   legacy_answer: Buffer | null;
@@ -20,16 +21,6 @@ interface OutcomeRow {
   error_status: string | null;
   error_held: string | null;
   hold_id: string | null;
-  account_id: string;
-  generation_id: string;
-  status: HoldStatus;
-  amount: string;
-  trial_amount: string;
-  token_amount: string;
-  captured_amount: string;
-  expires_at: Date;
-  created_at: Date;
-  ended_at: Date | null;
   trial_credits: string;
   token_credits: string;
   held_credits: string;
@@ -52,24 +43,12 @@ const HOLDS_GENERATION_ID_KEY = "holds_generation_id_key";
 
 const nullableBigInt = (value: string | null): bigint | null => (value === null ? null : toBigInt(value));
 
-const toHold = (row: OutcomeRow): Hold => ({
-  id: row.hold_id!,
-  accountId: row.account_id,
-  generationId: row.generation_id,
-  status: row.status,
-  amount: toBigInt(row.amount),
-  trialAmount: toBigInt(row.trial_amount),
-  tokenAmount: toBigInt(row.token_amount),
-  capturedAmount: toBigInt(row.captured_amount),
-  expiresAt: new Date(row.expires_at),
-  createdAt: new Date(row.created_at),
-  endedAt: row.ended_at === null ? null : new Date(row.ended_at),
-});
+const holdOf = (row: OutcomeRow): Hold => toHold({ ...row, id: row.hold_id! });
 
 function toAnswer(row: OutcomeRow) {
   const [trialCredits, tokenCredits] = [toBigInt(row.trial_credits), toBigInt(row.token_credits)];
   const balance = { trialCredits, tokenCredits, heldCredits: toBigInt(row.held_credits), availableCredits: trialCredits + tokenCredits };
-  return { hold: toHold(row), balance, extended: row.extended === true };
+  return { hold: holdOf(row), balance, extended: row.extended === true };
 }
 
 function toOutcome(row: OutcomeRow): HoldOutcome {

@@ -6,7 +6,8 @@ import type { HoldStore } from "../domain/ports";
 import type { GrantKind, Hold, HoldStatus } from "../domain/types";
 import { uuidArray } from "./account-store";
 
-interface HoldRow {
+/** A `holds` row as pg returns it (int8 as decimal strings). */
+export interface HoldRow {
   id: string;
   account_id: string;
   generation_id: string;
@@ -23,7 +24,8 @@ interface HoldRow {
 const HOLD_COLUMNS =
   "id, account_id, generation_id, status, amount, trial_amount, token_amount, captured_amount, expires_at, created_at, ended_at";
 
-const toHold = (row: HoldRow): Hold => ({
+/** The domain hold of a `holds` row. */
+export const toHold = (row: HoldRow): Hold => ({
   id: row.id,
   accountId: row.account_id,
   generationId: row.generation_id,
