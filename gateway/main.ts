@@ -1,4 +1,4 @@
-import { createLogger, handleShutdown, loadConfig } from "@tally/platform";
+import { createLogger, handleShutdown, loadConfig } from "@tally/platform/src/stateless";
 import { buildGateway } from "./src/app";
 import { closeGatewayClients, createGatewayClients } from "./src/clients";
 import { gatewayConfigSchema } from "./src/config";

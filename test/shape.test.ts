@@ -55,6 +55,24 @@ describe("the shape of the code", () => {
     expect(leaks).toEqual([]);
   });
 
+  it("keeps the gateway off the database and broker modules (it imports only the platform's stateless entry)", () => {
+    const heavy = /^(@mikro-orm\/|knex$|pg$|@nats-io\/)/;
+    const gatewayLeaks = typeScriptFiles("gateway/src").filter((file) =>
+      importsOf(file).some((specifier) => heavy.test(specifier) || specifier === "@tally/platform" || (specifier.startsWith("@tally/platform/") && !specifier.endsWith("/stateless"))),
+    );
+    expect(gatewayLeaks).toEqual([]);
+    // Every platform module the stateless entry reaches, through relative imports at any depth.
+    const reached = new Set<string>();
+    const visit = (file: string): void => {
+      if (reached.has(file)) return;
+      reached.add(file);
+      for (const specifier of importsOf(file).filter((s) => s.startsWith("./"))) visit(path.join(path.dirname(file), `${specifier}.ts`));
+    };
+    visit("packages/platform/src/stateless.ts");
+    expect(reached.size).toBeGreaterThan(10);
+    expect([...reached].filter((file) => importsOf(file).some((specifier) => heavy.test(specifier)))).toEqual([]);
+  });
+
   it("keeps proto types out of the domain and service layers", () => {
     const layers = SERVICES.flatMap((s) => [`services/${s}/src/domain`, `services/${s}/src/service`]);
     const leaks = layers

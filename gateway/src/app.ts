@@ -3,7 +3,7 @@ import fastifySwagger from "@fastify/swagger";
 import fastifySwaggerUi from "@fastify/swagger-ui";
 import { jsonSchemaTransform, jsonSchemaTransformObject, serializerCompiler, validatorCompiler } from "fastify-type-provider-zod";
 import type { credits } from "@tally/contracts";
-import { loadPlanCatalog, type Logger } from "@tally/platform";
+import { loadPlanCatalog, type Logger } from "@tally/platform/src/stateless";
 import { authenticate, authenticateUserOrGuest, requireLiveAccount } from "./auth/authenticate";
 import { guestAccounts } from "./auth/guest";
 import { AccessTokens } from "./auth/tokens";

@@ -2,7 +2,7 @@ import * as grpc from "@grpc/grpc-js";
 import { context, type Context } from "@opentelemetry/api";
 import { service as healthServiceDefinition } from "grpc-health-check";
 import { credits, generations, usage } from "@tally/contracts";
-import { callUnary, createGrpcClient, type UnaryMethod } from "@tally/platform";
+import { callUnary, createGrpcClient, type UnaryMethod } from "@tally/platform/src/stateless";
 
 /** The downstream services the gateway fronts. */
 export const DOWNSTREAM_SERVICES = ["credits", "generations", "usage"] as const;

@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { intFromEnv } from "@tally/platform";
+import { intFromEnv } from "@tally/platform/src/stateless";
 
 /** Parses "true"/"false"/"1"/"0" environment values; anything else is a configuration error. */
 const booleanFromEnv = (defaultValue: boolean) =>

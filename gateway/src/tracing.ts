@@ -1,6 +1,6 @@
 import type { FastifyInstance } from "fastify";
 import { context, isSpanContextValid, propagation, SpanKind, SpanStatusCode, trace, type Context, type Span } from "@opentelemetry/api";
-import { tracer } from "@tally/platform";
+import { tracer } from "@tally/platform/src/stateless";
 
 declare module "fastify" {
   interface FastifyRequest {

@@ -1,6 +1,6 @@
 import assert from "node:assert";
 import type { FastifyReply, FastifyRequest } from "fastify";
-import { DomainError, type Logger } from "@tally/platform";
+import { DomainError, type Logger } from "@tally/platform/src/stateless";
 import { guestIdOf } from "./guest";
 import type { AccessTokens, GuestPrincipal, Principal, UserPrincipal } from "./tokens";
 

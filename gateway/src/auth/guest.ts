@@ -1,6 +1,6 @@
 import assert from "node:assert";
 import type { FastifyRequest } from "fastify";
-import { parseUuid, validationError } from "@tally/platform";
+import { parseUuid, validationError } from "@tally/platform/src/stateless";
 import type { DownstreamCall, GatewayClients } from "../clients";
 import type { PlanCache } from "../limits/plan-cache";
 import type { EnsureGuest } from "./authenticate";

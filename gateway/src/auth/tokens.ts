@@ -1,6 +1,6 @@
 import assert from "node:assert";
 import { SignJWT, jwtVerify, errors as joseErrors } from "jose";
-import { DomainError } from "@tally/platform";
+import { DomainError } from "@tally/platform/src/stateless";
 
 /** What an access token carries: a signed-up user's account id, role and email. */
 export interface TokenClaims {

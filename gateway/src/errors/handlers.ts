@@ -1,6 +1,6 @@
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { hasZodFastifySchemaValidationErrors, isResponseSerializationError } from "fastify-type-provider-zod";
-import { DomainError, type Logger } from "@tally/platform";
+import { DomainError, type Logger } from "@tally/platform/src/stateless";
 import { traceIdOf } from "../tracing";
 import { httpStatusForCode, type ProblemCode } from "./http-status";
 import { boundedEcho, buildProblem, sendProblem } from "./problem";

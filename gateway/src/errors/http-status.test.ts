@@ -1,5 +1,5 @@
 import * as grpc from "@grpc/grpc-js";
-import { ERROR_REASONS } from "@tally/platform";
+import { ERROR_REASONS } from "@tally/platform/src/stateless";
 import { GRPC_STATUS_TO_HTTP, httpStatusForCode, httpStatusForReason, PROBLEM_TITLES } from "./http-status";
 
 describe("gRPC → HTTP mapping (docs/errors.md)", () => {

@@ -1,5 +1,5 @@
 import * as grpc from "@grpc/grpc-js";
-import { ERROR_REASONS, type ErrorReason } from "@tally/platform";
+import { ERROR_REASONS, type ErrorReason } from "@tally/platform/src/stateless";
 
 /**
  * The one place where gRPC status codes become HTTP status codes (docs/errors.md gives the

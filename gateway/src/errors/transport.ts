@@ -1,6 +1,6 @@
 import type { Server } from "node:http";
 import type { Duplex } from "node:stream";
-import type { Logger } from "@tally/platform";
+import type { Logger } from "@tally/platform/src/stateless";
 import type { ProblemCode } from "./http-status";
 import { buildProblem, PROBLEM_CONTENT_TYPE, rawProblemResponse } from "./problem";
 

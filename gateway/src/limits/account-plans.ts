@@ -1,5 +1,5 @@
 import type { FastifyRequest } from "fastify";
-import type { Logger, Plan, PlanCatalog } from "@tally/platform";
+import type { Logger, Plan, PlanCatalog } from "@tally/platform/src/stateless";
 import { principalOf } from "../auth/authenticate";
 import type { PlanCache } from "./plan-cache";
 

@@ -1,7 +1,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import fastifyRateLimit, { normalizeIP } from "@fastify/rate-limit";
 import { Redis } from "ioredis";
-import { DomainError, type Logger } from "@tally/platform";
+import { DomainError, type Logger } from "@tally/platform/src/stateless";
 import { checkBearer, principalOf } from "../auth/authenticate";
 import type { AccessTokens } from "../auth/tokens";
 import type { GatewayConfig } from "../config";

@@ -1,7 +1,7 @@
 import type { FastifyInstance, FastifyRequest } from "fastify";
 import type { ZodTypeProvider } from "fastify-type-provider-zod";
 import { z } from "zod";
-import { DomainError, notFound, requireUuid, validationError } from "@tally/platform";
+import { DomainError, notFound, requireUuid, validationError } from "@tally/platform/src/stateless";
 import { credits } from "@tally/contracts";
 import { userOf } from "../auth/authenticate";
 import { presentAccount } from "./presenters";

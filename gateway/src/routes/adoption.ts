@@ -1,5 +1,5 @@
 import type { FastifyRequest } from "fastify";
-import { DomainError } from "@tally/platform";
+import { DomainError } from "@tally/platform/src/stateless";
 import type { credits } from "@tally/contracts";
 import type { RouteContext } from "./context";
 import { subjectOf } from "./limits";

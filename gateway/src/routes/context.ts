@@ -1,7 +1,7 @@
 import { createHash } from "node:crypto";
 import type { FastifyReply, FastifyRequest } from "fastify";
 import type { credits } from "@tally/contracts";
-import { deterministicUuid, newId, type Logger, type PlanCatalog } from "@tally/platform";
+import { deterministicUuid, newId, type Logger, type PlanCatalog } from "@tally/platform/src/stateless";
 import type { AccessTokens } from "../auth/tokens";
 import type { DownstreamCall, GatewayClients } from "../clients";
 import type { GatewayConfig } from "../config";

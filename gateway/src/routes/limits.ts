@@ -1,7 +1,7 @@
 import assert from "node:assert";
 import type { FastifyRequest } from "fastify";
 import { credits, usage } from "@tally/contracts";
-import type { LimitWindow, PlanCatalog } from "@tally/platform";
+import type { LimitWindow, PlanCatalog } from "@tally/platform/src/stateless";
 import type { RateLimits } from "../limits/rate-limits";
 import { toJsonInteger, toTimestamp } from "./presenters";
 import type { RouteContext } from "./context";

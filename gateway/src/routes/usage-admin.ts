@@ -2,7 +2,7 @@ import { z } from "zod";
 import type { FastifyInstance, FastifyRequest } from "fastify";
 import type { ZodTypeProvider } from "fastify-type-provider-zod";
 import type { usage } from "@tally/contracts";
-import { validationError } from "@tally/platform";
+import { validationError } from "@tally/platform/src/stateless";
 import type { RouteContext } from "./context";
 import { presentOutcomeCounts, toJsonInteger } from "./presenters";
 import { problemResponses } from "./schemas";

@@ -3,7 +3,7 @@ import * as grpc from "@grpc/grpc-js";
 import { context as otelContext } from "@opentelemetry/api";
 import { z } from "zod";
 import { generations } from "@tally/contracts";
-import { DomainError, fromServiceError, injectTraceMetadata } from "@tally/platform";
+import { DomainError, fromServiceError, injectTraceMetadata } from "@tally/platform/src/stateless";
 import type { FastifyRequest } from "fastify";
 import { principalOf } from "../../auth/authenticate";
 import { presentGeneration, presentGenerationStatus } from "../presenters";

@@ -1,6 +1,6 @@
 import type { FastifyBaseLogger, FastifyInstance, FastifyRequest, RawReplyDefaultExpression, RawRequestDefaultExpression, RawServerDefault } from "fastify";
 import type { ZodTypeProvider } from "fastify-type-provider-zod";
-import { notFound, requireUuid } from "@tally/platform";
+import { notFound, requireUuid } from "@tally/platform/src/stateless";
 import type { RequestHook, RouteContext } from "../context";
 
 /** A route plugin's instance with the zod type provider: handlers see typed bodies, queries and params. */
