@@ -81,5 +81,5 @@ describe("CreditsCallBatcher", () => {
     await expect(early).rejects.toMatchObject({ reason: "deadline_exceeded" });
     calls[2]!.answer([ok("y"), ok("z")]);
     await expect(fresh).resolves.toEqual(hold("z"));
-  });
+  }, 5_000);
 });
