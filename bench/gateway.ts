@@ -10,7 +10,9 @@
  *
  * Prints per phase req/s, p50/p99 latency, 2xx, non-2xx (with their statuses) and
  * connection errors/timeouts; each process's CPU time per request of the phase (from /proc,
- * the least noisy figure on a shared machine); and each process's resident memory at the end.
+ * the least noisy figure on a shared machine); the hold RPCs credits answered per create
+ * (CreateHold + BatchCreateHolds per CreateGeneration, from the services' `/metrics`: below 1
+ * when generations batches its holds); and each process's resident memory at the end.
  *
  * With BENCH_BASELINE_DIR (another checkout of Tally with `npm ci` run in it) a second stack
  * runs from that checkout and gets the same phases, interleaved phase by phase (the order
@@ -83,6 +85,8 @@ interface PhaseResult {
   timeouts: number;
   /** CPU time per answered request, in milliseconds, per process. */
   cpuMsPerRequest: Record<StackService, number>;
+  /** CreateHold + BatchCreateHolds RPCs credits answered per CreateGeneration generations answered. */
+  holdRpcsPerCreate: number;
 }
 
 interface Side {
@@ -98,6 +102,22 @@ async function idleCpu(stack: BenchStack, seconds: number): Promise<Record<Stack
   const before = Object.fromEntries(STACK_SERVICES.map((name) => [name, cpuMs(stack.pids[name])]));
   await new Promise((resolve) => setTimeout(resolve, seconds * 1000));
   return Object.fromEntries(STACK_SERVICES.map((name) => [name, (cpuMs(stack.pids[name]) - before[name]!) / seconds])) as Record<StackService, number>;
+}
+
+/** RPCs answered so far (`grpc_server_handled_total`, every code) by `service` of the stack, summed over `methods`. */
+async function rpcsAnswered(stack: BenchStack, service: "credits" | "generations", methods: string[]): Promise<number> {
+  const text = await (await fetch(stack.metricsUrls[service])).text();
+  let total = 0;
+  for (const m of text.matchAll(/grpc_server_handled_total\{[^}]*method="(\w+)"[^}]*\} (\d+)/g)) {
+    if (methods.includes(m[1]!.toLowerCase())) total += Number(m[2]);
+  }
+  return total;
+}
+
+/** Hold RPCs credits answered (CreateHold + BatchCreateHolds) and CreateGeneration RPCs generations answered, so far. */
+async function holdAndCreateRpcs(stack: BenchStack): Promise<{ holds: number; creates: number }> {
+  const [holds, creates] = await Promise.all([rpcsAnswered(stack, "credits", ["createhold", "batchcreateholds"]), rpcsAnswered(stack, "generations", ["creategeneration"])]);
+  return { holds, creates };
 }
 
 /** Signs up `USERS` users through the gateway; their access tokens. */
@@ -123,6 +143,7 @@ async function runPhase(side: Side, phase: Phase, seconds: number): Promise<Phas
   let next = 0;
   const headers: Record<string, string> = phase.body ? { "content-type": "application/json" } : {};
   const cpuBefore = Object.fromEntries(STACK_SERVICES.map((name) => [name, cpuMs(side.stack.pids[name])]));
+  const rpcsBefore = await holdAndCreateRpcs(side.stack);
   const sampler = RSS_EVERY_S > 0 ? sampleRss(side, phase, RSS_EVERY_S) : undefined;
   const result = await Promise.resolve(autocannon({
     url: side.stack.base,
@@ -137,6 +158,10 @@ async function runPhase(side: Side, phase: Phase, seconds: number): Promise<Phas
   })).finally(() => clearInterval(sampler));
   const answered = Math.max(1, result.requests.total);
   const cpuMsPerRequest = Object.fromEntries(STACK_SERVICES.map((name) => [name, (cpuMs(side.stack.pids[name]) - cpuBefore[name]!) / answered])) as Record<StackService, number>;
+  // Requests still in flight when autocannon stops finish in the services: wait for them, then count per CreateGeneration.
+  await new Promise((resolve) => setTimeout(resolve, 1_000));
+  const rpcsAfter = await holdAndCreateRpcs(side.stack);
+  const holdRpcsPerCreate = (rpcsAfter.holds - rpcsBefore.holds) / Math.max(1, rpcsAfter.creates - rpcsBefore.creates);
   const statuses: Record<string, number> = {};
   for (const [status, stat] of Object.entries(result.statusCodeStats ?? {})) if (!status.startsWith("2")) statuses[status] = stat.count ?? 0;
   return {
@@ -149,6 +174,7 @@ async function runPhase(side: Side, phase: Phase, seconds: number): Promise<Phas
     errors: result.errors,
     timeouts: result.timeouts,
     cpuMsPerRequest,
+    holdRpcsPerCreate,
   };
 }
 
@@ -183,8 +209,8 @@ async function startSide(label: string, root: string): Promise<Side> {
 function report(sides: Side[]): void {
   const med = (results: PhaseResult[], pick: (r: PhaseResult) => number) => median(results.map(pick));
   console.log(`\ngateway: ${USERS} users, ${ROUNDS} round(s) of ${SECONDS} s per phase, medians over rounds; load average now ${loadAverage()}\n`);
-  console.log("| stack | phase | connections | req/s | p50 ms | p99 ms | 2xx | non-2xx (statuses) | errors / timeouts | CPU ms per request: gateway / generations / credits / usage | goal |");
-  console.log("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
+  console.log("| stack | phase | connections | req/s | p50 ms | p99 ms | 2xx | non-2xx (statuses) | errors / timeouts | CPU ms per request: gateway / generations / credits / usage | hold RPCs per create | goal |");
+  console.log("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |");
   for (const phase of PHASES) {
     for (const side of sides) {
       const results = side.results.get(phase.name) ?? [];
@@ -194,7 +220,7 @@ function report(sides: Side[]): void {
       const statusText = statuses.size ? ` (${[...statuses].map(([s, c]) => `${s}: ${c}`).join(", ")})` : "";
       const cpu = REPORT_ORDER.map((name) => fixed(med(results, (r) => r.cpuMsPerRequest[name]), 2)).join(" / ");
       console.log(
-        `| ${side.stack.label} | ${phase.method} ${phase.path} | ${phase.connections} | ${fixed(med(results, (r) => r.requestsPerSecond))} | ${fixed(med(results, (r) => r.p50Ms), 1)} | ${fixed(med(results, (r) => r.p99Ms), 1)} | ${sum((r) => r.ok)} | ${sum((r) => r.non2xx)}${statusText} | ${sum((r) => r.errors)} / ${sum((r) => r.timeouts)} | ${cpu} | ${phase.goal} |`,
+        `| ${side.stack.label} | ${phase.method} ${phase.path} | ${phase.connections} | ${fixed(med(results, (r) => r.requestsPerSecond))} | ${fixed(med(results, (r) => r.p50Ms), 1)} | ${fixed(med(results, (r) => r.p99Ms), 1)} | ${sum((r) => r.ok)} | ${sum((r) => r.non2xx)}${statusText} | ${sum((r) => r.errors)} / ${sum((r) => r.timeouts)} | ${cpu} | ${fixed(med(results, (r) => r.holdRpcsPerCreate), 2)} | ${phase.goal} |`,
       );
     }
   }

@@ -23,6 +23,8 @@ export interface BenchStack {
   label: string;
   /** The gateway's base URL. */
   base: string;
+  /** The credits and generations services' `/metrics` URLs (their RPCs counted by method). */
+  metricsUrls: { credits: string; generations: string };
   /** Each service's process id (for /proc figures). */
   pids: Record<StackService, number>;
   /** Stops the gateway, then the services (SIGTERM: a `--cpu-prof` process writes its profile on the way out), drops the databases and the stream. */
@@ -74,7 +76,7 @@ export async function startBenchStack(options: BenchStackOptions): Promise<Bench
   const plansFile = path.join(mkdtempSync(path.join(os.tmpdir(), "bench-stack-")), "plans.yaml");
   writeFileSync(plansFile, options.plans);
   const databases = await Promise.all(["credits", "usage", "generations"].map((name) => createTestDatabase(`bench_${label}_${name}`)));
-  const ports = { credits: await getFreePort(), usage: await getFreePort(), generations: await getFreePort(), http: await getFreePort() };
+  const ports = { credits: await getFreePort(), usage: await getFreePort(), generations: await getFreePort(), http: await getFreePort(), creditsMetrics: await getFreePort(), generationsMetrics: await getFreePort() };
   const address = (port: number) => `127.0.0.1:${port}`;
   const suffix = uniqueSuffix();
   const nats = { NATS_URL: testNatsUrl(), NATS_STREAM: `BENCH_${suffix.toUpperCase()}`, NATS_USAGE_STREAM: `BENCH_USAGE_${suffix.toUpperCase()}`, NATS_SUBJECT_PREFIX: `bench${suffix}`, NATS_CONSUMER: `usage_bench_${suffix}` };
@@ -91,11 +93,13 @@ export async function startBenchStack(options: BenchStackOptions): Promise<Bench
     await nc.close();
   };
   try {
-    processes.credits = start("credits", "services/credits/main.ts", { DATABASE_URL: databases[0]!.url, GRPC_PORT: String(ports.credits), PASSWORD_HASH_MEMORY_KIB: "64", PASSWORD_HASH_TIME_COST: "1" });
+    processes.credits = start("credits", "services/credits/main.ts", { DATABASE_URL: databases[0]!.url, GRPC_PORT: String(ports.credits), PASSWORD_HASH_MEMORY_KIB: "64", PASSWORD_HASH_TIME_COST: "1",
+      METRICS_PORT: String(ports.creditsMetrics), METRICS_HOST: "127.0.0.1" });
     processes.usage = start("usage", "services/usage/main.ts", { DATABASE_URL: databases[1]!.url, GRPC_PORT: String(ports.usage) });
     await Promise.all([waitForGrpcServing(address(ports.credits), 60_000), waitForGrpcServing(address(ports.usage), 60_000)]);
     processes.generations = start("generations", "services/generations/main.ts", {
       DATABASE_URL: databases[2]!.url, GRPC_PORT: String(ports.generations), CREDITS_GRPC_ADDRESS: address(ports.credits), USAGE_GRPC_ADDRESS: address(ports.usage),
+      METRICS_PORT: String(ports.generationsMetrics), METRICS_HOST: "127.0.0.1",
     });
     await waitForGrpcServing(address(ports.generations), 60_000);
     processes.gateway = start("gateway", "gateway/main.ts", {
@@ -106,7 +110,8 @@ export async function startBenchStack(options: BenchStackOptions): Promise<Bench
     const base = `http://${address(ports.http)}`;
     await waitForHttpOk(`${base}/readyz`, 60_000);
     const pids = Object.fromEntries(STACK_SERVICES.map((name) => [name, processes[name]!.child.pid!])) as Record<StackService, number>;
-    return { label, base, pids, stop };
+    const metricsUrls = { credits: `http://${address(ports.creditsMetrics)}/metrics`, generations: `http://${address(ports.generationsMetrics)}/metrics` };
+    return { label, base, metricsUrls, pids, stop };
   } catch (error) {
     await stop();
     throw error;

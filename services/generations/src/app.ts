@@ -19,7 +19,7 @@ import {
   type Orm,
   type RunningGrpcServer,
 } from "@tally/platform";
-import type { GenerationsConfig } from "./config";
+import { creditsBatchWindowMs, type GenerationsConfig } from "./config";
 import { GrpcCreditsClient } from "./adapter/credits-client";
 import { GrpcUsageClient } from "./adapter/usage-client";
 import { ProtoEventEncoder } from "./adapter/event-encoding";
@@ -113,7 +113,10 @@ export async function startGenerationsService(config: GenerationsConfig, logger:
   });
   const connections: Connections = {
     orm,
-    credits: new GrpcCreditsClient(config.CREDITS_GRPC_ADDRESS, config.DOWNSTREAM_TIMEOUT_MS, config.CREDITS_SETTLE_COALESCE_WINDOW_MS),
+    credits: new GrpcCreditsClient(config.CREDITS_GRPC_ADDRESS, config.DOWNSTREAM_TIMEOUT_MS, {
+      maxOperations: config.CREDITS_BATCH_MAX_OPERATIONS,
+      windowMs: creditsBatchWindowMs(config),
+    }),
     usage: new GrpcUsageClient(config.USAGE_GRPC_ADDRESS, config.DOWNSTREAM_TIMEOUT_MS),
   };
   try {
@@ -193,7 +196,7 @@ async function buildService(config: GenerationsConfig, logger: Logger, options: 
   );
   await listener.start();
   connections.listener = listener;
-  const metrics = generationsMetrics(orm, logger, watchHub);
+  const metrics = generationsMetrics(orm, logger, watchHub, connections.credits);
   return { connections: { ...connections, nc, listener }, service, worker, provider, relay, erasure: new ErasureService(uow), watchHub, metrics };
 }
 
@@ -205,9 +208,10 @@ function holdKeeperFor(config: GenerationsConfig, credits: CreditsPort, logger: 
   return new HoldKeeper(credits, { holdTtlMs: config.HOLD_TTL_MS, extendWithinMs: 2 * config.WORKER_LEASE_MS }, logger);
 }
 
-/** RPC metrics (bindService records them), the database pool, jobs by status, the outbox and open watch streams. */
-function generationsMetrics(orm: Orm, logger: Logger, watchHub: GenerationWatchHub): ServiceMetrics {
+/** RPC metrics (bindService records them), the database pool, jobs by status, the outbox, open watch streams and the calls to credits. */
+function generationsMetrics(orm: Orm, logger: Logger, watchHub: GenerationWatchHub, credits: GrpcCreditsClient): ServiceMetrics {
   const metrics = new ServiceMetrics("generations");
+  registerCreditsCallGauges(metrics, credits, logger);
   metrics.gauge({ name: "generations_watch_streams", help: "WatchGeneration streams open in this process", collect: async () => watchHub.openStreams, logger });
   registerDatabasePoolGauges(metrics, orm, logger);
   registerOutboxGauges(metrics, orm, logger);
@@ -218,6 +222,32 @@ function generationsMetrics(orm: Orm, logger: Logger, watchHub: GenerationWatchH
     sql: "SELECT status, count(*)::bigint AS value FROM generations GROUP BY status",
   });
   return metrics;
+}
+
+/**
+ * How hold calls reach credits, counted since start (the values only grow): operations made by
+ * kind (create_hold, capture_hold, release_hold), and the RPCs sent for them by form (unary,
+ * batch); operations over RPCs is the batching's gain.
+ */
+function registerCreditsCallGauges(metrics: ServiceMetrics, credits: GrpcCreditsClient, logger: Logger): void {
+  metrics.gauge({
+    name: "generations_credits_hold_operations",
+    help: "Hold calls made to credits since start, by kind (create_hold, capture_hold, release_hold)",
+    labelNames: ["kind"] as const,
+    logger,
+    collect: async () => Object.entries(credits.counts).map(([kind, counts]) => ({ labels: { kind }, value: counts.operations })),
+  });
+  metrics.gauge({
+    name: "generations_credits_hold_rpcs",
+    help: "RPCs sent to credits for hold calls since start, by kind and form (unary, batch)",
+    labelNames: ["kind", "form"] as const,
+    logger,
+    collect: async () =>
+      Object.entries(credits.counts).flatMap(([kind, counts]) => [
+        { labels: { kind, form: "unary" }, value: counts.unaryCalls },
+        { labels: { kind, form: "batch" }, value: counts.batchCalls },
+      ]),
+  });
 }
 
 /** Starts the gRPC server, the worker, the relay and the account events consumer (erasure), then answers SERVING. */

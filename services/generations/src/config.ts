@@ -2,6 +2,7 @@ import { availableParallelism } from "node:os";
 import { z } from "zod";
 import { loadConfig, metricsConfigFields } from "@tally/platform";
 import { parsePricing } from "./domain/pricing";
+import { BATCH_OPERATIONS_LIMIT } from "./adapter/credits-batcher";
 
 /** A boolean environment variable: "true"/"1" or "false"/"0" (z.coerce.boolean would read "false" as true). */
 const booleanFromEnv = (defaultValue: boolean) =>
@@ -34,10 +35,20 @@ export const generationsConfigSchema = z.object({
   /** Deadline of every call to another service, in milliseconds. */
   DOWNSTREAM_TIMEOUT_MS: positiveInt(5_000),
   /**
-   * When above 0, CaptureHold and ReleaseHold calls to credits made within this many
-   * milliseconds go as one BatchCaptureHolds / BatchReleaseHolds call (needs a credits service
-   * that has them); 0 (default): one call each.
+   * Most members of one batch call to credits (BatchCreateHolds, BatchCaptureHolds,
+   * BatchReleaseHolds). CreateHold, CaptureHold and ReleaseHold calls made while one of their
+   * kind is in flight go together as one batch call when it returns; a call with none in flight
+   * goes at once, unary. 1: every call unary, on its own (for a credits service without the
+   * batch RPCs).
    */
+  CREDITS_BATCH_MAX_OPERATIONS: z.coerce.number().int().min(1).max(BATCH_OPERATIONS_LIMIT).default(64),
+  /**
+   * Extra wait, in milliseconds (0 or 1), after a call in flight returns before the calls queued
+   * behind it go as one batch (more may join). Unset: the former name
+   * CREDITS_SETTLE_COALESCE_WINDOW_MS when set (capped at 1), else 0 (no wait).
+   */
+  CREDITS_BATCH_WINDOW_MS: z.coerce.number().int().min(0).max(1).optional(),
+  /** The former name of CREDITS_BATCH_WINDOW_MS (a fixed window for captures and releases), still read; values above 1 count as 1. */
   CREDITS_SETTLE_COALESCE_WINDOW_MS: nonNegativeInt(0),
   /**
    * Passed to CreateHold as ttl_ms; 0 means the credits service's default (1 hour). When set,
@@ -140,6 +151,10 @@ export const generationsConfigSchema = z.object({
 });
 
 export type GenerationsConfig = z.infer<typeof generationsConfigSchema>;
+
+/** The effective CREDITS_BATCH_WINDOW_MS: its own value, else the former CREDITS_SETTLE_COALESCE_WINDOW_MS capped at 1 ms, else 0. */
+export const creditsBatchWindowMs = (config: GenerationsConfig): number =>
+  config.CREDITS_BATCH_WINDOW_MS ?? Math.min(1, config.CREDITS_SETTLE_COALESCE_WINDOW_MS);
 
 /** Reads the configuration from `env` (default: the process environment). */
 export const loadGenerationsConfig = (env: NodeJS.ProcessEnv = process.env): GenerationsConfig =>
