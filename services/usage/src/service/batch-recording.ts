@@ -49,11 +49,12 @@ interface BatchSubjects {
  * Records `events` inside the caller's transaction (see `UsageLogService.recordBatch` for the
  * contract), in this order: the inbox claims every id in one statement (a duplicate records
  * nothing); the reservations of the claimed events are read; the subjects they lock are locked
- * in one statement, in id order (INV-9); the counter rows the completions count in are read or
- * created from the log (before the entries exist, so each counts once); the entries are
- * appended with their monthly analytics and rollups; the used counters, thresholds, ended
- * reservations and active counts move; cancellations and downloads are appended; the stats move
- * (INV-6). Answers one outcome per event, in order. `now` is when reservations end.
+ * in one statement, in id order (INV-9); the counter rows the completions count in are read, a
+ * missing one counted from the log (before the entries exist, so each counts once; nothing
+ * written yet); the entries are appended with their monthly analytics and rollups; the used
+ * counters, thresholds and ended reservations move in memory, then each counter row is written
+ * once (missing ones inserted, stored ones moved) with the active counts; cancellations and
+ * downloads are appended; the stats move (INV-6). Answers one outcome per event, in order. `now` is when reservations end.
  */
 export async function recordEvents(stores: UsageStores, events: readonly UsageEvent[], plans: PlanCatalog | null, now: Date): Promise<UsageEventOutcome[]> {
   const claimed = await stores.inbox.claimMany(events.map((e) => ({ eventId: eventIdOf(e), subject: e.subject })));
