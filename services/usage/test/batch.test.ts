@@ -1,6 +1,7 @@
 import { newId } from "@tally/platform";
 import { eventually } from "@tally/platform/src/testing";
 import type { UsageService } from "../src/app";
+import { usageLogEntryFromCompleted } from "../src/domain/usage-log";
 import { completedEvent, createUsageTestBed, failedEvent, getUserStats, reconcileUserStats, type UsageTestBed } from "./helpers";
 
 /**
@@ -85,6 +86,42 @@ describe("batch consumer", () => {
       expect(await reconcileUserStats(service.orm, userId)).toEqual([]);
     } finally {
       await sql(service, "ALTER TABLE usage_log DROP CONSTRAINT test_refused_provider");
+      await service.stop();
+    }
+  });
+
+  it("writes a batch's counter rows once: a missing row counted from the log plus the batch, a stored one moved by the batch", async () => {
+    const service = await bed.start();
+    try {
+      const userId = newId();
+      await sql(service, "INSERT INTO subjects (id, kind, plan, period_anchor) VALUES (?, 'user', 'pro', ?::timestamptz)", [userId, "2026-01-15T00:00:00Z"]);
+      const record = (credits: bigint[]) =>
+        service.services.usageLog.recordBatch(
+          credits.map((c) => ({ kind: "generation" as const, subject: bed.subjects.completed, draft: usageLogEntryFromCompleted(completedEvent(userId, { credits: c })) })),
+        );
+      const counters = async () => {
+        const rows = await sql<{ generations: string; credits: string; day_generations: string; tx: string; day_tx: string }>(
+          service,
+          `SELECT p.generations::text, p.credits::text, d.generations::text AS day_generations, p.xmin::text AS tx, d.xmin::text AS day_tx
+             FROM period_usage p JOIN daily_usage d USING (subject_id) WHERE p.subject_id = ?`,
+          [userId],
+        );
+        expect(rows).toHaveLength(1);
+        const entries = await sql<{ tx: string }>(service, "SELECT DISTINCT xmin::text AS tx FROM usage_log WHERE user_id = ? ORDER BY 1", [userId]);
+        return { ...rows[0]!, lastBatch: rows[0]!.tx === rows[0]!.day_tx && entries.some((e) => e.tx === rows[0]!.tx) };
+      };
+      await record([3n, 3n]);
+      expect(await counters()).toMatchObject({ generations: "2", credits: "6", day_generations: "2", lastBatch: true });
+      // Counter rows are derived: dropped, the next batch counts them again from the log (2 entries) plus its own 3.
+      await sql(service, "DELETE FROM period_usage WHERE subject_id = ?", [userId]);
+      await sql(service, "DELETE FROM daily_usage WHERE subject_id = ?", [userId]);
+      await record([4n, 4n, 4n]);
+      expect(await counters()).toMatchObject({ generations: "5", credits: "18", day_generations: "5", lastBatch: true });
+      // Stored rows: moved by the batch only.
+      await record([5n]);
+      expect(await counters()).toMatchObject({ generations: "6", credits: "23", day_generations: "6", lastBatch: true });
+      expect(await service.services.stats.reconcileCounters(userId)).toEqual([]);
+    } finally {
       await service.stop();
     }
   });

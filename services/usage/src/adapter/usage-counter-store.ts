@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { optionalDate, toBigInt, type Sql } from "@tally/platform";
-import type { CounterKey, UsageCounterStore } from "../domain/ports";
+import type { CounterKey, CounterWrite, StoredOrNew, UsageCounterStore } from "../domain/ports";
 import type { CounterDifference, DayCounters, DayDelta, PeriodCounters, PeriodDelta, Window } from "../domain/types";
 
 /*
@@ -115,28 +115,39 @@ export class SqlUsageCounterStore implements UsageCounterStore {
     };
   }
 
-  async ensureMany(periods: readonly CounterKey[], days: readonly CounterKey[]): Promise<{ periods: PeriodCounters[]; days: DayCounters[] }> {
-    // Each statement reads the rows that exist and creates the missing ones from the log (the
-    // NOT EXISTS gate runs before the counting, so an existing row never pays for it).
+  async readMany(periods: readonly CounterKey[], days: readonly CounterKey[]): Promise<{ periods: StoredOrNew<PeriodCounters>[]; days: StoredOrNew<DayCounters>[] }> {
+    // Reads only: a missing row is counted from the log (before the batch's entries exist) and
+    // written later by writeMany with the batch's deltas, so it is written once, not created then updated.
     const columns = (keys: readonly CounterKey[]) => [keys.map((k) => k.subjectId), keys.map((k) => k.window.start), keys.map((k) => k.window.end)];
-    const periodRows = periods.length > 0 ? await this.sql.bound<PeriodRow>(ENSURE_PERIODS, columns(sortedKeys(periods))) : [];
-    const dayRows = days.length > 0 ? await this.sql.bound<DayRow>(ENSURE_DAYS, columns(sortedKeys(days))) : [];
-    return { periods: periodRows.map(periodFromRow), days: dayRows.map(dayFromRow) };
+    const periodRows = periods.length > 0 ? await this.sql.bound<PeriodRow & { stored: boolean }>(READ_PERIODS, columns(sortedKeys(periods))) : [];
+    const dayRows = days.length > 0 ? await this.sql.bound<DayRow & { stored: boolean }>(READ_DAYS, columns(sortedKeys(days))) : [];
+    return {
+      periods: periodRows.map((row) => ({ row: periodFromRow(row), stored: row.stored })),
+      days: dayRows.map((row) => ({ row: dayFromRow(row), stored: row.stored })),
+    };
   }
 
-  async addMany(periods: readonly { subjectId: string; periodStart: Date; delta: PeriodDelta }[], days: readonly { subjectId: string; day: Date; delta: DayDelta }[]): Promise<void> {
+  async writeMany(periods: readonly CounterWrite<PeriodCounters>[], days: readonly CounterWrite<DayCounters>[]): Promise<void> {
+    const inOrder = <T extends { key: string }>(writes: readonly T[]) => [...writes].sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+    const check = (counts: { inserted: number; updated: number } | undefined, writes: readonly { created: boolean }[], table: string) => {
+      const created = writes.filter((w) => w.created).length;
+      assert.deepEqual(counts, { inserted: created, updated: writes.length - created }, `INV-6: every ${table} row of the batch is created or moved once`);
+    };
     if (periods.length > 0) {
-      const rows = await this.sql.bound<{ subject_id: string }>(ADD_TO_PERIODS, [
-        periods.map((p) => p.subjectId), periods.map((p) => p.periodStart), periods.map((p) => p.delta.generations), periods.map((p) => p.delta.credits),
-        periods.map((p) => p.delta.processingMs), periods.map((p) => p.delta.reservedGenerations), periods.map((p) => p.delta.reservedCredits),
+      const w = inOrder(periods.map((p) => ({ ...p, key: `${p.row.subjectId}/${p.row.periodStart.toISOString()}` })));
+      const [counts] = await this.sql.bound<{ inserted: number; updated: number }>(WRITE_PERIODS, [
+        w.map((p) => p.row.subjectId), w.map((p) => p.row.periodStart), w.map((p) => p.row.periodEnd), w.map((p) => p.row.generations),
+        w.map((p) => p.row.credits), w.map((p) => p.row.processingMs), w.map((p) => p.row.reservedGenerations), w.map((p) => p.row.reservedCredits),
+        w.map((p) => p.created),
       ]);
-      assert.equal(rows.length, periods.length, "INV-6: a period row is read (created) before its counters move");
+      check(counts, w, "period_usage");
     }
     if (days.length > 0) {
-      const rows = await this.sql.bound<{ subject_id: string }>(ADD_TO_DAYS, [
-        days.map((d) => d.subjectId), days.map((d) => d.day), days.map((d) => d.delta.generations), days.map((d) => d.delta.reservedGenerations),
+      const w = inOrder(days.map((d) => ({ ...d, key: `${d.row.subjectId}/${d.row.day.toISOString()}` })));
+      const [counts] = await this.sql.bound<{ inserted: number; updated: number }>(WRITE_DAYS, [
+        w.map((d) => d.row.subjectId), w.map((d) => d.row.day), w.map((d) => d.row.generations), w.map((d) => d.row.reservedGenerations), w.map((d) => d.created),
       ]);
-      assert.equal(rows.length, days.length, "INV-6: a day row is read (created) before its counters move");
+      check(counts, w, "daily_usage");
     }
   }
 
@@ -212,44 +223,68 @@ function sortedKeys(keys: readonly CounterKey[]): CounterKey[] {
   return [...distinct.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([, k]) => k);
 }
 
-const ENSURE_PERIODS = {
-  name: "usage_counters_ensure_periods",
-  text: `WITH w AS (SELECT * FROM unnest($1::uuid[], $2::timestamptz[], $3::timestamptz[]) AS w (subject_id, start, finish)),
-              n AS (INSERT INTO period_usage (${PERIOD_COLUMNS})
-                    SELECT w.subject_id, w.start, w.finish, c.generations, c.credits, c.processing_ms, r.generations, r.credits
-                      FROM w CROSS JOIN LATERAL (${countedEntries("period")}) c CROSS JOIN LATERAL (${RESERVED_IN_PERIOD}) r
-                     WHERE NOT EXISTS (SELECT 1 FROM period_usage p WHERE p.subject_id = w.subject_id AND p.period_start = w.start)
-                    RETURNING ${PERIOD_COLUMNS})
-         SELECT ${PERIOD_COLUMNS.split(", ").map((c) => `p.${c}`).join(", ")} FROM period_usage p JOIN w ON p.subject_id = w.subject_id AND p.period_start = w.start
-         UNION ALL SELECT ${PERIOD_COLUMNS} FROM n`,
+/** The stored row of key `w` (`s.found` null when missing), read by the primary key. */
+const STORED = (table: string, key: string, columns: string) =>
+  `LEFT JOIN LATERAL (SELECT true AS found, ${columns} FROM ${table} x WHERE x.subject_id = w.subject_id AND x.${key} = w.start LIMIT 1) s ON true`;
+
+/*
+ * The rows of the keys (in key order), each read (`stored`) or, when missing, counted from the
+ * log as `period` / `day` would create it; nothing is written. The LATERAL … LIMIT 1 reads each
+ * key by the primary key (a join could hash the whole table for every batch).
+ */
+const READ_PERIODS = {
+  name: "usage_counters_read_periods",
+  text: `WITH w AS (SELECT * FROM unnest($1::uuid[], $2::timestamptz[], $3::timestamptz[]) AS w (subject_id, start, finish))
+         SELECT w.subject_id, w.start AS period_start, coalesce(s.period_end, w.finish) AS period_end,
+                coalesce(s.generations, n.generations) AS generations, coalesce(s.credits, n.credits) AS credits,
+                coalesce(s.processing_ms, n.processing_ms) AS processing_ms, coalesce(s.reserved_generations, n.reserved_generations) AS reserved_generations,
+                coalesce(s.reserved_credits, n.reserved_credits) AS reserved_credits, s.found IS NOT NULL AS stored
+           FROM w ${STORED("period_usage", "period_start", "x.period_end, x.generations, x.credits, x.processing_ms, x.reserved_generations, x.reserved_credits")}
+           LEFT JOIN LATERAL (SELECT c.generations, c.credits, c.processing_ms, r.generations AS reserved_generations, r.credits AS reserved_credits
+                                FROM (${countedEntries("period")}) c CROSS JOIN (${RESERVED_IN_PERIOD}) r WHERE s.found IS NULL) n ON true`,
 };
 
-const ENSURE_DAYS = {
-  name: "usage_counters_ensure_days",
-  text: `WITH w AS (SELECT * FROM unnest($1::uuid[], $2::timestamptz[], $3::timestamptz[]) AS w (subject_id, start, finish)),
-              n AS (INSERT INTO daily_usage (subject_id, day, generations)
-                    SELECT w.subject_id, w.start, c.generations FROM w CROSS JOIN LATERAL (${countedEntries("day")}) c
-                     WHERE NOT EXISTS (SELECT 1 FROM daily_usage d WHERE d.subject_id = w.subject_id AND d.day = w.start)
-                    RETURNING ${DAY_COLUMNS})
-         SELECT ${DAY_COLUMNS.split(", ").map((c) => `d.${c}`).join(", ")} FROM daily_usage d JOIN w ON d.subject_id = w.subject_id AND d.day = w.start
-         UNION ALL SELECT ${DAY_COLUMNS} FROM n`,
+const READ_DAYS = {
+  name: "usage_counters_read_days",
+  text: `WITH w AS (SELECT * FROM unnest($1::uuid[], $2::timestamptz[], $3::timestamptz[]) AS w (subject_id, start, finish))
+         SELECT w.subject_id, w.start AS day, coalesce(s.generations, n.generations) AS generations,
+                coalesce(s.reserved_generations, 0) AS reserved_generations, s.found IS NOT NULL AS stored
+           FROM w ${STORED("daily_usage", "day", "x.generations, x.reserved_generations")}
+           LEFT JOIN LATERAL (SELECT c.generations FROM (${countedEntries("day")}) c WHERE s.found IS NULL) n ON true`,
 };
 
-/** One delta per row key (the caller sums them). */
-const ADD_TO_PERIODS = {
-  name: "usage_counters_add_to_periods",
-  text: `UPDATE period_usage u SET generations = u.generations + d.generations, credits = u.credits + d.credits, processing_ms = u.processing_ms + d.processing_ms,
-           reserved_generations = u.reserved_generations + d.reserved_generations, reserved_credits = u.reserved_credits + d.reserved_credits, updated_at = now()
-           FROM unnest($1::uuid[], $2::timestamptz[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[], $7::bigint[])
-                AS d (subject_id, period_start, generations, credits, processing_ms, reserved_generations, reserved_credits)
-          WHERE u.subject_id = d.subject_id AND u.period_start = d.period_start RETURNING u.subject_id`,
+/*
+ * A batch's counter rows in ONE statement per table, keys in order: the rows read as missing
+ * (`created`) inserted with their full values (counted from the log plus the batch's moves),
+ * the stored ones moved by the batch's deltas. Not an upsert: PostgreSQL checks the proposed
+ * row's CHECK constraints before it finds the conflict, and a delta may be negative (a
+ * reservation ended). A row read as missing that exists fails the insert (unique key); the
+ * counts returned tell the caller every row was written.
+ */
+const WRITE_PERIODS = {
+  name: "usage_counters_write_periods",
+  text: `WITH d AS (SELECT * FROM unnest($1::uuid[], $2::timestamptz[], $3::timestamptz[], $4::bigint[], $5::bigint[], $6::bigint[], $7::bigint[], $8::bigint[], $9::boolean[])
+                        AS d (subject_id, period_start, period_end, generations, credits, processing_ms, reserved_generations, reserved_credits, created)),
+              i AS (INSERT INTO period_usage (${PERIOD_COLUMNS})
+                    SELECT subject_id, period_start, period_end, generations, credits, processing_ms, reserved_generations, reserved_credits FROM d WHERE created
+                    RETURNING 1),
+              u AS (UPDATE period_usage u SET generations = u.generations + d.generations, credits = u.credits + d.credits,
+                      processing_ms = u.processing_ms + d.processing_ms, reserved_generations = u.reserved_generations + d.reserved_generations,
+                      reserved_credits = u.reserved_credits + d.reserved_credits, updated_at = now()
+                      FROM d WHERE NOT d.created AND u.subject_id = d.subject_id AND u.period_start = d.period_start
+                    RETURNING 1)
+         SELECT (SELECT count(*) FROM i)::int AS inserted, (SELECT count(*) FROM u)::int AS updated`,
 };
 
-const ADD_TO_DAYS = {
-  name: "usage_counters_add_to_days",
-  text: `UPDATE daily_usage u SET generations = u.generations + d.generations, reserved_generations = u.reserved_generations + d.reserved_generations, updated_at = now()
-           FROM unnest($1::uuid[], $2::timestamptz[], $3::bigint[], $4::bigint[]) AS d (subject_id, day, generations, reserved_generations)
-          WHERE u.subject_id = d.subject_id AND u.day = d.day RETURNING u.subject_id`,
+const WRITE_DAYS = {
+  name: "usage_counters_write_days",
+  text: `WITH d AS (SELECT * FROM unnest($1::uuid[], $2::timestamptz[], $3::bigint[], $4::bigint[], $5::boolean[]) AS d (subject_id, day, generations, reserved_generations, created)),
+              i AS (INSERT INTO daily_usage (${DAY_COLUMNS}) SELECT subject_id, day, generations, reserved_generations FROM d WHERE created RETURNING 1),
+              u AS (UPDATE daily_usage u SET generations = u.generations + d.generations, reserved_generations = u.reserved_generations + d.reserved_generations,
+                      updated_at = now()
+                      FROM d WHERE NOT d.created AND u.subject_id = d.subject_id AND u.day = d.day
+                    RETURNING 1)
+         SELECT (SELECT count(*) FROM i)::int AS inserted, (SELECT count(*) FROM u)::int AS updated`,
 };
 
 export interface PeriodRow {

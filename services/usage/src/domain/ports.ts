@@ -126,6 +126,18 @@ export interface CounterKey {
   window: Window;
 }
 
+/** A counter row read by `readMany`: as stored, or (`stored` false) as it would be created. */
+export interface StoredOrNew<Row> {
+  row: Row;
+  stored: boolean;
+}
+
+/** A counter row for `writeMany`: full values to insert (`created`), or deltas to add to the stored row. */
+export interface CounterWrite<Row> {
+  row: Row;
+  created: boolean;
+}
+
 /** Per-period and per-day counters; callers hold the subject's lock. */
 export interface UsageCounterStore {
   /**
@@ -140,18 +152,20 @@ export interface UsageCounterStore {
   /** `period` and `day` together, in one round trip. */
   windows(subjectId: string, period: Window, day: Window): Promise<{ period: PeriodCounters; day: DayCounters }>;
   /**
-   * `period` and `day` for many rows at once (one statement each, rows created in key order):
-   * the rows of `periods` and of `days` (each key once), read or created from the usage log.
+   * `period` and `day` for many keys at once, WITHOUT writing (one statement per table, keys in
+   * order): each row as stored (`stored` true), or, when missing, counted as `period` / `day`
+   * would create it (used from the usage log, reserved from the active reservations). The caller
+   * holds the subjects' locks and writes the rows with `writeMany` in the same transaction, so
+   * nobody creates them in between; it must read before appending the entries it counts (INV-6).
    */
-  ensureMany(periods: readonly CounterKey[], days: readonly CounterKey[]): Promise<{ periods: PeriodCounters[]; days: DayCounters[] }>;
+  readMany(periods: readonly CounterKey[], days: readonly CounterKey[]): Promise<{ periods: StoredOrNew<PeriodCounters>[]; days: StoredOrNew<DayCounters>[] }>;
   /**
-   * Adds each delta to its existing row (one delta per key; the caller got the rows through
-   * `ensureMany`, `period` or `day`): one statement per table.
+   * Writes a batch's counter rows, one upsert per table in key order (INV-9), each key once: a
+   * row read as missing (`created`) is inserted with `row` as its full values (counted from the
+   * log plus the batch's moves); a stored row gets `row`'s counters added (the batch's deltas).
+   * Throws (INV-6) when a row read as missing turns out stored or one read as stored is missing.
    */
-  addMany(
-    periods: readonly { subjectId: string; periodStart: Date; delta: PeriodDelta }[],
-    days: readonly { subjectId: string; day: Date; delta: DayDelta }[],
-  ): Promise<void>;
+  writeMany(periods: readonly CounterWrite<PeriodCounters>[], days: readonly CounterWrite<DayCounters>[]): Promise<void>;
   /** Adds `delta` to an existing period row (the caller got it through `period`). */
   addToPeriod(subjectId: string, periodStart: Date, delta: PeriodDelta): Promise<void>;
   /** Adds `delta` to an existing day row (the caller got it through `day`). */

@@ -49,11 +49,12 @@ interface BatchSubjects {
  * Records `events` inside the caller's transaction (see `UsageLogService.recordBatch` for the
  * contract), in this order: the inbox claims every id in one statement (a duplicate records
  * nothing); the reservations of the claimed events are read; the subjects they lock are locked
- * in one statement, in id order (INV-9); the counter rows the completions count in are read or
- * created from the log (before the entries exist, so each counts once); the entries are
- * appended with their monthly analytics and rollups; the used counters, thresholds, ended
- * reservations and active counts move; cancellations and downloads are appended; the stats move
- * (INV-6). Answers one outcome per event, in order. `now` is when reservations end.
+ * in one statement, in id order (INV-9); the counter rows the completions count in are read, a
+ * missing one counted from the log (before the entries exist, so each counts once; nothing
+ * written yet); the entries are appended with their monthly analytics and rollups; the used
+ * counters, thresholds and ended reservations move in memory, then each counter row is written
+ * once (missing ones inserted, stored ones moved) with the active counts; cancellations and
+ * downloads are appended; the stats move (INV-6). Answers one outcome per event, in order. `now` is when reservations end.
  */
 export async function recordEvents(stores: UsageStores, events: readonly UsageEvent[], plans: PlanCatalog | null, now: Date): Promise<UsageEventOutcome[]> {
   const claimed = await stores.inbox.claimMany(events.map((e) => ({ eventId: eventIdOf(e), subject: e.subject })));
@@ -65,7 +66,7 @@ export async function recordEvents(stores: UsageStores, events: readonly UsageEv
   const reservations = await stores.reservations.findMany([...generations, ...cancellations].map((e) => e.generationId));
   const subjects = await batchSubjects(stores, generations, cancellations, reservations);
   const planned = await planEntries(stores, generations, subjects, plans);
-  const counters = await BatchCounters.ensure(stores, planned);
+  const counters = await BatchCounters.read(stores, planned);
   await stores.usageLog.appendMany(planned);
   await counters.countUsed(stores, planned, subjects.locked, plans);
   await counters.endReservations(stores, endingsInOrder(fresh, reservations), now);
@@ -158,25 +159,35 @@ const keyOf = (subjectId: string, start: Date): string => `${subjectId}/${start.
 
 /**
  * A batch's counter rows in hand and what it adds to them: the rows its completions count in
- * (read or created once), moved in memory event by event (so thresholds see the counters after
- * each event, as recording one by one would), and the deltas summed per row, written by
- * `flush` in one statement per table.
+ * (read once; a missing one counted from the log, not yet written), moved in memory event by
+ * event (so thresholds see the counters after each event, as recording one by one would), and
+ * the deltas summed per row, written by `flush` in one statement per table: a missing row is
+ * inserted once with its full values, a stored one moved by its deltas.
  */
 class BatchCounters {
   private readonly periods = new Map<string, PeriodCounters>();
   private readonly days = new Map<string, DayCounters>();
+  /** The rows read as missing, as counted from the log (before the batch moved them). */
+  private readonly newPeriods = new Map<string, PeriodCounters>();
+  private readonly newDays = new Map<string, DayCounters>();
   private readonly periodDeltas = new Map<string, { subjectId: string; periodStart: Date; delta: PeriodDelta }>();
   private readonly dayDeltas = new Map<string, { subjectId: string; day: Date; delta: DayDelta }>();
   private readonly activeDeltas = new Map<string, number>();
 
-  /** Reads (creating from the log when missing) the period and day rows the completions of `planned` count in. */
-  static async ensure(stores: UsageStores, planned: readonly PlannedEntry[]): Promise<BatchCounters> {
+  /** Reads (counting from the log when missing, writing nothing) the period and day rows the completions of `planned` count in. */
+  static async read(stores: UsageStores, planned: readonly PlannedEntry[]): Promise<BatchCounters> {
     const targets = planned.flatMap((p) => (p.targets ? [p.targets] : []));
     const counters = new BatchCounters();
     if (targets.length === 0) return counters;
-    const rows = await stores.counters.ensureMany(targets.flatMap((t) => (t.period ? [t.period] : [])), targets.map((t) => t.day));
-    for (const row of rows.periods) counters.periods.set(keyOf(row.subjectId, row.periodStart), row);
-    for (const row of rows.days) counters.days.set(keyOf(row.subjectId, row.day), row);
+    const rows = await stores.counters.readMany(targets.flatMap((t) => (t.period ? [t.period] : [])), targets.map((t) => t.day));
+    for (const { row, stored } of rows.periods) {
+      counters.periods.set(keyOf(row.subjectId, row.periodStart), { ...row });
+      if (!stored) counters.newPeriods.set(keyOf(row.subjectId, row.periodStart), row);
+    }
+    for (const { row, stored } of rows.days) {
+      counters.days.set(keyOf(row.subjectId, row.day), { ...row });
+      if (!stored) counters.newDays.set(keyOf(row.subjectId, row.day), row);
+    }
     return counters;
   }
 
@@ -209,10 +220,31 @@ class BatchCounters {
     }
   }
 
-  /** Writes the summed deltas: counter rows in key order, then the subjects' active reservations. */
+  /**
+   * Writes the counter rows (one statement per table, in key order): each row read as missing
+   * with its count from the log plus its deltas, each stored row moved by its deltas; then the
+   * subjects' active reservations.
+   */
   async flush(stores: UsageStores): Promise<void> {
-    const inOrder = <T>(map: Map<string, T>): T[] => [...map].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([, value]) => value);
-    await stores.counters.addMany(inOrder(this.periodDeltas), inOrder(this.dayDeltas));
+    const zeroPeriod: PeriodDelta = { generations: 0n, credits: 0n, processingMs: 0n, reservedGenerations: 0n, reservedCredits: 0n };
+    const periods = [...new Set([...this.newPeriods.keys(), ...this.periodDeltas.keys()])].map((key) => {
+      const base = this.newPeriods.get(key);
+      const moved = this.periodDeltas.get(key);
+      const d = moved?.delta ?? zeroPeriod;
+      // A stored row's period_end is not written (only its counters move).
+      const row = base ?? { subjectId: moved!.subjectId, periodStart: moved!.periodStart, periodEnd: this.periods.get(key)?.periodEnd ?? moved!.periodStart,
+        generations: 0n, credits: 0n, processingMs: 0n, reservedGenerations: 0n, reservedCredits: 0n };
+      return { created: base !== undefined, row: { ...row, generations: row.generations + d.generations, credits: row.credits + d.credits, processingMs: row.processingMs + d.processingMs,
+        reservedGenerations: row.reservedGenerations + d.reservedGenerations, reservedCredits: row.reservedCredits + d.reservedCredits } };
+    });
+    const days = [...new Set([...this.newDays.keys(), ...this.dayDeltas.keys()])].map((key) => {
+      const base = this.newDays.get(key);
+      const moved = this.dayDeltas.get(key);
+      const row = base ?? { subjectId: moved!.subjectId, day: moved!.day, generations: 0n, reservedGenerations: 0n };
+      const d = moved?.delta ?? { generations: 0n, reservedGenerations: 0n };
+      return { created: base !== undefined, row: { ...row, generations: row.generations + d.generations, reservedGenerations: row.reservedGenerations + d.reservedGenerations } };
+    });
+    await stores.counters.writeMany(periods, days);
     await stores.subjects.addActiveReservationsMany([...this.activeDeltas].map(([id, delta]) => ({ id, delta })));
   }
 
