@@ -1,0 +1,169 @@
+/**
+ * CreateHold members of one account in one batch, applied as a group (`credits_create_hold_run`,
+ * migration Migration20261207000001), on real PostgreSQL: the account row moves once, and each
+ * member's outcome, hold, allocations and ledger entry are those it would have had applied one
+ * after another.
+ */
+import { credits } from "@tally/contracts";
+import { fingerprint, newId } from "@tally/platform";
+import { createCreditsUnitOfWork } from "../src/adapter/unit-of-work";
+import type { HoldOperation, HoldOutcome } from "../src/domain/ports";
+import { CAPTURE_REST_REASON, GRANT_EXPIRED_REASON } from "../src/domain/rules";
+import { startHarness, type Harness } from "./harness";
+
+const { GRANT_KIND_PURCHASED } = credits.GrantKind;
+
+describe("credits: holds on one hot account in one batch (real PostgreSQL)", () => {
+  let h: Harness;
+  beforeAll(async () => {
+    h = await startHarness("credits_hot", { CREDITS_GROUP_COMMIT_WINDOW_MS: "2" });
+  });
+  afterAll(async () => {
+    await h.close();
+  });
+
+  const applyBatch = (operations: HoldOperation[]): Promise<HoldOutcome[]> =>
+    createCreditsUnitOfWork(h.running.orm).withoutTransaction((stores) =>
+      stores.holdOperations.apply(operations, { now: new Date(), captureRestReason: CAPTURE_REST_REASON, grantExpiredReason: GRANT_EXPIRED_REASON }),
+    );
+  const createHold = (accountId: string, amount: bigint, overrides: { requestId?: string; generationId?: string } = {}): HoldOperation => {
+    const generationId = overrides.generationId ?? newId();
+    const parameters = { accountId, generationId, amount, ttlMs: 0n };
+    const requestId = overrides.requestId ?? newId();
+    return { operation: "CreateHold", requestId, fingerprint: fingerprint({ operation: "CreateHold", parameters }), accountId, generationId, amount, ttlMs: 60_000 };
+  };
+  const holdOp = (operation: "CaptureHold" | "ReleaseHold", holdId: string): HoldOperation => {
+    const parameters = { holdId };
+    const base = { requestId: newId(), fingerprint: fingerprint({ operation, parameters }), holdId };
+    return operation === "CaptureHold" ? { operation, ...base } : { operation, ...base, reason: "" };
+  };
+  /** An account with the default plan's 10 trial credits and `credits - 10` purchased ones. */
+  const accountWith = async (credits: bigint) => {
+    const accountId = await h.newAccount();
+    await h.grant(accountId, GRANT_KIND_PURCHASED, credits - 10n);
+    return accountId;
+  };
+  const ok = (outcome: HoldOutcome) => {
+    if (outcome.outcome !== "ok") throw new Error(`expected ok, got ${JSON.stringify(outcome)}`);
+    return outcome.answer;
+  };
+  const balanceOf = async (accountId: string) => {
+    const { balance } = await h.call.getBalance({ accountId });
+    return { available: balance!.availableCredits, held: balance!.heldCredits };
+  };
+  const checkBooks = async (accountIds: string[]) => {
+    for (const accountId of accountIds) await h.checkInvariants(accountId);
+    expect((await h.call.reconcile()).differencesTotal).toBe(0n);
+  };
+
+  it("moves the account row ONCE for N CreateHolds on one account in one call", async () => {
+    const accountId = await accountWith(100n);
+    const N = 12;
+    await h.sql.query("BEGIN");
+    try {
+      const updates = async (table: string) =>
+        Number((await h.sql.query<{ n: string }>("SELECT n_tup_upd AS n FROM pg_stat_xact_user_tables WHERE relname = $1", [table])).rows[0]!.n);
+      const [accountsBefore, grantsBefore] = [await updates("accounts"), await updates("grants")];
+      const { rows } = await h.sql.query<{ outcome: string }>(
+        `SELECT outcome FROM credits_hold_operations(array_fill('CreateHold'::text, ARRAY[$2::int]),
+           ARRAY(SELECT gen_random_uuid()::text FROM generate_series(1, $2)), array_fill('f'::text, ARRAY[$2::int]),
+           array_fill($1::uuid, ARRAY[$2::int]), array_fill(NULL::uuid, ARRAY[$2::int]),
+           ARRAY(SELECT gen_random_uuid()::text FROM generate_series(1, $2)), array_fill(2::bigint, ARRAY[$2::int]),
+           array_fill(60000::bigint, ARRAY[$2::int]), array_fill(NULL::text, ARRAY[$2::int]), now(), 'rest', 'expired')`,
+        [accountId, N],
+      );
+      expect(rows.map((r) => r.outcome)).toEqual(Array(N).fill("ok"));
+      // One UPDATE of the account row; the trial grant (10) and the purchased one (14 of 90) once each.
+      expect({ accounts: (await updates("accounts")) - accountsBefore, grants: (await updates("grants")) - grantsBefore }).toEqual({ accounts: 1, grants: 2 });
+      await h.sql.query("COMMIT");
+    } catch (error) {
+      await h.sql.query("ROLLBACK");
+      throw error;
+    }
+    expect(await balanceOf(accountId)).toEqual({ available: 100n - 2n * BigInt(N), held: 2n * BigInt(N) });
+    await checkBooks([accountId]);
+  });
+
+  it("fails a member short of credits alone, with the running available, and lets later smaller members succeed", async () => {
+    const accountId = await accountWith(100n);
+    const outcomes = await applyBatch([createHold(accountId, 30n), createHold(accountId, 50n), createHold(accountId, 40n), createHold(accountId, 15n), createHold(accountId, 5n)]);
+    expect(outcomes.map((o) => o.outcome)).toEqual(["ok", "ok", "insufficient_credits", "ok", "ok"]);
+    expect(outcomes[2]).toEqual({ outcome: "insufficient_credits", requested: 40n, available: 20n });
+    expect(outcomes.filter((o) => o.outcome === "ok").map((o) => ok(o).balance.availableCredits)).toEqual([70n, 20n, 5n, 0n]);
+    expect(await balanceOf(accountId)).toEqual({ available: 0n, held: 100n });
+    await checkBooks([accountId]);
+  });
+
+  it("answers the same request id twice in one batch with one hold, and refuses it with other parameters", async () => {
+    const accountId = await accountWith(50n);
+    const first = createHold(accountId, 5n);
+    const outcomes = await applyBatch([first, createHold(accountId, 1n), first, createHold(accountId, 7n, { requestId: first.requestId })]);
+    expect(outcomes.map((o) => o.outcome)).toEqual(["ok", "ok", "replayed", "idempotency_key_reused"]);
+    if (outcomes[2]!.outcome !== "replayed") throw new Error("unreachable");
+    expect(outcomes[2]!.answer).toEqual(ok(outcomes[0]!));
+    expect(await balanceOf(accountId)).toEqual({ available: 44n, held: 6n });
+    // A key stored by an earlier batch: refused with other parameters, replayed with its own, in one batch.
+    const again = await applyBatch([createHold(accountId, 9n, { requestId: first.requestId }), first]);
+    expect(again.map((o) => o.outcome)).toEqual(["idempotency_key_reused", "replayed"]);
+    if (again[1]!.outcome !== "replayed") throw new Error("unreachable");
+    expect(again[1]!.answer).toEqual(ok(outcomes[0]!));
+    expect(await balanceOf(accountId)).toEqual({ available: 44n, held: 6n });
+    await checkBooks([accountId]);
+  });
+
+  it("lets a request id whose first member failed in the batch be claimed again by a later member", async () => {
+    const accountId = await accountWith(20n);
+    const requestId = newId();
+    const outcomes = await applyBatch([createHold(accountId, 15n), createHold(accountId, 10n, { requestId }), createHold(accountId, 3n, { requestId })]);
+    expect(outcomes.map((o) => o.outcome)).toEqual(["ok", "insufficient_credits", "ok"]);
+    // The key is the later member's now: its retry replays, the failed parameters are refused.
+    const retried = await applyBatch([createHold(accountId, 3n, { requestId, generationId: ok(outcomes[2]!).hold.generationId })]);
+    expect(retried.map((o) => o.outcome)).toEqual(["replayed"]);
+    expect(await balanceOf(accountId)).toEqual({ available: 2n, held: 18n });
+    await checkBooks([accountId]);
+  });
+
+  it("answers conflict to a second hold of one generation in the batch, and to one that already has a hold", async () => {
+    const accountId = await accountWith(50n);
+    const generationId = newId();
+    const outcomes = await applyBatch([createHold(accountId, 4n, { generationId }), createHold(accountId, 2n), createHold(accountId, 6n, { generationId })]);
+    expect(outcomes.map((o) => o.outcome)).toEqual(["ok", "ok", "conflict"]);
+    const later = await applyBatch([createHold(accountId, 1n), createHold(accountId, 1n, { generationId })]);
+    expect(later.map((o) => o.outcome)).toEqual(["ok", "conflict"]);
+    expect(await balanceOf(accountId)).toEqual({ available: 43n, held: 7n });
+    await checkBooks([accountId]);
+  });
+
+  it("allocates trial then purchased credits across the members exactly as one at a time", async () => {
+    const [grouped, sequential] = [await accountWith(100n), await accountWith(100n)];
+    const amounts = [6n, 6n, 3n, 80n, 6n];
+    const together = await applyBatch(amounts.map((amount) => createHold(grouped, amount)));
+    const alone: HoldOutcome[] = [];
+    for (const amount of amounts) alone.push(...(await applyBatch([createHold(sequential, amount)])));
+    const view = (o: HoldOutcome) => (o.outcome === "ok" ? { trial: o.answer.hold.trialAmount, token: o.answer.hold.tokenAmount, balance: o.answer.balance } : o);
+    expect(together.map(view)).toEqual(alone.map(view));
+    expect(together.map(view)[1]).toMatchObject({ trial: 4n, token: 2n });
+    const books = async (accountId: string) => ({
+      ledger: (await h.sql.query(
+        `SELECT kind, amount, held_change, grant_kind, balance_after, held_after FROM ledger_entries WHERE account_id = $1 ORDER BY position`, [accountId])).rows,
+      allocations: (await h.sql.query(
+        `SELECT h.amount, h.trial_amount, h.token_amount, a.sequence, g.kind, a.amount AS taken
+         FROM holds h JOIN ledger_entries l ON l.hold_id = h.id AND l.kind = 'hold' JOIN hold_allocations a ON a.hold_id = h.id JOIN grants g ON g.id = a.grant_id
+         WHERE h.account_id = $1 ORDER BY l.position, a.sequence`, [accountId])).rows,
+      grants: (await h.sql.query(`SELECT kind, remaining_amount FROM grants WHERE account_id = $1 ORDER BY kind`, [accountId])).rows,
+    });
+    expect(await books(grouped)).toEqual(await books(sequential));
+    await checkBooks([grouped, sequential]);
+  });
+
+  it("keeps arrival order across a run of creates, a release and more creates on one account", async () => {
+    const accountId = await accountWith(30n);
+    const earlier = ok((await applyBatch([createHold(accountId, 10n)]))[0]!);
+    const outcomes = await applyBatch([createHold(accountId, 15n), holdOp("ReleaseHold", earlier.hold.id), createHold(accountId, 12n), createHold(accountId, 4n)]);
+    // The release comes before the 12 (20 - 15 + 10 = 15 left) and the 4 finds 3.
+    expect(outcomes.map((o) => o.outcome)).toEqual(["ok", "ok", "ok", "insufficient_credits"]);
+    expect(outcomes[3]).toEqual({ outcome: "insufficient_credits", requested: 4n, available: 3n });
+    expect(await balanceOf(accountId)).toEqual({ available: 3n, held: 27n });
+    await checkBooks([accountId]);
+  });
+});
