@@ -32,10 +32,11 @@ describe("credits: holds on one hot account in one batch (real PostgreSQL)", () 
     const requestId = overrides.requestId ?? newId();
     return { operation: "CreateHold", requestId, fingerprint: fingerprint({ operation: "CreateHold", parameters }), accountId, generationId, amount, ttlMs: 60_000 };
   };
-  const holdOp = (operation: "CaptureHold" | "ReleaseHold", holdId: string): HoldOperation => {
-    const parameters = { holdId };
+  /** A capture (whole unless `amount`) or a release of `holdId`. */
+  const holdOp = (operation: "CaptureHold" | "ReleaseHold", holdId: string, amount: bigint | null = null): HoldOperation => {
+    const parameters = { holdId, amount };
     const base = { requestId: newId(), fingerprint: fingerprint({ operation, parameters }), holdId };
-    return operation === "CaptureHold" ? { operation, ...base } : { operation, ...base, reason: "" };
+    return operation === "CaptureHold" ? { operation, ...base, amount } : { operation, ...base, reason: "" };
   };
   /** An account with the default plan's 10 trial credits and `credits - 10` purchased ones. */
   const accountWith = async (credits: bigint) => {

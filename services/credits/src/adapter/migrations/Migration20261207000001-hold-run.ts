@@ -13,7 +13,7 @@
  * `credits_claim_key`).
  */
 export const CLAIM_RUN_SQL = `
-  CREATE FUNCTION credits_claim_run(p_request_ids text[], p_fingerprints text[]) RETURNS credits_hold_outcome[]
+  CREATE FUNCTION credits_claim_run(p_operations text[], p_request_ids text[], p_fingerprints text[]) RETURNS credits_hold_outcome[]
   LANGUAGE plpgsql AS $$
   DECLARE
     claims credits_hold_outcome[] := '{}';
@@ -27,7 +27,7 @@ export const CLAIM_RUN_SQL = `
         r.outcome := 'duplicate';
       ELSE
         -- A key this run does not own is as the database holds it (the same for every member naming it).
-        r := credits_claim_key(p_request_ids[i], 'CreateHold', p_fingerprints[i]);
+        r := credits_claim_key(p_request_ids[i], p_operations[i], p_fingerprints[i]);
         IF r.outcome IS NULL THEN r.outcome := 'pending'; END IF;
       END IF;
       claims := claims || r;
@@ -58,54 +58,70 @@ export const FINISH_RUN_SQL = `
       WHERE o.w IS NOT NULL AND (p_results[o.w]).outcome <> 'ok');
   END $$`;
 
+
+/** Reads what a run decides against, once: due grants written off first (a live account), then the balances and the grants in consumption order. */
+export const RUN_START_SQL = `
+  CREATE FUNCTION credits_run_start(p_account_id uuid, p_now timestamptz, p_grant_expired_reason text,
+    OUT live boolean, OUT available bigint, OUT held bigint, OUT trial_left bigint, OUT token_left bigint,
+    OUT g_ids uuid[], OUT g_kinds text[], OUT g_left bigint[])
+  LANGUAGE plpgsql AS $$
+  BEGIN
+    SELECT a.deleted_at IS NULL INTO live FROM accounts a WHERE a.id = p_account_id FOR UPDATE;
+    IF live IS NULL THEN RETURN; END IF;
+    -- Expired credits are written off first, so no hold can take them.
+    IF live THEN PERFORM credits_expire_due_grants(p_account_id, p_now, p_grant_expired_reason); END IF;
+    SELECT a.available_credits, a.held_credits INTO available, held FROM accounts a WHERE a.id = p_account_id;
+    PERFORM 1 FROM grants WHERE account_id = p_account_id AND remaining_amount > 0 FOR UPDATE;
+    SELECT coalesce(array_agg(g.id ORDER BY g.o), '{}'), coalesce(array_agg(g.kind ORDER BY g.o), '{}'),
+           coalesce(array_agg(g.remaining_amount ORDER BY g.o), '{}'),
+           coalesce(sum(g.remaining_amount) FILTER (WHERE g.kind = 'trial'), 0), coalesce(sum(g.remaining_amount) FILTER (WHERE g.kind <> 'trial'), 0)
+      INTO g_ids, g_kinds, g_left, trial_left, token_left
+      FROM (SELECT id, kind, remaining_amount, row_number() OVER (
+              ORDER BY priority, expires_at NULLS LAST, CASE kind WHEN 'trial' THEN 1 WHEN 'purchased' THEN 2 ELSE 3 END, created_at, id) AS o
+            FROM grants WHERE account_id = p_account_id AND remaining_amount > 0) g;
+  END $$`;
+
 /**
- * Consecutive CreateHold members of one account (arrival order), applied as a group with the
- * outcome of each exactly as if applied one after another (credits_create_hold): the account is
- * locked and its due grants written off ONCE; then each member in turn is a replay, a refusal,
- * `not_found`, `insufficient_credits` (with the running available), `conflict` (its generation
- * has a hold, or an earlier member of the run took it) or taken from the running balance and the
- * grants' running remaining amounts in consumption order (trial first). Then ONE conditional
- * `UPDATE accounts` for the run's total (INV-1), one `UPDATE grants`, and set-based inserts of
- * the holds, their allocations and one ledger entry per hold with the running balances after it
- * (INV-2: the ledger replays to the balance). Each fresh answer's snapshot is the balance read
- * after the group, plus what later members of the run took: the INV-2 assertions of
- * hold-answers.ts still compare running values with stored ones.
+ * A run: consecutive CreateHold and whole CaptureHold members of ONE account (arrival order),
+ * applied as a group with the outcome of each exactly as if applied one after another
+ * (credits_create_hold, credits_capture_hold): the account is locked and its due grants written
+ * off ONCE (credits_run_start); then each member in turn is a replay, a refusal, or decided
+ * against the RUNNING balances: a CreateHold is `not_found`, `insufficient_credits` (with the
+ * running available), `conflict` (its generation has a hold, or an earlier member took it) or
+ * taken over the grants' running remaining amounts in consumption order (trial first); a
+ * CaptureHold locks its hold (after the account, INV-9) and is `hold_not_active` (also when an
+ * earlier member captured it) or charged whole. Then ONE conditional `UPDATE accounts` for the
+ * run (INV-1), one `UPDATE grants`, one insert of the new holds, one of their allocations, one
+ * `UPDATE holds` of the captured ones, and one insert of the ledger entries in member order
+ * with the running balances after each (INV-2: the ledger replays to the balance). Each fresh
+ * answer's snapshot is the balance read after the run plus what the later members moved: the
+ * INV-2 assertions of hold-answers.ts still compare running values with stored ones.
  */
-export const CREATE_HOLD_RUN_SQL = `
-  CREATE FUNCTION credits_create_hold_run(p_account_id uuid, p_members integer[], p_request_ids text[], p_fingerprints text[],
-                                          p_generation_ids text[], p_amounts bigint[], p_ttls_ms bigint[],
-                                          p_now timestamptz, p_grant_expired_reason text)
+export const HOLD_RUN_SQL = `
+  CREATE FUNCTION credits_hold_run(p_account_id uuid, p_members integer[], p_operations text[], p_request_ids text[],
+                                   p_fingerprints text[], p_hold_ids uuid[], p_generation_ids text[], p_amounts bigint[],
+                                   p_ttls_ms bigint[], p_now timestamptz, p_grant_expired_reason text)
   RETURNS SETOF credits_hold_outcome LANGUAGE plpgsql AS $$
   DECLARE
     n integer := cardinality(p_members);
-    res credits_hold_outcome[] := credits_claim_run(p_request_ids, p_fingerprints);
+    res credits_hold_outcome[] := credits_claim_run(p_operations, p_request_ids, p_fingerprints);
     owners integer[] := array_fill(NULL::integer, ARRAY[n]);
     r credits_hold_outcome;
     fin credits_hold_outcome;
-    found_account boolean := false;
-    available bigint; held bigint; trial_left bigint := 0; token_left bigint := 0;
-    g_ids uuid[] := '{}'; g_kinds text[] := '{}'; g_left bigint[] := '{}'; gi integer := 1;
+    h holds;
+    live boolean; available bigint; held bigint; trial_left bigint; token_left bigint;
+    g_ids uuid[]; g_kinds text[]; g_left bigint[]; gi integer := 1;
     taken_gens text[] := '{}';
-    o_ids uuid[] := '{}'; o_gens text[] := '{}'; o_amounts bigint[] := '{}'; o_trials bigint[] := '{}';
-    o_expires timestamptz[] := '{}'; o_kinds text[] := '{}'; o_after bigint[] := '{}'; o_held bigint[] := '{}';
+    o_ids uuid[] := '{}'; o_gens text[] := '{}'; o_amounts bigint[] := '{}'; o_trials bigint[] := '{}'; o_expires timestamptz[] := '{}';
+    c_ids uuid[] := '{}'; c_amounts bigint[] := '{}'; c_ended timestamptz[] := '{}';
+    l_kinds text[] := '{}'; l_holds uuid[] := '{}'; l_gens text[] := '{}'; l_amounts bigint[] := '{}'; l_held_changes bigint[] := '{}';
+    l_captured bigint[] := '{}'; l_grant_kinds text[] := '{}'; l_after bigint[] := '{}'; l_held bigint[] := '{}'; l_deadlines timestamptz[] := '{}';
     a_holds uuid[] := '{}'; a_grants uuid[] := '{}'; a_seqs smallint[] := '{}'; a_amounts bigint[] := '{}';
-    fi integer; total bigint; rest bigint; taken bigint; trial bigint; seq smallint; kinds text[];
+    fi integer; rest bigint; taken bigint; trial bigint; seq smallint; kinds text[]; one_kind text; create_total bigint; capture_total bigint;
   BEGIN
     IF EXISTS (SELECT 1 FROM unnest(res) AS c WHERE c.outcome = 'pending') THEN
-      SELECT true INTO found_account FROM accounts WHERE id = p_account_id AND deleted_at IS NULL FOR UPDATE;
-      found_account := coalesce(found_account, false);
-    END IF;
-    IF found_account THEN
-      -- Expired credits are written off first, so no hold can take them.
-      PERFORM credits_expire_due_grants(p_account_id, p_now, p_grant_expired_reason);
-      SELECT available_credits, held_credits INTO available, held FROM accounts WHERE id = p_account_id;
-      PERFORM 1 FROM grants WHERE account_id = p_account_id AND remaining_amount > 0 FOR UPDATE;
-      SELECT coalesce(array_agg(id ORDER BY o), '{}'), coalesce(array_agg(kind ORDER BY o), '{}'), coalesce(array_agg(remaining_amount ORDER BY o), '{}'),
-             coalesce(sum(remaining_amount) FILTER (WHERE kind = 'trial'), 0), coalesce(sum(remaining_amount) FILTER (WHERE kind <> 'trial'), 0)
-        INTO g_ids, g_kinds, g_left, trial_left, token_left
-        FROM (SELECT id, kind, remaining_amount, row_number() OVER (
-                ORDER BY priority, expires_at NULLS LAST, CASE kind WHEN 'trial' THEN 1 WHEN 'purchased' THEN 2 ELSE 3 END, created_at, id) AS o
-              FROM grants WHERE account_id = p_account_id AND remaining_amount > 0) g;
+      SELECT * INTO live, available, held, trial_left, token_left, g_ids, g_kinds, g_left
+        FROM credits_run_start(p_account_id, p_now, p_grant_expired_reason);
       SELECT coalesce(array_agg(generation_id), '{}') INTO taken_gens FROM holds WHERE generation_id = ANY (p_generation_ids);
     END IF;
     FOR i IN 1 .. n LOOP
@@ -117,7 +133,6 @@ export const CREATE_HOLD_RUN_SQL = `
         IF (res[owners[fi]]).outcome = 'ok' THEN
           IF p_fingerprints[owners[fi]] = p_fingerprints[i] THEN
             r := res[owners[fi]]; r.outcome := 'replayed';
-            r.stored_available := NULL; r.stored_total := NULL; r.granted := NULL; r.last_balance_after := NULL; r.last_held_after := NULL;
           ELSE
             r := NULL; r.outcome := 'idempotency_key_reused';
           END IF;
@@ -126,16 +141,15 @@ export const CREATE_HOLD_RUN_SQL = `
           r.outcome := 'pending';
         END IF;
       END IF;
-      IF r.outcome = 'pending' THEN
+      IF r.outcome = 'pending' AND p_operations[i] = 'CreateHold' THEN
         r := NULL;
-        IF NOT found_account THEN
+        IF NOT coalesce(live, false) THEN
           r.outcome := 'not_found';
         ELSIF available < p_amounts[i] THEN
           r.outcome := 'insufficient_credits'; r.error_requested := p_amounts[i]; r.error_available := available;
         ELSIF p_generation_ids[i] = ANY (taken_gens) THEN
           r.outcome := 'conflict';
         ELSE
-          -- Taken over the grants in consumption order, from their running remaining amounts.
           r.hold_id := credits_uuid_v7();
           rest := p_amounts[i]; trial := 0; seq := 0; kinds := '{}';
           WHILE rest > 0 LOOP
@@ -151,21 +165,45 @@ export const CREATE_HOLD_RUN_SQL = `
           taken_gens := taken_gens || p_generation_ids[i];
           r.outcome := 'ok'; r.account_id := p_account_id; r.generation_id := p_generation_ids[i]; r.status := 'active';
           r.amount := p_amounts[i]; r.trial_amount := trial; r.token_amount := p_amounts[i] - trial; r.captured_amount := 0;
-          r.expires_at := now() + p_ttls_ms[i] * interval '1 millisecond'; r.created_at := now(); r.extended := false;
-          r.trial_credits := trial_left; r.token_credits := token_left; r.held_credits := held;
-          r.last_balance_after := available; r.last_held_after := held;
+          r.expires_at := now() + p_ttls_ms[i] * interval '1 millisecond'; r.created_at := now();
           o_ids := o_ids || r.hold_id; o_gens := o_gens || r.generation_id; o_amounts := o_amounts || r.amount;
           o_trials := o_trials || trial; o_expires := o_expires || r.expires_at;
-          o_kinds := o_kinds || CASE WHEN cardinality(kinds) = 1 THEN kinds[1] END;
-          o_after := o_after || available; o_held := o_held || held;
+          l_kinds := l_kinds || 'hold'::text; l_amounts := l_amounts || -r.amount; l_held_changes := l_held_changes || r.amount;
+          l_captured := l_captured || 0::bigint; l_deadlines := l_deadlines || r.expires_at;
+          l_grant_kinds := l_grant_kinds || CASE WHEN cardinality(kinds) = 1 THEN kinds[1] END;
         END IF;
+      ELSIF r.outcome = 'pending' THEN
+        r := NULL;
+        SELECT * INTO h FROM holds WHERE id = p_hold_ids[i] FOR UPDATE;
+        IF h.id IS NULL THEN
+          r.outcome := 'not_found';
+        ELSIF h.status <> 'active' OR h.id = ANY (c_ids) THEN
+          r.outcome := 'hold_not_active'; r.hold_id := h.id; r.error_status := CASE WHEN h.id = ANY (c_ids) THEN 'captured' ELSE h.status END;
+        ELSE
+          SELECT CASE WHEN count(DISTINCT g.kind) = 1 THEN min(g.kind) END INTO one_kind
+            FROM hold_allocations a JOIN grants g ON g.id = a.grant_id WHERE a.hold_id = h.id;
+          held := held - h.amount;
+          r.outcome := 'ok'; r.hold_id := h.id; r.account_id := h.account_id; r.generation_id := h.generation_id; r.status := 'captured';
+          r.amount := h.amount; r.trial_amount := h.trial_amount; r.token_amount := h.token_amount; r.captured_amount := h.amount;
+          r.expires_at := h.expires_at; r.created_at := h.created_at; r.ended_at := clock_timestamp();
+          c_ids := c_ids || h.id; c_amounts := c_amounts || h.amount; c_ended := c_ended || r.ended_at;
+          l_kinds := l_kinds || 'capture'::text; l_amounts := l_amounts || 0::bigint; l_held_changes := l_held_changes || -h.amount;
+          l_captured := l_captured || h.amount; l_deadlines := l_deadlines || NULL::timestamptz; l_grant_kinds := l_grant_kinds || one_kind;
+        END IF;
+      END IF;
+      IF r.outcome = 'ok' THEN -- decided just now: the running balances after it
+        r.extended := false; r.trial_credits := trial_left; r.token_credits := token_left; r.held_credits := held;
+        r.last_balance_after := available; r.last_held_after := held;
+        l_holds := l_holds || r.hold_id; l_gens := l_gens || r.generation_id; l_after := l_after || available; l_held := l_held || held;
       END IF;
       res[i] := r;
     END LOOP;
-    IF cardinality(o_ids) > 0 THEN
-      SELECT sum(x) INTO total FROM unnest(o_amounts) AS x;
-      UPDATE accounts SET available_credits = available_credits - total, held_credits = held_credits + total
-        WHERE id = p_account_id AND available_credits >= total;
+    IF cardinality(l_kinds) > 0 THEN
+      SELECT coalesce(sum(x), 0) INTO create_total FROM unnest(o_amounts) AS x;
+      SELECT coalesce(sum(x), 0) INTO capture_total FROM unnest(c_amounts) AS x;
+      UPDATE accounts SET available_credits = available_credits - create_total,
+                          held_credits = held_credits + create_total - capture_total, captured_credits = captured_credits + capture_total
+        WHERE id = p_account_id AND available_credits >= create_total;
       IF NOT FOUND THEN RAISE EXCEPTION 'INV-1: the run took more than the available balance'; END IF;
       UPDATE grants gr SET remaining_amount = gr.remaining_amount - v.taken
         FROM (SELECT u.id, sum(u.amount) AS taken FROM unnest(a_grants, a_amounts) AS u (id, amount) GROUP BY u.id) v
@@ -173,12 +211,15 @@ export const CREATE_HOLD_RUN_SQL = `
       INSERT INTO holds (id, account_id, generation_id, status, amount, trial_amount, token_amount, expires_at, created_at)
         SELECT u.id, p_account_id, u.gen, 'active', u.amount, u.trial, u.amount - u.trial, u.expires, now()
         FROM unnest(o_ids, o_gens, o_amounts, o_trials, o_expires) AS u (id, gen, amount, trial, expires);
-      INSERT INTO hold_allocations (hold_id, grant_id, sequence, amount)
-        SELECT * FROM unnest(a_holds, a_grants, a_seqs, a_amounts);
-      INSERT INTO ledger_entries (id, account_id, kind, amount, held_change, grant_kind, hold_id, generation_id,
+      INSERT INTO hold_allocations (hold_id, grant_id, sequence, amount) SELECT * FROM unnest(a_holds, a_grants, a_seqs, a_amounts);
+      UPDATE holds hd SET status = 'captured', captured_amount = v.amount, release_reason = NULL, ended_at = v.ended
+        FROM unnest(c_ids, c_amounts, c_ended) AS v (id, amount, ended) WHERE hd.id = v.id AND hd.status = 'active';
+      INSERT INTO ledger_entries (id, account_id, kind, amount, held_change, captured_change, grant_kind, hold_id, generation_id,
                                   balance_after, held_after, hold_deadline, created_at)
-        SELECT credits_uuid_v7(), p_account_id, 'hold', -u.amount, u.amount, u.kind, u.id, u.gen, u.after, u.held, u.expires, clock_timestamp()
-        FROM unnest(o_ids, o_gens, o_amounts, o_kinds, o_after, o_held, o_expires) WITH ORDINALITY AS u (id, gen, amount, kind, after, held, expires, k)
+        SELECT credits_uuid_v7(), p_account_id, u.kind, u.amount, u.held_change, u.captured, u.grant_kind, u.hold, u.gen,
+               u.after, u.held, u.deadline, clock_timestamp()
+        FROM unnest(l_kinds, l_amounts, l_held_changes, l_captured, l_grant_kinds, l_holds, l_gens, l_after, l_held, l_deadlines)
+          WITH ORDINALITY AS u (kind, amount, held_change, captured, grant_kind, hold, gen, after, held, deadline, k)
         ORDER BY u.k;
       fin := credits_fill_balance(fin, p_account_id);
     END IF;
@@ -187,7 +228,7 @@ export const CREATE_HOLD_RUN_SQL = `
       r := res[i];
       r.member := p_members[i];
       IF r.outcome = 'ok' THEN
-        -- The stored balances after this member: those read after the run plus what later members took.
+        -- The stored balances after this member: those read after the run plus what later members moved.
         r.stored_available := fin.stored_available + (r.last_balance_after - available);
         r.stored_total := fin.stored_total; r.granted := fin.granted;
         r.last_balance_after := fin.last_balance_after + (r.last_balance_after - available);
