@@ -57,31 +57,43 @@ describe("credits: holds on one hot account in one batch (real PostgreSQL)", () 
     expect((await h.call.reconcile()).differencesTotal).toBe(0n);
   };
 
-  it("moves the account row ONCE for N CreateHolds on one account in one call", async () => {
-    const accountId = await accountWith(100n);
-    const N = 12;
+  /** `credits_hold_operations` called straight, in ONE transaction: its outcomes and the rows it updated in `accounts`, `grants` and `holds`. */
+  const callCounting = async (members: { operation: string; accountId?: string; holdId?: string; amount?: bigint }[]) => {
+    const updates = async () =>
+      Object.fromEntries((await h.sql.query<{ relname: string; n: string }>(
+        "SELECT relname, n_tup_upd AS n FROM pg_stat_xact_user_tables WHERE relname IN ('accounts', 'grants', 'holds')")).rows.map((r) => [r.relname, Number(r.n)]));
     await h.sql.query("BEGIN");
     try {
-      const updates = async (table: string) =>
-        Number((await h.sql.query<{ n: string }>("SELECT n_tup_upd AS n FROM pg_stat_xact_user_tables WHERE relname = $1", [table])).rows[0]!.n);
-      const [accountsBefore, grantsBefore] = [await updates("accounts"), await updates("grants")];
-      const { rows } = await h.sql.query<{ outcome: string }>(
-        `SELECT outcome FROM credits_hold_operations(array_fill('CreateHold'::text, ARRAY[$2::int]),
-           ARRAY(SELECT gen_random_uuid()::text FROM generate_series(1, $2)), array_fill('f'::text, ARRAY[$2::int]),
-           array_fill($1::uuid, ARRAY[$2::int]), array_fill(NULL::uuid, ARRAY[$2::int]),
-           ARRAY(SELECT gen_random_uuid()::text FROM generate_series(1, $2)), array_fill(2::bigint, ARRAY[$2::int]),
-           array_fill(60000::bigint, ARRAY[$2::int]), array_fill(NULL::text, ARRAY[$2::int]), now(), 'rest', 'expired')`,
-        [accountId, N],
+      const before = await updates();
+      const { rows } = await h.sql.query<{ outcome: string; hold_id: string }>(
+        `SELECT outcome, hold_id FROM credits_hold_operations($1::text[], ARRAY(SELECT gen_random_uuid()::text FROM unnest($1::text[])),
+           ARRAY(SELECT 'f' FROM unnest($1::text[])), $2::uuid[], $3::uuid[], ARRAY(SELECT gen_random_uuid()::text FROM unnest($1::text[])),
+           $4::bigint[], ARRAY(SELECT 60000::bigint FROM unnest($1::text[])), ARRAY(SELECT NULL::text FROM unnest($1::text[])), now(), 'rest', 'expired')
+         ORDER BY member`,
+        [members.map((m) => m.operation), members.map((m) => m.accountId ?? null), members.map((m) => m.holdId ?? null), members.map((m) => m.amount ?? null)],
       );
-      expect(rows.map((r) => r.outcome)).toEqual(Array(N).fill("ok"));
-      // One UPDATE of the account row; the trial grant (10) and the purchased one (14 of 90) once each.
-      expect({ accounts: (await updates("accounts")) - accountsBefore, grants: (await updates("grants")) - grantsBefore }).toEqual({ accounts: 1, grants: 2 });
+      const after = await updates();
       await h.sql.query("COMMIT");
+      return { outcomes: rows.map((r) => r.outcome), holdIds: rows.map((r) => r.hold_id), updated: { accounts: after.accounts! - before.accounts!, grants: after.grants! - before.grants!, holds: after.holds! - before.holds! } };
     } catch (error) {
       await h.sql.query("ROLLBACK");
       throw error;
     }
-    expect(await balanceOf(accountId)).toEqual({ available: 100n - 2n * BigInt(N), held: 2n * BigInt(N) });
+  };
+
+  it("moves the account row ONCE for N CreateHolds on one account in one call, and once for creates and whole captures together", async () => {
+    const accountId = await accountWith(100n);
+    const N = 12;
+    const created = await callCounting(Array.from({ length: N }, () => ({ operation: "CreateHold", accountId, amount: 2n })));
+    expect(created.outcomes).toEqual(Array(N).fill("ok"));
+    // One UPDATE of the account row; the trial grant (10 of 10) and the purchased one (14 of 90) once each.
+    expect(created.updated).toEqual({ accounts: 1, grants: 2, holds: 0 });
+    const mixed = await callCounting(created.holdIds.slice(0, 4).flatMap((holdId) => [
+      { operation: "CaptureHold", holdId }, { operation: "CreateHold", accountId, amount: 3n },
+    ]));
+    expect(mixed.outcomes).toEqual(Array(8).fill("ok"));
+    expect(mixed.updated).toEqual({ accounts: 1, grants: 1, holds: 4 });
+    expect(await balanceOf(accountId)).toEqual({ available: 100n - 2n * BigInt(N) - 12n, held: 2n * BigInt(N) - 8n + 12n });
     await checkBooks([accountId]);
   });
 
@@ -154,6 +166,31 @@ describe("credits: holds on one hot account in one batch (real PostgreSQL)", () 
       grants: (await h.sql.query(`SELECT kind, remaining_amount FROM grants WHERE account_id = $1 ORDER BY kind`, [accountId])).rows,
     });
     expect(await books(grouped)).toEqual(await books(sequential));
+    await checkBooks([grouped, sequential]);
+  });
+
+  it("applies whole captures within the run exactly as one at a time; a partial capture ends the run", async () => {
+    const [grouped, sequential] = [await accountWith(60n), await accountWith(60n)];
+    const script = async (accountId: string, apply: (operations: HoldOperation[]) => Promise<HoldOutcome[]>) => {
+      const [a, b] = (await applyBatch([createHold(accountId, 10n), createHold(accountId, 5n)])).map((o) => ok(o).hold.id);
+      return apply([createHold(accountId, 7n), holdOp("CaptureHold", a!), holdOp("CaptureHold", a!), createHold(accountId, 3n),
+        holdOp("CaptureHold", b!, 2n), createHold(accountId, 30n), holdOp("CaptureHold", b!), createHold(accountId, 9n)]);
+    };
+    const oneByOne = async (operations: HoldOperation[]) => {
+      const outcomes: HoldOutcome[] = [];
+      for (const operation of operations) outcomes.push(...(await applyBatch([operation])));
+      return outcomes;
+    };
+    const view = (o: HoldOutcome) => o.outcome === "ok"
+      ? { status: o.answer.hold.status, captured: o.answer.hold.capturedAmount, trial: o.answer.hold.trialAmount, balance: o.answer.balance }
+      : o.outcome === "hold_not_active" ? { outcome: o.outcome, status: o.status } : o;
+    const together = await script(grouped, applyBatch);
+    const alone = await script(sequential, oneByOne);
+    expect(together.map((o) => o.outcome)).toEqual(["ok", "ok", "hold_not_active", "ok", "ok", "ok", "hold_not_active", "insufficient_credits"]);
+    expect(together.map(view)).toEqual(alone.map(view));
+    const ledger = async (accountId: string) => (await h.sql.query(
+      `SELECT kind, amount, held_change, captured_change, grant_kind, balance_after, held_after FROM ledger_entries WHERE account_id = $1 ORDER BY position`, [accountId])).rows;
+    expect(await ledger(grouped)).toEqual(await ledger(sequential));
     await checkBooks([grouped, sequential]);
   });
 
