@@ -52,8 +52,17 @@ describe("credits: holds on one hot account in one batch (real PostgreSQL)", () 
     const { balance } = await h.call.getBalance({ accountId });
     return { available: balance!.availableCredits, held: balance!.heldCredits };
   };
+  /** INV-2 per account, each ledger entry's balance_after / held_after equal to the running sums before it, and Reconcile clean. */
   const checkBooks = async (accountIds: string[]) => {
-    for (const accountId of accountIds) await h.checkInvariants(accountId);
+    for (const accountId of accountIds) {
+      await h.checkInvariants(accountId);
+      const { rows } = await h.sql.query(
+        `SELECT position, balance_after, held_after, running_available, running_held FROM (
+           SELECT position, balance_after, held_after, sum(amount) OVER w AS running_available, sum(held_change) OVER w AS running_held
+           FROM ledger_entries WHERE account_id = $1 WINDOW w AS (ORDER BY position)) e
+         WHERE balance_after <> running_available OR held_after <> running_held`, [accountId]);
+      expect(rows).toEqual([]);
+    }
     expect((await h.call.reconcile()).differencesTotal).toBe(0n);
   };
 
@@ -147,14 +156,56 @@ describe("credits: holds on one hot account in one batch (real PostgreSQL)", () 
     await checkBooks([accountId]);
   });
 
+  /** What is compared of an outcome: everything but ids and times. */
+  const view = (o: HoldOutcome) => {
+    switch (o.outcome) {
+      case "ok": {
+        const { hold, balance } = o.answer;
+        return { outcome: "ok", status: hold.status, amount: hold.amount, captured: hold.capturedAmount, trial: hold.trialAmount, token: hold.tokenAmount, balance };
+      }
+      case "insufficient_credits": return o;
+      case "hold_not_active": return { outcome: o.outcome, status: o.status };
+      default: return { outcome: o.outcome };
+    }
+  };
+  type OutcomeRow = Record<string, string | null>;
+  /** The same view of a row of the per-operation functions of migration Migration20261206000001 (one member, one statement). */
+  const viewRow = (r: OutcomeRow) => {
+    const n = (v: string | null) => BigInt(v!);
+    switch (r.outcome) {
+      case "ok": {
+        const balance = { trialCredits: n(r.trial_credits!), tokenCredits: n(r.token_credits!), heldCredits: n(r.held_credits!), availableCredits: n(r.trial_credits!) + n(r.token_credits!) };
+        return { outcome: "ok", status: r.status, amount: n(r.amount!), captured: n(r.captured_amount!), trial: n(r.trial_amount!), token: n(r.token_amount!), balance };
+      }
+      case "insufficient_credits": return { outcome: r.outcome, requested: n(r.error_requested!), available: n(r.error_available!) };
+      case "hold_not_active": return { outcome: r.outcome, status: r.error_status };
+      default: return { outcome: r.outcome };
+    }
+  };
+  /** The reference: each operation alone, in order, through the per-operation function it had before runs existed. */
+  const oldOneByOne = async (operations: HoldOperation[]): Promise<OutcomeRow[]> => {
+    const rows: OutcomeRow[] = [];
+    for (const op of operations) {
+      const now = new Date();
+      const { rows: [row] } = op.operation === "CreateHold"
+        ? await h.sql.query<OutcomeRow>("SELECT * FROM credits_create_hold($1, $2, $3, $4, $5, $6, $7, $8)",
+          [op.requestId, op.fingerprint, op.accountId, op.generationId, op.amount.toString(), op.ttlMs, now, GRANT_EXPIRED_REASON])
+        : op.operation === "CaptureHold"
+          ? await h.sql.query<OutcomeRow>("SELECT * FROM credits_capture_hold($1, $2, $3, $4, $5, $6, $7)",
+            [op.requestId, op.fingerprint, op.holdId, op.amount?.toString() ?? null, CAPTURE_REST_REASON, now, GRANT_EXPIRED_REASON])
+          : await h.sql.query<OutcomeRow>("SELECT * FROM credits_release_hold($1, $2, $3, $4, $5, $6)",
+            [op.requestId, op.fingerprint, op.holdId, op.operation === "ReleaseHold" ? op.reason : "", now, GRANT_EXPIRED_REASON]);
+      rows.push(row!);
+    }
+    return rows;
+  };
+
   it("allocates trial then purchased credits across the members exactly as one at a time", async () => {
     const [grouped, sequential] = [await accountWith(100n), await accountWith(100n)];
     const amounts = [6n, 6n, 3n, 80n, 6n];
     const together = await applyBatch(amounts.map((amount) => createHold(grouped, amount)));
-    const alone: HoldOutcome[] = [];
-    for (const amount of amounts) alone.push(...(await applyBatch([createHold(sequential, amount)])));
-    const view = (o: HoldOutcome) => (o.outcome === "ok" ? { trial: o.answer.hold.trialAmount, token: o.answer.hold.tokenAmount, balance: o.answer.balance } : o);
-    expect(together.map(view)).toEqual(alone.map(view));
+    const alone = await oldOneByOne(amounts.map((amount) => createHold(sequential, amount)));
+    expect(together.map(view)).toEqual(alone.map(viewRow));
     expect(together.map(view)[1]).toMatchObject({ trial: 4n, token: 2n });
     const books = async (accountId: string) => ({
       ledger: (await h.sql.query(
@@ -171,23 +222,15 @@ describe("credits: holds on one hot account in one batch (real PostgreSQL)", () 
 
   it("applies whole captures within the run exactly as one at a time; a partial capture ends the run", async () => {
     const [grouped, sequential] = [await accountWith(60n), await accountWith(60n)];
-    const script = async (accountId: string, apply: (operations: HoldOperation[]) => Promise<HoldOutcome[]>) => {
-      const [a, b] = (await applyBatch([createHold(accountId, 10n), createHold(accountId, 5n)])).map((o) => ok(o).hold.id);
-      return apply([createHold(accountId, 7n), holdOp("CaptureHold", a!), holdOp("CaptureHold", a!), createHold(accountId, 3n),
-        holdOp("CaptureHold", b!, 2n), createHold(accountId, 30n), holdOp("CaptureHold", b!), createHold(accountId, 9n)]);
-    };
-    const oneByOne = async (operations: HoldOperation[]) => {
-      const outcomes: HoldOutcome[] = [];
-      for (const operation of operations) outcomes.push(...(await applyBatch([operation])));
-      return outcomes;
-    };
-    const view = (o: HoldOutcome) => o.outcome === "ok"
-      ? { status: o.answer.hold.status, captured: o.answer.hold.capturedAmount, trial: o.answer.hold.trialAmount, balance: o.answer.balance }
-      : o.outcome === "hold_not_active" ? { outcome: o.outcome, status: o.status } : o;
-    const together = await script(grouped, applyBatch);
-    const alone = await script(sequential, oneByOne);
+    const script = (accountId: string, a: string, b: string) => [createHold(accountId, 7n), holdOp("CaptureHold", a), holdOp("CaptureHold", a),
+      createHold(accountId, 3n), holdOp("CaptureHold", b, 2n), createHold(accountId, 30n), holdOp("CaptureHold", b), createHold(accountId, 9n)];
+    const [a, b] = (await applyBatch([createHold(grouped, 10n), createHold(grouped, 5n)])).map((o) => ok(o).hold.id);
+    const together = await applyBatch(script(grouped, a!, b!));
+    const [sa, sb] = (await oldOneByOne([createHold(sequential, 10n), createHold(sequential, 5n)])).map((r) => r.hold_id!);
+    const alone = await oldOneByOne(script(sequential, sa!, sb!));
     expect(together.map((o) => o.outcome)).toEqual(["ok", "ok", "hold_not_active", "ok", "ok", "ok", "hold_not_active", "insufficient_credits"]);
-    expect(together.map(view)).toEqual(alone.map(view));
+    expect(together.map(view)).toEqual(alone.map(viewRow));
+    expect(together.map(view)[4]).toMatchObject({ status: "captured", amount: 5n, captured: 2n });
     const ledger = async (accountId: string) => (await h.sql.query(
       `SELECT kind, amount, held_change, captured_change, grant_kind, balance_after, held_after FROM ledger_entries WHERE account_id = $1 ORDER BY position`, [accountId])).rows;
     expect(await ledger(grouped)).toEqual(await ledger(sequential));
