@@ -22,7 +22,8 @@ export class Migration20261207000001 extends Migration {
 /**
  * The set form, as before but by runs: `run` numbers the members in lock order; a member
  * continues the run before it when both are `grouped` (a CreateHold, or a CaptureHold of a
- * known hold without an amount or for its whole amount) on the same account.
+ * known hold without an amount or for its whole amount) on the same account. A run of one
+ * member is applied by its per-operation function, as before (the same outcome, fewer steps).
  */
 const OPERATIONS_SQL = `
   CREATE OR REPLACE FUNCTION credits_hold_operations(
@@ -54,10 +55,12 @@ const OPERATIONS_SQL = `
              array_agg(ttl_ms ORDER BY n) AS ttls_ms, array_agg(reason ORDER BY n) AS reasons
       FROM runs GROUP BY run ORDER BY run
     LOOP
-      IF m.grouped THEN
+      IF m.grouped AND cardinality(m.members) > 1 THEN
         RETURN QUERY SELECT * FROM credits_hold_run(m.account_id, m.members, m.operations, m.request_ids, m.fingerprints,
           m.hold_ids, m.generation_ids, m.amounts, m.ttls_ms, p_now, p_grant_expired_reason);
         CONTINUE;
+      ELSIF m.operation = 'CreateHold' THEN
+        r := credits_create_hold(m.request_ids[1], m.fingerprints[1], m.account_id, m.generation_ids[1], m.amounts[1], m.ttls_ms[1], p_now, p_grant_expired_reason);
       ELSIF m.operation = 'CaptureHold' THEN
         r := credits_capture_hold(m.request_ids[1], m.fingerprints[1], m.hold_ids[1], m.amounts[1], p_capture_rest_reason, p_now, p_grant_expired_reason);
       ELSIF m.operation = 'ReleaseHold' THEN
