@@ -1,7 +1,8 @@
 /**
- * The CreateHold run of migration Migration20261207000001 (part of it: applied with it, never
- * edited): `credits_create_hold_run` applies consecutive CreateHold members of ONE account as a
- * group, over two helpers, `credits_claim_run` (the members' idempotency keys) and
+ * The runs of migration Migration20261207000001 (part of it: applied with it, never edited):
+ * `credits_hold_run` applies consecutive CreateHold and whole CaptureHold members of ONE
+ * account as a group, over three helpers: `credits_claim_run` (the members' idempotency keys),
+ * `credits_run_start` (the account lock, due grants, balances and grants read once) and
  * `credits_finish_run` (their stored answers).
  */
 
