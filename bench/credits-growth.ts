@@ -26,7 +26,7 @@ import { Client } from "pg";
 import { credits } from "@tally/contracts";
 import { callUnary, createGrpcClient, getFreePort, newId, spawnService, waitForGrpcServing } from "@tally/platform";
 import { createTestDatabase } from "@tally/platform/src/testing";
-import { blockCounts, blockDelta, growPgbenchLedger, seedCredits, sharedBuffersBytes, totalSizeBytes, GROWING_TABLES, type BlockCounts } from "./lib/credits-growth-sql";
+import { blockCounts, blockDelta, explainHoldPair, growPgbenchLedger, tableActivity, seedCredits, sharedBuffersBytes, totalSizeBytes, GROWING_TABLES, type BlockCounts } from "./lib/credits-growth-sql";
 import { findPgbench, preparePgbenchDatabase, runPgbench, type PgbenchResult } from "./lib/pgbench";
 import { cpuMs, fixed, loadAverage, percentile } from "./lib/stats";
 
@@ -43,7 +43,7 @@ const CONCURRENCY = Number(flag("concurrency", "BENCH_CONCURRENCY") ?? 16);
 const ACCOUNTS = Number(process.env.BENCH_ACCOUNTS ?? 1_000);
 const PGBENCH_ACCOUNTS = Number(process.env.BENCH_PGBENCH_ACCOUNTS ?? 10_000);
 const PGBENCH_SECONDS = Number(process.env.BENCH_PGBENCH_SECONDS ?? 10);
-const SEED_CHUNK_PAIRS = Number(process.env.BENCH_GROWTH_SEED_CHUNK ?? 200_000);
+const SEED_CHUNK_PAIRS = Number(process.env.BENCH_GROWTH_SEED_CHUNK ?? 50_000);
 const TIMEOUT_MS = 30_000;
 const GRANT_CREDITS = 100_000_000n;
 const MB = 1024 * 1024;
@@ -172,6 +172,19 @@ function printTopReads(label: string, window: Window): void {
   for (const b of top) console.log(`  ${b.relation.padEnd(40)} ${fixed(b.read / ops, 3).padStart(8)} reads/op  ${fixed((b.hit / Math.max(1, b.hit + b.read)) * 100, 1).padStart(6)} % hit  ${fixed(b.sizeBytes / MB)} MB`);
 }
 
+/** At the end of the drive: the growing tables' update and vacuum counts, and one hold + capture through the SQL functions with every statement's buffers. */
+async function printDiagnosis(target: CreditsUnderTest): Promise<void> {
+  console.log("\ntable activity over the run:");
+  for (const line of await tableActivity(target.sql, GROWING_TABLES)) console.log(line);
+  try {
+    const lines = await explainHoldPair(target.sql, target.accounts[Math.floor(Math.random() * target.accounts.length)]!);
+    console.log("one CreateHold + CaptureHold through credits_create_hold / credits_capture_hold (auto_explain, rolled back), per statement: time, shared buffers hit / read");
+    for (const line of lines) console.log(`  ${line}`);
+  } catch (error) {
+    console.log(`auto_explain of a hold pair failed: ${(error as Error).message}`);
+  }
+}
+
 /** pgbench on random accounts at CONCURRENCY clients, or undefined with a note when it cannot run. */
 async function pgbenchRound(pg: { binary: string; url: string } | undefined): Promise<PgbenchResult | string> {
   if (!pg) return "pgbench not found: skipped";
@@ -227,6 +240,7 @@ async function main(): Promise<void> {
     }
     const windows = await drive(target, targetBytes);
     const finalBytes = await totalSizeBytes(target.sql, GROWING_TABLES);
+    await printDiagnosis(target);
     let pgLedgerMb = 0;
     if (pg) {
       const pgClient = new Client({ connectionString: pg.url });

@@ -114,15 +114,17 @@ export function seedStatements(pairs: number): string[] {
 export async function seedCredits(client: Client, targetBytes: number, chunkPairs: number, onChunk: (sizeBytes: number, pairs: number) => void): Promise<number> {
   let pairs = 0;
   for (let size = await totalSizeBytes(client, GROWING_TABLES); size < targetBytes; size = await totalSizeBytes(client, GROWING_TABLES)) {
+    // After the first chunk, aim at what is left (its bytes per pair measured), so the seed stops near the target.
+    const chunk = pairs === 0 ? chunkPairs : Math.max(1_000, Math.min(chunkPairs, Math.ceil(((targetBytes - size) / (size / pairs)) * 1.05)));
     await client.query("BEGIN");
     try {
-      for (const statement of seedStatements(chunkPairs)) await client.query(statement);
+      for (const statement of seedStatements(chunk)) await client.query(statement);
       await client.query("COMMIT");
     } catch (error) {
       await client.query("ROLLBACK");
       throw error;
     }
-    pairs += chunkPairs;
+    pairs += chunk;
     onChunk(await totalSizeBytes(client, GROWING_TABLES), pairs);
   }
   for (const table of GROWING_TABLES) await client.query(`VACUUM ANALYZE ${table}`);
@@ -143,4 +145,51 @@ export async function growPgbenchLedger(client: Client, targetBytes: number, acc
   }
   await client.query("VACUUM ANALYZE ledger");
   return added;
+}
+
+/**
+ * One CreateHold and its CaptureHold through the service's own SQL functions, in a transaction
+ * rolled back at the end, with auto_explain (ANALYZE, BUFFERS, nested statements) sent to this
+ * client: resolves with one line per statement inside the functions, its shared buffers hit and
+ * read (read = not in shared_buffers) and its time. Needs a superuser (LOAD).
+ */
+export async function explainHoldPair(client: Client, accountId: string): Promise<string[]> {
+  const plans: string[] = [];
+  const onNotice = (notice: { message?: string }) => void plans.push(notice.message ?? "");
+  client.on("notice", onNotice);
+  try {
+    await client.query("BEGIN");
+    await client.query("LOAD 'auto_explain'");
+    for (const setting of ["log_min_duration = 0", "log_analyze = on", "log_buffers = on", "log_nested_statements = on", "log_level = notice"]) {
+      await client.query(`SET LOCAL auto_explain.${setting}`);
+    }
+    const { rows } = await client.query<{ hold_id: string }>(
+      "SELECT (credits_create_hold(gen_random_uuid()::text, 'explain', $1::uuid, gen_random_uuid()::text, 1, 60000, now(), 'grant_expired')).hold_id",
+      [accountId],
+    );
+    await client.query("SELECT credits_capture_hold(gen_random_uuid()::text, 'explain', $1::uuid, NULL, 'capture_rest', now(), 'grant_expired')", [rows[0]!.hold_id]);
+  } finally {
+    await client.query("ROLLBACK");
+    client.off("notice", onNotice);
+  }
+  return plans.map(summarisePlan).filter((line) => line.length > 0);
+}
+
+/** "<time> ms  hit=<n> read=<n>  <the statement's first line>" from one auto_explain notice. */
+function summarisePlan(plan: string): string {
+  const query = /Query Text: ([^\n]*)/.exec(plan)?.[1]?.trim().replace(/\s+/g, " ").slice(0, 110) ?? "";
+  if (query.startsWith("SELECT (credits_create_hold") || query.startsWith("SELECT credits_capture_hold")) return "";
+  const duration = /duration: ([\d.]+) ms/.exec(plan)?.[1] ?? "?";
+  const buffers = /Buffers: shared ([^\n]*)/.exec(plan)?.[1]?.trim() ?? "no buffers";
+  return `${duration.padStart(8)} ms  ${buffers.padEnd(34)} ${query}`;
+}
+
+/** Per growing table: updates, of which HOT (no new index entries), dead rows now, and autovacuum / autoanalyze runs so far. */
+export async function tableActivity(client: Client, tables: readonly string[]): Promise<string[]> {
+  const { rows } = await client.query<Record<string, string>>(
+    `SELECT relname, n_tup_ins, n_tup_upd, n_tup_hot_upd, n_dead_tup, autovacuum_count, autoanalyze_count
+       FROM pg_stat_user_tables WHERE relname = ANY($1) ORDER BY relname`,
+    [tables],
+  );
+  return rows.map((r) => `  ${r.relname!.padEnd(18)} inserts ${r.n_tup_ins}, updates ${r.n_tup_upd} (HOT ${r.n_tup_hot_upd}), dead now ${r.n_dead_tup}, autovacuums ${r.autovacuum_count}, autoanalyzes ${r.autoanalyze_count}`);
 }
