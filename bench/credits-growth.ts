@@ -168,7 +168,7 @@ async function drive(target: CreditsUnderTest, targetBytes: number): Promise<Win
 function printTopReads(label: string, window: Window): void {
   const ops = window.opsPerSecond * WINDOW_S;
   const top = [...window.blocks].sort((a, b) => b.read - a.read).slice(0, 6);
-  console.log(`\n${label} (${fixed(window.sizeMb)} MB): blocks read from outside shared_buffers per op, and hit share, by relation`);
+  console.log(`\n${label} (${fixed(window.sizeMb)} MB): blocks read into shared_buffers per op (misses, and new pages a relation grew by), and hit share`);
   for (const b of top) console.log(`  ${b.relation.padEnd(40)} ${fixed(b.read / ops, 3).padStart(8)} reads/op  ${fixed((b.hit / Math.max(1, b.hit + b.read)) * 100, 1).padStart(6)} % hit  ${fixed(b.sizeBytes / MB)} MB`);
 }
 
@@ -207,6 +207,10 @@ function report(windows: Window[], seeded: { pairs: number; mb: number }, pgStar
     ? `seeded by SQL: ${seeded.pairs.toLocaleString("en-US")} captured holds (${fixed(seeded.mb)} MB) before the drive; driven over gRPC: ${fixed(last.sizeMb - seeded.mb)} MB in ${fixed(last.endS)} s`
     : `all driven over gRPC (nothing seeded): ${fixed(last.sizeMb)} MB in ${fixed(last.endS)} s`);
   console.log(`first window ${fixed(first.opsPerSecond)} ops/s at ${fixed(first.sizeMb)} MB; last ${fixed(last.opsPerSecond)} ops/s at ${fixed(last.sizeMb)} MB: ratio last / first ${fixed(last.opsPerSecond / first.opsPerSecond, 3)}`);
+  if (windows.length > 2) {
+    const second = windows[1]!;
+    console.log(`after a warm-up window: second window ${fixed(second.opsPerSecond)} ops/s at ${fixed(second.sizeMb)} MB: ratio last / second ${fixed(last.opsPerSecond / second.opsPerSecond, 3)}`);
+  }
   const p99s = `p99 ${fixed(first.p99Ms, 2)} → ${fixed(last.p99Ms, 2)} ms; credits CPU ${fixed(first.cpuMsPerOp, 2)} → ${fixed(last.cpuMsPerOp, 2)} ms/op`;
   console.log(`${p99s}; shared_buffers misses ${fixed(missShare(first.blocks) * 100, 2)} % → ${fixed(missShare(last.blocks) * 100, 2)} %`);
   printTopReads("first window", first);
