@@ -7,6 +7,7 @@ import { Migration20261126000001 } from "./Migration20261126000001";
 import { Migration20261206000001 } from "./Migration20261206000001";
 import { Migration20261206000005 } from "./Migration20261206000005";
 import { Migration20261207000001 } from "./Migration20261207000001";
+import { Migration20261207000021 } from "./Migration20261207000021";
 
 /** The credits schema's migrations, in order. Append only: applied ones never change. */
 export const creditsMigrations: MigrationEntry[] = [
@@ -18,4 +19,5 @@ export const creditsMigrations: MigrationEntry[] = [
   { name: "Migration20261206000001", class: Migration20261206000001 },
   { name: "Migration20261206000005", class: Migration20261206000005 },
   { name: "Migration20261207000001", class: Migration20261207000001 },
+  { name: "Migration20261207000021", class: Migration20261207000021 },
 ];
