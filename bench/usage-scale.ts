@@ -10,7 +10,8 @@
  *      providers, input types, about 8 % failures, billing classifications, credits, cost,
  *      processing time, output bytes, billing periods and plan snapshots. Indexes on the log
  *      that are not constraints are dropped before and rebuilt after (faster than maintaining
- *      them row by row; the same indexes);
+ *      them row by row; the same indexes); each seeded month has its partition before (as the
+ *      partition runner keeps them), so no entry waits in the default partition;
  *   2. fills what the service derives from the log with set-based SQL, as its rebuilds do:
  *      `user_stats` (the reconciliation's aggregate), `monthly_analytics` (the view
  *      `monthly_analytics_from_log`), the platform rollups (`platform_daily_usage_from_log`,
@@ -92,6 +93,12 @@ export interface UsageScaleFigures {
 
 async function seed(db: pg.Client, options: UsageScaleOptions, end: Date, log: (line: string) => void): Promise<{ seed: number; indexes: number }> {
   for (const statement of BULK_SESSION) await db.query(statement);
+  // Every seeded month gets its partition first, as the partition runner keeps them in service:
+  // otherwise the whole seed lands in the default partition (and the runner's next pass moves it).
+  await db.query(
+    `SELECT usage_log_ensure_partitions(ARRAY(SELECT generate_series(date_trunc('month', $1::timestamptz - interval '24 months'), $1::timestamptz, interval '1 month')::date))`,
+    [end],
+  );
   // Indexes that are not constraints: dropped for the load, rebuilt after, exactly as defined.
   const { rows: indexes } = await db.query<{ name: string; definition: string }>(
     `SELECT i.relname AS name, pg_get_indexdef(i.oid) AS definition FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid

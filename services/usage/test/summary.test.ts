@@ -1,6 +1,7 @@
 import { usage } from "@tally/contracts";
 import { DomainError, newId, parsePlanCatalog } from "@tally/platform";
 import type { UsageService } from "../src/app";
+import { countedEntries, RESERVED_IN_PERIOD } from "../src/adapter/usage-counter-store";
 import { usageLogEntryFromCompleted, usageLogEntryFromFailed } from "../src/domain/usage-log";
 import { completedEvent, createUsageTestBed, failedEvent, recordUsage, usageClient, type UsageTestBed } from "./helpers";
 
@@ -109,5 +110,15 @@ describe("usage summary: one RPC, one statement", () => {
     await expect(client.getUsageSummary(s, 101)).rejects.toMatchObject({ reason: "validation" });
     await expect(client.getUsageSummary(s, -1)).rejects.toBeInstanceOf(DomainError);
     await expect(client.getUsageSummary({ ...s, id: "nope" })).rejects.toMatchObject({ reason: "validation" });
+  });
+
+  it("runs as one function with a generic plan that counts a window as ListLimits does (same SQL)", async () => {
+    const [fn] = await sql<{ definition: string; config: string[] | null }>(
+      "SELECT pg_get_functiondef(p.oid) AS definition, p.proconfig AS config FROM pg_proc p WHERE p.proname = 'usage_summary_read'",
+    );
+    // Planned once per connection: a custom plan per call costs more to plan than to run.
+    expect(fn?.config).toEqual(["plan_cache_mode=force_generic_plan"]);
+    const flat = (text: string) => text.replace(/\s+/g, " ");
+    for (const part of [countedEntries("period"), countedEntries("day"), RESERVED_IN_PERIOD]) expect(flat(fn!.definition)).toContain(flat(part));
   });
 });
