@@ -267,7 +267,11 @@ export async function runUsageScale(options: UsageScaleOptions): Promise<UsageSc
 
     client = createGrpcClient(usage.UsageServiceClient, `127.0.0.1:${port}`);
     const reads = await measureReads(client, options, seededTo);
+    // Printed at once as well: the ingest and the reconciliation take long at 10M.
+    const shown = (name: string, d: Distribution) => `${name} ${d.p50.toFixed(2)} / ${d.p99.toFixed(2)} / ${d.max.toFixed(2)} ms`;
+    log(`  reads (p50 / p99 / max): ${[shown("summary", distribution(reads.summary)), shown("analytics", distribution(reads.analytics)), shown("history", distribution(reads.history))].join(", ")}`);
     const ingestEventsPerSecond = options.ingest > 0 ? await measureIngest(db, nats, options) : 0;
+    if (options.ingest > 0) log(`  ingest ${ingestEventsPerSecond.toFixed(0)} events/s (${options.ingest.toLocaleString("en")} events)`);
     const reconcileDifferences = options.reconcile ? await reconcile(db) : null;
     const figures: UsageScaleFigures = {
       entries: options.entries,
