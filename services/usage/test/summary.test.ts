@@ -74,6 +74,8 @@ describe("usage summary: one RPC, one statement", () => {
     expect(byName.concurrent_generations).toMatchObject({ used: 1n });
     expect((await client.getUsageSummary(s)).recent).toHaveLength(10); // 0 means 10
     expect((await client.getUsageSummary(s, 3)).recent).toEqual(summary.recent.slice(0, 3));
+    // The newest entries across two months (12 this period, 3 earlier), and more than there are.
+    for (const n of [14, 100]) expect((await client.getUsageSummary(s, n)).recent).toEqual((await client.listUsageLogEntries({ userId: s.id, pageSize: n })).entries);
   });
 
   it("counts a window without counter rows from the log, as ListLimits would create them, without writing them", async () => {
