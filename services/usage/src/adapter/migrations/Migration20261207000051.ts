@@ -14,8 +14,9 @@ import { Migration } from "@mikro-orm/migrations";
  *   the main statement starts), not in every partition: ~30 % less time per call.
  * Same columns, same rows, same snapshot as the statement (a STABLE function's statements
  * share the caller's snapshot). ListLimits' counting of a window without a counter row
- * (adapter/usage-counter-store.ts `countedEntries`, `RESERVED_IN_PERIOD`) is written out here:
- * a change to either needs a new migration replacing this function
+ * (adapter/usage-counter-store.ts `countedEntries`, `RESERVED_IN_PERIOD`) and the log's columns
+ * (`USAGE_LOG_COLUMNS`) are written out here: a change to any needs a new migration replacing
+ * this function
  * (services/usage/test/summary.test.ts checks the text and compares the summary with
  * ListLimits). Reads only (INV-6: the counters, stats and analytics it reads equal the log in
  * the same snapshot; the bounds rely on it, and fall back to every partition when the
