@@ -10,7 +10,8 @@
  *      providers, input types, about 8 % failures, billing classifications, credits, cost,
  *      processing time, output bytes, billing periods and plan snapshots. Indexes on the log
  *      that are not constraints are dropped before and rebuilt after (faster than maintaining
- *      them row by row; the same indexes);
+ *      them row by row; the same indexes); each seeded month has its partition before (as the
+ *      partition runner keeps them), so no entry waits in the default partition;
  *   2. fills what the service derives from the log with set-based SQL, as its rebuilds do:
  *      `user_stats` (the reconciliation's aggregate), `monthly_analytics` (the view
  *      `monthly_analytics_from_log`), the platform rollups (`platform_daily_usage_from_log`,
@@ -34,8 +35,11 @@
  * Options (flag or environment): --entries / BENCH_USAGE_ENTRIES (10,000,000), --subjects /
  * BENCH_USAGE_SUBJECTS (100,000, at most entries), --samples / BENCH_USAGE_SAMPLES (calls per
  * user-facing figure, 1,000), --platform-runs / BENCH_USAGE_PLATFORM_RUNS (7), --ingest /
- * BENCH_USAGE_INGEST (20,000), --reconcile / BENCH_USAGE_RECONCILE, --keep (keep the database
- * and print its URL, for EXPLAIN ANALYZE).
+ * BENCH_USAGE_INGEST (20,000; 0 skips step 4), --reconcile / BENCH_USAGE_RECONCILE, --keep (keep the
+ * database and print its URL, for EXPLAIN ANALYZE), --database / BENCH_USAGE_DATABASE_URL (run on
+ * that database instead of a throw-away one, never dropped: seeded as above when it holds no
+ * seed yet; when an earlier run seeded it, steps 1-2 are skipped and its entries, subjects and
+ * seed time come from its `bench_usage_seed` row, so a kept 10M seed is measured again and again).
  */
 import { headers as natsHeaders } from "@nats-io/transport-node";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
@@ -60,6 +64,8 @@ export interface UsageScaleOptions {
   ingest: number;
   reconcile: boolean;
   keep: boolean;
+  /** A database to run on (kept; seeded only when it holds no seed yet); undefined: a throw-away one. */
+  database?: string;
   /** Progress lines (default: stdout). */
   log?: (line: string) => void;
 }
@@ -87,6 +93,12 @@ export interface UsageScaleFigures {
 
 async function seed(db: pg.Client, options: UsageScaleOptions, end: Date, log: (line: string) => void): Promise<{ seed: number; indexes: number }> {
   for (const statement of BULK_SESSION) await db.query(statement);
+  // Every seeded month gets its partition first, as the partition runner keeps them in service:
+  // otherwise the whole seed lands in the default partition (and the runner's next pass moves it).
+  await db.query(
+    `SELECT usage_log_ensure_partitions(ARRAY(SELECT generate_series(date_trunc('month', $1::timestamptz - interval '24 months'), $1::timestamptz, interval '1 month')::date))`,
+    [end],
+  );
   // Indexes that are not constraints: dropped for the load, rebuilt after, exactly as defined.
   const { rows: indexes } = await db.query<{ name: string; definition: string }>(
     `SELECT i.relname AS name, pg_get_indexdef(i.oid) AS definition FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid
@@ -131,12 +143,13 @@ async function sample(calls: number, fn: (i: number) => Promise<unknown>): Promi
 type UsageClient = InstanceType<typeof usage.UsageServiceClient>;
 
 /** The read figures, through gRPC, for random seeded subjects. */
-export async function measureReads(client: UsageClient, options: UsageScaleOptions, now: Date) {
+export async function measureReads(client: UsageClient, options: UsageScaleOptions, seededTo: Date) {
   const call = { timeoutMs: TIMEOUT_MS };
+  const now = new Date();
   const randomSubject = () => subjectUuid(Math.floor(Math.random() * options.subjects));
   const historySince = new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth() - 2, 1));
   const summary = await sample(options.samples, () => {
-    const s = seededSubject(Math.floor(Math.random() * options.subjects), now);
+    const s = seededSubject(Math.floor(Math.random() * options.subjects), seededTo);
     const kind = s.kind === "guest" ? usage.SubjectKind.SUBJECT_KIND_GUEST : usage.SubjectKind.SUBJECT_KIND_USER;
     return callUnary(client.getUsageSummary.bind(client), { subject: { id: s.id, kind, plan: s.plan, periodAnchor: s.periodAnchor }, recentCount: 10 }, call);
   });
@@ -195,6 +208,33 @@ export async function measureIngest(db: pg.Client, nats: { url: string; prefix: 
   }
 }
 
+/** The seed an earlier run left in the database (its `bench_usage_seed` row), or null when it holds none. */
+async function seedOf(db: pg.Client): Promise<{ entries: number; subjects: number; seededTo: Date } | null> {
+  const { rows: [table] } = await db.query<{ found: boolean }>("SELECT to_regclass('bench_usage_seed') IS NOT NULL AS found");
+  if (!table!.found) return null;
+  const { rows } = await db.query<{ entries: string; subjects: number; seeded_to: Date }>("SELECT entries, subjects, seeded_to FROM bench_usage_seed");
+  return rows[0] ? { entries: Number(rows[0].entries), subjects: rows[0].subjects, seededTo: rows[0].seeded_to } : null;
+}
+
+/** Steps 1-2: seeds the log, fills the derived tables, VACUUM ANALYZE, then records the seed in `bench_usage_seed` (for `--database`). */
+async function seedAll(db: pg.Client, options: UsageScaleOptions, end: Date, log: (line: string) => void): Promise<UsageScaleFigures["seconds"]> {
+  const seeded = await seed(db, options, end, log);
+  const derivedStarted = Date.now();
+  for (const statement of [subjectsSql(options.subjects, end), ...DERIVED_SQL]) {
+    const started = Date.now();
+    await db.query(statement);
+    log(`  ${statement.trim().split(/\s+/).slice(0, 3).join(" ")}: ${((Date.now() - started) / 1000).toFixed(0)} s`);
+  }
+  const derived = (Date.now() - derivedStarted) / 1000;
+  const analyzeStarted = Date.now();
+  await db.query("VACUUM ANALYZE");
+  const analyze = (Date.now() - analyzeStarted) / 1000;
+  log(`  seed ${seeded.seed.toFixed(0)} s, indexes ${seeded.indexes.toFixed(0)} s, derived tables ${derived.toFixed(0)} s, vacuum analyze ${analyze.toFixed(0)} s`);
+  await db.query("CREATE TABLE bench_usage_seed (entries bigint NOT NULL, subjects integer NOT NULL, seeded_to timestamptz NOT NULL)");
+  await db.query("INSERT INTO bench_usage_seed VALUES ($1, $2, $3)", [options.entries, options.subjects, end]);
+  return { ...seeded, derived, analyze };
+}
+
 /** Rows of user_stats, monthly_analytics and the platform rollups that differ from the log (SQL of the services' reconciliations). */
 async function reconcile(db: pg.Client): Promise<number> {
   const { rows } = await db.query<{ n: string }>(RECONCILE_SQL);
@@ -204,7 +244,7 @@ async function reconcile(db: pg.Client): Promise<number> {
 /** Runs the whole benchmark (see the file's comment) and returns its figures; prints progress and the table. */
 export async function runUsageScale(options: UsageScaleOptions): Promise<UsageScaleFigures> {
   const log = options.log ?? ((line: string) => console.log(line));
-  const database = await createTestDatabase("bench_usage_scale");
+  const database = options.database ? { url: options.database, drop: async () => undefined } : await createTestDatabase("bench_usage_scale");
   const port = await getFreePort();
   const suffix = uniqueSuffix();
   const nats = { url: testNatsUrl(), stream: `BENCH_USAGE_${suffix.toUpperCase()}`, prefix: `benchusage${suffix}` };
@@ -219,29 +259,24 @@ export async function runUsageScale(options: UsageScaleOptions): Promise<UsageSc
   try {
     await waitForGrpcServing(`127.0.0.1:${port}`, 120_000); // migrated by the service at start-up
     await db.connect();
-    const now = new Date();
-    log(`usage scale benchmark: ${options.entries.toLocaleString("en")} entries, ${options.subjects.toLocaleString("en")} subjects, 24 months to ${now.toISOString()}`);
-    const seeded = await seed(db, options, now, log);
-    const derivedStarted = Date.now();
-    for (const statement of [subjectsSql(options.subjects, now), ...DERIVED_SQL]) {
-      const started = Date.now();
-      await db.query(statement);
-      log(`  ${statement.trim().split(/\s+/).slice(0, 3).join(" ")}: ${((Date.now() - started) / 1000).toFixed(0)} s`);
-    }
-    const derived = (Date.now() - derivedStarted) / 1000;
-    const analyzeStarted = Date.now();
-    await db.query("VACUUM ANALYZE");
-    const analyze = (Date.now() - analyzeStarted) / 1000;
-    log(`  seed ${seeded.seed.toFixed(0)} s, indexes ${seeded.indexes.toFixed(0)} s, derived tables ${derived.toFixed(0)} s, vacuum analyze ${analyze.toFixed(0)} s`);
+    const earlier = await seedOf(db);
+    const seededTo = earlier?.seededTo ?? new Date();
+    if (earlier) Object.assign(options, { entries: earlier.entries, subjects: earlier.subjects });
+    log(`usage scale benchmark: ${options.entries.toLocaleString("en")} entries, ${options.subjects.toLocaleString("en")} subjects, 24 months to ${seededTo.toISOString()}${earlier ? " (seeded earlier: reused)" : ""}`);
+    const seconds = earlier ? { seed: 0, indexes: 0, derived: 0, analyze: 0 } : await seedAll(db, options, seededTo, log);
 
     client = createGrpcClient(usage.UsageServiceClient, `127.0.0.1:${port}`);
-    const reads = await measureReads(client, options, now);
-    const ingestEventsPerSecond = await measureIngest(db, nats, options);
+    const reads = await measureReads(client, options, seededTo);
+    // Printed at once as well: the ingest and the reconciliation take long at 10M.
+    const shown = (name: string, d: Distribution) => `${name} ${d.p50.toFixed(2)} / ${d.p99.toFixed(2)} / ${d.max.toFixed(2)} ms`;
+    log(`  reads (p50 / p99 / max): ${[shown("summary", distribution(reads.summary)), shown("analytics", distribution(reads.analytics)), shown("history", distribution(reads.history))].join(", ")}`);
+    const ingestEventsPerSecond = options.ingest > 0 ? await measureIngest(db, nats, options) : 0;
+    if (options.ingest > 0) log(`  ingest ${ingestEventsPerSecond.toFixed(0)} events/s (${options.ingest.toLocaleString("en")} events)`);
     const reconcileDifferences = options.reconcile ? await reconcile(db) : null;
     const figures: UsageScaleFigures = {
       entries: options.entries,
       subjects: options.subjects,
-      seconds: { ...seeded, derived, analyze },
+      seconds,
       summary: distribution(reads.summary),
       analytics: distribution(reads.analytics),
       history: distribution(reads.history),
@@ -251,7 +286,7 @@ export async function runUsageScale(options: UsageScaleOptions): Promise<UsageSc
       reconcileDifferences,
     };
     printTable(figures, options, log);
-    if (options.keep) log(`  database kept: ${database.url}`);
+    if (options.keep || options.database) log(`  database kept: ${database.url}`);
     return figures;
   } finally {
     client?.close();
@@ -262,14 +297,16 @@ export async function runUsageScale(options: UsageScaleOptions): Promise<UsageSc
     await jsm.streams.delete(nats.stream).catch(() => undefined);
     await jsm.streams.delete(`${nats.stream}_OUT`).catch(() => undefined);
     await nc.drain();
-    if (!options.keep) await database.drop();
+    if (!options.keep && !options.database) await database.drop();
   }
 }
 
 function printTable(f: UsageScaleFigures, options: UsageScaleOptions, log: (line: string) => void): void {
   const ms = (value: number) => `${value.toFixed(2)} ms`;
   const rows: [string, string, string, boolean | null][] = [
-    ["ingest through NATS into the log", `${f.ingestEventsPerSecond.toFixed(0)} events/s (${options.ingest.toLocaleString("en")} events)`, ">= 5,000 events/s", f.ingestEventsPerSecond >= 5_000],
+    options.ingest === 0
+      ? ["ingest through NATS into the log", "not measured (--ingest 0)", ">= 5,000 events/s", null]
+      : ["ingest through NATS into the log", `${f.ingestEventsPerSecond.toFixed(0)} events/s (${options.ingest.toLocaleString("en")} events)`, ">= 5,000 events/s", f.ingestEventsPerSecond >= 5_000],
     ["summary (GetUsageSummary: limits, period totals, stats, 10 newest), p50 / p99", `${ms(f.summary.p50)} / ${ms(f.summary.p99)}`, "p99 <= 10 ms", f.summary.p99 <= 10],
     ["analytics (12 months), p50 / p99", `${ms(f.analytics.p50)} / ${ms(f.analytics.p99)}`, "p99 <= 10 ms", f.analytics.p99 <= 10],
     ["history (first page of 100, 3 months), p50 / p99", `${ms(f.history.p50)} / ${ms(f.history.p99)}`, "(none)", null],
@@ -288,10 +325,10 @@ export function usageScaleOptions(argv: string[], env: NodeJS.ProcessEnv = proce
     const i = argv.indexOf(`--${name}`);
     return i >= 0 ? argv[i + 1] : undefined;
   };
-  const number = (name: string, fallback: number) => {
+  const number = (name: string, fallback: number, least = 1) => {
     const raw = flag(name) ?? env[`BENCH_USAGE_${name.toUpperCase().replace(/-/g, "_")}`];
     const value = raw === undefined ? fallback : Number(raw.replace(/_/g, ""));
-    if (!Number.isInteger(value) || value < 1) throw new Error(`--${name} must be a positive integer, got ${raw}`);
+    if (!Number.isInteger(value) || value < least) throw new Error(`--${name} must be ${least === 0 ? "a non-negative" : "a positive"} integer, got ${raw}`);
     return value;
   };
   const entries = number("entries", 10_000_000);
@@ -300,9 +337,10 @@ export function usageScaleOptions(argv: string[], env: NodeJS.ProcessEnv = proce
     subjects: Math.min(entries, number("subjects", 100_000)),
     samples: number("samples", 1_000),
     platformRuns: number("platform-runs", 7),
-    ingest: number("ingest", 20_000),
+    ingest: number("ingest", 20_000, 0),
     reconcile: argv.includes("--reconcile") || env.BENCH_USAGE_RECONCILE === "1",
     keep: argv.includes("--keep"),
+    database: flag("database") ?? (env.BENCH_USAGE_DATABASE_URL || undefined),
   };
 }
 

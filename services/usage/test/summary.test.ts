@@ -1,6 +1,8 @@
 import { usage } from "@tally/contracts";
 import { DomainError, newId, parsePlanCatalog } from "@tally/platform";
 import type { UsageService } from "../src/app";
+import { countedEntries, RESERVED_IN_PERIOD } from "../src/adapter/usage-counter-store";
+import { USAGE_LOG_COLUMNS } from "../src/adapter/usage-log-store";
 import { usageLogEntryFromCompleted, usageLogEntryFromFailed } from "../src/domain/usage-log";
 import { completedEvent, createUsageTestBed, failedEvent, recordUsage, usageClient, type UsageTestBed } from "./helpers";
 
@@ -73,6 +75,8 @@ describe("usage summary: one RPC, one statement", () => {
     expect(byName.concurrent_generations).toMatchObject({ used: 1n });
     expect((await client.getUsageSummary(s)).recent).toHaveLength(10); // 0 means 10
     expect((await client.getUsageSummary(s, 3)).recent).toEqual(summary.recent.slice(0, 3));
+    // The newest entries across two months (12 this period, 3 earlier), and more than there are.
+    for (const n of [14, 100]) expect((await client.getUsageSummary(s, n)).recent).toEqual((await client.listUsageLogEntries({ userId: s.id, pageSize: n })).entries);
   });
 
   it("counts a window without counter rows from the log, as ListLimits would create them, without writing them", async () => {
@@ -109,5 +113,16 @@ describe("usage summary: one RPC, one statement", () => {
     await expect(client.getUsageSummary(s, 101)).rejects.toMatchObject({ reason: "validation" });
     await expect(client.getUsageSummary(s, -1)).rejects.toBeInstanceOf(DomainError);
     await expect(client.getUsageSummary({ ...s, id: "nope" })).rejects.toMatchObject({ reason: "validation" });
+  });
+
+  it("runs as one function with a generic plan that counts a window as ListLimits does (same SQL)", async () => {
+    const [fn] = await sql<{ definition: string; config: string[] | null }>(
+      "SELECT pg_get_functiondef(p.oid) AS definition, p.proconfig AS config FROM pg_proc p WHERE p.proname = 'usage_summary_read'",
+    );
+    // Planned once per connection: a custom plan per call costs more to plan than to run.
+    expect(fn?.config).toEqual(["plan_cache_mode=force_generic_plan"]);
+    const flat = (text: string) => text.replace(/\s+/g, " ");
+    // The newest entries' columns too: a column added to the log needs a new version of the function.
+    for (const part of [countedEntries("period"), countedEntries("day"), RESERVED_IN_PERIOD, USAGE_LOG_COLUMNS]) expect(flat(fn!.definition)).toContain(flat(part));
   });
 });

@@ -14,6 +14,7 @@ import { Migration20261205000001 } from "./Migration20261205000001";
 import { Migration20261206000001 } from "./Migration20261206000001";
 import { Migration20261206000005 } from "./Migration20261206000005";
 import { Migration20261207000001 } from "./Migration20261207000001";
+import { Migration20261207000051 } from "./Migration20261207000051";
 
 /** The usage service's migrations, in order. */
 export const usageMigrations: MigrationEntry[] = [
@@ -32,4 +33,5 @@ export const usageMigrations: MigrationEntry[] = [
   { name: "Migration20261206000001", class: Migration20261206000001 },
   { name: "Migration20261206000005", class: Migration20261206000005 },
   { name: "Migration20261207000001", class: Migration20261207000001 },
+  { name: "Migration20261207000051", class: Migration20261207000051 },
 ];
