@@ -24,8 +24,9 @@
 import { parseArgs } from "node:util";
 import { Client } from "pg";
 import { credits } from "@tally/contracts";
-import { callUnary, createGrpcClient, getFreePort, newId, spawnService, waitForGrpcServing } from "@tally/platform";
+import { callUnary, newId } from "@tally/platform";
 import { createTestDatabase } from "@tally/platform/src/testing";
+import { CREDITS_CALL_TIMEOUT_MS, FUNDED_GRANT_CREDITS, fundAccounts, startBenchCredits } from "./lib/credits-service";
 import { blockCounts, blockDelta, explainHoldPair, growPgbenchLedger, tableActivity, seedCredits, sharedBuffersBytes, totalSizeBytes, GROWING_TABLES, type BlockCounts } from "./lib/credits-growth-sql";
 import { findPgbench, preparePgbenchDatabase, runPgbench, type PgbenchResult } from "./lib/pgbench";
 import { cpuMs, fixed, loadAverage, percentile } from "./lib/stats";
@@ -44,8 +45,8 @@ const ACCOUNTS = Number(process.env.BENCH_ACCOUNTS ?? 1_000);
 const PGBENCH_ACCOUNTS = Number(process.env.BENCH_PGBENCH_ACCOUNTS ?? 10_000);
 const PGBENCH_SECONDS = Number(process.env.BENCH_PGBENCH_SECONDS ?? 10);
 const SEED_CHUNK_PAIRS = Number(process.env.BENCH_GROWTH_SEED_CHUNK ?? 50_000);
-const TIMEOUT_MS = 30_000;
-const GRANT_CREDITS = 100_000_000n;
+const TIMEOUT_MS = CREDITS_CALL_TIMEOUT_MS;
+const GRANT_CREDITS = FUNDED_GRANT_CREDITS;
 const MB = 1024 * 1024;
 
 interface CreditsUnderTest {
@@ -70,34 +71,16 @@ interface Window {
 
 /** Starts credits on its own database (no trial credits: each account has its one purchased grant) and funds ACCOUNTS accounts. */
 async function startCredits(): Promise<CreditsUnderTest> {
-  const database = await createTestDatabase("bench_growth");
-  const port = await getFreePort();
-  const service = spawnService("credits", "services/credits/main.ts", {
-    DATABASE_URL: database.url, GRPC_PORT: String(port), LOG_LEVEL: "warn", PASSWORD_HASH_MEMORY_KIB: "64", PASSWORD_HASH_TIME_COST: "1", TRIAL_CREDITS: "0",
-  });
-  const client = createGrpcClient(credits.CreditsServiceClient, `127.0.0.1:${port}`);
-  const sql = new Client({ connectionString: database.url });
+  const service = await startBenchCredits("bench_growth", { TRIAL_CREDITS: "0" });
+  const sql = new Client({ connectionString: service.databaseUrl });
   const stop = async () => {
-    client.close();
     await sql.end().catch(() => undefined);
     await service.stop();
-    await database.drop();
   };
   try {
-    await waitForGrpcServing(`127.0.0.1:${port}`, 60_000);
     await sql.connect();
-    const fund = async () => {
-      const { account } = await callUnary(client.createAccount.bind(client), {
-        requestId: newId(), email: `bench-${newId()}@example.com`, password: "benchmark password", plan: "", role: credits.Role.ROLE_USER, adoptGuestId: "",
-      }, { timeoutMs: TIMEOUT_MS });
-      await callUnary(client.createGrant.bind(client), {
-        requestId: newId(), accountId: account!.id, kind: credits.GrantKind.GRANT_KIND_PURCHASED, amount: GRANT_CREDITS, reference: "",
-      }, { timeoutMs: TIMEOUT_MS });
-      return account!.id;
-    };
-    const accounts: string[] = [];
-    for (let i = 0; i < ACCOUNTS; i += 16) accounts.push(...(await Promise.all(Array.from({ length: Math.min(16, ACCOUNTS - i) }, fund))));
-    return { client, pid: service.child.pid!, accounts, sql, stop };
+    const accounts = await fundAccounts(service.client, ACCOUNTS);
+    return { client: service.client, pid: service.pid, accounts, sql, stop };
   } catch (error) {
     await stop();
     throw error;

@@ -19,8 +19,9 @@
  * p50/p99, the ratio service ops/s ÷ pgbench TPS, and the credits process's CPU time per op.
  */
 import { credits } from "@tally/contracts";
-import { callUnary, createGrpcClient, getFreePort, newId, spawnService, waitForGrpcServing } from "@tally/platform";
+import { callUnary, newId } from "@tally/platform";
 import { createTestDatabase } from "@tally/platform/src/testing";
+import { CREDITS_CALL_TIMEOUT_MS, FUNDED_GRANT_CREDITS, fundAccount, fundAccounts, startBenchCredits } from "./lib/credits-service";
 import { findPgbench, preparePgbenchDatabase, runPgbench, type PgbenchResult, type Shape } from "./lib/pgbench";
 import { cpuMs, fixed, loadAverage, median, percentile } from "./lib/stats";
 
@@ -30,9 +31,9 @@ const ACCOUNTS = Number(process.env.BENCH_ACCOUNTS ?? 1_000);
 const PGBENCH_ACCOUNTS = Number(process.env.BENCH_PGBENCH_ACCOUNTS ?? 10_000);
 const CONCURRENCIES = (process.env.BENCH_CONCURRENCIES ?? "1,16,64").split(",").map(Number);
 const SHAPES: Shape[] = ["random", "hot"];
-const TIMEOUT_MS = 30_000;
+const TIMEOUT_MS = CREDITS_CALL_TIMEOUT_MS;
 /** Credits granted to each account: enough for every operation of the run. */
-const GRANT_CREDITS = 100_000_000n;
+const GRANT_CREDITS = FUNDED_GRANT_CREDITS;
 
 /** What one service run measured. */
 interface ServiceResult {
@@ -58,35 +59,14 @@ interface CreditsUnderTest {
   stop(): Promise<void>;
 }
 
-/** Starts credits on its own database and funds ACCOUNTS accounts + one hot account (cheap password hashing: accounts are set-up, not measured). */
+/** Starts credits on its own database and funds ACCOUNTS accounts + one hot account. */
 async function startCredits(): Promise<CreditsUnderTest> {
-  const database = await createTestDatabase("bench_vs_pgbench");
-  const port = await getFreePort();
-  const service = spawnService("credits", "services/credits/main.ts", {
-    DATABASE_URL: database.url, GRPC_PORT: String(port), LOG_LEVEL: "warn", PASSWORD_HASH_MEMORY_KIB: "64", PASSWORD_HASH_TIME_COST: "1",
-  });
-  const client = createGrpcClient(credits.CreditsServiceClient, `127.0.0.1:${port}`);
-  const stop = async () => {
-    client.close();
-    await service.stop();
-    await database.drop();
-  };
+  const service = await startBenchCredits("bench_vs_pgbench");
   try {
-    await waitForGrpcServing(`127.0.0.1:${port}`, 60_000);
-    const fund = async () => {
-      const { account } = await callUnary(client.createAccount.bind(client), {
-        requestId: newId(), email: `bench-${newId()}@example.com`, password: "benchmark password", plan: "", role: credits.Role.ROLE_USER, adoptGuestId: "",
-      }, { timeoutMs: TIMEOUT_MS });
-      await callUnary(client.createGrant.bind(client), {
-        requestId: newId(), accountId: account!.id, kind: credits.GrantKind.GRANT_KIND_PURCHASED, amount: GRANT_CREDITS, reference: "",
-      }, { timeoutMs: TIMEOUT_MS });
-      return account!.id;
-    };
-    const accounts: string[] = [];
-    for (let i = 0; i < ACCOUNTS; i += 16) accounts.push(...(await Promise.all(Array.from({ length: Math.min(16, ACCOUNTS - i) }, fund))));
-    return { client, pid: service.child.pid!, accounts, hot: await fund(), stop };
+    const accounts = await fundAccounts(service.client, ACCOUNTS);
+    return { client: service.client, pid: service.pid, accounts, hot: await fundAccount(service.client), stop: service.stop };
   } catch (error) {
-    await stop();
+    await service.stop();
     throw error;
   }
 }
