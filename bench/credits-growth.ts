@@ -24,9 +24,8 @@
 import { parseArgs } from "node:util";
 import { Client } from "pg";
 import { credits } from "@tally/contracts";
-import { callUnary, newId } from "@tally/platform";
 import { createTestDatabase } from "@tally/platform/src/testing";
-import { CREDITS_CALL_TIMEOUT_MS, FUNDED_GRANT_CREDITS, fundAccounts, startBenchCredits } from "./lib/credits-service";
+import { CallTally, FUNDED_GRANT_CREDITS, fundAccounts, holdThenCapture, startBenchCredits } from "./lib/credits-service";
 import { blockCounts, blockDelta, explainHoldPair, growPgbenchLedger, tableActivity, seedCredits, sharedBuffersBytes, totalSizeBytes, GROWING_TABLES, type BlockCounts } from "./lib/credits-growth-sql";
 import { findPgbench, preparePgbenchDatabase, runPgbench, type PgbenchResult } from "./lib/pgbench";
 import { cpuMs, fixed, loadAverage, percentile } from "./lib/stats";
@@ -45,7 +44,6 @@ const ACCOUNTS = Number(process.env.BENCH_ACCOUNTS ?? 1_000);
 const PGBENCH_ACCOUNTS = Number(process.env.BENCH_PGBENCH_ACCOUNTS ?? 10_000);
 const PGBENCH_SECONDS = Number(process.env.BENCH_PGBENCH_SECONDS ?? 10);
 const SEED_CHUNK_PAIRS = Number(process.env.BENCH_GROWTH_SEED_CHUNK ?? 50_000);
-const TIMEOUT_MS = CREDITS_CALL_TIMEOUT_MS;
 const GRANT_CREDITS = FUNDED_GRANT_CREDITS;
 const MB = 1024 * 1024;
 
@@ -98,27 +96,11 @@ function missShare(blocks: BlockCounts[]): number {
 async function drive(target: CreditsUnderTest, targetBytes: number): Promise<Window[]> {
   const { client } = target;
   const pick = () => target.accounts[Math.floor(Math.random() * target.accounts.length)]!;
-  let latenciesMs: number[] = [];
-  let errors = 0;
-  const timed = async <T>(call: () => Promise<T>): Promise<T | undefined> => {
-    const started = performance.now();
-    try {
-      const result = await call();
-      latenciesMs.push(performance.now() - started);
-      return result;
-    } catch {
-      errors += 1;
-      return undefined;
-    }
-  };
+  const tally = new CallTally();
   const started = performance.now();
   let done = false;
   const callers = Array.from({ length: CONCURRENCY }, async () => {
-    while (!done) {
-      const created = await timed(() => callUnary(client.createHold.bind(client), { requestId: newId(), accountId: pick(), generationId: newId(), amount: 1n, ttlMs: 0n }, { timeoutMs: TIMEOUT_MS }));
-      const holdId = created?.hold?.id;
-      if (holdId) await timed(() => callUnary(client.captureHold.bind(client), { requestId: newId(), holdId }, { timeoutMs: TIMEOUT_MS }));
-    }
+    while (!done) await holdThenCapture(client, pick(), tally);
   });
   const windows: Window[] = [];
   let windowStart = performance.now();
@@ -128,8 +110,7 @@ async function drive(target: CreditsUnderTest, targetBytes: number): Promise<Win
   console.log("| --- | --- | --- | --- | --- | --- | --- | --- | --- |");
   while (!done) {
     await new Promise((resolve) => setTimeout(resolve, WINDOW_S * 1000));
-    const samples = latenciesMs;
-    latenciesMs = [];
+    const { latenciesMs: samples, errors } = tally.take();
     const now = performance.now();
     const [sizeBytes, blocks] = [await totalSizeBytes(target.sql, GROWING_TABLES), await blockCounts(target.sql, GROWING_TABLES)];
     const cpuNow = cpuMs(target.pid);
@@ -140,7 +121,7 @@ async function drive(target: CreditsUnderTest, targetBytes: number): Promise<Win
     };
     windows.push(window);
     console.log(`| ${fixed(window.endS)} | ${fixed(window.sizeMb)} | ${fixed(window.opsPerSecond)} | ${fixed(window.p50Ms, 2)} | ${fixed(window.p99Ms, 2)} | ${errors} | ${fixed(window.cpuMsPerOp, 2)} | ${fixed(missShare(window.blocks) * 100, 2)} | ${loadAverage()} |`);
-    [windowStart, cpuBefore, blocksBefore, errors] = [now, cpuNow, blocks, 0];
+    [windowStart, cpuBefore, blocksBefore] = [now, cpuNow, blocks];
     done = sizeBytes >= targetBytes || window.endS >= MAX_S;
   }
   await Promise.all(callers);

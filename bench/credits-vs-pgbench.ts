@@ -19,9 +19,8 @@
  * p50/p99, the ratio service ops/s ÷ pgbench TPS, and the credits process's CPU time per op.
  */
 import { credits } from "@tally/contracts";
-import { callUnary, newId } from "@tally/platform";
 import { createTestDatabase } from "@tally/platform/src/testing";
-import { CREDITS_CALL_TIMEOUT_MS, FUNDED_GRANT_CREDITS, fundAccount, fundAccounts, startBenchCredits } from "./lib/credits-service";
+import { CallTally, FUNDED_GRANT_CREDITS, fundAccount, fundAccounts, holdThenCapture, startBenchCredits } from "./lib/credits-service";
 import { findPgbench, preparePgbenchDatabase, runPgbench, type PgbenchResult, type Shape } from "./lib/pgbench";
 import { cpuMs, fixed, loadAverage, median, percentile } from "./lib/stats";
 
@@ -31,7 +30,6 @@ const ACCOUNTS = Number(process.env.BENCH_ACCOUNTS ?? 1_000);
 const PGBENCH_ACCOUNTS = Number(process.env.BENCH_PGBENCH_ACCOUNTS ?? 10_000);
 const CONCURRENCIES = (process.env.BENCH_CONCURRENCIES ?? "1,16,64").split(",").map(Number);
 const SHAPES: Shape[] = ["random", "hot"];
-const TIMEOUT_MS = CREDITS_CALL_TIMEOUT_MS;
 /** Credits granted to each account: enough for every operation of the run. */
 const GRANT_CREDITS = FUNDED_GRANT_CREDITS;
 
@@ -75,29 +73,14 @@ async function startCredits(): Promise<CreditsUnderTest> {
 async function runService(target: CreditsUnderTest, shape: Shape, concurrency: number): Promise<ServiceResult> {
   const { client } = target;
   const pick = () => (shape === "hot" ? target.hot : target.accounts[Math.floor(Math.random() * target.accounts.length)]!);
-  const latenciesMs: number[] = [];
-  let errors = 0;
-  const timed = async <T>(call: () => Promise<T>): Promise<T | undefined> => {
-    const started = performance.now();
-    try {
-      const result = await call();
-      latenciesMs.push(performance.now() - started);
-      return result;
-    } catch {
-      errors += 1;
-      return undefined;
-    }
-  };
+  const tally = new CallTally();
   const cpuBefore = cpuMs(target.pid);
   const started = performance.now();
   const endAt = started + SECONDS * 1000;
   await Promise.all(Array.from({ length: concurrency }, async () => {
-    while (performance.now() < endAt) {
-      const created = await timed(() => callUnary(client.createHold.bind(client), { requestId: newId(), accountId: pick(), generationId: newId(), amount: 1n, ttlMs: 0n }, { timeoutMs: TIMEOUT_MS }));
-      const holdId = created?.hold?.id;
-      if (holdId) await timed(() => callUnary(client.captureHold.bind(client), { requestId: newId(), holdId }, { timeoutMs: TIMEOUT_MS }));
-    }
+    while (performance.now() < endAt) await holdThenCapture(client, pick(), tally);
   }));
+  const { latenciesMs, errors } = tally.take();
   const elapsedS = (performance.now() - started) / 1000;
   const ops = latenciesMs.length;
   return { opsPerSecond: ops / elapsedS, p50Ms: percentile(latenciesMs, 50), p99Ms: percentile(latenciesMs, 99), cpuMsPerOp: (cpuMs(target.pid) - cpuBefore) / ops, errors };

@@ -61,3 +61,37 @@ export async function fundAccounts(client: credits.CreditsServiceClient, count: 
   for (let i = 0; i < count; i += 16) accounts.push(...(await Promise.all(Array.from({ length: Math.min(16, count - i) }, () => fundAccount(client)))));
   return accounts;
 }
+
+/** The latencies (ms) of the calls the callers made and how many failed, since the last `take()`. */
+export class CallTally {
+  latenciesMs: number[] = [];
+  errors = 0;
+
+  /** Runs `call`, recording its latency, or an error when it fails (answers undefined then). */
+  async timed<T>(call: () => Promise<T>): Promise<T | undefined> {
+    const started = performance.now();
+    try {
+      const result = await call();
+      this.latenciesMs.push(performance.now() - started);
+      return result;
+    } catch {
+      this.errors += 1;
+      return undefined;
+    }
+  }
+
+  /** Hands over what was recorded and starts afresh. */
+  take(): { latenciesMs: number[]; errors: number } {
+    const taken = { latenciesMs: this.latenciesMs, errors: this.errors };
+    [this.latenciesMs, this.errors] = [[], 0];
+    return taken;
+  }
+}
+
+/** One CreateHold of 1 credit on `accountId`, then its CaptureHold (skipped when the hold failed), each timed into `tally`. */
+export async function holdThenCapture(client: credits.CreditsServiceClient, accountId: string, tally: CallTally): Promise<void> {
+  const options = { timeoutMs: CREDITS_CALL_TIMEOUT_MS };
+  const created = await tally.timed(() => callUnary(client.createHold.bind(client), { requestId: newId(), accountId, generationId: newId(), amount: 1n, ttlMs: 0n }, options));
+  const holdId = created?.hold?.id;
+  if (holdId) await tally.timed(() => callUnary(client.captureHold.bind(client), { requestId: newId(), holdId }, options));
+}
