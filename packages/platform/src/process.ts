@@ -72,6 +72,8 @@ export interface SpawnOptions {
   /** Copy the child's output to ours, each line prefixed with `[name] ` (for `npm start`). */
   inheritOutput?: boolean;
   prefix?: boolean;
+  /** Node arguments before the entry (e.g. `--cpu-prof`, `--cpu-prof-dir=…`: not allowed in NODE_OPTIONS). */
+  nodeArgs?: string[];
 }
 
 /** The preload that starts the OpenTelemetry SDK when trace export is configured (see otel-register.ts). */
@@ -89,7 +91,7 @@ export function spawnService(name: string, entry: string, env: Record<string, st
   const show = options.inheritOutput || Boolean(process.env.TALLY_TEST_VERBOSE);
   // `node --import tsx` (not the tsx CLI): one process per service, so signals reach it
   // directly (the CLI's relay may SIGKILL a child that is still shutting down).
-  const child = spawn(process.execPath, ["--import", "tsx", "--import", OTEL_REGISTER_MODULE, path.join(REPOSITORY_ROOT, entry)], {
+  const child = spawn(process.execPath, [...(options.nodeArgs ?? []), "--import", "tsx", "--import", OTEL_REGISTER_MODULE, path.join(REPOSITORY_ROOT, entry)], {
     cwd: REPOSITORY_ROOT,
     // One service.name per process, even when the caller's environment names one.
     env: { ...process.env, LOG_LEVEL: process.env.LOG_LEVEL ?? "warn", OTEL_SERVICE_NAME: `tally-${name}`, ...env },

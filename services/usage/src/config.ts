@@ -36,11 +36,12 @@ export const usageConfigSchema = z.object({
   /** Messages pulled per request from the durable consumer. */
   CONSUMER_BATCH_SIZE: intFromEnv(1_000).pipe(z.number().min(1).max(10_000)),
   /**
-   * Pulled chunks recorded at once, each in its own transaction (1 = one after the other, in
-   * arrival order). Above 1, two chunks may commit out of order, so a subject's later event can
-   * count before an earlier one (e.g. the `used` a threshold event reports).
+   * Lanes of the consumer: pulled messages are split by user id into this many lanes, each
+   * recording its chunks one after the other, in arrival order, each chunk in its own
+   * transaction; the lanes record at once (1 = one chunk after another). A user's events are
+   * always in one lane, so they count in the order they arrived.
    */
-  CONSUMER_CHUNKS_IN_FLIGHT: intFromEnv(1).pipe(z.number().min(1).max(16)),
+  CONSUMER_CHUNKS_IN_FLIGHT: intFromEnv(2).pipe(z.number().min(1).max(16)),
   /** How long one pull request waits for messages, in milliseconds; a graceful stop waits for the current one to end. */
   CONSUMER_FETCH_EXPIRES_MS: intFromEnv(2_000).pipe(z.number().min(1_000)),
   /** Time the server waits for an ack before redelivering, in milliseconds. */

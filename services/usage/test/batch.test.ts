@@ -1,7 +1,8 @@
 import { newId } from "@tally/platform";
 import { eventually } from "@tally/platform/src/testing";
 import type { UsageService } from "../src/app";
-import { usageLogEntryFromCompleted } from "../src/domain/usage-log";
+import { usageLogEntryFromCompleted, usageLogEntryFromFailed } from "../src/domain/usage-log";
+import { laneOf } from "../src/runners/generation-event-consumer";
 import { completedEvent, createUsageTestBed, failedEvent, getUserStats, reconcileUserStats, type UsageTestBed } from "./helpers";
 
 /**
@@ -13,7 +14,7 @@ describe("batch consumer", () => {
   let bed: UsageTestBed;
 
   beforeAll(async () => {
-    bed = await createUsageTestBed("batch", { CONSUMER_BATCH_SIZE: 100 });
+    bed = await createUsageTestBed("batch", { CONSUMER_BATCH_SIZE: 100, CONSUMER_CHUNKS_IN_FLIGHT: 1 });
   });
   afterAll(async () => {
     await bed?.close();
@@ -123,6 +124,75 @@ describe("batch consumer", () => {
       expect(await service.services.stats.reconcileCounters(userId)).toEqual([]);
     } finally {
       await service.stop();
+    }
+  });
+
+  it("moves stored monthly analytics by one key and by several, adds new keys and plans, equal to the log", async () => {
+    const service = await bed.start();
+    try {
+      const userId = newId();
+      await sql(service, "INSERT INTO subjects (id, kind, plan, period_anchor) VALUES (?, 'user', 'pro', ?::timestamptz)", [userId, "2026-01-15T00:00:00Z"]);
+      const at = new Date();
+      const record = (drafts: ReturnType<typeof usageLogEntryFromCompleted>[]) =>
+        service.services.usageLog.recordBatch(drafts.map((draft) => ({ kind: "generation" as const, subject: bed.subjects.completed, draft })));
+      const completed = (overrides: Parameters<typeof completedEvent>[1]) => usageLogEntryFromCompleted(completedEvent(userId, { occurredAt: at, ...overrides }));
+      const failed = (overrides: Parameters<typeof failedEvent>[1]) => usageLogEntryFromFailed(failedEvent(userId, { occurredAt: at, ...overrides }));
+      const month = async () => (await service.services.stats.monthlyAnalytics(userId, 1))[0]!;
+      // A new month row, then: the same keys again (one key each); a new input type and provider (one key, not stored yet);
+      // several keys in one batch (text and photo, two providers, a failure); the subject's plan changes.
+      await record([completed({ inputType: "photo", provider: "builtin-renderer" })]);
+      await record([completed({ inputType: "photo", provider: "builtin-renderer" }), completed({ inputType: "photo", provider: "builtin-renderer" })]);
+      await record([completed({ inputType: "text", provider: "external" })]);
+      await record([completed({ inputType: "text", provider: "builtin-renderer" }), failed({ inputType: "photo", provider: "external" })]);
+      await sql(service, "UPDATE subjects SET plan = 'free' WHERE id = ?", [userId]);
+      await record([completed({ inputType: "photo", provider: "builtin-renderer" })]);
+      expect(await service.services.stats.reconcileAnalytics(userId)).toEqual([]);
+      expect(await month()).toMatchObject({
+        generations: 6n, failed: 1n,
+        byInputType: { photo: { completed: 4n, failed: 1n }, text: { completed: 2n, failed: 0n } },
+        byProvider: { "builtin-renderer": { completed: 5n, failed: 0n }, external: { completed: 1n, failed: 1n } },
+        byClassification: { original: { completed: 6n, failed: 1n } },
+        plans: ["free", "pro"], planChanged: true,
+      });
+    } finally {
+      await service.stop();
+    }
+  });
+
+  it("records in lanes by user: each transaction holds one lane's users, a user's entries commit in arrival order, derived tables equal to the log", async () => {
+    const lanes = 2;
+    const users = Array.from({ length: 12 }, () => newId());
+    // 240 events, users interleaved, each user's events in arrival (and occurred_at) order.
+    const base = Date.UTC(2026, 11, 6, 12);
+    const events = Array.from({ length: 240 }, (_, i) => ({ n: i, e: completedEvent(users[i % users.length]!, { occurredAt: new Date(base + i * 1000), credits: BigInt(1 + (i % 4)) }) }));
+    // The durable consumer exists (a first start made it); nothing consumes while these are published.
+    await (await bed.start()).stop();
+    for (const { e } of events) await bed.publishCompleted(e);
+    const laned = await bed.start({ CONSUMER_CHUNKS_IN_FLIGHT: lanes, CONSUMER_BATCH_SIZE: 1_000 });
+    try {
+      const rows = await eventually(async () => {
+        const found = await sql<{ event_id: string; user_id: string; tx: string }>(laned,
+          "SELECT event_id, user_id, xmin::text AS tx FROM usage_log WHERE user_id = ANY (?::uuid[])", [`{${users.join(",")}}`]);
+        return found.length >= events.length ? found : undefined;
+      });
+      expect(rows).toHaveLength(events.length);
+      const laneOfUser = (userId: string) => laneOf({ decoded: { event: { kind: "generation", subject: "", draft: usageLogEntryFromCompleted(completedEvent(userId)) } } }, lanes);
+      expect(new Set(users.map(laneOfUser)).size).toBe(lanes);
+      const byEvent = new Map(rows.map((r) => [r.event_id, r]));
+      const lanesOfTx = new Map<string, Set<number>>();
+      for (const r of rows) lanesOfTx.set(r.tx, (lanesOfTx.get(r.tx) ?? new Set()).add(laneOfUser(r.user_id)));
+      // Every transaction is one lane's: the lanes recorded apart.
+      expect([...lanesOfTx.values()].every((l) => l.size === 1)).toBe(true);
+      expect(new Set([...lanesOfTx.values()].map((l) => [...l][0])).size).toBe(lanes);
+      // A user's entries committed in arrival order (transaction ids never go back along it).
+      for (const userId of users) {
+        const txs = events.filter(({ e }) => e.userId === userId).map(({ e }) => Number(byEvent.get(e.eventId)!.tx));
+        expect(txs).toEqual([...txs].sort((a, b) => a - b));
+      }
+      expect(await reconcileUserStats(laned.orm)).toEqual([]);
+      expect(await laned.services.stats.reconcileAll()).toEqual({ differencesTotal: 0, differences: [] });
+    } finally {
+      await laned.stop();
     }
   });
 

@@ -233,7 +233,11 @@ const STORED = (table: string, key: string, columns: string) =>
 /*
  * The rows of the keys (in key order), each read (`stored`) or, when missing, counted from the
  * log as `period` / `day` would create it; nothing is written. The LATERAL … LIMIT 1 reads each
- * key by the primary key (a join could hash the whole table for every batch).
+ * key by the primary key (a join could hash the whole table for every batch). The counting
+ * subquery ends in OFFSET 0 so that it stays a subquery whose `s.found IS NULL` is a one-time
+ * filter, checked before it runs: flattened into the join, that test became a join filter
+ * applied after counting, and every stored key was counted from the log for nothing (measured
+ * at 10M entries: 21 ms → 8 ms for 300 keys of which 30 were missing).
  */
 const READ_PERIODS = {
   name: "usage_counters_read_periods",
@@ -244,7 +248,7 @@ const READ_PERIODS = {
                 coalesce(s.reserved_credits, n.reserved_credits) AS reserved_credits, s.found IS NOT NULL AS stored
            FROM w ${STORED("period_usage", "period_start", "x.period_end, x.generations, x.credits, x.processing_ms, x.reserved_generations, x.reserved_credits")}
            LEFT JOIN LATERAL (SELECT c.generations, c.credits, c.processing_ms, r.generations AS reserved_generations, r.credits AS reserved_credits
-                                FROM (${countedEntries("period")}) c CROSS JOIN (${RESERVED_IN_PERIOD}) r WHERE s.found IS NULL) n ON true`,
+                                FROM (${countedEntries("period")}) c CROSS JOIN (${RESERVED_IN_PERIOD}) r WHERE s.found IS NULL OFFSET 0) n ON true`,
 };
 
 const READ_DAYS = {
@@ -253,7 +257,7 @@ const READ_DAYS = {
          SELECT w.subject_id, w.start AS day, coalesce(s.generations, n.generations) AS generations,
                 coalesce(s.reserved_generations, 0) AS reserved_generations, s.found IS NOT NULL AS stored
            FROM w ${STORED("daily_usage", "day", "x.generations, x.reserved_generations")}
-           LEFT JOIN LATERAL (SELECT c.generations FROM (${countedEntries("day")}) c WHERE s.found IS NULL) n ON true`,
+           LEFT JOIN LATERAL (SELECT c.generations FROM (${countedEntries("day")}) c WHERE s.found IS NULL OFFSET 0) n ON true`,
 };
 
 /*

@@ -54,9 +54,16 @@ export interface UsageLogStore {
   platform(window: Window, plan: string | null): Promise<PlatformFigures>;
   /**
    * Appends a batch of entries (each with its id and the `snapshot` of its subject) in one statement and, in that same statement, adds them to the
-   * monthly analytics and the platform rollups (INV-6: the derived rows move with the log).
+   * monthly analytics and the subjects' activity rollup (INV-6: the derived rows move with the log). The platform's daily rollup is
+   * `addToPlatformDaily`, in the same transaction.
    */
   appendMany(entries: readonly { id: string; draft: UsageLogEntryDraft; snapshot: SubjectSnapshot }[]): Promise<void>;
+  /**
+   * Adds appended entries to the platform's daily rollup (`platform_daily_usage`: entries, credits and cost per UTC day, plan,
+   * provider, input type and outcome), in one statement, keys in order (INV-9). Those rows are shared by every batch: the caller
+   * makes this its transaction's last statement, so their locks are held only while it commits (INV-6 once it commits).
+   */
+  addToPlatformDaily(entries: readonly { draft: UsageLogEntryDraft; snapshot: SubjectSnapshot }[]): Promise<void>;
   /** Appends downloads to the download log, in one statement (immutable like the usage log, INV-8; not billable, no limit counts them). */
   appendDownloads(downloads: readonly DownloadDraft[]): Promise<void>;
   /** Appends cancellations to the immutable cancellation log, in one statement (the event id is the key; the inbox makes each once). */

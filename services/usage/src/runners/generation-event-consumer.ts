@@ -145,38 +145,44 @@ export class GenerationEventConsumer {
 
   /**
    * One pass: one pull request of up to `batchSize` messages, handled in chunks. Each message is
-   * decoded as it arrives (while the previous chunk records, so decoding costs the pass no time);
-   * whatever has gathered when the previous chunk ends (never waiting for the request to fill up)
-   * is handed over as the next chunk, recorded in one transaction, up to `chunksInFlight` chunks
-   * at once (1: one after the other, in arrival order; concurrent chunks lock their rows in one
-   * order, INV-9; a deadlock is transient: nak'ed, retried). Once stopping, what has gathered and
-   * not started is nak'ed. The pass ends when its chunks have. More may be waiting: always true.
+   * decoded as it arrives (while the previous chunk records, so decoding costs the pass no time)
+   * and joins its lane: `chunksInFlight` lanes, a message's lane chosen by its user id
+   * (`laneOf`), so one user's events are always in one lane. Whatever has gathered in a lane
+   * when that lane's previous chunk is done (never waiting for the request to fill up) is handed
+   * over as the lane's next chunk, recorded in one transaction: the lanes record at once, each
+   * one chunk at a time, in arrival order. Lanes never share a user, so concurrent chunks do not
+   * wait on each other's subject locks and a user's events count in the order they arrived
+   * (with 1 lane: one chunk after another, in arrival order). Rows two lanes both move (the
+   * platform rollups, an adopter both lanes count in) are locked in one order (INV-9) and the
+   * rollups last, just before the commit; a deadlock is transient: nak'ed, retried. Once
+   * stopping, what has gathered and not started is nak'ed. The pass ends when its chunks have.
+   * More may be waiting: always true.
    */
   private async pullOnce(): Promise<boolean> {
     const { batchSize, fetchExpiresMs, chunksInFlight } = this.deps.config;
-    const inFlight = new Set<Promise<void>>();
-    let gathered: Prepared[] = [];
-    const handOver = () => {
+    const lanes = Array.from({ length: Math.max(1, chunksInFlight) }, () => ({ gathered: [] as Prepared[], inFlight: null as Promise<void> | null }));
+    const handOver = (lane: (typeof lanes)[number]) => {
       if (this.stopping) {
         // Pulled, not started: given back (the delay keeps it out of this pull; another replica or the next start takes it).
-        for (const p of gathered.splice(0)) {
+        for (const p of lane.gathered.splice(0)) {
           p.msg.nak(fetchExpiresMs);
           p.span.end();
         }
         return;
       }
-      if (gathered.length === 0 || inFlight.size >= Math.max(1, chunksInFlight)) return;
-      const chunk = gathered;
-      gathered = [];
-      // handleChunk settles each message; anything escaping it is a bug: logged, messages back after ack_wait. Its end hands over the next.
-      const handled: Promise<void> = this.handleChunk(chunk)
+      if (lane.gathered.length === 0 || lane.inFlight) return;
+      const chunk = lane.gathered;
+      lane.gathered = [];
+      // handleChunk settles each message; anything escaping it is a bug: logged, messages back after ack_wait. Its end hands over the lane's next.
+      lane.inFlight = this.handleChunk(chunk)
         .catch((error: unknown) => this.logger.error({ err: error, messages: chunk.length }, "chunk not handled, its messages come back after ack_wait"))
         .finally(() => {
-          inFlight.delete(handled);
-          handOver();
+          lane.inFlight = null;
+          handOver(lane);
         });
-      inFlight.add(handled);
     };
+    const handOverAll = () => lanes.forEach(handOver);
+    const busy = () => lanes.flatMap((l) => (l.inFlight ? [l.inFlight] : l.gathered.length > 0 ? [Promise.resolve()] : []));
     try {
       // The pull request is left to finish (batch full or expired) rather than closed early: a
       // closed subscription would leave the server delivering into an inbox nobody reads, and
@@ -187,15 +193,16 @@ export class GenerationEventConsumer {
           msg.nak(fetchExpiresMs);
           continue;
         }
-        gathered.push(this.prepare(msg));
-        if (batch.getPending() === 0) handOver();
+        const prepared = this.prepare(msg);
+        lanes[laneOf(prepared, lanes.length)]!.gathered.push(prepared);
+        if (batch.getPending() === 0) handOverAll();
       }
     } catch (error) {
       if (this.stopping) return false;
       throw error;
     } finally {
       // The pass ends with its chunks: each committed and acked, or nak'ed.
-      for (handOver(); inFlight.size > 0 || gathered.length > 0; handOver()) await Promise.race(inFlight);
+      for (handOverAll(); busy().length > 0; handOverAll()) await Promise.race(busy());
     }
     return true;
   }
@@ -379,6 +386,18 @@ async function ensureDurableConsumer(nc: NatsConnection, config: GenerationEvent
     }
   }
   await jsm.consumers.update(config.stream, config.consumerName, updatable);
+}
+
+/**
+ * The lane (0 .. lanes - 1) of a pulled message: by its event's user id (the last 8 hex digits
+ * of the UUID, random in v4 and v7 ids alike), so one user's events share a lane; a message that
+ * did not decode goes to lane 0.
+ */
+export function laneOf(prepared: { decoded: { event: UsageEvent } | null }, lanes: number): number {
+  if (lanes <= 1 || !prepared.decoded) return 0;
+  const { event } = prepared.decoded;
+  const userId = event.kind === "generation" ? event.draft.userId : event.kind === "cancellation" ? event.cancellation.userId : event.download.userId;
+  return Number.parseInt(userId.slice(-8), 16) % lanes;
 }
 
 /** Where a message sits, for logs. */

@@ -54,7 +54,9 @@ interface BatchSubjects {
  * written yet); the entries are appended with their monthly analytics and rollups; the used
  * counters, thresholds and ended reservations move in memory, then each counter row is written
  * once (missing ones inserted, stored ones moved) with the active counts; cancellations and
- * downloads are appended; the stats move (INV-6). Answers one outcome per event, in order. `now` is when reservations end.
+ * downloads are appended; the stats move; last, the platform's daily rollup (rows every batch
+ * shares, so their locks are held only while this commits) (INV-6). Answers one outcome per
+ * event, in order. `now` is when reservations end.
  */
 export async function recordEvents(stores: UsageStores, events: readonly UsageEvent[], plans: PlanCatalog | null, now: Date): Promise<UsageEventOutcome[]> {
   const claimed = await stores.inbox.claimMany(events.map((e) => ({ eventId: eventIdOf(e), subject: e.subject })));
@@ -75,6 +77,8 @@ export async function recordEvents(stores: UsageStores, events: readonly UsageEv
   await stores.usageLog.appendDownloads(downloads);
   await stores.userStats.addMany(sumStatsDeltas(generations));
   await stores.userStats.addDownloads(countsByUser(downloads));
+  // Last: these rows are every batch's, so concurrent lanes wait on them only while this one commits.
+  await stores.usageLog.addToPlatformDaily(planned);
   let next = 0;
   return fresh.map((e) => (e === null ? { duplicate: true, entryId: null } : { duplicate: false, entryId: e.kind === "generation" ? planned[next++]!.id : null }));
 }

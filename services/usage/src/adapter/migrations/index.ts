@@ -15,6 +15,7 @@ import { Migration20261206000001 } from "./Migration20261206000001";
 import { Migration20261206000005 } from "./Migration20261206000005";
 import { Migration20261207000001 } from "./Migration20261207000001";
 import { Migration20261207000051 } from "./Migration20261207000051";
+import { Migration20261208000001 } from "./Migration20261208000001";
 
 /** The usage service's migrations, in order. */
 export const usageMigrations: MigrationEntry[] = [
@@ -34,4 +35,5 @@ export const usageMigrations: MigrationEntry[] = [
   { name: "Migration20261206000005", class: Migration20261206000005 },
   { name: "Migration20261207000001", class: Migration20261207000001 },
   { name: "Migration20261207000051", class: Migration20261207000051 },
+  { name: "Migration20261208000001", class: Migration20261208000001 },
 ];
