@@ -258,6 +258,15 @@ export async function measureIngest(db: pg.Client, nats: { url: string; prefix: 
   }
 }
 
+/**
+ * A CHECKPOINT before a measured step, so that writing out what an earlier step or run left
+ * dirty (an ingest's pages, a seed) is not measured as part of it. Skipped when the role may
+ * not checkpoint (pg_checkpoint or superuser).
+ */
+async function settle(db: pg.Client): Promise<void> {
+  await db.query("CHECKPOINT").catch(() => undefined);
+}
+
 /** The seed an earlier run left in the database (its `bench_usage_seed` row), or null when it holds none. */
 async function seedOf(db: pg.Client): Promise<{ entries: number; subjects: number; seededTo: Date } | null> {
   const { rows: [table] } = await db.query<{ found: boolean }>("SELECT to_regclass('bench_usage_seed') IS NOT NULL AS found");
@@ -316,10 +325,12 @@ export async function runUsageScale(options: UsageScaleOptions): Promise<UsageSc
     const seconds = earlier ? { seed: 0, indexes: 0, derived: 0, analyze: 0 } : await seedAll(db, options, seededTo, log);
 
     client = createGrpcClient(usage.UsageServiceClient, `127.0.0.1:${port}`);
+    await settle(db);
     const reads = await measureReads(client, options, seededTo);
     // Printed at once as well: the ingest and the reconciliation take long at 10M.
     const shown = (name: string, d: Distribution) => `${name} ${d.p50.toFixed(2)} / ${d.p99.toFixed(2)} / ${d.max.toFixed(2)} ms`;
     log(`  reads (p50 / p99 / max): ${[shown("summary", distribution(reads.summary)), shown("analytics", distribution(reads.analytics)), shown("history", distribution(reads.history))].join(", ")}`);
+    if (options.ingest > 0) await settle(db);
     const ingest = options.ingest > 0 ? await measureIngest(db, nats, options) : null;
     if (ingest) log(`  ingest ${ingest.eventsPerSecond.toFixed(0)} events/s (${options.ingest.toLocaleString("en")} events); CPU per event: ${cpuLine(ingest.cpuMicrosPerEvent)}`);
     const transport = options.ingest > 0 ? await measureTransport(nats.url, options.ingest, (i, prefix) => ingestEvent(i, prefix, options.subjects)) : null;
