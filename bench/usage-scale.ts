@@ -27,7 +27,10 @@
  *   4. ingest: publishes `ingest` generation events (default 20,000; completions and failures
  *      of seeded subjects, occurring now) to the service's JetStream subjects as the generations
  *      outbox relay does, and times until all are in the usage log (events/s; watching the
- *      service's consumer, not scanning the log, while the clock runs);
+ *      service's consumer, not scanning the log, while the clock runs), with the CPU each
+ *      process spent per event; then the same events through JetStream alone, no recording
+ *      (bench/lib/nats-transport.ts): what moving them costs on this machine. A CHECKPOINT
+ *      comes before steps 3 and 4, so an earlier step's dirty pages are not written out during them;
  *   5. optionally (`--reconcile`, BENCH_USAGE_RECONCILE=1) checks that user stats, monthly
  *      analytics and the platform rollups still equal the log (reads the whole log).
  * Prints a table with each figure beside its goal: ingest >= 5,000 events/s; summary and

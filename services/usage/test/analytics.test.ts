@@ -102,6 +102,28 @@ describe("monthly analytics", () => {
     await expect(stats().platformAnalytics(before, since, null)).rejects.toMatchObject({ reason: "validation" });
   });
 
+  it("merges breakdown maps as the per-key sums, for null, empty, disjoint and shared keys (usage_counts_merge and usage_counts_sum)", async () => {
+    const map = (entries: [string, number, number][]) => Object.fromEntries(entries.map(([k, completed, failed]) => [k, { completed, failed }]));
+    const sum = (maps: (Record<string, { completed: number; failed: number }> | null)[]) => {
+      const out: Record<string, { completed: number; failed: number }> = {};
+      for (const m of maps) for (const [k, c] of Object.entries(m ?? {})) out[k] = { completed: (out[k]?.completed ?? 0) + c.completed, failed: (out[k]?.failed ?? 0) + c.failed };
+      return out;
+    };
+    const cases: [ReturnType<typeof map> | null, ReturnType<typeof map> | null][] = [
+      [null, null], [null, map([["text", 1, 0]])], [map([["text", 1, 0]]), null], [map([]), map([])],
+      [map([["text", 2, 1]]), map([["photo", 3, 0]])], [map([["text", 2, 1], ["photo", 1, 1]]), map([["text", 5, 2], ["a \"quoted\" key", 1, 0]])],
+      [map([["x", 9_000_000_000, 0]]), map([["x", 1, 4], ["y", 0, 0]])],
+    ];
+    const db = service.orm.em.fork();
+    for (const [a, b] of cases) {
+      const [row] = await db.execute<{ merged: unknown }[]>("SELECT usage_counts_merge(?::jsonb, ?::jsonb) AS merged", [a && JSON.stringify(a), b && JSON.stringify(b)]);
+      expect(row!.merged).toEqual(sum([a, b]));
+    }
+    const maps = cases.flat();
+    const [summed] = await db.execute<{ total: unknown }[]>("SELECT usage_counts_sum(m::jsonb) AS total FROM unnest(?::text[]) m", [`{${maps.map((m) => (m ? JSON.stringify(JSON.stringify(m)) : "NULL")).join(",")}}`]);
+    expect(summed!.total).toEqual(sum(maps));
+  });
+
   it("finds a difference planted by hand, and the rebuild restores what the log says", async () => {
     const userId = newId();
     await completed(userId, "2027-03-06T10:00:00.000Z");

@@ -16,6 +16,7 @@ import { Migration20261206000005 } from "./Migration20261206000005";
 import { Migration20261207000001 } from "./Migration20261207000001";
 import { Migration20261207000051 } from "./Migration20261207000051";
 import { Migration20261208000001 } from "./Migration20261208000001";
+import { Migration20261208000002 } from "./Migration20261208000002";
 
 /** The usage service's migrations, in order. */
 export const usageMigrations: MigrationEntry[] = [
@@ -36,4 +37,5 @@ export const usageMigrations: MigrationEntry[] = [
   { name: "Migration20261207000001", class: Migration20261207000001 },
   { name: "Migration20261207000051", class: Migration20261207000051 },
   { name: "Migration20261208000001", class: Migration20261208000001 },
+  { name: "Migration20261208000002", class: Migration20261208000002 },
 ];
