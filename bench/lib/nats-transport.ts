@@ -13,13 +13,17 @@ import { events } from "@tally/contracts";
 import { connectNats, createLogger, ensureStream, generationSubjects } from "@tally/platform";
 import { uniqueSuffix } from "@tally/platform/src/testing";
 
-/** CPU seconds (user + system) of every process whose command line contains `name` (Linux /proc; null elsewhere). */
-export function processCpuSeconds(name: string): number | null {
+/**
+ * CPU seconds (user + system) of the process `pid`, or of every process whose command line
+ * contains `name` (Linux /proc; null elsewhere). A process that ended meanwhile is not counted.
+ */
+export function processCpuSeconds(name: string | { pid: number }): number | null {
   let ticks = 0;
   try {
-    for (const pid of readdirSync("/proc").filter((p) => /^\d+$/.test(p))) {
+    const pids = typeof name === "string" ? readdirSync("/proc").filter((p) => /^\d+$/.test(p)) : [String(name.pid)];
+    for (const pid of pids) {
       try {
-        if (!readFileSync(`/proc/${pid}/cmdline`, "utf8").includes(name)) continue;
+        if (typeof name === "string" && !readFileSync(`/proc/${pid}/cmdline`, "utf8").includes(name)) continue;
         const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
         const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
         ticks += Number(fields[11]) + Number(fields[12]);
@@ -76,7 +80,9 @@ export async function measureTransport(natsUrl: string, count: number, build: (i
     });
     const consumer = await js.consumers.get(stream, "floor");
     const consumed = await meter(async () => {
+      const deadline = Date.now() + 10 * 60_000;
       for (let received = 0; received < count; ) {
+        if (Date.now() > deadline) throw new Error(`transport: ${received} of ${count} events pulled within 10 minutes`);
         const batch = await consumer.fetch({ max_messages: 1_000, expires: 2_000 });
         for await (const msg of batch) {
           const decoded = msg.subject.endsWith(".failed") ? events.GenerationFailed.decode(msg.data) : events.GenerationCompleted.decode(msg.data);

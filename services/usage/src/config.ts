@@ -38,8 +38,9 @@ export const usageConfigSchema = z.object({
   /**
    * Lanes of the consumer: pulled messages are split by user id into this many lanes, each
    * recording its chunks one after the other, in arrival order, each chunk in its own
-   * transaction; the lanes record at once (1 = one chunk after another). A user's events are
-   * always in one lane, so they count in the order they arrived.
+   * transaction; the lanes record at once, each on its own pooled connection (1 = one chunk
+   * after another). A user's events are always in one lane, so they count in the order they
+   * arrived (a chunk nak'ed after a transient failure comes back after the ones that followed it).
    */
   CONSUMER_CHUNKS_IN_FLIGHT: intFromEnv(2).pipe(z.number().min(1).max(16)),
   /** How long one pull request waits for messages, in milliseconds; a graceful stop waits for the current one to end. */

@@ -34,7 +34,9 @@ export const USAGE_LOG_COLUMNS = `id, event_id, user_id, generation_id, outcome,
  * (`monthContributions`, the same sums as `usage_month_contribution` over the entries; $25..$40):
  * the stored rows updated (MONTHLY_ANALYTICS_MOVE: built-in jsonb operators for a breakdown of
  * one key), then the months not stored inserted (an upsert, for a row another transaction
- * inserted meanwhile), both in key order (INV-9); and the rows the INSERT returns (the log's row
+ * inserted meanwhile), both in key order (INV-9: the contributions arrive sorted and drive the
+ * update, a nested loop over the primary key, as EXPLAIN showed at 10M entries for 300 to
+ * 10,000 months under custom and generic plans); and the rows the INSERT returns (the log's row
  * type) moved into the subjects' activity rollup (`usage_subject_activity_add_entries`), so the
  * derived rows move with the log and nothing is read back (INV-6). The platform's daily rollup
  * moves later, by `addToPlatformDaily`, the last statement of the transaction. The plans of a

@@ -1,6 +1,5 @@
 import { context, SpanKind, SpanStatusCode, trace, type Span } from "@opentelemetry/api";
-import { nanos } from "@nats-io/transport-node";
-import { AckPolicy, DeliverPolicy, jetstream, jetstreamManager, type Consumer, type JsMsg } from "@nats-io/jetstream";
+import { jetstream, type Consumer, type JsMsg } from "@nats-io/jetstream";
 import {
   contextFromCarrier,
   DomainError,
@@ -15,6 +14,9 @@ import {
 import { decodeCancelledEvent, decodeDownloadedEvent, decodeGenerationEvent } from "../adapter/event-decoding";
 import type { DeadLetterService } from "../service/dead-letters";
 import type { UsageEvent, UsageEventOutcome, UsageLogService } from "../service/usage-log";
+import { ensureDurableConsumer, header, headersOf, laneOf, position } from "./generation-event-messages";
+
+export { laneOf } from "./generation-event-messages";
 
 /** What the consumer needs from the service's config. */
 export interface GenerationEventConsumerConfig {
@@ -25,7 +27,7 @@ export interface GenerationEventConsumerConfig {
   streamMaxAgeMs: number;
   /** Most messages one pull request (one pass) takes. */
   batchSize: number;
-  /** Most chunks being recorded at once (each in its own transaction, >= 1). */
+  /** Lanes: messages split by user id, each lane one chunk at a time, the lanes at once (each chunk in its own transaction, >= 1). */
   chunksInFlight: number;
   /** How long one pull request waits for messages, in milliseconds (>= 1000); bounds the stop time. */
   fetchExpiresMs: number;
@@ -149,14 +151,16 @@ export class GenerationEventConsumer {
    * and joins its lane: `chunksInFlight` lanes, a message's lane chosen by its user id
    * (`laneOf`), so one user's events are always in one lane. Whatever has gathered in a lane
    * when that lane's previous chunk is done (never waiting for the request to fill up) is handed
-   * over as the lane's next chunk, recorded in one transaction: the lanes record at once, each
-   * one chunk at a time, in arrival order. Lanes never share a user, so concurrent chunks do not
-   * wait on each other's subject locks and a user's events count in the order they arrived
-   * (with 1 lane: one chunk after another, in arrival order). Rows two lanes both move (the
-   * platform rollups, an adopter both lanes count in) are locked in one order (INV-9) and the
-   * rollups last, just before the commit; a deadlock is transient: nak'ed, retried. Once
-   * stopping, what has gathered and not started is nak'ed. The pass ends when its chunks have.
-   * More may be waiting: always true.
+   * over as the lane's next chunk, recorded in one transaction: the lanes record at once (each
+   * on its own database connection), each one chunk at a time, in arrival order. Lanes never
+   * share a user, so concurrent chunks do not wait on each other's subject locks, and a user's
+   * events count in the order they arrived, except that a chunk nak'ed after a transient
+   * failure comes back after the chunks that followed it, and an adopted guest's completion
+   * counts in its adopter's rows from the guest's lane (with 1 lane: one chunk after another).
+   * The platform's daily rollup, which every chunk moves, is each transaction's last statement
+   * (its row locks held only while a chunk commits); an adopter locked by two lanes at once
+   * may deadlock them: transient, nak'ed, retried. Once stopping, what has gathered and not
+   * started is nak'ed. The pass ends when its chunks have. More may be waiting: always true.
    */
   private async pullOnce(): Promise<boolean> {
     const { batchSize, fetchExpiresMs, chunksInFlight } = this.deps.config;
@@ -165,7 +169,12 @@ export class GenerationEventConsumer {
       if (this.stopping) {
         // Pulled, not started: given back (the delay keeps it out of this pull; another replica or the next start takes it).
         for (const p of lane.gathered.splice(0)) {
-          p.msg.nak(fetchExpiresMs);
+          try {
+            p.msg.nak(fetchExpiresMs);
+          } catch (error) {
+            // The connection is closing: the message comes back after ack_wait anyway.
+            this.logger.warn({ ...position(p.msg), err: error }, "could not give back a pulled message");
+          }
           p.span.end();
         }
         return;
@@ -182,7 +191,8 @@ export class GenerationEventConsumer {
         });
     };
     const handOverAll = () => lanes.forEach(handOver);
-    const busy = () => lanes.flatMap((l) => (l.inFlight ? [l.inFlight] : l.gathered.length > 0 ? [Promise.resolve()] : []));
+    // After handOverAll every lane with gathered messages is recording them (or has given them back).
+    const busy = () => lanes.flatMap((l) => (l.inFlight ? [l.inFlight] : []));
     try {
       // The pull request is left to finish (batch full or expired) rather than closed early: a
       // closed subscription would leave the server delivering into an inbox nobody reads, and
@@ -353,65 +363,4 @@ export class GenerationEventConsumer {
     this.logger.error({ ...position(msg), reason }, "message can never be processed: stored in dead_letters and terminated");
     msg.term(reason.slice(0, 200));
   }
-}
-
-/**
- * Creates the durable pull consumer (explicit acks, deliver all), or updates the settings that
- * may change on an existing one: `ack_wait`, redeliveries, ack-pending bound and subject filter
- * (replicas and restarts share it; its position survives them).
- */
-async function ensureDurableConsumer(nc: NatsConnection, config: GenerationEventConsumerConfig, filterSubject: string): Promise<void> {
-  const jsm = await jetstreamManager(nc);
-  const updatable = {
-    ack_wait: nanos(config.ackWaitMs),
-    max_deliver: config.maxDeliver,
-    max_ack_pending: config.maxAckPending,
-    filter_subject: filterSubject,
-  };
-  try {
-    await jsm.consumers.info(config.stream, config.consumerName);
-  } catch (error) {
-    if (!/not found/i.test(String((error as Error)?.message ?? error))) throw error;
-    try {
-      await jsm.consumers.add(config.stream, {
-        durable_name: config.consumerName,
-        ack_policy: AckPolicy.Explicit,
-        deliver_policy: DeliverPolicy.All,
-        ...updatable,
-      });
-      return;
-    } catch (addError) {
-      // Another replica created it first: fall through to the update.
-      if (!/already (exists|in use)/i.test(String(addError))) throw addError;
-    }
-  }
-  await jsm.consumers.update(config.stream, config.consumerName, updatable);
-}
-
-/**
- * The lane (0 .. lanes - 1) of a pulled message: by its event's user id (the last 8 hex digits
- * of the UUID, random in v4 and v7 ids alike), so one user's events share a lane; a message that
- * did not decode goes to lane 0.
- */
-export function laneOf(prepared: { decoded: { event: UsageEvent } | null }, lanes: number): number {
-  if (lanes <= 1 || !prepared.decoded) return 0;
-  const { event } = prepared.decoded;
-  const userId = event.kind === "generation" ? event.draft.userId : event.kind === "cancellation" ? event.cancellation.userId : event.download.userId;
-  return Number.parseInt(userId.slice(-8), 16) % lanes;
-}
-
-/** Where a message sits, for logs. */
-function position(msg: JsMsg): Record<string, unknown> {
-  return { subject: msg.subject, stream_sequence: msg.info.streamSequence, delivery_count: msg.info.deliveryCount };
-}
-
-function header(msg: JsMsg, name: string): string | undefined {
-  const value = msg.headers?.get(name);
-  return value ? value : undefined;
-}
-
-function headersOf(msg: JsMsg): Record<string, string[]> {
-  const headers: Record<string, string[]> = {};
-  if (msg.headers) for (const [key, values] of msg.headers) headers[key] = values;
-  return headers;
 }

@@ -8,8 +8,11 @@ import { Migration } from "@mikro-orm/migrations";
  * are shared by every batch (one per day, plan, provider, input type and outcome), so the
  * consumer moves them in the transaction's last statement (`usage_platform_daily_add`, one
  * upsert of the batch's sums, keys in order, INV-9): their row locks are then held only while
- * the batch commits, and concurrent lanes overlap everything else. `usage_rollups_add_entries`
- * stays and moves both, through the two (one definition of what an entry adds; INV-6).
+ * the batch commits, and concurrent lanes overlap everything else. The consumer sums the
+ * batch's entries per day and key itself (usage-log-store.ts `addToPlatformDaily`: one entry,
+ * its credits and cost, under its UTC day, plan, provider, input type and outcome);
+ * `usage_rollups_add_entries` stays, moving both rollups through the two functions with the
+ * same sums made in SQL, and the reconciliation compares both rollups with the log (INV-6).
  * (No question marks in this SQL: the migration runner would read one as a bind parameter.)
  */
 export class Migration20261208000001 extends Migration {

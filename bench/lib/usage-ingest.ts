@@ -1,0 +1,113 @@
+/**
+ * The ingest step of bench/usage-scale.ts: events published as the generations relay publishes
+ * them, timed into the usage log, with the CPU each process spent per event, and how those
+ * figures print.
+ */
+import { headers as natsHeaders } from "@nats-io/transport-node";
+import { jetstream, jetstreamManager } from "@nats-io/jetstream";
+import type pg from "pg";
+import { events } from "@tally/contracts";
+import { connectNats, createLogger, generationSubjects, newId } from "@tally/platform";
+import { processCpuSeconds, type TransportCost } from "./nats-transport";
+import { subjectUuid } from "./usage-scale-sql";
+
+/** Publishes in flight at once. */
+const PUBLISH_CONCURRENCY = 500;
+
+/** Ingest event `i` of a run (as the generations relay publishes it): a completion, or every 12th a failure, of a random seeded subject, occurring now. */
+export function ingestEvent(i: number, prefix: string, subjectCount: number) {
+  const subjects = generationSubjects(prefix);
+  const common = {
+    eventId: newId(), occurredAt: new Date(), userId: subjectUuid(Math.floor(Math.random() * subjectCount)), generationId: newId(),
+    inputType: i % 3 === 0 ? "photo" : "text", provider: "builtin-renderer", credits: 2n, costMicros: 20_000n, processingTimeMs: 3_000n,
+    billingClassification: "", billingReason: "", parentGenerationId: "",
+  };
+  const h = natsHeaders();
+  h.set("traceparent", `00-${newId().replace(/-/g, "")}-${newId().replace(/-/g, "").slice(0, 16)}-01`);
+  const [subject, payload] = i % 12 === 11
+    ? [subjects.failed, events.GenerationFailed.encode({ ...common, errorMessage: "provider returned 500", errorCode: "provider_error" }).finish()]
+    : [subjects.completed, events.GenerationCompleted.encode({ ...common, creditType: "trial", outputBytes: 4_096n, partialOutput: false }).finish()];
+  return { subject, payload, msgId: common.eventId, headers: { msgID: common.eventId, headers: h } };
+}
+
+/** The ingest step's figures: events/s, and the CPU each process spent per event (microseconds; null where /proc is not there). */
+export interface IngestFigures {
+  eventsPerSecond: number;
+  cpuMicrosPerEvent: { usage: number | null; postgres: number | null; nats: number | null; publisher: number };
+}
+
+/**
+ * Publishes `ingest` events as the generations relay does and answers events/s from the first
+ * publish until every one is in the usage log. While timing, it watches the service's durable
+ * consumer (JetStream's count of messages not yet delivered or not yet acked; the service acks
+ * only after the commit that recorded them), so the benchmark adds no load on PostgreSQL: a
+ * `count(*)` of a 10M-row log is a parallel scan of most of a second on these two cores. After
+ * the clock stops it checks in the database that every published event is in the inbox and
+ * the log grew by as many entries. The CPU per event is each process's CPU time over the timed
+ * span (the usage service, every PostgreSQL process on the machine, the NATS server, this publisher) divided by
+ * the events: on a machine doing nothing else, where the two cores went.
+ */
+export async function measureIngest(
+  db: pg.Client,
+  nats: { url: string; prefix: string; stream: string; consumer: string },
+  options: { ingest: number; subjects: number },
+  servicePid: number | undefined,
+): Promise<IngestFigures> {
+  const nc = await connectNats(nats.url, "bench-usage-publisher", createLogger("bench", "warn"));
+  const js = jetstream(nc);
+  const jsm = await jetstreamManager(nc);
+  const countLog = async () => Number((await db.query<{ n: string }>("SELECT count(*) AS n FROM usage_log")).rows[0]!.n);
+  const before = await countLog();
+  const eventIds: string[] = [];
+  const publishOne = (i: number) => {
+    const m = ingestEvent(i, nats.prefix, options.subjects);
+    eventIds.push(m.msgId);
+    return js.publish(m.subject, m.payload, m.headers);
+  };
+  const cpu = () => ({ usage: servicePid === undefined ? null : processCpuSeconds({ pid: servicePid }), postgres: processCpuSeconds("postgres: "), nats: processCpuSeconds("nats-server"), publisher: process.cpuUsage() });
+  try {
+    const [started, cpuBefore] = [Date.now(), cpu()];
+    for (let i = 0; i < options.ingest; i += PUBLISH_CONCURRENCY) {
+      await Promise.all(Array.from({ length: Math.min(PUBLISH_CONCURRENCY, options.ingest - i) }, (_, j) => publishOne(i + j)));
+    }
+    for (;;) {
+      const info = await jsm.consumers.info(nats.stream, nats.consumer);
+      if (info.num_pending === 0 && info.num_ack_pending === 0) break;
+      if (Date.now() - started > 30 * 60_000) throw new Error("ingest: the consumer did not catch up within 30 minutes");
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    const [eventsPerSecond, cpuAfter] = [options.ingest / ((Date.now() - started) / 1000), cpu()];
+    const { rows } = await db.query<{ n: string }>("SELECT count(*) AS n FROM processed_events WHERE event_id = ANY ($1::uuid[])", [eventIds]);
+    const grown = (await countLog()) - before;
+    if (Number(rows[0]!.n) !== options.ingest || grown !== options.ingest) {
+      throw new Error(`ingest: ${options.ingest} events published, ${rows[0]!.n} in the inbox, the log grew by ${grown}`);
+    }
+    const perEvent = (a: number | null, b: number | null) => (a === null || b === null ? null : ((b - a) * 1e6) / options.ingest);
+    const publisher = process.cpuUsage(cpuBefore.publisher);
+    return {
+      eventsPerSecond,
+      cpuMicrosPerEvent: {
+        usage: perEvent(cpuBefore.usage, cpuAfter.usage), postgres: perEvent(cpuBefore.postgres, cpuAfter.postgres), nats: perEvent(cpuBefore.nats, cpuAfter.nats),
+        publisher: (publisher.user + publisher.system) / options.ingest,
+      },
+    };
+  } finally {
+    await nc.drain();
+  }
+}
+
+const micros = (value: number | null) => (value === null ? "n/a" : `${value.toFixed(0)} µs`);
+
+/** CPU per ingested event, by process. */
+export function cpuLine(c: IngestFigures["cpuMicrosPerEvent"]): string {
+  const all = c.usage !== null && c.postgres !== null && c.nats !== null ? c.usage + c.postgres + c.nats + c.publisher : null;
+  return `usage ${micros(c.usage)}, PostgreSQL ${micros(c.postgres)}, NATS server ${micros(c.nats)}, publisher ${micros(c.publisher)}, in all ${micros(all)}`;
+}
+
+/** The transport's rates and CPU per event. */
+export function transportLine(t: TransportCost): string {
+  const all = t.natsCpuMicros === null ? null : t.publisherCpuMicros + t.consumerCpuMicros + t.natsCpuMicros;
+  return `publish ${t.publishPerSecond.toFixed(0)} events/s, pull + decode + ack ${t.consumePerSecond.toFixed(0)} events/s; CPU per event: publisher ${micros(t.publisherCpuMicros)}, ` +
+    `consumer ${micros(t.consumerCpuMicros)}, NATS server ${micros(t.natsCpuMicros)}, in all ${micros(all)}`;
+}
+
