@@ -74,7 +74,7 @@ export async function measureIngest(
       const info = await jsm.consumers.info(nats.stream, nats.consumer);
       if (info.num_pending === 0 && info.num_ack_pending === 0) break;
       if (Date.now() - started > 30 * 60_000) throw new Error("ingest: the consumer did not catch up within 30 minutes");
-      await new Promise((resolve) => setTimeout(resolve, 20));
+      await new Promise((resolve) => setTimeout(resolve, 50));
     }
     const [eventsPerSecond, cpuAfter] = [options.ingest / ((Date.now() - started) / 1000), cpu()];
     const { rows } = await db.query<{ n: string }>("SELECT count(*) AS n FROM processed_events WHERE event_id = ANY ($1::uuid[])", [eventIds]);
