@@ -258,7 +258,7 @@ export async function runUsageScale(options: UsageScaleOptions): Promise<UsageSc
     if (options.ingest > 0) await settle(db);
     const ingest = options.ingest > 0 ? await measureIngest(db, nats, options, service.child.pid) : null;
     if (ingest) log(`  ingest ${ingest.eventsPerSecond.toFixed(0)} events/s (${options.ingest.toLocaleString("en")} events); CPU per event: ${cpuLine(ingest.cpuMicrosPerEvent)}`);
-    const transport = options.ingest > 0 ? await measureTransport(nats.url, options.ingest, (i, prefix) => ingestEvent(i, prefix, options.subjects)) : null;
+    const transport = options.ingest > 0 ? await measureTransport(nats.url, options.ingest, (i, subjects) => ingestEvent(i, subjects, options.subjects)) : null;
     if (transport) log(`  transport alone: ${transportLine(transport)}`);
     const reconcileDifferences = options.reconcile ? await reconcile(db) : null;
     const figures: UsageScaleFigures = {

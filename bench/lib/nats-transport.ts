@@ -48,11 +48,11 @@ export interface TransportCost {
 }
 
 /**
- * Publishes `count` events built by `build(i)` (subject and payload, as the ingest step builds
- * them) to a throw-away stream, then pulls, decodes and acks them all, timing and metering each
+ * Publishes `count` events built by `build(i, subjects)` (subject and payload on the stream's
+ * generation subjects, as the ingest step builds them) to a throw-away stream, then pulls, decodes and acks them all, timing and metering each
  * phase; the stream is deleted after.
  */
-export async function measureTransport(natsUrl: string, count: number, build: (i: number, prefix: string) => { subject: string; payload: Uint8Array; msgId: string; headers: Parameters<ReturnType<typeof jetstream>["publish"]>[2] }): Promise<TransportCost> {
+export async function measureTransport(natsUrl: string, count: number, build: (i: number, subjects: ReturnType<typeof generationSubjects>) => { subject: string; payload: Uint8Array; msgId: string; headers: Parameters<ReturnType<typeof jetstream>["publish"]>[2] }): Promise<TransportCost> {
   const nc = await connectNats(natsUrl, "bench-transport", createLogger("bench", "warn"));
   const suffix = uniqueSuffix();
   const prefix = `benchtransport${suffix}`;
@@ -60,7 +60,8 @@ export async function measureTransport(natsUrl: string, count: number, build: (i
   const js = jetstream(nc);
   const jsm = await jetstreamManager(nc);
   try {
-    await ensureStream(nc, { name: stream, subjects: [generationSubjects(prefix).all], duplicateWindowMs: 120_000, maxAgeMs: 3_600_000 });
+    const subjects = generationSubjects(prefix);
+    await ensureStream(nc, { name: stream, subjects: [subjects.all], duplicateWindowMs: 120_000, maxAgeMs: 3_600_000 });
     await jsm.consumers.add(stream, { durable_name: "floor", ack_policy: AckPolicy.Explicit, deliver_policy: DeliverPolicy.All, max_ack_pending: 2_000 });
     const nats = () => processCpuSeconds("nats-server");
     const meter = async (work: () => Promise<void>) => {
@@ -73,7 +74,7 @@ export async function measureTransport(natsUrl: string, count: number, build: (i
     const published = await meter(async () => {
       for (let i = 0; i < count; i += 500) {
         await Promise.all(Array.from({ length: Math.min(500, count - i) }, (_, j) => {
-          const m = build(i + j, prefix);
+          const m = build(i + j, subjects);
           return js.publish(m.subject, m.payload, m.headers);
         }));
       }

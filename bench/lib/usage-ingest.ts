@@ -14,9 +14,11 @@ import { subjectUuid } from "./usage-scale-sql";
 /** Publishes in flight at once. */
 const PUBLISH_CONCURRENCY = 500;
 
-/** Ingest event `i` of a run (as the generations relay publishes it): a completion, or every 12th a failure, of a random seeded subject, occurring now. */
-export function ingestEvent(i: number, prefix: string, subjectCount: number) {
-  const subjects = generationSubjects(prefix);
+/**
+ * Ingest event `i` of a run (as the generations relay publishes it): a completion, or every 12th
+ * a failure, of a random seeded subject, occurring now, on `subjects` (`generationSubjects`).
+ */
+export function ingestEvent(i: number, subjects: ReturnType<typeof generationSubjects>, subjectCount: number) {
   const common = {
     eventId: newId(), occurredAt: new Date(), userId: subjectUuid(Math.floor(Math.random() * subjectCount)), generationId: newId(),
     inputType: i % 3 === 0 ? "photo" : "text", provider: "builtin-renderer", credits: 2n, costMicros: 20_000n, processingTimeMs: 3_000n,
@@ -59,8 +61,9 @@ export async function measureIngest(
   const countLog = async () => Number((await db.query<{ n: string }>("SELECT count(*) AS n FROM usage_log")).rows[0]!.n);
   const before = await countLog();
   const eventIds: string[] = [];
+  const subjects = generationSubjects(nats.prefix);
   const publishOne = (i: number) => {
-    const m = ingestEvent(i, nats.prefix, options.subjects);
+    const m = ingestEvent(i, subjects, options.subjects);
     eventIds.push(m.msgId);
     return js.publish(m.subject, m.payload, m.headers);
   };

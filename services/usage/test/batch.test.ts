@@ -1,8 +1,9 @@
 import { newId } from "@tally/platform";
 import { eventually } from "@tally/platform/src/testing";
 import type { UsageService } from "../src/app";
+import type { UsageLogEntryDraft } from "../src/domain/types";
 import { usageLogEntryFromCompleted, usageLogEntryFromFailed } from "../src/domain/usage-log";
-import { laneOf } from "../src/runners/generation-event-consumer";
+import { laneOf } from "../src/runners/generation-event-messages";
 import { completedEvent, createUsageTestBed, failedEvent, getUserStats, reconcileUserStats, type UsageTestBed } from "./helpers";
 
 /**
@@ -21,6 +22,15 @@ describe("batch consumer", () => {
   });
 
   const sql = <T>(service: UsageService, query: string, params: unknown[] = []) => service.orm.em.fork().execute<T[]>(query, params);
+
+  /** A user usage knows (plan pro, anchored 2026-01-15) and how to record generation drafts of it as one batch (`recordBatch`). */
+  async function proUser(service: UsageService) {
+    const userId = newId();
+    await sql(service, "INSERT INTO subjects (id, kind, plan, period_anchor) VALUES (?, 'user', 'pro', ?::timestamptz)", [userId, "2026-01-15T00:00:00Z"]);
+    const record = (drafts: UsageLogEntryDraft[]) =>
+      service.services.usageLog.recordBatch(drafts.map((draft) => ({ kind: "generation" as const, subject: bed.subjects.completed, draft })));
+    return { userId, record };
+  }
 
   /** Publishes while no consumer runs, so the next start pulls everything in one request. */
   async function publishWhileStopped(publish: () => Promise<void>, prepare?: (service: UsageService) => Promise<unknown>): Promise<UsageService> {
@@ -94,12 +104,9 @@ describe("batch consumer", () => {
   it("writes a batch's counter rows once: a missing row counted from the log plus the batch, a stored one moved by the batch", async () => {
     const service = await bed.start();
     try {
-      const userId = newId();
-      await sql(service, "INSERT INTO subjects (id, kind, plan, period_anchor) VALUES (?, 'user', 'pro', ?::timestamptz)", [userId, "2026-01-15T00:00:00Z"]);
-      const record = (credits: bigint[]) =>
-        service.services.usageLog.recordBatch(
-          credits.map((c) => ({ kind: "generation" as const, subject: bed.subjects.completed, draft: usageLogEntryFromCompleted(completedEvent(userId, { credits: c })) })),
-        );
+      const user = await proUser(service);
+      const userId = user.userId;
+      const record = (credits: bigint[]) => user.record(credits.map((c) => usageLogEntryFromCompleted(completedEvent(userId, { credits: c }))));
       const counters = async () => {
         const rows = await sql<{ generations: string; credits: string; day_generations: string; tx: string; day_tx: string }>(
           service,
@@ -130,11 +137,8 @@ describe("batch consumer", () => {
   it("moves stored monthly analytics by one key and by several, adds new keys and plans, equal to the log", async () => {
     const service = await bed.start();
     try {
-      const userId = newId();
-      await sql(service, "INSERT INTO subjects (id, kind, plan, period_anchor) VALUES (?, 'user', 'pro', ?::timestamptz)", [userId, "2026-01-15T00:00:00Z"]);
+      const { userId, record } = await proUser(service);
       const at = new Date();
-      const record = (drafts: ReturnType<typeof usageLogEntryFromCompleted>[]) =>
-        service.services.usageLog.recordBatch(drafts.map((draft) => ({ kind: "generation" as const, subject: bed.subjects.completed, draft })));
       const completed = (overrides: Parameters<typeof completedEvent>[1]) => usageLogEntryFromCompleted(completedEvent(userId, { occurredAt: at, ...overrides }));
       const failed = (overrides: Parameters<typeof failedEvent>[1]) => usageLogEntryFromFailed(failedEvent(userId, { occurredAt: at, ...overrides }));
       const month = async () => (await service.services.stats.monthlyAnalytics(userId, 1))[0]!;

@@ -20,34 +20,6 @@ export const MONTHLY_ANALYTICS_ADD = `generations = m.generations + excluded.gen
          by_classification = usage_counts_merge(m.by_classification, excluded.by_classification),
          plans = usage_plans_merge(m.plans, excluded.plans)`;
 
-/**
- * The SET value of breakdown column `column` (a `{key: {completed, failed}}` map) in an UPDATE of
- * `monthly_analytics AS m` FROM a contribution `c` whose `key` column names the map's only key
- * (null when it has several): one key is added with built-in jsonb operators (the stored map
- * with that key's counts summed, `||` replacing it), several go through `usage_counts_merge`.
- * Both give the same value (jsonb keeps one copy of a key, and sorts its keys).
- */
-const mergedCounts = (column: string, key: string) => `CASE WHEN c.${key} IS NULL THEN usage_counts_merge(m.${column}, c.${column})
-  ELSE m.${column} || jsonb_build_object(c.${key}, jsonb_build_object(
-    'completed', coalesce((m.${column} -> c.${key} ->> 'completed')::bigint, 0) + (c.${column} -> c.${key} ->> 'completed')::bigint,
-    'failed', coalesce((m.${column} -> c.${key} ->> 'failed')::bigint, 0) + (c.${column} -> c.${key} ->> 'failed')::bigint)) END`;
-
-/**
- * The SET list of an UPDATE of `monthly_analytics AS m` FROM a contribution `c` (the columns of
- * the table plus `input_type_key`, `provider_key`, `classification_key`: a breakdown's only key
- * or null; `plan_one`: its only plan or null; `plans` a JSON array, sorted as PostgreSQL sorts
- * text only when merged): the same sums as MONTHLY_ANALYTICS_ADD, without a PL/pgSQL call for
- * the usual contribution of one key per breakdown and a plan the month already has.
- */
-export const MONTHLY_ANALYTICS_MOVE = `generations = m.generations + c.generations, failed = m.failed + c.failed,
-         credits = m.credits + c.credits, cost_micros = m.cost_micros + c.cost_micros,
-         processing_ms = m.processing_ms + c.processing_ms, output_bytes = m.output_bytes + c.output_bytes,
-         by_input_type = ${mergedCounts("by_input_type", "input_type_key")},
-         by_provider = ${mergedCounts("by_provider", "provider_key")},
-         by_classification = ${mergedCounts("by_classification", "classification_key")},
-         plans = CASE WHEN c.plan_one = ANY (m.plans) THEN m.plans
-                       ELSE usage_plans_merge(m.plans, ARRAY(SELECT p FROM jsonb_array_elements_text(c.plans) p ORDER BY p)) END`;
-
 export class SqlMonthlyAnalyticsStore implements MonthlyAnalyticsStore {
   constructor(private readonly sql: Sql) {}
 

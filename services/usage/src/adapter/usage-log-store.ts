@@ -2,7 +2,7 @@ import type { PlatformFigures } from "../domain/money";
 import { toBigInt, type BoundParam, type Sql } from "@tally/platform";
 import { monthContributions } from "../domain/monthly-analytics";
 import type { UsageLogStore } from "../domain/ports";
-import { MONTHLY_ANALYTICS_ADD, MONTHLY_ANALYTICS_COLUMNS, MONTHLY_ANALYTICS_MOVE } from "./monthly-analytics-store";
+import { MONTHLY_ANALYTICS_ADD, MONTHLY_ANALYTICS_COLUMNS } from "./monthly-analytics-store";
 import { platformAnalyticsFromRows, platformSelect, type PlatformRow } from "./platform-rollup-store";
 import type {
   BillingClassification,
@@ -31,17 +31,12 @@ export const USAGE_LOG_COLUMNS = `id, event_id, user_id, generation_id, outcome,
 /*
  * A batch's entries in ONE statement: appended from arrays (bind parameters $1..$24); the monthly
  * analytics moved by the batch's contributions summed per subject and month in memory
- * (`monthContributions`, the same sums as `usage_month_contribution` over the entries; $25..$40):
- * the stored rows updated (MONTHLY_ANALYTICS_MOVE: built-in jsonb operators for a breakdown of
- * one key), then the months not stored inserted (an upsert, for a row another transaction
- * inserted meanwhile), both in key order (INV-9: the contributions arrive sorted and drive the
- * update, a nested loop over the primary key, as EXPLAIN showed at 10M entries for 300 to
- * 10,000 months under custom and generic plans); and the rows the INSERT returns (the log's row
- * type) moved into the subjects' activity rollup (`usage_subject_activity_add_entries`), so the
- * derived rows move with the log and nothing is read back (INV-6). The platform's daily rollup
- * moves later, by `addToPlatformDaily`, the last statement of the transaction. The plans of a
- * month arrive as JSON arrays and are sorted here as PostgreSQL sorts them (what
- * `usage_plans_sum` stores).
+ * (`monthContributions`, the same sums as `usage_month_contribution` over the entries; $25..$36),
+ * upserted in key order (INV-9); and the rows the INSERT returns (the log's row type) moved into
+ * the subjects' activity rollup (`usage_subject_activity_add_entries`), so the derived rows move
+ * with the log and nothing is read back (INV-6). The plans of a month arrive as JSON arrays and are sorted here
+ * as PostgreSQL sorts them (what `usage_plans_sum` stores). The platform's daily rollup moves
+ * later, by `addToPlatformDaily`, the last statement of the transaction.
  */
 const APPEND_MANY = {
   name: "usage_log_append_many",
@@ -53,27 +48,20 @@ const APPEND_MANY = {
       $10::bigint[], $11::bigint[], $12::bigint[], $13::text[], $14::text[], $15::timestamptz[], $16::text[], $17::jsonb[],
       $18::timestamptz[], $19::timestamptz[], $20::text[], $21::text[], $22::uuid[], $23::bigint[], $24::text[])
     RETURNING u
-  ), c AS (
-    SELECT * FROM unnest($25::uuid[], $26::date[], $27::bigint[], $28::bigint[], $29::bigint[], $30::bigint[], $31::bigint[], $32::bigint[],
-                  $33::jsonb[], $34::jsonb[], $35::jsonb[], $36::jsonb[], $37::text[], $38::text[], $39::text[], $40::text[])
-           AS c (subject_id, month, generations, failed, credits, cost_micros, processing_ms, output_bytes, by_input_type, by_provider, by_classification, plans,
-                 input_type_key, provider_key, classification_key, plan_one)
-  ), stored AS (
-    UPDATE monthly_analytics AS m SET ${MONTHLY_ANALYTICS_MOVE}
-      FROM c WHERE m.subject_id = c.subject_id AND m.month = c.month
-    RETURNING m.subject_id, m.month
-  ), added AS (
+  ), m AS (
     INSERT INTO monthly_analytics AS m (${MONTHLY_ANALYTICS_COLUMNS})
     SELECT c.subject_id, c.month, c.generations, c.failed, c.credits, c.cost_micros, c.processing_ms, c.output_bytes,
            c.by_input_type, c.by_provider, c.by_classification, ARRAY(SELECT p FROM jsonb_array_elements_text(c.plans) p ORDER BY p)
-      FROM c WHERE NOT EXISTS (SELECT 1 FROM stored s WHERE s.subject_id = c.subject_id AND s.month = c.month)
+      FROM unnest($25::uuid[], $26::date[], $27::bigint[], $28::bigint[], $29::bigint[], $30::bigint[], $31::bigint[], $32::bigint[],
+                  $33::jsonb[], $34::jsonb[], $35::jsonb[], $36::jsonb[])
+           AS c (subject_id, month, generations, failed, credits, cost_micros, processing_ms, output_bytes, by_input_type, by_provider, by_classification, plans)
      ORDER BY c.subject_id, c.month
     ON CONFLICT (subject_id, month) DO UPDATE SET ${MONTHLY_ANALYTICS_ADD}
   )
   SELECT usage_subject_activity_add_entries(array_agg(e.u)) FROM e`,
 };
 
-/** The platform's daily rollup moved by a batch's sums (migration 20261208000001); $1..$8 the key and sums columns. */
+/** The platform's daily rollup moved by a batch's entries (migration 20261208000001); $1..$8 each entry's key, count, credits and cost. */
 const PLATFORM_DAILY_ADD = {
   name: "usage_platform_daily_add",
   text: "SELECT usage_platform_daily_add($1::date[], $2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[], $7::bigint[], $8::bigint[])",
@@ -91,25 +79,15 @@ const APPEND_CANCELLATIONS = {
          SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::timestamptz[])`,
 };
 
-/**
- * Monthly contributions as the bind parameters $25..$40 of APPEND_MANY, in key order (counts as
- * JSON of integers; then each breakdown's only key, or null when it has several, and the only plan, or null).
- */
+/** Monthly contributions as the bind parameters $25..$36 of APPEND_MANY (counts as JSON of integers). */
 function monthColumns(months: readonly MonthlyAnalytics[]): BoundParam[] {
   const counts = (map: Record<string, OutcomeCounts>) =>
     JSON.stringify(Object.fromEntries(Object.entries(map).map(([key, c]) => [key, { completed: Number(c.completed), failed: Number(c.failed) }])));
-  const onlyKey = (map: Record<string, OutcomeCounts>) => {
-    const keys = Object.keys(map);
-    return keys.length === 1 ? keys[0]! : null;
-  };
-  const sorted = [...months].sort((a, b) => (a.subjectId < b.subjectId ? -1 : a.subjectId > b.subjectId ? 1 : a.month < b.month ? -1 : a.month > b.month ? 1 : 0));
-  const column = <T>(pick: (m: MonthlyAnalytics) => T) => sorted.map(pick);
+  const column = <T>(pick: (m: MonthlyAnalytics) => T) => months.map(pick);
   return [
     column((m) => m.subjectId), column((m) => `${m.month}-01`), column((m) => m.generations), column((m) => m.failed), column((m) => m.credits),
     column((m) => m.costMicros), column((m) => m.processingMs), column((m) => m.outputBytes), column((m) => counts(m.byInputType)),
     column((m) => counts(m.byProvider)), column((m) => counts(m.byClassification)), column((m) => JSON.stringify(m.plans)),
-    column((m) => onlyKey(m.byInputType)), column((m) => onlyKey(m.byProvider)), column((m) => onlyKey(m.byClassification)),
-    column((m) => (m.plans.length === 1 ? m.plans[0]! : null)),
   ] as BoundParam[];
 }
 
@@ -131,24 +109,13 @@ export class SqlUsageLogStore implements UsageLogStore {
   }
 
   async addToPlatformDaily(entries: readonly { draft: UsageLogEntryDraft; snapshot: SubjectSnapshot }[]): Promise<void> {
-    // What each entry adds, as `usage_rollups_add_entries` has it: one entry, its credits and
-    // cost, under its UTC day, plan (the snapshot's), provider, input type and outcome.
-    const sums = new Map<string, { day: string; plan: string | null; provider: string; inputType: string; outcome: string; entries: bigint; credits: bigint; costMicros: bigint }>();
-    for (const { draft: d, snapshot } of entries) {
-      const day = d.occurredAt.toISOString().slice(0, 10);
-      const key = JSON.stringify([day, snapshot.plan, d.provider, d.inputType, d.outcome]);
-      const sum = sums.get(key) ?? { day, plan: snapshot.plan, provider: d.provider, inputType: d.inputType, outcome: d.outcome, entries: 0n, credits: 0n, costMicros: 0n };
-      sum.entries += 1n;
-      sum.credits += d.credits;
-      sum.costMicros += d.costMicros;
-      sums.set(key, sum);
-    }
-    if (sums.size === 0) return;
-    const rows = [...sums.values()];
-    const column = <T>(pick: (r: (typeof rows)[number]) => T) => rows.map(pick);
+    if (entries.length === 0) return;
+    // One row per entry (its UTC day, the snapshot's plan, provider, input type, outcome, credits
+    // and cost); `usage_platform_daily_add` sums them per key, as `usage_rollups_add_entries` does.
+    const column = <T>(pick: (d: UsageLogEntryDraft, s: SubjectSnapshot) => T) => entries.map((e) => pick(e.draft, e.snapshot));
     await this.sql.bound(PLATFORM_DAILY_ADD, [
-      column((r) => r.day), column((r) => r.plan), column((r) => r.provider), column((r) => r.inputType), column((r) => r.outcome),
-      column((r) => r.entries), column((r) => r.credits), column((r) => r.costMicros),
+      column((d) => d.occurredAt.toISOString().slice(0, 10)), column((_, s) => s.plan), column((d) => d.provider), column((d) => d.inputType),
+      column((d) => d.outcome), column(() => 1), column((d) => d.credits), column((d) => d.costMicros),
     ]);
   }
 

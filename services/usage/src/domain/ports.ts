@@ -60,7 +60,7 @@ export interface UsageLogStore {
   appendMany(entries: readonly { id: string; draft: UsageLogEntryDraft; snapshot: SubjectSnapshot }[]): Promise<void>;
   /**
    * Adds appended entries to the platform's daily rollup (`platform_daily_usage`: entries, credits and cost per UTC day, plan,
-   * provider, input type and outcome), in one statement, keys in order (INV-9). Those rows are shared by every batch: the caller
+   * provider, input type and outcome), in one statement that sums them per key, keys in order (INV-9). Those rows are shared by every batch: the caller
    * makes this its transaction's last statement, so their locks are held only while it commits (INV-6 once it commits).
    */
   addToPlatformDaily(entries: readonly { draft: UsageLogEntryDraft; snapshot: SubjectSnapshot }[]): Promise<void>;

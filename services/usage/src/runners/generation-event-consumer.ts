@@ -16,8 +16,6 @@ import type { DeadLetterService } from "../service/dead-letters";
 import type { UsageEvent, UsageEventOutcome, UsageLogService } from "../service/usage-log";
 import { ensureDurableConsumer, header, headersOf, laneOf, position } from "./generation-event-messages";
 
-export { laneOf } from "./generation-event-messages";
-
 /** What the consumer needs from the service's config. */
 export interface GenerationEventConsumerConfig {
   stream: string;

@@ -6,13 +6,12 @@ import { Migration } from "@mikro-orm/migrations";
  * (`usage_subject_activity_add_entries`, the same SQL as before, except that a group of one day
  * is the bitmap B'1' without a PL/pgSQL call, as `usage_days_bitmap` answers it); `platform_daily_usage` rows
  * are shared by every batch (one per day, plan, provider, input type and outcome), so the
- * consumer moves them in the transaction's last statement (`usage_platform_daily_add`, one
- * upsert of the batch's sums, keys in order, INV-9): their row locks are then held only while
- * the batch commits, and concurrent lanes overlap everything else. The consumer sums the
- * batch's entries per day and key itself (usage-log-store.ts `addToPlatformDaily`: one entry,
- * its credits and cost, under its UTC day, plan, provider, input type and outcome);
- * `usage_rollups_add_entries` stays, moving both rollups through the two functions with the
- * same sums made in SQL, and the reconciliation compares both rollups with the log (INV-6).
+ * consumer moves them in the transaction's last statement (`usage_platform_daily_add` over one
+ * row per entry: its UTC day, plan, provider, input type, outcome, count, credits and cost;
+ * summed per key and upserted in key order, INV-9): their row locks are then held only while
+ * the batch commits, and concurrent lanes overlap everything else. `usage_rollups_add_entries`
+ * stays and moves both rollups through the two functions (one definition of what an entry
+ * adds; INV-6).
  * (No question marks in this SQL: the migration runner would read one as a bind parameter.)
  */
 export class Migration20261208000001 extends Migration {
