@@ -15,8 +15,12 @@
  *   2. fills what the service derives from the log with set-based SQL, as its rebuilds do:
  *      `user_stats` (the reconciliation's aggregate), `monthly_analytics` (the view
  *      `monthly_analytics_from_log`), the platform rollups (`platform_daily_usage_from_log`,
- *      `subject_activity_from_log`); then ANALYZE;
- *   3. measures through the service's gRPC API, sequential calls for random subjects (p50 / p99):
+ *      `subject_activity_from_log`), and the usage counters a running service would hold
+ *      (`period_usage` for every billing period with a completion, `daily_usage` for the seed's
+ *      last day: without them every ingested completion and summary would count its window from
+ *      the log, as a service does only once per window); then VACUUM ANALYZE;
+ *   3. reads the whole database once so the OS page cache holds it (`warmPageCache`), then
+ *      measures through the service's gRPC API, sequential calls for random subjects (p50 / p99):
  *      what the gateway calls for GET /v1/usage/summary (GetUsageSummary: limits, the current
  *      billing period's totals, lifetime stats and the 10 newest entries in one statement, as
  *      gateway/src/routes/usage-summary.ts does; the subjects are seeded as usage stores them
@@ -54,13 +58,12 @@ import { callUnary, connectNats, createGrpcClient, createLogger, getFreePort, sp
 import { createTestDatabase, testNatsUrl, uniqueSuffix } from "@tally/platform/src/testing";
 import { measureTransport, type TransportCost } from "./lib/nats-transport";
 import { cpuLine, ingestEvent, measureIngest, transportLine, type IngestFigures } from "./lib/usage-ingest";
-import { BULK_SESSION, DERIVED_SQL, RECONCILE_SQL, seededSubject, seedSql, subjectsSql, subjectUuid } from "./lib/usage-scale-sql";
+import { BULK_SESSION, countersSql, DERIVED_SQL, RECONCILE_SQL, seededSubject, seedSql, subjectsSql, subjectUuid } from "./lib/usage-scale-sql";
 
 const TIMEOUT_MS = 30_000;
 const DAY_MS = 24 * 60 * 60 * 1000;
 /** Rows per seeding statement (progress is printed after each). */
 const SEED_CHUNK = 1_000_000;
-/** Events published at once (awaiting their PubAcks together). */
 /** With BENCH_CPU_PROF_DIR the usage service runs under `--cpu-prof` and writes its profile there when it stops. */
 const CPU_PROF_DIR = process.env.BENCH_CPU_PROF_DIR;
 
@@ -192,6 +195,29 @@ async function settle(db: pg.Client): Promise<void> {
   await db.query("CHECKPOINT").catch(() => undefined);
 }
 
+/**
+ * Reads every table and index of the database once (`pg_prewarm(…, 'read')`: through the
+ * operating system, not into shared_buffers), so that the OS page cache holds the database as a
+ * server that has been running would (this machine's RAM is several times the 10M seed). Right
+ * after a reboot or another large job, the reads would otherwise wait on the disk and measure
+ * it: summary p99 21 ms with the page cache cold, 14 ms warm, same code. Skipped, and said so,
+ * where pg_prewarm cannot be created (not a superuser, or the contrib modules missing).
+ */
+async function warmPageCache(db: pg.Client, log: (line: string) => void): Promise<void> {
+  try {
+    await db.query("CREATE EXTENSION IF NOT EXISTS pg_prewarm");
+  } catch (error) {
+    log(`  page cache not warmed: ${(error as Error).message}`);
+    return;
+  }
+  const started = Date.now();
+  const { rows } = await db.query<{ blocks: string }>(
+    `SELECT coalesce(sum(pg_prewarm(c.oid, 'read')), 0) AS blocks FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+      WHERE c.relkind IN ('r', 'i', 't', 'm') AND n.nspname NOT IN ('pg_catalog', 'information_schema')`,
+  );
+  log(`  page cache warmed: ${(Number(rows[0]!.blocks) * 8 / 1024).toFixed(0)} MB read in ${((Date.now() - started) / 1000).toFixed(0)} s`);
+}
+
 /** The seed an earlier run left in the database (its `bench_usage_seed` row), or null when it holds none. */
 async function seedOf(db: pg.Client): Promise<{ entries: number; subjects: number; seededTo: Date } | null> {
   const { rows: [table] } = await db.query<{ found: boolean }>("SELECT to_regclass('bench_usage_seed') IS NOT NULL AS found");
@@ -204,7 +230,7 @@ async function seedOf(db: pg.Client): Promise<{ entries: number; subjects: numbe
 async function seedAll(db: pg.Client, options: UsageScaleOptions, end: Date, log: (line: string) => void): Promise<UsageScaleFigures["seconds"]> {
   const seeded = await seed(db, options, end, log);
   const derivedStarted = Date.now();
-  for (const statement of [subjectsSql(options.subjects, end), ...DERIVED_SQL]) {
+  for (const statement of [subjectsSql(options.subjects, end), ...DERIVED_SQL, ...countersSql(end)]) {
     const started = Date.now();
     await db.query(statement);
     log(`  ${statement.trim().split(/\s+/).slice(0, 3).join(" ")}: ${((Date.now() - started) / 1000).toFixed(0)} s`);
@@ -250,6 +276,7 @@ export async function runUsageScale(options: UsageScaleOptions): Promise<UsageSc
     const seconds = earlier ? { seed: 0, indexes: 0, derived: 0, analyze: 0 } : await seedAll(db, options, seededTo, log);
 
     client = createGrpcClient(usage.UsageServiceClient, `127.0.0.1:${port}`);
+    await warmPageCache(db, log);
     await settle(db);
     const reads = await measureReads(client, options, seededTo);
     // Printed at once as well: the ingest and the reconciliation take long at 10M.

@@ -116,7 +116,27 @@ export const DERIVED_SQL = [
   "INSERT INTO subject_activity SELECT * FROM subject_activity_from_log",
 ];
 
-/** Rows of user_stats, monthly_analytics and the platform rollups that differ from the log (as the services' reconciliations compare). */
+/**
+ * The usage counters a running service would hold for the seeded log (it writes a window's row
+ * when a completion first counts in it): a `period_usage` row for every billing period with a
+ * completion (seeded anchors are the 1st of a month, so periods are UTC months) and a
+ * `daily_usage` row for every subject with a completion on `end`'s UTC day; no reservation is
+ * active. Without them every ingested completion and every summary would count its subject's
+ * window from the log, which a running service does once per window.
+ */
+export function countersSql(end: Date): string[] {
+  return [
+    `INSERT INTO period_usage (subject_id, period_start, period_end, generations, credits, processing_ms)
+     SELECT user_id, month, (month AT TIME ZONE 'UTC' + interval '1 month') AT TIME ZONE 'UTC', count(*), sum(credits), sum(processing_time_ms)
+       FROM (SELECT user_id, date_trunc('month', occurred_at, 'UTC') AS month, credits, processing_time_ms FROM usage_log WHERE outcome = 'completed') e
+      GROUP BY 1, 2`,
+    `INSERT INTO daily_usage (subject_id, day, generations)
+     SELECT user_id, date_trunc('day', occurred_at, 'UTC'), count(*) FROM usage_log
+      WHERE outcome = 'completed' AND occurred_at >= date_trunc('day', timestamptz '${end.toISOString()}', 'UTC') GROUP BY 1, 2`,
+  ];
+}
+
+/** Rows of user_stats, monthly_analytics, the platform rollups and the period counters that differ from the log (as the services' reconciliations compare; no guest is adopted in the seed). */
 export const RECONCILE_SQL = `SELECT (SELECT count(*) FROM (
                (SELECT user_id, total_generations, total_failed, total_cost_micros, total_credits_spent, last_activity_at FROM user_stats
                 EXCEPT ALL
@@ -127,4 +147,8 @@ export const RECONCILE_SQL = `SELECT (SELECT count(*) FROM (
           + (SELECT count(*) FROM (SELECT * FROM platform_daily_usage EXCEPT ALL SELECT * FROM platform_daily_usage_from_log) d)
           + (SELECT count(*) FROM (SELECT * FROM platform_daily_usage_from_log EXCEPT ALL SELECT * FROM platform_daily_usage) d)
           + (SELECT count(*) FROM (SELECT * FROM subject_activity EXCEPT ALL SELECT * FROM subject_activity_from_log) d)
-          + (SELECT count(*) FROM (SELECT * FROM subject_activity_from_log EXCEPT ALL SELECT * FROM subject_activity) d) AS n`;
+          + (SELECT count(*) FROM (SELECT * FROM subject_activity_from_log EXCEPT ALL SELECT * FROM subject_activity) d)
+          + (SELECT count(*) FROM (SELECT subject_id, period_start, generations, credits, processing_ms FROM period_usage
+                                   EXCEPT ALL
+                                   SELECT user_id, date_trunc('month', occurred_at, 'UTC'), count(*), sum(credits), sum(processing_time_ms)
+                                     FROM usage_log WHERE outcome = 'completed' GROUP BY 1, 2) d) AS n`;

@@ -115,6 +115,25 @@ describe("usage summary: one RPC, one statement", () => {
     await expect(client.getUsageSummary({ ...s, id: "nope" })).rejects.toMatchObject({ reason: "validation" });
   });
 
+  it("answers its head (subject, counters, stats, totals) on the first row only, then the newest entries", async () => {
+    const s = subject(newId());
+    await client.listLimits(s);
+    const now = Date.now();
+    for (const minutesAgo of [30, 20, 10]) await record(s.id, new Date(now - minutesAgo * 60_000));
+    const read = (id: string) =>
+      sql<{ sj_found: boolean | null; st_total_generations: string | null; t_generations: string | null; occurred_at: Date | null }>(
+        `SELECT * FROM usage_summary_read(?::uuid, ?::timestamptz, ?::timestamptz, ?::timestamptz, ?::timestamptz, 10)`,
+        [id, new Date(now - DAY_MS).toISOString(), new Date(now + DAY_MS).toISOString(), new Date(now - DAY_MS).toISOString(), new Date(now + DAY_MS).toISOString()],
+      );
+    const rows = await read(s.id);
+    expect(rows.map((r) => new Date(r.occurred_at!).getTime())).toEqual([10, 20, 30].map((m) => now - m * 60_000));
+    expect(rows.map((r) => [r.sj_found, r.st_total_generations, r.t_generations].map(String))).toEqual([["true", "3", "3"], ["null", "null", "null"], ["null", "null", "null"]]);
+    // A subject with no entry: one row, the head with no entry.
+    const [alone, ...more] = await read(newId());
+    expect(more).toEqual([]);
+    expect([alone?.sj_found, alone?.occurred_at]).toEqual([false, null]);
+  });
+
   it("runs as one function with a generic plan that counts a window as ListLimits does (same SQL)", async () => {
     const [fn] = await sql<{ definition: string; config: string[] | null }>(
       "SELECT pg_get_functiondef(p.oid) AS definition, p.proconfig AS config FROM pg_proc p WHERE p.proname = 'usage_summary_read'",

@@ -16,7 +16,7 @@ import type { CounterDifference, DayCounters, DayDelta, PeriodCounters, PeriodDe
  * finish)`: the subject's own entries in the window, except those of a guest's adopted window
  * (they moved to the adopter), plus the entries of the guests it adopted into this window.
  * Written out as well in the summary's function `usage_summary_read` (migration
- * 20261207000051), as is RESERVED_IN_PERIOD: a change here needs a new migration replacing it
+ * 20261209000001, which replaced 20261207000051's), as is RESERVED_IN_PERIOD: a change here needs a new migration replacing it
  * (services/usage/test/summary.test.ts fails until then).
  */
 export function countedEntries(window: "period" | "day"): string {

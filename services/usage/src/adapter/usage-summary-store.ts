@@ -9,13 +9,13 @@ import { userStatsFromRow } from "./user-stats-store";
 
 /*
  * A subject's usage summary in ONE statement (one snapshot, one round trip): the function
- * `usage_summary_read` (migration 20261207000051; its SQL and why it is a function with a
- * generic plan are there), bind parameters $1 subject id, $2/$3 the billing period [start, end),
- * $4/$5 the UTC day [start, end), $6 how many newest entries. The counter rows are read as
- * ListLimits reads them; a window with no row yet is counted from the log exactly as ListLimits
- * would create it, without writing it. The head row (subject, counters, stats, lifetime detail,
- * period totals) is repeated on each of the newest entries (one row with null entry columns
- * when there is none).
+ * `usage_summary_read` (migrations 20261207000051 and 20261209000001; its SQL and why it is a
+ * function with a generic plan are there), bind parameters $1 subject id, $2/$3 the billing
+ * period [start, end), $4/$5 the UTC day [start, end), $6 how many newest entries. The counter
+ * rows are read as ListLimits reads them; a window with no row yet is counted from the log
+ * exactly as ListLimits would create it, without writing it. One row per newest entry, newest
+ * first; the head (subject, counters, stats, lifetime detail, period totals) is on the first row
+ * only (one row with null entry columns when there is no entry).
  */
 const SUMMARY = {
   name: "usage_summary_read",

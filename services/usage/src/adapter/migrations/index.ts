@@ -17,6 +17,7 @@ import { Migration20261207000001 } from "./Migration20261207000001";
 import { Migration20261207000051 } from "./Migration20261207000051";
 import { Migration20261208000001 } from "./Migration20261208000001";
 import { Migration20261208000002 } from "./Migration20261208000002";
+import { Migration20261209000001 } from "./Migration20261209000001";
 
 /** The usage service's migrations, in order. */
 export const usageMigrations: MigrationEntry[] = [
@@ -38,4 +39,5 @@ export const usageMigrations: MigrationEntry[] = [
   { name: "Migration20261207000051", class: Migration20261207000051 },
   { name: "Migration20261208000001", class: Migration20261208000001 },
   { name: "Migration20261208000002", class: Migration20261208000002 },
+  { name: "Migration20261209000001", class: Migration20261209000001 },
 ];
