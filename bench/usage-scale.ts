@@ -33,8 +33,12 @@
  *      outbox relay does, and times until all are in the usage log (events/s; watching the
  *      service's consumer, not scanning the log, while the clock runs), with the CPU each
  *      process spent per event; then the same events through JetStream alone, no recording
- *      (bench/lib/nats-transport.ts): what moving them costs on this machine. A CHECKPOINT
- *      comes before steps 3 and 4, so an earlier step's dirty pages are not written out during them;
+ *      (bench/lib/nats-transport.ts): what moving them costs on this machine; then ingest from a
+ *      backlog: the service is stopped, `backlog` events (default 20,000) are published, the
+ *      service starts again and the clock runs from its first delivered message until the last
+ *      is acked (the publisher's work is over by then: what recording costs with the producer
+ *      elsewhere, or a service catching up). A CHECKPOINT comes before each measured step, so
+ *      an earlier step's dirty pages are not written out during it;
  *   5. optionally (`--reconcile`, BENCH_USAGE_RECONCILE=1) checks that user stats, monthly
  *      analytics and the platform rollups still equal the log (reads the whole log).
  * Prints a table with each figure beside its goal: ingest >= 5,000 events/s; summary and
@@ -43,7 +47,8 @@
  * Options (flag or environment): --entries / BENCH_USAGE_ENTRIES (10,000,000), --subjects /
  * BENCH_USAGE_SUBJECTS (100,000, at most entries), --samples / BENCH_USAGE_SAMPLES (calls per
  * user-facing figure, 1,000), --platform-runs / BENCH_USAGE_PLATFORM_RUNS (7), --ingest /
- * BENCH_USAGE_INGEST (20,000; 0 skips step 4), --reconcile / BENCH_USAGE_RECONCILE, --keep (keep the
+ * BENCH_USAGE_INGEST (20,000; 0 skips the live ingest and the transport), --backlog /
+ * BENCH_USAGE_BACKLOG (20,000; 0 skips the backlog), --reconcile / BENCH_USAGE_RECONCILE, --keep (keep the
  * database and print its URL, for EXPLAIN ANALYZE), --database / BENCH_USAGE_DATABASE_URL (run on
  * that database instead of a throw-away one, never dropped: seeded as above when it holds no
  * seed yet; when an earlier run seeded it, steps 1-2 are skipped and its entries, subjects and
@@ -57,7 +62,8 @@ import { usage } from "@tally/contracts";
 import { callUnary, connectNats, createGrpcClient, createLogger, getFreePort, spawnService, waitForGrpcServing } from "@tally/platform";
 import { createTestDatabase, testNatsUrl, uniqueSuffix } from "@tally/platform/src/testing";
 import { measureTransport, type TransportCost } from "./lib/nats-transport";
-import { cpuLine, ingestEvent, measureIngest, transportLine, type IngestFigures } from "./lib/usage-ingest";
+import { cpuLine, ingestEvent, measureBacklog, measureIngest, transportLine, type IngestFigures } from "./lib/usage-ingest";
+import { settle, warmPageCache } from "./lib/database-state";
 import { BULK_SESSION, countersSql, DERIVED_SQL, RECONCILE_SQL, seededSubject, seedSql, subjectsSql, subjectUuid } from "./lib/usage-scale-sql";
 
 const TIMEOUT_MS = 30_000;
@@ -73,6 +79,8 @@ export interface UsageScaleOptions {
   samples: number;
   platformRuns: number;
   ingest: number;
+  /** Events published while the service is stopped, then timed into the log after it starts again (0: skipped). */
+  backlog: number;
   reconcile: boolean;
   keep: boolean;
   /** A database to run on (kept; seeded only when it holds no seed yet); undefined: a throw-away one. */
@@ -100,6 +108,8 @@ export interface UsageScaleFigures {
   ingestEventsPerSecond: number;
   /** CPU per ingested event by process (null: ingest not measured). */
   ingestCpuMicrosPerEvent: IngestFigures["cpuMicrosPerEvent"] | null;
+  /** Ingest from a backlog (`measureBacklog`; null: not measured). */
+  backlog: IngestFigures | null;
   /** The same events through JetStream alone, with no recording (null: ingest not measured). */
   transport: TransportCost | null;
   /** Rows of derived tables that differ from the log after the run (null: not checked). */
@@ -186,37 +196,7 @@ export async function measureReads(client: UsageClient, options: UsageScaleOptio
   return { summary, analytics, history, platform90Days, platform12Months };
 }
 
-/**
- * A CHECKPOINT before a measured step, so that writing out what an earlier step or run left
- * dirty (an ingest's pages, a seed) is not measured as part of it. Skipped when the role may
- * not checkpoint (pg_checkpoint or superuser).
- */
-async function settle(db: pg.Client): Promise<void> {
-  await db.query("CHECKPOINT").catch(() => undefined);
-}
 
-/**
- * Reads every table and index of the database once (`pg_prewarm(…, 'read')`: through the
- * operating system, not into shared_buffers), so that the OS page cache holds the database as a
- * server that has been running would (this machine's RAM is several times the 10M seed). Right
- * after a reboot or another large job, the reads would otherwise wait on the disk and measure
- * it: summary p99 21 ms with the page cache cold, 14 ms warm, same code. Skipped, and said so,
- * where pg_prewarm cannot be created (not a superuser, or the contrib modules missing).
- */
-async function warmPageCache(db: pg.Client, log: (line: string) => void): Promise<void> {
-  try {
-    await db.query("CREATE EXTENSION IF NOT EXISTS pg_prewarm");
-  } catch (error) {
-    log(`  page cache not warmed: ${(error as Error).message}`);
-    return;
-  }
-  const started = Date.now();
-  const { rows } = await db.query<{ blocks: string }>(
-    `SELECT coalesce(sum(pg_prewarm(c.oid, 'read')), 0) AS blocks FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-      WHERE c.relkind IN ('r', 'i', 't', 'm') AND n.nspname NOT IN ('pg_catalog', 'information_schema')`,
-  );
-  log(`  page cache warmed: ${(Number(rows[0]!.blocks) * 8 / 1024).toFixed(0)} MB read in ${((Date.now() - started) / 1000).toFixed(0)} s`);
-}
 
 /** The seed an earlier run left in the database (its `bench_usage_seed` row), or null when it holds none. */
 async function seedOf(db: pg.Client): Promise<{ entries: number; subjects: number; seededTo: Date } | null> {
@@ -258,12 +238,13 @@ export async function runUsageScale(options: UsageScaleOptions): Promise<UsageSc
   const port = await getFreePort();
   const suffix = uniqueSuffix();
   const nats = { url: testNatsUrl(), stream: `BENCH_USAGE_${suffix.toUpperCase()}`, prefix: `benchusage${suffix}`, consumer: `bench-usage-${suffix}` };
-  const service = spawnService("usage", "services/usage/main.ts", {
+  const startService = () => spawnService("usage", "services/usage/main.ts", {
     DATABASE_URL: database.url, GRPC_PORT: String(port), GRPC_HOST: "127.0.0.1", LOG_LEVEL: "warn", DATABASE_POOL_MAX: "10",
     NATS_URL: nats.url, NATS_STREAM: nats.stream, NATS_USAGE_STREAM: `${nats.stream}_OUT`, NATS_SUBJECT_PREFIX: nats.prefix, NATS_CONSUMER: nats.consumer,
     // The consumer as ops run it: CONSUMER_BATCH_SIZE and the rest at their defaults.
     DATABASE_STATEMENT_TIMEOUT_MS: "600000",
   }, { nodeArgs: CPU_PROF_DIR ? ["--cpu-prof", `--cpu-prof-dir=${path.resolve(CPU_PROF_DIR)}`] : [] });
+  let service = startService();
   const db = new pg.Client({ connectionString: database.url });
   let client: UsageClient | undefined;
   try {
@@ -287,6 +268,16 @@ export async function runUsageScale(options: UsageScaleOptions): Promise<UsageSc
     if (ingest) log(`  ingest ${ingest.eventsPerSecond.toFixed(0)} events/s (${options.ingest.toLocaleString("en")} events); CPU per event: ${cpuLine(ingest.cpuMicrosPerEvent)}`);
     const transport = options.ingest > 0 ? await measureTransport(nats.url, options.ingest, (i, subjects) => ingestEvent(i, subjects, options.subjects)) : null;
     if (transport) log(`  transport alone: ${transportLine(transport)}`);
+    if (options.backlog > 0) await settle(db);
+    const backlog = options.backlog > 0
+      ? await measureBacklog(db, nats, options, async (whileStopped) => {
+          await service.stop();
+          await whileStopped();
+          service = startService();
+          return service.child.pid;
+        })
+      : null;
+    if (backlog) log(`  backlog ${backlog.eventsPerSecond.toFixed(0)} events/s (${options.backlog.toLocaleString("en")} events); CPU per event: ${cpuLine(backlog.cpuMicrosPerEvent)}`);
     const reconcileDifferences = options.reconcile ? await reconcile(db) : null;
     const figures: UsageScaleFigures = {
       entries: options.entries,
@@ -299,6 +290,7 @@ export async function runUsageScale(options: UsageScaleOptions): Promise<UsageSc
       platform12Months: distribution(reads.platform12Months),
       ingestEventsPerSecond: ingest?.eventsPerSecond ?? 0,
       ingestCpuMicrosPerEvent: ingest?.cpuMicrosPerEvent ?? null,
+      backlog,
       transport,
       reconcileDifferences,
     };
@@ -331,6 +323,10 @@ function printTable(f: UsageScaleFigures, options: UsageScaleOptions, log: (line
     [`admin analytics 12 months, p50 / max of ${options.platformRuns}`, `${ms(f.platform12Months.p50)} / ${ms(f.platform12Months.max)}`, "<= 200 ms", f.platform12Months.max <= 200],
   ];
   if (f.ingestCpuMicrosPerEvent) rows.push(["ingest, CPU per event by process", cpuLine(f.ingestCpuMicrosPerEvent), "(none)", null]);
+  if (f.backlog) {
+    rows.push([`ingest from a backlog (${options.backlog.toLocaleString("en")} events published while the service was stopped)`, `${f.backlog.eventsPerSecond.toFixed(0)} events/s`, "(none)", null]);
+    rows.push(["ingest from a backlog, CPU per event by process", cpuLine(f.backlog.cpuMicrosPerEvent), "(none)", null]);
+  }
   if (f.transport) rows.push(["the same events through JetStream alone (no recording)", transportLine(f.transport), "(none)", null]);
   if (f.reconcileDifferences !== null) rows.push(["derived rows differing from the log after the run", String(f.reconcileDifferences), "0", f.reconcileDifferences === 0]);
   log(`\n| figure (${f.entries.toLocaleString("en")} entries, ${f.subjects.toLocaleString("en")} subjects, ${options.samples} calls each) | value | goal | met |`);
@@ -357,6 +353,7 @@ export function usageScaleOptions(argv: string[], env: NodeJS.ProcessEnv = proce
     samples: number("samples", 1_000),
     platformRuns: number("platform-runs", 7),
     ingest: number("ingest", 20_000, 0),
+    backlog: number("backlog", 20_000, 0),
     reconcile: argv.includes("--reconcile") || env.BENCH_USAGE_RECONCILE === "1",
     keep: argv.includes("--keep"),
     database: flag("database") ?? (env.BENCH_USAGE_DATABASE_URL || undefined),

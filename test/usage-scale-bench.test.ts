@@ -11,11 +11,13 @@ import { runUsageScale, usageScaleOptions } from "../bench/usage-scale";
 describe("bench/usage-scale.ts", () => {
   it("runs end to end on 2,000 entries and leaves every derived table equal to the log", async () => {
     const lines: string[] = [];
-    const options = usageScaleOptions(["--entries", "2000", "--subjects", "200", "--samples", "20", "--platform-runs", "2", "--ingest", "200", "--reconcile"], {});
+    const options = usageScaleOptions(["--entries", "2000", "--subjects", "200", "--samples", "20", "--platform-runs", "2", "--ingest", "200", "--backlog", "150", "--reconcile"], {});
     const figures = await runUsageScale({ ...options, log: (line) => lines.push(line) });
     expect(figures).toMatchObject({ entries: 2_000, subjects: 200, reconcileDifferences: 0 });
     for (const figure of [figures.summary, figures.analytics, figures.history, figures.platform90Days, figures.platform12Months]) expect(figure.p50).toBeGreaterThan(0);
     expect(figures.ingestEventsPerSecond).toBeGreaterThan(0);
+    expect(figures.backlog?.eventsPerSecond).toBeGreaterThan(0);
+    expect(lines.join("\n")).toMatch(/\| ingest from a backlog \(150 events published while the service was stopped\) \| \d+ events\/s \|/);
     expect(lines.join("\n")).toMatch(/\| admin analytics 12 months, p50 \/ max of 2 \| .* \| <= 200 ms \|/);
   }, 180_000);
 
@@ -24,11 +26,11 @@ describe("bench/usage-scale.ts", () => {
     try {
       const lines: string[] = [];
       const run = (entries: string) =>
-        runUsageScale({ ...usageScaleOptions(["--entries", entries, "--subjects", "50", "--samples", "5", "--platform-runs", "1", "--ingest", "0", "--database", database.url], {}), log: (line) => lines.push(line) });
+        runUsageScale({ ...usageScaleOptions(["--entries", entries, "--subjects", "50", "--samples", "5", "--platform-runs", "1", "--ingest", "0", "--backlog", "0", "--database", database.url], {}), log: (line) => lines.push(line) });
       const first = await run("500");
       expect(first.seconds.seed).toBeGreaterThan(0);
       const again = await run("900"); // the seed's size wins over the flags
-      expect(again).toMatchObject({ entries: 500, subjects: 50, seconds: { seed: 0, indexes: 0, derived: 0, analyze: 0 }, ingestEventsPerSecond: 0 });
+      expect(again).toMatchObject({ entries: 500, subjects: 50, seconds: { seed: 0, indexes: 0, derived: 0, analyze: 0 }, ingestEventsPerSecond: 0, backlog: null });
       expect(again.summary.p50).toBeGreaterThan(0);
       expect(lines.join("\n")).toMatch(/\(seeded earlier: reused\)/);
       const db = new pg.Client({ connectionString: database.url });

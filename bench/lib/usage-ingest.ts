@@ -38,6 +38,64 @@ export interface IngestFigures {
   cpuMicrosPerEvent: { usage: number | null; postgres: number | null; nats: number | null; publisher: number };
 }
 
+/** The processes whose CPU the ingest figures count, read at one moment (seconds; null where /proc is not there). */
+function cpuNow(servicePid: number | undefined) {
+  return {
+    usage: servicePid === undefined ? null : processCpuSeconds({ pid: servicePid }),
+    postgres: processCpuSeconds("postgres: "),
+    nats: processCpuSeconds("nats-server"),
+    publisher: process.cpuUsage(),
+  };
+}
+
+/** A publisher of ingest events on its own NATS connection, keeping the ids it published. */
+async function publisher(nats: { url: string; prefix: string }, subjectCount: number) {
+  const nc = await connectNats(nats.url, "bench-usage-publisher", createLogger("bench", "warn"));
+  const js = jetstream(nc);
+  const subjects = generationSubjects(nats.prefix);
+  const eventIds: string[] = [];
+  const publishAll = async (count: number) => {
+    for (let i = 0; i < count; i += PUBLISH_CONCURRENCY) {
+      await Promise.all(Array.from({ length: Math.min(PUBLISH_CONCURRENCY, count - i) }, (_, j) => {
+        const m = ingestEvent(i + j, subjects, subjectCount);
+        eventIds.push(m.msgId);
+        return js.publish(m.subject, m.payload, m.headers);
+      }));
+    }
+  };
+  return { nc, jsm: await jetstreamManager(nc), eventIds, publishAll };
+}
+
+const countLog = async (db: pg.Client) => Number((await db.query<{ n: string }>("SELECT count(*) AS n FROM usage_log")).rows[0]!.n);
+
+/** Waits until the service's durable consumer has nothing left to deliver or to be acked (the service acks after commit). */
+async function drained(jsm: Awaited<ReturnType<typeof jetstreamManager>>, nats: { stream: string; consumer: string }, started: number): Promise<void> {
+  for (;;) {
+    const info = await jsm.consumers.info(nats.stream, nats.consumer);
+    if (info.num_pending === 0 && info.num_ack_pending === 0) return;
+    if (Date.now() - started > 30 * 60_000) throw new Error("ingest: the consumer did not catch up within 30 minutes");
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+/** Checks that every published event is in the inbox and the log grew by as many entries, then answers the figures over the timed span. */
+async function figuresOf(db: pg.Client, eventIds: string[], logBefore: number, span: { started: number; ended: number; cpuBefore: ReturnType<typeof cpuNow>; cpuAfter: ReturnType<typeof cpuNow> }): Promise<IngestFigures> {
+  const count = eventIds.length;
+  const { rows } = await db.query<{ n: string }>("SELECT count(*) AS n FROM processed_events WHERE event_id = ANY ($1::uuid[])", [eventIds]);
+  const grown = (await countLog(db)) - logBefore;
+  if (Number(rows[0]!.n) !== count || grown !== count) throw new Error(`ingest: ${count} events published, ${rows[0]!.n} in the inbox, the log grew by ${grown}`);
+  const { cpuBefore: a, cpuAfter: b } = span;
+  const perEvent = (x: number | null, y: number | null) => (x === null || y === null ? null : ((y - x) * 1e6) / count);
+  const publisherCpu = process.cpuUsage(a.publisher);
+  return {
+    eventsPerSecond: count / ((span.ended - span.started) / 1000),
+    cpuMicrosPerEvent: {
+      usage: perEvent(a.usage, b.usage), postgres: perEvent(a.postgres, b.postgres), nats: perEvent(a.nats, b.nats),
+      publisher: (publisherCpu.user + publisherCpu.system) / count,
+    },
+  };
+}
+
 /**
  * Publishes `ingest` events as the generations relay does and answers events/s from the first
  * publish until every one is in the usage log. While timing, it watches the service's durable
@@ -55,47 +113,52 @@ export async function measureIngest(
   options: { ingest: number; subjects: number },
   servicePid: number | undefined,
 ): Promise<IngestFigures> {
-  const nc = await connectNats(nats.url, "bench-usage-publisher", createLogger("bench", "warn"));
-  const js = jetstream(nc);
-  const jsm = await jetstreamManager(nc);
-  const countLog = async () => Number((await db.query<{ n: string }>("SELECT count(*) AS n FROM usage_log")).rows[0]!.n);
-  const before = await countLog();
-  const eventIds: string[] = [];
-  const subjects = generationSubjects(nats.prefix);
-  const publishOne = (i: number) => {
-    const m = ingestEvent(i, subjects, options.subjects);
-    eventIds.push(m.msgId);
-    return js.publish(m.subject, m.payload, m.headers);
-  };
-  const cpu = () => ({ usage: servicePid === undefined ? null : processCpuSeconds({ pid: servicePid }), postgres: processCpuSeconds("postgres: "), nats: processCpuSeconds("nats-server"), publisher: process.cpuUsage() });
+  const pub = await publisher(nats, options.subjects);
   try {
-    const [started, cpuBefore] = [Date.now(), cpu()];
-    for (let i = 0; i < options.ingest; i += PUBLISH_CONCURRENCY) {
-      await Promise.all(Array.from({ length: Math.min(PUBLISH_CONCURRENCY, options.ingest - i) }, (_, j) => publishOne(i + j)));
-    }
-    for (;;) {
-      const info = await jsm.consumers.info(nats.stream, nats.consumer);
-      if (info.num_pending === 0 && info.num_ack_pending === 0) break;
-      if (Date.now() - started > 30 * 60_000) throw new Error("ingest: the consumer did not catch up within 30 minutes");
-      await new Promise((resolve) => setTimeout(resolve, 50));
-    }
-    const [eventsPerSecond, cpuAfter] = [options.ingest / ((Date.now() - started) / 1000), cpu()];
-    const { rows } = await db.query<{ n: string }>("SELECT count(*) AS n FROM processed_events WHERE event_id = ANY ($1::uuid[])", [eventIds]);
-    const grown = (await countLog()) - before;
-    if (Number(rows[0]!.n) !== options.ingest || grown !== options.ingest) {
-      throw new Error(`ingest: ${options.ingest} events published, ${rows[0]!.n} in the inbox, the log grew by ${grown}`);
-    }
-    const perEvent = (a: number | null, b: number | null) => (a === null || b === null ? null : ((b - a) * 1e6) / options.ingest);
-    const publisher = process.cpuUsage(cpuBefore.publisher);
-    return {
-      eventsPerSecond,
-      cpuMicrosPerEvent: {
-        usage: perEvent(cpuBefore.usage, cpuAfter.usage), postgres: perEvent(cpuBefore.postgres, cpuAfter.postgres), nats: perEvent(cpuBefore.nats, cpuAfter.nats),
-        publisher: (publisher.user + publisher.system) / options.ingest,
-      },
-    };
+    const before = await countLog(db);
+    const [started, cpuBefore] = [Date.now(), cpuNow(servicePid)];
+    await pub.publishAll(options.ingest);
+    await drained(pub.jsm, nats, started);
+    const [ended, cpuAfter] = [Date.now(), cpuNow(servicePid)];
+    return await figuresOf(db, pub.eventIds, before, { started, ended, cpuBefore, cpuAfter });
   } finally {
-    await nc.drain();
+    await pub.nc.drain();
+  }
+}
+
+/**
+ * Ingest from a backlog, as when the usage service comes back after being down: `restart`
+ * stops the service, calls its argument (which publishes `backlog` events onto the stream while
+ * nothing consumes it) and starts the service again, answering its pid. The clock starts when
+ * the consumer first has a message delivered (checked every 10 ms), so the service's start-up is
+ * not counted, and stops when nothing is left to deliver or to ack. Publishing is over before
+ * the clock starts: the figures are the service, PostgreSQL and the NATS server delivering,
+ * with the publisher's CPU counted as 0 µs. Checked as `measureIngest` checks.
+ */
+export async function measureBacklog(
+  db: pg.Client,
+  nats: { url: string; prefix: string; stream: string; consumer: string },
+  options: { backlog: number; subjects: number },
+  restart: (whileStopped: () => Promise<void>) => Promise<number | undefined>,
+): Promise<IngestFigures> {
+  const pub = await publisher(nats, options.subjects);
+  try {
+    const before = await countLog(db);
+    const servicePid = await restart(() => pub.publishAll(options.backlog));
+    const waitingSince = Date.now();
+    for (;;) {
+      const info = await pub.jsm.consumers.info(nats.stream, nats.consumer);
+      if (info.num_pending < options.backlog || info.num_ack_pending > 0) break;
+      if (Date.now() - waitingSince > 120_000) throw new Error("ingest: the restarted service took no message within 2 minutes");
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    const [started, cpuBefore] = [Date.now(), cpuNow(servicePid)];
+    await drained(pub.jsm, nats, started);
+    const [ended, cpuAfter] = [Date.now(), { ...cpuNow(servicePid), publisher: cpuBefore.publisher }];
+    const figures = await figuresOf(db, pub.eventIds, before, { started, ended, cpuBefore, cpuAfter });
+    return { ...figures, cpuMicrosPerEvent: { ...figures.cpuMicrosPerEvent, publisher: 0 } };
+  } finally {
+    await pub.nc.drain();
   }
 }
 
