@@ -40,7 +40,8 @@
  *      elsewhere, or a service catching up). A CHECKPOINT comes before each measured step, so
  *      an earlier step's dirty pages are not written out during it;
  *   5. optionally (`--reconcile`, BENCH_USAGE_RECONCILE=1) checks that user stats, monthly
- *      analytics and the platform rollups still equal the log (reads the whole log).
+ *      analytics, the platform rollups and the period counters still equal the log (reads the
+ *      whole log).
  * Prints a table with each figure beside its goal: ingest >= 5,000 events/s; summary and
  * analytics p99 <= 10 ms; admin analytics <= 200 ms.
  *
@@ -196,8 +197,6 @@ export async function measureReads(client: UsageClient, options: UsageScaleOptio
   return { summary, analytics, history, platform90Days, platform12Months };
 }
 
-
-
 /** The seed an earlier run left in the database (its `bench_usage_seed` row), or null when it holds none. */
 async function seedOf(db: pg.Client): Promise<{ entries: number; subjects: number; seededTo: Date } | null> {
   const { rows: [table] } = await db.query<{ found: boolean }>("SELECT to_regclass('bench_usage_seed') IS NOT NULL AS found");
@@ -225,7 +224,7 @@ async function seedAll(db: pg.Client, options: UsageScaleOptions, end: Date, log
   return { ...seeded, derived, analyze };
 }
 
-/** Rows of user_stats, monthly_analytics and the platform rollups that differ from the log (SQL of the services' reconciliations). */
+/** Rows of user_stats, monthly_analytics, the platform rollups and the period counters that differ from the log (`RECONCILE_SQL`). */
 async function reconcile(db: pg.Client): Promise<number> {
   const { rows } = await db.query<{ n: string }>(RECONCILE_SQL);
   return Number(rows[0]!.n);

@@ -394,6 +394,11 @@ describe("gateway against the real services: guests, limits and plans", () => {
     expect(support.body).toEqual({ account: expect.objectContaining({ id: dave.id, plan: "pro" }), summary: { ...own.body, limits: expect.any(Array) } });
     expect((await call("GET", `/v1/admin/users/${dave.id}/usage`, { token: dave.token })).status).toBe(403);
     expect((await call("GET", "/v1/admin/users/not-a-uuid/usage", { token: adminToken })).status).toBe(404);
+    // A guest's account has no email: null, never "".
+    const guestId = crypto.randomUUID();
+    expect((await call("GET", "/v1/generations", { headers: { "x-guest-id": guestId } })).status).toBe(200);
+    const guestUsage = await call("GET", `/v1/admin/users/${guestId}/usage`, { token: adminToken });
+    expect([guestUsage.status, guestUsage.body.account]).toEqual([200, expect.objectContaining({ id: guestId, email: null, plan: "guest" })]);
 
     // The business view: today's figures count dave's generations under their plans (others' too).
     const today = new Date().toISOString().slice(0, 10);
@@ -403,6 +408,15 @@ describe("gateway against the real services: guests, limits and plans", () => {
     expect(platform.body.generations).toBeGreaterThanOrEqual(1);
     expect(Object.keys(platform.body.by_plan)).toEqual(["pro"]);
     expect((await call("GET", "/v1/admin/usage/analytics?start_date=2026-13-01", { token: adminToken })).status).toBe(400);
+    // Days the services cannot take and a plan with a NUL: 400 validation, never 500.
+    for (const query of ["start_date=0000-01-01&end_date=0000-01-05", "end_date=9999-12-31", "plan=%00", "plan=free%00"]) {
+      const refused = await call("GET", `/v1/admin/usage/analytics?${query}`, { token: adminToken });
+      expect([query, refused.status, refused.body.code]).toEqual([query, 400, "validation"]);
+    }
+    // The default start stops at 0001-01-01; the last day a query may name is 9999-12-30.
+    for (const query of ["end_date=0001-01-01", "start_date=9999-12-30&end_date=9999-12-30"]) {
+      expect([query, (await call("GET", `/v1/admin/usage/analytics?${query}`, { token: adminToken })).status]).toEqual([query, 200]);
+    }
     expect((await call("GET", "/v1/admin/usage/analytics", { token: dave.token })).status).toBe(403);
 
     // The books of both services balance after all of the above (credits INV-2, usage INV-6).

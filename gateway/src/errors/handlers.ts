@@ -1,6 +1,7 @@
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { hasZodFastifySchemaValidationErrors, isResponseSerializationError } from "fastify-type-provider-zod";
 import { DomainError, type Logger } from "@tally/platform/src/stateless";
+import { BEARER_CHALLENGE } from "../auth/authenticate";
 import { traceIdOf } from "../tracing";
 import { httpStatusForCode, type ProblemCode } from "./http-status";
 import { boundedEcho, buildProblem, sendProblem } from "./problem";
@@ -78,11 +79,27 @@ function classifyFrameworkError(error: FastifyError): Classified | undefined {
 }
 
 /**
+ * True when a service answered `not_found` for the signed-up caller's own account: the
+ * live-account check let the request in, and the account was deleted before a service reached
+ * it (a `DELETE /v1/me` racing this request). The caller is answered as the check answers a
+ * deleted account's token, not with a 404 the route never documents.
+ */
+function ownAccountDeleted(error: DomainError, request: FastifyRequest): boolean {
+  const principal = request.principal;
+  return error.reason === "not_found" && principal?.kind === "user" && error.details.account_id === principal.accountId;
+}
+
+/**
  * The problem for a DomainError: its reason and message, or a generic detail for a 5xx
- * (logged). Limit problems carry the limit's details as members; `guest_limit_exceeded`,
+ * (logged); the caller's own account found deleted (`ownAccountDeleted`) is 401
+ * `unauthenticated`, challenge `invalid_token`. Limit problems carry the limit's details as members; `guest_limit_exceeded`,
  * `rate_limited` and `unavailable` carry `Retry-After` (errors/retry-after.ts).
  */
 function sendDomainProblem(typeBaseUri: string, logger: Logger, error: DomainError, request: FastifyRequest, reply: FastifyReply): FastifyReply {
+  if (ownAccountDeleted(error, request)) {
+    reply.header("www-authenticate", `${BEARER_CHALLENGE}, error="invalid_token"`);
+    error = new DomainError("unauthenticated", "the account of this access token no longer exists");
+  }
   const instance = request.url;
   const traceId = traceIdOf(request.span);
   const retryAfter = retryAfterSeconds(error.reason, error.details, Date.now());
@@ -135,10 +152,12 @@ export function frameworkErrorHandler(typeBaseUri: string, logger: Logger) {
 }
 
 /**
- * Installs the error and not-found handlers and the Host check. Unknown routes and methods
- * are 404 `not_found` naming the (bounded) path. Node's parser is told not to refuse a missing
- * Host itself (it would answer a bare 400), so an HTTP/1.1 request without one is refused here
- * as 400 `bad_request` in the same shape as every other answer.
+ * Installs the error and not-found handlers, the query check and the Host check. Unknown
+ * routes and methods are 404 `not_found` naming the (bounded) path. A query string that is not
+ * valid percent-encoded UTF-8 is 400 `bad_url` (`decodableQuery`), as such a path is. Node's
+ * parser is told not to refuse a missing Host itself (it would answer a bare 400), so an
+ * HTTP/1.1 request without one is refused here as 400 `bad_request` in the same shape as every
+ * other answer.
  */
 export function installProblemHandlers(app: FastifyInstance, typeBaseUri: string, logger: Logger): void {
   app.setErrorHandler(problemErrorHandler(typeBaseUri, logger));
@@ -147,7 +166,26 @@ export function installProblemHandlers(app: FastifyInstance, typeBaseUri: string
     return sendProblem(reply, buildProblem(typeBaseUri, "not_found", detail, {}, request.url, traceIdOf(request.span)));
   });
   app.addHook("onRequest", async (request, reply) => {
+    if (!decodableQuery(request.raw.url ?? "")) return sendProblem(reply, buildProblem(typeBaseUri, "bad_url", "the query string is not valid percent-encoded UTF-8"));
     if (request.raw.httpVersion !== "1.1" || request.headers.host !== undefined) return;
     return sendProblem(reply, buildProblem(typeBaseUri, "bad_request", "an HTTP/1.1 request must carry a Host header"));
   });
+}
+
+/**
+ * True when every name and value of `url`'s query string is valid percent-encoded UTF-8. The
+ * query parser keeps an undecodable one (`%ZZ`, `%FF`) as raw text, so a route would take it
+ * as meant; the path's router refuses the same with `bad_url`.
+ */
+export function decodableQuery(url: string): boolean {
+  const start = url.indexOf("?");
+  if (start < 0) return true;
+  const query = url.slice(start + 1);
+  if (!query.includes("%")) return true;
+  try {
+    for (const part of query.split(/[&=]/)) decodeURIComponent(part);
+    return true;
+  } catch {
+    return false;
+  }
 }

@@ -1,3 +1,4 @@
+import assert from "node:assert/strict";
 import type { FastifyInstance } from "fastify";
 import type { ZodTypeProvider } from "fastify-type-provider-zod";
 import { credits } from "@tally/contracts";
@@ -50,6 +51,7 @@ function registerRoute(routes: ZodRoutes, context: RouteContext): void {
       });
       if (guestId !== undefined) await adoptGuest(context, request, guestId, response.account);
       const user = presentAccount(response.account);
+      assert(user.email, "credits registered a user without an email");
       const token = await tokens.issue({ accountId: user.id, role: user.role, email: user.email });
       return reply.code(201).send({ user, access_token: token.accessToken, token_type: "Bearer" as const, expires_in: token.expiresIn });
     },
@@ -83,6 +85,7 @@ function loginRoute(routes: ZodRoutes, context: RouteContext): void {
         password: request.body.password,
       });
       const account = presentAccount(response.account);
+      assert(account.email, "credits signed in a user without an email");
       const token = await tokens.issue({ accountId: account.id, role: account.role, email: account.email });
       return { access_token: token.accessToken, token_type: "Bearer" as const, expires_in: token.expiresIn };
     },

@@ -81,7 +81,8 @@ function enumName<T extends string>(names: Record<number, T>, value: number, wha
 /** The public account (the `user` of register and the body of `/v1/me` without stats). */
 export interface AccountJson {
   id: string;
-  email: string;
+  /** Null for a guest, which has none. */
+  email: string | null;
   plan: string;
   role: "user" | "admin";
   created_at: string | null;
@@ -93,7 +94,7 @@ export function presentAccount(account: credits.Account | undefined): AccountJso
   assert(account, "credits service answered without an account");
   return {
     id: account.id,
-    email: account.email,
+    email: account.email || null,
     plan: account.plan,
     role: roleName(account.role),
     created_at: toTimestamp(account.createdAt),

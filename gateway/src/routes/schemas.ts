@@ -105,7 +105,7 @@ export const loginBody = z.object({
 export const accountSchema = z
   .object({
     id: z.uuid(),
-    email: z.string(),
+    email: z.string().nullable().describe("null for a guest"),
     plan: z.string(),
     role: z.enum(["user", "admin"]),
     created_at: nullableTimestamp,

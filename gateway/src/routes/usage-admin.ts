@@ -11,16 +11,23 @@ import { problemResponses } from "./schemas";
 const DEFAULT_DAYS = 90;
 const MAX_DAYS = 731;
 const DAY_MS = 86_400_000;
+/**
+ * The first and last day a query may name: the window ends the day after its last day, and the
+ * services take times in the years 1 to 9999 only (platform `requireTime`).
+ */
+const DATE_MIN = "0001-01-01";
+const DATE_MAX = "9999-12-30";
 
 const isoDate = z
   .string()
   .regex(/^\d{4}-\d{2}-\d{2}$/, "a date YYYY-MM-DD")
-  .refine((value) => !Number.isNaN(Date.parse(`${value}T00:00:00Z`)) && new Date(`${value}T00:00:00Z`).toISOString().startsWith(value), "a real calendar date");
+  .refine((value) => !Number.isNaN(Date.parse(`${value}T00:00:00Z`)) && new Date(`${value}T00:00:00Z`).toISOString().startsWith(value), "a real calendar date")
+  .refine((value) => value >= DATE_MIN && value <= DATE_MAX, `a day from ${DATE_MIN} to ${DATE_MAX}`);
 
 const analyticsQuery = z.object({
   start_date: isoDate.optional().describe("first day (UTC), inclusive; default: 89 days before end_date"),
   end_date: isoDate.optional().describe("last day (UTC), inclusive; default: today"),
-  plan: z.string().min(1).max(100).optional().describe("only generations recorded under this plan"),
+  plan: z.string().min(1).max(100).regex(/^[^\u0000-\u001f\u007f]*$/, "must not contain control characters").optional().describe("only generations recorded under this plan"),
 });
 
 const counts = z.record(z.string(), z.object({ completed: z.number().int(), failed: z.number().int() }));
@@ -63,11 +70,11 @@ const analyticsResponse = z
   })
   .meta({ id: "PlatformAnalytics" });
 
-/** The window [start, end + 1 day) of the query's dates (UTC), with the defaults applied and checked. */
+/** The window [start, end + 1 day) of the query's dates (UTC), with the defaults applied (the default start no earlier than DATE_MIN) and checked. */
 export function analyticsWindow(query: { start_date?: string; end_date?: string }, today: Date): { startDate: string; endDate: string; since: Date; before: Date } {
   const endDate = query.end_date ?? today.toISOString().slice(0, 10);
   const end = new Date(`${endDate}T00:00:00Z`);
-  const startDate = query.start_date ?? new Date(end.getTime() - (DEFAULT_DAYS - 1) * DAY_MS).toISOString().slice(0, 10);
+  const startDate = query.start_date ?? new Date(Math.max(end.getTime() - (DEFAULT_DAYS - 1) * DAY_MS, Date.parse(`${DATE_MIN}T00:00:00Z`))).toISOString().slice(0, 10);
   const since = new Date(`${startDate}T00:00:00Z`);
   if (since > end) throw validationError("query.start_date: must not be after end_date", { field: "query.start_date" });
   if ((end.getTime() - since.getTime()) / DAY_MS + 1 > MAX_DAYS) throw validationError(`query.start_date: the window is at most ${MAX_DAYS} days`, { field: "query.start_date" });
@@ -78,7 +85,8 @@ export function analyticsWindow(query: { start_date?: string; end_date?: string 
  * Registers `GET /v1/admin/usage/analytics?start_date&end_date&plan` (admins only, `requireAdmin`
  * passed in by the admin routes): platform totals over the UTC days [start_date, end_date]
  * (default the last 90 days), optionally of one plan, from usage GetPlatformAnalytics. Errors:
- * 400 `validation` (a date that is not YYYY-MM-DD, start after end, more than 731 days); 401;
+ * 400 `validation` (a date that is not YYYY-MM-DD or not from 0001-01-01 to 9999-12-30, start
+ * after end, more than 731 days, a plan with a control character); 401;
  * 403 `forbidden`; 503.
  */
 export function adminUsageAnalyticsRoute(app: FastifyInstance, context: RouteContext, requireAdmin: (request: FastifyRequest) => Promise<string>): void {

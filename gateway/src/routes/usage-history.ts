@@ -1,5 +1,6 @@
 import { Readable } from "node:stream";
 import { stringify } from "csv-stringify";
+import Negotiator from "negotiator";
 import { z } from "zod";
 import type { FastifyInstance } from "fastify";
 import type { ZodTypeProvider } from "fastify-type-provider-zod";
@@ -81,12 +82,15 @@ export function presentEntry(entry: usage.UsageLogEntry): EntryJson {
 
 const CSV_COLUMNS = Object.keys(entrySchema.shape) as (keyof EntryJson)[];
 
-/** Whether an Accept header asks for CSV rather than JSON (text/csv listed, and before application/json if both are). */
+/**
+ * Whether an Accept header asks for CSV rather than JSON, by HTTP content negotiation (the
+ * `negotiator` package: quality values, then the more specific type, then the header's order;
+ * `q=0` refuses a type). JSON when the header is absent, names neither, or ties them by a
+ * wildcard.
+ */
 export function prefersCsv(accept: string | undefined): boolean {
-  const header = (accept ?? "").toLowerCase();
-  const csv = header.indexOf("text/csv");
-  const json = header.indexOf("application/json");
-  return csv >= 0 && (json < 0 || csv < json);
+  if (!accept) return false;
+  return new Negotiator({ headers: { accept } }).mediaType(["application/json", "text/csv"]) === "text/csv";
 }
 
 /** The first instant of the UTC month `months - 1` months before the one containing `now`. */

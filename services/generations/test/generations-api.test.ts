@@ -173,6 +173,8 @@ describe("generations API (worker disabled)", () => {
       [{ id: newId(), guest: false, plan: "pro", currentPeriodStart: new Date() }, /account\.id/],
       [{ id: userId, guest: false, plan: "", currentPeriodStart: new Date() }, /account\.plan/],
       [{ id: userId, guest: false, plan: "pro" }, /account\.current_period_start/],
+      // A year PostgreSQL cannot read (travels as "+010000-…") is the caller's mistake, not a database error.
+      [{ id: userId, guest: false, plan: "pro", currentPeriodStart: new Date("+010000-01-01T00:00:00.000Z") }, /account\.current_period_start must fall in the years 1 to 9999/],
     ];
     for (const [account, field] of cases) {
       const failure = await reasonOf(api.create({ ...text, account }));

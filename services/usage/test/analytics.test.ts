@@ -100,6 +100,11 @@ describe("monthly analytics", () => {
     expect(await stats().platformAnalytics(since, before, "pro")).toMatchObject({ generations: 1n, failed: 1n, credits: 3n, uniqueUsers: 1n, uniqueGuests: 0n, byPlan: { pro: { completed: 1n, failed: 1n } } });
     expect(await stats().platformAnalytics(new Date("2040-01-01T00:00:00.000Z"), new Date("2040-02-01T00:00:00.000Z"), null)).toMatchObject({ generations: 0n, averageCostMicros: 0n, byPlan: {} });
     await expect(stats().platformAnalytics(before, since, null)).rejects.toMatchObject({ reason: "validation" });
+    // Times PostgreSQL cannot read (year 0, a year past 9999) and a plan text cannot hold are the caller's mistake, never a database error.
+    await expect(stats().platformAnalytics(new Date("0000-06-01T00:00:00.000Z"), since, null)).rejects.toMatchObject({ reason: "validation", details: { field: "occurred_since" } });
+    await expect(stats().platformAnalytics(since, new Date("+010000-01-01T00:00:00.000Z"), null)).rejects.toMatchObject({ reason: "validation", details: { field: "occurred_before" } });
+    await expect(stats().platformAnalytics(since, before, "free\u0000")).rejects.toMatchObject({ reason: "validation", details: { field: "plan" } });
+    expect(await stats().platformAnalytics(new Date("0001-01-01T00:00:00.000Z"), new Date("9999-12-31T23:59:59.999Z"), "nobody")).toMatchObject({ generations: 0n });
   });
 
   it("merges breakdown maps as the per-key sums, for null, empty, disjoint and shared keys (usage_counts_merge and usage_counts_sum)", async () => {

@@ -2,6 +2,7 @@ import {
   checkRequestId,
   controlCharacterMessage,
   hasControlCharacter,
+  isStorableTime,
   parseUuid,
   REQUEST_ID_LENGTH_MAX,
   requireUuidField,
@@ -66,6 +67,7 @@ export function parseCreateGenerationInput(raw: RawCreateGenerationInput, limits
   if (parseUuid(id) !== generation.userId) throw fieldError("account.id", "account.id must be the account of user_id");
   if (!plan || plan.length > PLAN_NAME_LENGTH_MAX || hasControlCharacter(plan, "identifier")) throw fieldError("account.plan", "account.plan must name a plan");
   if (!periodAnchor || Number.isNaN(periodAnchor.getTime())) throw fieldError("account.current_period_start", "account.current_period_start is required");
+  if (!isStorableTime(periodAnchor)) throw fieldError("account.current_period_start", "account.current_period_start must fall in the years 1 to 9999");
   return { requestId: raw.requestId, generation, account: { id: generation.userId, kind: guest ? "guest" : "user", plan, periodAnchor } };
 }
 

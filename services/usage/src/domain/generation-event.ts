@@ -1,4 +1,4 @@
-import { requireUuidField, validationError } from "@tally/platform";
+import { requireTime, requireUuidField, validationError } from "@tally/platform";
 import { BILLING_CLASSIFICATIONS, type BillingClassification, type DownloadDraft, type UsageLogEntryDraft } from "./types";
 
 /*
@@ -79,7 +79,7 @@ export function checkEventFacts(event: GenerationEventFacts): CheckedEventFacts 
   const eventId = requireUuidField(event.eventId, "event_id");
   const userId = requireUuidField(event.userId, "user_id");
   const generationId = requireUuidField(event.generationId, "generation_id");
-  if (!event.occurredAt || Number.isNaN(event.occurredAt.getTime())) throw validationError("occurred_at is required");
+  const occurredAt = requireTime(event.occurredAt, "occurred_at");
   if (!event.inputType) throw validationError("input_type is required");
   checkStorableText("input_type", event.inputType, SHORT_TEXT_LENGTH_MAX);
   checkStorableText("provider", event.provider, SHORT_TEXT_LENGTH_MAX);
@@ -97,7 +97,7 @@ export function checkEventFacts(event: GenerationEventFacts): CheckedEventFacts 
     credits: event.credits,
     costMicros: event.costMicros,
     processingTimeMs: event.processingTimeMs,
-    occurredAt: event.occurredAt,
+    occurredAt,
   };
 }
 
@@ -167,8 +167,8 @@ export function checkCancellation(event: GenerationCancelledFacts): GenerationCa
   const eventId = requireUuidField(event.eventId, "event_id");
   const userId = requireUuidField(event.userId, "user_id");
   const generationId = requireUuidField(event.generationId, "generation_id");
-  if (!event.occurredAt || Number.isNaN(event.occurredAt.getTime())) throw validationError("occurred_at is required");
-  return { eventId, userId, generationId, occurredAt: event.occurredAt };
+  const occurredAt = requireTime(event.occurredAt, "occurred_at");
+  return { eventId, userId, generationId, occurredAt };
 }
 
 /** A `GenerationDownloaded` event as the adapter decodes it. */
@@ -188,6 +188,6 @@ export function checkDownload(event: GenerationDownloadedFacts): DownloadDraft {
   const eventId = requireUuidField(event.eventId, "event_id");
   const userId = requireUuidField(event.userId, "user_id");
   const generationId = requireUuidField(event.generationId, "generation_id");
-  if (!event.occurredAt || Number.isNaN(event.occurredAt.getTime())) throw validationError("occurred_at is required");
-  return { eventId, userId, generationId, outputBytes: checkAmount("output_bytes", event.outputBytes), occurredAt: event.occurredAt };
+  const occurredAt = requireTime(event.occurredAt, "occurred_at");
+  return { eventId, userId, generationId, outputBytes: checkAmount("output_bytes", event.outputBytes), occurredAt };
 }

@@ -1,4 +1,4 @@
-import { resolvePageSize, requireUuidField, validationError, type Plan, type PlanCatalog } from "@tally/platform";
+import { requireTime, resolvePageSize, requireUuidField, validationError, type Plan, type PlanCatalog } from "@tally/platform";
 import type { Subject } from "./types";
 import { decodeUsageLogCursor, type UsageLogCursor } from "./usage-log-cursor";
 
@@ -37,8 +37,7 @@ export function parseListUsageLogEntriesInput(raw: { userId: string; pageSize: n
   const userId = requireUuidField(raw.userId, "user_id");
   const pageSize = resolvePageSize(raw.pageSize);
   const after = raw.pageToken ? decodeUsageLogCursor(raw.pageToken, userId) : null;
-  if (raw.occurredSince && Number.isNaN(raw.occurredSince.getTime())) throw validationError("occurred_since is not a valid time", { field: "occurred_since" });
-  return { userId, pageSize, after, occurredSince: raw.occurredSince ?? null };
+  return { userId, pageSize, after, occurredSince: raw.occurredSince ? requireTime(raw.occurredSince, "occurred_since") : null };
 }
 
 /** A Subject as the request carries it (the kind already "user", "guest" or "" for unspecified). */
@@ -71,8 +70,7 @@ export function parseSubject(raw: RawSubject | undefined, catalog: PlanCatalog, 
   if (!plan) {
     throw validationError(`${field}.plan "${raw.plan}" is not a known plan`, { field: `${field}.plan`, known_plans: Object.keys(catalog.plans).sort() });
   }
-  const anchor = raw.periodAnchor;
-  if (!anchor || Number.isNaN(anchor.getTime())) throw validationError(`${field}.period_anchor is required`, { field: `${field}.period_anchor` });
+  const anchor = requireTime(raw.periodAnchor, `${field}.period_anchor`);
   return { subject: { id, kind: raw.kind, plan: plan.name, periodAnchor: anchor }, plan };
 }
 

@@ -1,4 +1,4 @@
-import { requireUuidField, validationError, type PlanCatalog } from "@tally/platform";
+import { requireTime, requireUuidField, validationError, type PlanCatalog } from "@tally/platform";
 import type { ListUsageLogEntriesInput } from "../domain/inputs";
 import type { UsageUnitOfWork } from "../domain/ports";
 import type { GenerationCancellation } from "../domain/generation-event";
@@ -86,15 +86,16 @@ export class UsageLogService {
    * Totals of the user's usage log entries that occurred in [`since`, `before`) (completions
    * bring their credits, cost, processing time and output bytes; failures are counted).
    * Errors: `validation` for a user id that is not a UUID (`user_id`), or a window that is
-   * missing a bound or not after its start (`occurred_before`).
+   * missing a bound, outside the years 1 to 9999 or not after its start (`occurred_before`).
    */
   async totals(userId: string, since: Date | undefined, before: Date | undefined): Promise<UsageTotals> {
     const id = requireUuidField(userId, "user_id");
-    if (!since || Number.isNaN(since.getTime())) throw validationError("occurred_since is required", { field: "occurred_since" });
-    if (!before || Number.isNaN(before.getTime()) || before <= since) {
+    const start = requireTime(since, "occurred_since");
+    const end = requireTime(before, "occurred_before");
+    if (end <= start) {
       throw validationError("occurred_before is required and must be after occurred_since", { field: "occurred_before" });
     }
-    return await this.uow.withoutTransaction((stores) => stores.usageLog.totals(id, { start: since, end: before }));
+    return await this.uow.withoutTransaction((stores) => stores.usageLog.totals(id, { start, end }));
   }
 
   /**
