@@ -262,21 +262,14 @@ export async function runUsageScale(options: UsageScaleOptions): Promise<UsageSc
     // Printed at once as well: the ingest and the reconciliation take long at 10M.
     const shown = (name: string, d: Distribution) => `${name} ${d.p50.toFixed(2)} / ${d.p99.toFixed(2)} / ${d.max.toFixed(2)} ms`;
     log(`  reads (p50 / p99 / max): ${[shown("summary", distribution(reads.summary)), shown("analytics", distribution(reads.analytics)), shown("history", distribution(reads.history))].join(", ")}`);
-    if (options.ingest > 0) await settle(db);
-    const ingest = options.ingest > 0 ? await measureIngest(db, nats, options, service.child.pid) : null;
-    if (ingest) log(`  ingest ${ingest.eventsPerSecond.toFixed(0)} events/s (${options.ingest.toLocaleString("en")} events); CPU per event: ${cpuLine(ingest.cpuMicrosPerEvent)}`);
-    const transport = options.ingest > 0 ? await measureTransport(nats.url, options.ingest, (i, subjects) => ingestEvent(i, subjects, options.subjects)) : null;
-    if (transport) log(`  transport alone: ${transportLine(transport)}`);
-    if (options.backlog > 0) await settle(db);
-    const backlog = options.backlog > 0
-      ? await measureBacklog(db, nats, options, async (whileStopped) => {
-          await service.stop();
-          await whileStopped();
-          service = startService();
-          return service.child.pid;
-        })
-      : null;
-    if (backlog) log(`  backlog ${backlog.eventsPerSecond.toFixed(0)} events/s (${options.backlog.toLocaleString("en")} events); CPU per event: ${cpuLine(backlog.cpuMicrosPerEvent)}`);
+    const { ingest, transport, backlog } = await measureIngestSteps(db, nats, options, {
+      pid: () => service.child.pid,
+      restart: async (whileStopped) => {
+        await service.stop();
+        await whileStopped();
+        service = startService();
+      },
+    }, log);
     const reconcileDifferences = options.reconcile ? await reconcile(db) : null;
     const figures: UsageScaleFigures = {
       entries: options.entries,
@@ -307,6 +300,37 @@ export async function runUsageScale(options: UsageScaleOptions): Promise<UsageSc
     await nc.drain();
     if (!options.keep && !options.database) await database.drop();
   }
+}
+
+/**
+ * Step 4: the live ingest and the transport alone (`--ingest`), then the backlog (`--backlog`:
+ * `service.restart` stops the service, and starts it again once the events are published),
+ * each after a CHECKPOINT; null for a step not run.
+ */
+async function measureIngestSteps(
+  db: pg.Client,
+  nats: { url: string; prefix: string; stream: string; consumer: string },
+  options: UsageScaleOptions,
+  service: { pid: () => number | undefined; restart: (whileStopped: () => Promise<void>) => Promise<void> },
+  log: (line: string) => void,
+): Promise<{ ingest: IngestFigures | null; transport: TransportCost | null; backlog: IngestFigures | null }> {
+  let [ingest, transport, backlog]: [IngestFigures | null, TransportCost | null, IngestFigures | null] = [null, null, null];
+  if (options.ingest > 0) {
+    await settle(db);
+    ingest = await measureIngest(db, nats, options, service.pid());
+    log(`  ingest ${ingest.eventsPerSecond.toFixed(0)} events/s (${options.ingest.toLocaleString("en")} events); CPU per event: ${cpuLine(ingest.cpuMicrosPerEvent)}`);
+    transport = await measureTransport(nats.url, options.ingest, (i, subjects) => ingestEvent(i, subjects, options.subjects));
+    log(`  transport alone: ${transportLine(transport)}`);
+  }
+  if (options.backlog > 0) {
+    await settle(db);
+    backlog = await measureBacklog(db, nats, options, async (whileStopped) => {
+      await service.restart(whileStopped);
+      return service.pid();
+    });
+    log(`  backlog ${backlog.eventsPerSecond.toFixed(0)} events/s (${options.backlog.toLocaleString("en")} events); CPU per event: ${cpuLine(backlog.cpuMicrosPerEvent)}`);
+  }
+  return { ingest, transport, backlog };
 }
 
 function printTable(f: UsageScaleFigures, options: UsageScaleOptions, log: (line: string) => void): void {
