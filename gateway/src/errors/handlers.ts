@@ -92,8 +92,9 @@ function ownAccountDeleted(error: DomainError, request: FastifyRequest): boolean
 /**
  * The problem for a DomainError: its reason and message, or a generic detail for a 5xx
  * (logged); the caller's own account found deleted (`ownAccountDeleted`) is 401
- * `unauthenticated`, challenge `invalid_token`. Limit problems carry the limit's details as members; `guest_limit_exceeded`,
- * `rate_limited` and `unavailable` carry `Retry-After` (errors/retry-after.ts).
+ * `unauthenticated`, challenge `invalid_token`. Limit problems carry the limit's details as
+ * members; `guest_limit_exceeded`, `rate_limited` and `unavailable` carry `Retry-After`
+ * (errors/retry-after.ts).
  */
 function sendDomainProblem(typeBaseUri: string, logger: Logger, error: DomainError, request: FastifyRequest, reply: FastifyReply): FastifyReply {
   if (ownAccountDeleted(error, request)) {
