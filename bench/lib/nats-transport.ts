@@ -37,6 +37,26 @@ export function processCpuSeconds(name: string | { pid: number }): number | null
   return ticks / 100; // USER_HZ, 100 on Linux
 }
 
+/** An event as the ingest step builds it: NATS subject, payload, id and publish options (the relay's headers). */
+export type BuiltEvent = { subject: string; payload: Uint8Array; msgId: string; headers: Parameters<ReturnType<typeof jetstream>["publish"]>[2] };
+
+/** Publishes in flight at once. */
+const PUBLISH_CONCURRENCY = 500;
+
+/**
+ * Publishes events 0..count-1 built by `build` as the generations relay does, PUBLISH_CONCURRENCY
+ * at a time, each awaiting its PubAck; `published` sees each built event.
+ */
+export async function publishEvents(js: ReturnType<typeof jetstream>, count: number, build: (i: number) => BuiltEvent, published: (m: BuiltEvent) => void = () => undefined): Promise<void> {
+  for (let i = 0; i < count; i += PUBLISH_CONCURRENCY) {
+    await Promise.all(Array.from({ length: Math.min(PUBLISH_CONCURRENCY, count - i) }, (_, j) => {
+      const m = build(i + j);
+      published(m);
+      return js.publish(m.subject, m.payload, m.headers);
+    }));
+  }
+}
+
 /** The transport alone: events/s of each phase and CPU microseconds per event of each side (null where not measurable). */
 export interface TransportCost {
   events: number;
@@ -52,7 +72,7 @@ export interface TransportCost {
  * generation subjects, as the ingest step builds them) to a throw-away stream, then pulls, decodes and acks them all, timing and metering each
  * phase; the stream is deleted after.
  */
-export async function measureTransport(natsUrl: string, count: number, build: (i: number, subjects: ReturnType<typeof generationSubjects>) => { subject: string; payload: Uint8Array; msgId: string; headers: Parameters<ReturnType<typeof jetstream>["publish"]>[2] }): Promise<TransportCost> {
+export async function measureTransport(natsUrl: string, count: number, build: (i: number, subjects: ReturnType<typeof generationSubjects>) => BuiltEvent): Promise<TransportCost> {
   const nc = await connectNats(natsUrl, "bench-transport", createLogger("bench", "warn"));
   const suffix = uniqueSuffix();
   const prefix = `benchtransport${suffix}`;
@@ -71,14 +91,7 @@ export async function measureTransport(natsUrl: string, count: number, build: (i
       const used = process.cpuUsage(cpu);
       return { seconds: (Date.now() - started) / 1000, cpuMicros: (used.user + used.system) / count, natsMicros: natsCpu === null || natsAfter === null ? null : ((natsAfter - natsCpu) * 1e6) / count };
     };
-    const published = await meter(async () => {
-      for (let i = 0; i < count; i += 500) {
-        await Promise.all(Array.from({ length: Math.min(500, count - i) }, (_, j) => {
-          const m = build(i + j, subjects);
-          return js.publish(m.subject, m.payload, m.headers);
-        }));
-      }
-    });
+    const published = await meter(() => publishEvents(js, count, (i) => build(i, subjects)));
     const consumer = await js.consumers.get(stream, "floor");
     const consumed = await meter(async () => {
       const deadline = Date.now() + 10 * 60_000;

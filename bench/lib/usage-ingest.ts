@@ -8,11 +8,8 @@ import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import type pg from "pg";
 import { events } from "@tally/contracts";
 import { connectNats, createLogger, generationSubjects, newId } from "@tally/platform";
-import { processCpuSeconds, type TransportCost } from "./nats-transport";
+import { processCpuSeconds, publishEvents, type TransportCost } from "./nats-transport";
 import { subjectUuid } from "./usage-scale-sql";
-
-/** Publishes in flight at once. */
-const PUBLISH_CONCURRENCY = 500;
 
 /**
  * Ingest event `i` of a run (as the generations relay publishes it): a completion, or every 12th
@@ -54,15 +51,7 @@ async function publisher(nats: { url: string; prefix: string }, subjectCount: nu
   const js = jetstream(nc);
   const subjects = generationSubjects(nats.prefix);
   const eventIds: string[] = [];
-  const publishAll = async (count: number) => {
-    for (let i = 0; i < count; i += PUBLISH_CONCURRENCY) {
-      await Promise.all(Array.from({ length: Math.min(PUBLISH_CONCURRENCY, count - i) }, (_, j) => {
-        const m = ingestEvent(i + j, subjects, subjectCount);
-        eventIds.push(m.msgId);
-        return js.publish(m.subject, m.payload, m.headers);
-      }));
-    }
-  };
+  const publishAll = (count: number) => publishEvents(js, count, (i) => ingestEvent(i, subjects, subjectCount), (m) => eventIds.push(m.msgId));
   return { nc, jsm: await jetstreamManager(nc), eventIds, publishAll };
 }
 

@@ -82,6 +82,16 @@ export function authenticate(tokens: AccessTokens) {
 export type LoadAccountPlan = (request: FastifyRequest, accountId: string) => Promise<string>;
 
 /**
+ * The answer to a request whose signed-up caller's account no longer exists: 401
+ * `unauthenticated` with the `invalid_token` challenge set on `reply`. Thrown by the live-account
+ * check, and by the error handler when a service finds the account gone later in the request.
+ */
+export function deletedAccountError(reply: FastifyReply): DomainError {
+  reply.header("www-authenticate", `${BEARER_CHALLENGE}, error="invalid_token"`);
+  return new DomainError("unauthenticated", "the account of this access token no longer exists");
+}
+
+/**
  * An `onRequest` hook, after `authenticate` or `authenticateUserOrGuest`: a signed-up user's
  * account must still exist in credits, asked on every request (no cache), so that the token
  * of a deleted account stops working at once on every replica (credits answers `not_found`
@@ -101,10 +111,7 @@ export function requireLiveAccount(loadPlan: LoadAccountPlan, remember: (account
     try {
       plan = await loadPlan(request, principal.accountId);
     } catch (error) {
-      if (error instanceof DomainError && error.reason === "not_found") {
-        reply.header("www-authenticate", `${BEARER_CHALLENGE}, error="invalid_token"`);
-        throw new DomainError("unauthenticated", "the account of this access token no longer exists");
-      }
+      if (error instanceof DomainError && error.reason === "not_found") throw deletedAccountError(reply);
       logger.warn({ err: error instanceof Error ? error.message : String(error), account_id: principal.accountId }, "account check failed; request goes on");
       return;
     }

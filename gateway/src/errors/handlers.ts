@@ -1,7 +1,7 @@
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from "fastify";
 import { hasZodFastifySchemaValidationErrors, isResponseSerializationError } from "fastify-type-provider-zod";
 import { DomainError, type Logger } from "@tally/platform/src/stateless";
-import { BEARER_CHALLENGE } from "../auth/authenticate";
+import { deletedAccountError } from "../auth/authenticate";
 import { traceIdOf } from "../tracing";
 import { httpStatusForCode, type ProblemCode } from "./http-status";
 import { boundedEcho, buildProblem, sendProblem } from "./problem";
@@ -97,10 +97,7 @@ function ownAccountDeleted(error: DomainError, request: FastifyRequest): boolean
  * (errors/retry-after.ts).
  */
 function sendDomainProblem(typeBaseUri: string, logger: Logger, error: DomainError, request: FastifyRequest, reply: FastifyReply): FastifyReply {
-  if (ownAccountDeleted(error, request)) {
-    reply.header("www-authenticate", `${BEARER_CHALLENGE}, error="invalid_token"`);
-    error = new DomainError("unauthenticated", "the account of this access token no longer exists");
-  }
+  if (ownAccountDeleted(error, request)) error = deletedAccountError(reply);
   const instance = request.url;
   const traceId = traceIdOf(request.span);
   const retryAfter = retryAfterSeconds(error.reason, error.details, Date.now());

@@ -36,7 +36,7 @@ const without = (characters: RegExp): RegExp => new RegExp(`^[^${characters.sour
  * character and no DEL (a NUL or an escape sequence is never part of one, and PostgreSQL text
  * cannot hold NUL), so such input is a 400 naming the field and never reaches a service (INV-7).
  */
-const NO_CONTROL_CHARACTERS = without(IDENTIFIER_CONTROL_CHARACTERS);
+export const NO_CONTROL_CHARACTERS = without(IDENTIFIER_CONTROL_CHARACTERS);
 /**
  * A password is a secret, not an identifier: the one rule of its own is that it holds no C0
  * control character. DEL stays allowed, as it always was, so no account whose password holds
@@ -45,7 +45,7 @@ const NO_CONTROL_CHARACTERS = without(IDENTIFIER_CONTROL_CHARACTERS);
 const NO_CONTROL_CHARACTERS_IN_PASSWORD = /^[^\u0000-\u001f]*$/;
 /** Free text (prompt, address, style) follows platform's text rule: tab, CR and LF only (INV-7). */
 const NO_CONTROL_CHARACTERS_IN_TEXT = without(TEXT_CONTROL_CHARACTERS);
-const CONTROL_CHARACTERS_MESSAGE = "must not contain control characters";
+export const CONTROL_CHARACTERS_MESSAGE = "must not contain control characters";
 const CONTROL_CHARACTERS_IN_TEXT_MESSAGE = "must not contain control characters other than tab, CR and LF";
 
 const timestamp = z.iso.datetime().describe("RFC 3339 UTC");

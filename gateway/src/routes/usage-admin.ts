@@ -2,10 +2,10 @@ import { z } from "zod";
 import type { FastifyInstance, FastifyRequest } from "fastify";
 import type { ZodTypeProvider } from "fastify-type-provider-zod";
 import type { usage } from "@tally/contracts";
-import { validationError } from "@tally/platform/src/stateless";
+import { PLAN_NAME_LENGTH_MAX, validationError } from "@tally/platform/src/stateless";
 import type { RouteContext } from "./context";
 import { presentOutcomeCounts, toJsonInteger } from "./presenters";
-import { problemResponses } from "./schemas";
+import { CONTROL_CHARACTERS_MESSAGE, NO_CONTROL_CHARACTERS, problemResponses } from "./schemas";
 
 /** The default window of admin analytics, and the longest one, in days. */
 const DEFAULT_DAYS = 90;
@@ -27,7 +27,7 @@ const isoDate = z
 const analyticsQuery = z.object({
   start_date: isoDate.optional().describe("first day (UTC), inclusive; default: 89 days before end_date"),
   end_date: isoDate.optional().describe("last day (UTC), inclusive; default: today"),
-  plan: z.string().min(1).max(100).regex(/^[^\u0000-\u001f\u007f]*$/, "must not contain control characters").optional().describe("only generations recorded under this plan"),
+  plan: z.string().min(1).max(PLAN_NAME_LENGTH_MAX).regex(NO_CONTROL_CHARACTERS, CONTROL_CHARACTERS_MESSAGE).optional().describe("only generations recorded under this plan"),
 });
 
 const counts = z.record(z.string(), z.object({ completed: z.number().int(), failed: z.number().int() }));

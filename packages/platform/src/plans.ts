@@ -230,6 +230,13 @@ export function loadPlanCatalog(plansFile: string | undefined, trialCreditsOverr
   return catalog;
 }
 
+/**
+ * Longest plan name a caller may hand a service (an account's plan, a filter), in characters.
+ * Catalogue names are at most 64 (the `plans` key rule above); a longer bound lets a service
+ * meet a name from an earlier catalogue without refusing it.
+ */
+export const PLAN_NAME_LENGTH_MAX = 100;
+
 /** The plan named `name`. Throws `validation` (field `plan`, listing the known plans) for an unknown one. */
 export function planNamed(catalog: PlanCatalog, name: string): Plan {
   const plan = catalog.plans[name];

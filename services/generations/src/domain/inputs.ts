@@ -3,6 +3,7 @@ import {
   controlCharacterMessage,
   hasControlCharacter,
   isStorableTime,
+  PLAN_NAME_LENGTH_MAX,
   parseUuid,
   REQUEST_ID_LENGTH_MAX,
   requireUuidField,
@@ -71,8 +72,6 @@ export function parseCreateGenerationInput(raw: RawCreateGenerationInput, limits
   return { requestId: raw.requestId, generation, account: { id: generation.userId, kind: guest ? "guest" : "user", plan, periodAnchor } };
 }
 
-/** Longest plan name accepted in a caller's account, in characters. */
-const PLAN_NAME_LENGTH_MAX = 100;
 
 /**
  * Checks CreateGeneration's fields: `input_type` text|photo|address; a prompt for text, an

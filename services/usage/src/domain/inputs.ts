@@ -1,5 +1,5 @@
 import { requireTime, resolvePageSize, requireUuidField, validationError, type Plan, type PlanCatalog } from "@tally/platform";
-import type { Subject } from "./types";
+import type { Subject, Window } from "./types";
 import { decodeUsageLogCursor, type UsageLogCursor } from "./usage-log-cursor";
 
 /*
@@ -72,6 +72,18 @@ export function parseSubject(raw: RawSubject | undefined, catalog: PlanCatalog, 
   }
   const anchor = requireTime(raw.periodAnchor, `${field}.period_anchor`);
   return { subject: { id, kind: raw.kind, plan: plan.name, periodAnchor: anchor }, plan };
+}
+
+/**
+ * The window [`since`, `before`) of a query over the log: both bounds times in the years 1 to
+ * 9999 (platform `requireTime`) and `before` after `since`. Throws `validation` naming
+ * `occurred_since` or `occurred_before`.
+ */
+export function parseTimeWindow(since: Date | undefined, before: Date | undefined): Window {
+  const start = requireTime(since, "occurred_since");
+  const end = requireTime(before, "occurred_before");
+  if (end <= start) throw validationError("occurred_before is required and must be after occurred_since", { field: "occurred_before" });
+  return { start, end };
 }
 
 /** CheckAndReserve, checked. */

@@ -94,6 +94,8 @@ interface Prepared {
 export class GenerationEventConsumer {
   private readonly loop: PollingLoop;
   private readonly logger: Logger;
+  /** The generation subjects under the configured prefix, worked out once (every message is matched against them). */
+  private readonly subjects: ReturnType<typeof generationSubjects>;
   private stopping = false;
   private stopped: Promise<void> | undefined;
 
@@ -102,6 +104,7 @@ export class GenerationEventConsumer {
     private readonly consumer: Consumer,
   ) {
     this.logger = deps.logger.child({ component: "generation-events-consumer" });
+    this.subjects = generationSubjects(deps.config.subjectPrefix);
     const options = { name: "generation events consumer", intervalMs: PULL_PAUSE_MS, backoffMaxMs: PULL_BACKOFF_MAX_MS, passesInARowMax: PULLS_IN_A_ROW_MAX };
     this.loop = new PollingLoop(options, () => this.pullOnce(), this.logger);
   }
@@ -328,7 +331,7 @@ export class GenerationEventConsumer {
    */
   private decode(msg: JsMsg): { event: UsageEvent; eventId: string } {
     const { subjectPrefix } = this.deps.config;
-    const subjects = generationSubjects(subjectPrefix);
+    const subjects = this.subjects;
     if (msg.subject === subjects.cancelled) {
       const cancellation = decodeCancelledEvent(msg.subject, msg.data);
       return { event: { kind: "cancellation", subject: msg.subject, cancellation }, eventId: cancellation.eventId };

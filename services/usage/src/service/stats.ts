@@ -1,5 +1,5 @@
-import { DomainError, loadPlanCatalog, requireText, requireTime, requireUuidField, sqlStateOf, type PlanCatalog } from "@tally/platform";
-import type { GetUserStatsInput } from "../domain/inputs";
+import { DomainError, loadPlanCatalog, PLAN_NAME_LENGTH_MAX, requireText, requireUuidField, sqlStateOf, type PlanCatalog } from "@tally/platform";
+import { parseTimeWindow, type GetUserStatsInput } from "../domain/inputs";
 import type { UsageUnitOfWork } from "../domain/ports";
 import type { Clock, CounterDifference, DerivedTablesRebuild, LifetimeStats, MonthlyAnalytics, PlatformAnalytics, MonthlyAnalyticsDifference, RollupDifference, StatsDifference, UserStats } from "../domain/types";
 import { emptyMonth, lastMonths, MONTHS_MAX } from "../domain/monthly-analytics";
@@ -7,8 +7,6 @@ import { platformMoney } from "../domain/platform-analytics";
 import { emptyUserStats, statsDifferences } from "../domain/usage-log";
 import { usageReconciliation, type UsageReconciliation } from "../domain/reconciliation";
 
-/** Longest plan name GetPlatformAnalytics filters by, in characters (an unknown name answers zeros). */
-export const PLAN_FILTER_LENGTH_MAX = 100;
 
 /** How many times a full rebuild is tried when PostgreSQL aborts it for a deadlock or a serialization failure. */
 const REBUILD_ATTEMPTS = 3;
@@ -145,16 +143,12 @@ export class StatsService {
    * UTC days from the platform rollups, the partial days at the edges from the log.
    * Errors: `validation` for a missing bound or one outside the years 1 to 9999
    * (`occurred_since`, `occurred_before`), a window not after its start (`occurred_before`), a
-   * plan name over PLAN_FILTER_LENGTH_MAX characters or with a control character (`plan`).
+   * plan name over PLAN_NAME_LENGTH_MAX characters or with a control character (`plan`).
    */
   async platformAnalytics(since: Date | undefined, before: Date | undefined, plan: string | null): Promise<PlatformAnalytics> {
-    if (plan !== null) requireText(plan, "plan", { lengthMax: PLAN_FILTER_LENGTH_MAX, kind: "identifier" });
-    const start = requireTime(since, "occurred_since");
-    const end = requireTime(before, "occurred_before");
-    if (end <= start) {
-      throw new DomainError("validation", "occurred_before is required and must be after occurred_since", { field: "occurred_before" });
-    }
-    const { spend, ...figures } = await this.uow.withoutTransaction((stores) => stores.rollups.platform({ start, end }, plan));
+    if (plan !== null) requireText(plan, "plan", { lengthMax: PLAN_NAME_LENGTH_MAX, kind: "identifier" });
+    const window = parseTimeWindow(since, before);
+    const { spend, ...figures } = await this.uow.withoutTransaction((stores) => stores.rollups.platform(window, plan));
     return { ...figures, money: platformMoney(spend, (name) => this.plans.plans[name]?.creditPriceMicros ?? 0n) };
   }
 

@@ -1,5 +1,5 @@
-import { requireTime, requireUuidField, validationError, type PlanCatalog } from "@tally/platform";
-import type { ListUsageLogEntriesInput } from "../domain/inputs";
+import { requireUuidField, type PlanCatalog } from "@tally/platform";
+import { parseTimeWindow, type ListUsageLogEntriesInput } from "../domain/inputs";
 import type { UsageUnitOfWork } from "../domain/ports";
 import type { GenerationCancellation } from "../domain/generation-event";
 import type { Clock, DownloadDraft, RecordOutcome, UsageLogEntryDraft, UsageLogPage, UsageTotals } from "../domain/types";
@@ -90,12 +90,8 @@ export class UsageLogService {
    */
   async totals(userId: string, since: Date | undefined, before: Date | undefined): Promise<UsageTotals> {
     const id = requireUuidField(userId, "user_id");
-    const start = requireTime(since, "occurred_since");
-    const end = requireTime(before, "occurred_before");
-    if (end <= start) {
-      throw validationError("occurred_before is required and must be after occurred_since", { field: "occurred_before" });
-    }
-    return await this.uow.withoutTransaction((stores) => stores.usageLog.totals(id, { start, end }));
+    const window = parseTimeWindow(since, before);
+    return await this.uow.withoutTransaction((stores) => stores.usageLog.totals(id, window));
   }
 
   /**
